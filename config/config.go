@@ -1,0 +1,299 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of a klring job. Field tags are the
+// user-facing key names.
+type Config struct {
+	Job       string    `mapstructure:"job"`
+	NATS      NATS      `mapstructure:"nats"`
+	Model     Model     `mapstructure:"model"`
+	Data      Data      `mapstructure:"data"`
+	Loss      Loss      `mapstructure:"loss"`
+	Train     Train     `mapstructure:"train"`
+	AllReduce AllReduce `mapstructure:"allreduce"`
+	Cluster   Cluster   `mapstructure:"cluster"`
+	Run       Run       `mapstructure:"run"`
+}
+
+// NATS says how to reach the NATS server. In simulation mode the URL is
+// ignored: an embedded server is started.
+type NATS struct {
+	URL      string `mapstructure:"url"`
+	User     string `mapstructure:"user"`
+	Password string `mapstructure:"password"`
+	Token    string `mapstructure:"token"`
+	Creds    string `mapstructure:"creds"`
+}
+
+// Model chooses the network.
+type Model struct {
+	Preset string `mapstructure:"preset"` // tiny, small, custom
+	Vocab  int    `mapstructure:"vocab"`  // 0: from the data
+	NEmbd  int    `mapstructure:"n_embd"` // custom only (or overrides a preset when > 0)
+	NLayer int    `mapstructure:"n_layer"`
+	NHead  int    `mapstructure:"n_head"`
+	Ctx    int    `mapstructure:"ctx"`
+	Init   string `mapstructure:"init"` // a Hugging Face GPT-2 folder to start from
+}
+
+// Data chooses the corpus.
+type Data struct {
+	Source      string  `mapstructure:"source"` // synthetic, text:PATH, tokens:PATH
+	ValFraction float64 `mapstructure:"val_fraction"`
+	Seed        uint64  `mapstructure:"seed"`
+}
+
+// Loss chooses the divergence the workers minimise.
+type Loss struct {
+	Direction      string  `mapstructure:"direction"` // forward, reverse, jsd
+	Target         string  `mapstructure:"target"`    // auto, hard, soft
+	Beta           float64 `mapstructure:"beta"`
+	Temperature    float64 `mapstructure:"temperature"`
+	LabelSmoothing float64 `mapstructure:"label_smoothing"`
+}
+
+// Train holds the optimisation settings.
+type Train struct {
+	Steps        int     `mapstructure:"steps"`
+	BatchWindows int     `mapstructure:"batch_windows"` // the global batch, in windows
+	Optimizer    string  `mapstructure:"optimizer"`     // adamw, sgd
+	LR           float64 `mapstructure:"lr"`
+	Schedule     string  `mapstructure:"schedule"` // constant, cosine
+	WarmupSteps  int     `mapstructure:"warmup_steps"`
+	MinLR        float64 `mapstructure:"min_lr"`
+	WeightDecay  float64 `mapstructure:"weight_decay"`
+	GradClip     float64 `mapstructure:"grad_clip"` // 0 disables
+	Seed         uint64  `mapstructure:"seed"`
+}
+
+// AllReduce tunes the gradient exchange.
+type AllReduce struct {
+	ChunkBytes int           `mapstructure:"chunk_bytes"`
+	Deadline   time.Duration `mapstructure:"deadline"`
+}
+
+// Cluster sets membership and failure detection.
+type Cluster struct {
+	Workers      int           `mapstructure:"workers"` // simulation mode
+	MinWorkers   int           `mapstructure:"min_workers"`
+	StepDeadline time.Duration `mapstructure:"step_deadline"`
+	Heartbeat    time.Duration `mapstructure:"heartbeat"`
+	Threads      int           `mapstructure:"threads"` // kernel threads per process; 0: all cores
+}
+
+// Run says where outputs go and how often.
+type Run struct {
+	Dir             string `mapstructure:"dir"`
+	CheckpointEvery int    `mapstructure:"checkpoint_every"`
+	Keep            int    `mapstructure:"keep"`
+	EvalEvery       int    `mapstructure:"eval_every"`
+	MetricsAddr     string `mapstructure:"metrics_addr"`
+}
+
+// Key describes one configuration key: its name, default and help text.
+type Key struct {
+	Name    string
+	Default any
+	Usage   string
+}
+
+// Keys lists every key with its default, in the order --help shows them.
+func Keys() []Key {
+	return []Key{
+		{"job", "klring", "job name; becomes a NATS subject token, [A-Za-z0-9_-]+"},
+		{"nats.url", "nats://127.0.0.1:4222", "NATS server URL (ignored by simulation mode, which embeds a server)"},
+		{"nats.user", "", "NATS user name"},
+		{"nats.password", "", "NATS password"},
+		{"nats.token", "", "NATS token"},
+		{"nats.creds", "", "NATS credentials file"},
+		{"model.preset", "tiny", "model size: tiny, small or custom"},
+		{"model.vocab", 0, "vocabulary size; 0 takes it from the data"},
+		{"model.n_embd", 0, "embedding width (custom, or overrides the preset when > 0)"},
+		{"model.n_layer", 0, "number of layers (custom, or overrides the preset when > 0)"},
+		{"model.n_head", 0, "number of attention heads (custom, or overrides the preset when > 0)"},
+		{"model.ctx", 0, "context length (custom, or overrides the preset when > 0)"},
+		{"model.init", "", "a Hugging Face GPT-2 folder (model.safetensors, config.json) to start from"},
+		{"data.source", "synthetic", "synthetic, text:PATH or tokens:PATH"},
+		{"data.val_fraction", 0.05, "fraction of windows held out for evaluation, in [0, 0.5]"},
+		{"data.seed", uint64(1), "seed of the synthetic source and of the epoch order"},
+		{"loss.direction", "forward", "forward D_KL(P||Q), reverse D_KL(Q||P) or jsd"},
+		{"loss.target", "auto", "auto (soft where the data has it), hard or soft"},
+		{"loss.beta", 0.5, "JSD weight of the target, in (0, 1)"},
+		{"loss.temperature", 1.0, "softmax temperature of the model, > 0"},
+		{"loss.label_smoothing", 0.0, "label smoothing of hard targets, in [0, 1)"},
+		{"train.steps", 300, "number of optimizer steps"},
+		{"train.batch_windows", 16, "global batch, in windows of ctx+1 tokens"},
+		{"train.optimizer", "adamw", "adamw or sgd"},
+		{"train.lr", 3e-3, "peak learning rate"},
+		{"train.schedule", "cosine", "constant, or cosine (linear warmup then cosine decay to min_lr)"},
+		{"train.warmup_steps", 20, "linear warmup steps of the cosine schedule"},
+		{"train.min_lr", 3e-4, "floor of the cosine schedule"},
+		{"train.weight_decay", 0.0, "decoupled weight decay of AdamW"},
+		{"train.grad_clip", 1.0, "global gradient norm clip; 0 disables"},
+		{"train.seed", uint64(1), "seed of the model initialisation and sampling"},
+		{"allreduce.chunk_bytes", 1 << 20, "largest ring message payload, in bytes"},
+		{"allreduce.deadline", 10 * time.Second, "time an all-reduce may take before it fails"},
+		{"cluster.workers", 4, "number of in-process workers (simulation mode)"},
+		{"cluster.min_workers", 1, "fewest workers a step may run with"},
+		{"cluster.step_deadline", 5 * time.Second, "time a step may take before it is aborted and retried"},
+		{"cluster.heartbeat", 1 * time.Second, "interval of worker heartbeats"},
+		{"cluster.threads", 0, "kernel threads per process; 0 uses every core"},
+		{"run.dir", "", "output folder (metrics.jsonl, checkpoints/, loss.png); empty: runs/<job> for coordinator run, a new runs/<job>-<time> for sim"},
+		{"run.checkpoint_every", 100, "checkpoint every N steps (and at the end); 0: only at the end"},
+		{"run.keep", 3, "number of checkpoints kept"},
+		{"run.eval_every", 50, "evaluate on held-out windows every N steps (and at the end); 0: only at the end"},
+		{"run.metrics_addr", "", "address of the Prometheus metrics endpoint, e.g. :9090; empty disables it"},
+	}
+}
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("config: invalid value")
+
+var jobName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// Validate checks every value and returns all problems found, each naming the
+// key, the value and what is allowed.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key string, val any, allowed string) {
+		errs = append(errs, fmt.Errorf("%w: %s = %v: %s", ErrInvalid, key, val, allowed))
+	}
+	oneOf := func(key, val string, allowed ...string) {
+		for _, a := range allowed {
+			if val == a {
+				return
+			}
+		}
+		bad(key, fmt.Sprintf("%q", val), "must be one of "+strings.Join(allowed, ", "))
+	}
+	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+	if !jobName.MatchString(c.Job) {
+		bad("job", fmt.Sprintf("%q", c.Job), "must match [A-Za-z0-9_-]+ (it becomes a NATS subject token)")
+	}
+	if c.NATS.Token != "" && (c.NATS.User != "" || c.NATS.Password != "") {
+		bad("nats.token", "(set)", "cannot be combined with nats.user/nats.password")
+	}
+	if (c.NATS.User == "") != (c.NATS.Password == "") {
+		bad("nats.user", fmt.Sprintf("%q", c.NATS.User), "nats.user and nats.password must be set together")
+	}
+
+	oneOf("model.preset", c.Model.Preset, "tiny", "small", "custom")
+	for _, kv := range []struct {
+		key string
+		v   int
+	}{{"model.vocab", c.Model.Vocab}, {"model.n_embd", c.Model.NEmbd}, {"model.n_layer", c.Model.NLayer}, {"model.n_head", c.Model.NHead}, {"model.ctx", c.Model.Ctx}} {
+		if kv.v < 0 {
+			bad(kv.key, kv.v, "must be >= 0")
+		}
+	}
+	if c.Model.Vocab > 65536 {
+		bad("model.vocab", c.Model.Vocab, "must be <= 65536 (tokens are uint16)")
+	}
+	if c.Model.Preset == "custom" && c.Model.Init == "" {
+		for _, kv := range []struct {
+			key string
+			v   int
+		}{{"model.n_embd", c.Model.NEmbd}, {"model.n_layer", c.Model.NLayer}, {"model.n_head", c.Model.NHead}, {"model.ctx", c.Model.Ctx}} {
+			if kv.v == 0 {
+				bad(kv.key, 0, "must be > 0 with model.preset = custom")
+			}
+		}
+	}
+	if c.Model.NHead > 0 && c.Model.NEmbd > 0 && c.Model.NEmbd%c.Model.NHead != 0 {
+		bad("model.n_embd", c.Model.NEmbd, fmt.Sprintf("must be a multiple of model.n_head = %d", c.Model.NHead))
+	}
+
+	src := c.Data.Source
+	switch {
+	case src == "synthetic":
+	case strings.HasPrefix(src, "text:") && len(src) > len("text:"):
+	case strings.HasPrefix(src, "tokens:") && len(src) > len("tokens:"):
+	default:
+		bad("data.source", fmt.Sprintf("%q", src), "must be synthetic, text:PATH or tokens:PATH")
+	}
+	if !(c.Data.ValFraction >= 0 && c.Data.ValFraction <= 0.5) {
+		bad("data.val_fraction", c.Data.ValFraction, "must be in [0, 0.5]")
+	}
+
+	oneOf("loss.direction", c.Loss.Direction, "forward", "reverse", "jsd")
+	oneOf("loss.target", c.Loss.Target, "auto", "hard", "soft")
+	if !(c.Loss.Beta > 0 && c.Loss.Beta < 1) {
+		bad("loss.beta", c.Loss.Beta, "must be in (0, 1)")
+	}
+	if !(c.Loss.Temperature > 0) || !finite(c.Loss.Temperature) {
+		bad("loss.temperature", c.Loss.Temperature, "must be a finite number > 0")
+	}
+	if !(c.Loss.LabelSmoothing >= 0 && c.Loss.LabelSmoothing < 1) {
+		bad("loss.label_smoothing", c.Loss.LabelSmoothing, "must be in [0, 1)")
+	}
+
+	if c.Train.Steps < 1 {
+		bad("train.steps", c.Train.Steps, "must be >= 1")
+	}
+	if c.Train.BatchWindows < 1 {
+		bad("train.batch_windows", c.Train.BatchWindows, "must be >= 1")
+	}
+	oneOf("train.optimizer", c.Train.Optimizer, "adamw", "sgd")
+	if !(c.Train.LR > 0) || !finite(c.Train.LR) {
+		bad("train.lr", c.Train.LR, "must be a finite number > 0")
+	}
+	oneOf("train.schedule", c.Train.Schedule, "constant", "cosine")
+	if c.Train.WarmupSteps < 0 {
+		bad("train.warmup_steps", c.Train.WarmupSteps, "must be >= 0")
+	}
+	if !(c.Train.MinLR >= 0) || !finite(c.Train.MinLR) || c.Train.MinLR > c.Train.LR {
+		bad("train.min_lr", c.Train.MinLR, "must be in [0, train.lr]")
+	}
+	if !(c.Train.WeightDecay >= 0) || !finite(c.Train.WeightDecay) {
+		bad("train.weight_decay", c.Train.WeightDecay, "must be a finite number >= 0")
+	}
+	if !(c.Train.GradClip >= 0) || !finite(c.Train.GradClip) {
+		bad("train.grad_clip", c.Train.GradClip, "must be a finite number >= 0 (0 disables clipping)")
+	}
+
+	if c.AllReduce.ChunkBytes < 1024 || c.AllReduce.ChunkBytes > 64<<20 {
+		bad("allreduce.chunk_bytes", c.AllReduce.ChunkBytes, "must be in [1024, 67108864]")
+	}
+	if c.AllReduce.Deadline <= 0 {
+		bad("allreduce.deadline", c.AllReduce.Deadline, "must be > 0 (an all-reduce without a deadline could hang)")
+	}
+
+	if c.Cluster.Workers < 1 || c.Cluster.Workers > 64 {
+		bad("cluster.workers", c.Cluster.Workers, "must be in [1, 64]")
+	}
+	if c.Cluster.MinWorkers < 1 {
+		bad("cluster.min_workers", c.Cluster.MinWorkers, "must be >= 1")
+	}
+	if c.Cluster.StepDeadline <= 0 {
+		bad("cluster.step_deadline", c.Cluster.StepDeadline, "must be > 0")
+	}
+	if c.Cluster.Heartbeat <= 0 {
+		bad("cluster.heartbeat", c.Cluster.Heartbeat, "must be > 0")
+	}
+	if c.Cluster.Threads < 0 {
+		bad("cluster.threads", c.Cluster.Threads, "must be >= 0 (0 uses every core)")
+	}
+
+	if c.Run.CheckpointEvery < 0 {
+		bad("run.checkpoint_every", c.Run.CheckpointEvery, "must be >= 0")
+	}
+	if c.Run.Keep < 1 {
+		bad("run.keep", c.Run.Keep, "must be >= 1")
+	}
+	if c.Run.EvalEvery < 0 {
+		bad("run.eval_every", c.Run.EvalEvery, "must be >= 0")
+	}
+	return errors.Join(errs...)
+}
+
+// ErrUnknownKey is returned for a key in a configuration file that klring does not know.
+var ErrUnknownKey = errors.New("config: unknown key")

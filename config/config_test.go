@@ -1,0 +1,154 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func flags(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("parsing flags %v: %v", args, err)
+	}
+	return fs
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "klring.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	c, err := Load(nil)
+	if err != nil {
+		t.Fatalf("Load(nil) = %v; want the defaults to be valid", err)
+	}
+	if c.Train.LR != 3e-3 || c.Cluster.Workers != 4 || c.Cluster.StepDeadline != 5*time.Second || c.Data.Source != "synthetic" {
+		t.Errorf("defaults = %+v", c)
+	}
+}
+
+// An environment variable alone must change a nested value: viper ignores
+// env-only nested keys unless a default is registered for them.
+func TestEnvAloneChangesNestedValue(t *testing.T) {
+	t.Setenv("KLRING_TRAIN_LR", "0.125")
+	t.Setenv("KLRING_CLUSTER_STEP_DEADLINE", "7s")
+	t.Setenv("KLRING_DATA_SEED", "42")
+	c, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Train.LR != 0.125 {
+		t.Errorf("train.lr = %v; want 0.125 from KLRING_TRAIN_LR", c.Train.LR)
+	}
+	if c.Cluster.StepDeadline != 7*time.Second {
+		t.Errorf("cluster.step_deadline = %v; want 7s", c.Cluster.StepDeadline)
+	}
+	if c.Data.Seed != 42 {
+		t.Errorf("data.seed = %v; want 42", c.Data.Seed)
+	}
+}
+
+func TestPrecedenceFileEnvFlag(t *testing.T) {
+	file := writeFile(t, "train:\n  lr: 0.1\n  steps: 7\nmodel:\n  preset: small\n")
+	t.Setenv("KLRING_TRAIN_LR", "0.2")
+	c, err := Load(flags(t, "--config", file, "--model.preset", "tiny"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Train.Steps != 7 {
+		t.Errorf("train.steps = %d; want 7 from the file", c.Train.Steps)
+	}
+	if c.Train.LR != 0.2 {
+		t.Errorf("train.lr = %v; want 0.2 (env over file)", c.Train.LR)
+	}
+	if c.Model.Preset != "tiny" {
+		t.Errorf("model.preset = %q; want tiny (flag over file)", c.Model.Preset)
+	}
+}
+
+func TestUnknownFileKeyIsAnError(t *testing.T) {
+	file := writeFile(t, "train:\n  lrr: 0.1\n")
+	_, err := Load(flags(t, "--config", file))
+	if !errors.Is(err, ErrUnknownKey) || !strings.Contains(err.Error(), "train.lrr") {
+		t.Fatalf("Load(unknown key) = %v; want ErrUnknownKey naming train.lrr", err)
+	}
+}
+
+func TestWrongTypeIsAnError(t *testing.T) {
+	file := writeFile(t, "train:\n  steps: many\n")
+	_, err := Load(flags(t, "--config", file))
+	if err == nil || !strings.Contains(err.Error(), "steps") {
+		t.Fatalf("Load(steps: many) = %v; want an error naming steps", err)
+	}
+	t.Setenv("KLRING_TRAIN_LR", "fast")
+	if _, err := Load(nil); err == nil || !strings.Contains(err.Error(), "lr") {
+		t.Fatalf("Load(KLRING_TRAIN_LR=fast) = %v; want an error naming lr", err)
+	}
+}
+
+func TestMissingFileIsAnError(t *testing.T) {
+	if _, err := Load(flags(t, "--config", filepath.Join(t.TempDir(), "nope.yaml"))); err == nil {
+		t.Fatal("Load(missing file) = nil error")
+	}
+}
+
+func TestInvalidValuesNameKeyValueAndRule(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--job", "a.b"}, `job = "a.b": must match`},
+		{[]string{"--job", "a b"}, `job = "a b"`},
+		{[]string{"--train.lr", "-1"}, "train.lr = -1: must be a finite number > 0"},
+		{[]string{"--train.lr", "NaN"}, "train.lr = NaN"},
+		{[]string{"--model.preset", "huge"}, `model.preset = "huge": must be one of tiny, small, custom`},
+		{[]string{"--data.source", "csv:x"}, `data.source = "csv:x"`},
+		{[]string{"--data.val_fraction", "0.9"}, "data.val_fraction = 0.9"},
+		{[]string{"--loss.direction", "sideways"}, "loss.direction"},
+		{[]string{"--loss.temperature", "0"}, "loss.temperature = 0"},
+		{[]string{"--train.steps", "0"}, "train.steps = 0"},
+		{[]string{"--allreduce.deadline", "0s"}, "allreduce.deadline = 0s"},
+		{[]string{"--cluster.workers", "0"}, "cluster.workers = 0"},
+		{[]string{"--model.preset", "custom"}, "model.n_embd = 0: must be > 0 with model.preset = custom"},
+		{[]string{"--model.n_embd", "130", "--model.n_head", "4"}, "model.n_embd = 130: must be a multiple of model.n_head = 4"},
+		{[]string{"--nats.user", "u"}, "nats.user"},
+	}
+	for _, tt := range tests {
+		_, err := Load(flags(t, tt.args...))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Load(%v) = %v; want ErrInvalid containing %q", tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestEveryKeyHasAFlagAndDecodes(t *testing.T) {
+	fs := flags(t)
+	for _, k := range Keys() {
+		if fs.Lookup(k.Name) == nil {
+			t.Errorf("key %s has no flag", k.Name)
+		}
+	}
+	// Setting every key through the environment decodes without unknown keys.
+	t.Setenv("KLRING_RUN_METRICS_ADDR", "127.0.0.1:0")
+	t.Setenv("KLRING_ALLREDUCE_CHUNK_BYTES", "4096")
+	c, err := Load(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Run.MetricsAddr != "127.0.0.1:0" || c.AllReduce.ChunkBytes != 4096 {
+		t.Errorf("env values not decoded: %+v %+v", c.Run, c.AllReduce)
+	}
+}
