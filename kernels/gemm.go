@@ -1,11 +1,6 @@
 package kernels
 
-import (
-	"fmt"
-
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/gonum"
-)
+import "fmt"
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C for row-major float32 matrices,
 // where op(X) is X, or X transposed when the matching flag is set.
@@ -21,23 +16,13 @@ func (p *Pool) Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda i
 	if m == 0 || n == 0 {
 		return
 	}
-	ta, tb := blas.NoTrans, blas.NoTrans
-	if tA {
-		ta = blas.Trans
+	if k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
 	}
-	if tB {
-		tb = blas.Trans
-	}
-	var impl gonum.Implementation
-	// Split the rows of C over the budget; each share is an independent Sgemm.
-	p.For(m, 32, func(lo, hi int) {
-		var aa []float32
-		if tA {
-			aa = a[lo:]
-		} else {
-			aa = a[lo*lda:]
-		}
-		impl.Sgemm(ta, tb, hi-lo, n, k, alpha, aa, lda, b, ldb, beta, c[lo*ldc:], ldc)
+	p.sgemm(gemmArgs{
+		tA: tA, tB: tB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
 	})
 }
 

@@ -11,6 +11,14 @@ type Pool struct {
 	threads int
 	// extra holds one token per goroutine a call may start besides its caller.
 	extra chan struct{}
+
+	// kern is the Sgemm micro-kernel, chosen for the CPU by NewPool (tests
+	// set it to kernelGo to check the portable path).
+	kern *microKernel
+
+	mu   sync.Mutex
+	free []*gemmBuf // packing buffers not in use, guarded by mu
+	jobs []*gemmJob // Sgemm jobs not in use, guarded by mu
 }
 
 // NewPool returns a budget of threads goroutines. threads <= 0 means
@@ -19,7 +27,7 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{threads: threads, extra: make(chan struct{}, threads-1)}
+	p := &Pool{threads: threads, extra: make(chan struct{}, threads-1), kern: bestKernel()}
 	for i := 0; i < threads-1; i++ {
 		p.extra <- struct{}{}
 	}
@@ -36,48 +44,61 @@ func (p *Pool) Threads() int { return p.threads }
 // For on the same Pool in a way that waits for a free slot; nested calls are
 // allowed and simply run inline when the budget is spent.
 func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
+	p.forEach(n, grain, rangeFunc(fn))
+}
+
+// A ranger is the body of a parallel loop over [lo, hi).
+type ranger interface{ run(lo, hi int) }
+
+type rangeFunc func(lo, hi int)
+
+func (f rangeFunc) run(lo, hi int) { f(lo, hi) }
+
+// forEach is For over a ranger: a pooled ranger makes a call that runs on the
+// caller alone free of allocation.
+func (p *Pool) forEach(n, grain int, r ranger) {
 	if n <= 0 {
 		return
 	}
 	if grain < 1 {
 		grain = 1
 	}
-	parts := n / grain
-	if parts > p.threads {
-		parts = p.threads
-	}
+	parts := min(n/grain, p.threads)
 	if parts <= 1 {
-		fn(0, n)
+		r.run(0, n)
 		return
 	}
 	// Take as many extra slots as are free right now; never wait for one.
 	got := 0
+take:
 	for got < parts-1 {
 		select {
 		case <-p.extra:
 			got++
-			continue
 		default:
+			break take
 		}
-		break
 	}
 	parts = got + 1
 	if parts == 1 {
-		fn(0, n)
+		r.run(0, n)
 		return
 	}
 	var wg sync.WaitGroup
 	wg.Add(parts - 1)
 	for i := 1; i < parts; i++ {
-		lo, hi := i*n/parts, (i+1)*n/parts
-		go func() {
-			defer func() {
-				p.extra <- struct{}{}
-				wg.Done()
-			}()
-			fn(lo, hi)
-		}()
+		go p.runPart(&wg, r, i*n/parts, (i+1)*n/parts)
 	}
-	fn(0, n/parts)
+	r.run(0, n/parts)
 	wg.Wait()
+}
+
+// runPart runs one range on a goroutine started with a slot of the budget and
+// gives the slot back.
+func (p *Pool) runPart(wg *sync.WaitGroup, r ranger, lo, hi int) {
+	defer func() {
+		p.extra <- struct{}{}
+		wg.Done()
+	}()
+	r.run(lo, hi)
 }

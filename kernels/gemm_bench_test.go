@@ -1,0 +1,89 @@
+package kernels
+
+import (
+	"fmt"
+	"testing"
+)
+
+// benchGemm times one Sgemm shape on a Pool of the given threads and reports GFLOP/s.
+func benchGemm(b *testing.B, threads int, tA, tB bool, m, n, k int) {
+	p := NewPool(threads)
+	a := make([]float32, m*k)
+	bb := make([]float32, k*n)
+	c := make([]float32, m*n)
+	for i := range a {
+		a[i] = float32(i%7) - 3
+	}
+	for i := range bb {
+		bb[i] = float32(i%5) - 2
+	}
+	lda, ldb := k, n
+	if tA {
+		lda = m
+	}
+	if tB {
+		ldb = k
+	}
+	p.Sgemm(tA, tB, m, n, k, 1, a, lda, bb, ldb, 0, c, n) // warm the buffers
+	for b.Loop() {
+		p.Sgemm(tA, tB, m, n, k, 1, a, lda, bb, ldb, 0, c, n)
+	}
+	b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+// BenchmarkMatMul measures Sgemm on the square reference size and on every
+// matrix product of the tiny and small models' forward and backward passes,
+// with M = 2048 token rows:
+//
+//	fwd  out  = inp [M,K] @ W^T, W [N,K]   NT  m=M n=N k=K
+//	bwd  dinp = dout [M,N] @ W             NN  m=M n=K k=N
+//	bwd  dW   = dout^T @ inp               TN  m=N n=K k=M
+func BenchmarkMatMul(b *testing.B) {
+	type shape struct {
+		name   string
+		tA, tB bool
+		m, n   int
+		k      int
+	}
+	shapes := []shape{{name: "1024x1024x1024", m: 1024, n: 1024, k: 1024}}
+	const rows = 2048
+	for _, model := range []struct {
+		name     string
+		c, vocab int
+	}{{"tiny", 128, 256}, {"small", 256, 512}} {
+		c := model.c
+		for _, w := range []struct {
+			name string
+			n, k int // W is [n, k]
+		}{{"qkv", 3 * c, c}, {"attproj", c, c}, {"fc", 4 * c, c}, {"fcproj", c, 4 * c}, {"head", model.vocab, c}} {
+			pre := model.name + "/" + w.name
+			shapes = append(shapes,
+				shape{fmt.Sprintf("%s/fwd-NT-%dx%dx%d", pre, rows, w.n, w.k), false, true, rows, w.n, w.k},
+				shape{fmt.Sprintf("%s/dinp-NN-%dx%dx%d", pre, rows, w.k, w.n), false, false, rows, w.k, w.n},
+				shape{fmt.Sprintf("%s/dW-TN-%dx%dx%d", pre, w.n, w.k, rows), true, false, w.n, w.k, rows},
+			)
+		}
+	}
+	for _, s := range shapes {
+		for _, threads := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/threads=%d", s.name, threads), func(b *testing.B) {
+				benchGemm(b, threads, s.tA, s.tB, s.m, s.n, s.k)
+			})
+		}
+	}
+}
+
+// BenchmarkMatMulSmall measures the fixed cost of a call on small cubes (one
+// thread), where packing is a large share of the work.
+func BenchmarkMatMulSmall(b *testing.B) {
+	for _, n := range []int{4, 16, 32, 64, 128} {
+		for _, tr := range []struct {
+			name   string
+			tA, tB bool
+		}{{"NN", false, false}, {"NT", false, true}, {"TN", true, false}} {
+			b.Run(fmt.Sprintf("%s/%d", tr.name, n), func(b *testing.B) {
+				benchGemm(b, 1, tr.tA, tr.tB, n, n, n)
+			})
+		}
+	}
+}

@@ -1,0 +1,243 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+// gemmCase is one Sgemm call to check against SgemmNaive.
+type gemmCase struct {
+	tA, tB      bool
+	m, n, k     int
+	alpha, beta float32
+	pad         int // extra leading-dimension elements of A, B and C
+}
+
+func (tc gemmCase) String() string {
+	t := func(b bool) string {
+		if b {
+			return "T"
+		}
+		return "N"
+	}
+	return fmt.Sprintf("%s%s/m=%d,n=%d,k=%d,alpha=%g,beta=%g,pad=%d", t(tc.tA), t(tc.tB), tc.m, tc.n, tc.k, tc.alpha, tc.beta, tc.pad)
+}
+
+// operands returns A, B, C and their leading dimensions for tc, filled with
+// values in [-1, 1). C is filled with NaN when beta == 0, to prove it is not read.
+func (tc gemmCase) operands(rng *rand.Rand) (a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	ar, ac := tc.m, tc.k
+	if tc.tA {
+		ar, ac = tc.k, tc.m
+	}
+	br, bc := tc.k, tc.n
+	if tc.tB {
+		br, bc = tc.n, tc.k
+	}
+	lda, ldb, ldc = max(ac, 1)+tc.pad, max(bc, 1)+tc.pad, max(tc.n, 1)+tc.pad
+	fill := func(n int) []float32 {
+		s := make([]float32, n)
+		for i := range s {
+			s[i] = 2*rng.Float32() - 1
+		}
+		return s
+	}
+	a, b, c = fill(ar*lda), fill(br*ldb), fill(tc.m*ldc)
+	if tc.beta == 0 {
+		for i := range c {
+			c[i] = float32(math.NaN())
+		}
+	}
+	return a, lda, b, ldb, c, ldc
+}
+
+// gemmCases covers every transposition with odd shapes: 1x1, sizes that are
+// not multiples of any tile, long K (several K blocks), and sizes that need
+// more than one M and N cache block.
+func gemmCases() []gemmCase {
+	shapes := [][3]int{
+		{1, 1, 1}, {1, 1, 7}, {1, 17, 3}, {7, 1, 5}, {2, 3, 4},
+		{5, 15, 1}, {6, 16, 8}, {7, 17, 9}, {12, 32, 33}, {13, 31, 300},
+		{37, 45, 513}, {64, 64, 64}, {200, 70, 19}, {70, 200, 260},
+		{193, 35, 11}, {9, 1030, 20}, {3, 5, 1100},
+	}
+	scales := [][2]float32{{1, 0}, {1, 1}, {0.5, -1.5}, {-2, 0}, {0, 0.5}, {0, 0}}
+	var cases []gemmCase
+	for si, s := range shapes {
+		for ti := 0; ti < 4; ti++ {
+			sc := scales[(si+ti)%len(scales)]
+			cases = append(cases, gemmCase{
+				tA: ti&1 != 0, tB: ti&2 != 0, m: s[0], n: s[1], k: s[2],
+				alpha: sc[0], beta: sc[1], pad: (si + ti) % 3 * 5,
+			})
+		}
+	}
+	// Every scale on one shape with edges in both directions, for each transposition.
+	for ti := 0; ti < 4; ti++ {
+		for _, sc := range scales {
+			cases = append(cases, gemmCase{tA: ti&1 != 0, tB: ti&2 != 0, m: 19, n: 23, k: 29, alpha: sc[0], beta: sc[1], pad: 3})
+		}
+	}
+	// k == 0: C = beta*C.
+	cases = append(cases, gemmCase{m: 3, n: 4, k: 0, alpha: 1, beta: 0}, gemmCase{m: 3, n: 4, k: 0, alpha: 1, beta: 2})
+	return cases
+}
+
+// maxRelErr returns the largest |got-want| / (1 + |want|) over the m x n
+// elements of C, with its index; NaN counts as infinitely wrong.
+func maxRelErr(got, want []float32, m, n, ldc int) (float64, int) {
+	worst, at := 0.0, -1
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			g, w := float64(got[i*ldc+j]), float64(want[i*ldc+j])
+			e := math.Abs(g-w) / (1 + math.Abs(w))
+			if math.IsNaN(e) {
+				e = math.Inf(1)
+			}
+			if e > worst || at < 0 {
+				worst, at = e, i*ldc+j
+			}
+		}
+	}
+	return worst, at
+}
+
+// checkSgemm runs every case on p and compares with SgemmNaive. Elements of C
+// beyond n in each row (the ld padding) must be left alone.
+func checkSgemm(t *testing.T, p *Pool) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range gemmCases() {
+		a, lda, b, ldb, c, ldc := tc.operands(rng)
+		want := append([]float32(nil), c...)
+		SgemmNaive(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, want, ldc)
+		got := c
+		p.Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, got, ldc)
+		// Tolerance: float32 accumulation over k terms of size <= 1.
+		tol := 1e-6 * float64(tc.k+8)
+		if e, at := maxRelErr(got, want, tc.m, tc.n, ldc); e > tol {
+			t.Errorf("Sgemm(%v)[%d] = %g; want %g (relative error %.3g > %.3g)", tc, at, got[at], want[at], e, tol)
+		}
+		for i := 0; i < tc.m; i++ {
+			for j := tc.n; j < ldc && i*ldc+j < len(c); j++ {
+				g, w := got[i*ldc+j], want[i*ldc+j]
+				if g != w && !(g != g && w != w) {
+					t.Errorf("Sgemm(%v) wrote padding C[%d][%d] = %g; want %g", tc, i, j, g, w)
+				}
+			}
+		}
+	}
+}
+
+func TestSgemm(t *testing.T) {
+	kernels := []*microKernel{bestKernel(), &kernelGo}
+	for _, kern := range kernels {
+		for _, threads := range []int{1, 2, 3} {
+			t.Run(fmt.Sprintf("%s/threads=%d", kern.name, threads), func(t *testing.T) {
+				p := NewPool(threads)
+				p.kern = kern
+				checkSgemm(t, p)
+			})
+		}
+	}
+}
+
+func TestSgemmLarge(t *testing.T) {
+	// Shapes of the model, which split over threads and cross cache blocks.
+	if testing.Short() {
+		t.Skip("long reference computation")
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	p := NewPool(2)
+	for _, tc := range []gemmCase{
+		{tA: false, tB: true, m: 300, n: 1100, k: 130, alpha: 1, beta: 0},
+		{tA: false, tB: false, m: 257, n: 130, k: 515, alpha: 1, beta: 1},
+		{tA: true, tB: false, m: 131, n: 129, k: 1029, alpha: 1, beta: 1, pad: 1},
+		{tA: true, tB: true, m: 200, n: 199, k: 300, alpha: -1, beta: 0.25},
+	} {
+		a, lda, b, ldb, c, ldc := tc.operands(rng)
+		want := append([]float32(nil), c...)
+		SgemmNaive(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, want, ldc)
+		p.Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+		tol := 1e-6 * float64(tc.k+8)
+		if e, at := maxRelErr(c, want, tc.m, tc.n, ldc); e > tol {
+			t.Errorf("Sgemm(%v)[%d] = %g; want %g (relative error %.3g > %.3g)", tc, at, c[at], want[at], e, tol)
+		}
+	}
+}
+
+// TestSgemmConcurrent runs several callers on one Pool at once (run with -race):
+// packing buffers are never shared and results stay exact.
+func TestSgemmConcurrent(t *testing.T) {
+	p := NewPool(2)
+	rng := rand.New(rand.NewPCG(5, 6))
+	tc := gemmCase{tA: false, tB: true, m: 150, n: 90, k: 70, alpha: 1, beta: 0}
+	a, lda, b, ldb, c0, ldc := tc.operands(rng)
+	want := append([]float32(nil), c0...)
+	p.Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, want, ldc)
+	const callers, rounds = 4, 5
+	var wg sync.WaitGroup
+	errs := make([]string, callers)
+	for w := 0; w < callers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := make([]float32, len(c0))
+			for r := 0; r < rounds; r++ {
+				p.Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+				for i := range c {
+					if c[i] != want[i] {
+						errs[w] = fmt.Sprintf("caller %d round %d: C[%d] = %g; want %g", w, r, i, c[i], want[i])
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, e := range errs {
+		if e != "" {
+			t.Error(e)
+		}
+	}
+}
+
+func TestSgemmNoAllocs(t *testing.T) {
+	p := NewPool(1)
+	rng := rand.New(rand.NewPCG(7, 8))
+	tc := gemmCase{tA: false, tB: true, m: 64, n: 48, k: 40, alpha: 1, beta: 0}
+	a, lda, b, ldb, c, ldc := tc.operands(rng)
+	p.Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+	allocs := testing.AllocsPerRun(10, func() {
+		p.Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+	})
+	if allocs != 0 {
+		t.Errorf("Sgemm(%v) allocates %v times per call; want 0", tc, allocs)
+	}
+}
+
+func TestSgemmPanics(t *testing.T) {
+	p := NewPool(1)
+	for _, tc := range []struct {
+		name string
+		call func()
+	}{
+		{"negative m", func() { p.Sgemm(false, false, -1, 1, 1, 1, nil, 1, nil, 1, 0, nil, 1) }},
+		{"short A", func() { p.Sgemm(false, false, 2, 2, 2, 1, make([]float32, 3), 2, make([]float32, 4), 2, 0, make([]float32, 4), 2) }},
+		{"small ldb", func() { p.Sgemm(false, true, 2, 2, 3, 1, make([]float32, 6), 3, make([]float32, 6), 2, 0, make([]float32, 4), 2) }},
+		{"short C", func() { p.Sgemm(true, false, 2, 2, 2, 1, make([]float32, 4), 2, make([]float32, 4), 2, 0, make([]float32, 3), 2) }},
+	} {
+		func() {
+			defer func() {
+				r := recover()
+				if s, ok := r.(string); !ok || len(s) < 8 || s[:8] != "kernels:" {
+					t.Errorf("%s: panic %v; want a \"kernels:\" panic", tc.name, r)
+				}
+			}()
+			tc.call()
+		}()
+	}
+}
