@@ -1,0 +1,132 @@
+package kernels
+
+import (
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestForCovers(t *testing.T) {
+	for _, tc := range []struct {
+		threads, n, grain int
+		maxParts          int
+	}{
+		{1, 10, 1, 1}, {2, 1, 1, 1}, {2, 10, 1, 2}, {2, 10, 6, 1}, {3, 10, 0, 3},
+		{4, 7, 2, 3}, {4, 1000, 10, 4}, {8, 5, 1, 5}, {2, 0, 1, 0},
+	} {
+		p := NewPool(tc.threads)
+		var mu sync.Mutex
+		var got [][2]int
+		p.For(tc.n, tc.grain, func(lo, hi int) {
+			mu.Lock()
+			got = append(got, [2]int{lo, hi})
+			mu.Unlock()
+		})
+		sort.Slice(got, func(i, j int) bool { return got[i][0] < got[j][0] })
+		next := 0
+		for _, r := range got {
+			if r[0] != next || r[1] <= r[0] {
+				t.Errorf("For(threads=%d, n=%d, grain=%d) ranges = %v; want disjoint, non-empty, covering [0, %d)", tc.threads, tc.n, tc.grain, got, tc.n)
+				break
+			}
+			next = r[1]
+		}
+		if next != tc.n || len(got) > tc.maxParts {
+			t.Errorf("For(threads=%d, n=%d, grain=%d) ranges = %v; want cover of [0, %d) in at most %d ranges", tc.threads, tc.n, tc.grain, got, tc.n, tc.maxParts)
+		}
+		if free := len(p.extra); free != tc.threads-1 {
+			t.Errorf("For(threads=%d, n=%d, grain=%d) left %d free slots; want %d", tc.threads, tc.n, tc.grain, free, tc.threads-1)
+		}
+	}
+}
+
+// TestForNestedInline holds every slot of the budget with an outer For whose
+// parts wait for each other, and checks that a nested For then runs inline as
+// one range on its caller.
+func TestForNestedInline(t *testing.T) {
+	const threads = 3
+	p := NewPool(threads)
+	// Two barriers: every part starts before any nested For, and none returns
+	// (giving its slot back) before every nested For has run.
+	var arrived, finished sync.WaitGroup
+	arrived.Add(threads)
+	finished.Add(threads)
+	all := make(chan struct{})
+	go func() { arrived.Wait(); close(all) }()
+	var calls atomic.Int32
+	bad := make(chan string, threads)
+	timeout := time.After(time.Minute) // failure detection only: For must use every free slot
+	p.For(threads, 1, func(lo, hi int) {
+		arrived.Done()
+		select {
+		case <-all:
+		case <-timeout:
+			bad <- "the outer For did not run its parts at the same time"
+			finished.Done()
+			return
+		}
+		p.For(100, 1, func(lo, hi int) {
+			calls.Add(1)
+			if lo != 0 || hi != 100 {
+				bad <- fmt.Sprintf("nested For ran range [%d, %d); want [0, 100) inline", lo, hi)
+			}
+		})
+		finished.Done()
+		finished.Wait()
+	})
+	close(bad)
+	for msg := range bad {
+		t.Error(msg)
+	}
+	if got := calls.Load(); got != threads {
+		t.Errorf("nested For calls = %d; want %d (one per outer part)", got, threads)
+	}
+}
+
+// TestForBudget runs many callers at once and checks that the goroutines inside
+// fn never outnumber the callers plus the budget's extra slots.
+func TestForBudget(t *testing.T) {
+	const threads, callers, rounds = 3, 4, 50
+	p := NewPool(threads)
+	var active, peak atomic.Int32
+	body := func(lo, hi int) {
+		now := active.Add(1)
+		for {
+			old := peak.Load()
+			if now <= old || peak.CompareAndSwap(old, now) {
+				break
+			}
+		}
+		for i := 0; i < 20; i++ {
+			runtime.Gosched() // let other callers enter while this part is active
+		}
+		active.Add(-1)
+	}
+	var wg sync.WaitGroup
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				p.For(64, 1, func(lo, hi int) {
+					body(lo, hi)
+					p.For(hi-lo, 1, body) // nested: inline unless a slot is free
+				})
+			}
+		}()
+	}
+	wg.Wait()
+	if got, limit := peak.Load(), int32(callers+threads-1); got > limit {
+		t.Errorf("peak goroutines in For bodies = %d; want <= %d (callers + threads - 1)", got, limit)
+	}
+	if got := peak.Load(); got < 2 {
+		t.Errorf("peak goroutines in For bodies = %d; want >= 2 (the budget was never used)", got)
+	}
+	if free := len(p.extra); free != threads-1 {
+		t.Errorf("free slots after all calls = %d; want %d", free, threads-1)
+	}
+}
