@@ -1,0 +1,60 @@
+// Package lm is the model of klring: a GPT-2 exactly as llm.c's train_gpt2.c
+// computes it (token and position embeddings, pre-LayerNorm blocks of causal
+// self-attention and a tanh-GELU MLP of width 4C, a final LayerNorm, the head
+// tied to the token embedding, LayerNorm epsilon 1e-5, no dropout), with its
+// hand-written backward pass, initialisation, AdamW and SGD, gradient
+// clipping, learning-rate schedules, sampling and checkpoints in the Hugging
+// Face GPT-2 layout.
+//
+// # Dimensions
+//
+//	B    sequences in a batch
+//	T    tokens per sequence (1 <= T <= Config.Ctx)
+//	N    rows, B*T; row = b*T + t
+//	C    channels (Config.NEmbd)
+//	V    vocabulary (Config.Vocab)
+//	L    transformer blocks (Config.NLayer)
+//	NH   attention heads (Config.NHead)
+//	HS   head size, C/NH
+//	maxT positions of the model (Config.Ctx)
+//
+// # Layout
+//
+// One table (Config.Layout) lists every parameter tensor in Hugging Face order
+// with its key, shape, offset, weight-decay flag and initialisation. It alone
+// cuts the flat Params and Grads into views (full slice expressions), sizes
+// AdamW's moments, names the checkpoint keys and drives the golden checks.
+// Matrices live in memory as [OC, C] (output rows, as llm.c), which the GEMM
+// reads directly: out = inp @ W^T. Hugging Face's Conv1D stores them [C, OC];
+// they are transposed when a checkpoint is written or read, nowhere else.
+//
+// Grads has capacity NumParams()+2: a trainer takes Grads[:NumParams()+2],
+// writes its loss sum and token count into the two trailing slots, and
+// all-reduces one contiguous slice. lm never touches those two slots except in
+// ZeroGrad, which clears them too.
+//
+// # Passes
+//
+// Layers are free functions in llm.c's argument order (outputs, caches,
+// inputs, dimensions); backward functions add into their gradients. The
+// activations live in one arena sized on the first pass for (B, T) and reused:
+// a training loop does not allocate per step (beyond the small closures of
+// the parallel loops). The head and the loss run in chunks of rows through a
+// HeadFunc, so the [N, V] logits never exist at once: for each chunk the model
+// computes logits = lnf[chunk] @ wte^T, the HeadFunc overwrites them with
+// dL/dlogits, and the model adds d(lnf)[chunk] and d(wte). The loss is the
+// caller's: backward starts from whatever the HeadFunc writes (for klring, the
+// gradient of a SUM over tokens). Attention runs per (batch, head) in parallel
+// and per block of query rows, keeping only the log-sum-exp of each row;
+// backward recomputes the probabilities.
+//
+// Matrix products go through kernels.Pool.Sgemm, so a faster kernel changes
+// no code here. All parallel loops write disjoint outputs and sum in a fixed
+// order, so results do not depend on how the work is split.
+//
+// # What lm must not know
+//
+// lm knows nothing of losses (it does not import loss/; the HeadFunc is the
+// seam), of data sets, networks, clusters or configuration files other than
+// the Hugging Face config.json of a checkpoint.
+package lm

@@ -1,0 +1,399 @@
+package lm
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/klring/klring/kernels"
+)
+
+// The layers are free functions in llm.c's argument order: outputs first, then
+// caches, then inputs, then dimensions. Backward functions ADD into every
+// gradient they write (dinp, dweight, dbias); Model.ZeroGrad and the model's
+// own zeroing of its scratch gradients clear them. Shape comments use the
+// legend of doc.go; N is a number of rows (B*T).
+
+// rowGrain is the smallest number of rows a goroutine of a row-wise kernel takes.
+const rowGrain = 16
+
+func need(name string, s []float32, n int) {
+	if len(s) < n {
+		panic(fmt.Sprintf("lm: %s has %d elements, want %d", name, len(s), n))
+	}
+}
+
+// encoderForward: out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:].
+//
+//	out    [B, T, C]  written
+//	tokens [B, T]     each in [0, V)
+//	wte    [V, C]
+//	wpe    [maxT, C]  T <= maxT
+func encoderForward(out []float32, tokens []int32, wte, wpe []float32, B, T, C int) {
+	need("encoder out", out, B*T*C)
+	for b := 0; b < B; b++ {
+		for t := 0; t < T; t++ {
+			o := out[(b*T+t)*C : (b*T+t+1)*C]
+			w := wte[int(tokens[b*T+t])*C:][:C]
+			p := wpe[t*C : (t+1)*C]
+			for i := range o {
+				o[i] = w[i] + p[i]
+			}
+		}
+	}
+}
+
+// encoderBackward adds dout into the rows of dwte and dwpe the forward read.
+//
+//	dwte   [V, C]     accumulated
+//	dwpe   [maxT, C]  accumulated
+//	dout   [B, T, C]
+//	tokens [B, T]
+func encoderBackward(dwte, dwpe, dout []float32, tokens []int32, B, T, C int) {
+	for b := 0; b < B; b++ {
+		for t := 0; t < T; t++ {
+			d := dout[(b*T+t)*C : (b*T+t+1)*C]
+			w := dwte[int(tokens[b*T+t])*C:][:C]
+			p := dwpe[t*C : (t+1)*C]
+			for i, v := range d {
+				w[i] += v
+				p[i] += v
+			}
+		}
+	}
+}
+
+// layernormForward normalises each row of inp to zero mean and unit variance
+// (epsilon 1e-5), then scales by weight and shifts by bias.
+//
+//	out    [N, C]  written
+//	mean   [N]     written (cache for backward)
+//	rstd   [N]     written: 1/sqrt(var + eps)
+//	inp    [N, C]
+//	weight [C]
+//	bias   [C]
+func layernormForward(p *kernels.Pool, out, mean, rstd, inp, weight, bias []float32, N, C int) {
+	need("layernorm out", out, N*C)
+	need("layernorm inp", inp, N*C)
+	need("layernorm mean", mean, N)
+	need("layernorm rstd", rstd, N)
+	const eps = 1e-5
+	p.For(N, rowGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			x := inp[i*C : (i+1)*C]
+			var m float32
+			for _, v := range x {
+				m += v
+			}
+			m /= float32(C)
+			var v2 float32
+			for _, v := range x {
+				d := v - m
+				v2 += d * d
+			}
+			v2 /= float32(C)
+			s := float32(1 / math.Sqrt(float64(v2)+eps))
+			o := out[i*C : (i+1)*C]
+			w, bb := weight[:C], bias[:C]
+			for j, v := range x {
+				o[j] = (v-m)*s*w[j] + bb[j]
+			}
+			mean[i], rstd[i] = m, s
+		}
+	})
+}
+
+// layernormBackward adds the gradients of layernormForward.
+//
+//	dinp    [N, C]  accumulated
+//	dweight [C]     accumulated
+//	dbias   [C]     accumulated
+//	dout    [N, C]
+//	inp     [N, C]
+//	weight  [C]
+//	mean    [N]
+//	rstd    [N]
+func layernormBackward(p *kernels.Pool, dinp, dweight, dbias, dout, inp, weight, mean, rstd []float32, N, C int) {
+	need("layernorm dinp", dinp, N*C)
+	need("layernorm dout", dout, N*C)
+	need("layernorm inp", inp, N*C)
+	p.For(N, rowGrain, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			x := inp[i*C : (i+1)*C]
+			d := dout[i*C : (i+1)*C]
+			di := dinp[i*C : (i+1)*C]
+			w := weight[:C]
+			m, s := mean[i], rstd[i]
+			var dnMean, dnNormMean float32
+			for j := range x {
+				norm := (x[j] - m) * s
+				dn := w[j] * d[j]
+				dnMean += dn
+				dnNormMean += dn * norm
+			}
+			dnMean /= float32(C)
+			dnNormMean /= float32(C)
+			for j := range x {
+				norm := (x[j] - m) * s
+				dn := w[j] * d[j]
+				di[j] += (dn - dnMean - norm*dnNormMean) * s
+			}
+		}
+	})
+	// Parameter gradients: columns in disjoint chunks, rows in order, so the
+	// sums do not depend on how the work is split.
+	p.For(C, 32, func(lo, hi int) {
+		dw, db := dweight[lo:hi], dbias[lo:hi]
+		for i := 0; i < N; i++ {
+			x := inp[i*C+lo : i*C+hi]
+			d := dout[i*C+lo : i*C+hi]
+			m, s := mean[i], rstd[i]
+			for j := range x {
+				db[j] += d[j]
+				dw[j] += (x[j] - m) * s * d[j]
+			}
+		}
+	})
+}
+
+// matmulForward computes out = inp @ weight^T + bias.
+//
+//	out    [N, OC]  written
+//	inp    [N, C]
+//	weight [OC, C]
+//	bias   [OC], or nil for none
+func matmulForward(p *kernels.Pool, out, inp, weight, bias []float32, N, C, OC int) {
+	need("matmul out", out, N*OC)
+	beta := float32(0)
+	if bias != nil {
+		need("matmul bias", bias, OC)
+		for i := 0; i < N; i++ {
+			copy(out[i*OC:(i+1)*OC], bias[:OC])
+		}
+		beta = 1
+	}
+	p.Sgemm(false, true, N, OC, C, 1, inp, C, weight, C, beta, out, OC)
+}
+
+// matmulBackward adds the gradients of matmulForward.
+//
+//	dinp    [N, C]   accumulated: += dout @ weight
+//	dweight [OC, C]  accumulated: += dout^T @ inp
+//	dbias   [OC]     accumulated: += column sums of dout; nil for none
+//	dout    [N, OC]
+//	inp     [N, C]
+//	weight  [OC, C]
+func matmulBackward(p *kernels.Pool, dinp, dweight, dbias, dout, inp, weight []float32, N, C, OC int) {
+	p.Sgemm(false, false, N, C, OC, 1, dout, OC, weight, C, 1, dinp, C)
+	p.Sgemm(true, false, OC, C, N, 1, dout, OC, inp, C, 1, dweight, C)
+	if dbias != nil {
+		need("matmul dbias", dbias, OC)
+		p.For(OC, 32, func(lo, hi int) {
+			db := dbias[lo:hi]
+			for i := 0; i < N; i++ {
+				for j, v := range dout[i*OC+lo : i*OC+hi] {
+					db[j] += v
+				}
+			}
+		})
+	}
+}
+
+const (
+	geluScale = 0.7978845608028654 // sqrt(2/pi)
+	geluCubic = 0.044715
+)
+
+// geluForward is GELU with the tanh approximation (gelu_new):
+// out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+//
+//	out [N]  written
+//	inp [N]
+func geluForward(p *kernels.Pool, out, inp []float32, N int) {
+	need("gelu out", out, N)
+	need("gelu inp", inp, N)
+	p.For(N, 4096, func(lo, hi int) {
+		o := out[lo:hi]
+		for i, x := range inp[lo:hi] {
+			th := tanh32(geluScale * (x + geluCubic*x*x*x))
+			o[i] = 0.5 * x * (1 + th)
+		}
+	})
+}
+
+// geluBackward adds dout * gelu'(inp) into dinp. dinp and dout must not alias.
+//
+//	dinp [N]  accumulated
+//	inp  [N]
+//	dout [N]
+func geluBackward(p *kernels.Pool, dinp, inp, dout []float32, N int) {
+	need("gelu dinp", dinp, N)
+	need("gelu dout", dout, N)
+	p.For(N, 4096, func(lo, hi int) {
+		di, d := dinp[lo:hi], dout[lo:hi]
+		for i, x := range inp[lo:hi] {
+			th := tanh32(geluScale * (x + geluCubic*x*x*x))
+			g := 0.5*(1+th) + 0.5*x*(1-th*th)*geluScale*(1+3*geluCubic*x*x)
+			di[i] += g * d[i]
+		}
+	})
+}
+
+// residualForward: out = a + b. out may alias a or b.
+//
+//	out [N]  written
+//	a   [N]
+//	b   [N]
+func residualForward(p *kernels.Pool, out, a, b []float32, N int) {
+	need("residual out", out, N)
+	p.For(N, 8192, func(lo, hi int) {
+		o, bb := out[lo:hi], b[lo:hi]
+		for i, v := range a[lo:hi] {
+			o[i] = v + bb[i]
+		}
+	})
+}
+
+// attnBlock is the number of query rows attention handles at a time.
+const attnBlock = 64
+
+// attnScratch is the scratch one slot of attention needs: probabilities and
+// their gradient for one block of rows, [2, attnBlock, T].
+func attnScratch(T int) int { return 2 * attnBlock * T }
+
+// forSlots splits [0, n) over at most len(slots) = nSlots goroutines and gives
+// each range a slot index, so a range can own a piece of scratch memory.
+func forSlots(p *kernels.Pool, nSlots, n int, fn func(slot, lo, hi int)) {
+	s := min(nSlots, n)
+	p.For(s, 1, func(a, b int) {
+		for i := a; i < b; i++ {
+			fn(i, i*n/s, (i+1)*n/s)
+		}
+	})
+}
+
+// attentionForward is causal multi-head self-attention with softmax scale
+// 1/sqrt(HS). For each (b, h) and each block of attnBlock query rows it forms
+// the scores against the keys up to the block's last row with one GEMM, takes
+// the softmax, and multiplies by the values with another. It keeps only the
+// log-sum-exp of each row; backward recomputes the probabilities.
+//
+//	out     [B, T, C]        written; head h in columns h*HS..(h+1)*HS
+//	lse     [B, NH, T]       written: log sum_j exp(score)
+//	scratch [slots, 2*attnBlock*T]
+//	qkv     [B, T, 3C]       q, k, v in columns 0..C, C..2C, 2C..3C
+func attentionForward(p *kernels.Pool, out, lse, scratch, qkv []float32, B, T, C, NH int) {
+	need("attention out", out, B*T*C)
+	need("attention lse", lse, B*NH*T)
+	need("attention qkv", qkv, B*T*3*C)
+	HS := C / NH
+	C3 := 3 * C
+	scale := float32(1 / math.Sqrt(float64(HS)))
+	per := attnScratch(T)
+	nSlots := len(scratch) / per
+	if nSlots < 1 {
+		panic(fmt.Sprintf("lm: attention scratch %d < %d", len(scratch), per))
+	}
+	forSlots(p, nSlots, B*NH, func(slot, lo, hi int) {
+		att := scratch[slot*per : slot*per+attnBlock*T]
+		for bh := lo; bh < hi; bh++ {
+			b, h := bh/NH, bh%NH
+			base := b * T * C3
+			q := qkv[base+h*HS:]
+			k := qkv[base+C+h*HS:]
+			v := qkv[base+2*C+h*HS:]
+			for r0 := 0; r0 < T; r0 += attnBlock {
+				r1 := min(r0+attnBlock, T)
+				rb := r1 - r0
+				p.Sgemm(false, true, rb, r1, HS, scale, q[r0*C3:], C3, k, C3, 0, att, T)
+				for i := 0; i < rb; i++ {
+					t := r0 + i
+					row := att[i*T : i*T+r1]
+					mx := row[0]
+					for _, s := range row[1 : t+1] {
+						mx = max(mx, s)
+					}
+					var sum float32
+					for j := 0; j <= t; j++ {
+						e := exp32(row[j] - mx)
+						row[j] = e
+						sum += e
+					}
+					inv := 1 / sum
+					for j := 0; j <= t; j++ {
+						row[j] *= inv
+					}
+					clear(row[t+1:])
+					lse[bh*T+t] = mx + float32(math.Log(float64(sum)))
+				}
+				p.Sgemm(false, false, rb, HS, r1, 1, att, T, v, C3, 0, out[(b*T+r0)*C+h*HS:], C)
+			}
+		}
+	})
+}
+
+// attentionBackward adds the gradients of attentionForward into dqkv.
+//
+//	dqkv    [B, T, 3C]  accumulated
+//	scratch [slots, 2*attnBlock*T]
+//	dout    [B, T, C]
+//	qkv     [B, T, 3C]
+//	lse     [B, NH, T]
+func attentionBackward(p *kernels.Pool, dqkv, scratch, dout, qkv, lse []float32, B, T, C, NH int) {
+	need("attention dqkv", dqkv, B*T*3*C)
+	need("attention dout", dout, B*T*C)
+	HS := C / NH
+	C3 := 3 * C
+	scale := float32(1 / math.Sqrt(float64(HS)))
+	per := attnScratch(T)
+	nSlots := len(scratch) / per
+	if nSlots < 1 {
+		panic(fmt.Sprintf("lm: attention scratch %d < %d", len(scratch), per))
+	}
+	forSlots(p, nSlots, B*NH, func(slot, lo, hi int) {
+		P := scratch[slot*per : slot*per+attnBlock*T]
+		dP := scratch[slot*per+attnBlock*T : (slot+1)*per]
+		for bh := lo; bh < hi; bh++ {
+			b, h := bh/NH, bh%NH
+			base := b * T * C3
+			q, dq := qkv[base+h*HS:], dqkv[base+h*HS:]
+			k, dk := qkv[base+C+h*HS:], dqkv[base+C+h*HS:]
+			v, dv := qkv[base+2*C+h*HS:], dqkv[base+2*C+h*HS:]
+			for r0 := 0; r0 < T; r0 += attnBlock {
+				r1 := min(r0+attnBlock, T)
+				rb := r1 - r0
+				do := dout[(b*T+r0)*C+h*HS:]
+				// Recompute the probabilities from the scores and the cached lse.
+				p.Sgemm(false, true, rb, r1, HS, scale, q[r0*C3:], C3, k, C3, 0, P, T)
+				for i := 0; i < rb; i++ {
+					t := r0 + i
+					row := P[i*T : i*T+r1]
+					l := lse[bh*T+t]
+					for j := 0; j <= t; j++ {
+						row[j] = exp32(row[j] - l)
+					}
+					clear(row[t+1:])
+				}
+				// dP = dout @ V^T; dV += P^T @ dout.
+				p.Sgemm(false, true, rb, r1, HS, 1, do, C, v, C3, 0, dP, T)
+				p.Sgemm(true, false, r1, HS, rb, 1, P, T, do, C, 1, dv, C3)
+				// Softmax backward, with the score scale folded in.
+				for i := 0; i < rb; i++ {
+					t := r0 + i
+					pr := P[i*T : i*T+t+1]
+					dr := dP[i*T : i*T+r1]
+					var dot float32
+					for j, pv := range pr {
+						dot += pv * dr[j]
+					}
+					for j, pv := range pr {
+						dr[j] = pv * (dr[j] - dot) * scale
+					}
+					clear(dr[t+1:])
+				}
+				// dQ += dS @ K; dK += dS^T @ Q.
+				p.Sgemm(false, false, rb, HS, r1, 1, dP, T, k, C3, 1, dq[r0*C3:], C3)
+				p.Sgemm(true, false, r1, HS, rb, 1, dP, T, q[r0*C3:], C3, 1, dk, C3)
+			}
+		}
+	})
+}

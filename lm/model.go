@@ -1,0 +1,335 @@
+package lm
+
+import (
+	"fmt"
+
+	"github.com/klring/klring/kernels"
+)
+
+// HeadFunc is the loss at the output of the model. ForwardBackward and Forward
+// call it once per chunk of rows with logits [rows, V] of the batch rows
+// firstRow..firstRow+rows (row = b*T + t). In ForwardBackward it must
+// overwrite logits with dL/dlogits, where L is whatever the caller sums
+// (usually the sum of per-token losses); in Forward what it leaves is ignored.
+// The buffer belongs to the model and is reused by the next chunk.
+type HeadFunc func(logits []float32, firstRow, rows int) error
+
+// Model is a GPT-2 with its parameters, their gradient and the activation
+// arena. A Model is not safe for concurrent use; the Pool it was made with may
+// be shared with other models.
+type Model struct {
+	Config Config
+	// Params holds every parameter, laid out by Layout(); [NumParams()].
+	// Write into it (copy), never replace it: the views point into it.
+	Params []float32
+	// Grads mirrors Params; [NumParams()] with capacity NumParams()+2, so a
+	// trainer can take Grads[:NumParams()+2] to append its loss sum and token
+	// count and all-reduce one contiguous slice. Backward adds into Grads.
+	Grads []float32
+
+	layout []Tensor
+	pool   *kernels.Pool
+	pv, gv views // parameter and gradient views
+	act    *arena
+}
+
+// New returns a model of shape cfg with zero parameters (call Init or load a
+// checkpoint). The activation arena is allocated on the first pass.
+func New(cfg Config, pool *kernels.Pool) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("new model: %w", err)
+	}
+	if pool == nil {
+		panic("lm: New with a nil pool")
+	}
+	n := cfg.NumParams()
+	m := &Model{
+		Config: cfg,
+		Params: make([]float32, n),
+		Grads:  make([]float32, n, n+2),
+		layout: cfg.Layout(),
+		pool:   pool,
+	}
+	if last := m.layout[len(m.layout)-1]; last.Offset+last.Size != n {
+		panic("lm: layout table does not sum to NumParams")
+	}
+	m.pv = newViews(m.layout, cfg.NLayer, m.Params)
+	m.gv = newViews(m.layout, cfg.NLayer, m.Grads[:n])
+	return m, nil
+}
+
+// Layout returns the model's layout table (a copy may be modified freely).
+func (m *Model) Layout() []Tensor { return append([]Tensor(nil), m.layout...) }
+
+// Tensor returns the layout row named name (a Hugging Face key).
+func (m *Model) Tensor(name string) (Tensor, bool) {
+	for _, t := range m.layout {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Tensor{}, false
+}
+
+// Init sets the parameters as GPT-2 does, from seed alone: weights and
+// embeddings normal(0, 0.02), the two residual projections of each block
+// (attn.c_proj, mlp.c_proj) normal(0, 0.02/sqrt(2 n_layer)), LayerNorm weights
+// 1, every bias 0. Tensors are drawn in layout order from one RNG.
+func (m *Model) Init(seed uint64) {
+	m.checkBuffers()
+	r := NewRNG(seed)
+	for _, t := range m.layout {
+		v := t.View(m.Params)
+		if t.Std > 0 {
+			for i := range v {
+				v[i] = float32(r.NormFloat64() * t.Std)
+			}
+		} else {
+			for i := range v {
+				v[i] = t.Fill
+			}
+		}
+	}
+}
+
+// ZeroGrad clears Grads, including the two trailing slots.
+func (m *Model) ZeroGrad() { clear(m.Grads[:cap(m.Grads)]) }
+
+func (m *Model) checkBuffers() {
+	n := m.Config.NumParams()
+	if len(m.Params) != n || len(m.Grads) < n || cap(m.Grads) < n+2 ||
+		&m.Params[0] != &m.pv.wte[0] || &m.Grads[0] != &m.gv.wte[0] {
+		panic("lm: Params or Grads was replaced; copy into them instead")
+	}
+}
+
+// blockActs are the activations one block keeps for backward.
+type blockActs struct {
+	ln1, ln1Mean, ln1Rstd []float32 // [N, C], [N], [N]
+	qkv                   []float32 // [N, 3C]
+	atty                  []float32 // [N, C]
+	lse                   []float32 // [B, NH, T]
+	res2                  []float32 // [N, C]: block input + attention
+	ln2, ln2Mean, ln2Rstd []float32 // [N, C], [N], [N]
+	fch, fchGelu          []float32 // [N, 4C]
+	res3                  []float32 // [N, C]: block output
+}
+
+// arena is every buffer a pass needs, cut from one allocation sized for up to
+// maxN = B*T rows and sequences of up to maxT.
+type arena struct {
+	maxN, maxT int
+	headRows   int // rows of the logits chunk
+	buf        []float32
+
+	encoded               []float32 // [N, C]
+	blocks                []blockActs
+	lnf, lnfMean, lnfRstd []float32 // [N, C], [N], [N]
+	tmp                   []float32 // [N, C]: projection outputs
+	logits                []float32 // [headRows, V]
+	attn                  []float32 // [slots, 2*attnBlock*maxT]
+	// Gradient scratch, one block's worth, reused by every block.
+	dres  []float32 // [N, C]: d(residual stream)
+	dC    []float32 // [N, C]
+	dqkv  []float32 // [N, 3C]
+	dfch  []float32 // [N, 4C]
+	dfchG []float32 // [N, 4C]
+}
+
+func newArena(cfg Config, maxN, maxT, slots int) *arena {
+	C, V, L, NH := cfg.NEmbd, cfg.Vocab, cfg.NLayer, cfg.NHead
+	a := &arena{maxN: maxN, maxT: maxT}
+	a.headRows = min(maxN, max(64, (1<<20)/V))
+	N := maxN
+	var sizes []int
+	total := 0
+	take := func(n int) int { sizes = append(sizes, n); total += n; return n }
+	// First pass counts, second pass cuts; both walk the same list.
+	cut := func(pass int) {
+		off := 0
+		i := 0
+		next := func(n int) []float32 {
+			if pass == 0 {
+				take(n)
+				return nil
+			}
+			if sizes[i] != n {
+				panic("lm: arena passes disagree")
+			}
+			i++
+			s := a.buf[off : off+n : off+n]
+			off += n
+			return s
+		}
+		a.encoded = next(N * C)
+		a.blocks = make([]blockActs, L)
+		for l := range a.blocks {
+			b := &a.blocks[l]
+			b.ln1, b.ln1Mean, b.ln1Rstd = next(N*C), next(N), next(N)
+			b.qkv, b.atty, b.lse, b.res2 = next(N*3*C), next(N*C), next(N*NH), next(N*C)
+			b.ln2, b.ln2Mean, b.ln2Rstd = next(N*C), next(N), next(N)
+			b.fch, b.fchGelu, b.res3 = next(N*4*C), next(N*4*C), next(N*C)
+		}
+		a.lnf, a.lnfMean, a.lnfRstd = next(N*C), next(N), next(N)
+		a.tmp = next(N * C)
+		a.logits = next(a.headRows * V)
+		a.attn = next(slots * attnScratch(maxT))
+		a.dres, a.dC, a.dqkv = next(N*C), next(N*C), next(N*3*C)
+		a.dfch, a.dfchG = next(N*4*C), next(N*4*C)
+	}
+	cut(0)
+	a.buf = make([]float32, total)
+	cut(1)
+	return a
+}
+
+// ensure sizes the arena for B sequences of T tokens; it allocates only when
+// the arena is too small, so a training loop allocates once.
+func (m *Model) ensure(B, T int) *arena {
+	if a := m.act; a != nil && B*T <= a.maxN && T <= a.maxT {
+		return a
+	}
+	maxN, maxT := B*T, T
+	if a := m.act; a != nil {
+		maxN, maxT = max(maxN, a.maxN), max(maxT, a.maxT)
+		m.act = nil // let the old arena go before the new one is made
+	}
+	m.act = newArena(m.Config, maxN, maxT, m.pool.Threads())
+	return m.act
+}
+
+// ArenaBytes is the size of the activation arena now allocated.
+func (m *Model) ArenaBytes() int {
+	if m.act == nil {
+		return 0
+	}
+	return 4 * len(m.act.buf)
+}
+
+func (m *Model) checkInput(tokens []int32, B, T int) error {
+	if B < 1 || T < 1 || T > m.Config.Ctx {
+		panic(fmt.Sprintf("lm: B=%d T=%d, want B >= 1 and 1 <= T <= ctx %d", B, T, m.Config.Ctx))
+	}
+	if len(tokens) != B*T {
+		panic(fmt.Sprintf("lm: %d tokens, want B*T = %d", len(tokens), B*T))
+	}
+	m.checkBuffers()
+	V := int32(m.Config.Vocab)
+	for i, t := range tokens {
+		if t < 0 || t >= V {
+			return fmt.Errorf("token %d at position %d not in [0, %d): %w", t, i, V, ErrTokenRange)
+		}
+	}
+	return nil
+}
+
+// forward runs the blocks and the final LayerNorm, leaving lnf in the arena.
+func (m *Model) forward(a *arena, tokens []int32, B, T int) {
+	cfg := m.Config
+	C, NH, N := cfg.NEmbd, cfg.NHead, B*T
+	p := m.pool
+	encoderForward(a.encoded, tokens, m.pv.wte, m.pv.wpe, B, T, C)
+	x := a.encoded
+	for l := range a.blocks {
+		w, s := &m.pv.blocks[l], &a.blocks[l]
+		layernormForward(p, s.ln1, s.ln1Mean, s.ln1Rstd, x, w.ln1w, w.ln1b, N, C)
+		matmulForward(p, s.qkv, s.ln1, w.qkvw, w.qkvb, N, C, 3*C)
+		attentionForward(p, s.atty, s.lse, a.attn, s.qkv, B, T, C, NH)
+		matmulForward(p, a.tmp, s.atty, w.attprojw, w.attprojb, N, C, C)
+		residualForward(p, s.res2, x, a.tmp, N*C)
+		layernormForward(p, s.ln2, s.ln2Mean, s.ln2Rstd, s.res2, w.ln2w, w.ln2b, N, C)
+		matmulForward(p, s.fch, s.ln2, w.fcw, w.fcb, N, C, 4*C)
+		geluForward(p, s.fchGelu, s.fch, N*4*C)
+		matmulForward(p, a.tmp, s.fchGelu, w.fcprojw, w.fcprojb, N, 4*C, C)
+		residualForward(p, s.res3, s.res2, a.tmp, N*C)
+		x = s.res3
+	}
+	layernormForward(p, a.lnf, a.lnfMean, a.lnfRstd, x, m.pv.lnfw, m.pv.lnfb, N, C)
+}
+
+// Forward runs the model over tokens [B, T] (1 <= T <= Ctx) and hands the
+// logits to head chunk by chunk, for evaluation; Grads are not touched. A
+// token outside [0, V) is an error (ErrTokenRange) and nothing is computed.
+func (m *Model) Forward(tokens []int32, B, T int, head HeadFunc) error {
+	if err := m.checkInput(tokens, B, T); err != nil {
+		return fmt.Errorf("forward: %w", err)
+	}
+	a := m.ensure(B, T)
+	m.forward(a, tokens, B, T)
+	C, V, N := m.Config.NEmbd, m.Config.Vocab, B*T
+	for r0 := 0; r0 < N; r0 += a.headRows {
+		rows := min(a.headRows, N-r0)
+		logits := a.logits[:rows*V]
+		m.pool.Sgemm(false, true, rows, V, C, 1, a.lnf[r0*C:], C, m.pv.wte, C, 0, logits, V)
+		if err := head(logits, r0, rows); err != nil {
+			return fmt.Errorf("forward: head rows %d..%d: %w", r0, r0+rows, err)
+		}
+	}
+	return nil
+}
+
+// ForwardBackward runs the model over tokens [B, T], lets head turn each chunk
+// of logits into dL/dlogits, and ADDS dL/dparams into Grads (call ZeroGrad
+// first for a fresh gradient). A token outside [0, V) is an error and Grads are
+// untouched; if head fails, the error is returned wrapped and Grads hold a
+// partial sum (zero them before reuse).
+func (m *Model) ForwardBackward(tokens []int32, B, T int, head HeadFunc) error {
+	if err := m.checkInput(tokens, B, T); err != nil {
+		return fmt.Errorf("forward-backward: %w", err)
+	}
+	cfg := m.Config
+	C, V, NH, N := cfg.NEmbd, cfg.Vocab, cfg.NHead, B*T
+	p := m.pool
+	a := m.ensure(B, T)
+	m.forward(a, tokens, B, T)
+
+	// Tied head in row chunks: logits, the loss's gradient over them, then
+	// d(lnf) for the chunk and d(wte) accumulated.
+	dlnf := a.dC[: N*C : N*C]
+	for r0 := 0; r0 < N; r0 += a.headRows {
+		rows := min(a.headRows, N-r0)
+		logits := a.logits[:rows*V]
+		p.Sgemm(false, true, rows, V, C, 1, a.lnf[r0*C:], C, m.pv.wte, C, 0, logits, V)
+		if err := head(logits, r0, rows); err != nil {
+			return fmt.Errorf("forward-backward: head rows %d..%d: %w", r0, r0+rows, err)
+		}
+		p.Sgemm(false, false, rows, C, V, 1, logits, V, m.pv.wte, C, 0, dlnf[r0*C:], C)
+		p.Sgemm(true, false, V, C, rows, 1, logits, V, a.lnf[r0*C:], C, 1, m.gv.wte, C)
+	}
+
+	dres := a.dres[:N*C]
+	clear(dres)
+	xL := a.encoded
+	if len(a.blocks) > 0 {
+		xL = a.blocks[len(a.blocks)-1].res3
+	}
+	layernormBackward(p, dres, m.gv.lnfw, m.gv.lnfb, dlnf, xL, m.pv.lnfw, a.lnfMean, a.lnfRstd, N, C)
+
+	dC, dqkv := a.dC[:N*C], a.dqkv[:N*3*C]
+	dfch, dfchG := a.dfch[:N*4*C], a.dfchG[:N*4*C]
+	for l := len(a.blocks) - 1; l >= 0; l-- {
+		w, g, s := &m.pv.blocks[l], &m.gv.blocks[l], &a.blocks[l]
+		x := a.encoded
+		if l > 0 {
+			x = a.blocks[l-1].res3
+		}
+		// MLP: res3 = res2 + c_proj(gelu(c_fc(ln_2(res2)))).
+		clear(dfchG)
+		matmulBackward(p, dfchG, g.fcprojw, g.fcprojb, dres, s.fchGelu, w.fcprojw, N, 4*C, C)
+		clear(dfch)
+		geluBackward(p, dfch, s.fch, dfchG, N*4*C)
+		clear(dC)
+		matmulBackward(p, dC, g.fcw, g.fcb, dfch, s.ln2, w.fcw, N, C, 4*C)
+		layernormBackward(p, dres, g.ln2w, g.ln2b, dC, s.res2, w.ln2w, s.ln2Mean, s.ln2Rstd, N, C)
+		// Attention: res2 = x + c_proj(attn(c_attn(ln_1(x)))).
+		clear(dC)
+		matmulBackward(p, dC, g.attprojw, g.attprojb, dres, s.atty, w.attprojw, N, C, C)
+		clear(dqkv)
+		attentionBackward(p, dqkv, a.attn, dC, s.qkv, s.lse, B, T, C, NH)
+		clear(dC)
+		matmulBackward(p, dC, g.qkvw, g.qkvb, dqkv, s.ln1, w.qkvw, N, C, 3*C)
+		layernormBackward(p, dres, g.ln1w, g.ln1b, dC, x, w.ln1w, s.ln1Mean, s.ln1Rstd, N, C)
+	}
+	encoderBackward(m.gv.wte, m.gv.wpe, dres, tokens, B, T, C)
+	return nil
+}
