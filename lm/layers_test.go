@@ -1,0 +1,208 @@
+package lm
+
+import (
+	"math"
+	"testing"
+
+	"github.com/klring/klring/kernels"
+)
+
+func randVec(r *RNG, n int, std float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64() * std)
+	}
+	return v
+}
+
+// checkDirectional compares, for each named tensor x with analytic gradient g,
+// the directional derivative g.d along a random unit direction d with the
+// central difference (f(x+eps d) - f(x-eps d)) / 2eps.
+func checkDirectional(t *testing.T, layer string, xs map[string][]float32, gs map[string][]float32, f func() float64, eps, tol float64) {
+	t.Helper()
+	r := NewRNG(99)
+	for name, x := range xs {
+		g := gs[name]
+		d := make([]float64, len(x))
+		var nn float64
+		for i := range d {
+			d[i] = r.NormFloat64()
+			nn += d[i] * d[i]
+		}
+		nn = math.Sqrt(nn)
+		var analytic float64
+		for i := range d {
+			d[i] /= nn
+			analytic += float64(g[i]) * d[i]
+		}
+		orig := append([]float32(nil), x...)
+		for i := range x {
+			x[i] = float32(float64(orig[i]) + eps*d[i])
+		}
+		fp := f()
+		for i := range x {
+			x[i] = float32(float64(orig[i]) - eps*d[i])
+		}
+		fm := f()
+		copy(x, orig)
+		numeric := (fp - fm) / (2 * eps)
+		if diff := math.Abs(analytic - numeric); diff > tol*math.Max(math.Abs(analytic), math.Abs(numeric))+1e-4 {
+			t.Errorf("%s: d/d%s along a random direction = %.6g (backward); want %.6g (finite difference)", layer, name, analytic, numeric)
+		} else {
+			t.Logf("%s: d/d%s: backward %.6g, finite difference %.6g", layer, name, analytic, numeric)
+		}
+	}
+}
+
+func dotR(r []float32, y []float32) float64 {
+	var s float64
+	for i := range r {
+		s += float64(r[i]) * float64(y[i])
+	}
+	return s
+}
+
+func TestLayerBackwardFiniteDifference(t *testing.T) {
+	pool := kernels.NewPool(2)
+	r := NewRNG(1)
+	const eps, tol = 1e-2, 1e-2
+
+	t.Run("layernorm", func(t *testing.T) {
+		N, C := 5, 7
+		inp, w, b := randVec(r, N*C, 1), randVec(r, C, 1), randVec(r, C, 1)
+		proj := randVec(r, N*C, 1)
+		out, mean, rstd := make([]float32, N*C), make([]float32, N), make([]float32, N)
+		f := func() float64 {
+			layernormForward(pool, out, mean, rstd, inp, w, b, N, C)
+			return dotR(proj, out)
+		}
+		f()
+		dinp, dw, db := make([]float32, N*C), make([]float32, C), make([]float32, C)
+		layernormBackward(pool, dinp, dw, db, proj, inp, w, mean, rstd, N, C)
+		checkDirectional(t, "layernorm", map[string][]float32{"inp": inp, "weight": w, "bias": b},
+			map[string][]float32{"inp": dinp, "weight": dw, "bias": db}, f, eps, tol)
+	})
+	t.Run("matmul", func(t *testing.T) {
+		N, C, OC := 5, 6, 9
+		inp, w, b := randVec(r, N*C, 1), randVec(r, OC*C, 1), randVec(r, OC, 1)
+		proj := randVec(r, N*OC, 1)
+		out := make([]float32, N*OC)
+		f := func() float64 {
+			matmulForward(pool, out, inp, w, b, N, C, OC)
+			return dotR(proj, out)
+		}
+		dinp, dw, db := make([]float32, N*C), make([]float32, OC*C), make([]float32, OC)
+		matmulBackward(pool, dinp, dw, db, proj, inp, w, N, C, OC)
+		checkDirectional(t, "matmul", map[string][]float32{"inp": inp, "weight": w, "bias": b},
+			map[string][]float32{"inp": dinp, "weight": dw, "bias": db}, f, eps, tol)
+	})
+	t.Run("attention", func(t *testing.T) {
+		// T > attnBlock exercises more than one block of rows.
+		B, T, C, NH := 2, attnBlock+6, 8, 2
+		qkv := randVec(r, B*T*3*C, 1)
+		proj := randVec(r, B*T*C, 1)
+		out, lse := make([]float32, B*T*C), make([]float32, B*NH*T)
+		scratch := make([]float32, 2*attnScratch(T))
+		f := func() float64 {
+			attentionForward(pool, out, lse, scratch, qkv, B, T, C, NH)
+			return dotR(proj, out)
+		}
+		f()
+		dqkv := make([]float32, len(qkv))
+		attentionBackward(pool, dqkv, scratch, proj, qkv, lse, B, T, C, NH)
+		checkDirectional(t, "attention", map[string][]float32{"qkv": qkv}, map[string][]float32{"qkv": dqkv}, f, eps, tol)
+		// Causality: the output at t must not depend on inputs after t.
+		f()
+		before := append([]float32(nil), out...)
+		for c := 0; c < 3*C; c++ {
+			qkv[(T-1)*3*C+c] += 1 // last position of batch 0
+		}
+		f()
+		for tt := 0; tt < T-1; tt++ {
+			for c := 0; c < C; c++ {
+				if i := tt*C + c; out[i] != before[i] {
+					t.Fatalf("attention out[b=0,t=%d,c=%d] changed with the token at t=%d: causality broken", tt, c, T-1)
+				}
+			}
+		}
+	})
+	t.Run("gelu", func(t *testing.T) {
+		N := 64
+		inp := randVec(r, N, 2)
+		proj := randVec(r, N, 1)
+		out := make([]float32, N)
+		f := func() float64 {
+			geluForward(pool, out, inp, N)
+			return dotR(proj, out)
+		}
+		dinp := make([]float32, N)
+		geluBackward(pool, dinp, inp, proj, N)
+		checkDirectional(t, "gelu", map[string][]float32{"inp": inp}, map[string][]float32{"inp": dinp}, f, eps, tol)
+	})
+	t.Run("encoder", func(t *testing.T) {
+		B, T, C, V := 2, 3, 4, 5
+		tokens := []int32{0, 4, 4, 1, 2, 0}
+		wte, wpe := randVec(r, V*C, 1), randVec(r, T*C, 1)
+		proj := randVec(r, B*T*C, 1)
+		out := make([]float32, B*T*C)
+		f := func() float64 {
+			encoderForward(out, tokens, wte, wpe, B, T, C)
+			return dotR(proj, out)
+		}
+		dwte, dwpe := make([]float32, V*C), make([]float32, T*C)
+		encoderBackward(dwte, dwpe, proj, tokens, B, T, C)
+		checkDirectional(t, "encoder", map[string][]float32{"wte": wte, "wpe": wpe},
+			map[string][]float32{"wte": dwte, "wpe": dwpe}, f, eps, tol)
+	})
+}
+
+func TestBackwardAccumulates(t *testing.T) {
+	pool := kernels.NewPool(1)
+	r := NewRNG(5)
+	N, C := 3, 4
+	inp, w := randVec(r, N*C, 1), randVec(r, C, 1)
+	mean, rstd, out := make([]float32, N), make([]float32, N), make([]float32, N*C)
+	layernormForward(pool, out, mean, rstd, inp, w, make([]float32, C), N, C)
+	dout := randVec(r, N*C, 1)
+	once := make([]float32, N*C)
+	layernormBackward(pool, once, make([]float32, C), make([]float32, C), dout, inp, w, mean, rstd, N, C)
+	twice := make([]float32, N*C)
+	for range 2 {
+		layernormBackward(pool, twice, make([]float32, C), make([]float32, C), dout, inp, w, mean, rstd, N, C)
+	}
+	for i := range once {
+		if twice[i] != 2*once[i] {
+			t.Fatalf("two layernormBackward calls: dinp[%d] = %g; want 2 x %g", i, twice[i], once[i])
+		}
+	}
+}
+
+func TestFastMath(t *testing.T) {
+	worstExp, worstTanh := 0.0, 0.0
+	for x := -87.0; x < 88.5; x += 0.001 {
+		got, want := float64(exp32(float32(x))), math.Exp(float64(float32(x)))
+		worstExp = max(worstExp, math.Abs(got-want)/want)
+	}
+	for x := -12.0; x < 12; x += 0.0001 {
+		got, want := float64(tanh32(float32(x))), math.Tanh(float64(float32(x)))
+		worstTanh = max(worstTanh, math.Abs(got-want))
+	}
+	if worstExp > 3e-7 {
+		t.Errorf("exp32: worst relative error %.3g; want <= 3e-7", worstExp)
+	}
+	if worstTanh > 2e-7 {
+		t.Errorf("tanh32: worst absolute error %.3g; want <= 2e-7", worstTanh)
+	}
+	t.Logf("exp32 worst rel %.3g, tanh32 worst abs %.3g", worstExp, worstTanh)
+	for _, c := range []struct{ in, want float32 }{{-100, 0}, {0, 1}, {float32(math.Inf(-1)), 0}} {
+		if got := exp32(c.in); got != c.want {
+			t.Errorf("exp32(%g) = %g; want %g", c.in, got, c.want)
+		}
+	}
+	if got := exp32(100); !math.IsInf(float64(got), 1) {
+		t.Errorf("exp32(100) = %g; want +Inf", got)
+	}
+	if got := exp32(float32(math.NaN())); got == got {
+		t.Errorf("exp32(NaN) = %g; want NaN", got)
+	}
+}
