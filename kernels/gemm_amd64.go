@@ -18,10 +18,36 @@ var kernelAVX2 = microKernel{
 	fn: sgemmKernel6x16AVX2,
 }
 
+// sgemmKernel12x32AVX512 is the AVX-512 micro-kernel (gemm_amd64.s): one
+// 12x32 tile of C from packed panels, 24 zmm accumulators.
+//
+//go:noescape
+func sgemmKernel12x32AVX512(k int, a, b, c *float32, ldc int, alpha, beta float32)
+
+// kernelAVX512 blocks for L1 48 KiB / L2 2 MiB per core: a packed B
+// micro-panel (kc x 32) is 24 KiB and stays in L1 beside the 9 KiB A
+// micro-panel; the packed A block (mc x kc) is 144 KiB, the B block 768 KiB,
+// both in L2.
+var kernelAVX512 = microKernel{
+	name: "avx512-12x32",
+	mr:   12, nr: 32,
+	mc: 192, kc: 192, nc: 1024,
+	fn: sgemmKernel12x32AVX512,
+}
+
+// cpuKernels returns the micro-kernels the CPU supports, fastest first.
+func cpuKernels() []*microKernel {
+	var ks []*microKernel
+	if cpu.X86.HasAVX512F {
+		ks = append(ks, &kernelAVX512)
+	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		ks = append(ks, &kernelAVX2)
+	}
+	return append(ks, &kernelGo)
+}
+
 // bestKernel returns the fastest micro-kernel the CPU supports.
 func bestKernel() *microKernel {
-	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		return &kernelAVX2
-	}
-	return &kernelGo
+	return cpuKernels()[0]
 }

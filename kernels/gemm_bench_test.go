@@ -87,3 +87,23 @@ func BenchmarkMatMulSmall(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMicroKernel measures each micro-kernel alone on panels that stay in
+// L1: the ceiling for Sgemm on one thread.
+func BenchmarkMicroKernel(b *testing.B) {
+	for _, kern := range cpuKernels() {
+		b.Run(kern.name, func(b *testing.B) {
+			const k = 128
+			a := make([]float32, k*kern.mr)
+			bp := make([]float32, k*kern.nr)
+			c := make([]float32, kern.mr*kern.nr)
+			for i := range a {
+				a[i] = 1
+			}
+			for b.Loop() {
+				kern.fn(k, &a[0], &bp[0], &c[0], kern.nr, 1, 1)
+			}
+			b.ReportMetric(2*float64(kern.mr*kern.nr*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

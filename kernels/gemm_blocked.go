@@ -226,36 +226,56 @@ func mergeTile(c []float32, ldc int, tile []float32, nr, rows, cols int, alpha, 
 // packA packs rows [i0, i0+mc) and columns [p0, p0+kc) of op(A) into dst as
 // ceil(mc/mr) micro-panels, each kc steps of mr values (zero-padded rows).
 func packA(dst []float32, tA bool, a []float32, lda, i0, mc, p0, kc, mr int) {
-	for ir := 0; ir < mc; ir += mr {
-		rows := min(mr, mc-ir)
+	full := mc / mr * mr
+	if tA {
+		// op(A)[i][p] = a[p*lda+i]: step p of every micro-panel comes from
+		// one contiguous run of A.
+		for p := 0; p < kc; p++ {
+			src := a[(p0+p)*lda+i0:][:mc]
+			switch mr {
+			case 6:
+				for ir := 0; ir < full; ir += 6 {
+					*(*[6]float32)(dst[ir*kc+p*6:]) = *(*[6]float32)(src[ir:])
+				}
+			case 12:
+				for ir := 0; ir < full; ir += 12 {
+					*(*[12]float32)(dst[ir*kc+p*12:]) = *(*[12]float32)(src[ir:])
+				}
+			default:
+				for ir := 0; ir < full; ir += mr {
+					copy(dst[ir*kc+p*mr:ir*kc+p*mr+mr], src[ir:ir+mr])
+				}
+			}
+			if full < mc {
+				d := dst[full*kc+p*mr : full*kc+p*mr+mr]
+				copy(d, src[full:])
+				clear(d[mc-full:])
+			}
+		}
+		return
+	}
+	// op(A)[i][p] = a[i*lda+p]: interleave mr rows.
+	for ir := 0; ir < full; ir += mr {
 		d := dst[ir*kc : ir*kc+mr*kc]
-		if tA {
-			// op(A)[i][p] = a[p*lda+i]: each step is a contiguous run.
-			for p := 0; p < kc; p++ {
-				src := a[(p0+p)*lda+i0+ir:]
-				dp := d[p*mr : p*mr+mr]
-				copy(dp, src[:rows])
-				clear(dp[rows:])
+		row := func(i int) []float32 { return a[(i0+ir+i)*lda+p0:][:kc] }
+		switch mr {
+		case 6:
+			packRows6(d, row(0), row(1), row(2), row(3), row(4), row(5))
+		case 12:
+			packRows6x2(d, row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7), row(8), row(9), row(10), row(11))
+		default:
+			for i := 0; i < mr; i++ {
+				for p, v := range row(i) {
+					d[p*mr+i] = v
+				}
 			}
-			continue
 		}
-		// op(A)[i][p] = a[i*lda+p]: interleave mr rows.
-		if rows == mr && mr == 6 {
-			r0 := a[(i0+ir)*lda+p0:][:kc]
-			r1 := a[(i0+ir+1)*lda+p0:][:kc]
-			r2 := a[(i0+ir+2)*lda+p0:][:kc]
-			r3 := a[(i0+ir+3)*lda+p0:][:kc]
-			r4 := a[(i0+ir+4)*lda+p0:][:kc]
-			r5 := a[(i0+ir+5)*lda+p0:][:kc]
-			for p := range r0 {
-				dp := d[p*6 : p*6+6 : p*6+6]
-				dp[0], dp[1], dp[2], dp[3], dp[4], dp[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
-			}
-			continue
-		}
+	}
+	if full < mc {
+		d := dst[full*kc : full*kc+mr*kc]
+		rows := mc - full
 		for i := 0; i < rows; i++ {
-			src := a[(i0+ir+i)*lda+p0:][:kc]
-			for p, v := range src {
+			for p, v := range a[(i0+full+i)*lda+p0:][:kc] {
 				d[p*mr+i] = v
 			}
 		}
@@ -267,26 +287,65 @@ func packA(dst []float32, tA bool, a []float32, lda, i0, mc, p0, kc, mr int) {
 	}
 }
 
+// packRows6 interleaves 6 rows of equal length into d: d[p*6+i] = ri[p].
+func packRows6(d, r0, r1, r2, r3, r4, r5 []float32) {
+	n := len(r0)
+	r1, r2, r3, r4, r5 = r1[:n], r2[:n], r3[:n], r4[:n], r5[:n]
+	for p := range r0 {
+		dp := (*[6]float32)(d[p*6:])
+		dp[0], dp[1], dp[2], dp[3], dp[4], dp[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
+	}
+}
+
+// packRows6x2 interleaves 12 rows of equal length into d: d[p*12+i] = ri[p].
+func packRows6x2(d, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11 []float32) {
+	n := len(r0)
+	r1, r2, r3, r4, r5 = r1[:n], r2[:n], r3[:n], r4[:n], r5[:n]
+	r6, r7, r8, r9, r10, r11 = r6[:n], r7[:n], r8[:n], r9[:n], r10[:n], r11[:n]
+	for p := range r0 {
+		dp := (*[12]float32)(d[p*12:])
+		dp[0], dp[1], dp[2], dp[3], dp[4], dp[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
+		dp[6], dp[7], dp[8], dp[9], dp[10], dp[11] = r6[p], r7[p], r8[p], r9[p], r10[p], r11[p]
+	}
+}
+
 // packB packs rows [p0, p0+kc) and columns [j0, j0+nc) of op(B) into dst as
 // ceil(nc/nr) micro-panels, each kc steps of nr values (zero-padded columns).
 func packB(dst []float32, tB bool, b []float32, ldb, p0, kc, j0, nc, nr int) {
+	full := nc / nr * nr
+	if !tB {
+		// op(B)[p][j] = b[p*ldb+j]: row p of B is step p of every micro-panel;
+		// reading B row by row keeps the reads sequential.
+		for p := 0; p < kc; p++ {
+			src := b[(p0+p)*ldb+j0:][:nc]
+			switch nr {
+			case 16:
+				for jr := 0; jr < full; jr += 16 {
+					*(*[16]float32)(dst[jr*kc+p*16:]) = *(*[16]float32)(src[jr:])
+				}
+			case 32:
+				for jr := 0; jr < full; jr += 32 {
+					*(*[32]float32)(dst[jr*kc+p*32:]) = *(*[32]float32)(src[jr:])
+				}
+			default:
+				for jr := 0; jr < full; jr += nr {
+					copy(dst[jr*kc+p*nr:jr*kc+p*nr+nr], src[jr:jr+nr])
+				}
+			}
+			if full < nc {
+				d := dst[full*kc+p*nr : full*kc+p*nr+nr]
+				copy(d, src[full:])
+				clear(d[nc-full:])
+			}
+		}
+		return
+	}
+	// op(B)[p][j] = b[j*ldb+p]: transpose nr rows of B per micro-panel.
 	for jr := 0; jr < nc; jr += nr {
 		cols := min(nr, nc-jr)
 		d := dst[jr*kc : jr*kc+nr*kc]
-		if !tB {
-			// op(B)[p][j] = b[p*ldb+j]: each step is a contiguous run.
-			for p := 0; p < kc; p++ {
-				src := b[(p0+p)*ldb+j0+jr:]
-				dp := d[p*nr : p*nr+nr]
-				copy(dp, src[:cols])
-				clear(dp[cols:])
-			}
-			continue
-		}
-		// op(B)[p][j] = b[j*ldb+p]: transpose nr rows of B.
 		for j := 0; j < cols; j++ {
-			src := b[(j0+jr+j)*ldb+p0:][:kc]
-			for p, v := range src {
+			for p, v := range b[(j0+jr+j)*ldb+p0:][:kc] {
 				d[p*nr+j] = v
 			}
 		}

@@ -133,8 +133,7 @@ func checkSgemm(t *testing.T, p *Pool) {
 }
 
 func TestSgemm(t *testing.T) {
-	kernels := []*microKernel{bestKernel(), &kernelGo}
-	for _, kern := range kernels {
+	for _, kern := range cpuKernels() {
 		for _, threads := range []int{1, 2, 3} {
 			t.Run(fmt.Sprintf("%s/threads=%d", kern.name, threads), func(t *testing.T) {
 				p := NewPool(threads)
