@@ -28,7 +28,7 @@ const (
 type TrainerState struct {
 	Step int64           // optimizer steps taken
 	RNG  uint64          // the trainer's RNG state (RNG.State)
-	Data json.RawMessage // the data cursor, opaque to lm (nil for none)
+	Data json.RawMessage // the data cursor, opaque to lm (nil for none); stored compacted
 	Adam *AdamState      // AdamW moments; nil for none (SGD)
 }
 
@@ -106,7 +106,7 @@ func SaveCheckpoint(dir string, m *Model, st *TrainerState) error {
 		} else if err := os.Remove(filepath.Join(dir, OptimizerFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("save checkpoint: %w", err)
 		}
-		js, err := json.MarshalIndent(tf, "", " ")
+		js, err := json.Marshal(tf) // Data is kept as given (compacted)
 		if err != nil {
 			return fmt.Errorf("save checkpoint: trainer state: %w", err)
 		}
