@@ -15,14 +15,20 @@ func randVec(r *RNG, n int, std float64) []float32 {
 	return v
 }
 
-// checkDirectional compares, for each named tensor x with analytic gradient g,
-// the directional derivative g.d along a random unit direction d with the
-// central difference (f(x+eps d) - f(x-eps d)) / 2eps.
-func checkDirectional(t *testing.T, layer string, xs map[string][]float32, gs map[string][]float32, f func() float64, eps, tol float64) {
+// probe is a tensor x with its analytic gradient g, for checkDirectional.
+type probe struct {
+	name string
+	x, g []float32
+}
+
+// checkDirectional compares, for each probe, the directional derivative g.d
+// along a random unit direction d with the central difference
+// (f(x+eps d) - f(x-eps d)) / 2eps, within tol relative plus abs absolute.
+func checkDirectional(t *testing.T, layer string, probes []probe, f func() float64, eps, tol, abs float64) {
 	t.Helper()
 	r := NewRNG(99)
-	for name, x := range xs {
-		g := gs[name]
+	for _, pr := range probes {
+		x, g := pr.x, pr.g
 		d := make([]float64, len(x))
 		var nn float64
 		for i := range d {
@@ -46,10 +52,10 @@ func checkDirectional(t *testing.T, layer string, xs map[string][]float32, gs ma
 		fm := f()
 		copy(x, orig)
 		numeric := (fp - fm) / (2 * eps)
-		if diff := math.Abs(analytic - numeric); diff > tol*math.Max(math.Abs(analytic), math.Abs(numeric))+1e-4 {
-			t.Errorf("%s: d/d%s along a random direction = %.6g (backward); want %.6g (finite difference)", layer, name, analytic, numeric)
+		if diff := math.Abs(analytic - numeric); diff > tol*math.Max(math.Abs(analytic), math.Abs(numeric))+abs {
+			t.Errorf("%s: d/d%s along a random direction = %.6g (backward); want %.6g (finite difference)", layer, pr.name, analytic, numeric)
 		} else {
-			t.Logf("%s: d/d%s: backward %.6g, finite difference %.6g", layer, name, analytic, numeric)
+			t.Logf("%s: d/d%s: backward %.6g, finite difference %.6g", layer, pr.name, analytic, numeric)
 		}
 	}
 }
@@ -79,8 +85,7 @@ func TestLayerBackwardFiniteDifference(t *testing.T) {
 		f()
 		dinp, dw, db := make([]float32, N*C), make([]float32, C), make([]float32, C)
 		layernormBackward(pool, dinp, dw, db, proj, inp, w, mean, rstd, N, C)
-		checkDirectional(t, "layernorm", map[string][]float32{"inp": inp, "weight": w, "bias": b},
-			map[string][]float32{"inp": dinp, "weight": dw, "bias": db}, f, eps, tol)
+		checkDirectional(t, "layernorm", []probe{{"inp", inp, dinp}, {"weight", w, dw}, {"bias", b, db}}, f, eps, tol, 1e-4)
 	})
 	t.Run("matmul", func(t *testing.T) {
 		N, C, OC := 5, 6, 9
@@ -93,8 +98,7 @@ func TestLayerBackwardFiniteDifference(t *testing.T) {
 		}
 		dinp, dw, db := make([]float32, N*C), make([]float32, OC*C), make([]float32, OC)
 		matmulBackward(pool, dinp, dw, db, proj, inp, w, N, C, OC)
-		checkDirectional(t, "matmul", map[string][]float32{"inp": inp, "weight": w, "bias": b},
-			map[string][]float32{"inp": dinp, "weight": dw, "bias": db}, f, eps, tol)
+		checkDirectional(t, "matmul", []probe{{"inp", inp, dinp}, {"weight", w, dw}, {"bias", b, db}}, f, eps, tol, 1e-4)
 	})
 	t.Run("attention", func(t *testing.T) {
 		// T > attnBlock exercises more than one block of rows.
@@ -110,7 +114,7 @@ func TestLayerBackwardFiniteDifference(t *testing.T) {
 		f()
 		dqkv := make([]float32, len(qkv))
 		attentionBackward(pool, dqkv, scratch, proj, qkv, lse, B, T, C, NH)
-		checkDirectional(t, "attention", map[string][]float32{"qkv": qkv}, map[string][]float32{"qkv": dqkv}, f, eps, tol)
+		checkDirectional(t, "attention", []probe{{"qkv", qkv, dqkv}}, f, eps, tol, 1e-4)
 		// Causality: the output at t must not depend on inputs after t.
 		f()
 		before := append([]float32(nil), out...)
@@ -137,7 +141,7 @@ func TestLayerBackwardFiniteDifference(t *testing.T) {
 		}
 		dinp := make([]float32, N)
 		geluBackward(pool, dinp, inp, proj, N)
-		checkDirectional(t, "gelu", map[string][]float32{"inp": inp}, map[string][]float32{"inp": dinp}, f, eps, tol)
+		checkDirectional(t, "gelu", []probe{{"inp", inp, dinp}}, f, eps, tol, 1e-4)
 	})
 	t.Run("encoder", func(t *testing.T) {
 		B, T, C, V := 2, 3, 4, 5
@@ -151,8 +155,7 @@ func TestLayerBackwardFiniteDifference(t *testing.T) {
 		}
 		dwte, dwpe := make([]float32, V*C), make([]float32, T*C)
 		encoderBackward(dwte, dwpe, proj, tokens, B, T, C)
-		checkDirectional(t, "encoder", map[string][]float32{"wte": wte, "wpe": wpe},
-			map[string][]float32{"wte": dwte, "wpe": dwpe}, f, eps, tol)
+		checkDirectional(t, "encoder", []probe{{"wte", wte, dwte}, {"wpe", wpe, dwpe}}, f, eps, tol, 1e-4)
 	})
 }
 

@@ -178,7 +178,7 @@ func TestInitDeterministicAndScaled(t *testing.T) {
 func TestModelFiniteDifference(t *testing.T) {
 	m := newMicro(t, micro, 2, 3)
 	for i := range m.Params { // larger weights: every path nonlinear
-		m.Params[i] *= 20
+		m.Params[i] *= 5
 	}
 	for i, ten := range m.layout {
 		if ten.Std == 0 { // LayerNorm and biases away from 1 and 0
@@ -205,11 +205,11 @@ func TestModelFiniteDifference(t *testing.T) {
 		}
 		return fh.sum
 	}
-	xs, gs := map[string][]float32{}, map[string][]float32{}
+	var probes []probe
 	for _, ten := range m.layout {
-		xs[ten.Name], gs[ten.Name] = ten.View(m.Params), ten.View(m.Grads)
+		probes = append(probes, probe{ten.Name, ten.View(m.Params), ten.View(m.Grads)})
 	}
-	checkDirectional(t, "model", xs, gs, loss, 1e-2, 2e-2)
+	checkDirectional(t, "model", probes, loss, 3e-3, 1e-2, 1e-3)
 }
 
 func TestThreadsDoNotChangeResults(t *testing.T) {
