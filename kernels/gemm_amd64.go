@@ -6,7 +6,7 @@ import "golang.org/x/sys/cpu"
 // tile of C from packed panels, 12 ymm accumulators.
 //
 //go:noescape
-func sgemmKernel6x16AVX2(k int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmKernel6x16AVX2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
 // kernelAVX2 blocks for L1 48 KiB / L2 2 MiB per core: a packed B micro-panel
 // (kc x 16) is 16 KiB and stays in L1, the packed A block (mc x kc) is 192 KiB
@@ -22,7 +22,7 @@ var kernelAVX2 = microKernel{
 // 12x32 tile of C from packed panels, 24 zmm accumulators.
 //
 //go:noescape
-func sgemmKernel12x32AVX512(k int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmKernel12x32AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
 // kernelAVX512 blocks for L1 48 KiB / L2 2 MiB per core: a packed B
 // micro-panel (kc x 32) is 24 KiB and stays in L1 beside the 9 KiB A

@@ -1,59 +1,57 @@
 #include "textflag.h"
 
 // Micro-kernels of the blocked Sgemm (see gemm_blocked.go). Each computes one
-// MR x NR tile of C from a packed A micro-panel (k steps of MR values) and a
-// packed B micro-panel (k steps of NR values):
+// MR x NR tile of C from an A micro-panel (k steps of MR values, lda float32s
+// apart) and a B micro-panel (k steps of NR values, ldb float32s apart). A
+// packed panel has lda = MR or ldb = NR; a panel read in place from the
+// caller's matrix has its leading dimension.
 //
-//	acc[i][j] = sum_p a[p*MR+i] * b[p*NR+j]
+//	acc[i][j] = sum over p < k of a[p*lda+i] * b[p*ldb+j]
 //	C[i][j]   = alpha*acc[i][j]                  if beta == 0 (C is not read)
 //	C[i][j]   = alpha*acc[i][j] + beta*C[i][j]   otherwise
 //
 // C rows are ldc float32s apart. k >= 1.
+//
+// Registers: CX, BX k counters; SI A; DI B; R10 lda bytes; R11 ldb bytes;
+// DX C; R8 ldc bytes; R9 scratch.
 
-// One k step of the 6x16 AVX2 kernel: B row in Y0,Y1; A values broadcast into
-// Y2/Y3 in turn; accumulators Y4..Y15 (row i in Y(4+2i), Y(5+2i)).
-#define STEP6x16(ao, bo) \
-	VMOVUPS      bo(DI), Y0; \
-	VMOVUPS      bo+32(DI), Y1; \
-	VBROADCASTSS ao(SI), Y2; \
+// 6x16 AVX2+FMA: B step in Y0,Y1; A values broadcast into Y2/Y3 in turn;
+// accumulators Y4..Y15 (row i in Y(4+2i), Y(5+2i)).
+#define STEP6x16 \
+	VMOVUPS      0(DI), Y0; \
+	VMOVUPS      32(DI), Y1; \
+	VBROADCASTSS 0(SI), Y2; \
 	VFMADD231PS  Y0, Y2, Y4; \
 	VFMADD231PS  Y1, Y2, Y5; \
-	VBROADCASTSS ao+4(SI), Y3; \
+	VBROADCASTSS 4(SI), Y3; \
 	VFMADD231PS  Y0, Y3, Y6; \
 	VFMADD231PS  Y1, Y3, Y7; \
-	VBROADCASTSS ao+8(SI), Y2; \
+	VBROADCASTSS 8(SI), Y2; \
 	VFMADD231PS  Y0, Y2, Y8; \
 	VFMADD231PS  Y1, Y2, Y9; \
-	VBROADCASTSS ao+12(SI), Y3; \
+	VBROADCASTSS 12(SI), Y3; \
 	VFMADD231PS  Y0, Y3, Y10; \
 	VFMADD231PS  Y1, Y3, Y11; \
-	VBROADCASTSS ao+16(SI), Y2; \
+	VBROADCASTSS 16(SI), Y2; \
 	VFMADD231PS  Y0, Y2, Y12; \
 	VFMADD231PS  Y1, Y2, Y13; \
-	VBROADCASTSS ao+20(SI), Y3; \
+	VBROADCASTSS 20(SI), Y3; \
 	VFMADD231PS  Y0, Y3, Y14; \
-	VFMADD231PS  Y1, Y3, Y15
+	VFMADD231PS  Y1, Y3, Y15; \
+	ADDQ         R10, SI; \
+	ADDQ         R11, DI
 
-// Row r of the tile: with beta, C = acc + beta*C (acc already scaled by alpha).
-#define STOREROW16B(lo, hi) \
-	VFMADD231PS (DX), Y1, lo; \
-	VFMADD231PS 32(DX), Y1, hi; \
-	VMOVUPS     lo, (DX); \
-	VMOVUPS     hi, 32(DX); \
-	ADDQ        R8, DX
-
-#define STOREROW16(lo, hi) \
-	VMOVUPS lo, (DX); \
-	VMOVUPS hi, 32(DX); \
-	ADDQ    R8, DX
-
-// func sgemmKernel6x16AVX2(k int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmKernel6x16AVX2(SB), NOSPLIT, $0-48
+// func sgemmKernel6x16AVX2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+TEXT ·sgemmKernel6x16AVX2(SB), NOSPLIT, $0-64
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), R8
+	MOVQ lda+16(FP), R10
+	SHLQ $2, R10
+	MOVQ b+24(FP), DI
+	MOVQ ldb+32(FP), R11
+	SHLQ $2, R11
+	MOVQ c+40(FP), DX
+	MOVQ ldc+48(FP), R8
 	SHLQ $2, R8
 
 	VXORPS Y4, Y4, Y4
@@ -70,7 +68,7 @@ TEXT ·sgemmKernel6x16AVX2(SB), NOSPLIT, $0-48
 	VXORPS Y15, Y15, Y15
 
 	// Bring the C tile towards the cache while the products run.
-	MOVQ       DX, R9
+	MOVQ DX, R9
 	PREFETCHT0 (R9)
 	PREFETCHT0 60(R9)
 	ADDQ       R8, R9
@@ -91,33 +89,30 @@ TEXT ·sgemmKernel6x16AVX2(SB), NOSPLIT, $0-48
 
 	MOVQ CX, BX
 	SHRQ $2, BX
-	JZ   tail
+	JZ   tail_sgemmKernel6x16AVX2
 
-loop4:
-	PREFETCHT0 384(DI)
-	STEP6x16(0, 0)
-	STEP6x16(24, 64)
-	PREFETCHT0 448(DI)
-	STEP6x16(48, 128)
-	STEP6x16(72, 192)
-	ADDQ       $96, SI
-	ADDQ       $256, DI
+loop4_sgemmKernel6x16AVX2:
+	PREFETCHT0 (SI)(R10*8)
+	PREFETCHT0 (DI)(R11*8)
+	PREFETCHT0 60(DI)(R11*8)
+	STEP6x16
+	STEP6x16
+	STEP6x16
+	STEP6x16
 	DECQ       BX
-	JNZ        loop4
+	JNZ        loop4_sgemmKernel6x16AVX2
 
-tail:
+tail_sgemmKernel6x16AVX2:
 	ANDQ $3, CX
-	JZ   store
+	JZ   store_sgemmKernel6x16AVX2
 
-loop1:
-	STEP6x16(0, 0)
-	ADDQ $24, SI
-	ADDQ $64, DI
+loop1_sgemmKernel6x16AVX2:
+	STEP6x16
 	DECQ CX
-	JNZ  loop1
+	JNZ  loop1_sgemmKernel6x16AVX2
 
-store:
-	VBROADCASTSS alpha+40(FP), Y0
+store_sgemmKernel6x16AVX2:
+	VBROADCASTSS alpha+56(FP), Y0
 	VMULPS       Y0, Y4, Y4
 	VMULPS       Y0, Y5, Y5
 	VMULPS       Y0, Y6, Y6
@@ -132,91 +127,119 @@ store:
 	VMULPS       Y0, Y15, Y15
 
 	// beta == +0 or -0: overwrite C without reading it.
-	MOVL  beta+44(FP), AX
+	MOVL  beta+60(FP), AX
 	TESTL $0x7fffffff, AX
-	JZ    overwrite
+	JZ    overwrite_sgemmKernel6x16AVX2
 
-	VBROADCASTSS beta+44(FP), Y1
-	STOREROW16B(Y4, Y5)
-	STOREROW16B(Y6, Y7)
-	STOREROW16B(Y8, Y9)
-	STOREROW16B(Y10, Y11)
-	STOREROW16B(Y12, Y13)
-	STOREROW16B(Y14, Y15)
+	VBROADCASTSS beta+60(FP), Y1
+	VFMADD231PS 0(DX), Y1, Y4
+	VFMADD231PS 32(DX), Y1, Y5
+	VMOVUPS     Y4, 0(DX)
+	VMOVUPS     Y5, 32(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Y1, Y6
+	VFMADD231PS 32(DX), Y1, Y7
+	VMOVUPS     Y6, 0(DX)
+	VMOVUPS     Y7, 32(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Y1, Y8
+	VFMADD231PS 32(DX), Y1, Y9
+	VMOVUPS     Y8, 0(DX)
+	VMOVUPS     Y9, 32(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Y1, Y10
+	VFMADD231PS 32(DX), Y1, Y11
+	VMOVUPS     Y10, 0(DX)
+	VMOVUPS     Y11, 32(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Y1, Y12
+	VFMADD231PS 32(DX), Y1, Y13
+	VMOVUPS     Y12, 0(DX)
+	VMOVUPS     Y13, 32(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Y1, Y14
+	VFMADD231PS 32(DX), Y1, Y15
+	VMOVUPS     Y14, 0(DX)
+	VMOVUPS     Y15, 32(DX)
 	VZEROUPPER
 	RET
 
-overwrite:
-	STOREROW16(Y4, Y5)
-	STOREROW16(Y6, Y7)
-	STOREROW16(Y8, Y9)
-	STOREROW16(Y10, Y11)
-	STOREROW16(Y12, Y13)
-	STOREROW16(Y14, Y15)
+overwrite_sgemmKernel6x16AVX2:
+	VMOVUPS Y4, 0(DX)
+	VMOVUPS Y5, 32(DX)
+	ADDQ    R8, DX
+	VMOVUPS Y6, 0(DX)
+	VMOVUPS Y7, 32(DX)
+	ADDQ    R8, DX
+	VMOVUPS Y8, 0(DX)
+	VMOVUPS Y9, 32(DX)
+	ADDQ    R8, DX
+	VMOVUPS Y10, 0(DX)
+	VMOVUPS Y11, 32(DX)
+	ADDQ    R8, DX
+	VMOVUPS Y12, 0(DX)
+	VMOVUPS Y13, 32(DX)
+	ADDQ    R8, DX
+	VMOVUPS Y14, 0(DX)
+	VMOVUPS Y15, 32(DX)
 	VZEROUPPER
 	RET
 
-// One k step of the 12x32 AVX-512 kernel: B row in Z0,Z1; A values broadcast
-// into Z2..Z4 in turn; accumulators Z8..Z31 (row i in Z(8+2i), Z(9+2i)).
-#define STEP12x32(ao, bo) \
-	VMOVUPS      bo(DI), Z0; \
-	VMOVUPS      bo+64(DI), Z1; \
-	VBROADCASTSS ao+0(SI), Z2; \
+// 12x32 AVX-512: B step in Z0,Z1; A values broadcast into Z2..Z4 in turn;
+// accumulators Z8..Z31 (row i in Z(8+2i), Z(9+2i)).
+#define STEP12x32 \
+	VMOVUPS      0(DI), Z0; \
+	VMOVUPS      64(DI), Z1; \
+	VBROADCASTSS 0(SI), Z2; \
 	VFMADD231PS  Z0, Z2, Z8; \
 	VFMADD231PS  Z1, Z2, Z9; \
-	VBROADCASTSS ao+4(SI), Z3; \
+	VBROADCASTSS 4(SI), Z3; \
 	VFMADD231PS  Z0, Z3, Z10; \
 	VFMADD231PS  Z1, Z3, Z11; \
-	VBROADCASTSS ao+8(SI), Z4; \
+	VBROADCASTSS 8(SI), Z4; \
 	VFMADD231PS  Z0, Z4, Z12; \
 	VFMADD231PS  Z1, Z4, Z13; \
-	VBROADCASTSS ao+12(SI), Z2; \
+	VBROADCASTSS 12(SI), Z2; \
 	VFMADD231PS  Z0, Z2, Z14; \
 	VFMADD231PS  Z1, Z2, Z15; \
-	VBROADCASTSS ao+16(SI), Z3; \
+	VBROADCASTSS 16(SI), Z3; \
 	VFMADD231PS  Z0, Z3, Z16; \
 	VFMADD231PS  Z1, Z3, Z17; \
-	VBROADCASTSS ao+20(SI), Z4; \
+	VBROADCASTSS 20(SI), Z4; \
 	VFMADD231PS  Z0, Z4, Z18; \
 	VFMADD231PS  Z1, Z4, Z19; \
-	VBROADCASTSS ao+24(SI), Z2; \
+	VBROADCASTSS 24(SI), Z2; \
 	VFMADD231PS  Z0, Z2, Z20; \
 	VFMADD231PS  Z1, Z2, Z21; \
-	VBROADCASTSS ao+28(SI), Z3; \
+	VBROADCASTSS 28(SI), Z3; \
 	VFMADD231PS  Z0, Z3, Z22; \
 	VFMADD231PS  Z1, Z3, Z23; \
-	VBROADCASTSS ao+32(SI), Z4; \
+	VBROADCASTSS 32(SI), Z4; \
 	VFMADD231PS  Z0, Z4, Z24; \
 	VFMADD231PS  Z1, Z4, Z25; \
-	VBROADCASTSS ao+36(SI), Z2; \
+	VBROADCASTSS 36(SI), Z2; \
 	VFMADD231PS  Z0, Z2, Z26; \
 	VFMADD231PS  Z1, Z2, Z27; \
-	VBROADCASTSS ao+40(SI), Z3; \
+	VBROADCASTSS 40(SI), Z3; \
 	VFMADD231PS  Z0, Z3, Z28; \
 	VFMADD231PS  Z1, Z3, Z29; \
-	VBROADCASTSS ao+44(SI), Z4; \
+	VBROADCASTSS 44(SI), Z4; \
 	VFMADD231PS  Z0, Z4, Z30; \
-	VFMADD231PS  Z1, Z4, Z31
+	VFMADD231PS  Z1, Z4, Z31; \
+	ADDQ         R10, SI; \
+	ADDQ         R11, DI
 
-#define STOREROW32B(lo, hi) \
-	VFMADD231PS (DX), Z1, lo; \
-	VFMADD231PS 64(DX), Z1, hi; \
-	VMOVUPS     lo, (DX); \
-	VMOVUPS     hi, 64(DX); \
-	ADDQ        R8, DX
-
-#define STOREROW32(lo, hi) \
-	VMOVUPS lo, (DX); \
-	VMOVUPS hi, 64(DX); \
-	ADDQ    R8, DX
-
-// func sgemmKernel12x32AVX512(k int, a, b, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmKernel12x32AVX512(SB), NOSPLIT, $0-48
+// func sgemmKernel12x32AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+TEXT ·sgemmKernel12x32AVX512(SB), NOSPLIT, $0-64
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), R8
+	MOVQ lda+16(FP), R10
+	SHLQ $2, R10
+	MOVQ b+24(FP), DI
+	MOVQ ldb+32(FP), R11
+	SHLQ $2, R11
+	MOVQ c+40(FP), DX
+	MOVQ ldc+48(FP), R8
 	SHLQ $2, R8
 
 	VPXORD Z8, Z8, Z8
@@ -284,34 +307,30 @@ TEXT ·sgemmKernel12x32AVX512(SB), NOSPLIT, $0-48
 
 	MOVQ CX, BX
 	SHRQ $2, BX
-	JZ   tail512
+	JZ   tail_sgemmKernel12x32AVX512
 
-loop512:
-	PREFETCHT0 384(SI)
-	STEP12x32(0, 0)
-	PREFETCHT0 448(SI)
-	STEP12x32(48, 128)
-	PREFETCHT0 512(SI)
-	STEP12x32(96, 256)
-	STEP12x32(144, 384)
-	ADDQ       $192, SI
-	ADDQ       $512, DI
+loop4_sgemmKernel12x32AVX512:
+	PREFETCHT0 (SI)(R10*8)
+	PREFETCHT0 (DI)(R11*8)
+	PREFETCHT0 124(DI)(R11*8)
+	STEP12x32
+	STEP12x32
+	STEP12x32
+	STEP12x32
 	DECQ       BX
-	JNZ        loop512
+	JNZ        loop4_sgemmKernel12x32AVX512
 
-tail512:
+tail_sgemmKernel12x32AVX512:
 	ANDQ $3, CX
-	JZ   store512
+	JZ   store_sgemmKernel12x32AVX512
 
-loop512one:
-	STEP12x32(0, 0)
-	ADDQ $48, SI
-	ADDQ $128, DI
+loop1_sgemmKernel12x32AVX512:
+	STEP12x32
 	DECQ CX
-	JNZ  loop512one
+	JNZ  loop1_sgemmKernel12x32AVX512
 
-store512:
-	VBROADCASTSS alpha+40(FP), Z0
+store_sgemmKernel12x32AVX512:
+	VBROADCASTSS alpha+56(FP), Z0
 	VMULPS       Z0, Z8, Z8
 	VMULPS       Z0, Z9, Z9
 	VMULPS       Z0, Z10, Z10
@@ -338,38 +357,108 @@ store512:
 	VMULPS       Z0, Z31, Z31
 
 	// beta == +0 or -0: overwrite C without reading it.
-	MOVL  beta+44(FP), AX
+	MOVL  beta+60(FP), AX
 	TESTL $0x7fffffff, AX
-	JZ    overwrite512
+	JZ    overwrite_sgemmKernel12x32AVX512
 
-	VBROADCASTSS beta+44(FP), Z1
-	STOREROW32B(Z8, Z9)
-	STOREROW32B(Z10, Z11)
-	STOREROW32B(Z12, Z13)
-	STOREROW32B(Z14, Z15)
-	STOREROW32B(Z16, Z17)
-	STOREROW32B(Z18, Z19)
-	STOREROW32B(Z20, Z21)
-	STOREROW32B(Z22, Z23)
-	STOREROW32B(Z24, Z25)
-	STOREROW32B(Z26, Z27)
-	STOREROW32B(Z28, Z29)
-	STOREROW32B(Z30, Z31)
+	VBROADCASTSS beta+60(FP), Z1
+	VFMADD231PS 0(DX), Z1, Z8
+	VFMADD231PS 64(DX), Z1, Z9
+	VMOVUPS     Z8, 0(DX)
+	VMOVUPS     Z9, 64(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Z1, Z10
+	VFMADD231PS 64(DX), Z1, Z11
+	VMOVUPS     Z10, 0(DX)
+	VMOVUPS     Z11, 64(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Z1, Z12
+	VFMADD231PS 64(DX), Z1, Z13
+	VMOVUPS     Z12, 0(DX)
+	VMOVUPS     Z13, 64(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Z1, Z14
+	VFMADD231PS 64(DX), Z1, Z15
+	VMOVUPS     Z14, 0(DX)
+	VMOVUPS     Z15, 64(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Z1, Z16
+	VFMADD231PS 64(DX), Z1, Z17
+	VMOVUPS     Z16, 0(DX)
+	VMOVUPS     Z17, 64(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Z1, Z18
+	VFMADD231PS 64(DX), Z1, Z19
+	VMOVUPS     Z18, 0(DX)
+	VMOVUPS     Z19, 64(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Z1, Z20
+	VFMADD231PS 64(DX), Z1, Z21
+	VMOVUPS     Z20, 0(DX)
+	VMOVUPS     Z21, 64(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Z1, Z22
+	VFMADD231PS 64(DX), Z1, Z23
+	VMOVUPS     Z22, 0(DX)
+	VMOVUPS     Z23, 64(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Z1, Z24
+	VFMADD231PS 64(DX), Z1, Z25
+	VMOVUPS     Z24, 0(DX)
+	VMOVUPS     Z25, 64(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Z1, Z26
+	VFMADD231PS 64(DX), Z1, Z27
+	VMOVUPS     Z26, 0(DX)
+	VMOVUPS     Z27, 64(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Z1, Z28
+	VFMADD231PS 64(DX), Z1, Z29
+	VMOVUPS     Z28, 0(DX)
+	VMOVUPS     Z29, 64(DX)
+	ADDQ        R8, DX
+	VFMADD231PS 0(DX), Z1, Z30
+	VFMADD231PS 64(DX), Z1, Z31
+	VMOVUPS     Z30, 0(DX)
+	VMOVUPS     Z31, 64(DX)
 	VZEROUPPER
 	RET
 
-overwrite512:
-	STOREROW32(Z8, Z9)
-	STOREROW32(Z10, Z11)
-	STOREROW32(Z12, Z13)
-	STOREROW32(Z14, Z15)
-	STOREROW32(Z16, Z17)
-	STOREROW32(Z18, Z19)
-	STOREROW32(Z20, Z21)
-	STOREROW32(Z22, Z23)
-	STOREROW32(Z24, Z25)
-	STOREROW32(Z26, Z27)
-	STOREROW32(Z28, Z29)
-	STOREROW32(Z30, Z31)
+overwrite_sgemmKernel12x32AVX512:
+	VMOVUPS Z8, 0(DX)
+	VMOVUPS Z9, 64(DX)
+	ADDQ    R8, DX
+	VMOVUPS Z10, 0(DX)
+	VMOVUPS Z11, 64(DX)
+	ADDQ    R8, DX
+	VMOVUPS Z12, 0(DX)
+	VMOVUPS Z13, 64(DX)
+	ADDQ    R8, DX
+	VMOVUPS Z14, 0(DX)
+	VMOVUPS Z15, 64(DX)
+	ADDQ    R8, DX
+	VMOVUPS Z16, 0(DX)
+	VMOVUPS Z17, 64(DX)
+	ADDQ    R8, DX
+	VMOVUPS Z18, 0(DX)
+	VMOVUPS Z19, 64(DX)
+	ADDQ    R8, DX
+	VMOVUPS Z20, 0(DX)
+	VMOVUPS Z21, 64(DX)
+	ADDQ    R8, DX
+	VMOVUPS Z22, 0(DX)
+	VMOVUPS Z23, 64(DX)
+	ADDQ    R8, DX
+	VMOVUPS Z24, 0(DX)
+	VMOVUPS Z25, 64(DX)
+	ADDQ    R8, DX
+	VMOVUPS Z26, 0(DX)
+	VMOVUPS Z27, 64(DX)
+	ADDQ    R8, DX
+	VMOVUPS Z28, 0(DX)
+	VMOVUPS Z29, 64(DX)
+	ADDQ    R8, DX
+	VMOVUPS Z30, 0(DX)
+	VMOVUPS Z31, 64(DX)
 	VZEROUPPER
 	RET

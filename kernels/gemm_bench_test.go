@@ -101,7 +101,7 @@ func BenchmarkMicroKernel(b *testing.B) {
 				a[i] = 1
 			}
 			for b.Loop() {
-				kern.fn(k, &a[0], &bp[0], &c[0], kern.nr, 1, 1)
+				kern.fn(k, &a[0], kern.mr, &bp[0], kern.nr, &c[0], kern.nr, 1, 1)
 			}
 			b.ReportMetric(2*float64(kern.mr*kern.nr*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})

@@ -1,10 +1,16 @@
 package kernels
 
-import "unsafe"
+import (
+	"runtime"
+	"sync/atomic"
+	"unsafe"
+)
 
-// A microKernel computes one mr x nr tile of C from packed panels:
+// A microKernel computes one mr x nr tile of C from an A micro-panel (k steps
+// of mr values, lda apart) and a B micro-panel (k steps of nr values, ldb
+// apart); packed panels have lda = mr, ldb = nr:
 //
-//	acc[i][j] = sum over p < k of a[p*mr+i] * b[p*nr+j]
+//	acc[i][j] = sum over p < k of a[p*lda+i] * b[p*ldb+j]
 //	C[i*ldc+j] = alpha*acc[i][j]                   beta == 0: C is not read
 //	C[i*ldc+j] = alpha*acc[i][j] + beta*C[i*ldc+j] otherwise
 //
@@ -14,7 +20,7 @@ type microKernel struct {
 	name       string
 	mr, nr     int
 	mc, kc, nc int
-	fn         func(k int, a, b, c *float32, ldc int, alpha, beta float32)
+	fn         func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 }
 
 // kernelGo is the portable micro-kernel, used where no assembly kernel fits the
@@ -26,14 +32,14 @@ var kernelGo = microKernel{
 	fn: sgemmKernelGo,
 }
 
-func sgemmKernelGo(k int, a, b, c *float32, ldc int, alpha, beta float32) {
+func sgemmKernelGo(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32) {
 	const mr, nr = 4, 8
-	ap := unsafe.Slice(a, k*mr)
-	bp := unsafe.Slice(b, k*nr)
+	ap := unsafe.Slice(a, (k-1)*lda+mr)
+	bp := unsafe.Slice(b, (k-1)*ldb+nr)
 	var acc [mr * nr]float32
 	for p := 0; p < k; p++ {
-		av := ap[p*mr : p*mr+mr : p*mr+mr]
-		bv := bp[p*nr : p*nr+nr : p*nr+nr]
+		av := ap[p*lda : p*lda+mr : p*lda+mr]
+		bv := bp[p*ldb : p*ldb+nr : p*ldb+nr]
 		for i, ai := range av {
 			row := acc[i*nr : i*nr+nr : i*nr+nr]
 			for j, bj := range bv {
@@ -73,8 +79,7 @@ type gemmArgs struct {
 // gemmBuf holds one goroutine's packing buffers. Buffers grow to the largest
 // block seen and are reused across calls through the Pool's free list.
 type gemmBuf struct {
-	a    []float32 // packed A block: ceil(mc/mr) micro-panels of kc x mr
-	b    []float32 // packed B block: ceil(nc/nr) micro-panels of kc x nr
+	pack []float32 // packed block of the split operand: mc x kc of A or kc x nc of B
 	tile []float32 // [mr x nr] result of an edge tile
 }
 
@@ -102,34 +107,117 @@ func (p *Pool) putBuf(b *gemmBuf) {
 	p.mu.Unlock()
 }
 
-// minPartFlops is the least work worth a goroutine of its own: about 10 µs.
-const minPartFlops = 1 << 19
+const (
+	// minPartFlops is the least work worth a goroutine of its own: about 5 µs.
+	minPartFlops = 1 << 19
+	// chunksPerPart is how many chunks of C each goroutine gets on average:
+	// more than one, so a goroutine slowed by other processes on its core
+	// leaves its share to the others.
+	chunksPerPart = 4
+	// defaultMaxShared bounds the shared packed operand (float32s, 16 MiB);
+	// a larger one is done in slabs.
+	defaultMaxShared = 1 << 22
+)
 
-// gemmJob is one Sgemm call split over the budget: run computes parts
-// [lo, hi) of the split dimension, counted in micro-tiles. Jobs are reused
-// through the Pool's free list, so a call allocates nothing when it runs on
-// the caller alone.
+// gemmJob is one Sgemm call split over the budget.
+//
+// The smaller of op(A) and op(B) (the shared operand) is packed once, whole,
+// by all goroutines together. C is cut along the other dimension into chunks
+// of at most mc rows (or nc columns); goroutines claim chunks one at a time
+// and, for each, pack their own block of the other operand and run the
+// micro-kernel over it. Each element of C is computed by one goroutine in the
+// same order whatever the number of threads, so results do not depend on the
+// budget.
+//
+// When op(A) = A^T, its micro-panels already lie in memory as the
+// micro-kernel reads them (mr consecutive values per k step): A is then read
+// in place with its leading dimension, and only its partial edge panel is
+// packed. op(B) is always packed: a B micro-panel is read once per A panel,
+// and in place its k steps ldb apart (often a multiple of 4 KiB) would fight
+// over the same L1 sets.
+//
+// Jobs are reused through the Pool's free list, so a call allocates nothing
+// when it runs on the caller alone.
 type gemmJob struct {
 	gemmArgs
 	p      *Pool
 	kern   *microKernel
-	splitM bool // split rows of C (else columns)
+	splitM bool // chunks are rows of C and op(B) is shared (else columns, op(A))
+
+	sharedDirect bool      // the shared operand is read in place
+	sharedDim    int       // n (splitM) or m
+	sharedFull   int       // sharedDim rounded down to whole panels
+	sharedN      int       // packed width: sharedDim rounded up to whole panels, or one panel when direct
+	shared       []float32 // packed shared operand (or its edge panel): block at k offset pc starts at pc*sharedN
+
+	// Packing units of the shared operand: (k block, group of packGroup panels).
+	packUnits, packGroups int
+	packNext, packDone    atomic.Int64
+	chunks, chunk         int // chunk count and size (rows or columns of C)
+	chunkNext             atomic.Int64
 }
 
-func (j *gemmJob) run(lo, hi int) {
-	if j.splitM {
-		mr := j.kern.mr
-		j.p.gemmRange(j.kern, &j.gemmArgs, lo*mr, min(hi*mr, j.m), 0, j.n)
+// packGroup is the number of micro-panels of the shared operand in one
+// packing unit.
+const packGroup = 8
+
+// panels locates the micro-panels of one k block of an operand: the panel of
+// rows (or columns) x.. starts at base[x*mul] with k steps ld apart, except
+// the partial panel at x >= full, packed in edge (steps of the tile size).
+type panels struct {
+	base    []float32
+	mul, ld int
+	full    int
+	edge    []float32
+}
+
+// at returns the panel at row (or column) x and its step, r the tile size.
+func (s *panels) at(x, r int) (*float32, int) {
+	if x >= s.full {
+		return &s.edge[0], r
+	}
+	return &s.base[x*s.mul], s.ld
+}
+
+// sgemm runs C = alpha*op(A)*op(B) + beta*C over the budget, in slabs when the
+// shared operand would be too large to pack whole.
+func (p *Pool) sgemm(g gemmArgs) {
+	kern := p.kern
+	splitM := g.m >= g.n
+	small, nr := g.n, kern.nr
+	if !splitM {
+		small, nr = g.m, kern.mr
+	}
+	slab := max(nr, p.maxShared/max(g.k, 1)/nr*nr)
+	if small <= slab {
+		p.sgemmSlab(kern, splitM, g)
 		return
 	}
-	nr := j.kern.nr
-	j.p.gemmRange(j.kern, &j.gemmArgs, 0, j.m, lo*nr, min(hi*nr, j.n))
+	for lo := 0; lo < small; lo += slab {
+		s := g
+		hi := min(lo+slab, small)
+		if splitM { // columns [lo, hi) of op(B) and C
+			s.n = hi - lo
+			s.c = g.c[lo:]
+			if g.tB {
+				s.b = g.b[lo*g.ldb:]
+			} else {
+				s.b = g.b[lo:]
+			}
+		} else { // rows [lo, hi) of op(A) and C
+			s.m = hi - lo
+			s.c = g.c[lo*g.ldc:]
+			if g.tA {
+				s.a = g.a[lo:]
+			} else {
+				s.a = g.a[lo*g.lda:]
+			}
+		}
+		p.sgemmSlab(kern, splitM, s)
+	}
 }
 
-// sgemm splits C over the budget and runs the blocked algorithm on each part.
-// Only the dimension of C with more elements is split, so the operand packed
-// twice (once per part) is the smaller one.
-func (p *Pool) sgemm(g gemmArgs) {
+func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 	p.mu.Lock()
 	var j *gemmJob
 	if n := len(p.jobs); n > 0 {
@@ -140,17 +228,44 @@ func (p *Pool) sgemm(g gemmArgs) {
 	}
 	p.mu.Unlock()
 
-	j.gemmArgs, j.p, j.kern = g, p, p.kern
-	flops := 2 * g.k // per element of C
-	var tiles, grain int
-	if j.splitM = g.m >= g.n; j.splitM {
-		tiles = (g.m + j.kern.mr - 1) / j.kern.mr
-		grain = minPartFlops / (j.kern.mr*g.n*flops + 1)
+	j.gemmArgs, j.p, j.kern, j.splitM = g, p, kern, splitM
+	var tiles, tile, maxChunk, r int
+	if splitM {
+		tiles, tile, maxChunk = (g.m+kern.mr-1)/kern.mr, kern.mr, kern.mc
+		j.sharedDim, r, j.sharedDirect = g.n, kern.nr, false
 	} else {
-		tiles = (g.n + j.kern.nr - 1) / j.kern.nr
-		grain = minPartFlops / (j.kern.nr*g.m*flops + 1)
+		tiles, tile, maxChunk = (g.n+kern.nr-1)/kern.nr, kern.nr, kern.nc
+		j.sharedDim, r, j.sharedDirect = g.m, kern.mr, g.tA && !p.packAll
 	}
-	p.forEach(tiles, grain, j)
+	j.sharedFull = j.sharedDim / r * r
+	kBlocks := (g.k + kern.kc - 1) / kern.kc
+	if j.sharedDirect {
+		j.sharedN = r
+		j.packGroups = 1
+		j.packUnits = 0
+		if j.sharedFull < j.sharedDim {
+			j.packUnits = kBlocks
+		}
+	} else {
+		j.sharedN = roundUp(j.sharedDim, r)
+		j.packGroups = (j.sharedN/r + packGroup - 1) / packGroup
+		j.packUnits = kBlocks * j.packGroups
+	}
+	j.shared = grow(j.shared, g.k*j.sharedN)
+	j.packNext.Store(0)
+	j.packDone.Store(0)
+
+	flops := 2 * float64(g.m) * float64(g.n) * float64(g.k)
+	parts := min(p.threads, tiles, max(1, int(flops/minPartFlops)))
+	chunkTiles := max(1, min(maxChunk/tile, (tiles+parts*chunksPerPart-1)/(parts*chunksPerPart)))
+	if parts == 1 {
+		chunkTiles = maxChunk / tile
+	}
+	j.chunk = chunkTiles * tile
+	j.chunks = (tiles + chunkTiles - 1) / chunkTiles
+	j.chunkNext.Store(0)
+
+	p.forEach(parts, 1, j)
 
 	j.gemmArgs = gemmArgs{} // drop references to the caller's slices
 	p.mu.Lock()
@@ -158,47 +273,164 @@ func (p *Pool) sgemm(g gemmArgs) {
 	p.mu.Unlock()
 }
 
-// gemmRange computes rows [i0, i1) and columns [j0, j1) of C with packed,
-// cache-blocked panels (the BLIS loop order: jc, pc, ic, jr, ir).
-func (p *Pool) gemmRange(kern *microKernel, g *gemmArgs, i0, i1, j0, j1 int) {
-	buf := p.getBuf()
-	defer p.putBuf(buf)
-	mr, nr := kern.mr, kern.nr
-	buf.tile = grow(buf.tile, mr*nr)
-	kcMax := min(kern.kc, g.k)
-	mcMax := min(kern.mc, roundUp(i1-i0, mr))
-	ncMax := min(kern.nc, roundUp(j1-j0, nr))
-	buf.a = grow(buf.a, mcMax*kcMax)
-	buf.b = grow(buf.b, ncMax*kcMax)
-	c, ldc := g.c, g.ldc
-	for jc := j0; jc < j1; jc += kern.nc {
-		nc := min(kern.nc, j1-jc)
-		for pc := 0; pc < g.k; pc += kern.kc {
-			kc := min(kern.kc, g.k-pc)
-			beta := g.beta
+// run is one goroutine's share of the job: help pack the shared operand,
+// wait until it is packed, then claim chunks of C until none is left.
+func (j *gemmJob) run(_, _ int) {
+	kern := j.kern
+	for {
+		u := int(j.packNext.Add(1) - 1)
+		if u >= j.packUnits {
+			break
+		}
+		j.packShared(u)
+		j.packDone.Add(1)
+	}
+	for j.packDone.Load() < int64(j.packUnits) {
+		runtime.Gosched() // another goroutine is finishing its last unit
+	}
+
+	buf := j.p.getBuf()
+	defer j.p.putBuf(buf)
+	buf.tile = grow(buf.tile, kern.mr*kern.nr)
+	kcMax := min(kern.kc, j.k)
+	if j.splitM {
+		buf.pack = grow(buf.pack, roundUp(j.chunk, kern.mr)*kcMax)
+	} else {
+		buf.pack = grow(buf.pack, roundUp(j.chunk, kern.nr)*kcMax)
+	}
+	for {
+		ch := int(j.chunkNext.Add(1) - 1)
+		if ch >= j.chunks {
+			return
+		}
+		if j.splitM {
+			j.rowChunk(buf, ch*j.chunk, min((ch+1)*j.chunk, j.m))
+		} else {
+			j.colChunk(buf, ch*j.chunk, min((ch+1)*j.chunk, j.n))
+		}
+	}
+}
+
+// packShared packs unit u of the shared operand: one k block, one group of
+// micro-panels (or, read in place, the edge panel of one k block).
+func (j *gemmJob) packShared(u int) {
+	kern := j.kern
+	blk, grp := u/j.packGroups, u%j.packGroups
+	pc := blk * kern.kc
+	kc := min(kern.kc, j.k-pc)
+	r := kern.mr
+	if j.splitM {
+		r = kern.nr
+	}
+	x0, w := grp*packGroup*r, min(packGroup*r, j.sharedDim-grp*packGroup*r)
+	off := pc*j.sharedN + x0*kc
+	if j.sharedDirect {
+		x0, w, off = j.sharedFull, j.sharedDim-j.sharedFull, pc*j.sharedN
+	}
+	dst := j.shared[off:]
+	if j.splitM {
+		packB(dst, j.tB, j.b, j.ldb, pc, kc, x0, w, r)
+		return
+	}
+	packA(dst, j.tA, j.a, j.lda, x0, w, pc, kc, r)
+}
+
+// sharedPanels returns the panels of the shared operand's k block at pc.
+func (j *gemmJob) sharedPanels(pc, kc int) panels {
+	r := j.kern.mr
+	if j.splitM {
+		r = j.kern.nr
+	}
+	if !j.sharedDirect {
+		return panels{base: j.shared[pc*j.sharedN:], mul: kc, ld: r, full: j.sharedN}
+	}
+	s := panels{mul: 1, full: j.sharedFull}
+	if j.splitM {
+		s.base, s.ld = j.b[pc*j.ldb:], j.ldb
+	} else {
+		s.base, s.ld = j.a[pc*j.lda:], j.lda
+	}
+	if j.sharedFull < j.sharedDim {
+		s.edge = j.shared[pc*j.sharedN:]
+	}
+	return s
+}
+
+// rowChunk computes rows [i0, i1) of C (i1-i0 <= mc) against the shared op(B).
+func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1 int) {
+	kern := j.kern
+	mr, mc := kern.mr, i1-i0
+	for jc := 0; jc < j.n; jc += kern.nc {
+		nc := min(kern.nc, j.n-jc)
+		for pc := 0; pc < j.k; pc += kern.kc {
+			kc := min(kern.kc, j.k-pc)
+			beta := j.beta
 			if pc > 0 {
 				beta = 1
 			}
-			packB(buf.b, g.tB, g.b, g.ldb, pc, kc, jc, nc, nr)
-			for ic := i0; ic < i1; ic += kern.mc {
-				mc := min(kern.mc, i1-ic)
-				packA(buf.a, g.tA, g.a, g.lda, ic, mc, pc, kc, mr)
-				for jr := 0; jr < nc; jr += nr {
-					cols := min(nr, nc-jr)
-					bp := &buf.b[jr*kc]
-					for ir := 0; ir < mc; ir += mr {
-						rows := min(mr, mc-ir)
-						ap := &buf.a[ir*kc]
-						ci := (ic+ir)*ldc + jc + jr
-						if rows == mr && cols == nr {
-							kern.fn(kc, ap, bp, &c[ci], ldc, g.alpha, beta)
-							continue
-						}
-						kern.fn(kc, ap, bp, &buf.tile[0], nr, 1, 0)
-						mergeTile(c[ci:], ldc, buf.tile, nr, rows, cols, g.alpha, beta)
-					}
+			var pa panels
+			if j.tA && !j.p.packAll {
+				full := mc / mr * mr
+				pa = panels{base: j.a[pc*j.lda+i0:], mul: 1, ld: j.lda, full: full}
+				if full < mc {
+					packA(buf.pack, true, j.a, j.lda, i0+full, mc-full, pc, kc, mr)
+					pa.edge = buf.pack
 				}
+			} else {
+				packA(buf.pack, j.tA, j.a, j.lda, i0, mc, pc, kc, mr)
+				pa = panels{base: buf.pack, mul: kc, ld: mr, full: mc}
 			}
+			pb := j.sharedPanels(pc, kc)
+			pb.full -= jc
+			pb.base = pb.base[jc*pb.mul:]
+			j.macro(buf, &pa, &pb, i0, jc, mc, nc, kc, beta)
+		}
+	}
+}
+
+// colChunk computes columns [j0, j1) of C (j1-j0 <= nc) against the shared op(A).
+func (j *gemmJob) colChunk(buf *gemmBuf, j0, j1 int) {
+	kern := j.kern
+	nr, nc := kern.nr, j1-j0
+	for pc := 0; pc < j.k; pc += kern.kc {
+		kc := min(kern.kc, j.k-pc)
+		beta := j.beta
+		if pc > 0 {
+			beta = 1
+		}
+		packB(buf.pack, j.tB, j.b, j.ldb, pc, kc, j0, nc, nr)
+		pb := panels{base: buf.pack, mul: kc, ld: nr, full: nc}
+		pa := j.sharedPanels(pc, kc)
+		for ic := 0; ic < j.m; ic += kern.mc {
+			mc := min(kern.mc, j.m-ic)
+			sub := pa
+			sub.full -= ic
+			sub.base = pa.base[ic*pa.mul:]
+			j.macro(buf, &sub, &pb, ic, j0, mc, nc, kc, beta)
+		}
+	}
+}
+
+// macro runs the micro-kernel over the mc x nc block of C at (i0, j0), from
+// A panels pa and B panels pb (positions relative to the block): B panel
+// outer, so it stays in L1 while the A panels stream from L2.
+func (j *gemmJob) macro(buf *gemmBuf, pa, pb *panels, i0, j0, mc, nc, kc int, beta float32) {
+	kern := j.kern
+	mr, nr := kern.mr, kern.nr
+	c, ldc, alpha := j.c, j.ldc, j.alpha
+	for jr := 0; jr < nc; jr += nr {
+		cols := min(nr, nc-jr)
+		b, ldb := pb.at(jr, nr)
+		for ir := 0; ir < mc; ir += mr {
+			rows := min(mr, mc-ir)
+			a, lda := pa.at(ir, mr)
+			ci := (i0+ir)*ldc + j0 + jr
+			if rows == mr && cols == nr {
+				kern.fn(kc, a, lda, b, ldb, &c[ci], ldc, alpha, beta)
+				continue
+			}
+			kern.fn(kc, a, lda, b, ldb, &buf.tile[0], nr, 1, 0)
+			mergeTile(c[ci:], ldc, buf.tile, nr, rows, cols, alpha, beta)
 		}
 	}
 }

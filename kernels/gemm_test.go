@@ -141,6 +141,46 @@ func TestSgemm(t *testing.T) {
 				checkSgemm(t, p)
 			})
 		}
+		t.Run(kern.name+"/packall", func(t *testing.T) {
+			p := NewPool(2)
+			p.kern = kern
+			p.packAll = true
+			checkSgemm(t, p)
+		})
+		// A shared operand too large to pack whole is done in slabs.
+		t.Run(kern.name+"/slabs", func(t *testing.T) {
+			p := NewPool(2)
+			p.kern = kern
+			p.maxShared = 1
+			checkSgemm(t, p)
+		})
+	}
+}
+
+// TestSgemmThreadsBitwise checks that the result does not depend on the
+// budget: every element of C is summed by one goroutine in a fixed order.
+func TestSgemmThreadsBitwise(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, tc := range []gemmCase{
+		{tA: false, tB: true, m: 300, n: 97, k: 450, alpha: 1, beta: 0},
+		{tA: true, tB: false, m: 61, n: 230, k: 700, alpha: 0.5, beta: 1},
+	} {
+		a, lda, b, ldb, c0, ldc := tc.operands(rng)
+		var first []float32
+		for _, threads := range []int{1, 2, 3} {
+			c := append([]float32(nil), c0...)
+			NewPool(threads).Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+			if first == nil {
+				first = c
+				continue
+			}
+			for i := range c {
+				if c[i] != first[i] && !(c[i] != c[i] && first[i] != first[i]) {
+					t.Errorf("Sgemm(%v) with %d threads: C[%d] = %g; want %g as with 1 thread", tc, threads, i, c[i], first[i])
+					break
+				}
+			}
+		}
 	}
 }
 

@@ -15,6 +15,12 @@ type Pool struct {
 	// kern is the Sgemm micro-kernel, chosen for the CPU by NewPool (tests
 	// set it to kernelGo to check the portable path).
 	kern *microKernel
+	// maxShared bounds an Sgemm's shared packed operand, in float32s (tests
+	// lower it to exercise slabs).
+	maxShared int
+	// packAll makes Sgemm pack every operand, even one it could read in
+	// place (tests set it to check the packing of every layout).
+	packAll bool
 
 	mu   sync.Mutex
 	free []*gemmBuf // packing buffers not in use, guarded by mu
@@ -27,7 +33,7 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{threads: threads, extra: make(chan struct{}, threads-1), kern: bestKernel()}
+	p := &Pool{threads: threads, extra: make(chan struct{}, threads-1), kern: bestKernel(), maxShared: defaultMaxShared}
 	for i := 0; i < threads-1; i++ {
 		p.extra <- struct{}{}
 	}
