@@ -7,7 +7,15 @@ import (
 
 // benchGemm times one Sgemm shape on a Pool of the given threads and reports GFLOP/s.
 func benchGemm(b *testing.B, threads int, tA, tB bool, m, n, k int) {
+	benchGemmKernel(b, nil, threads, tA, tB, m, n, k)
+}
+
+// benchGemmKernel is benchGemm with the given micro-kernel (nil: the CPU's best).
+func benchGemmKernel(b *testing.B, kern *microKernel, threads int, tA, tB bool, m, n, k int) {
 	p := NewPool(threads)
+	if kern != nil {
+		p.kern = kern
+	}
 	a := make([]float32, m*k)
 	bb := make([]float32, k*n)
 	c := make([]float32, m*n)
@@ -105,5 +113,21 @@ func BenchmarkMicroKernel(b *testing.B) {
 			}
 			b.ReportMetric(2*float64(kern.mr*kern.nr*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
+	}
+}
+
+// BenchmarkMatMulKernel measures the square reference size with every
+// micro-kernel the CPU supports (the portable one on a smaller size).
+func BenchmarkMatMulKernel(b *testing.B) {
+	for _, kern := range cpuKernels() {
+		size := 1024
+		if kern == &kernelGo {
+			size = 256
+		}
+		for _, threads := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/%dx%dx%d/threads=%d", kern.name, size, size, size, threads), func(b *testing.B) {
+				benchGemmKernel(b, kern, threads, false, false, size, size, size)
+			})
+		}
 	}
 }
