@@ -26,31 +26,45 @@ type microKernel struct {
 // kernelGo is the portable micro-kernel, used where no assembly kernel fits the
 // CPU, and in tests to check the driver independently of the assembly.
 var kernelGo = microKernel{
-	name: "go-4x8",
-	mr:   4, nr: 8,
+	name: "go-4x4",
+	mr:   4, nr: 4,
 	mc: 128, kc: 256, nc: 1024,
 	fn: sgemmKernelGo,
 }
 
 func sgemmKernelGo(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32) {
-	const mr, nr = 4, 8
-	ap := unsafe.Slice(a, (k-1)*lda+mr)
-	bp := unsafe.Slice(b, (k-1)*ldb+nr)
-	var acc [mr * nr]float32
+	ap := unsafe.Slice(a, (k-1)*lda+4)
+	bp := unsafe.Slice(b, (k-1)*ldb+4)
+	// Sixteen scalar accumulators: the compiler keeps most in registers.
+	var c00, c01, c02, c03, c10, c11, c12, c13 float32
+	var c20, c21, c22, c23, c30, c31, c32, c33 float32
 	for p := 0; p < k; p++ {
-		av := ap[p*lda : p*lda+mr : p*lda+mr]
-		bv := bp[p*ldb : p*ldb+nr : p*ldb+nr]
-		for i, ai := range av {
-			row := acc[i*nr : i*nr+nr : i*nr+nr]
-			for j, bj := range bv {
-				row[j] += ai * bj
-			}
-		}
+		av := (*[4]float32)(ap[p*lda:])
+		bv := (*[4]float32)(bp[p*ldb:])
+		b0, b1, b2, b3 := bv[0], bv[1], bv[2], bv[3]
+		a0, a1, a2, a3 := av[0], av[1], av[2], av[3]
+		c00 += a0 * b0
+		c01 += a0 * b1
+		c02 += a0 * b2
+		c03 += a0 * b3
+		c10 += a1 * b0
+		c11 += a1 * b1
+		c12 += a1 * b2
+		c13 += a1 * b3
+		c20 += a2 * b0
+		c21 += a2 * b1
+		c22 += a2 * b2
+		c23 += a2 * b3
+		c30 += a3 * b0
+		c31 += a3 * b1
+		c32 += a3 * b2
+		c33 += a3 * b3
 	}
-	cs := unsafe.Slice(c, (mr-1)*ldc+nr)
-	for i := 0; i < mr; i++ {
-		row := cs[i*ldc : i*ldc+nr : i*ldc+nr]
-		src := acc[i*nr : i*nr+nr : i*nr+nr]
+	acc := [16]float32{c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33}
+	cs := unsafe.Slice(c, 3*ldc+4)
+	for i := 0; i < 4; i++ {
+		row := (*[4]float32)(cs[i*ldc:])
+		src := (*[4]float32)(acc[i*4:])
 		if beta == 0 {
 			for j, v := range src {
 				row[j] = alpha * v
