@@ -1,0 +1,238 @@
+package allreduce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+)
+
+// Transport moves encoded ring messages from one rank to the others of one
+// ring (one job, one membership epoch). Each rank has its own Transport.
+// Messages between two ranks arrive in the order they were sent, or not at
+// all: a lost message is detected by the all-reduce's deadline.
+type Transport interface {
+	// Send delivers msg to rank to of the ring. It must not keep msg
+	// after it returns.
+	Send(ctx context.Context, to int, msg []byte) error
+	// Recv waits for the next message addressed to this rank. The message
+	// is valid until the next call of Recv.
+	Recv(ctx context.Context) ([]byte, error)
+}
+
+// Stats counts the messages a Reducer has seen, over all its calls.
+type Stats struct {
+	Applied     uint64 // parts added or copied into a vector
+	Sent        uint64 // parts sent
+	Malformed   uint64 // not a well-formed envelope
+	ForeignRun  uint64 // another run id
+	StaleEpoch  uint64 // another epoch
+	StaleStep   uint64 // an earlier step
+	FutureStep  uint64 // a later step (read only when the current step is failing)
+	WrongSender uint64 // not from the left neighbour
+	BadLength   uint64 // float bytes that do not match the part's length
+	Unexpected  uint64 // a part this rank does not receive, a duplicate or out of order
+}
+
+// Dropped is the number of messages dropped for any reason.
+func (s Stats) Dropped() uint64 {
+	return s.Malformed + s.ForeignRun + s.StaleEpoch + s.StaleStep + s.FutureStep + s.WrongSender + s.BadLength + s.Unexpected
+}
+
+type counters struct {
+	applied, sent, malformed, foreignRun, staleEpoch, staleStep, futureStep, wrongSender, badLength, unexpected atomic.Uint64
+}
+
+// AbortError is the error of an all-reduce that could not finish. It names
+// the first part the rank was still waiting for and the link it should have
+// come over.
+type AbortError struct {
+	Rank, N  int    // this rank, of N
+	From     int    // the left neighbour: the link From -> Rank
+	Header   Header // the all-reduce
+	Missing  PartID // the first part not received
+	Received int    // parts received
+	Expected int    // parts expected in all
+	Dropped  uint64 // messages dropped during the call
+	Err      error  // ErrDeadline, ErrClosed, context.Canceled or a transport error
+}
+
+func (e *AbortError) Error() string {
+	return fmt.Sprintf("allreduce: rank %d of %d waiting on link %d->%d for (epoch %d, step %d, from %d, %v): received %d of %d parts, dropped %d messages: %v",
+		e.Rank, e.N, e.From, e.Rank, e.Header.Epoch, e.Header.Step, e.From, e.Missing, e.Received, e.Expected, e.Dropped, e.Err)
+}
+
+func (e *AbortError) Unwrap() error { return e.Err }
+
+// Reducer runs all-reduces and keeps their buffers: one message buffer of
+// ChunkBytes and the schedule's bookkeeping, allocated again only when they
+// must grow. A Reducer runs one all-reduce at a time; its Stats may be read
+// at any time.
+type Reducer struct {
+	ring  Ring
+	start []PartID
+	buf   []byte
+	c     counters
+}
+
+// NewReducer returns a Reducer with no buffers yet.
+func NewReducer() *Reducer { return new(Reducer) }
+
+// Stats returns the counters accumulated over all calls.
+func (r *Reducer) Stats() Stats {
+	return Stats{
+		Applied: r.c.applied.Load(), Sent: r.c.sent.Load(), Malformed: r.c.malformed.Load(),
+		ForeignRun: r.c.foreignRun.Load(), StaleEpoch: r.c.staleEpoch.Load(), StaleStep: r.c.staleStep.Load(),
+		FutureStep: r.c.futureStep.Load(), WrongSender: r.c.wrongSender.Load(), BadLength: r.c.badLength.Load(),
+		Unexpected: r.c.unexpected.Load(),
+	}
+}
+
+// AllReduce is (*Reducer).AllReduce with a fresh Reducer: it allocates its
+// buffers on every call.
+func AllReduce(ctx context.Context, t Transport, h Header, rank, n int, data []float32, opts Options, owned func(offset int, seg []float32)) error {
+	return new(Reducer).AllReduce(ctx, t, h, rank, n, data, opts, owned)
+}
+
+// AllReduce replaces data, on each of the n ranks, by the element-wise sum of
+// data over all ranks, with a ring reduce-scatter followed by a ring
+// all-gather over t. Every rank must call it with the same h, n, len(data)
+// and opts.ChunkBytes, and its own rank in [0, n).
+//
+// Each segment of the vector is reduced once, by its owner, and then copied,
+// so on success data is bit-identical on every rank. If owned is not nil it
+// is called, on the calling goroutine, once for each part of the segment this
+// rank owns as soon as that part is fully reduced, with the part's offset into
+// data and the part itself (a slice of data that AllReduce does not change
+// again); the parts cover the owned segment exactly once. With n == 1 it is
+// called once with the whole of data.
+//
+// The call ends by opts.Deadline after it starts or by ctx's deadline,
+// whichever is first; with neither it returns ErrNoDeadline at once. If it
+// cannot finish it returns an *AbortError naming the first part it was
+// waiting for; data then holds a partial result and must not be used.
+// Messages that do not belong to this all-reduce are dropped and counted in
+// Stats, never applied. It panics if n < 1 or rank is not in [0, n).
+func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n int, data []float32, opts Options, owned func(offset int, seg []float32)) error {
+	if n < 1 || rank < 0 || rank >= n {
+		panic(fmt.Sprintf("allreduce: rank %d of %d", rank, n))
+	}
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	if opts.Deadline > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Deadline)
+		defer cancel()
+	} else if _, ok := ctx.Deadline(); !ok {
+		return ErrNoDeadline
+	}
+	if n == 1 {
+		if owned != nil {
+			owned(0, data)
+		}
+		return nil
+	}
+	plan := NewPlan(len(data), n, opts.PartFloats())
+	ring := &r.ring
+	ring.Reset(rank, plan)
+	if cap(r.buf) < opts.ChunkBytes {
+		r.buf = make([]byte, 0, opts.ChunkBytes)
+	}
+	right, left := ring.Right(), ring.Left()
+	dropped0 := r.Stats().Dropped()
+
+	send := func(id PartID) error {
+		off, m := plan.Part(id.Segment, id.Part)
+		r.buf = AppendMessage(r.buf[:0], h, id, rank, data[off:off+m])
+		if err := t.Send(ctx, right, r.buf); err != nil {
+			return err
+		}
+		r.c.sent.Add(1)
+		return nil
+	}
+	abort := func(err error) error {
+		miss, _ := ring.Missing()
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			err = fmt.Errorf("%w: %w", ErrDeadline, err)
+		case errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled):
+		default:
+			err = fmt.Errorf("transport: %w", err)
+		}
+		return &AbortError{Rank: rank, N: n, From: left, Header: h, Missing: miss,
+			Received: ring.Received(), Expected: ring.Expected(), Dropped: r.Stats().Dropped() - dropped0, Err: err}
+	}
+
+	r.start = ring.Start(r.start[:0])
+	for _, id := range r.start {
+		if err := send(id); err != nil {
+			return abort(err)
+		}
+	}
+	var e envelope
+	for !ring.Done() {
+		msg, err := t.Recv(ctx)
+		if err != nil {
+			return abort(err)
+		}
+		if err := decodeEnvelope(msg, &e); err != nil {
+			r.c.malformed.Add(1)
+			continue
+		}
+		switch {
+		case string(e.run) != h.Run:
+			r.c.foreignRun.Add(1)
+			continue
+		case e.epoch != h.Epoch:
+			r.c.staleEpoch.Add(1)
+			continue
+		case e.step < h.Step:
+			r.c.staleStep.Add(1)
+			continue
+		case e.step > h.Step:
+			r.c.futureStep.Add(1)
+			continue
+		case e.sender != uint64(left):
+			r.c.wrongSender.Add(1)
+			continue
+		case e.phase > uint64(AllGather) || e.hop >= uint64(n) || e.segment >= uint64(n) || e.part > uint64(len(data)):
+			r.c.unexpected.Add(1)
+			continue
+		}
+		id := PartID{Phase(e.phase), int(e.hop), int(e.segment), int(e.part)}
+		if id.Part >= plan.Parts(id.Segment) {
+			r.c.unexpected.Add(1)
+			continue
+		}
+		off, m := plan.Part(id.Segment, id.Part)
+		if len(e.data) != 4*m {
+			r.c.badLength.Add(1)
+			continue
+		}
+		st, err := ring.Deliver(id)
+		if err != nil {
+			r.c.unexpected.Add(1)
+			continue
+		}
+		x := data[off : off+m : off+m]
+		if st.Add {
+			addFloats(x, e.data)
+		} else {
+			copyFloats(x, e.data)
+		}
+		r.c.applied.Add(1)
+		if st.Owned && owned != nil {
+			owned(off, x)
+		}
+		if st.Send {
+			if err := send(st.Next); err != nil {
+				return abort(err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package allreduce
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors of the package. Abort errors (*AbortError) wrap one of ErrDeadline,
+// ErrClosed, context.Canceled or a transport error.
+var (
+	ErrNoDeadline   = errors.New("allreduce: no deadline (set Options.Deadline or a context deadline)")
+	ErrDeadline     = errors.New("allreduce: deadline exceeded")
+	ErrClosed       = errors.New("allreduce: transport closed")
+	ErrBadOptions   = errors.New("allreduce: invalid options")
+	ErrBadHeader    = errors.New("allreduce: invalid header")
+	ErrMalformed    = errors.New("allreduce: malformed message")
+	ErrUnexpected   = errors.New("allreduce: unexpected part")
+	ErrDuplicate    = errors.New("allreduce: duplicate part")
+	ErrOutOfOrder   = errors.New("allreduce: part arrived before its reduction")
+	ErrBadJobName   = errors.New("allreduce: invalid job name")
+	ErrPayloadLimit = errors.New("allreduce: chunk larger than the transport's payload limit")
+)
+
+// Limits of the wire format.
+const (
+	// MaxRunLen is the longest run id, in bytes.
+	MaxRunLen = 64
+	// EnvelopeOverhead bounds the bytes a message spends on its envelope
+	// (everything but the floats) for any run id of at most MaxRunLen bytes.
+	EnvelopeOverhead = 128
+	// MinChunkBytes and MaxChunkBytes bound Options.ChunkBytes.
+	MinChunkBytes = 256
+	MaxChunkBytes = 64 << 20
+)
+
+// Header names one all-reduce: every message of it carries these fields, and
+// a receiver applies only messages whose header matches its own.
+type Header struct {
+	Run   string // run id (one coordinator incarnation), at most MaxRunLen bytes
+	Epoch uint64 // membership epoch: fixes the ring order
+	Step  uint64 // training step
+}
+
+// Validate reports whether h can be put on the wire.
+func (h Header) Validate() error {
+	if len(h.Run) > MaxRunLen {
+		return fmt.Errorf("%w: run id of %d bytes, at most %d", ErrBadHeader, len(h.Run), MaxRunLen)
+	}
+	return nil
+}
+
+// Options tune an all-reduce.
+type Options struct {
+	// ChunkBytes is the largest message, envelope included, in bytes; it
+	// must not exceed the transport's payload limit (NATS MaxPayload).
+	// Default 1 MiB. Range [MinChunkBytes, MaxChunkBytes].
+	ChunkBytes int
+	// Deadline is the longest an all-reduce may take. Zero means the
+	// context's deadline alone; with neither, AllReduce refuses to start.
+	// Default 10s.
+	Deadline time.Duration
+}
+
+// DefaultOptions returns the defaults documented on Options.
+func DefaultOptions() Options {
+	return Options{ChunkBytes: 1 << 20, Deadline: 10 * time.Second}
+}
+
+// Validate checks every field and names the one that is wrong.
+func (o Options) Validate() error {
+	if o.ChunkBytes < MinChunkBytes || o.ChunkBytes > MaxChunkBytes {
+		return fmt.Errorf("%w: ChunkBytes = %d, want [%d, %d]", ErrBadOptions, o.ChunkBytes, MinChunkBytes, MaxChunkBytes)
+	}
+	if o.Deadline < 0 {
+		return fmt.Errorf("%w: Deadline = %v, want >= 0", ErrBadOptions, o.Deadline)
+	}
+	return nil
+}
+
+// PartFloats is the number of floats one message carries at most.
+func (o Options) PartFloats() int { return (o.ChunkBytes - EnvelopeOverhead) / 4 }
+
+// ValidJob reports whether job may name a job in subjects: one or more of
+// [A-Za-z0-9_-].
+func ValidJob(job string) error {
+	if job == "" {
+		return fmt.Errorf("%w: empty", ErrBadJobName)
+	}
+	for i := 0; i < len(job); i++ {
+		c := job[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return fmt.Errorf("%w: %q has %q at byte %d (want [A-Za-z0-9_-]+)", ErrBadJobName, job, c, i)
+		}
+	}
+	return nil
+}
+
+// Subject is the subject on which rank listens in job's ring of epoch:
+// klring.<job>.ring.<epoch>.<rank>. job must pass ValidJob.
+func Subject(job string, epoch uint64, rank int) string {
+	return fmt.Sprintf("klring.%s.ring.%d.%d", job, epoch, rank)
+}

@@ -1,0 +1,162 @@
+package allreduce
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// wireEnvelope is the envelope as msgpack/v5 sees it.
+type wireEnvelope struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Run      string
+	Epoch    uint64
+	Step     uint64
+	Phase    uint8
+	Hop      uint32
+	Segment  uint32
+	Part     uint32
+	Sender   uint32
+	Data     []byte
+}
+
+func floatBytes(x []float32) []byte {
+	b := make([]byte, 4*len(x))
+	for i, v := range x {
+		u := math.Float32bits(v)
+		b[4*i], b[4*i+1], b[4*i+2], b[4*i+3] = byte(u), byte(u>>8), byte(u>>16), byte(u>>24)
+	}
+	return b
+}
+
+func TestMessageMsgpackRoundTrip(t *testing.T) {
+	long := "r-0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab" // 62 bytes
+	for _, tc := range []struct {
+		h      Header
+		id     PartID
+		sender int
+		n      int
+	}{
+		{Header{"", 0, 0}, PartID{}, 0, 0},
+		{Header{"run", 1, 2}, PartID{ReduceScatter, 3, 4, 5}, 6, 3},
+		{Header{long, 1 << 40, math.MaxUint64}, PartID{AllGather, 200, 70000, 1 << 30}, 255, 70},
+		{Header{"x", 128, 65535}, PartID{AllGather, 127, 128, 256}, 65536, 20000},
+	} {
+		x := make([]float32, tc.n)
+		for i := range x {
+			x[i] = float32(i)*1.5 - 7
+		}
+		msg := AppendMessage(nil, tc.h, tc.id, tc.sender, x)
+		if max := EnvelopeOverhead + 4*tc.n; len(msg) > max {
+			t.Errorf("len(AppendMessage(%v)) = %d; want <= %d", tc.h, len(msg), max)
+		}
+		// Library decodes ours.
+		var w wireEnvelope
+		if err := msgpack.Unmarshal(msg, &w); err != nil {
+			t.Fatalf("msgpack.Unmarshal(AppendMessage(%v, %v)) = %v", tc.h, tc.id, err)
+		}
+		want := wireEnvelope{Run: tc.h.Run, Epoch: tc.h.Epoch, Step: tc.h.Step, Phase: uint8(tc.id.Phase), Hop: uint32(tc.id.Hop),
+			Segment: uint32(tc.id.Segment), Part: uint32(tc.id.Part), Sender: uint32(tc.sender), Data: floatBytes(x)}
+		if w.Run != want.Run || w.Epoch != want.Epoch || w.Step != want.Step || w.Phase != want.Phase || w.Hop != want.Hop ||
+			w.Segment != want.Segment || w.Part != want.Part || w.Sender != want.Sender || !bytes.Equal(w.Data, want.Data) {
+			t.Errorf("msgpack.Unmarshal(AppendMessage(...)) = %+v; want %+v", w, want)
+		}
+		// We decode the library's.
+		lib, err := msgpack.Marshal(&want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range [][]byte{msg, lib} {
+			var e envelope
+			if err := decodeEnvelope(b, &e); err != nil {
+				t.Fatalf("decodeEnvelope(%x) = %v", b[:min(len(b), 40)], err)
+			}
+			if string(e.run) != tc.h.Run || e.epoch != tc.h.Epoch || e.step != tc.h.Step || e.phase != uint64(tc.id.Phase) ||
+				e.hop != uint64(tc.id.Hop) || e.segment != uint64(tc.id.Segment) || e.part != uint64(tc.id.Part) ||
+				e.sender != uint64(tc.sender) || !bytes.Equal(e.data, want.Data) {
+				t.Errorf("decodeEnvelope(%x...) = %+v; want %+v", b[:min(len(b), 40)], e, want)
+			}
+		}
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	good := AppendMessage(nil, Header{"run", 1, 2}, PartID{AllGather, 1, 2, 3}, 4, []float32{1, 2})
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"empty", nil},
+		{"map", []byte{0x80}},
+		{"array of 8", append([]byte{0x98}, good[1:]...)},
+		{"truncated", good[:len(good)-1]},
+		{"trailing", append(append([]byte(nil), good...), 0)},
+		{"str32 of 4 GiB", []byte{0x99, 0xdb, 0xff, 0xff, 0xff, 0xff, 'a'}},
+		{"bin32 of 2 GiB", []byte{0x99, 0xa0, 1, 1, 1, 1, 1, 1, 1, 0xc6, 0x7f, 0xff, 0xff, 0xff, 0}},
+		{"negative int", []byte{0x99, 0xa0, 0xd0, 0xff, 1, 1, 1, 1, 1, 1, 0xc4, 0}},
+		{"negative fixint", []byte{0x99, 0xa0, 0xff, 1, 1, 1, 1, 1, 1, 0xc4, 0}},
+		{"float epoch", []byte{0x99, 0xa0, 0xca, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0xc4, 0}},
+		{"nil run", []byte{0x99, 0xc0, 1, 1, 1, 1, 1, 1, 1, 0xc4, 0}},
+	} {
+		var e envelope
+		if err := decodeEnvelope(tc.b, &e); !errors.Is(err, ErrMalformed) {
+			t.Errorf("decodeEnvelope(%s) = %v; want %v", tc.name, err, ErrMalformed)
+		}
+	}
+}
+
+func TestDecodeAllocatesNothing(t *testing.T) {
+	msg := AppendMessage(nil, Header{"run", 1, 2}, PartID{AllGather, 1, 2, 3}, 4, make([]float32, 1000))
+	var e envelope
+	if a := testing.AllocsPerRun(100, func() { _ = decodeEnvelope(msg, &e) }); a != 0 {
+		t.Errorf("decodeEnvelope allocates %v times per call; want 0", a)
+	}
+	buf := make([]byte, 0, len(msg))
+	x := make([]float32, 1000)
+	if a := testing.AllocsPerRun(100, func() { buf = AppendMessage(buf[:0], Header{"run", 1, 2}, PartID{}, 4, x) }); a != 0 {
+		t.Errorf("AppendMessage into a large enough buffer allocates %v times per call; want 0", a)
+	}
+}
+
+// FuzzDecode checks that no input makes the decoder panic or read past its
+// input, and that whatever it accepts msgpack/v5 reads the same way.
+func FuzzDecode(f *testing.F) {
+	f.Add(AppendMessage(nil, Header{"run", 1, 2}, PartID{AllGather, 1, 2, 3}, 4, []float32{1, 2}))
+	f.Add(AppendMessage(nil, Header{"", 1 << 33, 300}, PartID{}, 70000, nil))
+	f.Add([]byte{0x99, 0xdb, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0xdc, 0, 9, 0xa0, 1, 1, 1, 1, 1, 1, 1, 0xc4, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var e envelope
+		if err := decodeEnvelope(b, &e); err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("decodeEnvelope(%x) = %v; want ErrMalformed", b, err)
+			}
+			return
+		}
+		if len(e.data) > len(b) || len(e.run) > len(b) {
+			t.Fatalf("decodeEnvelope(%x): fields longer than the input", b)
+		}
+		var w struct {
+			_msgpack struct{} `msgpack:",as_array"`
+			Run      []byte
+			Epoch    uint64
+			Step     uint64
+			Phase    uint64
+			Hop      uint64
+			Segment  uint64
+			Part     uint64
+			Sender   uint64
+			Data     []byte
+		}
+		if err := msgpack.Unmarshal(b, &w); err != nil {
+			t.Fatalf("decodeEnvelope(%x) accepted what msgpack.Unmarshal rejects: %v", b, err)
+		}
+		if !bytes.Equal(w.Run, e.run) || w.Epoch != e.epoch || w.Step != e.step || w.Phase != e.phase || w.Hop != e.hop ||
+			w.Segment != e.segment || w.Part != e.part || w.Sender != e.sender || !bytes.Equal(w.Data, e.data) {
+			t.Fatalf("decodeEnvelope(%x) = %+v; msgpack.Unmarshal = %+v", b, e, w)
+		}
+	})
+}
