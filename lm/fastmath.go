@@ -4,28 +4,27 @@ import "math"
 
 // exp32 is e^x in float32 to about 1 ulp (Cephes expf): x = n ln2 + r with
 // |r| <= ln2/2, a degree-6 polynomial for e^r, and 2^n put in the exponent.
-// It is several times faster than math.Exp on float64.
+// n is rounded with the 1.5*2^23 trick, so the hot path has no branch that
+// the data decides. Results below 2^-126 flush to zero.
 func exp32(x float32) float32 {
-	if x > 88.72 {
-		return float32(math.Inf(1))
-	}
-	if x < -87.33 {
-		if x != x { // NaN
+	if !(x > -87.33) { // also NaN
+		if x != x {
 			return x
 		}
 		return 0
+	}
+	if x > 88.72 {
+		return float32(math.Inf(1))
 	}
 	const (
 		log2e = 1.44269504088896341
 		c1    = 0.693359375
 		c2    = -2.12194440e-4
+		magic = 12582912 // 1.5 * 2^23: adding it rounds to an integer
 	)
-	fn := x*log2e + 0.5
-	n := int32(fn)
-	if fn < 0 && float32(n) != fn {
-		n-- // floor
-	}
-	nf := float32(n)
+	t := x*log2e + magic
+	n := int32(math.Float32bits(t)) - int32(math.Float32bits(magic))
+	nf := t - magic
 	r := x - nf*c1 - nf*c2
 	p := float32(1.9875691500e-4)
 	p = p*r + 1.3981999507e-3
@@ -34,39 +33,77 @@ func exp32(x float32) float32 {
 	p = p*r + 1.6666665459e-1
 	p = p*r + 5.0000001201e-1
 	p = p*r*r + r + 1
-	// 2^n; n is in [-126, 128] here; build it in two steps to stay normal.
-	if n > 127 {
-		return p * 2 * math.Float32frombits(uint32(n-1+127)<<23)
-	}
-	if n < -126 {
-		return p * math.Float32frombits(uint32(n+64+127)<<23) * (1.0 / (1 << 32) / (1 << 32))
+	if n > 127 { // x in (88.38, 88.72]: 2^128 is not a float32, 2 * 2^127 is
+		return p * 2 * math.Float32frombits(254<<23)
 	}
 	return p * math.Float32frombits(uint32(n+127)<<23)
 }
 
-// tanh32 is tanh in float32 through exp32: absolute error a few 1e-8.
-func tanh32(x float32) float32 {
-	ax := x
-	if ax < 0 {
-		ax = -ax
+// tanhSech2 returns tanh(z) and sech^2(z) = 1 - tanh^2(z) from one exp32:
+// with e = exp(-2|z|), tanh = sign(z) (1-e)/(1+e) and sech^2 = 4e/(1+e)^2, both
+// accurate in absolute terms (and sech^2 relatively, where it is tiny).
+func tanhSech2(z float32) (th, sech2 float32) {
+	a := z
+	if a < 0 {
+		a = -a
 	}
-	if ax > 9 {
-		if x < 0 {
-			return -1
-		}
-		return 1
+	e := exp32(-2 * a)
+	r := 1 / (1 + e)
+	th = (1 - e) * r
+	sech2 = 4 * e * r * r
+	if z < 0 {
+		th = -th
 	}
-	var t float32
-	if ax < 0.0625 {
-		// Taylor to x^7 keeps relative accuracy near 0.
-		x2 := ax * ax
-		t = ax * (1 + x2*(-1.0/3+x2*(2.0/15+x2*(-17.0/315))))
-	} else {
-		e := exp32(-2 * ax)
-		t = (1 - e) / (1 + e)
+	return th, sech2
+}
+
+// geluSlice writes out[i] = gelu(inp[i]) (tanh approximation) for i < len(inp).
+func geluSlice(out, inp []float32) {
+	n := len(inp)
+	out = out[:n]
+	done := 0
+	if haveAVX2 && n >= 8 {
+		done = n &^ 7
+		geluFwdAVX2(&out[0], &inp[0], done)
 	}
-	if x < 0 {
-		return -t
+	for i := done; i < n; i++ {
+		x := inp[i]
+		th, _ := tanhSech2(geluScale * x * (1 + geluCubic*x*x))
+		hx := 0.5 * x
+		out[i] = hx + hx*th
 	}
-	return t
+}
+
+// geluGradSlice adds dout[i] * gelu'(inp[i]) into dinp[i].
+func geluGradSlice(dinp, inp, dout []float32) {
+	n := len(inp)
+	dinp, dout = dinp[:n], dout[:n]
+	done := 0
+	if haveAVX2 && n >= 8 {
+		done = n &^ 7
+		geluBwdAVX2(&dinp[0], &inp[0], &dout[0], done)
+	}
+	for i := done; i < n; i++ {
+		x := inp[i]
+		th, sech2 := tanhSech2(geluScale * x * (1 + geluCubic*x*x))
+		g := 0.5*(1+th) + 0.5*x*sech2*geluScale*(1+3*geluCubic*x*x)
+		dinp[i] += g * dout[i]
+	}
+}
+
+// expSub replaces x[i] by exp(x[i] - sub) and returns their sum.
+func expSub(x []float32, sub float32) float32 {
+	n := len(x)
+	done := 0
+	var sum float32
+	if haveAVX2 && n >= 8 {
+		done = n &^ 7
+		sum = expSubAVX2(&x[0], done, sub)
+	}
+	for i := done; i < n; i++ {
+		e := exp32(x[i] - sub)
+		x[i] = e
+		sum += e
+	}
+	return sum
 }

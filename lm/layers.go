@@ -212,11 +212,7 @@ func geluForward(p *kernels.Pool, out, inp []float32, N int) {
 	need("gelu out", out, N)
 	need("gelu inp", inp, N)
 	p.For(N, 4096, func(lo, hi int) {
-		o := out[lo:hi]
-		for i, x := range inp[lo:hi] {
-			th := tanh32(geluScale * (x + geluCubic*x*x*x))
-			o[i] = 0.5 * x * (1 + th)
-		}
+		geluSlice(out[lo:hi], inp[lo:hi])
 	})
 }
 
@@ -229,12 +225,7 @@ func geluBackward(p *kernels.Pool, dinp, inp, dout []float32, N int) {
 	need("gelu dinp", dinp, N)
 	need("gelu dout", dout, N)
 	p.For(N, 4096, func(lo, hi int) {
-		di, d := dinp[lo:hi], dout[lo:hi]
-		for i, x := range inp[lo:hi] {
-			th := tanh32(geluScale * (x + geluCubic*x*x*x))
-			g := 0.5*(1+th) + 0.5*x*(1-th*th)*geluScale*(1+3*geluCubic*x*x)
-			di[i] += g * d[i]
-		}
+		geluGradSlice(dinp[lo:hi], inp[lo:hi], dout[lo:hi])
 	})
 }
 
@@ -312,12 +303,7 @@ func attentionForward(p *kernels.Pool, out, lse, scratch, qkv []float32, B, T, C
 					for _, s := range row[1 : t+1] {
 						mx = max(mx, s)
 					}
-					var sum float32
-					for j := 0; j <= t; j++ {
-						e := exp32(row[j] - mx)
-						row[j] = e
-						sum += e
-					}
+					sum := expSub(row[:t+1], mx)
 					inv := 1 / sum
 					for j := 0; j <= t; j++ {
 						row[j] *= inv
@@ -367,10 +353,7 @@ func attentionBackward(p *kernels.Pool, dqkv, scratch, dout, qkv, lse []float32,
 				for i := 0; i < rb; i++ {
 					t := r0 + i
 					row := P[i*T : i*T+r1]
-					l := lse[bh*T+t]
-					for j := 0; j <= t; j++ {
-						row[j] = exp32(row[j] - l)
-					}
+					expSub(row[:t+1], lse[bh*T+t])
 					clear(row[t+1:])
 				}
 				// dP = dout @ V^T; dV += P^T @ dout.

@@ -186,18 +186,27 @@ func TestFastMath(t *testing.T) {
 		got, want := float64(exp32(float32(x))), math.Exp(float64(float32(x)))
 		worstExp = max(worstExp, math.Abs(got-want)/want)
 	}
-	for x := -12.0; x < 12; x += 0.0001 {
-		got, want := float64(tanh32(float32(x))), math.Tanh(float64(float32(x)))
-		worstTanh = max(worstTanh, math.Abs(got-want))
+	worstSech := 0.0
+	for x := -50.0; x < 50; x += 0.0001 {
+		th, s2 := tanhSech2(float32(x))
+		want := math.Tanh(float64(float32(x)))
+		worstTanh = max(worstTanh, math.Abs(float64(th)-want))
+		c := math.Cosh(float64(float32(x)))
+		if ws := 1 / (c * c); ws > 1e-36 { // inside float32's normal range
+			worstSech = max(worstSech, math.Abs(float64(s2)-ws)/ws)
+		}
+	}
+	if worstSech > 1e-6 {
+		t.Errorf("tanhSech2: worst relative error of sech^2 %.3g; want <= 1e-6", worstSech)
 	}
 	if worstExp > 3e-7 {
 		t.Errorf("exp32: worst relative error %.3g; want <= 3e-7", worstExp)
 	}
 	if worstTanh > 2e-7 {
-		t.Errorf("tanh32: worst absolute error %.3g; want <= 2e-7", worstTanh)
+		t.Errorf("tanhSech2: worst absolute error of tanh %.3g; want <= 2e-7", worstTanh)
 	}
-	t.Logf("exp32 worst rel %.3g, tanh32 worst abs %.3g", worstExp, worstTanh)
-	for _, c := range []struct{ in, want float32 }{{-100, 0}, {0, 1}, {float32(math.Inf(-1)), 0}} {
+	t.Logf("exp32 worst rel %.3g, tanh worst abs %.3g, sech^2 worst rel %.3g", worstExp, worstTanh, worstSech)
+	for _, c := range []struct{ in, want float32 }{{-100, 0}, {0, 1}, {float32(math.Inf(-1)), 0}, {88.5, float32(math.Exp(88.5))}} {
 		if got := exp32(c.in); got != c.want {
 			t.Errorf("exp32(%g) = %g; want %g", c.in, got, c.want)
 		}
@@ -208,4 +217,91 @@ func TestFastMath(t *testing.T) {
 	if got := exp32(float32(math.NaN())); got == got {
 		t.Errorf("exp32(NaN) = %g; want NaN", got)
 	}
+}
+
+func BenchmarkFastMath(b *testing.B) {
+	xs := make([]float32, 4096)
+	for i := range xs {
+		xs[i] = float32(i)/512 - 4
+	}
+	var sink float32
+	b.Run("exp32", func(b *testing.B) {
+		for b.Loop() {
+			for _, x := range xs {
+				sink += exp32(x)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
+	})
+	b.Run("tanhSech2", func(b *testing.B) {
+		for b.Loop() {
+			for _, x := range xs {
+				th, _ := tanhSech2(x)
+				sink += th
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
+	})
+	ys := make([]float32, len(xs))
+	b.Run("geluSlice", func(b *testing.B) {
+		for b.Loop() {
+			geluSlice(ys, xs)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
+	})
+	b.Run("geluGradSlice", func(b *testing.B) {
+		for b.Loop() {
+			geluGradSlice(ys, xs, xs)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
+	})
+	b.Run("expSub", func(b *testing.B) {
+		for b.Loop() {
+			copy(ys, xs)
+			sink += expSub(ys, 1)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
+	})
+	_ = sink
+}
+
+// TestSliceKernels compares the slice kernels (assembly where the CPU has
+// AVX2) with the scalar formulas, on lengths that leave a tail.
+func TestSliceKernels(t *testing.T) {
+	r := NewRNG(8)
+	for _, n := range []int{1, 7, 8, 9, 64, 101} {
+		x := randVec(r, n, 3)
+		if n > 3 {
+			x[0], x[1], x[2], x[3] = 0, 20, -20, 1e-4
+		}
+		out := make([]float32, n)
+		geluSlice(out, x)
+		dout := randVec(r, n, 1)
+		dinp := randVec(r, n, 1)
+		dinp0 := append([]float32(nil), dinp...)
+		geluGradSlice(dinp, x, dout)
+		e := append([]float32(nil), x...)
+		sum := expSub(e, 1.5)
+		var want float64
+		for i, v := range x {
+			xd := float64(v)
+			th := math.Tanh(geluScale * (xd + geluCubic*xd*xd*xd))
+			if g := 0.5 * xd * (1 + th); math.Abs(float64(out[i])-g) > 1e-6*(1+math.Abs(g)) {
+				t.Errorf("n=%d: gelu(%g) = %g; want %g", n, v, out[i], g)
+			}
+			dg := 0.5*(1+th) + 0.5*xd*(1-th*th)*geluScale*(1+3*geluCubic*xd*xd)
+			if w := float64(dinp0[i]) + dg*float64(dout[i]); math.Abs(float64(dinp[i])-w) > 1e-6*(1+math.Abs(w)) {
+				t.Errorf("n=%d: gelu backward at %g = %g; want %g", n, v, dinp[i], w)
+			}
+			ex := math.Exp(float64(v - 1.5)) // the argument rounded as the kernel rounds it
+			want += ex
+			if math.Abs(float64(e[i])-ex) > 3e-7*ex {
+				t.Errorf("n=%d: exp(%g - 1.5) = %g; want %g", n, v, e[i], ex)
+			}
+		}
+		if math.Abs(float64(sum)-want) > 1e-6*want {
+			t.Errorf("n=%d: expSub sum = %g; want %g", n, sum, want)
+		}
+	}
+	t.Logf("AVX2 kernels: %v", haveAVX2)
 }

@@ -1,0 +1,22 @@
+package lm
+
+import "golang.org/x/sys/cpu"
+
+// haveAVX2 selects the assembly versions of the element-wise kernels. It is
+// set once from the CPU's features and never changes.
+var haveAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+// geluFwdAVX2 is geluForwardGo over n (a multiple of 8) floats.
+//
+//go:noescape
+func geluFwdAVX2(out, inp *float32, n int)
+
+// geluBwdAVX2 is geluBackwardGo over n (a multiple of 8) floats.
+//
+//go:noescape
+func geluBwdAVX2(dinp, inp, dout *float32, n int)
+
+// expSubAVX2 is expSubGo over n (a multiple of 8) floats.
+//
+//go:noescape
+func expSubAVX2(x *float32, n int, sub float32) float32

@@ -1,0 +1,186 @@
+#include "textflag.h"
+
+// AVX2+FMA versions of the element-wise kernels of fastmath.go, 8 floats at
+// a time; n is a multiple of 8 (the Go wrappers do the tail).
+
+DATA fmc<>+0(SB)/4, $0x3f000000 // half
+DATA fmc<>+4(SB)/4, $0x3f800000 // one
+DATA fmc<>+8(SB)/4, $0x3f4c422a // s
+DATA fmc<>+12(SB)/4, $0x3d372713 // c
+DATA fmc<>+16(SB)/4, $0x3e095d4f // c3
+DATA fmc<>+20(SB)/4, $0xc0000000 // neg2
+DATA fmc<>+24(SB)/4, $0x40800000 // four
+DATA fmc<>+28(SB)/4, $0x7fffffff // absmask
+DATA fmc<>+32(SB)/4, $0x80000000 // signmask
+DATA fmc<>+36(SB)/4, $0x3fb8aa3b // log2e
+DATA fmc<>+40(SB)/4, $0x4b400000 // magic
+DATA fmc<>+44(SB)/4, $0x3f318000 // c1
+DATA fmc<>+48(SB)/4, $0xb95e8083 // c2
+DATA fmc<>+52(SB)/4, $0x39506967 // p0
+DATA fmc<>+56(SB)/4, $0x3ab743ce // p1
+DATA fmc<>+60(SB)/4, $0x3c088908 // p2
+DATA fmc<>+64(SB)/4, $0x3d2aa9c1 // p3
+DATA fmc<>+68(SB)/4, $0x3e2aaaaa // p4
+DATA fmc<>+72(SB)/4, $0x3f000000 // p5
+DATA fmc<>+76(SB)/4, $0xc2aea8f6 // lo
+DATA fmc<>+80(SB)/4, $0x42b00000 // hi
+DATA fmc<>+84(SB)/4, $0x0000007f // i127
+GLOBL fmc<>(SB), RODATA|NOPTR, $88
+
+// EXP: Y4 = exp(Y0) as exp32 (Y0 clamped to [-87.33, 88]); clobbers Y0-Y3, Y5.
+#define EXP \
+	VBROADCASTSS fmc<>+76(SB), Y5; \
+	VMAXPS Y5, Y0, Y0; \
+	VBROADCASTSS fmc<>+80(SB), Y5; \
+	VMINPS Y5, Y0, Y0; \
+	VBROADCASTSS fmc<>+40(SB), Y2; \
+	VBROADCASTSS fmc<>+36(SB), Y1; \
+	VFMADD213PS Y2, Y0, Y1; \
+	VPSUBD Y2, Y1, Y3; \
+	VSUBPS Y2, Y1, Y2; \
+	VBROADCASTSS fmc<>+44(SB), Y5; \
+	VFNMADD231PS Y2, Y5, Y0; \
+	VBROADCASTSS fmc<>+48(SB), Y5; \
+	VFNMADD231PS Y2, Y5, Y0; \
+	VBROADCASTSS fmc<>+52(SB), Y4; \
+	VBROADCASTSS fmc<>+56(SB), Y5; \
+	VFMADD213PS Y5, Y0, Y4; \
+	VBROADCASTSS fmc<>+60(SB), Y5; \
+	VFMADD213PS Y5, Y0, Y4; \
+	VBROADCASTSS fmc<>+64(SB), Y5; \
+	VFMADD213PS Y5, Y0, Y4; \
+	VBROADCASTSS fmc<>+68(SB), Y5; \
+	VFMADD213PS Y5, Y0, Y4; \
+	VBROADCASTSS fmc<>+72(SB), Y5; \
+	VFMADD213PS Y5, Y0, Y4; \
+	VMULPS Y0, Y0, Y5; \
+	VFMADD213PS Y0, Y5, Y4; \
+	VBROADCASTSS fmc<>+4(SB), Y5; \
+	VADDPS Y5, Y4, Y4; \
+	VPBROADCASTD fmc<>+84(SB), Y5; \
+	VPADDD Y5, Y3, Y3; \
+	VPSLLD $23, Y3, Y3; \
+	VMULPS Y3, Y4, Y4
+
+// GELUTANH: from x in Y8: Y9 = x*x, z = sqrt(2/pi) x (1 + 0.044715 x*x),
+// Y4 = e = exp(-2|z|), Y5 = 1/(1+e), Y6 = tanh(z) = sign(z) (1-e)/(1+e).
+// Needs Y12 = 0.044715, Y13 = sqrt(2/pi), Y14 = 1; clobbers Y0-Y3, Y7, Y10, Y11.
+#define GELUTANH \
+	VMULPS Y8, Y8, Y9; \
+	VMOVAPS Y14, Y10; \
+	VFMADD231PS Y9, Y12, Y10; \
+	VMULPS Y8, Y10, Y10; \
+	VMULPS Y13, Y10, Y10; \
+	VBROADCASTSS fmc<>+28(SB), Y11; \
+	VANDPS Y10, Y11, Y11; \
+	VBROADCASTSS fmc<>+32(SB), Y7; \
+	VANDPS Y7, Y10, Y10; \
+	VBROADCASTSS fmc<>+20(SB), Y0; \
+	VMULPS Y11, Y0, Y0; \
+	EXP; \
+	VADDPS Y14, Y4, Y5; \
+	VDIVPS Y5, Y14, Y5; \
+	VSUBPS Y4, Y14, Y6; \
+	VMULPS Y5, Y6, Y6; \
+	VORPS Y10, Y6, Y6
+
+#define GELUCONSTS \
+	VBROADCASTSS fmc<>+0(SB), Y15; \
+	VBROADCASTSS fmc<>+4(SB), Y14; \
+	VBROADCASTSS fmc<>+8(SB), Y13; \
+	VBROADCASTSS fmc<>+12(SB), Y12
+
+// func geluFwdAVX2(out, inp *float32, n int)
+TEXT ·geluFwdAVX2(SB), NOSPLIT, $0-24
+	MOVQ out+0(FP), DI
+	MOVQ inp+8(FP), SI
+	MOVQ n+16(FP), CX
+	GELUCONSTS
+
+gfloop:
+	CMPQ CX, $8
+	JLT  gfdone
+	VMOVUPS (SI), Y8
+	GELUTANH
+	// out = 0.5 x + 0.5 x tanh(z)
+	VMULPS      Y15, Y8, Y7
+	VFMADD213PS Y7, Y7, Y6
+	VMOVUPS     Y6, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JMP  gfloop
+
+gfdone:
+	VZEROUPPER
+	RET
+
+// func geluBwdAVX2(dinp, inp, dout *float32, n int)
+TEXT ·geluBwdAVX2(SB), NOSPLIT, $0-32
+	MOVQ dinp+0(FP), DI
+	MOVQ inp+8(FP), SI
+	MOVQ dout+16(FP), DX
+	MOVQ n+24(FP), CX
+	GELUCONSTS
+
+gbloop:
+	CMPQ CX, $8
+	JLT  gbdone
+	VMOVUPS (SI), Y8
+	GELUTANH
+	// sech^2(z) = 4e/(1+e)^2
+	VMULPS       Y5, Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VBROADCASTSS fmc<>+24(SB), Y1
+	VMULPS       Y1, Y5, Y5
+	// g = 0.5 (1 + th) + 0.5 x sech^2 sqrt(2/pi) (1 + 3*0.044715 x^2)
+	VBROADCASTSS fmc<>+16(SB), Y1
+	VFMADD213PS  Y14, Y9, Y1
+	VMULPS       Y13, Y1, Y1
+	VMULPS       Y5, Y1, Y1
+	VMULPS       Y15, Y8, Y2
+	VMULPS       Y2, Y1, Y1
+	VFMADD231PS  Y6, Y15, Y1
+	VADDPS       Y15, Y1, Y1
+	VMOVUPS      (DX), Y2
+	VFMADD213PS  (DI), Y2, Y1
+	VMOVUPS      Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $32, DX
+	SUBQ $8, CX
+	JMP  gbloop
+
+gbdone:
+	VZEROUPPER
+	RET
+
+// func expSubAVX2(x *float32, n int, sub float32) float32
+// x[i] = exp(x[i] - sub); returns the sum of the new x[i] (8 partial sums,
+// then a fixed reduction order).
+TEXT ·expSubAVX2(SB), NOSPLIT, $0-28
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS sub+16(FP), Y15
+	VXORPS       Y8, Y8, Y8
+
+exloop:
+	CMPQ CX, $8
+	JLT  exdone
+	VMOVUPS (SI), Y0
+	VSUBPS  Y15, Y0, Y0
+	EXP
+	VMOVUPS Y4, (SI)
+	VADDPS  Y4, Y8, Y8
+	ADDQ $32, SI
+	SUBQ $8, CX
+	JMP  exloop
+
+exdone:
+	VEXTRACTF128 $1, Y8, X0
+	VADDPS       X8, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+24(FP)
+	RET

@@ -1,0 +1,9 @@
+//go:build !amd64
+
+package lm
+
+const haveAVX2 = false
+
+func geluFwdAVX2(out, inp *float32, n int)              { panic("lm: no AVX2") }
+func geluBwdAVX2(dinp, inp, dout *float32, n int)       { panic("lm: no AVX2") }
+func expSubAVX2(x *float32, n int, sub float32) float32 { panic("lm: no AVX2") }
