@@ -3,8 +3,6 @@ package lm
 import (
 	"fmt"
 	"math"
-
-	"github.com/klring/klring/kernels"
 )
 
 // The layers are free functions in llm.c's argument order: outputs first, then
@@ -71,35 +69,43 @@ func encoderBackward(dwte, dwpe, dout []float32, tokens []int32, B, T, C int) {
 //	inp    [N, C]
 //	weight [C]
 //	bias   [C]
-func layernormForward(p *kernels.Pool, out, mean, rstd, inp, weight, bias []float32, N, C int) {
+func layernormForward(r *runner, out, mean, rstd, inp, weight, bias []float32, N, C int) {
 	need("layernorm out", out, N*C)
 	need("layernorm inp", inp, N*C)
 	need("layernorm mean", mean, N)
 	need("layernorm rstd", rstd, N)
+	need("layernorm weight", weight, C)
+	need("layernorm bias", bias, C)
+	r.args.s = [6][]float32{out, mean, rstd, inp, weight, bias}
+	r.args.n[0] = C
+	r.run(N, rowGrain, layernormForwardRows)
+}
+
+func layernormForwardRows(a *loopArgs, lo, hi int) {
+	out, mean, rstd, inp, weight, bias := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5]
+	C := a.n[0]
 	const eps = 1e-5
-	p.For(N, rowGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			x := inp[i*C : (i+1)*C]
-			var m float32
-			for _, v := range x {
-				m += v
-			}
-			m /= float32(C)
-			var v2 float32
-			for _, v := range x {
-				d := v - m
-				v2 += d * d
-			}
-			v2 /= float32(C)
-			s := float32(1 / math.Sqrt(float64(v2)+eps))
-			o := out[i*C : (i+1)*C]
-			w, bb := weight[:C], bias[:C]
-			for j, v := range x {
-				o[j] = (v-m)*s*w[j] + bb[j]
-			}
-			mean[i], rstd[i] = m, s
+	w, bb := weight[:C], bias[:C]
+	for i := lo; i < hi; i++ {
+		x := inp[i*C : (i+1)*C]
+		var m float32
+		for _, v := range x {
+			m += v
 		}
-	})
+		m /= float32(C)
+		var v2 float32
+		for _, v := range x {
+			d := v - m
+			v2 += d * d
+		}
+		v2 /= float32(C)
+		s := float32(1 / math.Sqrt(float64(v2)+eps))
+		o := out[i*C : (i+1)*C]
+		for j, v := range x {
+			o[j] = (v-m)*s*w[j] + bb[j]
+		}
+		mean[i], rstd[i] = m, s
+	}
 }
 
 // layernormBackward adds the gradients of layernormForward.
@@ -112,47 +118,61 @@ func layernormForward(p *kernels.Pool, out, mean, rstd, inp, weight, bias []floa
 //	weight  [C]
 //	mean    [N]
 //	rstd    [N]
-func layernormBackward(p *kernels.Pool, dinp, dweight, dbias, dout, inp, weight, mean, rstd []float32, N, C int) {
+func layernormBackward(r *runner, dinp, dweight, dbias, dout, inp, weight, mean, rstd []float32, N, C int) {
 	need("layernorm dinp", dinp, N*C)
 	need("layernorm dout", dout, N*C)
 	need("layernorm inp", inp, N*C)
-	p.For(N, rowGrain, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			x := inp[i*C : (i+1)*C]
-			d := dout[i*C : (i+1)*C]
-			di := dinp[i*C : (i+1)*C]
-			w := weight[:C]
-			m, s := mean[i], rstd[i]
-			var dnMean, dnNormMean float32
-			for j := range x {
-				norm := (x[j] - m) * s
-				dn := w[j] * d[j]
-				dnMean += dn
-				dnNormMean += dn * norm
-			}
-			dnMean /= float32(C)
-			dnNormMean /= float32(C)
-			for j := range x {
-				norm := (x[j] - m) * s
-				dn := w[j] * d[j]
-				di[j] += (dn - dnMean - norm*dnNormMean) * s
-			}
-		}
-	})
+	need("layernorm dweight", dweight, C)
+	need("layernorm dbias", dbias, C)
+	r.args.s = [6][]float32{dinp, dout, inp, weight, mean, rstd}
+	r.args.n[0] = C
+	r.run(N, rowGrain, layernormBackwardRows)
 	// Parameter gradients: columns in disjoint chunks, rows in order, so the
 	// sums do not depend on how the work is split.
-	p.For(C, 32, func(lo, hi int) {
-		dw, db := dweight[lo:hi], dbias[lo:hi]
-		for i := 0; i < N; i++ {
-			x := inp[i*C+lo : i*C+hi]
-			d := dout[i*C+lo : i*C+hi]
-			m, s := mean[i], rstd[i]
-			for j := range x {
-				db[j] += d[j]
-				dw[j] += (x[j] - m) * s * d[j]
-			}
+	r.args.s = [6][]float32{dweight, dbias, dout, inp, mean, rstd}
+	r.args.n[0], r.args.n[1] = N, C
+	r.run(C, 32, layernormBackwardCols)
+}
+
+func layernormBackwardRows(a *loopArgs, lo, hi int) {
+	dinp, dout, inp, weight, mean, rstd := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5]
+	C := a.n[0]
+	w := weight[:C]
+	for i := lo; i < hi; i++ {
+		x := inp[i*C : (i+1)*C]
+		d := dout[i*C : (i+1)*C]
+		di := dinp[i*C : (i+1)*C]
+		m, s := mean[i], rstd[i]
+		var dnMean, dnNormMean float32
+		for j := range x {
+			norm := (x[j] - m) * s
+			dn := w[j] * d[j]
+			dnMean += dn
+			dnNormMean += dn * norm
 		}
-	})
+		dnMean /= float32(C)
+		dnNormMean /= float32(C)
+		for j := range x {
+			norm := (x[j] - m) * s
+			dn := w[j] * d[j]
+			di[j] += (dn - dnMean - norm*dnNormMean) * s
+		}
+	}
+}
+
+func layernormBackwardCols(a *loopArgs, lo, hi int) {
+	dweight, dbias, dout, inp, mean, rstd := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5]
+	N, C := a.n[0], a.n[1]
+	dw, db := dweight[lo:hi], dbias[lo:hi]
+	for i := 0; i < N; i++ {
+		x := inp[i*C+lo : i*C+hi]
+		d := dout[i*C+lo : i*C+hi]
+		m, s := mean[i], rstd[i]
+		for j := range x {
+			db[j] += d[j]
+			dw[j] += (x[j] - m) * s * d[j]
+		}
+	}
 }
 
 // matmulForward computes out = inp @ weight^T + bias.
@@ -161,7 +181,7 @@ func layernormBackward(p *kernels.Pool, dinp, dweight, dbias, dout, inp, weight,
 //	inp    [N, C]
 //	weight [OC, C]
 //	bias   [OC], or nil for none
-func matmulForward(p *kernels.Pool, out, inp, weight, bias []float32, N, C, OC int) {
+func matmulForward(r *runner, out, inp, weight, bias []float32, N, C, OC int) {
 	need("matmul out", out, N*OC)
 	beta := float32(0)
 	if bias != nil {
@@ -171,7 +191,7 @@ func matmulForward(p *kernels.Pool, out, inp, weight, bias []float32, N, C, OC i
 		}
 		beta = 1
 	}
-	p.Sgemm(false, true, N, OC, C, 1, inp, C, weight, C, beta, out, OC)
+	r.pool.Sgemm(false, true, N, OC, C, 1, inp, C, weight, C, beta, out, OC)
 }
 
 // matmulBackward adds the gradients of matmulForward.
@@ -182,19 +202,26 @@ func matmulForward(p *kernels.Pool, out, inp, weight, bias []float32, N, C, OC i
 //	dout    [N, OC]
 //	inp     [N, C]
 //	weight  [OC, C]
-func matmulBackward(p *kernels.Pool, dinp, dweight, dbias, dout, inp, weight []float32, N, C, OC int) {
-	p.Sgemm(false, false, N, C, OC, 1, dout, OC, weight, C, 1, dinp, C)
-	p.Sgemm(true, false, OC, C, N, 1, dout, OC, inp, C, 1, dweight, C)
+func matmulBackward(r *runner, dinp, dweight, dbias, dout, inp, weight []float32, N, C, OC int) {
+	r.pool.Sgemm(false, false, N, C, OC, 1, dout, OC, weight, C, 1, dinp, C)
+	r.pool.Sgemm(true, false, OC, C, N, 1, dout, OC, inp, C, 1, dweight, C)
 	if dbias != nil {
 		need("matmul dbias", dbias, OC)
-		p.For(OC, 32, func(lo, hi int) {
-			db := dbias[lo:hi]
-			for i := 0; i < N; i++ {
-				for j, v := range dout[i*OC+lo : i*OC+hi] {
-					db[j] += v
-				}
-			}
-		})
+		need("matmul dout", dout, N*OC)
+		r.args.s[0], r.args.s[1] = dbias, dout
+		r.args.n[0], r.args.n[1] = N, OC
+		r.run(OC, 32, biasBackwardCols)
+	}
+}
+
+func biasBackwardCols(a *loopArgs, lo, hi int) {
+	dbias, dout := a.s[0], a.s[1]
+	N, OC := a.n[0], a.n[1]
+	db := dbias[lo:hi]
+	for i := 0; i < N; i++ {
+		for j, v := range dout[i*OC+lo : i*OC+hi] {
+			db[j] += v
+		}
 	}
 }
 
@@ -208,12 +235,15 @@ const (
 //
 //	out [N]  written
 //	inp [N]
-func geluForward(p *kernels.Pool, out, inp []float32, N int) {
+func geluForward(r *runner, out, inp []float32, N int) {
 	need("gelu out", out, N)
 	need("gelu inp", inp, N)
-	p.For(N, 4096, func(lo, hi int) {
-		geluSlice(out[lo:hi], inp[lo:hi])
-	})
+	r.args.s[0], r.args.s[1] = out, inp
+	r.run(N, 4096, geluForwardRange)
+}
+
+func geluForwardRange(a *loopArgs, lo, hi int) {
+	geluSlice(a.s[0][lo:hi], a.s[1][lo:hi])
 }
 
 // geluBackward adds dout * gelu'(inp) into dinp. dinp and dout must not alias.
@@ -221,12 +251,16 @@ func geluForward(p *kernels.Pool, out, inp []float32, N int) {
 //	dinp [N]  accumulated
 //	inp  [N]
 //	dout [N]
-func geluBackward(p *kernels.Pool, dinp, inp, dout []float32, N int) {
+func geluBackward(r *runner, dinp, inp, dout []float32, N int) {
 	need("gelu dinp", dinp, N)
+	need("gelu inp", inp, N)
 	need("gelu dout", dout, N)
-	p.For(N, 4096, func(lo, hi int) {
-		geluGradSlice(dinp[lo:hi], inp[lo:hi], dout[lo:hi])
-	})
+	r.args.s[0], r.args.s[1], r.args.s[2] = dinp, inp, dout
+	r.run(N, 4096, geluBackwardRange)
+}
+
+func geluBackwardRange(a *loopArgs, lo, hi int) {
+	geluGradSlice(a.s[0][lo:hi], a.s[1][lo:hi], a.s[2][lo:hi])
 }
 
 // residualForward: out = a + b. out may alias a or b.
@@ -234,14 +268,19 @@ func geluBackward(p *kernels.Pool, dinp, inp, dout []float32, N int) {
 //	out [N]  written
 //	a   [N]
 //	b   [N]
-func residualForward(p *kernels.Pool, out, a, b []float32, N int) {
+func residualForward(r *runner, out, a, b []float32, N int) {
 	need("residual out", out, N)
-	p.For(N, 8192, func(lo, hi int) {
-		o, bb := out[lo:hi], b[lo:hi]
-		for i, v := range a[lo:hi] {
-			o[i] = v + bb[i]
-		}
-	})
+	need("residual a", a, N)
+	need("residual b", b, N)
+	r.args.s[0], r.args.s[1], r.args.s[2] = out, a, b
+	r.run(N, 8192, residualRange)
+}
+
+func residualRange(a *loopArgs, lo, hi int) {
+	o, x, y := a.s[0][lo:hi], a.s[1][lo:hi], a.s[2][lo:hi]
+	for i, v := range x {
+		o[i] = v + y[i]
+	}
 }
 
 // attnBlock is the number of query rows attention handles at a time.
@@ -251,42 +290,67 @@ const attnBlock = 64
 // their gradient for one block of rows, [2, attnBlock, T].
 func attnScratch(T int) int { return 2 * attnBlock * T }
 
-// forSlots splits [0, n) over at most len(slots) = nSlots goroutines and gives
-// each range a slot index, so a range can own a piece of scratch memory.
-func forSlots(p *kernels.Pool, nSlots, n int, fn func(slot, lo, hi int)) {
-	s := min(nSlots, n)
-	p.For(s, 1, func(a, b int) {
-		for i := a; i < b; i++ {
-			fn(i, i*n/s, (i+1)*n/s)
-		}
-	})
-}
-
 // attentionForward is causal multi-head self-attention with softmax scale
-// 1/sqrt(HS). For each (b, h) and each block of attnBlock query rows it forms
-// the scores against the keys up to the block's last row with one GEMM, takes
-// the softmax, and multiplies by the values with another. It keeps only the
-// log-sum-exp of each row; backward recomputes the probabilities.
+// 1/sqrt(HS). The (b, h) pairs are split over the pool's threads, each range
+// with its own slot of scratch. For each pair and each block of attnBlock query
+// rows it forms the scores against the keys up to the block's last row with
+// one GEMM, takes the softmax, and multiplies by the values with another. It
+// keeps only the log-sum-exp of each row; backward recomputes the
+// probabilities.
 //
 //	out     [B, T, C]        written; head h in columns h*HS..(h+1)*HS
 //	lse     [B, NH, T]       written: log sum_j exp(score)
 //	scratch [slots, 2*attnBlock*T]
 //	qkv     [B, T, 3C]       q, k, v in columns 0..C, C..2C, 2C..3C
-func attentionForward(p *kernels.Pool, out, lse, scratch, qkv []float32, B, T, C, NH int) {
+func attentionForward(r *runner, out, lse, scratch, qkv []float32, B, T, C, NH int) {
 	need("attention out", out, B*T*C)
 	need("attention lse", lse, B*NH*T)
 	need("attention qkv", qkv, B*T*3*C)
-	HS := C / NH
-	C3 := 3 * C
-	scale := float32(1 / math.Sqrt(float64(HS)))
+	r.attention(attentionForwardSlot, [6][]float32{out, lse, scratch, qkv}, B, T, C, NH)
+}
+
+// attentionBackward adds the gradients of attentionForward into dqkv.
+//
+//	dqkv    [B, T, 3C]  accumulated
+//	scratch [slots, 2*attnBlock*T]
+//	dout    [B, T, C]
+//	qkv     [B, T, 3C]
+//	lse     [B, NH, T]
+func attentionBackward(r *runner, dqkv, scratch, dout, qkv, lse []float32, B, T, C, NH int) {
+	need("attention dqkv", dqkv, B*T*3*C)
+	need("attention dout", dout, B*T*C)
+	need("attention qkv", qkv, B*T*3*C)
+	need("attention lse", lse, B*NH*T)
+	r.attention(attentionBackwardSlot, [6][]float32{dqkv, lse, scratch, qkv, dout}, B, T, C, NH)
+}
+
+// attention runs fn once per slot over a share of the B*NH (b, h) pairs.
+func (r *runner) attention(fn rangeFunc, s [6][]float32, B, T, C, NH int) {
 	per := attnScratch(T)
-	nSlots := len(scratch) / per
-	if nSlots < 1 {
-		panic(fmt.Sprintf("lm: attention scratch %d < %d", len(scratch), per))
+	slots := min(len(s[2])/per, B*NH)
+	if slots < 1 {
+		panic(fmt.Sprintf("lm: attention scratch %d < %d", len(s[2]), per))
 	}
-	forSlots(p, nSlots, B*NH, func(slot, lo, hi int) {
+	r.args.s = s
+	r.args.n = [6]int{B, T, C, NH, slots, B * NH}
+	r.args.x[0] = float32(1 / math.Sqrt(float64(C/NH)))
+	r.run(slots, 1, fn)
+}
+
+// pairs returns the (b, h) pairs of slot i: [i*n/slots, (i+1)*n/slots).
+func pairs(i, n, slots int) (int, int) { return i * n / slots, (i + 1) * n / slots }
+
+func attentionForwardSlot(a *loopArgs, lo, hi int) {
+	out, lse, scratch, qkv := a.s[0], a.s[1], a.s[2], a.s[3]
+	T, C, NH, slots, n := a.n[1], a.n[2], a.n[3], a.n[4], a.n[5]
+	scale := a.x[0]
+	p := a.pool
+	HS, C3 := C/NH, 3*C
+	per := attnScratch(T)
+	for slot := lo; slot < hi; slot++ {
 		att := scratch[slot*per : slot*per+attnBlock*T]
-		for bh := lo; bh < hi; bh++ {
+		b0, b1 := pairs(slot, n, slots)
+		for bh := b0; bh < b1; bh++ {
 			b, h := bh/NH, bh%NH
 			base := b * T * C3
 			q := qkv[base+h*HS:]
@@ -314,31 +378,21 @@ func attentionForward(p *kernels.Pool, out, lse, scratch, qkv []float32, B, T, C
 				p.Sgemm(false, false, rb, HS, r1, 1, att, T, v, C3, 0, out[(b*T+r0)*C+h*HS:], C)
 			}
 		}
-	})
+	}
 }
 
-// attentionBackward adds the gradients of attentionForward into dqkv.
-//
-//	dqkv    [B, T, 3C]  accumulated
-//	scratch [slots, 2*attnBlock*T]
-//	dout    [B, T, C]
-//	qkv     [B, T, 3C]
-//	lse     [B, NH, T]
-func attentionBackward(p *kernels.Pool, dqkv, scratch, dout, qkv, lse []float32, B, T, C, NH int) {
-	need("attention dqkv", dqkv, B*T*3*C)
-	need("attention dout", dout, B*T*C)
-	HS := C / NH
-	C3 := 3 * C
-	scale := float32(1 / math.Sqrt(float64(HS)))
+func attentionBackwardSlot(a *loopArgs, lo, hi int) {
+	dqkv, lse, scratch, qkv, dout := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4]
+	T, C, NH, slots, n := a.n[1], a.n[2], a.n[3], a.n[4], a.n[5]
+	scale := a.x[0]
+	p := a.pool
+	HS, C3 := C/NH, 3*C
 	per := attnScratch(T)
-	nSlots := len(scratch) / per
-	if nSlots < 1 {
-		panic(fmt.Sprintf("lm: attention scratch %d < %d", len(scratch), per))
-	}
-	forSlots(p, nSlots, B*NH, func(slot, lo, hi int) {
+	for slot := lo; slot < hi; slot++ {
 		P := scratch[slot*per : slot*per+attnBlock*T]
 		dP := scratch[slot*per+attnBlock*T : (slot+1)*per]
-		for bh := lo; bh < hi; bh++ {
+		b0, b1 := pairs(slot, n, slots)
+		for bh := b0; bh < b1; bh++ {
 			b, h := bh/NH, bh%NH
 			base := b * T * C3
 			q, dq := qkv[base+h*HS:], dqkv[base+h*HS:]
@@ -378,5 +432,5 @@ func attentionBackward(p *kernels.Pool, dqkv, scratch, dout, qkv, lse []float32,
 				p.Sgemm(true, false, r1, HS, rb, 1, dP, T, q[r0*C3:], C3, 1, dk, C3)
 			}
 		}
-	})
+	}
 }

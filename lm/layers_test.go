@@ -69,7 +69,7 @@ func dotR(r []float32, y []float32) float64 {
 }
 
 func TestLayerBackwardFiniteDifference(t *testing.T) {
-	pool := kernels.NewPool(2)
+	pool := newRunner(kernels.NewPool(2))
 	r := NewRNG(1)
 	const eps, tol = 1e-2, 1e-2
 
@@ -160,7 +160,7 @@ func TestLayerBackwardFiniteDifference(t *testing.T) {
 }
 
 func TestBackwardAccumulates(t *testing.T) {
-	pool := kernels.NewPool(1)
+	pool := newRunner(kernels.NewPool(1))
 	r := NewRNG(5)
 	N, C := 3, 4
 	inp, w := randVec(r, N*C, 1), randVec(r, C, 1)

@@ -29,6 +29,7 @@ type Model struct {
 
 	layout []Tensor
 	pool   *kernels.Pool
+	run    *runner
 	pv, gv views // parameter and gradient views
 	act    *arena
 }
@@ -49,6 +50,7 @@ func New(cfg Config, pool *kernels.Pool) (*Model, error) {
 		Grads:  make([]float32, n, n+2),
 		layout: cfg.Layout(),
 		pool:   pool,
+		run:    newRunner(pool),
 	}
 	if last := m.layout[len(m.layout)-1]; last.Offset+last.Size != n {
 		panic("lm: layout table does not sum to NumParams")
@@ -227,7 +229,7 @@ func (m *Model) checkInput(tokens []int32, B, T int) error {
 func (m *Model) forward(a *arena, tokens []int32, B, T int) {
 	cfg := m.Config
 	C, NH, N := cfg.NEmbd, cfg.NHead, B*T
-	p := m.pool
+	p := m.run
 	encoderForward(a.encoded, tokens, m.pv.wte, m.pv.wpe, B, T, C)
 	x := a.encoded
 	for l := range a.blocks {
@@ -279,7 +281,7 @@ func (m *Model) ForwardBackward(tokens []int32, B, T int, head HeadFunc) error {
 	}
 	cfg := m.Config
 	C, V, NH, N := cfg.NEmbd, cfg.Vocab, cfg.NHead, B*T
-	p := m.pool
+	p := m.run
 	a := m.ensure(B, T)
 	m.forward(a, tokens, B, T)
 
@@ -289,12 +291,12 @@ func (m *Model) ForwardBackward(tokens []int32, B, T int, head HeadFunc) error {
 	for r0 := 0; r0 < N; r0 += a.headRows {
 		rows := min(a.headRows, N-r0)
 		logits := a.logits[:rows*V]
-		p.Sgemm(false, true, rows, V, C, 1, a.lnf[r0*C:], C, m.pv.wte, C, 0, logits, V)
+		m.pool.Sgemm(false, true, rows, V, C, 1, a.lnf[r0*C:], C, m.pv.wte, C, 0, logits, V)
 		if err := head(logits, r0, rows); err != nil {
 			return fmt.Errorf("forward-backward: head rows %d..%d: %w", r0, r0+rows, err)
 		}
-		p.Sgemm(false, false, rows, C, V, 1, logits, V, m.pv.wte, C, 0, dlnf[r0*C:], C)
-		p.Sgemm(true, false, V, C, rows, 1, logits, V, a.lnf[r0*C:], C, 1, m.gv.wte, C)
+		m.pool.Sgemm(false, false, rows, C, V, 1, logits, V, m.pv.wte, C, 0, dlnf[r0*C:], C)
+		m.pool.Sgemm(true, false, V, C, rows, 1, logits, V, a.lnf[r0*C:], C, 1, m.gv.wte, C)
 	}
 
 	dres := a.dres[:N*C]

@@ -67,7 +67,7 @@ type AdamW struct {
 	Options AdamWOptions
 	State   AdamState
 	segs    []segment
-	pool    *kernels.Pool
+	run     *runner
 }
 
 // NewAdamW returns AdamW for parameters laid out by layout, with zero moments.
@@ -85,7 +85,7 @@ func NewAdamW(layout []Tensor, opts AdamWOptions, pool *kernels.Pool) (*AdamW, e
 		}
 		n = max(n, t.Offset+t.Size)
 	}
-	return &AdamW{Options: opts, State: AdamState{M: make([]float32, n), V: make([]float32, n)}, segs: segs, pool: pool}, nil
+	return &AdamW{Options: opts, State: AdamState{M: make([]float32, n), V: make([]float32, n)}, segs: segs, run: newRunner(pool)}, nil
 }
 
 // Step applies one update to params from grads ([NumParams] each; a longer
@@ -109,40 +109,48 @@ func (o *AdamW) Step(params, grads []float32, lr float64) {
 		if s.decay {
 			k = keep
 		}
-		o.pool.For(s.hi-s.lo, 16384, func(lo, hi int) {
-			lo, hi = lo+s.lo, hi+s.lo
-			p, g, mm, vv := params[lo:hi], grads[lo:hi], m[lo:hi], v[lo:hi]
-			for i, gi := range g {
-				mi := b1*mm[i] + (1-b1)*gi
-				vi := b2*vv[i] + (1-b2)*gi*gi
-				mm[i], vv[i] = mi, vi
-				den := float32(math.Sqrt(float64(vi*c2))) + eps
-				p[i] = p[i]*k - step*(mi*c1)/den
-			}
-		})
+		a := &o.run.args
+		a.s = [6][]float32{params[s.lo:s.hi], grads[s.lo:s.hi], m[s.lo:s.hi], v[s.lo:s.hi]}
+		a.x = [8]float32{b1, b2, c1, c2, eps, step, k}
+		o.run.run(s.hi-s.lo, 16384, adamwRange)
+	}
+}
+
+func adamwRange(a *loopArgs, lo, hi int) {
+	p, g, mm, vv := a.s[0][lo:hi], a.s[1][lo:hi], a.s[2][lo:hi], a.s[3][lo:hi]
+	b1, b2, c1, c2, eps, step, k := a.x[0], a.x[1], a.x[2], a.x[3], a.x[4], a.x[5], a.x[6]
+	for i, gi := range g {
+		mi := b1*mm[i] + (1-b1)*gi
+		vi := b2*vv[i] + (1-b2)*gi*gi
+		mm[i], vv[i] = mi, vi
+		den := float32(math.Sqrt(float64(vi*c2))) + eps
+		p[i] = p[i]*k - step*(mi*c1)/den
 	}
 }
 
 // SGD is plain stochastic gradient descent: p -= lr * g.
 type SGD struct {
-	pool *kernels.Pool
+	run *runner
 }
 
 // NewSGD returns SGD running its loop on pool.
-func NewSGD(pool *kernels.Pool) *SGD { return &SGD{pool: pool} }
+func NewSGD(pool *kernels.Pool) *SGD { return &SGD{run: newRunner(pool)} }
 
 // Step applies p -= lr*g over params; grads may be longer (trailing slots).
 func (o *SGD) Step(params, grads []float32, lr float64) {
 	if len(grads) < len(params) {
 		panic(fmt.Sprintf("lm: sgd over %d params, %d grads", len(params), len(grads)))
 	}
-	step := float32(lr)
-	o.pool.For(len(params), 16384, func(lo, hi int) {
-		g := grads[lo:hi]
-		for i := range params[lo:hi] {
-			params[lo+i] -= step * g[i]
-		}
-	})
+	o.run.args.s[0], o.run.args.s[1] = params, grads
+	o.run.args.x[0] = float32(lr)
+	o.run.run(len(params), 16384, sgdRange)
+}
+
+func sgdRange(a *loopArgs, lo, hi int) {
+	p, g, step := a.s[0][lo:hi], a.s[1][lo:hi], a.x[0]
+	for i := range p {
+		p[i] -= step * g[i]
+	}
 }
 
 // ClipGradNorm scales grads in place so their global L2 norm is at most

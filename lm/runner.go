@@ -1,0 +1,41 @@
+package lm
+
+import "github.com/klring/klring/kernels"
+
+// A rangeFunc is the body of a parallel loop: it reads its operands from a
+// and handles [lo, hi). Bodies are top-level functions, so passing one
+// allocates nothing.
+type rangeFunc func(a *loopArgs, lo, hi int)
+
+// loopArgs are the operands of one parallel loop.
+type loopArgs struct {
+	s    [6][]float32
+	n    [6]int
+	x    [8]float32
+	pool *kernels.Pool // for GEMMs inside a body
+	fn   rangeFunc
+}
+
+// runner runs parallel loops on a Pool without allocating: the closure handed
+// to Pool.For is made once, and each loop's operands travel in args. A runner
+// runs one loop at a time (it is not safe for concurrent use); bodies may call
+// Sgemm on the same pool but not run another loop on the same runner.
+type runner struct {
+	pool *kernels.Pool
+	args loopArgs
+	body func(lo, hi int)
+}
+
+func newRunner(pool *kernels.Pool) *runner {
+	r := &runner{pool: pool}
+	r.body = func(lo, hi int) { r.args.fn(&r.args, lo, hi) }
+	return r
+}
+
+// run calls fn over [0, n) in ranges of at least grain, with the operands
+// already stored in r.args, then drops the operands.
+func (r *runner) run(n, grain int, fn rangeFunc) {
+	r.args.fn, r.args.pool = fn, r.pool
+	r.pool.For(n, grain, r.body)
+	r.args = loopArgs{}
+}
