@@ -8,6 +8,12 @@ import "golang.org/x/sys/cpu"
 //go:noescape
 func sgemmKernel6x16AVX2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
+// transpose8AVX transposes 8 rows of src and 8*n8 columns into dst:
+// dst[p*ldd+i] = src[i*lds+p] (gemm_amd64.s; needs AVX).
+//
+//go:noescape
+func transpose8AVX(dst *float32, ldd int, src *float32, lds int, n8 int)
+
 // kernelAVX2 blocks for L1 48 KiB / L2 2 MiB per core: a packed B micro-panel
 // (kc x 16) is 16 KiB and stays in L1, the packed A block (mc x kc) is 192 KiB
 // and stays in L2.
@@ -15,7 +21,8 @@ var kernelAVX2 = microKernel{
 	name: "avx2-6x16",
 	mr:   6, nr: 16,
 	mc: 192, kc: 256, nc: 1024,
-	fn: sgemmKernel6x16AVX2,
+	fn:         sgemmKernel6x16AVX2,
+	transpose8: transpose8AVX,
 }
 
 // sgemmKernel12x32AVX512 is the AVX-512 micro-kernel (gemm_amd64.s): one
@@ -32,7 +39,8 @@ var kernelAVX512 = microKernel{
 	name: "avx512-12x32",
 	mr:   12, nr: 32,
 	mc: 192, kc: 192, nc: 1024,
-	fn: sgemmKernel12x32AVX512,
+	fn:         sgemmKernel12x32AVX512,
+	transpose8: transpose8AVX,
 }
 
 // cpuKernels returns the micro-kernels the CPU supports, fastest first.

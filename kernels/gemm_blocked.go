@@ -21,6 +21,9 @@ type microKernel struct {
 	mr, nr     int
 	mc, kc, nc int
 	fn         func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+	// transpose8, if not nil, speeds up packing: it transposes 8 rows of
+	// src and 8*n8 columns into dst, dst[p*ldd+i] = src[i*lds+p].
+	transpose8 func(dst *float32, ldd int, src *float32, lds int, n8 int)
 }
 
 // kernelGo is the portable micro-kernel, used where no assembly kernel fits the
@@ -343,10 +346,10 @@ func (j *gemmJob) packShared(u int) {
 	}
 	dst := j.shared[off:]
 	if j.splitM {
-		packB(dst, j.tB, j.b, j.ldb, pc, kc, x0, w, r)
+		packB(kern.transpose8, dst, j.tB, j.b, j.ldb, pc, kc, x0, w, r)
 		return
 	}
-	packA(dst, j.tA, j.a, j.lda, x0, w, pc, kc, r)
+	packA(kern.transpose8, dst, j.tA, j.a, j.lda, x0, w, pc, kc, r)
 }
 
 // sharedPanels returns the panels of the shared operand's k block at pc.
@@ -387,11 +390,11 @@ func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1 int) {
 				full := mc / mr * mr
 				pa = panels{base: j.a[pc*j.lda+i0:], mul: 1, ld: j.lda, full: full}
 				if full < mc {
-					packA(buf.pack, true, j.a, j.lda, i0+full, mc-full, pc, kc, mr)
+					packA(kern.transpose8, buf.pack, true, j.a, j.lda, i0+full, mc-full, pc, kc, mr)
 					pa.edge = buf.pack
 				}
 			} else {
-				packA(buf.pack, j.tA, j.a, j.lda, i0, mc, pc, kc, mr)
+				packA(kern.transpose8, buf.pack, j.tA, j.a, j.lda, i0, mc, pc, kc, mr)
 				pa = panels{base: buf.pack, mul: kc, ld: mr, full: mc}
 			}
 			pb := j.sharedPanels(pc, kc)
@@ -412,7 +415,7 @@ func (j *gemmJob) colChunk(buf *gemmBuf, j0, j1 int) {
 		if pc > 0 {
 			beta = 1
 		}
-		packB(buf.pack, j.tB, j.b, j.ldb, pc, kc, j0, nc, nr)
+		packB(kern.transpose8, buf.pack, j.tB, j.b, j.ldb, pc, kc, j0, nc, nr)
 		pb := panels{base: buf.pack, mul: kc, ld: nr, full: nc}
 		pa := j.sharedPanels(pc, kc)
 		for ic := 0; ic < j.m; ic += kern.mc {
@@ -471,7 +474,7 @@ func mergeTile(c []float32, ldc int, tile []float32, nr, rows, cols int, alpha, 
 
 // packA packs rows [i0, i0+mc) and columns [p0, p0+kc) of op(A) into dst as
 // ceil(mc/mr) micro-panels, each kc steps of mr values (zero-padded rows).
-func packA(dst []float32, tA bool, a []float32, lda, i0, mc, p0, kc, mr int) {
+func packA(t8 transposer, dst []float32, tA bool, a []float32, lda, i0, mc, p0, kc, mr int) {
 	full := mc / mr * mr
 	if tA {
 		// op(A)[i][p] = a[p*lda+i]: step p of every micro-panel comes from
@@ -508,6 +511,17 @@ func packA(dst []float32, tA bool, a []float32, lda, i0, mc, p0, kc, mr int) {
 		case 6:
 			packRows6(d, row(0), row(1), row(2), row(3), row(4), row(5))
 		case 12:
+			if n8 := kc / 8; t8 != nil && n8 > 0 {
+				// Rows 0-7, then rows 4-11 (rows 4-7 twice, same values).
+				t8(&d[0], 12, &row(0)[0], lda, n8)
+				t8(&d[4], 12, &row(4)[0], lda, n8)
+				for p := n8 * 8; p < kc; p++ {
+					for i := 0; i < 12; i++ {
+						d[p*12+i] = row(i)[p]
+					}
+				}
+				continue
+			}
 			packRows6x2(d, row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7), row(8), row(9), row(10), row(11))
 		default:
 			for i := 0; i < mr; i++ {
@@ -518,20 +532,28 @@ func packA(dst []float32, tA bool, a []float32, lda, i0, mc, p0, kc, mr int) {
 		}
 	}
 	if full < mc {
-		d := dst[full*kc : full*kc+mr*kc]
-		rows := mc - full
-		for i := 0; i < rows; i++ {
-			for p, v := range a[(i0+full+i)*lda+p0:][:kc] {
-				d[p*mr+i] = v
-			}
+		// The partial panel: step by step, so each write is contiguous.
+		var rows [maxTile][]float32
+		n := mc - full
+		for i := 0; i < n; i++ {
+			rows[i] = a[(i0+full+i)*lda+p0:][:kc]
 		}
-		for i := rows; i < mr; i++ {
-			for p := 0; p < kc; p++ {
-				d[p*mr+i] = 0
+		d := dst[full*kc : full*kc+mr*kc]
+		for p := 0; p < kc; p++ {
+			dp := d[p*mr : p*mr+mr]
+			for i, r := range rows[:n] {
+				dp[i] = r[p]
 			}
+			clear(dp[n:])
 		}
 	}
 }
+
+// transposer is microKernel.transpose8.
+type transposer = func(dst *float32, ldd int, src *float32, lds int, n8 int)
+
+// maxTile bounds mr and nr of every micro-kernel.
+const maxTile = 32
 
 // packRows6 interleaves 6 rows of equal length into d: d[p*6+i] = ri[p].
 func packRows6(d, r0, r1, r2, r3, r4, r5 []float32) {
@@ -557,7 +579,7 @@ func packRows6x2(d, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11 []float32) 
 
 // packB packs rows [p0, p0+kc) and columns [j0, j0+nc) of op(B) into dst as
 // ceil(nc/nr) micro-panels, each kc steps of nr values (zero-padded columns).
-func packB(dst []float32, tB bool, b []float32, ldb, p0, kc, j0, nc, nr int) {
+func packB(t8 transposer, dst []float32, tB bool, b []float32, ldb, p0, kc, j0, nc, nr int) {
 	full := nc / nr * nr
 	if !tB {
 		// op(B)[p][j] = b[p*ldb+j]: row p of B is step p of every micro-panel;
@@ -590,6 +612,18 @@ func packB(dst []float32, tB bool, b []float32, ldb, p0, kc, j0, nc, nr int) {
 	for jr := 0; jr < nc; jr += nr {
 		cols := min(nr, nc-jr)
 		d := dst[jr*kc : jr*kc+nr*kc]
+		if n8 := kc / 8; t8 != nil && n8 > 0 && cols == nr && nr%8 == 0 {
+			for j := 0; j < nr; j += 8 {
+				t8(&d[j], nr, &b[(j0+jr+j)*ldb+p0], ldb, n8)
+			}
+			for j := 0; j < nr; j++ {
+				src := b[(j0+jr+j)*ldb+p0:][:kc]
+				for p := n8 * 8; p < kc; p++ {
+					d[p*nr+j] = src[p]
+				}
+			}
+			continue
+		}
 		for j := 0; j < cols; j++ {
 			for p, v := range b[(j0+jr+j)*ldb+p0:][:kc] {
 				d[p*nr+j] = v
