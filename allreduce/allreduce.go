@@ -53,13 +53,16 @@ type AbortError struct {
 	Missing  PartID // the first part not received
 	Received int    // parts received
 	Expected int    // parts expected in all
-	Dropped  uint64 // messages dropped during the call
-	Err      error  // ErrDeadline, ErrClosed, context.Canceled or a transport error
+	Dropped  uint64 // messages dropped by the Reducer during the call
+	// Lost is the transport's own count of messages it dropped (nats.go's
+	// slow-consumer drops), if the transport has a Dropped() int method.
+	Lost int
+	Err  error // ErrDeadline, ErrClosed, context.Canceled or a transport error
 }
 
 func (e *AbortError) Error() string {
-	return fmt.Sprintf("allreduce: rank %d of %d waiting on link %d->%d for (epoch %d, step %d, from %d, %v): received %d of %d parts, dropped %d messages: %v",
-		e.Rank, e.N, e.From, e.Rank, e.Header.Epoch, e.Header.Step, e.From, e.Missing, e.Received, e.Expected, e.Dropped, e.Err)
+	return fmt.Sprintf("allreduce: rank %d of %d waiting on link %d->%d for (epoch %d, step %d, from %d, %v): received %d of %d parts, dropped %d messages, transport lost %d: %v",
+		e.Rank, e.N, e.From, e.Rank, e.Header.Epoch, e.Header.Step, e.From, e.Missing, e.Received, e.Expected, e.Dropped, e.Lost, e.Err)
 }
 
 func (e *AbortError) Unwrap() error { return e.Err }
@@ -163,8 +166,12 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 		default:
 			err = fmt.Errorf("transport: %w", err)
 		}
+		lost := 0
+		if d, ok := t.(interface{ Dropped() int }); ok {
+			lost = d.Dropped()
+		}
 		return &AbortError{Rank: rank, N: n, From: left, Header: h, Missing: miss,
-			Received: ring.Received(), Expected: ring.Expected(), Dropped: r.Stats().Dropped() - dropped0, Err: err}
+			Received: ring.Received(), Expected: ring.Expected(), Dropped: r.Stats().Dropped() - dropped0, Lost: lost, Err: err}
 	}
 
 	r.start = ring.Start(r.start[:0])

@@ -1,0 +1,245 @@
+package natsnet_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/klring/klring/allreduce"
+	"github.com/klring/klring/allreduce/allreducetest"
+	"github.com/klring/klring/natsnet"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// checkGoroutines registers a cleanup, to run after every cleanup registered
+// later, that waits until the number of goroutines is back to what it is
+// now, and fails with their stacks if it is not within 10s.
+func checkGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Errorf("runtime.NumGoroutine() = %d after shutdown; want %d. Stacks:\n%s", runtime.NumGoroutine(), before, buf)
+				return
+			}
+			<-tick.C
+		}
+	})
+}
+
+// startServer starts an embedded server for one test; it fails the test if
+// the server cannot start.
+func startServer(t testing.TB, o natsnet.ServerOptions) *natsnet.Server {
+	t.Helper()
+	s, err := natsnet.StartServer(o)
+	if err != nil {
+		t.Fatalf("StartServer(%+v) = %v", o, err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func connect(t testing.TB, o natsnet.Options) *natsnet.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	o.Logger = quiet
+	c, err := natsnet.Connect(ctx, o)
+	if err != nil {
+		t.Fatalf("Connect(%s) = %v", o.URL, err)
+	}
+	return c
+}
+
+// natsNet runs the conformance suite over one embedded server, one
+// connection per rank as in a real deployment.
+type natsNet struct {
+	url     string
+	foreign *natsnet.Conn
+}
+
+type endpoint struct {
+	*natsnet.Ring
+	conn *natsnet.Conn
+	once sync.Once
+}
+
+func (e *endpoint) Close() error {
+	var err error
+	e.once.Do(func() {
+		err = e.Ring.Close()
+		e.conn.Close()
+	})
+	return err
+}
+
+func (n *natsNet) Ring(t testing.TB, job string, epoch uint64, size int) []allreducetest.Endpoint {
+	eps := make([]allreducetest.Endpoint, size)
+	for r := range size {
+		c := connect(t, natsnet.Options{URL: n.url, ChunkBytes: 1 << 20, PartsInFlight: 4096})
+		ring, err := c.Ring(context.Background(), job, epoch, r)
+		if err != nil {
+			t.Fatalf("Ring(%s, %d, %d) = %v", job, epoch, r, err)
+		}
+		eps[r] = &endpoint{Ring: ring, conn: c}
+	}
+	return eps
+}
+
+func (n *natsNet) Inject(t testing.TB, job string, epoch uint64, rank int, msg []byte) {
+	if err := n.foreign.NC.Publish(allreduce.Subject(job, epoch, rank), msg); err != nil {
+		t.Errorf("foreign Publish = %v", err)
+		return
+	}
+	if err := n.foreign.NC.FlushTimeout(10 * time.Second); err != nil {
+		t.Errorf("foreign Flush = %v", err)
+	}
+}
+
+func TestConformanceNATS(t *testing.T) {
+	checkGoroutines(t)
+	s := startServer(t, natsnet.ServerOptions{})
+	foreign := connect(t, natsnet.Options{URL: s.URL(), Name: "foreign"})
+	t.Cleanup(foreign.Close)
+	allreducetest.Run(t, &natsNet{url: s.URL(), foreign: foreign})
+}
+
+func TestAuth(t *testing.T) {
+	checkGoroutines(t)
+	s := startServer(t, natsnet.ServerOptions{User: "klring", Password: "s3cret"})
+	c := connect(t, natsnet.Options{URL: s.URL(), User: "klring", Password: "s3cret"})
+	c.Close()
+	for _, tc := range []struct{ user, pass string }{{"", ""}, {"klring", "wrong"}, {"other", "s3cret"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, err := natsnet.Connect(ctx, natsnet.Options{URL: s.URL(), User: tc.user, Password: tc.pass, Logger: quiet})
+		cancel()
+		if !errors.Is(err, nats.ErrAuthorization) {
+			t.Errorf("Connect(user %q, password %q) = %v; want %v", tc.user, tc.pass, err, nats.ErrAuthorization)
+		}
+	}
+}
+
+func TestChunkAboveMaxPayload(t *testing.T) {
+	checkGoroutines(t)
+	s := startServer(t, natsnet.ServerOptions{MaxPayload: 1 << 20})
+	c := connect(t, natsnet.Options{URL: s.URL(), ChunkBytes: 1 << 20})
+	c.Close()
+	_, err := natsnet.Connect(context.Background(), natsnet.Options{URL: s.URL(), ChunkBytes: 1<<20 + 1, Logger: quiet})
+	if !errors.Is(err, natsnet.ErrPayloadLimit) {
+		t.Errorf("Connect(chunk 1 MiB + 1, max payload 1 MiB) = %v; want %v", err, natsnet.ErrPayloadLimit)
+	}
+}
+
+func TestConnectGivesUpWithContext(t *testing.T) {
+	checkGoroutines(t)
+	s := startServer(t, natsnet.ServerOptions{})
+	url := s.URL()
+	s.Shutdown() // nothing listens there now
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := natsnet.Connect(ctx, natsnet.Options{URL: url, Logger: quiet, ReconnectWait: 10 * time.Millisecond})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Connect(%s with nothing listening) = %v; want %v", url, err, context.DeadlineExceeded)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	d := natsnet.DefaultOptions()
+	for _, tc := range []struct {
+		name string
+		mod  func(*natsnet.Options)
+		ok   bool
+	}{
+		{"defaults", func(*natsnet.Options) {}, true},
+		{"empty url", func(o *natsnet.Options) { o.URL = "" }, false},
+		{"small chunk", func(o *natsnet.Options) { o.ChunkBytes = 10 }, false},
+		{"no parts", func(o *natsnet.Options) { o.PartsInFlight = 0 }, false},
+		{"user without password", func(o *natsnet.Options) { o.User = "u" }, false},
+		{"user and token", func(o *natsnet.Options) { o.User, o.Password, o.Token = "u", "p", "t" }, false},
+		{"no ping", func(o *natsnet.Options) { o.PingInterval = 0 }, false},
+	} {
+		o := d
+		tc.mod(&o)
+		if err := o.Validate(); (err == nil) != tc.ok || (err != nil && !errors.Is(err, natsnet.ErrBadOptions)) {
+			t.Errorf("%s: Validate() = %v; want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
+
+func TestRingRejectsBadJob(t *testing.T) {
+	checkGoroutines(t)
+	s := startServer(t, natsnet.ServerOptions{})
+	c := connect(t, natsnet.Options{URL: s.URL()})
+	defer c.Close()
+	for _, job := range []string{"", "a.b", "a*", "a>", "a b"} {
+		if _, err := c.Ring(context.Background(), job, 1, 0); !errors.Is(err, allreduce.ErrBadJobName) {
+			t.Errorf("Ring(%q) = %v; want %v", job, err, allreduce.ErrBadJobName)
+		}
+	}
+}
+
+// TestSlowConsumerCounted overfills a ring subscription's pending limits and
+// checks that the drop is counted, both by the connection and the ring, and
+// that the all-reduce waiting on the lost part says so.
+func TestSlowConsumerCounted(t *testing.T) {
+	checkGoroutines(t)
+	s := startServer(t, natsnet.ServerOptions{})
+	rx := connect(t, natsnet.Options{URL: s.URL(), PartsInFlight: 4, ChunkBytes: 1024})
+	defer rx.Close()
+	tx := connect(t, natsnet.Options{URL: s.URL()})
+	defer tx.Close()
+	ring, err := rx.Ring(context.Background(), "slow", 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ring.Close()
+	for range 20 {
+		if err := tx.NC.Publish(allreduce.Subject("slow", 1, 1), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.NC.FlushTimeout(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The server has sent all 20; wait for rx to have read them all.
+	if err := rx.NC.FlushTimeout(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if rx.SlowConsumers() == 0 || ring.Dropped() == 0 {
+		t.Errorf("SlowConsumers() = %d, Dropped() = %d after 20 messages into a limit of 4; want both > 0", rx.SlowConsumers(), ring.Dropped())
+	}
+	opts := allreduce.Options{ChunkBytes: 1024, Deadline: 200 * time.Millisecond}
+	err = allreduce.AllReduce(context.Background(), ring, allreduce.Header{Run: "r", Epoch: 1}, 1, 2, make([]float32, 10), opts, nil)
+	var ae *allreduce.AbortError
+	if !errors.As(err, &ae) || ae.Lost == 0 || !strings.Contains(err.Error(), "transport lost") {
+		t.Errorf("AllReduce after drops = %v; want an *AbortError with Lost > 0", err)
+	}
+}
+
+func TestServerShutdownFreesClients(t *testing.T) {
+	checkGoroutines(t)
+	s, err := natsnet.StartServer(natsnet.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := connect(t, natsnet.Options{URL: s.URL()})
+	if got := s.NumClients(); got != 1 {
+		t.Errorf("NumClients() = %d; want 1", got)
+	}
+	c.Close()
+	s.Shutdown()
+}
