@@ -38,8 +38,8 @@
 // Layers are free functions in llm.c's argument order (outputs, caches,
 // inputs, dimensions); backward functions add into their gradients. The
 // activations live in one arena sized on the first pass for (B, T) and reused:
-// a training loop does not allocate per step (beyond the small closures of
-// the parallel loops). The head and the loss run in chunks of rows through a
+// a training loop does not allocate per step (the parallel loops hand one
+// prebuilt closure to the pool). The head and the loss run in chunks of rows through a
 // HeadFunc, so the [N, V] logits never exist at once: for each chunk the model
 // computes logits = lnf[chunk] @ wte^T, the HeadFunc overwrites them with
 // dL/dlogits, and the model adds d(lnf)[chunk] and d(wte). The loss is the

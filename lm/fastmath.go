@@ -107,3 +107,77 @@ func expSub(x []float32, sub float32) float32 {
 	}
 	return sum
 }
+
+// adamwSlice applies one AdamW update to p, m, v from g; c = {b1, 1-b1, b2,
+// 1-b2, c1, c2, eps, step, keep} (see AdamW.Step). Every product is rounded
+// on its own (explicit conversions forbid fused multiply-adds), so the Go
+// loop and the assembly give the same bits on every CPU.
+func adamwSlice(p, g, m, v []float32, c *[9]float32) {
+	n := len(p)
+	g, m, v = g[:n], m[:n], v[:n]
+	done := 0
+	if haveAVX2 && n >= 8 {
+		done = n &^ 7
+		adamwAVX2(&p[0], &g[0], &m[0], &v[0], done, c)
+	}
+	b1, omb1, b2, omb2, c1, c2, eps, step, keep := c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
+	for i := done; i < n; i++ {
+		gi := g[i]
+		mi := float32(b1*m[i]) + float32(omb1*gi)
+		vi := float32(b2*v[i]) + float32(float32(omb2*gi)*gi)
+		m[i], v[i] = mi, vi
+		den := float32(math.Sqrt(float64(float32(vi*c2)))) + eps
+		upd := float32(step*float32(mi*c1)) / den
+		p[i] = float32(p[i]*keep) - upd
+	}
+}
+
+// maxSlice is the largest element of a non-empty x.
+func maxSlice(x []float32) float32 {
+	n := len(x)
+	done := 0
+	var mx float32
+	if haveAVX2 && n >= 8 {
+		done = n &^ 7
+		mx = maxAVX2(&x[0], done)
+	} else {
+		mx = x[0]
+	}
+	for _, v := range x[done:] {
+		if v > mx {
+			mx = v
+		}
+	}
+	return mx
+}
+
+// dotSlice is the dot product of a and b[:len(a)].
+func dotSlice(a, b []float32) float32 {
+	n := len(a)
+	b = b[:n]
+	done := 0
+	var s float32
+	if haveAVX2 && n >= 8 {
+		done = n &^ 7
+		s = dotAVX2(&a[0], &b[0], done)
+	}
+	for i := done; i < n; i++ {
+		s += a[i] * b[i]
+	}
+	return s
+}
+
+// softmaxGrad sets d[i] = p[i] * (d[i] - dot) * scale: the softmax backward
+// of one row, given dot = sum_j p[j] d[j].
+func softmaxGrad(d, p []float32, dot, scale float32) {
+	n := len(d)
+	p = p[:n]
+	done := 0
+	if haveAVX2 && n >= 8 {
+		done = n &^ 7
+		softmaxGradAVX2(&d[0], &p[0], done, dot, scale)
+	}
+	for i := done; i < n; i++ {
+		d[i] = (d[i] - dot) * p[i] * scale
+	}
+}

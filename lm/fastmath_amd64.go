@@ -20,3 +20,23 @@ func geluBwdAVX2(dinp, inp, dout *float32, n int)
 //
 //go:noescape
 func expSubAVX2(x *float32, n int, sub float32) float32
+
+// adamwAVX2 is adamwGo over n (a multiple of 8) parameters.
+//
+//go:noescape
+func adamwAVX2(p, grad, m, v *float32, n int, c *[9]float32)
+
+// maxAVX2 is the largest of x[:n], n a positive multiple of 8.
+//
+//go:noescape
+func maxAVX2(x *float32, n int) float32
+
+// dotAVX2 is the dot product of a[:n] and b[:n], n a multiple of 8.
+//
+//go:noescape
+func dotAVX2(a, b *float32, n int) float32
+
+// softmaxGradAVX2 is softmaxGradGo over n (a multiple of 8) floats.
+//
+//go:noescape
+func softmaxGradAVX2(d, p *float32, n int, dot, scale float32)

@@ -184,3 +184,143 @@ exdone:
 	VZEROUPPER
 	MOVSS        X0, ret+24(FP)
 	RET
+
+// func adamwAVX2(p, grad, m, v *float32, n int, c *[9]float32)
+// c = {b1, 1-b1, b2, 1-b2, c1, c2, eps, step, keep}. The same operations in
+// the same order as adamwSlice's Go loop, without fused multiply-adds, so
+// the result is bit-identical on every CPU.
+TEXT ·adamwAVX2(SB), NOSPLIT, $0-48
+	MOVQ p+0(FP), DI
+	MOVQ grad+8(FP), SI
+	MOVQ m+16(FP), R8
+	MOVQ v+24(FP), R9
+	MOVQ n+32(FP), CX
+	MOVQ c+40(FP), AX
+	VBROADCASTSS 0(AX), Y7
+	VBROADCASTSS 4(AX), Y8
+	VBROADCASTSS 8(AX), Y9
+	VBROADCASTSS 12(AX), Y10
+	VBROADCASTSS 16(AX), Y11
+	VBROADCASTSS 20(AX), Y12
+	VBROADCASTSS 24(AX), Y13
+	VBROADCASTSS 28(AX), Y14
+	VBROADCASTSS 32(AX), Y15
+
+adloop:
+	CMPQ CX, $8
+	JLT  addone
+	VMOVUPS (SI), Y0
+	VMOVUPS (R8), Y1
+	VMOVUPS (R9), Y2
+	VMOVUPS (DI), Y3
+	// m = b1*m + (1-b1)*g
+	VMULPS  Y7, Y1, Y4
+	VMULPS  Y8, Y0, Y5
+	VADDPS  Y5, Y4, Y1
+	VMOVUPS Y1, (R8)
+	// v = b2*v + ((1-b2)*g)*g
+	VMULPS  Y9, Y2, Y4
+	VMULPS  Y10, Y0, Y5
+	VMULPS  Y0, Y5, Y5
+	VADDPS  Y5, Y4, Y2
+	VMOVUPS Y2, (R9)
+	// den = sqrt(v*c2) + eps
+	VMULPS  Y12, Y2, Y4
+	VSQRTPS Y4, Y4
+	VADDPS  Y13, Y4, Y4
+	// p = p*keep - (step*(m*c1))/den
+	VMULPS  Y11, Y1, Y5
+	VMULPS  Y14, Y5, Y5
+	VDIVPS  Y4, Y5, Y5
+	VMULPS  Y15, Y3, Y3
+	VSUBPS  Y5, Y3, Y3
+	VMOVUPS Y3, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $32, R8
+	ADDQ $32, R9
+	SUBQ $8, CX
+	JMP  adloop
+
+addone:
+	VZEROUPPER
+	RET
+
+// func maxAVX2(x *float32, n int) float32
+TEXT ·maxAVX2(SB), NOSPLIT, $0-20
+	MOVQ    x+0(FP), SI
+	MOVQ    n+8(FP), CX
+	VMOVUPS (SI), Y0
+	ADDQ    $32, SI
+	SUBQ    $8, CX
+
+mxloop:
+	CMPQ CX, $8
+	JLT  mxdone
+	VMAXPS (SI), Y0, Y0
+	ADDQ   $32, SI
+	SUBQ   $8, CX
+	JMP    mxloop
+
+mxdone:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+16(FP)
+	RET
+
+// func dotAVX2(a, b *float32, n int) float32
+TEXT ·dotAVX2(SB), NOSPLIT, $0-28
+	MOVQ   a+0(FP), SI
+	MOVQ   b+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+
+dtloop:
+	CMPQ CX, $8
+	JLT  dtdone
+	VMOVUPS     (SI), Y1
+	VFMADD231PS (DI), Y1, Y0
+	ADDQ $32, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JMP  dtloop
+
+dtdone:
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+24(FP)
+	RET
+
+// func softmaxGradAVX2(d, p *float32, n int, dot, scale float32)
+// d[i] = p[i] * (d[i] - dot) * scale
+TEXT ·softmaxGradAVX2(SB), NOSPLIT, $0-32
+	MOVQ         d+0(FP), DI
+	MOVQ         p+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS dot+24(FP), Y14
+	VBROADCASTSS scale+28(FP), Y15
+
+sgloop:
+	CMPQ CX, $8
+	JLT  sgdone
+	VMOVUPS (DI), Y0
+	VSUBPS  Y14, Y0, Y0
+	VMULPS  (SI), Y0, Y0
+	VMULPS  Y15, Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JMP  sgloop
+
+sgdone:
+	VZEROUPPER
+	RET

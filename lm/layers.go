@@ -349,6 +349,7 @@ func attentionForwardSlot(a *loopArgs, lo, hi int) {
 	per := attnScratch(T)
 	for slot := lo; slot < hi; slot++ {
 		att := scratch[slot*per : slot*per+attnBlock*T]
+		sums := scratch[slot*per+attnBlock*T : slot*per+attnBlock*T+attnBlock]
 		b0, b1 := pairs(slot, n, slots)
 		for bh := b0; bh < b1; bh++ {
 			b, h := bh/NH, bh%NH
@@ -363,19 +364,22 @@ func attentionForwardSlot(a *loopArgs, lo, hi int) {
 				for i := 0; i < rb; i++ {
 					t := r0 + i
 					row := att[i*T : i*T+r1]
-					mx := row[0]
-					for _, s := range row[1 : t+1] {
-						mx = max(mx, s)
-					}
+					mx := maxSlice(row[:t+1])
 					sum := expSub(row[:t+1], mx)
-					inv := 1 / sum
-					for j := 0; j <= t; j++ {
-						row[j] *= inv
-					}
 					clear(row[t+1:])
+					sums[i] = sum
 					lse[bh*T+t] = mx + float32(math.Log(float64(sum)))
 				}
-				p.Sgemm(false, false, rb, HS, r1, 1, att, T, v, C3, 0, out[(b*T+r0)*C+h*HS:], C)
+				// out = (exp(scores - max) @ V) / sum: normalise the HS
+				// outputs of a row rather than its r1 probabilities.
+				o := out[(b*T+r0)*C+h*HS:]
+				p.Sgemm(false, false, rb, HS, r1, 1, att, T, v, C3, 0, o, C)
+				for i := 0; i < rb; i++ {
+					inv := 1 / sums[i]
+					for j := range o[i*C : i*C+HS] {
+						o[i*C+j] *= inv
+					}
+				}
 			}
 		}
 	}
@@ -418,13 +422,7 @@ func attentionBackwardSlot(a *loopArgs, lo, hi int) {
 					t := r0 + i
 					pr := P[i*T : i*T+t+1]
 					dr := dP[i*T : i*T+r1]
-					var dot float32
-					for j, pv := range pr {
-						dot += pv * dr[j]
-					}
-					for j, pv := range pr {
-						dr[j] = pv * (dr[j] - dot) * scale
-					}
+					softmaxGrad(dr[:t+1], pr, dotSlice(pr, dr), scale)
 					clear(dr[t+1:])
 				}
 				// dQ += dS @ K; dK += dS^T @ Q.

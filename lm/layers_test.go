@@ -305,3 +305,58 @@ func TestSliceKernels(t *testing.T) {
 	}
 	t.Logf("AVX2 kernels: %v", haveAVX2)
 }
+
+// TestSliceReductions checks maxSlice, dotSlice and softmaxGrad on lengths
+// that leave a tail, against plain loops.
+func TestSliceReductions(t *testing.T) {
+	r := NewRNG(12)
+	for _, n := range []int{1, 5, 8, 13, 64, 99} {
+		a, b := randVec(r, n, 1), randVec(r, n, 1)
+		a[n/2] = 7 // the maximum somewhere in the middle
+		want := float32(math.Inf(-1))
+		var dot float64
+		for i := range a {
+			want = max(want, a[i])
+			dot += float64(a[i]) * float64(b[i])
+		}
+		if got := maxSlice(a); got != want {
+			t.Errorf("maxSlice(n=%d) = %g; want %g", n, got, want)
+		}
+		if got := dotSlice(a, b); math.Abs(float64(got)-dot) > 1e-5*(1+math.Abs(dot)) {
+			t.Errorf("dotSlice(n=%d) = %g; want %g", n, got, dot)
+		}
+		d := append([]float32(nil), b...)
+		softmaxGrad(d, a, 0.5, 2)
+		for i := range d {
+			if w := a[i] * (b[i] - 0.5) * 2; math.Abs(float64(d[i]-w)) > 1e-6*(1+math.Abs(float64(w))) {
+				t.Errorf("softmaxGrad(n=%d)[%d] = %g; want %g", n, i, d[i], w)
+			}
+		}
+	}
+}
+
+// TestAdamWSliceMatchesGo: the assembly AdamW gives the same bits as the Go
+// loop (what keeps replicas on different CPUs identical).
+func TestAdamWSliceMatchesGo(t *testing.T) {
+	if !haveAVX2 {
+		t.Log("no AVX2: only the Go loop runs here")
+	}
+	r := NewRNG(13)
+	n := 203
+	p, g, m, v := randVec(r, n, 1), randVec(r, n, 1e-3), randVec(r, n, 1e-3), randVec(r, n, 1e-6)
+	for i := range v {
+		v[i] = float32(math.Abs(float64(v[i])))
+	}
+	c := [9]float32{0.9, 1 - float32(0.9), 0.95, 1 - float32(0.95), 1.5, 2.5, 1e-8, 1e-3, 0.999}
+	p1, m1, v1 := append([]float32(nil), p...), append([]float32(nil), m...), append([]float32(nil), v...)
+	adamwSlice(p1, g, m1, v1, &c) // assembly for the first 200
+	p2, m2, v2 := append([]float32(nil), p...), append([]float32(nil), m...), append([]float32(nil), v...)
+	for i := range p2 { // the Go tail loop, one element at a time
+		adamwSlice(p2[i:i+1], g[i:i+1], m2[i:i+1], v2[i:i+1], &c)
+	}
+	for i := range p1 {
+		if math.Float32bits(p1[i]) != math.Float32bits(p2[i]) || m1[i] != m2[i] || v1[i] != v2[i] {
+			t.Fatalf("adamwSlice[%d]: assembly p,m,v = %g,%g,%g; Go %g,%g,%g", i, p1[i], m1[i], v1[i], p2[i], m2[i], v2[i])
+		}
+	}
+}

@@ -58,7 +58,9 @@ type segment struct {
 
 // AdamW is Adam with decoupled weight decay (Loshchilov and Hutter), as
 // PyTorch's torch.optim.AdamW: p -= lr*wd*p (decaying tensors only), then
-// p -= lr * mhat / (sqrt(vhat) + eps) with bias-corrected moments.
+// p -= lr * mhat / (sqrt(vhat) + eps) with bias-corrected moments. Every
+// product is rounded on its own (no fused multiply-add, in Go or assembly),
+// so replicas on different CPUs compute the same bits.
 //
 // Weight decay: every 2-D tensor decays, the token and position embeddings
 // included (as GPT-2 and nanoGPT); biases and LayerNorm parameters do not.
@@ -100,8 +102,6 @@ func (o *AdamW) Step(params, grads []float32, lr float64) {
 	b1, b2 := float32(o.Options.Beta1), float32(o.Options.Beta2)
 	c1 := float32(1 / (1 - math.Pow(o.Options.Beta1, t)))
 	c2 := float32(1 / (1 - math.Pow(o.Options.Beta2, t)))
-	eps := float32(o.Options.Eps)
-	step := float32(lr)
 	keep := float32(1 - lr*o.Options.WeightDecay)
 	m, v := o.State.M, o.State.V
 	for _, s := range o.segs {
@@ -111,21 +111,13 @@ func (o *AdamW) Step(params, grads []float32, lr float64) {
 		}
 		a := &o.run.args
 		a.s = [6][]float32{params[s.lo:s.hi], grads[s.lo:s.hi], m[s.lo:s.hi], v[s.lo:s.hi]}
-		a.x = [8]float32{b1, b2, c1, c2, eps, step, k}
+		a.x = [9]float32{b1, 1 - b1, b2, 1 - b2, c1, c2, float32(o.Options.Eps), float32(lr), k}
 		o.run.run(s.hi-s.lo, 16384, adamwRange)
 	}
 }
 
 func adamwRange(a *loopArgs, lo, hi int) {
-	p, g, mm, vv := a.s[0][lo:hi], a.s[1][lo:hi], a.s[2][lo:hi], a.s[3][lo:hi]
-	b1, b2, c1, c2, eps, step, k := a.x[0], a.x[1], a.x[2], a.x[3], a.x[4], a.x[5], a.x[6]
-	for i, gi := range g {
-		mi := b1*mm[i] + (1-b1)*gi
-		vi := b2*vv[i] + (1-b2)*gi*gi
-		mm[i], vv[i] = mi, vi
-		den := float32(math.Sqrt(float64(vi*c2))) + eps
-		p[i] = p[i]*k - step*(mi*c1)/den
-	}
+	adamwSlice(a.s[0][lo:hi], a.s[1][lo:hi], a.s[2][lo:hi], a.s[3][lo:hi], &a.x)
 }
 
 // SGD is plain stochastic gradient descent: p -= lr * g.

@@ -11,7 +11,7 @@ type rangeFunc func(a *loopArgs, lo, hi int)
 type loopArgs struct {
 	s    [6][]float32
 	n    [6]int
-	x    [8]float32
+	x    [9]float32
 	pool *kernels.Pool // for GEMMs inside a body
 	fn   rangeFunc
 }
