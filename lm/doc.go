@@ -38,8 +38,8 @@
 // Layers are free functions in llm.c's argument order (outputs, caches,
 // inputs, dimensions); backward functions add into their gradients. The
 // activations live in one arena sized on the first pass for (B, T) and reused:
-// a training loop does not allocate per step (the parallel loops hand one
-// prebuilt closure to the pool). The head and the loss run in chunks of rows through a
+// a training step allocates nothing (the parallel loops hand one prebuilt
+// closure to the pool). The head and the loss run in chunks of rows through a
 // HeadFunc, so the [N, V] logits never exist at once: for each chunk the model
 // computes logits = lnf[chunk] @ wte^T, the HeadFunc overwrites them with
 // dL/dlogits, and the model adds d(lnf)[chunk] and d(wte). The loss is the
@@ -50,7 +50,11 @@
 //
 // Matrix products go through kernels.Pool.Sgemm, so a faster kernel changes
 // no code here. All parallel loops write disjoint outputs and sum in a fixed
-// order, so results do not depend on how the work is split.
+// order, so results do not depend on how the work is split. The element-wise
+// kernels (GELU, exp, the softmax rows, AdamW) have AVX2 versions in
+// fastmath_amd64.s beside their Go loops, tested against them; AdamW and
+// ClipGradNorm round every product on its own, so replicas on different CPUs
+// apply bit-identical updates.
 //
 // # What lm must not know
 //

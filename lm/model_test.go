@@ -463,3 +463,36 @@ func TestSample(t *testing.T) {
 		t.Errorf("Sample(20-token prompt) = %v, %v; want 3 tokens", long, err)
 	}
 }
+
+// TestGradientIsASumOverBatches: the gradient of a sum over tokens computed on
+// the whole batch equals the sum of the gradients of its halves, accumulated
+// by two calls (what lets N workers add their shards).
+func TestGradientIsASumOverBatches(t *testing.T) {
+	cfg := Config{Vocab: 30, NEmbd: 16, NLayer: 2, NHead: 2, Ctx: 12}
+	B, T := 4, 12
+	r := NewRNG(21)
+	toks, tgts := randTokens(r, B*T, cfg.Vocab), randTokens(r, B*T, cfg.Vocab)
+	whole := newMicro(t, cfg, 2, 4)
+	h := &ceHead{targets: tgts, V: cfg.Vocab, scale: 1}
+	if err := whole.ForwardBackward(toks, B, T, h.backward); err != nil {
+		t.Fatal(err)
+	}
+	halves := newMicro(t, cfg, 2, 4)
+	var sum float64
+	for k := 0; k < 2; k++ {
+		part := toks[k*2*T : (k+1)*2*T]
+		hk := &ceHead{targets: tgts[k*2*T : (k+1)*2*T], V: cfg.Vocab, scale: 1}
+		if err := halves.ForwardBackward(part, 2, T, hk.backward); err != nil {
+			t.Fatal(err)
+		}
+		sum += hk.sum
+	}
+	if math.Abs(sum-h.sum) > 1e-9*h.sum {
+		t.Errorf("loss of the halves = %.12g; whole batch %.12g", sum, h.sum)
+	}
+	for i := range whole.Grads {
+		if d := math.Abs(float64(whole.Grads[i] - halves.Grads[i])); d > 1e-5*(1+math.Abs(float64(whole.Grads[i]))) {
+			t.Fatalf("grad[%d]: halves %g; whole %g", i, halves.Grads[i], whole.Grads[i])
+		}
+	}
+}

@@ -153,7 +153,7 @@ func sgdRange(a *loopArgs, lo, hi int) {
 func ClipGradNorm(grads []float32, maxNorm float64) float64 {
 	var s float64
 	for _, g := range grads {
-		s += float64(g) * float64(g)
+		s += float64(float64(g) * float64(g)) // the conversion forbids a fused multiply-add
 	}
 	norm := math.Sqrt(s)
 	if maxNorm > 0 && norm > maxNorm && !math.IsInf(norm, 0) && !math.IsNaN(norm) {
