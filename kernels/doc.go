@@ -8,34 +8,54 @@
 // Written arguments come first (as in llm.c): Sgemm writes C and only C (never
 // the padding of its rows beyond n). A, B and C must not alias. Shape
 // mismatches are programmer errors and panic with the prefix "kernels:".
-//
-// Parallelism: a Pool has a budget of threads. A call runs one share of its work
-// on the calling goroutine and starts extra goroutines only while the budget has
-// free slots, so N simulated workers in one process calling kernels at the same
-// time never run more than N + threads - 1 goroutines of kernel work.
-//
-// Sgemm is a blocked GEMM in the BLIS style (gemm_blocked.go). C is split
-// into contiguous ranges of rows (or of columns, when C is wider than tall)
-// over the budget; each part loops over column blocks of nc, K blocks of kc
-// (packing op(B) into kc x nr micro-panels) and row blocks of mc (packing
-// op(A) into kc x mr micro-panels), then calls a micro-kernel per mr x nr tile
-// of C. Edge tiles go through a small buffer, so the kernel always computes a
-// full tile. The transpositions only change the packing. Packing buffers
-// belong to the Pool and are reused, so a call allocates nothing in the
-// steady state when it runs on the caller alone (a call split over goroutines
-// allocates the goroutines' closures).
-//
-// Micro-kernels, chosen at run time by NewPool with golang.org/x/sys/cpu:
-//
-//	avx2-6x16  amd64 with AVX2 and FMA (gemm_amd64.s): 12 ymm accumulators,
-//	           mc=192 kc=256 nc=1024 (A block in L2, B micro-panel in L1)
-//	go-4x8     anywhere else: portable Go, also run by the tests
-//
 // beta == 0 overwrites C without reading it (NaNs in C do not propagate);
 // alpha == 0 or k == 0 only scales C by beta and reads neither A nor B.
 //
+// # Parallelism
+//
+// A Pool has a budget of threads. A call runs one share of its work on the
+// calling goroutine and starts extra goroutines only while the budget has free
+// slots, never waiting for one, so N simulated workers in one process calling
+// kernels at the same time never run more than N + threads - 1 goroutines of
+// kernel work, and a call nested in a parallel loop runs inline. A call that
+// runs on its caller alone allocates nothing; a call split over goroutines
+// allocates their start-up (a few small objects).
+//
+// # Sgemm
+//
+// Sgemm is a blocked GEMM in the BLIS style (gemm_blocked.go). The operand on
+// the smaller side of C (op(B) when C has at least as many rows as columns,
+// else op(A)) is packed once, whole, by all goroutines of the call together.
+// C is then cut along its longer side into chunks of at most mc rows (or nc
+// columns) that the goroutines claim one at a time, so a goroutine slowed by
+// another process on its core leaves its share to the others. For each chunk
+// and each K block of kc, a goroutine packs its block of the other operand
+// and calls the micro-kernel on every mr x nr tile of the chunk, with the B
+// micro-panel (kc x nr) outer so that it stays in L1 while the A micro-panels
+// stream from L2. Edge tiles go through a small buffer, so the micro-kernel
+// always computes whole tiles. op(A) = A^T is read in place (its micro-panels
+// already lie in memory as the micro-kernel reads them); only its partial
+// edge panel is packed. Packing buffers belong to the Pool and are reused.
+//
+// Every element of C is summed by one goroutine, over k in the same order,
+// whatever the budget: results are bitwise identical for any number of
+// threads.
+//
+// Micro-kernels, chosen at run time by NewPool with golang.org/x/sys/cpu
+// (no build tags; gemm_amd64.s holds the assembly, hand-written Plan 9):
+//
+//	avx512-12x32  AVX-512F: 24 zmm accumulators; mc=192 kc=192 nc=1024
+//	              (B micro-panel 24 KiB in L1 48 KiB, A block 144 KiB in L2)
+//	avx2-6x16     AVX2+FMA: 12 ymm accumulators; mc=192 kc=256 nc=1024
+//	              (B micro-panel 16 KiB in L1, A block 192 KiB in L2)
+//	go-4x4        anywhere else: portable Go with scalar accumulators
+//
+// Packing of row-major A (12-row panels) and of transposed B uses an AVX 8x8
+// register transpose on amd64.
+//
 // Every fast kernel has a naive reference (SgemmNaive) kept for tests; the
-// tests run every micro-kernel against it on odd shapes.
+// tests run every micro-kernel the CPU supports, and the portable one,
+// against it on odd shapes.
 //
 // kernels knows nothing of models, losses, data or networks, and imports no
 // BLAS library.

@@ -82,8 +82,26 @@ func BenchmarkMatMul(b *testing.B) {
 }
 
 // BenchmarkMatMulSmall measures the fixed cost of a call on small cubes (one
-// thread), where packing is a large share of the work.
+// thread), where packing is a large share of the work, and the attention
+// products of the models (head size 32, blocks of 64 query rows against up to
+// T keys, T = 128 tiny, 256 small), which run one per goroutine.
 func BenchmarkMatMulSmall(b *testing.B) {
+	for _, s := range []struct {
+		name    string
+		tA, tB  bool
+		m, n, k int
+	}{
+		{"attn-tiny/scores-NT-64x128x32", false, true, 64, 128, 32},
+		{"attn-tiny/values-NN-64x32x128", false, false, 64, 32, 128},
+		{"attn-tiny/dv-TN-128x32x64", true, false, 128, 32, 64},
+		{"attn-small/scores-NT-64x256x32", false, true, 64, 256, 32},
+		{"attn-small/values-NN-64x32x256", false, false, 64, 32, 256},
+		{"attn-small/dv-TN-256x32x64", true, false, 256, 32, 64},
+	} {
+		b.Run(s.name, func(b *testing.B) {
+			benchGemm(b, 1, s.tA, s.tB, s.m, s.n, s.k)
+		})
+	}
 	for _, n := range []int{4, 16, 32, 64, 128} {
 		for _, tr := range []struct {
 			name   string
