@@ -91,7 +91,8 @@ func BenchmarkTrainStep(b *testing.B) {
 
 // BenchmarkMatMul times the model's GEMMs (through Pool.Sgemm, as the model
 // calls them) at the shapes of the training benchmark: forward out = in @ W^T,
-// backward dinp = dout @ W and dW = dout^T @ in.
+// backward dinp = dout @ W and dW = dout^T @ in. Names give the forward
+// shape N x OC x C; every pass does the same 2*N*OC*C flops.
 func BenchmarkMatMul(b *testing.B) {
 	pool := kernels.NewPool(0)
 	for _, c := range []struct {

@@ -7,8 +7,10 @@ import (
 )
 
 // HeadFunc is the loss at the output of the model. ForwardBackward and Forward
-// call it once per chunk of rows with logits [rows, V] of the batch rows
-// firstRow..firstRow+rows (row = b*T + t). In ForwardBackward it must
+// call it once per chunk of rows, in order, with logits [rows, V] of the batch
+// rows firstRow..firstRow+rows (row = b*T + t). A chunk holds
+// min(B*T, max(64, 2^20/V)) rows (the last one fewer), so the logits buffer
+// stays near 4 MiB whatever the vocabulary. In ForwardBackward it must
 // overwrite logits with dL/dlogits, where L is whatever the caller sums
 // (usually the sum of per-token losses); in Forward what it leaves is ignored.
 // The buffer belongs to the model and is reused by the next chunk.
@@ -261,7 +263,7 @@ func (m *Model) Forward(tokens []int32, B, T int, head HeadFunc) error {
 	C, V, N := m.Config.NEmbd, m.Config.Vocab, B*T
 	for r0 := 0; r0 < N; r0 += a.headRows {
 		rows := min(a.headRows, N-r0)
-		logits := a.logits[:rows*V]
+		logits := a.logits[: rows*V : rows*V]
 		m.pool.Sgemm(false, true, rows, V, C, 1, a.lnf[r0*C:], C, m.pv.wte, C, 0, logits, V)
 		if err := head(logits, r0, rows); err != nil {
 			return fmt.Errorf("forward: head rows %d..%d: %w", r0, r0+rows, err)
@@ -290,7 +292,7 @@ func (m *Model) ForwardBackward(tokens []int32, B, T int, head HeadFunc) error {
 	dlnf := a.dC[: N*C : N*C]
 	for r0 := 0; r0 < N; r0 += a.headRows {
 		rows := min(a.headRows, N-r0)
-		logits := a.logits[:rows*V]
+		logits := a.logits[: rows*V : rows*V]
 		m.pool.Sgemm(false, true, rows, V, C, 1, a.lnf[r0*C:], C, m.pv.wte, C, 0, logits, V)
 		if err := head(logits, r0, rows); err != nil {
 			return fmt.Errorf("forward-backward: head rows %d..%d: %w", r0, r0+rows, err)
