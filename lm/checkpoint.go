@@ -69,6 +69,9 @@ type trainerFile struct {
 // LoadCheckpoint.
 func SaveCheckpoint(dir string, m *Model, st *TrainerState) error {
 	m.checkBuffers()
+	if st != nil && st.Data != nil && !json.Valid(st.Data) {
+		return fmt.Errorf("save checkpoint: trainer state data is not valid JSON: %w", ErrCheckpoint)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
@@ -229,11 +232,16 @@ func LoadCheckpoint(dir string, pool *kernels.Pool) (*Model, *TrainerState, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("load checkpoint: %w", err)
 	}
-	m, err := New(cfg, pool)
+	modelBytes, err := os.ReadFile(filepath.Join(dir, ModelFile))
 	if err != nil {
 		return nil, nil, fmt.Errorf("load checkpoint: %w", err)
 	}
-	modelBytes, err := os.ReadFile(filepath.Join(dir, ModelFile))
+	// A config that lies about the size must not make us allocate for it.
+	if need := 4 * int64(cfg.NumParams()); int64(len(modelBytes)) < need {
+		return nil, nil, fmt.Errorf("load checkpoint: %s has %d bytes, the config's %d parameters need %d: %w",
+			ModelFile, len(modelBytes), cfg.NumParams(), need, ErrCheckpoint)
+	}
+	m, err := New(cfg, pool)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load checkpoint: %w", err)
 	}

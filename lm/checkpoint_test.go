@@ -64,6 +64,9 @@ func TestSaveLoadBitIdentical(t *testing.T) {
 	if want := []string{ConfigFile, ModelFile, OptimizerFile, TrainerStateFile}; !slices.Equal(names, want) {
 		t.Errorf("checkpoint folder holds %v; want %v", names, want)
 	}
+	if err := SaveCheckpoint(t.TempDir(), m, &TrainerState{Data: json.RawMessage(`{"epoch":`)}); !errors.Is(err, ErrCheckpoint) {
+		t.Errorf("SaveCheckpoint(invalid data JSON) = %v; want ErrCheckpoint", err)
+	}
 	// Without trainer state only the Hugging Face files are written.
 	dir2 := t.TempDir()
 	if err := SaveCheckpoint(dir2, m, nil); err != nil {
@@ -214,7 +217,7 @@ func TestLoadCheckpointRejects(t *testing.T) {
 		{"missing tensor", func(t *testing.T) string { return write(t, base()[1:], "") }, ErrMissingTensor, "wte.weight"},
 		{"F16 tensor", func(t *testing.T) string {
 			dir := t.TempDir()
-			b := header(`{"wte.weight":{"dtype":"F16","shape":[11,8],"data_offsets":[0,176]}}`, make([]byte, 176))
+			b := header(`{"wte.weight":{"dtype":"F16","shape":[11,8],"data_offsets":[0,176]}}`, make([]byte, 8000))
 			os.WriteFile(filepath.Join(dir, ModelFile), b, 0o644)
 			os.WriteFile(filepath.Join(dir, ConfigFile), []byte(`{"vocab_size":11,"n_positions":6,"n_embd":8,"n_layer":2,"n_head":2}`), 0o644)
 			return dir
@@ -238,6 +241,9 @@ func TestLoadCheckpointRejects(t *testing.T) {
 		{"config: no n_head", func(t *testing.T) string {
 			return write(t, base(), `{"vocab_size":11,"n_positions":6,"n_embd":8,"n_layer":2}`)
 		}, ErrCheckpoint, "n_head"},
+		{"config larger than the weights", func(t *testing.T) string {
+			return write(t, base(), `{"vocab_size":50000,"n_positions":1024,"n_embd":768,"n_layer":12,"n_head":12}`)
+		}, ErrCheckpoint, "need"},
 		{"config: heads do not divide", func(t *testing.T) string {
 			return write(t, base(), `{"vocab_size":11,"n_positions":6,"n_embd":8,"n_layer":2,"n_head":3}`)
 		}, ErrConfig, "n_head"},
