@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // The envelope of a ring message is one msgpack array of nine elements:
@@ -53,23 +54,35 @@ type envelope struct {
 }
 
 // AppendMessage appends to dst the message of part id of h sent by sender
-// carrying the floats x.
+// carrying the floats x. The envelope is padded (by choosing wider msgpack
+// encodings of the run id and the phase) so that the floats start at a
+// multiple of 4 bytes from the start of the message.
 func AppendMessage(dst []byte, h Header, id PartID, sender int, x []float32) []byte {
+	nb := 4 * len(x)
+	hdr := 1 + strHdrLen(len(h.Run)) + len(h.Run) + uintLen(h.Epoch) + uintLen(h.Step) + uintLen(uint64(id.Phase)) +
+		uintLen(uint64(id.Hop)) + uintLen(uint64(id.Segment)) + uintLen(uint64(id.Part)) + uintLen(uint64(sender)) + binHdrLen(nb)
+	pad := (4 - hdr%4) % 4
 	dst = append(dst, mpFixArray9)
-	if len(h.Run) < 32 {
-		dst = append(dst, mpFixStr|byte(len(h.Run)))
-	} else {
-		dst = append(dst, mpStr8, byte(len(h.Run)))
+	switch n := len(h.Run); {
+	case n < 32 && pad&1 == 0:
+		dst = append(dst, mpFixStr|byte(n))
+	case n < 32 || n <= math.MaxUint8 && pad&1 == 0:
+		dst = append(dst, mpStr8, byte(n))
+	default:
+		dst = append(dst, mpStr16, byte(n>>8), byte(n))
 	}
 	dst = append(dst, h.Run...)
 	dst = appendUint(dst, h.Epoch)
 	dst = appendUint(dst, h.Step)
-	dst = appendUint(dst, uint64(id.Phase))
+	if pad&2 != 0 && id.Phase < 128 {
+		dst = append(dst, mpUint16, 0, byte(id.Phase))
+	} else {
+		dst = appendUint(dst, uint64(id.Phase))
+	}
 	dst = appendUint(dst, uint64(id.Hop))
 	dst = appendUint(dst, uint64(id.Segment))
 	dst = appendUint(dst, uint64(id.Part))
 	dst = appendUint(dst, uint64(sender))
-	nb := 4 * len(x)
 	switch {
 	case nb <= math.MaxUint8:
 		dst = append(dst, mpBin8, byte(nb))
@@ -85,10 +98,57 @@ func AppendMessage(dst []byte, h Header, id PartID, sender int, x []float32) []b
 		dst = append(dst, make([]byte, nb)...)
 	}
 	b := dst[o : o+nb]
+	if f := floatView(b); f != nil {
+		copy(f, x)
+		return dst
+	}
 	for i, v := range x {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
 	}
 	return dst
+}
+
+func strHdrLen(n int) int {
+	switch {
+	case n < 32:
+		return 1
+	case n <= math.MaxUint8:
+		return 2
+	}
+	return 3
+}
+
+func binHdrLen(n int) int {
+	switch {
+	case n <= math.MaxUint8:
+		return 2
+	case n <= math.MaxUint16:
+		return 3
+	}
+	return 5
+}
+
+func uintLen(v uint64) int {
+	switch {
+	case v < 128:
+		return 1
+	case v <= math.MaxUint8:
+		return 2
+	case v <= math.MaxUint16:
+		return 3
+	case v <= math.MaxUint32:
+		return 5
+	}
+	return 9
+}
+
+// floatView returns b as a []float32 sharing its memory when that is exact
+// and safe (a little-endian machine and b 4-byte aligned), else nil.
+func floatView(b []byte) []float32 {
+	if len(b) == 0 || binary.NativeEndian.Uint16([]byte{1, 0}) != 1 || uintptr(unsafe.Pointer(&b[0]))%4 != 0 {
+		return nil
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), len(b)/4)
 }
 
 func appendUint(dst []byte, v uint64) []byte {
@@ -225,6 +285,13 @@ func readUint(b []byte, field string) (v uint64, rest []byte, err error) {
 // them. len(b) must be 4*len(dst).
 func addFloats(dst []float32, b []byte) {
 	b = b[:4*len(dst)]
+	if f := floatView(b); f != nil {
+		f = f[:len(dst)]
+		for i, v := range f {
+			dst[i] += v
+		}
+		return
+	}
 	for i := range dst {
 		dst[i] += math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}
@@ -232,6 +299,10 @@ func addFloats(dst []float32, b []byte) {
 
 func copyFloats(dst []float32, b []byte) {
 	b = b[:4*len(dst)]
+	if f := floatView(b); f != nil {
+		copy(dst, f)
+		return
+	}
 	for i := range dst {
 		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}

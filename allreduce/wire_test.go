@@ -44,6 +44,13 @@ func TestMessageMsgpackRoundTrip(t *testing.T) {
 		{Header{"run", 1, 2}, PartID{ReduceScatter, 3, 4, 5}, 6, 3},
 		{Header{long, 1 << 40, math.MaxUint64}, PartID{AllGather, 200, 70000, 1 << 30}, 255, 70},
 		{Header{"x", 128, 65535}, PartID{AllGather, 127, 128, 256}, 65536, 20000},
+		{Header{"ab", 1, 1}, PartID{}, 0, 1},
+		{Header{"abc", 1, 1}, PartID{}, 0, 1},
+		{Header{"abcd", 1, 1}, PartID{}, 0, 1},
+		{Header{long[:33], 1, 1}, PartID{}, 0, 100},
+		{Header{long[:34], 1, 1}, PartID{}, 0, 100},
+		{Header{long[:35], 1, 1}, PartID{}, 0, 100},
+		{Header{long[:36], 1, 1}, PartID{}, 0, 100},
 	} {
 		x := make([]float32, tc.n)
 		for i := range x {
@@ -52,6 +59,9 @@ func TestMessageMsgpackRoundTrip(t *testing.T) {
 		msg := AppendMessage(nil, tc.h, tc.id, tc.sender, x)
 		if max := EnvelopeOverhead + 4*tc.n; len(msg) > max {
 			t.Errorf("len(AppendMessage(%v)) = %d; want <= %d", tc.h, len(msg), max)
+		}
+		if off := len(msg) - 4*tc.n; off%4 != 0 {
+			t.Errorf("AppendMessage(%v, %v): floats start at byte %d; want a multiple of 4", tc.h, tc.id, off)
 		}
 		// Library decodes ours.
 		var w wireEnvelope
@@ -159,4 +169,22 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decodeEnvelope(%x) = %+v; msgpack.Unmarshal = %+v", b, e, w)
 		}
 	})
+}
+
+// TestFloatsUnaligned checks the byte-by-byte path taken for float bytes
+// that are not 4-byte aligned against the aligned one.
+func TestFloatsUnaligned(t *testing.T) {
+	x := []float32{1.5, -2, float32(math.Inf(1)), 3e-40, 7}
+	raw := floatBytes(x)
+	for _, shift := range []int{0, 1, 2, 3} {
+		b := append(make([]byte, shift), raw...)[shift:]
+		got := make([]float32, len(x))
+		copyFloats(got, b)
+		addFloats(got, b)
+		for i := range x {
+			if want := x[i] + x[i]; math.Float32bits(got[i]) != math.Float32bits(want) {
+				t.Errorf("shift %d: copy+add [%d] = %v; want %v", shift, i, got[i], want)
+			}
+		}
+	}
 }
