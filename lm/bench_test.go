@@ -134,3 +134,32 @@ func BenchmarkMatMul(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAttention times attention forward and backward at the shapes of
+// BenchmarkTrainStep (one layer).
+func BenchmarkAttention(b *testing.B) {
+	for _, c := range []struct {
+		name        string
+		B, T, C, NH int
+	}{{"tiny", 16, 128, 128, 4}, {"small", 8, 256, 256, 8}} {
+		r := newRunner(kernels.NewPool(0))
+		rng := NewRNG(1)
+		qkv := randVec(rng, c.B*c.T*3*c.C, 1)
+		out, lse := make([]float32, c.B*c.T*c.C), make([]float32, c.B*c.NH*c.T)
+		dqkv := make([]float32, len(qkv))
+		scratch := make([]float32, r.pool.Threads()*attnScratch(c.T))
+		flops := float64(c.B) * 4 * float64(c.C) * float64(c.T*(c.T+1)/2)
+		b.Run(c.name+"/fwd", func(b *testing.B) {
+			for b.Loop() {
+				attentionForward(r, out, lse, scratch, qkv, c.B, c.T, c.C, c.NH)
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+		b.Run(c.name+"/bwd", func(b *testing.B) {
+			for b.Loop() {
+				attentionBackward(r, dqkv, scratch, out, qkv, lse, c.B, c.T, c.C, c.NH)
+			}
+			b.ReportMetric(2*flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

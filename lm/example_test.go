@@ -1,7 +1,10 @@
 package lm_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
+	"slices"
 
 	"github.com/klring/klring/kernels"
 	"github.com/klring/klring/lm"
@@ -45,4 +48,30 @@ func ExampleModel_ForwardBackward() {
 	// Output:
 	// 3506 values to all-reduce
 	// gradient norm 0
+}
+
+// A checkpoint is a Hugging Face GPT-2 folder plus the trainer's state.
+func ExampleSaveCheckpoint() {
+	pool := kernels.NewPool(1)
+	m, _ := lm.New(lm.Config{Vocab: 16, NEmbd: 8, NLayer: 1, NHead: 2, Ctx: 4}, pool)
+	m.Init(1)
+	opt, _ := lm.NewAdamW(m.Layout(), lm.DefaultAdamWOptions(), pool)
+	dir, _ := os.MkdirTemp("", "ckpt")
+	defer os.RemoveAll(dir)
+	st := &lm.TrainerState{Step: 10, RNG: 42, Data: json.RawMessage(`{"epoch":0,"pos":80}`), Adam: &opt.State}
+	if err := lm.SaveCheckpoint(dir, m, st); err != nil {
+		fmt.Println(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		fmt.Println(e.Name())
+	}
+	m2, st2, err := lm.LoadCheckpoint(dir, pool)
+	fmt.Println(err, m2.Config, st2.Step, string(st2.Data), slices.Equal(m2.Params, m.Params))
+	// Output:
+	// config.json
+	// model.safetensors
+	// optimizer.safetensors
+	// trainer_state.json
+	// <nil> {16 8 1 2 4} 10 {"epoch":0,"pos":80} true
 }
