@@ -20,7 +20,7 @@ type HeadFunc func(logits []float32, firstRow, rows int) error
 // arena. A Model is not safe for concurrent use; the Pool it was made with may
 // be shared with other models.
 type Model struct {
-	Config Config
+	Config Config // the shape; read only after New
 	// Params holds every parameter, laid out by Layout(); [NumParams()].
 	// Write into it (copy), never replace it: the views point into it.
 	Params []float32
@@ -62,8 +62,14 @@ func New(cfg Config, pool *kernels.Pool) (*Model, error) {
 	return m, nil
 }
 
-// Layout returns the model's layout table (a copy may be modified freely).
-func (m *Model) Layout() []Tensor { return append([]Tensor(nil), m.layout...) }
+// Layout returns a copy of the model's layout table.
+func (m *Model) Layout() []Tensor {
+	ts := append([]Tensor(nil), m.layout...)
+	for i := range ts {
+		ts[i].Shape = append([]int(nil), ts[i].Shape...)
+	}
+	return ts
+}
 
 // Tensor returns the layout row named name (a Hugging Face key).
 func (m *Model) Tensor(name string) (Tensor, bool) {
