@@ -31,6 +31,12 @@ var kernelAVX2 = microKernel{
 //go:noescape
 func sgemmKernel12x32AVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
+// sgemmKernel12x32AVX512RowA is sgemmKernel12x32AVX512 reading A in place
+// from a row-major matrix: row i of the tile at a[i*lda], k steps adjacent.
+//
+//go:noescape
+func sgemmKernel12x32AVX512RowA(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+
 // kernelAVX512 blocks for L1 48 KiB / L2 2 MiB per core: a packed B
 // micro-panel (kc x 32) is 24 KiB and stays in L1 beside the 9 KiB A
 // micro-panel; the packed A block (mc x kc) is 144 KiB, the B block 768 KiB,
@@ -40,6 +46,7 @@ var kernelAVX512 = microKernel{
 	mr:   12, nr: 32,
 	mc: 192, kc: 192, nc: 1024,
 	fn:         sgemmKernel12x32AVX512,
+	fnRowA:     sgemmKernel12x32AVX512RowA,
 	transpose8: transpose8AVX,
 }
 

@@ -21,6 +21,10 @@ type microKernel struct {
 	mr, nr     int
 	mc, kc, nc int
 	fn         func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+	// fnRowA, if not nil, is fn reading A in place from a row-major matrix:
+	// row i of the tile at a[i*lda], k steps adjacent. Small products use it
+	// to skip packing A.
+	fnRowA func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 	// transpose8, if not nil, speeds up packing: it transposes 8 rows of
 	// src and 8*n8 columns into dst, dst[p*ldd+i] = src[i*lds+p].
 	transpose8 func(dst *float32, ldd int, src *float32, lds int, n8 int)
@@ -131,6 +135,10 @@ const (
 	// more than one, so a goroutine slowed by other processes on its core
 	// leaves its share to the others.
 	chunksPerPart = 4
+	// defaultSmallFlops is the size of product (2mnk) up to which operands
+	// are read in place where the micro-kernels allow: packing would cost
+	// more than it saves.
+	defaultSmallFlops = 2 * 160 * 160 * 160
 	// defaultMaxShared bounds the shared packed operand (float32s, 16 MiB);
 	// a larger one is done in slabs.
 	defaultMaxShared = 1 << 22
@@ -160,6 +168,7 @@ type gemmJob struct {
 	p      *Pool
 	kern   *microKernel
 	splitM bool // chunks are rows of C and op(B) is shared (else columns, op(A))
+	small  bool // few flops: read operands in place where the kernels allow, to skip packing
 
 	sharedDirect bool      // the shared operand is read in place
 	sharedDim    int       // n (splitM) or m
@@ -182,10 +191,11 @@ const packGroup = 8
 // rows (or columns) x.. starts at base[x*mul] with k steps ld apart, except
 // the partial panel at x >= full, packed in edge (steps of the tile size).
 type panels struct {
-	base    []float32
-	mul, ld int
-	full    int
-	edge    []float32
+	base     []float32
+	mul, ld  int
+	full     int
+	edge     []float32
+	rowMajor bool // A panels below full are rows of a row-major matrix (microKernel.fnRowA)
 }
 
 // at returns the panel at row (or column) x and its step, r the tile size.
@@ -245,14 +255,17 @@ func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 	}
 	p.mu.Unlock()
 
+	flops := 2 * float64(g.m) * float64(g.n) * float64(g.k)
 	j.gemmArgs, j.p, j.kern, j.splitM = g, p, kern, splitM
+	j.small = flops <= p.smallFlops && !p.packAll
 	var tiles, tile, maxChunk, r int
 	if splitM {
 		tiles, tile, maxChunk = (g.m+kern.mr-1)/kern.mr, kern.mr, kern.mc
-		j.sharedDim, r, j.sharedDirect = g.n, kern.nr, false
+		j.sharedDim, r, j.sharedDirect = g.n, kern.nr, j.small && !g.tB
 	} else {
 		tiles, tile, maxChunk = (g.n+kern.nr-1)/kern.nr, kern.nr, kern.nc
-		j.sharedDim, r, j.sharedDirect = g.m, kern.mr, g.tA && !p.packAll
+		j.sharedDim, r = g.m, kern.mr
+		j.sharedDirect = !p.packAll && (g.tA || j.small && kern.fnRowA != nil)
 	}
 	j.sharedFull = j.sharedDim / r * r
 	kBlocks := (g.k + kern.kc - 1) / kern.kc
@@ -272,7 +285,6 @@ func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 	j.packNext.Store(0)
 	j.packDone.Store(0)
 
-	flops := 2 * float64(g.m) * float64(g.n) * float64(g.k)
 	parts := min(p.threads, tiles, max(1, int(flops/minPartFlops)))
 	chunkTiles := max(1, min(maxChunk/tile, (tiles+parts*chunksPerPart-1)/(parts*chunksPerPart)))
 	if parts == 1 {
@@ -362,10 +374,13 @@ func (j *gemmJob) sharedPanels(pc, kc int) panels {
 		return panels{base: j.shared[pc*j.sharedN:], mul: kc, ld: r, full: j.sharedN}
 	}
 	s := panels{mul: 1, full: j.sharedFull}
-	if j.splitM {
+	switch {
+	case j.splitM:
 		s.base, s.ld = j.b[pc*j.ldb:], j.ldb
-	} else {
+	case j.tA:
 		s.base, s.ld = j.a[pc*j.lda:], j.lda
+	default:
+		s.base, s.mul, s.ld, s.rowMajor = j.a[pc:], j.lda, j.lda, true
 	}
 	if j.sharedFull < j.sharedDim {
 		s.edge = j.shared[pc*j.sharedN:]
@@ -386,11 +401,15 @@ func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1 int) {
 				beta = 1
 			}
 			var pa panels
-			if j.tA && !j.p.packAll {
+			if (j.tA || j.small && kern.fnRowA != nil) && !j.p.packAll {
 				full := mc / mr * mr
-				pa = panels{base: j.a[pc*j.lda+i0:], mul: 1, ld: j.lda, full: full}
+				if j.tA {
+					pa = panels{base: j.a[pc*j.lda+i0:], mul: 1, ld: j.lda, full: full}
+				} else {
+					pa = panels{base: j.a[i0*j.lda+pc:], mul: j.lda, ld: j.lda, full: full, rowMajor: true}
+				}
 				if full < mc {
-					packA(kern.transpose8, buf.pack, true, j.a, j.lda, i0+full, mc-full, pc, kc, mr)
+					packA(kern.transpose8, buf.pack, j.tA, j.a, j.lda, i0+full, mc-full, pc, kc, mr)
 					pa.edge = buf.pack
 				}
 			} else {
@@ -441,12 +460,16 @@ func (j *gemmJob) macro(buf *gemmBuf, pa, pb *panels, i0, j0, mc, nc, kc int, be
 		for ir := 0; ir < mc; ir += mr {
 			rows := min(mr, mc-ir)
 			a, lda := pa.at(ir, mr)
+			fn := kern.fn
+			if pa.rowMajor && ir < pa.full {
+				fn = kern.fnRowA
+			}
 			ci := (i0+ir)*ldc + j0 + jr
 			if rows == mr && cols == nr {
-				kern.fn(kc, a, lda, b, ldb, &c[ci], ldc, alpha, beta)
+				fn(kc, a, lda, b, ldb, &c[ci], ldc, alpha, beta)
 				continue
 			}
-			kern.fn(kc, a, lda, b, ldb, &buf.tile[0], nr, 1, 0)
+			fn(kc, a, lda, b, ldb, &buf.tile[0], nr, 1, 0)
 			mergeTile(c[ci:], ldc, buf.tile, nr, rows, cols, alpha, beta)
 		}
 	}

@@ -141,6 +141,12 @@ func TestSgemm(t *testing.T) {
 				checkSgemm(t, p)
 			})
 		}
+		t.Run(kern.name+"/nosmall", func(t *testing.T) {
+			p := NewPool(2)
+			p.kern = kern
+			p.smallFlops = 0
+			checkSgemm(t, p)
+		})
 		t.Run(kern.name+"/packall", func(t *testing.T) {
 			p := NewPool(2)
 			p.kern = kern

@@ -18,6 +18,9 @@ type Pool struct {
 	// maxShared bounds an Sgemm's shared packed operand, in float32s (tests
 	// lower it to exercise slabs).
 	maxShared int
+	// smallFlops is the size of product read in place where possible (tests
+	// set it to 0 to force packing on small shapes).
+	smallFlops float64
 	// packAll makes Sgemm pack every operand, even one it could read in
 	// place (tests set it to check the packing of every layout).
 	packAll bool
@@ -33,7 +36,7 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{threads: threads, extra: make(chan struct{}, threads-1), kern: bestKernel(), maxShared: defaultMaxShared}
+	p := &Pool{threads: threads, extra: make(chan struct{}, threads-1), kern: bestKernel(), maxShared: defaultMaxShared, smallFlops: defaultSmallFlops}
 	for i := 0; i < threads-1; i++ {
 		p.extra <- struct{}{}
 	}
