@@ -35,7 +35,10 @@
 // stream from L2. Edge tiles go through a small buffer, so the micro-kernel
 // always computes whole tiles. op(A) = A^T is read in place (its micro-panels
 // already lie in memory as the micro-kernel reads them); only its partial
-// edge panel is packed. Packing buffers belong to the Pool and are reused.
+// edge panel is packed. Small products (2mnk <= 2*160^3) also read B = op(B)
+// in place, and, with the AVX-512 kernel, row-major A too (a micro-kernel
+// variant that broadcasts from 12 row pointers), so that packing does not
+// dominate them. Packing buffers belong to the Pool and are reused.
 //
 // Every element of C is summed by one goroutine, over k in the same order,
 // whatever the budget: results are bitwise identical for any number of
