@@ -177,6 +177,11 @@ func ReadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("read config: %w", err)
 	}
+	return parseConfig(b, path)
+}
+
+// parseConfig is ReadConfig on the bytes b of the file path.
+func parseConfig(b []byte, path string) (Config, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return Config{}, fmt.Errorf("read config %s: %w: %w", path, ErrCheckpoint, err)

@@ -299,3 +299,23 @@ func FuzzLoadSafetensors(f *testing.F) {
 		_ = readLayout(sf, m.layout, dst, "")
 	})
 }
+
+// FuzzReadConfig: no config.json makes the parser panic, and whatever it
+// accepts is a valid Config.
+func FuzzReadConfig(f *testing.F) {
+	if b, err := os.ReadFile(filepath.Join(goldenDir, ConfigFile)); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte(`{"vocab_size":11,"n_positions":6,"n_embd":8,"n_layer":2,"n_head":2,"n_inner":32}`))
+	f.Add([]byte(`{"vocab_size":-1,"n_embd":8,"n_layer":2,"n_head":2,"n_ctx":4}`))
+	f.Add([]byte(`{"vocab_size":1e400}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := parseConfig(b, "config.json")
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("parseConfig accepted %+v, which fails Validate: %v", c, err)
+		}
+	})
+}
