@@ -43,7 +43,8 @@ func (o AdamWOptions) Validate() error {
 	return nil
 }
 
-// AdamState is AdamW's state, flat in the parameter layout.
+// AdamState is AdamW's state, flat in the parameter layout. A checkpoint
+// carries it (TrainerState.Adam = &opt.State); resume with opt.State = *st.Adam.
 type AdamState struct {
 	T int64     // steps taken (bias correction uses T after the increment)
 	M []float32 // first moment; [NumParams]
