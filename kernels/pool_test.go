@@ -130,3 +130,18 @@ func TestForBudget(t *testing.T) {
 		t.Errorf("free slots after all calls = %d; want %d", free, threads-1)
 	}
 }
+
+// BenchmarkFor measures the fixed cost of a parallel loop whose body does
+// almost nothing: starting and joining the budget's goroutines.
+func BenchmarkFor(b *testing.B) {
+	for _, threads := range []int{1, 2} {
+		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
+			p := NewPool(threads)
+			var sink atomic.Int64
+			body := func(lo, hi int) { sink.Add(int64(hi - lo)) }
+			for b.Loop() {
+				p.For(1024, 1, body)
+			}
+		})
+	}
+}
