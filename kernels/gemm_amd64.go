@@ -14,6 +14,11 @@ func sgemmKernel6x16AVX2(k int, a *float32, lda int, b *float32, ldb int, c *flo
 //go:noescape
 func transpose8AVX(dst *float32, ldd int, src *float32, lds int, n8 int)
 
+// transpose4AVX is transpose8AVX for 4 rows (gemm_amd64.s; needs AVX).
+//
+//go:noescape
+func transpose4AVX(dst *float32, ldd int, src *float32, lds int, n8 int)
+
 // kernelAVX2 blocks for L1 48 KiB / L2 2 MiB per core: a packed B micro-panel
 // (kc x 16) is 16 KiB and stays in L1, the packed A block (mc x kc) is 192 KiB
 // and stays in L2.
@@ -23,6 +28,7 @@ var kernelAVX2 = microKernel{
 	mc: 192, kc: 256, nc: 1024,
 	fn:         sgemmKernel6x16AVX2,
 	transpose8: transpose8AVX,
+	transpose4: transpose4AVX,
 }
 
 // sgemmKernel12x32AVX512 is the AVX-512 micro-kernel (gemm_amd64.s): one
@@ -48,6 +54,7 @@ var kernelAVX512 = microKernel{
 	fn:         sgemmKernel12x32AVX512,
 	fnRowA:     sgemmKernel12x32AVX512RowA,
 	transpose8: transpose8AVX,
+	transpose4: transpose4AVX,
 }
 
 // cpuKernels returns the micro-kernels the CPU supports, fastest first.

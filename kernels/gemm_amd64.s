@@ -784,3 +784,62 @@ overwrite_rowa:
 	VMOVUPS Z31, 64(DX)
 	VZEROUPPER
 	RET
+
+// func transpose4AVX(dst *float32, ldd int, src *float32, lds int, n8 int)
+//
+// Transposes 4 rows of src (lds float32s apart) and 8*n8 columns into dst:
+// dst[p*ldd+i] = src[i*lds+p] for i < 4, p < 8*n8, 16 bytes per column.
+TEXT ·transpose4AVX(SB), NOSPLIT, $0-40
+	MOVQ  dst+0(FP), DI
+	MOVQ  ldd+8(FP), R8
+	SHLQ  $2, R8
+	MOVQ  src+16(FP), SI
+	MOVQ  lds+24(FP), R10
+	SHLQ  $2, R10
+	MOVQ  n8+32(FP), CX
+	TESTQ CX, CX
+	JZ    t4done
+	LEAQ  (R10)(R10*2), R11 // 3 rows
+	LEAQ  (R8)(R8*2), R13   // 3 dst steps
+	LEAQ  (R8)(R8*4), BX    // 5 dst steps
+
+t4loop:
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(R10*1), Y1
+	VMOVUPS (SI)(R10*2), Y2
+	VMOVUPS (SI)(R11*1), Y3
+
+	VUNPCKLPS Y1, Y0, Y4
+	VUNPCKHPS Y1, Y0, Y5
+	VUNPCKLPS Y3, Y2, Y6
+	VUNPCKHPS Y3, Y2, Y7
+
+	// Lanes: low holds columns 0-3, high columns 4-7.
+	VSHUFPS $0x44, Y6, Y4, Y8  // columns 0 | 4
+	VSHUFPS $0xEE, Y6, Y4, Y9  // 1 | 5
+	VSHUFPS $0x44, Y7, Y5, Y10 // 2 | 6
+	VSHUFPS $0xEE, Y7, Y5, Y11 // 3 | 7
+
+	MOVQ         DI, R9
+	VMOVUPS      X8, (R9)
+	VMOVUPS      X9, (R9)(R8*1)
+	VMOVUPS      X10, (R9)(R8*2)
+	VMOVUPS      X11, (R9)(R13*1)
+	VEXTRACTF128 $1, Y8, X12
+	VEXTRACTF128 $1, Y9, X13
+	VEXTRACTF128 $1, Y10, X14
+	VEXTRACTF128 $1, Y11, X15
+	VMOVUPS      X12, (R9)(R8*4)
+	VMOVUPS      X13, (R9)(BX*1)
+	LEAQ         (R9)(R13*2), R9 // 6 steps
+	VMOVUPS      X14, (R9)
+	VMOVUPS      X15, (R9)(R8*1)
+
+	ADDQ $32, SI
+	LEAQ (DI)(R8*8), DI
+	DECQ CX
+	JNZ  t4loop
+
+t4done:
+	VZEROUPPER
+	RET

@@ -28,6 +28,8 @@ type microKernel struct {
 	// transpose8, if not nil, speeds up packing: it transposes 8 rows of
 	// src and 8*n8 columns into dst, dst[p*ldd+i] = src[i*lds+p].
 	transpose8 func(dst *float32, ldd int, src *float32, lds int, n8 int)
+	// transpose4 is transpose8 for 4 rows; set whenever transpose8 is.
+	transpose4 func(dst *float32, ldd int, src *float32, lds int, n8 int)
 }
 
 // kernelGo is the portable micro-kernel, used where no assembly kernel fits the
@@ -361,7 +363,7 @@ func (j *gemmJob) packShared(u int) {
 		packB(kern.transpose8, dst, j.tB, j.b, j.ldb, pc, kc, x0, w, r)
 		return
 	}
-	packA(kern.transpose8, dst, j.tA, j.a, j.lda, x0, w, pc, kc, r)
+	packA(kern.transpose8, kern.transpose4, dst, j.tA, j.a, j.lda, x0, w, pc, kc, r)
 }
 
 // sharedPanels returns the panels of the shared operand's k block at pc.
@@ -409,11 +411,11 @@ func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1 int) {
 					pa = panels{base: j.a[i0*j.lda+pc:], mul: j.lda, ld: j.lda, full: full, rowMajor: true}
 				}
 				if full < mc {
-					packA(kern.transpose8, buf.pack, j.tA, j.a, j.lda, i0+full, mc-full, pc, kc, mr)
+					packA(kern.transpose8, kern.transpose4, buf.pack, j.tA, j.a, j.lda, i0+full, mc-full, pc, kc, mr)
 					pa.edge = buf.pack
 				}
 			} else {
-				packA(kern.transpose8, buf.pack, j.tA, j.a, j.lda, i0, mc, pc, kc, mr)
+				packA(kern.transpose8, kern.transpose4, buf.pack, j.tA, j.a, j.lda, i0, mc, pc, kc, mr)
 				pa = panels{base: buf.pack, mul: kc, ld: mr, full: mc}
 			}
 			pb := j.sharedPanels(pc, kc)
@@ -497,7 +499,7 @@ func mergeTile(c []float32, ldc int, tile []float32, nr, rows, cols int, alpha, 
 
 // packA packs rows [i0, i0+mc) and columns [p0, p0+kc) of op(A) into dst as
 // ceil(mc/mr) micro-panels, each kc steps of mr values (zero-padded rows).
-func packA(t8 transposer, dst []float32, tA bool, a []float32, lda, i0, mc, p0, kc, mr int) {
+func packA(t8, t4 transposer, dst []float32, tA bool, a []float32, lda, i0, mc, p0, kc, mr int) {
 	full := mc / mr * mr
 	if tA {
 		// op(A)[i][p] = a[p*lda+i]: step p of every micro-panel comes from
@@ -532,12 +534,23 @@ func packA(t8 transposer, dst []float32, tA bool, a []float32, lda, i0, mc, p0, 
 		row := func(i int) []float32 { return a[(i0+ir+i)*lda+p0:][:kc] }
 		switch mr {
 		case 6:
+			if n8 := kc / 8; t4 != nil && n8 > 0 {
+				// Rows 0-3, then rows 2-5 (rows 2-3 twice, same values).
+				t4(&d[0], 6, &row(0)[0], lda, n8)
+				t4(&d[2], 6, &row(2)[0], lda, n8)
+				for p := n8 * 8; p < kc; p++ {
+					for i := 0; i < 6; i++ {
+						d[p*6+i] = row(i)[p]
+					}
+				}
+				continue
+			}
 			packRows6(d, row(0), row(1), row(2), row(3), row(4), row(5))
 		case 12:
 			if n8 := kc / 8; t8 != nil && n8 > 0 {
-				// Rows 0-7, then rows 4-11 (rows 4-7 twice, same values).
+				// Rows 0-7, then rows 8-11.
 				t8(&d[0], 12, &row(0)[0], lda, n8)
-				t8(&d[4], 12, &row(4)[0], lda, n8)
+				t4(&d[8], 12, &row(8)[0], lda, n8)
 				for p := n8 * 8; p < kc; p++ {
 					for i := 0; i < 12; i++ {
 						d[p*12+i] = row(i)[p]
