@@ -123,6 +123,62 @@ func BenchmarkAllReduce(b *testing.B) {
 	}
 }
 
+// pairs is n publisher -> subscriber pairs of connections through one server.
+type pairs struct {
+	pub, sub []*natsnet.Conn
+	rings    []*natsnet.Ring
+}
+
+func newPairs(b *testing.B, url string, n, msgs int) *pairs {
+	p := &pairs{}
+	for i := range n {
+		pub := connect(b, natsnet.Options{URL: url, ChunkBytes: benchChunk})
+		sub := connect(b, natsnet.Options{URL: url, ChunkBytes: benchChunk, PartsInFlight: 4 * msgs})
+		ring, err := sub.Ring(context.Background(), "tput", 1, i)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.pub, p.sub, p.rings = append(p.pub, pub), append(p.sub, sub), append(p.rings, ring)
+	}
+	return p
+}
+
+func (p *pairs) close() {
+	for i := range p.rings {
+		p.rings[i].Close()
+		p.sub[i].Close()
+		p.pub[i].Close()
+	}
+}
+
+// transfer sends msgs messages of len(payload) bytes over every pair at once
+// and returns when every subscriber has them all.
+func (p *pairs) transfer(b *testing.B, msgs int, payload []byte) {
+	var wg sync.WaitGroup
+	for i := range p.rings {
+		subj := allreduce.Subject("tput", 1, i)
+		wg.Go(func() {
+			for range msgs {
+				if err := p.pub[i].NC.Publish(subj, payload); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			for range msgs {
+				if _, err := p.rings[i].Recv(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // BenchmarkNATSThroughput measures the aggregate GB/s that n concurrent
 // publisher -> subscriber pairs (2n connections) move through one embedded
 // server in messages of benchChunk bytes: a ring all-reduce through one
@@ -135,60 +191,67 @@ func BenchmarkNATSThroughput(b *testing.B) {
 	defer s.Shutdown()
 	const perPair = 16 << 20
 	const msgs = perPair / benchChunk
-	for _, pairs := range []int{1, 2, 4, 8} {
-		b.Run(fmt.Sprintf("pairs=%d", pairs), func(b *testing.B) {
-			type pair struct {
-				pub  *natsnet.Conn
-				sub  *natsnet.Conn
-				ring *natsnet.Ring
-			}
-			ps := make([]pair, pairs)
-			for i := range ps {
-				ps[i].pub = connect(b, natsnet.Options{URL: s.URL(), ChunkBytes: benchChunk})
-				ps[i].sub = connect(b, natsnet.Options{URL: s.URL(), ChunkBytes: benchChunk, PartsInFlight: 4 * msgs})
-				ring, err := ps[i].sub.Ring(context.Background(), "tput", 1, i)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ps[i].ring = ring
-			}
-			defer func() {
-				for _, p := range ps {
-					p.ring.Close()
-					p.sub.Close()
-					p.pub.Close()
-				}
-			}()
-			payload := make([]byte, benchChunk)
-			b.SetBytes(int64(pairs) * perPair)
+	payload := make([]byte, benchChunk)
+	for _, n := range []int{1, 2, 4, 8} {
+		b.Run(fmt.Sprintf("pairs=%d", n), func(b *testing.B) {
+			p := newPairs(b, s.URL(), n, msgs)
+			defer p.close()
+			p.transfer(b, msgs, payload)
+			b.SetBytes(int64(n) * perPair)
+			b.ResetTimer()
 			start := time.Now()
 			for b.Loop() {
-				var wg sync.WaitGroup
-				for i, p := range ps {
-					subj := allreduce.Subject("tput", 1, i)
-					wg.Go(func() {
-						for range msgs {
-							if err := p.pub.NC.Publish(subj, payload); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					})
-					wg.Go(func() {
-						ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-						defer cancel()
-						for range msgs {
-							if _, err := p.ring.Recv(ctx); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					})
-				}
-				wg.Wait()
+				p.transfer(b, msgs, payload)
 			}
 			per := time.Since(start).Seconds() / float64(b.N)
-			b.ReportMetric(float64(pairs*perPair)/per/1e9, "aggregate_GB/s")
+			b.ReportMetric(float64(n*perPair)/per/1e9, "aggregate_GB/s")
+		})
+	}
+}
+
+// BenchmarkNATSRingEfficiency alternates, in one loop, an all-reduce of
+// 16 MiB over a ring of n ranks and a transfer over n pairs that moves the
+// same bytes through the server (2(n-1)/n of 16 MiB per pair), so that both
+// see the same load from the rest of the machine, and reports the ring's
+// busbw as a fraction of the ceiling aggregate/n.
+func BenchmarkNATSRingEfficiency(b *testing.B) {
+	s, err := natsnet.StartServer(natsnet.ServerOptions{})
+	if err != nil {
+		b.Fatalf("StartServer = %v", err)
+	}
+	defer s.Shutdown()
+	const mib = 16
+	opts := allreduce.Options{ChunkBytes: benchChunk, Deadline: time.Minute}
+	payload := make([]byte, benchChunk)
+	for _, n := range []int{2, 4, 8} {
+		b.Run(fmt.Sprintf("n=%d/MiB=%d", n, mib), func(b *testing.B) {
+			length := mib << 20 / 4
+			br := natsRing(b, s.URL(), n, length, opts)
+			defer br.close()
+			for range n {
+				br.reducers = append(br.reducers, allreduce.NewReducer())
+				br.data = append(br.data, make([]float32, length))
+			}
+			msgs := 2 * (n - 1) * (mib << 20) / n / benchChunk
+			p := newPairs(b, s.URL(), n, msgs)
+			defer p.close()
+			step := uint64(0)
+			br.run(b, n, step, opts)
+			p.transfer(b, msgs, payload)
+			var ring, tput time.Duration
+			for b.Loop() {
+				step++
+				t0 := time.Now()
+				br.run(b, n, step, opts)
+				t1 := time.Now()
+				p.transfer(b, msgs, payload)
+				ring, tput = ring+t1.Sub(t0), tput+time.Since(t1)
+			}
+			busbw := float64(mib<<20) / (ring.Seconds() / float64(b.N)) / 1e9 * 2 * float64(n-1) / float64(n)
+			ceiling := float64(n*msgs*benchChunk) / (tput.Seconds() / float64(b.N)) / 1e9 / float64(n)
+			b.ReportMetric(busbw, "busbw_GB/s")
+			b.ReportMetric(ceiling, "ceiling_GB/s")
+			b.ReportMetric(100*busbw/ceiling, "%_of_ceiling")
 		})
 	}
 }
