@@ -132,7 +132,6 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		nats.MaxPingsOutstanding(2),
 		nats.NoEcho(),
 		nats.SyncQueueLen(opts.PartsInFlight + 64),
-		nats.Timeout(5 * time.Second),
 		nats.ErrorHandler(c.onAsyncError),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			c.log.Warn("nats disconnected", "name", opts.Name, "err", err)
@@ -149,7 +148,11 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 	}
 	wait := opts.ReconnectWait
 	for attempt := 1; ; attempt++ {
-		nc, err := nats.Connect(opts.URL, no...)
+		dial := 5 * time.Second
+		if d, ok := ctx.Deadline(); ok {
+			dial = max(min(dial, time.Until(d)), time.Millisecond)
+		}
+		nc, err := nats.Connect(opts.URL, append(no, nats.Timeout(dial))...)
 		if err == nil {
 			if mp := nc.MaxPayload(); int64(opts.ChunkBytes) > mp {
 				nc.Close()

@@ -1,9 +1,3 @@
-// Package allreducetest is the conformance suite every allreduce.Transport
-// must pass: exact sums, bit-identical results on every rank, float
-// tolerance against a float64 reference, isolation between jobs, a rank
-// that dies mid-way, and foreign garbage on the ring's subjects. The
-// in-memory transport runs it in package allreduce, the NATS transport in
-// package natsnet, against a real embedded server.
 package allreducetest
 
 import (
