@@ -52,7 +52,7 @@
 // no code here. All parallel loops write disjoint outputs and sum in a fixed
 // order, so results do not depend on how the work is split. The element-wise
 // kernels (GELU, exp, the softmax rows, AdamW) have AVX2 versions in
-// fastmath_amd64.s beside their Go loops, tested against them; AdamW and
+// fastmath_avx2_amd64.s (not with -tags purego) beside their Go loops, tested against them; AdamW and
 // ClipGradNorm round every product on its own, so replicas on different CPUs
 // apply bit-identical updates.
 //

@@ -1,3 +1,5 @@
+//go:build amd64 && !purego
+
 #include "textflag.h"
 
 // AVX2+FMA versions of the element-wise kernels of fastmath.go, 8 floats at

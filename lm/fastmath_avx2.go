@@ -1,3 +1,5 @@
+//go:build amd64 && !purego
+
 package lm
 
 import "golang.org/x/sys/cpu"
