@@ -52,9 +52,10 @@
 // no code here. All parallel loops write disjoint outputs and sum in a fixed
 // order, so results do not depend on how the work is split. The element-wise
 // kernels (GELU, exp, the softmax rows, AdamW) have AVX2 versions in
-// fastmath_avx2_amd64.s (not with -tags purego) beside their Go loops, tested against them; AdamW and
-// ClipGradNorm round every product on its own, so replicas on different CPUs
-// apply bit-identical updates.
+// fastmath_avx2_amd64.s beside their Go loops and are tested against them
+// (-tags purego runs everything on the Go loops). AdamW and ClipGradNorm round
+// every product on its own, so replicas on different CPUs apply bit-identical
+// updates.
 //
 // # What lm must not know
 //
