@@ -181,8 +181,9 @@ type gemmJob struct {
 	// Packing units of the shared operand: (k block, group of packGroup panels).
 	packUnits, packGroups int
 	packNext, packDone    atomic.Int64
-	chunks, chunk         int // chunk count and size (rows or columns of C)
-	chunkNext             atomic.Int64
+	chunks, chunk         int            // chunk count and size (rows or columns of C)
+	phaseNext             []atomic.Int64 // per phase (jc, pc): next chunk to claim
+	chunkDone             []atomic.Int32 // per chunk: phases done
 }
 
 // packGroup is the number of micro-panels of the shared operand in one
@@ -294,7 +295,24 @@ func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 	}
 	j.chunk = chunkTiles * tile
 	j.chunks = (tiles + chunkTiles - 1) / chunkTiles
-	j.chunkNext.Store(0)
+	phases := kBlocks
+	if splitM {
+		phases *= (g.n + kern.nc - 1) / kern.nc
+	}
+	if cap(j.phaseNext) < phases {
+		j.phaseNext = make([]atomic.Int64, phases)
+	}
+	j.phaseNext = j.phaseNext[:phases]
+	for i := range j.phaseNext {
+		j.phaseNext[i].Store(0)
+	}
+	if cap(j.chunkDone) < j.chunks {
+		j.chunkDone = make([]atomic.Int32, j.chunks)
+	}
+	j.chunkDone = j.chunkDone[:j.chunks]
+	for i := range j.chunkDone {
+		j.chunkDone[i].Store(0)
+	}
 
 	p.forEach(parts, 1, j)
 
@@ -329,17 +347,43 @@ func (j *gemmJob) run(_, _ int) {
 	} else {
 		buf.pack = grow(buf.pack, roundUp(j.chunk, kern.nr)*kcMax)
 	}
-	for {
-		ch := int(j.chunkNext.Add(1) - 1)
-		if ch >= j.chunks {
-			return
-		}
-		if j.splitM {
-			j.rowChunk(buf, ch*j.chunk, min((ch+1)*j.chunk, j.m))
-		} else {
-			j.colChunk(buf, ch*j.chunk, min((ch+1)*j.chunk, j.n))
+	// Phases (column block jc, K block pc) in order: the K block of the
+	// shared operand stays in L2 while this goroutine runs chunks over it.
+	// Chunks are claimed anew in each phase, so a goroutine slowed down by
+	// other processes takes fewer; a chunk waits (rarely) until its previous
+	// phase is done, so that the phases of each element of C run in order.
+	ncStep := kern.nc
+	if !j.splitM {
+		ncStep = j.n // colChunk's chunks are the column blocks
+	}
+	ph := 0
+	for jc := 0; jc < j.n; jc += ncStep {
+		for pc := 0; pc < j.k; pc += kern.kc {
+			next := &j.phaseNext[ph]
+			for {
+				ch := int(next.Add(1) - 1)
+				if ch >= j.chunks {
+					break
+				}
+				for j.chunkDone[ch].Load() < int32(ph) {
+					runtime.Gosched() // another goroutine runs the previous phase
+				}
+				j.chunkPhase(buf, ch, jc, pc)
+				j.chunkDone[ch].Store(int32(ph + 1))
+			}
+			ph++
 		}
 	}
+}
+
+// chunkPhase runs chunk ch of C over column block jc (row chunks only) and K
+// block pc.
+func (j *gemmJob) chunkPhase(buf *gemmBuf, ch, jc, pc int) {
+	if j.splitM {
+		j.rowChunk(buf, ch*j.chunk, min((ch+1)*j.chunk, j.m), jc, pc)
+		return
+	}
+	j.colChunk(buf, ch*j.chunk, min((ch+1)*j.chunk, j.n), pc)
 }
 
 // packShared packs unit u of the shared operand: one k block, one group of
@@ -390,62 +434,58 @@ func (j *gemmJob) sharedPanels(pc, kc int) panels {
 	return s
 }
 
-// rowChunk computes rows [i0, i1) of C (i1-i0 <= mc) against the shared op(B).
-func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1 int) {
+// rowChunk computes rows [i0, i1) of C (i1-i0 <= mc), columns [jc, jc+nc),
+// K block pc, against the shared op(B).
+func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1, jc, pc int) {
 	kern := j.kern
 	mr, mc := kern.mr, i1-i0
-	for jc := 0; jc < j.n; jc += kern.nc {
-		nc := min(kern.nc, j.n-jc)
-		for pc := 0; pc < j.k; pc += kern.kc {
-			kc := min(kern.kc, j.k-pc)
-			beta := j.beta
-			if pc > 0 {
-				beta = 1
-			}
-			var pa panels
-			if (j.tA || j.small && kern.fnRowA != nil) && !j.p.packAll {
-				full := mc / mr * mr
-				if j.tA {
-					pa = panels{base: j.a[pc*j.lda+i0:], mul: 1, ld: j.lda, full: full}
-				} else {
-					pa = panels{base: j.a[i0*j.lda+pc:], mul: j.lda, ld: j.lda, full: full, rowMajor: true}
-				}
-				if full < mc {
-					packA(kern.transpose8, kern.transpose4, buf.pack, j.tA, j.a, j.lda, i0+full, mc-full, pc, kc, mr)
-					pa.edge = buf.pack
-				}
-			} else {
-				packA(kern.transpose8, kern.transpose4, buf.pack, j.tA, j.a, j.lda, i0, mc, pc, kc, mr)
-				pa = panels{base: buf.pack, mul: kc, ld: mr, full: mc}
-			}
-			pb := j.sharedPanels(pc, kc)
-			pb.full -= jc
-			pb.base = pb.base[jc*pb.mul:]
-			j.macro(buf, &pa, &pb, i0, jc, mc, nc, kc, beta)
-		}
+	nc := min(kern.nc, j.n-jc)
+	kc := min(kern.kc, j.k-pc)
+	beta := j.beta
+	if pc > 0 {
+		beta = 1
 	}
+	var pa panels
+	if (j.tA || j.small && kern.fnRowA != nil) && !j.p.packAll {
+		full := mc / mr * mr
+		if j.tA {
+			pa = panels{base: j.a[pc*j.lda+i0:], mul: 1, ld: j.lda, full: full}
+		} else {
+			pa = panels{base: j.a[i0*j.lda+pc:], mul: j.lda, ld: j.lda, full: full, rowMajor: true}
+		}
+		if full < mc {
+			packA(kern.transpose8, kern.transpose4, buf.pack, j.tA, j.a, j.lda, i0+full, mc-full, pc, kc, mr)
+			pa.edge = buf.pack
+		}
+	} else {
+		packA(kern.transpose8, kern.transpose4, buf.pack, j.tA, j.a, j.lda, i0, mc, pc, kc, mr)
+		pa = panels{base: buf.pack, mul: kc, ld: mr, full: mc}
+	}
+	pb := j.sharedPanels(pc, kc)
+	pb.full -= jc
+	pb.base = pb.base[jc*pb.mul:]
+	j.macro(buf, &pa, &pb, i0, jc, mc, nc, kc, beta)
 }
 
-// colChunk computes columns [j0, j1) of C (j1-j0 <= nc) against the shared op(A).
-func (j *gemmJob) colChunk(buf *gemmBuf, j0, j1 int) {
+// colChunk computes columns [j0, j1) of C (j1-j0 <= nc), K block pc, against
+// the shared op(A).
+func (j *gemmJob) colChunk(buf *gemmBuf, j0, j1, pc int) {
 	kern := j.kern
 	nr, nc := kern.nr, j1-j0
-	for pc := 0; pc < j.k; pc += kern.kc {
-		kc := min(kern.kc, j.k-pc)
-		beta := j.beta
-		if pc > 0 {
-			beta = 1
-		}
-		packB(kern.transpose8, buf.pack, j.tB, j.b, j.ldb, pc, kc, j0, nc, nr)
-		pb := panels{base: buf.pack, mul: kc, ld: nr, full: nc}
-		pa := j.sharedPanels(pc, kc)
-		for ic := 0; ic < j.m; ic += kern.mc {
-			mc := min(kern.mc, j.m-ic)
-			sub := pa
-			sub.full -= ic
-			sub.base = pa.base[ic*pa.mul:]
-			j.macro(buf, &sub, &pb, ic, j0, mc, nc, kc, beta)
-		}
+	kc := min(kern.kc, j.k-pc)
+	beta := j.beta
+	if pc > 0 {
+		beta = 1
+	}
+	packB(kern.transpose8, buf.pack, j.tB, j.b, j.ldb, pc, kc, j0, nc, nr)
+	pb := panels{base: buf.pack, mul: kc, ld: nr, full: nc}
+	pa := j.sharedPanels(pc, kc)
+	for ic := 0; ic < j.m; ic += kern.mc {
+		mc := min(kern.mc, j.m-ic)
+		sub := pa
+		sub.full -= ic
+		sub.base = pa.base[ic*pa.mul:]
+		j.macro(buf, &sub, &pb, ic, j0, mc, nc, kc, beta)
 	}
 }
 
