@@ -27,12 +27,14 @@
 // the smaller side of C (op(B) when C has at least as many rows as columns,
 // else op(A)) is packed once, whole, by all goroutines of the call together.
 // C is then cut along its longer side into chunks of at most mc rows (or nc
-// columns) that the goroutines claim one at a time, so a goroutine slowed by
-// another process on its core leaves its share to the others. For each chunk
-// and each K block of kc, a goroutine packs its block of the other operand
-// and calls the micro-kernel on every mr x nr tile of the chunk, with the B
-// micro-panel (kc x nr) outer so that it stays in L1 while the A micro-panels
-// stream from L2. Edge tiles go through a small buffer, so the micro-kernel
+// columns). The work runs in phases, one per (column block of nc, K block of
+// kc), so that the shared operand's block stays in L2; in each phase the
+// goroutines claim chunks one at a time, so a goroutine slowed by another
+// process on its core leaves its share to the others (a chunk waits until
+// its previous phase is done, so each element of C is summed in order). For
+// each chunk a goroutine packs its block of the other operand and calls the
+// micro-kernel on every mr x nr tile, with the B micro-panel (kc x nr) outer
+// so that it stays in L1 while the A micro-panels stream from L2. Edge tiles go through a small buffer, so the micro-kernel
 // always computes whole tiles. op(A) = A^T is read in place (its micro-panels
 // already lie in memory as the micro-kernel reads them); only its partial
 // edge panel is packed. Small products (2mnk <= 2*160^3) also read B = op(B)
@@ -40,9 +42,8 @@
 // variant that broadcasts from 12 row pointers), so that packing does not
 // dominate them. Packing buffers belong to the Pool and are reused.
 //
-// Every element of C is summed by one goroutine, over k in the same order,
-// whatever the budget: results are bitwise identical for any number of
-// threads.
+// Every element of C is summed over k in the same order whatever the budget:
+// results are bitwise identical for any number of threads.
 //
 // Micro-kernels, chosen at run time by NewPool with golang.org/x/sys/cpu
 // (no build tags; gemm_amd64.s holds the assembly, hand-written Plan 9):
