@@ -148,9 +148,15 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 	right, left := ring.Right(), ring.Left()
 	dropped0 := r.Stats().Dropped()
 
-	send := func(id PartID) error {
-		off, m := plan.Part(id.Segment, id.Part)
-		r.buf = AppendMessage(r.buf[:0], h, id, rank, data[off:off+m])
+	// send sends part id with the floats x, or x + in when in is not nil.
+	send := func(id PartID, x []float32, in []byte) error {
+		var fl []byte
+		r.buf, fl = appendHeader(r.buf[:0], h, id, rank, 4*len(x))
+		if in == nil {
+			putFloats(fl, x)
+		} else {
+			sumFloats(fl, x, in)
+		}
 		if err := t.Send(ctx, right, r.buf); err != nil {
 			return err
 		}
@@ -176,7 +182,8 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 
 	r.start = ring.Start(r.start[:0])
 	for _, id := range r.start {
-		if err := send(id); err != nil {
+		off, m := plan.Part(id.Segment, id.Part)
+		if err := send(id, data[off:off+m], nil); err != nil {
 			return abort(err)
 		}
 	}
@@ -226,17 +233,24 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 			continue
 		}
 		x := data[off : off+m : off+m]
-		if st.Add {
+		r.c.applied.Add(1)
+		var in []byte
+		switch {
+		case st.Add && !st.Owned:
+			// A partial sum on its way: this rank's copy of the segment is
+			// overwritten in the all-gather, so the sum is written into
+			// the outgoing message only.
+			in = e.data
+		case st.Add:
 			addFloats(x, e.data)
-		} else {
+			if owned != nil {
+				owned(off, x)
+			}
+		default:
 			copyFloats(x, e.data)
 		}
-		r.c.applied.Add(1)
-		if st.Owned && owned != nil {
-			owned(off, x)
-		}
 		if st.Send {
-			if err := send(st.Next); err != nil {
+			if err := send(st.Next, x, in); err != nil {
 				return abort(err)
 			}
 		}

@@ -58,7 +58,15 @@ type envelope struct {
 // encodings of the run id and the phase) so that the floats start at a
 // multiple of 4 bytes from the start of the message.
 func AppendMessage(dst []byte, h Header, id PartID, sender int, x []float32) []byte {
-	nb := 4 * len(x)
+	dst, b := appendHeader(dst, h, id, sender, 4*len(x))
+	putFloats(b, x)
+	return dst
+}
+
+// appendHeader appends the envelope of a message carrying nb bytes of floats
+// and reserves them: it returns the message and its float bytes, to be
+// filled by the caller.
+func appendHeader(dst []byte, h Header, id PartID, sender int, nb int) (msg, floats []byte) {
 	hdr := 1 + strHdrLen(len(h.Run)) + len(h.Run) + uintLen(h.Epoch) + uintLen(h.Step) + uintLen(uint64(id.Phase)) +
 		uintLen(uint64(id.Hop)) + uintLen(uint64(id.Segment)) + uintLen(uint64(id.Part)) + uintLen(uint64(sender)) + binHdrLen(nb)
 	pad := (4 - hdr%4) % 4
@@ -97,15 +105,7 @@ func AppendMessage(dst []byte, h Header, id PartID, sender int, x []float32) []b
 	} else {
 		dst = append(dst, make([]byte, nb)...)
 	}
-	b := dst[o : o+nb]
-	if f := floatView(b); f != nil {
-		copy(f, x)
-		return dst
-	}
-	for i, v := range x {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
-	}
-	return dst
+	return dst, dst[o : o+nb : o+nb]
 }
 
 func strHdrLen(n int) int {
@@ -279,6 +279,36 @@ func readUint(b []byte, field string) (v uint64, rest []byte, err error) {
 		return 0, nil, fmt.Errorf("%w: %s: negative", ErrMalformed, field)
 	}
 	return v, b[1+w:], nil
+}
+
+// putFloats writes x into b as little-endian floats; len(b) must be 4*len(x).
+func putFloats(b []byte, x []float32) {
+	b = b[:4*len(x)]
+	if f := floatView(b); f != nil {
+		copy(f, x)
+		return
+	}
+	for i, v := range x {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+	}
+}
+
+// sumFloats writes x + in into out, in and out little-endian float bytes;
+// len(in) and len(out) must be 4*len(x). The sums are those addFloats would
+// compute, bit for bit.
+func sumFloats(out []byte, x []float32, in []byte) {
+	out, in = out[:4*len(x)], in[:4*len(x)]
+	if fo, fi := floatView(out), floatView(in); fo != nil && fi != nil {
+		fi = fi[:len(fo)]
+		x = x[:len(fo)]
+		for i, v := range fi {
+			fo[i] = x[i] + v
+		}
+		return
+	}
+	for i, v := range x {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v+math.Float32frombits(binary.LittleEndian.Uint32(in[4*i:]))))
+	}
 }
 
 // addFloats adds the little-endian floats in b into dst; copyFloats copies

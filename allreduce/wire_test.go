@@ -181,9 +181,13 @@ func TestFloatsUnaligned(t *testing.T) {
 		got := make([]float32, len(x))
 		copyFloats(got, b)
 		addFloats(got, b)
+		out := append(make([]byte, 3-shift), make([]byte, len(raw))...)[3-shift:]
+		sumFloats(out, x, b)
+		sum := make([]float32, len(x))
+		copyFloats(sum, out)
 		for i := range x {
-			if want := x[i] + x[i]; math.Float32bits(got[i]) != math.Float32bits(want) {
-				t.Errorf("shift %d: copy+add [%d] = %v; want %v", shift, i, got[i], want)
+			if want := x[i] + x[i]; math.Float32bits(got[i]) != math.Float32bits(want) || math.Float32bits(sum[i]) != math.Float32bits(want) {
+				t.Errorf("shift %d: copy+add [%d] = %v, sum = %v; want %v", shift, i, got[i], sum[i], want)
 			}
 		}
 	}
