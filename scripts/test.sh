@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command of the README: formatting, vet, every test, and the
+# concurrent packages again under the race detector.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test"
+go test -count=1 -timeout 20m ./...
+
+echo "== go test -race (concurrent packages)"
+go test -count=1 -race -timeout 20m ./kernels/... ./allreduce/... ./natsnet/... ./cluster/...
