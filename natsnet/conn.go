@@ -24,8 +24,9 @@ var (
 type Options struct {
 	// URL of the server(s), comma separated. Default nats.DefaultURL.
 	URL string
-	// User and Password, or Token, authenticate the client. Default none.
-	User, Password, Token string
+	// User and Password, or Token, or the credentials file Creds (a JWT and
+	// nkey seed) authenticate the client. Default none.
+	User, Password, Token, Creds string
 	// Name names the connection on the server. Default "klring".
 	Name string
 	// ChunkBytes is the largest message the connection will publish;
@@ -67,8 +68,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: ReconnectWait = %v, want > 0", ErrBadOptions, o.ReconnectWait)
 	case (o.User == "") != (o.Password == ""):
 		return fmt.Errorf("%w: set both of User and Password, or neither", ErrBadOptions)
-	case o.Token != "" && o.User != "":
-		return fmt.Errorf("%w: set User/Password or Token, not both", ErrBadOptions)
+	case (o.User != "") && (o.Token != "" || o.Creds != "") || o.Token != "" && o.Creds != "":
+		return fmt.Errorf("%w: set one of User/Password, Token and Creds", ErrBadOptions)
 	}
 	return nil
 }
@@ -146,6 +147,9 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 	if opts.Token != "" {
 		no = append(no, nats.Token(opts.Token))
 	}
+	if opts.Creds != "" {
+		no = append(no, nats.UserCredentials(opts.Creds))
+	}
 	wait := opts.ReconnectWait
 	for attempt := 1; ; attempt++ {
 		dial := 5 * time.Second
@@ -203,8 +207,9 @@ func (c *Conn) PendingLimits() (msgs, bytes int) {
 	return c.opts.PartsInFlight, c.opts.PartsInFlight * c.opts.ChunkBytes
 }
 
-// Close flushes what was published, then closes the connection and waits
-// for its goroutines to end.
+// Close flushes what was published (for a second at most), then closes the
+// connection and waits until nats.go has called its closed handler. It
+// replaces any closed handler set on NC.
 func (c *Conn) Close() {
 	closed := make(chan struct{})
 	c.NC.SetClosedHandler(func(*nats.Conn) { close(closed) })

@@ -170,6 +170,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"no parts", func(o *natsnet.Options) { o.PartsInFlight = 0 }, false},
 		{"user without password", func(o *natsnet.Options) { o.User = "u" }, false},
 		{"user and token", func(o *natsnet.Options) { o.User, o.Password, o.Token = "u", "p", "t" }, false},
+		{"token and creds", func(o *natsnet.Options) { o.Token, o.Creds = "t", "f.creds" }, false},
+		{"creds", func(o *natsnet.Options) { o.Creds = "f.creds" }, true},
 		{"no ping", func(o *natsnet.Options) { o.PingInterval = 0 }, false},
 	} {
 		o := d
