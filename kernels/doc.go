@@ -27,14 +27,14 @@
 // the smaller side of C (op(B) when C has at least as many rows as columns,
 // else op(A)) is packed once, whole, by all goroutines of the call together.
 // C is then cut along its longer side into chunks of at most mc rows (or nc
-// columns). The work runs in phases, one per (column block of nc, K block of
-// kc), so that the shared operand's block stays in L2; in each phase the
-// goroutines claim chunks one at a time, so a goroutine slowed by another
-// process on its core leaves its share to the others (a chunk waits until
-// its previous phase is done, so each element of C is summed in order). For
-// each chunk a goroutine packs its block of the other operand and calls the
-// micro-kernel on every mr x nr tile, with the B micro-panel (kc x nr) outer
-// so that it stays in L1 while the A micro-panels stream from L2. Edge tiles go through a small buffer, so the micro-kernel
+// columns) that the goroutines claim one at a time and run over every
+// column block of nc and K block of kc in order, so a goroutine slowed by
+// another process on its core leaves its share to the others and no
+// goroutine ever waits for another. For each chunk and block a goroutine
+// packs its block of the other operand and calls the micro-kernel on every
+// mr x nr tile, with the B micro-panel (kc x nr) outer so that it stays in
+// L1 while the A micro-panels stream from L2. Edge tiles go through a small
+// buffer, so the micro-kernel
 // always computes whole tiles. op(A) = A^T is read in place (its micro-panels
 // already lie in memory as the micro-kernel reads them); only its partial
 // edge panel is packed. Small products (2mnk <= 2*160^3) also read B = op(B)

@@ -181,9 +181,8 @@ type gemmJob struct {
 	// Packing units of the shared operand: (k block, group of packGroup panels).
 	packUnits, packGroups int
 	packNext, packDone    atomic.Int64
-	chunks, chunk         int            // chunk count and size (rows or columns of C)
-	phaseNext             []atomic.Int64 // per phase (jc, pc): next chunk to claim
-	chunkDone             []atomic.Int32 // per chunk: phases done
+	chunks, chunk         int // chunk count and size (rows or columns of C)
+	chunkNext             atomic.Int64
 }
 
 // packGroup is the number of micro-panels of the shared operand in one
@@ -295,24 +294,7 @@ func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 	}
 	j.chunk = chunkTiles * tile
 	j.chunks = (tiles + chunkTiles - 1) / chunkTiles
-	phases := kBlocks
-	if splitM {
-		phases *= (g.n + kern.nc - 1) / kern.nc
-	}
-	if cap(j.phaseNext) < phases {
-		j.phaseNext = make([]atomic.Int64, phases)
-	}
-	j.phaseNext = j.phaseNext[:phases]
-	for i := range j.phaseNext {
-		j.phaseNext[i].Store(0)
-	}
-	if cap(j.chunkDone) < j.chunks {
-		j.chunkDone = make([]atomic.Int32, j.chunks)
-	}
-	j.chunkDone = j.chunkDone[:j.chunks]
-	for i := range j.chunkDone {
-		j.chunkDone[i].Store(0)
-	}
+	j.chunkNext.Store(0)
 
 	p.forEach(parts, 1, j)
 
@@ -347,31 +329,22 @@ func (j *gemmJob) run(_, _ int) {
 	} else {
 		buf.pack = grow(buf.pack, roundUp(j.chunk, kern.nr)*kcMax)
 	}
-	// Phases (column block jc, K block pc) in order: the K block of the
-	// shared operand stays in L2 while this goroutine runs chunks over it.
-	// Chunks are claimed anew in each phase, so a goroutine slowed down by
-	// other processes takes fewer; a chunk waits (rarely) until its previous
-	// phase is done, so that the phases of each element of C run in order.
+	// A goroutine claims a chunk and runs it over every column block jc and
+	// K block pc, in order: no goroutine ever waits for another, so one that
+	// the OS deschedules only delays the chunk it holds.
 	ncStep := kern.nc
 	if !j.splitM {
 		ncStep = j.n // colChunk's chunks are the column blocks
 	}
-	ph := 0
-	for jc := 0; jc < j.n; jc += ncStep {
-		for pc := 0; pc < j.k; pc += kern.kc {
-			next := &j.phaseNext[ph]
-			for {
-				ch := int(next.Add(1) - 1)
-				if ch >= j.chunks {
-					break
-				}
-				for j.chunkDone[ch].Load() < int32(ph) {
-					runtime.Gosched() // another goroutine runs the previous phase
-				}
+	for {
+		ch := int(j.chunkNext.Add(1) - 1)
+		if ch >= j.chunks {
+			return
+		}
+		for jc := 0; jc < j.n; jc += ncStep {
+			for pc := 0; pc < j.k; pc += kern.kc {
 				j.chunkPhase(buf, ch, jc, pc)
-				j.chunkDone[ch].Store(int32(ph + 1))
 			}
-			ph++
 		}
 	}
 }
