@@ -27,19 +27,22 @@
 // the smaller side of C (op(B) when C has at least as many rows as columns,
 // else op(A)) is packed once, whole, by all goroutines of the call together.
 // C is then cut along its longer side into chunks of at most mc rows (or nc
-// columns) that the goroutines claim one at a time and run over every
-// column block of nc and K block of kc in order, so a goroutine slowed by
-// another process on its core leaves its share to the others; once the
-// shared operand is packed no goroutine waits for another. For each chunk and block a goroutine
-// packs its block of the other operand and calls the micro-kernel on every
-// mr x nr tile, with the B micro-panel (kc x nr) outer so that it stays in
-// L1 while the A micro-panels stream from L2. Edge tiles go through a small
-// buffer, so the micro-kernel always computes whole tiles. op(A) = A^T is
-// read in place (its micro-panels already lie in memory as the micro-kernel
-// reads them); only its partial edge panel is packed. Small products (2mnk <= 2*160^3) also read B = op(B)
-// in place, and, with the AVX-512 kernel, row-major A too (a micro-kernel
-// variant that broadcasts from 12 row pointers), so that packing does not
-// dominate them. Packing buffers belong to the Pool and are reused.
+// columns) that the goroutines claim one at a time and run over every column
+// block of nc and K block of kc in order, so a goroutine slowed by another
+// process on its core leaves its share to the others; once the shared
+// operand is packed, no goroutine waits for another. For each chunk and
+// block, a goroutine packs its block of the other operand and calls the
+// micro-kernel on every mr x nr tile, with the B micro-panel (kc x nr) outer
+// so that it stays in L1 while the A micro-panels stream from L2. Edge tiles
+// go through a small buffer, so the micro-kernel always computes whole
+// tiles.
+//
+// op(A) = A^T is read in place (its micro-panels already lie in memory as the
+// micro-kernel reads them); only its partial edge panel is packed. Small
+// products (2mnk <= 2*160^3) also read op(B) = B in place and, with the
+// AVX-512 kernel, row-major A too (a micro-kernel variant that broadcasts
+// from 12 row pointers), so that packing does not dominate them. Packing
+// buffers belong to the Pool and are reused.
 //
 // Every element of C is summed over k in the same order whatever the budget:
 // results are bitwise identical for any number of threads.

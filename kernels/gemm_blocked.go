@@ -330,8 +330,8 @@ func (j *gemmJob) run(_, _ int) {
 		buf.pack = grow(buf.pack, roundUp(j.chunk, kern.nr)*kcMax)
 	}
 	// A goroutine claims a chunk and runs it over every column block jc and
-	// K block pc, in order: no goroutine ever waits for another, so one that
-	// the OS deschedules only delays the chunk it holds.
+	// K block pc, in order: from here on no goroutine waits for another, so
+	// one that the OS deschedules only delays the chunk it holds.
 	ncStep := kern.nc
 	if !j.splitM {
 		ncStep = j.n // colChunk's chunks are the column blocks
