@@ -9,17 +9,16 @@ import (
 // Errors of the package. Abort errors (*AbortError) wrap one of ErrDeadline,
 // ErrClosed, context.Canceled or a transport error.
 var (
-	ErrNoDeadline   = errors.New("allreduce: no deadline (set Options.Deadline or a context deadline)")
-	ErrDeadline     = errors.New("allreduce: deadline exceeded")
-	ErrClosed       = errors.New("allreduce: transport closed")
-	ErrBadOptions   = errors.New("allreduce: invalid options")
-	ErrBadHeader    = errors.New("allreduce: invalid header")
-	ErrMalformed    = errors.New("allreduce: malformed message")
-	ErrUnexpected   = errors.New("allreduce: unexpected part")
-	ErrDuplicate    = errors.New("allreduce: duplicate part")
-	ErrOutOfOrder   = errors.New("allreduce: part arrived before its reduction")
-	ErrBadJobName   = errors.New("allreduce: invalid job name")
-	ErrPayloadLimit = errors.New("allreduce: chunk larger than the transport's payload limit")
+	ErrNoDeadline = errors.New("allreduce: no deadline (set Options.Deadline or a context deadline)")
+	ErrDeadline   = errors.New("allreduce: deadline exceeded")
+	ErrClosed     = errors.New("allreduce: transport closed")
+	ErrBadOptions = errors.New("allreduce: invalid options")
+	ErrBadHeader  = errors.New("allreduce: invalid header")
+	ErrMalformed  = errors.New("allreduce: malformed message")
+	ErrUnexpected = errors.New("allreduce: unexpected part")
+	ErrDuplicate  = errors.New("allreduce: duplicate part")
+	ErrOutOfOrder = errors.New("allreduce: part arrived before its reduction")
+	ErrBadJobName = errors.New("allreduce: invalid job name")
 )
 
 // Limits of the wire format.
