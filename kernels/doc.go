@@ -39,9 +39,9 @@
 //
 // op(A) = A^T is read in place (its micro-panels already lie in memory as the
 // micro-kernel reads them); only its partial edge panel is packed. Small
-// products (2mnk <= 2*160^3) also read op(B) = B in place and, with the
-// AVX-512 kernel, row-major A too (a micro-kernel variant that broadcasts
-// from 12 row pointers), so that packing does not dominate them. Packing
+// products (2mnk <= 2*160^3) also read op(B) = B in place, and row-major A
+// too (micro-kernel variants that broadcast from mr row pointers), so that
+// packing does not dominate them. Packing
 // buffers belong to the Pool and are reused.
 //
 // Every element of C is summed over k in the same order whatever the budget:

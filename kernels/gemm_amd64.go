@@ -8,6 +8,12 @@ import "golang.org/x/sys/cpu"
 //go:noescape
 func sgemmKernel6x16AVX2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
+// sgemmKernel6x16AVX2RowA is sgemmKernel6x16AVX2 reading A in place from a
+// row-major matrix: row i of the tile at a[i*lda], k steps adjacent.
+//
+//go:noescape
+func sgemmKernel6x16AVX2RowA(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+
 // transpose8AVX transposes 8 rows of src and 8*n8 columns into dst:
 // dst[p*ldd+i] = src[i*lds+p] (gemm_amd64.s; needs AVX).
 //
@@ -27,6 +33,7 @@ var kernelAVX2 = microKernel{
 	mr:   6, nr: 16,
 	mc: 192, kc: 256, nc: 1024,
 	fn:         sgemmKernel6x16AVX2,
+	fnRowA:     sgemmKernel6x16AVX2RowA,
 	transpose8: transpose8AVX,
 	transpose4: transpose4AVX,
 }
