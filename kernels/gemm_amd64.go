@@ -25,6 +25,13 @@ func transpose8AVX(dst *float32, ldd int, src *float32, lds int, n8 int)
 //go:noescape
 func transpose4AVX(dst *float32, ldd int, src *float32, lds int, n8 int)
 
+// packPanelsAVX packs kc rows (lds apart) of panels*nr columns of src into
+// micro-panels: dst[q*nr*kc+p*nr+j] = src[p*lds+q*nr+j]; nr is a multiple
+// of 8 (gemm_amd64.s; needs AVX).
+//
+//go:noescape
+func packPanelsAVX(dst *float32, src *float32, lds int, kc int, panels int, nr int)
+
 // kernelAVX2 blocks for L1 48 KiB / L2 2 MiB per core: a packed B micro-panel
 // (kc x 16) is 16 KiB and stays in L1, the packed A block (mc x kc) is 192 KiB
 // and stays in L2.
@@ -36,6 +43,7 @@ var kernelAVX2 = microKernel{
 	fnRowA:     sgemmKernel6x16AVX2RowA,
 	transpose8: transpose8AVX,
 	transpose4: transpose4AVX,
+	packPanels: packPanelsAVX,
 }
 
 // sgemmKernel12x32AVX512 is the AVX-512 micro-kernel (gemm_amd64.s): one
@@ -62,6 +70,7 @@ var kernelAVX512 = microKernel{
 	fnRowA:     sgemmKernel12x32AVX512RowA,
 	transpose8: transpose8AVX,
 	transpose4: transpose4AVX,
+	packPanels: packPanelsAVX,
 }
 
 // cpuKernels returns the micro-kernels the CPU supports, fastest first.

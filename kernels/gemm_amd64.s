@@ -994,3 +994,55 @@ overwrite_rowa2:
 	VMOVUPS Y15, 32(DX)
 	VZEROUPPER
 	RET
+
+// func packPanelsAVX(dst *float32, src *float32, lds int, kc int, panels int, nr int)
+//
+// Packs kc rows (lds float32s apart) of panels*nr columns of src into
+// micro-panels: dst[q*nr*kc + p*nr + j] = src[p*lds + q*nr + j] for p < kc,
+// q < panels, j < nr; nr is a multiple of 8.
+TEXT ·packPanelsAVX(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lds+16(FP), R10
+	SHLQ $2, R10
+	MOVQ kc+24(FP), CX
+	MOVQ panels+32(FP), R11
+	MOVQ nr+40(FP), R13
+	SHLQ $2, R13    // nr bytes: step of dst within a panel
+	MOVQ R13, R12
+	IMULQ CX, R12   // nr*kc bytes: dst step between panels
+	TESTQ CX, CX
+	JZ   ppdone
+	TESTQ R11, R11
+	JZ   ppdone
+
+pprow:
+	MOVQ SI, R8 // src row p, panel q
+	MOVQ DI, R9 // dst panel q, step p
+	MOVQ R11, BX
+
+pppanel:
+	MOVQ R13, AX
+	SHRQ $5, AX // 8-float groups
+	XORQ DX, DX
+
+ppgroup:
+	VMOVUPS (R8)(DX*1), Y0
+	VMOVUPS Y0, (R9)(DX*1)
+	ADDQ    $32, DX
+	DECQ    AX
+	JNZ     ppgroup
+
+	ADDQ R13, R8
+	ADDQ R12, R9
+	DECQ BX
+	JNZ  pppanel
+
+	ADDQ R10, SI
+	ADDQ R13, DI
+	DECQ CX
+	JNZ  pprow
+
+ppdone:
+	VZEROUPPER
+	RET

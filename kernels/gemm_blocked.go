@@ -30,6 +30,9 @@ type microKernel struct {
 	transpose8 func(dst *float32, ldd int, src *float32, lds int, n8 int)
 	// transpose4 is transpose8 for 4 rows; set whenever transpose8 is.
 	transpose4 func(dst *float32, ldd int, src *float32, lds int, n8 int)
+	// packPanels, if not nil, packs kc rows (lds apart) of panels*nr columns
+	// of src into micro-panels: dst[q*nr*kc+p*nr+j] = src[p*lds+q*nr+j].
+	packPanels func(dst *float32, src *float32, lds int, kc int, panels int, nr int)
 }
 
 // kernelGo is the portable micro-kernel, used where no assembly kernel fits the
@@ -377,10 +380,10 @@ func (j *gemmJob) packShared(u int) {
 	}
 	dst := j.shared[off:]
 	if j.splitM {
-		packB(kern.transpose8, dst, j.tB, j.b, j.ldb, pc, kc, x0, w, r)
+		packB(kern, dst, j.tB, j.b, j.ldb, pc, kc, x0, w, r)
 		return
 	}
-	packA(kern.transpose8, kern.transpose4, dst, j.tA, j.a, j.lda, x0, w, pc, kc, r)
+	packA(kern, dst, j.tA, j.a, j.lda, x0, w, pc, kc, r)
 }
 
 // sharedPanels returns the panels of the shared operand's k block at pc.
@@ -427,11 +430,11 @@ func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1, jc, pc int) {
 			pa = panels{base: j.a[i0*j.lda+pc:], mul: j.lda, ld: j.lda, full: full, rowMajor: true}
 		}
 		if full < mc {
-			packA(kern.transpose8, kern.transpose4, buf.pack, j.tA, j.a, j.lda, i0+full, mc-full, pc, kc, mr)
+			packA(kern, buf.pack, j.tA, j.a, j.lda, i0+full, mc-full, pc, kc, mr)
 			pa.edge = buf.pack
 		}
 	} else {
-		packA(kern.transpose8, kern.transpose4, buf.pack, j.tA, j.a, j.lda, i0, mc, pc, kc, mr)
+		packA(kern, buf.pack, j.tA, j.a, j.lda, i0, mc, pc, kc, mr)
 		pa = panels{base: buf.pack, mul: kc, ld: mr, full: mc}
 	}
 	pb := j.sharedPanels(pc, kc)
@@ -450,7 +453,7 @@ func (j *gemmJob) colChunk(buf *gemmBuf, j0, j1, pc int) {
 	if pc > 0 {
 		beta = 1
 	}
-	packB(kern.transpose8, buf.pack, j.tB, j.b, j.ldb, pc, kc, j0, nc, nr)
+	packB(kern, buf.pack, j.tB, j.b, j.ldb, pc, kc, j0, nc, nr)
 	pb := panels{base: buf.pack, mul: kc, ld: nr, full: nc}
 	pa := j.sharedPanels(pc, kc)
 	for ic := 0; ic < j.m; ic += kern.mc {
@@ -512,7 +515,8 @@ func mergeTile(c []float32, ldc int, tile []float32, nr, rows, cols int, alpha, 
 
 // packA packs rows [i0, i0+mc) and columns [p0, p0+kc) of op(A) into dst as
 // ceil(mc/mr) micro-panels, each kc steps of mr values (zero-padded rows).
-func packA(t8, t4 transposer, dst []float32, tA bool, a []float32, lda, i0, mc, p0, kc, mr int) {
+func packA(kern *microKernel, dst []float32, tA bool, a []float32, lda, i0, mc, p0, kc, mr int) {
+	t8, t4 := kern.transpose8, kern.transpose4
 	full := mc / mr * mr
 	if tA {
 		// op(A)[i][p] = a[p*lda+i]: step p of every micro-panel comes from
@@ -598,9 +602,6 @@ func packA(t8, t4 transposer, dst []float32, tA bool, a []float32, lda, i0, mc, 
 	}
 }
 
-// transposer is microKernel.transpose8.
-type transposer = func(dst *float32, ldd int, src *float32, lds int, n8 int)
-
 // maxTile bounds mr and nr of every micro-kernel.
 const maxTile = 32
 
@@ -628,26 +629,27 @@ func packRows6x2(d, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11 []float32) 
 
 // packB packs rows [p0, p0+kc) and columns [j0, j0+nc) of op(B) into dst as
 // ceil(nc/nr) micro-panels, each kc steps of nr values (zero-padded columns).
-func packB(t8 transposer, dst []float32, tB bool, b []float32, ldb, p0, kc, j0, nc, nr int) {
+func packB(kern *microKernel, dst []float32, tB bool, b []float32, ldb, p0, kc, j0, nc, nr int) {
+	t8 := kern.transpose8
 	full := nc / nr * nr
 	if !tB {
 		// op(B)[p][j] = b[p*ldb+j]: row p of B is step p of every micro-panel;
 		// reading B row by row keeps the reads sequential.
+		if kern.packPanels != nil && full > 0 && nr%8 == 0 {
+			kern.packPanels(&dst[0], &b[p0*ldb+j0], ldb, kc, full/nr, nr)
+			if full < nc {
+				for p := 0; p < kc; p++ {
+					d := dst[full*kc+p*nr : full*kc+p*nr+nr]
+					copy(d, b[(p0+p)*ldb+j0+full:][:nc-full])
+					clear(d[nc-full:])
+				}
+			}
+			return
+		}
 		for p := 0; p < kc; p++ {
 			src := b[(p0+p)*ldb+j0:][:nc]
-			switch nr {
-			case 16:
-				for jr := 0; jr < full; jr += 16 {
-					*(*[16]float32)(dst[jr*kc+p*16:]) = *(*[16]float32)(src[jr:])
-				}
-			case 32:
-				for jr := 0; jr < full; jr += 32 {
-					*(*[32]float32)(dst[jr*kc+p*32:]) = *(*[32]float32)(src[jr:])
-				}
-			default:
-				for jr := 0; jr < full; jr += nr {
-					copy(dst[jr*kc+p*nr:jr*kc+p*nr+nr], src[jr:jr+nr])
-				}
+			for jr := 0; jr < full; jr += nr {
+				copy(dst[jr*kc+p*nr:jr*kc+p*nr+nr], src[jr:jr+nr])
 			}
 			if full < nc {
 				d := dst[full*kc+p*nr : full*kc+p*nr+nr]
