@@ -139,10 +139,11 @@ func BenchmarkMicroKernel(b *testing.B) {
 			for i := range a {
 				a[i] = 1
 			}
+			cpu0 := processCPU()
 			for b.Loop() {
 				kern.fn(k, &a[0], kern.mr, &bp[0], kern.nr, &c[0], kern.nr, 1, 1)
 			}
-			b.ReportMetric(2*float64(kern.mr*kern.nr*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			reportFlops(b, 2*float64(kern.mr*kern.nr*k), processCPU()-cpu0)
 		})
 	}
 }
