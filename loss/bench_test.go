@@ -1,0 +1,46 @@
+package loss
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/klring/klring/kernels"
+)
+
+// BenchmarkKL times ForwardBackward (forward KL, gradient over the logits) on
+// 2 threads. B/s (SetBytes) counts the bytes read: logits, plus the dense
+// target for probs; traffic-GB/s adds the gradient written.
+func BenchmarkKL(b *testing.B) {
+	const rows = 8192
+	for _, kind := range []targetKind{kindHard, kindProbs} {
+		for _, V := range []int{256, 4096, 32768} {
+			b.Run(fmt.Sprintf("%s/V=%d/rows=%d", kindNames[kind], V, rows), func(b *testing.B) {
+				rng := rand.New(rand.NewPCG(1, uint64(V)))
+				logits := randLogits(rng, rows*V, 2)
+				var tg Target
+				read := int64(rows * V * 4)
+				if kind == kindHard {
+					tg = randTarget(rng, kindHard, rows, V, false)
+				} else {
+					tg = randTarget(rng, kindProbs, rows, V, false)
+					read *= 2
+				}
+				c := NewComputer(kernels.NewPool(2))
+				o := DefaultOptions()
+				b.SetBytes(read)
+				b.ResetTimer()
+				for b.Loop() {
+					// The gradient of one iteration is the next one's logits:
+					// finite and of ordinary size, so the work is the same.
+					if _, err := c.ForwardBackward(logits, rows, V, tg, o, 1.0/rows, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+				sec := b.Elapsed().Seconds() / float64(b.N)
+				b.ReportMetric(float64(read+int64(rows*V*4))/sec/1e9, "traffic-GB/s")
+				b.ReportMetric(sec*1e3, "ms/op")
+			})
+		}
+	}
+}
