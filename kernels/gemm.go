@@ -20,6 +20,10 @@ func (p *Pool) Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda i
 		scaleC(m, n, beta, c, ldc)
 		return
 	}
+	if m*n*k <= p.directMNK {
+		sgemmDirect(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
 	p.sgemm(gemmArgs{
 		tA: tA, tB: tB, m: m, n: n, k: k, alpha: alpha, beta: beta,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,

@@ -688,6 +688,41 @@ func packB(kern *microKernel, dst []float32, tB bool, b []float32, ldb, p0, kc, 
 	}
 }
 
+// defaultDirectMNK is the size of product (m*n*k) up to which Sgemm uses
+// sgemmDirect: below it, the fixed cost of packing and tiles dominates.
+const defaultDirectMNK = 256
+
+// sgemmDirect is Sgemm for tiny products: plain loops, C row by row.
+func sgemmDirect(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(row)
+		} else if beta != 1 {
+			for j := range row {
+				row[j] *= beta
+			}
+		}
+		for l := 0; l < k; l++ {
+			var av float32
+			if tA {
+				av = alpha * a[l*lda+i]
+			} else {
+				av = alpha * a[i*lda+l]
+			}
+			if tB {
+				for j := range row {
+					row[j] += av * b[j*ldb+l]
+				}
+				continue
+			}
+			for j, bv := range b[l*ldb : l*ldb+n] {
+				row[j] += av * bv
+			}
+		}
+	}
+}
+
 // scaleC sets C = beta*C (beta == 0: C = 0, not read).
 func scaleC(m, n int, beta float32, c []float32, ldc int) {
 	for i := 0; i < m; i++ {

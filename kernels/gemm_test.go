@@ -138,19 +138,22 @@ func TestSgemm(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/threads=%d", kern.name, threads), func(t *testing.T) {
 				p := NewPool(threads)
 				p.kern = kern
+				if threads == 3 {
+					p.directMNK = 0 // tiny shapes through the micro-kernels too
+				}
 				checkSgemm(t, p)
 			})
 		}
 		t.Run(kern.name+"/nosmall", func(t *testing.T) {
 			p := NewPool(2)
 			p.kern = kern
-			p.smallFlops = 0
+			p.smallFlops, p.directMNK = 0, 0
 			checkSgemm(t, p)
 		})
 		t.Run(kern.name+"/packall", func(t *testing.T) {
 			p := NewPool(2)
 			p.kern = kern
-			p.packAll = true
+			p.packAll, p.directMNK = true, 0
 			checkSgemm(t, p)
 		})
 		// A shared operand too large to pack whole is done in slabs.

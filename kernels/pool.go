@@ -21,6 +21,9 @@ type Pool struct {
 	// smallFlops is the size of product read in place where possible (tests
 	// set it to 0 to force packing on small shapes).
 	smallFlops float64
+	// directMNK is the size of product (m*n*k) done by plain loops (tests
+	// set it to 0 to run tiny shapes through the micro-kernels).
+	directMNK int
 	// packAll makes Sgemm pack every operand, even one it could read in
 	// place (tests set it to check the packing of every layout).
 	packAll bool
@@ -36,7 +39,7 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{threads: threads, extra: make(chan struct{}, threads-1), kern: bestKernel(), maxShared: defaultMaxShared, smallFlops: defaultSmallFlops}
+	p := &Pool{threads: threads, extra: make(chan struct{}, threads-1), kern: bestKernel(), maxShared: defaultMaxShared, smallFlops: defaultSmallFlops, directMNK: defaultDirectMNK}
 	for i := 0; i < threads-1; i++ {
 		p.extra <- struct{}{}
 	}

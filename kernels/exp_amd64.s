@@ -1,0 +1,541 @@
+#include "textflag.h"
+
+DATA explo<>+0(SB)/4, $0xc2aeac4f
+DATA explo<>+4(SB)/4, $0xc2aeac4f
+DATA explo<>+8(SB)/4, $0xc2aeac4f
+DATA explo<>+12(SB)/4, $0xc2aeac4f
+DATA explo<>+16(SB)/4, $0xc2aeac4f
+DATA explo<>+20(SB)/4, $0xc2aeac4f
+DATA explo<>+24(SB)/4, $0xc2aeac4f
+DATA explo<>+28(SB)/4, $0xc2aeac4f
+GLOBL explo<>(SB), RODATA|NOPTR, $32
+
+DATA exphi<>+0(SB)/4, $0x42b00000
+DATA exphi<>+4(SB)/4, $0x42b00000
+DATA exphi<>+8(SB)/4, $0x42b00000
+DATA exphi<>+12(SB)/4, $0x42b00000
+DATA exphi<>+16(SB)/4, $0x42b00000
+DATA exphi<>+20(SB)/4, $0x42b00000
+DATA exphi<>+24(SB)/4, $0x42b00000
+DATA exphi<>+28(SB)/4, $0x42b00000
+GLOBL exphi<>(SB), RODATA|NOPTR, $32
+
+DATA log2e<>+0(SB)/4, $0x3fb8aa3b
+DATA log2e<>+4(SB)/4, $0x3fb8aa3b
+DATA log2e<>+8(SB)/4, $0x3fb8aa3b
+DATA log2e<>+12(SB)/4, $0x3fb8aa3b
+DATA log2e<>+16(SB)/4, $0x3fb8aa3b
+DATA log2e<>+20(SB)/4, $0x3fb8aa3b
+DATA log2e<>+24(SB)/4, $0x3fb8aa3b
+DATA log2e<>+28(SB)/4, $0x3fb8aa3b
+GLOBL log2e<>(SB), RODATA|NOPTR, $32
+
+DATA expc1<>+0(SB)/4, $0x3f318000
+DATA expc1<>+4(SB)/4, $0x3f318000
+DATA expc1<>+8(SB)/4, $0x3f318000
+DATA expc1<>+12(SB)/4, $0x3f318000
+DATA expc1<>+16(SB)/4, $0x3f318000
+DATA expc1<>+20(SB)/4, $0x3f318000
+DATA expc1<>+24(SB)/4, $0x3f318000
+DATA expc1<>+28(SB)/4, $0x3f318000
+GLOBL expc1<>(SB), RODATA|NOPTR, $32
+
+DATA expc2<>+0(SB)/4, $0xb95e8083
+DATA expc2<>+4(SB)/4, $0xb95e8083
+DATA expc2<>+8(SB)/4, $0xb95e8083
+DATA expc2<>+12(SB)/4, $0xb95e8083
+DATA expc2<>+16(SB)/4, $0xb95e8083
+DATA expc2<>+20(SB)/4, $0xb95e8083
+DATA expc2<>+24(SB)/4, $0xb95e8083
+DATA expc2<>+28(SB)/4, $0xb95e8083
+GLOBL expc2<>(SB), RODATA|NOPTR, $32
+
+DATA expp0<>+0(SB)/4, $0x39506967
+DATA expp0<>+4(SB)/4, $0x39506967
+DATA expp0<>+8(SB)/4, $0x39506967
+DATA expp0<>+12(SB)/4, $0x39506967
+DATA expp0<>+16(SB)/4, $0x39506967
+DATA expp0<>+20(SB)/4, $0x39506967
+DATA expp0<>+24(SB)/4, $0x39506967
+DATA expp0<>+28(SB)/4, $0x39506967
+GLOBL expp0<>(SB), RODATA|NOPTR, $32
+
+DATA expp1<>+0(SB)/4, $0x3ab743ce
+DATA expp1<>+4(SB)/4, $0x3ab743ce
+DATA expp1<>+8(SB)/4, $0x3ab743ce
+DATA expp1<>+12(SB)/4, $0x3ab743ce
+DATA expp1<>+16(SB)/4, $0x3ab743ce
+DATA expp1<>+20(SB)/4, $0x3ab743ce
+DATA expp1<>+24(SB)/4, $0x3ab743ce
+DATA expp1<>+28(SB)/4, $0x3ab743ce
+GLOBL expp1<>(SB), RODATA|NOPTR, $32
+
+DATA expp2<>+0(SB)/4, $0x3c088908
+DATA expp2<>+4(SB)/4, $0x3c088908
+DATA expp2<>+8(SB)/4, $0x3c088908
+DATA expp2<>+12(SB)/4, $0x3c088908
+DATA expp2<>+16(SB)/4, $0x3c088908
+DATA expp2<>+20(SB)/4, $0x3c088908
+DATA expp2<>+24(SB)/4, $0x3c088908
+DATA expp2<>+28(SB)/4, $0x3c088908
+GLOBL expp2<>(SB), RODATA|NOPTR, $32
+
+DATA expp3<>+0(SB)/4, $0x3d2aa9c1
+DATA expp3<>+4(SB)/4, $0x3d2aa9c1
+DATA expp3<>+8(SB)/4, $0x3d2aa9c1
+DATA expp3<>+12(SB)/4, $0x3d2aa9c1
+DATA expp3<>+16(SB)/4, $0x3d2aa9c1
+DATA expp3<>+20(SB)/4, $0x3d2aa9c1
+DATA expp3<>+24(SB)/4, $0x3d2aa9c1
+DATA expp3<>+28(SB)/4, $0x3d2aa9c1
+GLOBL expp3<>(SB), RODATA|NOPTR, $32
+
+DATA expp4<>+0(SB)/4, $0x3e2aaaaa
+DATA expp4<>+4(SB)/4, $0x3e2aaaaa
+DATA expp4<>+8(SB)/4, $0x3e2aaaaa
+DATA expp4<>+12(SB)/4, $0x3e2aaaaa
+DATA expp4<>+16(SB)/4, $0x3e2aaaaa
+DATA expp4<>+20(SB)/4, $0x3e2aaaaa
+DATA expp4<>+24(SB)/4, $0x3e2aaaaa
+DATA expp4<>+28(SB)/4, $0x3e2aaaaa
+GLOBL expp4<>(SB), RODATA|NOPTR, $32
+
+DATA expp5<>+0(SB)/4, $0x3f000000
+DATA expp5<>+4(SB)/4, $0x3f000000
+DATA expp5<>+8(SB)/4, $0x3f000000
+DATA expp5<>+12(SB)/4, $0x3f000000
+DATA expp5<>+16(SB)/4, $0x3f000000
+DATA expp5<>+20(SB)/4, $0x3f000000
+DATA expp5<>+24(SB)/4, $0x3f000000
+DATA expp5<>+28(SB)/4, $0x3f000000
+GLOBL expp5<>(SB), RODATA|NOPTR, $32
+
+DATA one<>+0(SB)/4, $0x3f800000
+DATA one<>+4(SB)/4, $0x3f800000
+DATA one<>+8(SB)/4, $0x3f800000
+DATA one<>+12(SB)/4, $0x3f800000
+DATA one<>+16(SB)/4, $0x3f800000
+DATA one<>+20(SB)/4, $0x3f800000
+DATA one<>+24(SB)/4, $0x3f800000
+DATA one<>+28(SB)/4, $0x3f800000
+GLOBL one<>(SB), RODATA|NOPTR, $32
+
+DATA i127<>+0(SB)/4, $0x0000007f
+DATA i127<>+4(SB)/4, $0x0000007f
+DATA i127<>+8(SB)/4, $0x0000007f
+DATA i127<>+12(SB)/4, $0x0000007f
+DATA i127<>+16(SB)/4, $0x0000007f
+DATA i127<>+20(SB)/4, $0x0000007f
+DATA i127<>+24(SB)/4, $0x0000007f
+DATA i127<>+28(SB)/4, $0x0000007f
+GLOBL i127<>(SB), RODATA|NOPTR, $32
+
+DATA i126<>+0(SB)/4, $0x0000007e
+DATA i126<>+4(SB)/4, $0x0000007e
+DATA i126<>+8(SB)/4, $0x0000007e
+DATA i126<>+12(SB)/4, $0x0000007e
+DATA i126<>+16(SB)/4, $0x0000007e
+DATA i126<>+20(SB)/4, $0x0000007e
+DATA i126<>+24(SB)/4, $0x0000007e
+DATA i126<>+28(SB)/4, $0x0000007e
+GLOBL i126<>(SB), RODATA|NOPTR, $32
+
+DATA half<>+0(SB)/4, $0x3f000000
+DATA half<>+4(SB)/4, $0x3f000000
+DATA half<>+8(SB)/4, $0x3f000000
+DATA half<>+12(SB)/4, $0x3f000000
+DATA half<>+16(SB)/4, $0x3f000000
+DATA half<>+20(SB)/4, $0x3f000000
+DATA half<>+24(SB)/4, $0x3f000000
+DATA half<>+28(SB)/4, $0x3f000000
+GLOBL half<>(SB), RODATA|NOPTR, $32
+
+DATA mantmask<>+0(SB)/4, $0x807fffff
+DATA mantmask<>+4(SB)/4, $0x807fffff
+DATA mantmask<>+8(SB)/4, $0x807fffff
+DATA mantmask<>+12(SB)/4, $0x807fffff
+DATA mantmask<>+16(SB)/4, $0x807fffff
+DATA mantmask<>+20(SB)/4, $0x807fffff
+DATA mantmask<>+24(SB)/4, $0x807fffff
+DATA mantmask<>+28(SB)/4, $0x807fffff
+GLOBL mantmask<>(SB), RODATA|NOPTR, $32
+
+DATA minnorm<>+0(SB)/4, $0x00800000
+DATA minnorm<>+4(SB)/4, $0x00800000
+DATA minnorm<>+8(SB)/4, $0x00800000
+DATA minnorm<>+12(SB)/4, $0x00800000
+DATA minnorm<>+16(SB)/4, $0x00800000
+DATA minnorm<>+20(SB)/4, $0x00800000
+DATA minnorm<>+24(SB)/4, $0x00800000
+DATA minnorm<>+28(SB)/4, $0x00800000
+GLOBL minnorm<>(SB), RODATA|NOPTR, $32
+
+DATA sqrthf<>+0(SB)/4, $0x3f3504f3
+DATA sqrthf<>+4(SB)/4, $0x3f3504f3
+DATA sqrthf<>+8(SB)/4, $0x3f3504f3
+DATA sqrthf<>+12(SB)/4, $0x3f3504f3
+DATA sqrthf<>+16(SB)/4, $0x3f3504f3
+DATA sqrthf<>+20(SB)/4, $0x3f3504f3
+DATA sqrthf<>+24(SB)/4, $0x3f3504f3
+DATA sqrthf<>+28(SB)/4, $0x3f3504f3
+GLOBL sqrthf<>(SB), RODATA|NOPTR, $32
+
+DATA logq1<>+0(SB)/4, $0xb95e8083
+DATA logq1<>+4(SB)/4, $0xb95e8083
+DATA logq1<>+8(SB)/4, $0xb95e8083
+DATA logq1<>+12(SB)/4, $0xb95e8083
+DATA logq1<>+16(SB)/4, $0xb95e8083
+DATA logq1<>+20(SB)/4, $0xb95e8083
+DATA logq1<>+24(SB)/4, $0xb95e8083
+DATA logq1<>+28(SB)/4, $0xb95e8083
+GLOBL logq1<>(SB), RODATA|NOPTR, $32
+
+DATA logq2<>+0(SB)/4, $0x3f318000
+DATA logq2<>+4(SB)/4, $0x3f318000
+DATA logq2<>+8(SB)/4, $0x3f318000
+DATA logq2<>+12(SB)/4, $0x3f318000
+DATA logq2<>+16(SB)/4, $0x3f318000
+DATA logq2<>+20(SB)/4, $0x3f318000
+DATA logq2<>+24(SB)/4, $0x3f318000
+DATA logq2<>+28(SB)/4, $0x3f318000
+GLOBL logq2<>(SB), RODATA|NOPTR, $32
+
+DATA logp0<>+0(SB)/4, $0x3d9021bb
+DATA logp0<>+4(SB)/4, $0x3d9021bb
+DATA logp0<>+8(SB)/4, $0x3d9021bb
+DATA logp0<>+12(SB)/4, $0x3d9021bb
+DATA logp0<>+16(SB)/4, $0x3d9021bb
+DATA logp0<>+20(SB)/4, $0x3d9021bb
+DATA logp0<>+24(SB)/4, $0x3d9021bb
+DATA logp0<>+28(SB)/4, $0x3d9021bb
+GLOBL logp0<>(SB), RODATA|NOPTR, $32
+
+DATA logp1<>+0(SB)/4, $0xbdebd1b8
+DATA logp1<>+4(SB)/4, $0xbdebd1b8
+DATA logp1<>+8(SB)/4, $0xbdebd1b8
+DATA logp1<>+12(SB)/4, $0xbdebd1b8
+DATA logp1<>+16(SB)/4, $0xbdebd1b8
+DATA logp1<>+20(SB)/4, $0xbdebd1b8
+DATA logp1<>+24(SB)/4, $0xbdebd1b8
+DATA logp1<>+28(SB)/4, $0xbdebd1b8
+GLOBL logp1<>(SB), RODATA|NOPTR, $32
+
+DATA logp2<>+0(SB)/4, $0x3def251a
+DATA logp2<>+4(SB)/4, $0x3def251a
+DATA logp2<>+8(SB)/4, $0x3def251a
+DATA logp2<>+12(SB)/4, $0x3def251a
+DATA logp2<>+16(SB)/4, $0x3def251a
+DATA logp2<>+20(SB)/4, $0x3def251a
+DATA logp2<>+24(SB)/4, $0x3def251a
+DATA logp2<>+28(SB)/4, $0x3def251a
+GLOBL logp2<>(SB), RODATA|NOPTR, $32
+
+DATA logp3<>+0(SB)/4, $0xbdfe5d4f
+DATA logp3<>+4(SB)/4, $0xbdfe5d4f
+DATA logp3<>+8(SB)/4, $0xbdfe5d4f
+DATA logp3<>+12(SB)/4, $0xbdfe5d4f
+DATA logp3<>+16(SB)/4, $0xbdfe5d4f
+DATA logp3<>+20(SB)/4, $0xbdfe5d4f
+DATA logp3<>+24(SB)/4, $0xbdfe5d4f
+DATA logp3<>+28(SB)/4, $0xbdfe5d4f
+GLOBL logp3<>(SB), RODATA|NOPTR, $32
+
+DATA logp4<>+0(SB)/4, $0x3e11e9bf
+DATA logp4<>+4(SB)/4, $0x3e11e9bf
+DATA logp4<>+8(SB)/4, $0x3e11e9bf
+DATA logp4<>+12(SB)/4, $0x3e11e9bf
+DATA logp4<>+16(SB)/4, $0x3e11e9bf
+DATA logp4<>+20(SB)/4, $0x3e11e9bf
+DATA logp4<>+24(SB)/4, $0x3e11e9bf
+DATA logp4<>+28(SB)/4, $0x3e11e9bf
+GLOBL logp4<>(SB), RODATA|NOPTR, $32
+
+DATA logp5<>+0(SB)/4, $0xbe2aae50
+DATA logp5<>+4(SB)/4, $0xbe2aae50
+DATA logp5<>+8(SB)/4, $0xbe2aae50
+DATA logp5<>+12(SB)/4, $0xbe2aae50
+DATA logp5<>+16(SB)/4, $0xbe2aae50
+DATA logp5<>+20(SB)/4, $0xbe2aae50
+DATA logp5<>+24(SB)/4, $0xbe2aae50
+DATA logp5<>+28(SB)/4, $0xbe2aae50
+GLOBL logp5<>(SB), RODATA|NOPTR, $32
+
+DATA logp6<>+0(SB)/4, $0x3e4cceac
+DATA logp6<>+4(SB)/4, $0x3e4cceac
+DATA logp6<>+8(SB)/4, $0x3e4cceac
+DATA logp6<>+12(SB)/4, $0x3e4cceac
+DATA logp6<>+16(SB)/4, $0x3e4cceac
+DATA logp6<>+20(SB)/4, $0x3e4cceac
+DATA logp6<>+24(SB)/4, $0x3e4cceac
+DATA logp6<>+28(SB)/4, $0x3e4cceac
+GLOBL logp6<>(SB), RODATA|NOPTR, $32
+
+DATA logp7<>+0(SB)/4, $0xbe7ffffc
+DATA logp7<>+4(SB)/4, $0xbe7ffffc
+DATA logp7<>+8(SB)/4, $0xbe7ffffc
+DATA logp7<>+12(SB)/4, $0xbe7ffffc
+DATA logp7<>+16(SB)/4, $0xbe7ffffc
+DATA logp7<>+20(SB)/4, $0xbe7ffffc
+DATA logp7<>+24(SB)/4, $0xbe7ffffc
+DATA logp7<>+28(SB)/4, $0xbe7ffffc
+GLOBL logp7<>(SB), RODATA|NOPTR, $32
+
+DATA logp8<>+0(SB)/4, $0x3eaaaaaa
+DATA logp8<>+4(SB)/4, $0x3eaaaaaa
+DATA logp8<>+8(SB)/4, $0x3eaaaaaa
+DATA logp8<>+12(SB)/4, $0x3eaaaaaa
+DATA logp8<>+16(SB)/4, $0x3eaaaaaa
+DATA logp8<>+20(SB)/4, $0x3eaaaaaa
+DATA logp8<>+24(SB)/4, $0x3eaaaaaa
+DATA logp8<>+28(SB)/4, $0x3eaaaaaa
+GLOBL logp8<>(SB), RODATA|NOPTR, $32
+
+// Row kernels (see exp.go): AVX2 + FMA, n > 0 a multiple of 16. Constants
+// are 8 copies of a float32 (or int32) so they can be ymm memory operands.
+// Operand order is Go's: the destination last, and for two-source
+// instructions "OP src2, src1, dst". VMAXPS/VMINPS return src2 when either
+// input is NaN, so the clamps below keep the data in src2 and NaN flows
+// through.
+
+// EXP8 sets X = exp(a*X - b) for the 8 lanes of X (a in Y15, b in Y14, the
+// clamps lo in Y12 and hi in Y11); N, Y, M, T are scratch.
+#define EXP8(X, N, Y, M, T) \
+	VFMSUB213PS  Y14, Y15, X;              \
+	VCMPPS       $1, Y12, X, M;            \
+	VMAXPS       X, Y12, X;                \
+	VMINPS       X, Y11, X;                \
+	VMULPS       log2e<>(SB), X, N;        \
+	VROUNDPS     $0, N, N;                 \
+	VFNMADD231PS expc1<>(SB), N, X;        \
+	VFNMADD231PS expc2<>(SB), N, X;        \
+	VMOVUPS      expp0<>(SB), Y;           \
+	VFMADD213PS  expp1<>(SB), X, Y;        \
+	VFMADD213PS  expp2<>(SB), X, Y;        \
+	VFMADD213PS  expp3<>(SB), X, Y;        \
+	VFMADD213PS  expp4<>(SB), X, Y;        \
+	VFMADD213PS  expp5<>(SB), X, Y;        \
+	VMULPS       X, X, T;                  \
+	VFMADD213PS  X, T, Y;                  \
+	VADDPS       one<>(SB), Y, Y;          \
+	VCVTPS2DQ    N, N;                     \
+	VPADDD       i127<>(SB), N, N;         \
+	VPSLLD       $23, N, N;                \
+	VMULPS       N, Y, X;                  \
+	VANDNPS      X, M, X
+
+// ADD8PD adds the 8 float32 lanes of V (xmm name XV) as float64 into ACC0
+// (low 4) and ACC1 (high 4); T0, T1 (xmm name XT1) are scratch.
+#define ADD8PD(V, XV, T0, T1, XT1, ACC0, ACC1) \
+	VCVTPS2PD    XV, T0;       \
+	VEXTRACTF128 $1, V, XT1;   \
+	VCVTPS2PD    XT1, T1;      \
+	VADDPD       T0, ACC0, ACC0; \
+	VADDPD       T1, ACC1, ACC1
+
+// HSUMPD reduces the 4 float64 lanes of ACC (xmm XACC) into its low lane; XT
+// is scratch.
+#define HSUMPD(ACC, XACC, XT) \
+	VEXTRACTF128 $1, ACC, XT;  \
+	VADDPD       XT, XACC, XACC; \
+	VPERMILPD    $1, XACC, XT; \
+	VADDSD       XT, XACC, XACC
+
+// HREDPS reduces the 8 float32 lanes of V (xmm XV) with OP into its low
+// lane; XT is scratch.
+#define HREDPS(OP, V, XV, XT) \
+	VEXTRACTF128 $1, V, XT;    \
+	OP           XT, XV, XV;   \
+	VPERMILPS    $0x4E, XV, XT; \
+	OP           XT, XV, XV;   \
+	VPERMILPS    $0xB1, XV, XT; \
+	OP           XT, XV, XV
+
+// func maxMinSumAVX2(x *float32, n int) (mx, mn float32, sum float64)
+TEXT ·maxMinSumAVX2(SB), NOSPLIT, $0-32
+	MOVQ    x+0(FP), SI
+	MOVQ    n+8(FP), CX
+	VMOVUPS (SI), Y0
+	VMOVUPS Y0, Y1
+	VXORPD  Y2, Y2, Y2
+	VXORPD  Y3, Y3, Y3
+	VXORPD  Y4, Y4, Y4
+	VXORPD  Y5, Y5, Y5
+	XORQ    AX, AX
+
+mmsloop:
+	VMOVUPS (SI)(AX*4), Y6
+	VMOVUPS 32(SI)(AX*4), Y7
+	VMAXPS  Y6, Y0, Y0
+	VMINPS  Y6, Y1, Y1
+	VMAXPS  Y7, Y0, Y0
+	VMINPS  Y7, Y1, Y1
+	ADD8PD(Y6, X6, Y8, Y9, X9, Y2, Y3)
+	ADD8PD(Y7, X7, Y10, Y11, X11, Y4, Y5)
+	ADDQ    $16, AX
+	CMPQ    AX, CX
+	JLT     mmsloop
+
+	HREDPS(VMAXPS, Y0, X0, X6)
+	VMOVSS  X0, mx+16(FP)
+	HREDPS(VMINPS, Y1, X1, X6)
+	VMOVSS  X1, mn+20(FP)
+	VADDPD  Y3, Y2, Y2
+	VADDPD  Y5, Y4, Y4
+	VADDPD  Y4, Y2, Y2
+	HSUMPD(Y2, X2, X3)
+	VMOVSD  X2, sum+24(FP)
+	VZEROUPPER
+	RET
+
+// func expSumAVX2(dst, x *float32, n int, a, b float32) float64
+TEXT ·expSumAVX2(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y15
+	VBROADCASTSS b+28(FP), Y14
+	VMOVUPS      explo<>(SB), Y12
+	VMOVUPS      exphi<>(SB), Y11
+	VXORPD       Y10, Y10, Y10
+	VXORPD       Y13, Y13, Y13
+	XORQ         AX, AX
+
+esloop:
+	VMOVUPS (SI)(AX*4), Y0
+	VMOVUPS 32(SI)(AX*4), Y5
+	EXP8(Y0, Y1, Y2, Y3, Y4)
+	EXP8(Y5, Y6, Y7, Y8, Y9)
+	VMOVUPS Y0, (DI)(AX*4)
+	VMOVUPS Y5, 32(DI)(AX*4)
+	ADD8PD(Y0, X0, Y1, Y2, X2, Y10, Y13)
+	ADD8PD(Y5, X5, Y6, Y7, X7, Y10, Y13)
+	ADDQ    $16, AX
+	CMPQ    AX, CX
+	JLT     esloop
+
+	VADDPD Y13, Y10, Y10
+	HSUMPD(Y10, X10, X13)
+	VMOVSD X10, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// XLOGX8 accumulates 8 lanes of x (at off(SI)) and y (at off(DI)): min x
+// into Y15, sum x into Y14, sum x*y (float64 products) into Y13, sum x log x
+// into Y12. log is Cephes logf: x = m*2^e with m in [sqrt(1/2), sqrt(2)),
+// log x = e*ln2 + log(m), log(1+f) = f - f^2/2 + f^3*P(f).
+#define XLOGX8(off) \
+	VMOVUPS      off(SI)(AX*4), Y0;     \
+	VMOVUPS      off(DI)(AX*4), Y1;     \
+	VMINPS       Y0, Y15, Y15;          \
+	VCVTPS2PD    X0, Y2;                \
+	VEXTRACTF128 $1, Y0, X3;            \
+	VCVTPS2PD    X3, Y3;                \
+	VADDPD       Y2, Y14, Y14;          \
+	VADDPD       Y3, Y14, Y14;          \
+	VCVTPS2PD    X1, Y4;                \
+	VEXTRACTF128 $1, Y1, X5;            \
+	VCVTPS2PD    X5, Y5;                \
+	VFMADD231PD  Y2, Y4, Y13;           \
+	VFMADD231PD  Y3, Y5, Y13;           \
+	VMAXPS       minnorm<>(SB), Y0, Y2; \
+	VPSRLD       $23, Y2, Y3;           \
+	VPAND        mantmask<>(SB), Y2, Y2; \
+	VPOR         half<>(SB), Y2, Y2;    \
+	VPSUBD       i126<>(SB), Y3, Y3;    \
+	VCVTDQ2PS    Y3, Y3;                \
+	VCMPPS       $1, sqrthf<>(SB), Y2, Y4; \
+	VANDPS       Y2, Y4, Y5;            \
+	VSUBPS       one<>(SB), Y2, Y2;     \
+	VANDPS       one<>(SB), Y4, Y6;     \
+	VSUBPS       Y6, Y3, Y3;            \
+	VADDPS       Y5, Y2, Y2;            \
+	VMULPS       Y2, Y2, Y4;            \
+	VMOVUPS      logp0<>(SB), Y6;       \
+	VFMADD213PS  logp1<>(SB), Y2, Y6;   \
+	VFMADD213PS  logp2<>(SB), Y2, Y6;   \
+	VFMADD213PS  logp3<>(SB), Y2, Y6;   \
+	VFMADD213PS  logp4<>(SB), Y2, Y6;   \
+	VFMADD213PS  logp5<>(SB), Y2, Y6;   \
+	VFMADD213PS  logp6<>(SB), Y2, Y6;   \
+	VFMADD213PS  logp7<>(SB), Y2, Y6;   \
+	VFMADD213PS  logp8<>(SB), Y2, Y6;   \
+	VMULPS       Y2, Y6, Y6;            \
+	VMULPS       Y4, Y6, Y6;            \
+	VFMADD231PS  logq1<>(SB), Y3, Y6;   \
+	VFNMADD231PS half<>(SB), Y4, Y6;    \
+	VADDPS       Y6, Y2, Y2;            \
+	VFMADD231PS  logq2<>(SB), Y3, Y2;   \
+	VMULPS       Y0, Y2, Y2;            \
+	ADD8PD(Y2, X2, Y3, Y4, X4, Y12, Y12)
+
+// func xLogXDotAVX2(x, y *float32, n int) (xlogx, sum, dot float64, mn float32)
+TEXT ·xLogXDotAVX2(SB), NOSPLIT, $0-56
+	MOVQ    x+0(FP), SI
+	MOVQ    y+8(FP), DI
+	MOVQ    n+16(FP), CX
+	VMOVUPS (SI), Y15
+	VXORPD  Y14, Y14, Y14
+	VXORPD  Y13, Y13, Y13
+	VXORPD  Y12, Y12, Y12
+	XORQ    AX, AX
+
+xlloop:
+	XLOGX8(0)
+	XLOGX8(32)
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JLT  xlloop
+
+	HSUMPD(Y12, X12, X0)
+	VMOVSD X12, xlogx+24(FP)
+	HSUMPD(Y14, X14, X0)
+	VMOVSD X14, sum+32(FP)
+	HSUMPD(Y13, X13, X0)
+	VMOVSD X13, dot+40(FP)
+	HREDPS(VMINPS, Y15, X15, X0)
+	VMOVSS X15, mn+48(FP)
+	VZEROUPPER
+	RET
+
+// func scaleShiftAVX2(x *float32, n int, alpha, beta float32)
+TEXT ·scaleShiftAVX2(SB), NOSPLIT, $0-24
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS alpha+16(FP), Y14
+	VBROADCASTSS beta+20(FP), Y15
+	XORQ         AX, AX
+
+ssloop:
+	VMOVUPS     (SI)(AX*4), Y0
+	VMOVUPS     32(SI)(AX*4), Y1
+	VFMADD213PS Y15, Y14, Y0
+	VFMADD213PS Y15, Y14, Y1
+	VMOVUPS     Y0, (SI)(AX*4)
+	VMOVUPS     Y1, 32(SI)(AX*4)
+	ADDQ        $16, AX
+	CMPQ        AX, CX
+	JLT         ssloop
+	VZEROUPPER
+	RET
+
+// func axpbyAVX2(x, y *float32, n int, alpha, beta float32)
+TEXT ·axpbyAVX2(SB), NOSPLIT, $0-32
+	MOVQ         x+0(FP), SI
+	MOVQ         y+8(FP), DI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS alpha+24(FP), Y14
+	VBROADCASTSS beta+28(FP), Y15
+	XORQ         AX, AX
+
+abloop:
+	VMULPS      (DI)(AX*4), Y15, Y0
+	VMULPS      32(DI)(AX*4), Y15, Y1
+	VFMADD231PS (SI)(AX*4), Y14, Y0
+	VFMADD231PS 32(SI)(AX*4), Y14, Y1
+	VMOVUPS     Y0, (DI)(AX*4)
+	VMOVUPS     Y1, 32(DI)(AX*4)
+	ADDQ        $16, AX
+	CMPQ        AX, CX
+	JLT         abloop
+	VZEROUPPER
+	RET
