@@ -41,8 +41,8 @@
 // micro-kernel reads them); only its partial edge panel is packed. Small
 // products (2mnk <= 2*160^3) also read op(B) = B in place, and row-major A
 // too (micro-kernel variants that broadcast from mr row pointers), so that
-// packing does not dominate them. Packing
-// buffers belong to the Pool and are reused.
+// packing does not dominate them; tiny products (m*n*k <= 256) are plain
+// loops. Packing buffers belong to the Pool and are reused.
 //
 // Every element of C is summed over k in the same order whatever the budget:
 // results are bitwise identical for any number of threads.
