@@ -48,7 +48,8 @@
 // results are bitwise identical for any number of threads.
 //
 // Micro-kernels, chosen at run time by NewPool with golang.org/x/sys/cpu
-// (no build tags; gemm_amd64.s holds the assembly, hand-written Plan 9):
+// (no build tags; gemm_amd64.s holds the Plan 9 assembly, one macro per k
+// step of each micro-kernel; other architectures build gemm_other.go):
 //
 //	avx512-12x32  AVX-512F: 24 zmm accumulators; mc=192 kc=192 nc=1024
 //	              (B micro-panel 24 KiB in L1 48 KiB, A block 144 KiB in L2)
@@ -56,8 +57,8 @@
 //	              (B micro-panel 16 KiB in L1, A block 192 KiB in L2)
 //	go-4x4        anywhere else: portable Go with scalar accumulators
 //
-// Packing of row-major A (12-row panels) and of transposed B uses an AVX 8x8
-// register transpose on amd64.
+// On amd64, packing uses AVX too: 8x8 and 4x8 register transposes for
+// row-major A and transposed B, and a panel copy for row-major B.
 //
 // Every fast kernel has a naive reference (SgemmNaive) kept for tests; the
 // tests run every micro-kernel the CPU supports, and the portable one,
