@@ -469,7 +469,7 @@ esloop:
 	ADD8PD(Y2, X2, Y3, Y4, X4, Y12, Y12)
 
 // func xLogXDotAVX2(x, y *float32, n int) (xlogx, sum, dot float64, mn float32)
-TEXT ·xLogXDotAVX2(SB), NOSPLIT, $0-56
+TEXT ·xLogXDotAVX2(SB), NOSPLIT, $0-52
 	MOVQ    x+0(FP), SI
 	MOVQ    y+8(FP), DI
 	MOVQ    n+16(FP), CX

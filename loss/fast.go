@@ -1,8 +1,185 @@
 package loss
 
+import (
+	"math"
+
+	"github.com/klring/klring/kernels"
+)
+
+// Fast paths: forward KL with hard, dense or sparse targets on rows of finite
+// logits. A row takes a few vectorised passes (kernels' row kernels); the
+// first brings the row into L1/L2 and the others run there:
+//
+//	1. MaxMinSum(z): max for the shift, min and sum to see the row is finite
+//	2. (probs) XLogXDot(p, z): sum p log p, sum p, sum p*z, min p
+//	3. ExpSum: e_i = exp(a*z_i - b), b = a*max, in place when backward
+//	4. the gradient from e: ScaleShift (hard, sparse) or Axpby (probs)
+//
+// With s = a*z (a = 1/T) and lse = b + log(sum e), log q_i = a*z_i - lse, so
+//
+//	sum_i p_i log q_i = a*sum_i p_i z_i - S*lse
+//
+// needs only the sums; every sum is in float64. Everything that can reject a
+// row is checked before ExpSum may overwrite the logits, so a row a fast path
+// declines is still intact for rowGeneric, which then finds its error.
+
 // rowFast computes row r on a fast path when one applies to the job and the
 // row is ordinary (finite logits, valid target); ok is false otherwise and
-// the caller runs rowGeneric, which also finds the exact error.
+// the caller runs rowGeneric.
 func (j *job) rowFast(sc *scratch, r int) (loss float64, ok bool) {
+	if j.o.Direction != Forward {
+		return 0, false
+	}
+	switch j.kind {
+	case kindHard:
+		return j.hardFast(sc, r)
+	case kindProbs:
+		return j.probsFast(sc, r)
+	case kindSparse:
+		return j.sparseFast(sc, r)
+	}
 	return 0, false
+}
+
+// maxFastLogit bounds |z/T| on the fast paths. Their sums (sum p*z, sum z)
+// are taken of the logits themselves, not of z - max, so their rounding
+// grows with |z|: within the bound it stays below 1e-9 of a loss; rows
+// beyond it go to rowGeneric, which works with z - max throughout.
+const maxFastLogit = 1e6
+
+// shift checks that row z is finite and that |a*z| <= maxFastLogit, and
+// returns the exponent's factor a and shift b (a*max z) as float32, and sum z.
+func (j *job) shift(z []float32) (a, b float32, zsum float64, ok bool) {
+	mx, mn, zsum := kernels.MaxMinSum(z)
+	if math.IsNaN(zsum) || mx > math.MaxFloat32 || mn < -math.MaxFloat32 {
+		return 0, 0, 0, false
+	}
+	a = float32(j.a)
+	hi, lo := float64(a)*float64(mx), float64(a)*float64(mn)
+	if math.Abs(hi) > maxFastLogit || math.Abs(lo) > maxFastLogit {
+		return 0, 0, 0, false
+	}
+	return a, float32(hi), zsum, true
+}
+
+// expRow runs ExpSum over row z: in place when the job is backward, into
+// scratch otherwise. It returns the exp row and log(sum e) + b.
+func (j *job) expRow(sc *scratch, z []float32, a, b float32) (e []float32, sumE, lse float64) {
+	e = z
+	if !j.backward {
+		e = sc.f[:len(z)]
+	}
+	sumE = kernels.ExpSum(e, z, a, b)
+	return e, sumE, float64(b) + math.Log(sumE)
+}
+
+func (j *job) hardFast(sc *scratch, r int) (float64, bool) {
+	V := j.vocab
+	z := j.logits[r*V : (r+1)*V : (r+1)*V]
+	id := j.t.Hard[r]
+	if id < 0 || int(id) >= V {
+		return 0, false
+	}
+	a, b, zsum, ok := j.shift(z)
+	if !ok {
+		return 0, false
+	}
+	af, zt := float64(a), float64(z[id])
+	eps := j.o.LabelSmoothing
+	off := eps / float64(V)
+	on := 1 - eps + off
+	_, sumE, lse := j.expRow(sc, z, a, b)
+	var L float64 // the sums are taken relative to b: no cancellation against lse
+	if eps == 0 {
+		L = math.Log(sumE) - (af*zt - float64(b)) // a*z_t is exact in float64
+	} else {
+		h := on * math.Log(on)
+		if V > 1 {
+			h += float64(V-1) * off * math.Log(off)
+		}
+		ls, fb := math.Log(sumE), float64(b)
+		L = h - ((1-eps)*(af*zt-fb-ls) + off*(af*zsum-float64(V)*fb-float64(V)*ls))
+	}
+	if j.backward {
+		c := j.gc
+		kernels.ScaleShift(z, float32(c/sumE), float32(-c*off))
+		// The target's own entry in float64: q_t - p_t cancels when q_t is near 1.
+		z[id] = float32(c * (math.Exp(af*zt-lse) - on))
+	}
+	return L * j.t2, true
+}
+
+func (j *job) probsFast(sc *scratch, r int) (float64, bool) {
+	V := j.vocab
+	z := j.logits[r*V : (r+1)*V : (r+1)*V]
+	p := j.t.Probs[r*V : (r+1)*V : (r+1)*V]
+	a, b, _, ok := j.shift(z)
+	if !ok {
+		return 0, false
+	}
+	plogp, S, pz, pmin := kernels.XLogXDot(p, z)
+	if !(pmin >= 0) || !(math.Abs(S-1) <= probTolerance) {
+		return 0, false
+	}
+	_, sumE, _ := j.expRow(sc, z, a, b)
+	L := plogp - (float64(a)*pz - S*float64(b)) + S*math.Log(sumE)
+	if j.backward {
+		c := j.gc
+		kernels.Axpby(float32(-c), p, float32(c*S/sumE), z)
+	}
+	return L * j.t2, true
+}
+
+func (j *job) sparseFast(sc *scratch, r int) (float64, bool) {
+	V, K := j.vocab, j.t.K
+	z := j.logits[r*V : (r+1)*V : (r+1)*V]
+	ids := j.t.SparseIDs[r*K : (r+1)*K : (r+1)*K]
+	ps := j.t.SparseProbs[r*K : (r+1)*K : (r+1)*K]
+	sc.gen++
+	if sc.gen == 0 { // wrapped: forget every old mark
+		clear(sc.mark)
+		sc.gen = 1
+	}
+	zk := sc.s[:K] // the listed logits, kept for the gradient
+	var S, plogp, pz, zkSum float64
+	for k, id := range ids {
+		v := ps[k]
+		if id < 0 || int(id) >= V || !(v >= 0 && v <= math.MaxFloat32) || sc.mark[id] == sc.gen {
+			return 0, false
+		}
+		sc.mark[id] = sc.gen
+		pv, zv := float64(v), float64(z[id])
+		zk[k] = zv
+		S += pv
+		pz += pv * zv
+		zkSum += zv
+		if pv > 0 {
+			plogp += pv * math.Log(pv)
+		}
+	}
+	tail, err := sparseTail(S, K, V)
+	if err != nil {
+		return 0, false
+	}
+	a, b, zsum, ok := j.shift(z)
+	if !ok {
+		return 0, false
+	}
+	af := float64(a)
+	nt := float64(V - K)
+	Stot := S + tail*nt
+	if tail > 0 {
+		plogp += nt * tail * math.Log(tail)
+		pz += tail * (zsum - zkSum)
+	}
+	_, sumE, lse := j.expRow(sc, z, a, b)
+	L := plogp - (af*pz - Stot*float64(b)) + Stot*math.Log(sumE)
+	if j.backward {
+		c := j.gc
+		kernels.ScaleShift(z, float32(c*Stot/sumE), float32(-c*tail))
+		for k, id := range ids {
+			z[id] = float32(c * (math.Exp(af*zk[k]-lse)*Stot - float64(ps[k])))
+		}
+	}
+	return L * j.t2, true
 }

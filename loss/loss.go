@@ -137,6 +137,8 @@ type Computer struct {
 	free    []*scratch // guarded by mu
 	errRow  int        // lowest failing row, guarded by mu
 	errLast error      // its error, guarded by mu
+
+	noFast bool // tests: run every row on the float64 reference path
 }
 
 // NewComputer returns a Computer drawing its goroutines from pool. A nil pool
@@ -189,6 +191,8 @@ type job struct {
 	a  float64 // 1/T
 	t2 float64 // T^2 when ScaleT2, else 1
 	gc float64 // gradScale * a * t2: d loss/d logit = gc * d loss/d (z/T) / t2
+
+	noFast bool // tests: every row on rowGeneric
 }
 
 func (c *Computer) run(logits []float32, rows, vocab int, t Target, o Options, backward bool, gradScale float32, rowLoss []float64) (Result, error) {
@@ -228,7 +232,7 @@ func (c *Computer) run(logits []float32, rows, vocab int, t Target, o Options, b
 		loss = c.rowBuf[:rows]
 	}
 	c.job = job{logits: logits, rows: rows, vocab: vocab, t: t, kind: kind, o: o,
-		backward: backward, loss: loss, a: a, t2: t2, gc: gc}
+		backward: backward, loss: loss, a: a, t2: t2, gc: gc, noFast: c.noFast}
 	c.errRow, c.errLast = rows, nil
 	c.pool.For(rows, max(1, (1<<16)/vocab), c.body)
 	c.job = job{} // keep no reference to the caller's buffers
@@ -274,6 +278,9 @@ type scratch struct {
 	p  []float64 // the target row
 	lp []float64 // log of the target row (-Inf where 0)
 	f  []float32 // fast paths' exp row when logits must stay unchanged
+
+	mark []uint32 // sparse fast path: mark[id] == gen for the ids of the row
+	gen  uint32
 }
 
 func (c *Computer) getScratch(vocab int) *scratch {
@@ -292,6 +299,8 @@ func (c *Computer) getScratch(vocab int) *scratch {
 		sc.p = make([]float64, vocab)
 		sc.lp = make([]float64, vocab)
 		sc.f = make([]float32, vocab)
+		sc.mark = make([]uint32, vocab)
+		sc.gen = 0
 	}
 	return sc
 }
@@ -311,6 +320,9 @@ func (j *job) row(sc *scratch, r int) (float64, error) {
 			clear(j.logits[r*V : (r+1)*V])
 		}
 		return 0, nil
+	}
+	if j.noFast {
+		return j.rowGeneric(sc, r)
 	}
 	if l, ok := j.rowFast(sc, r); ok {
 		return l, nil
