@@ -139,7 +139,7 @@ func Keys() []Key {
 		{"train.weight_decay", 0.0, "decoupled weight decay of AdamW"},
 		{"train.grad_clip", 1.0, "global gradient norm clip; 0 disables"},
 		{"train.seed", uint64(1), "seed of the model initialisation and sampling"},
-		{"allreduce.chunk_bytes", 1 << 20, "largest ring message payload, in bytes"},
+		{"allreduce.chunk_bytes", 512 << 10, "largest ring message, envelope included, in bytes; with its header it must fit the NATS server's max_payload (1 MiB by default)"},
 		{"allreduce.deadline", 10 * time.Second, "time an all-reduce may take before it fails"},
 		{"cluster.workers", 4, "number of in-process workers (simulation mode)"},
 		{"cluster.min_workers", 1, "fewest workers a step may run with"},

@@ -135,7 +135,9 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		nats.SyncQueueLen(opts.PartsInFlight + 64),
 		nats.ErrorHandler(c.onAsyncError),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			c.log.Warn("nats disconnected", "name", opts.Name, "err", err)
+			if err != nil { // nil: the connection was closed on purpose
+				c.log.Warn("nats disconnected", "name", opts.Name, "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.log.Info("nats reconnected", "name", opts.Name, "url", nc.ConnectedUrlRedacted())

@@ -1,0 +1,169 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/klring/klring/config"
+	"github.com/klring/klring/kernels"
+	"github.com/klring/klring/natsnet"
+)
+
+// Serve runs `coordinator run`: the coordinator of cfg.Job on cfg.NATS.URL.
+func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(StepMetrics)) (Summary, error) {
+	env := NewEnv(cfg.Cluster.Threads)
+	c, err := NewCoordinator(cfg, log, env)
+	if err != nil {
+		return Summary{}, err
+	}
+	c.SetProgress(progress)
+	nc, err := connect(ctx, cfg, "coordinator", log)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer nc.Close()
+	return c.Run(ctx, nc.NC)
+}
+
+// Work runs `worker`: one worker of cfg.Job on cfg.NATS.URL.
+func Work(ctx context.Context, cfg config.Config, id string, log *slog.Logger) error {
+	if id == "" {
+		host, _ := os.Hostname()
+		id = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if err := validName(id); err != nil {
+		return fmt.Errorf("worker id: %w", err)
+	}
+	env := NewEnv(cfg.Cluster.Threads)
+	nc, err := connect(ctx, cfg, "worker "+id, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	w, err := NewWorker(id, cfg.Job, nc.NC, log, env)
+	if err != nil {
+		return err
+	}
+	err = w.Run(ctx)
+	if errors.Is(err, context.Canceled) {
+		log.Info("left the job", "worker", id)
+		return nil
+	}
+	return err
+}
+
+// Simulate runs `coordinator sim`: an embedded NATS server, the coordinator
+// and cfg.Cluster.Workers workers in one process. It is the same code as the
+// multi-process deployment; only the transport is local.
+func Simulate(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(StepMetrics)) (Summary, error) {
+	return SimulateWith(ctx, cfg, log, progress, SimOptions{})
+}
+
+// SimOptions change how simulation mode runs the workers (scaling
+// experiments).
+type SimOptions struct {
+	// Link shapes every ring link between two workers.
+	Link LinkProfile
+	// IsolateWorkers gives each worker a budget of one kernel thread of its
+	// own and accounts its compute in that thread's CPU time, as if it ran on
+	// a core of its own.
+	IsolateWorkers bool
+}
+
+// SimulateWith is Simulate with options.
+func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(StepMetrics), so SimOptions) (Summary, error) {
+	if cfg.Run.Dir == "" {
+		cfg.Run.Dir = filepath.Join("runs", cfg.Job+"-"+time.Now().Format("20060102-150405"))
+	}
+	env := NewEnv(cfg.Cluster.Threads)
+	env.StartWorkers = cfg.Cluster.Workers
+	env.Link = so.Link
+	c, err := NewCoordinator(cfg, log, env)
+	if err != nil {
+		return Summary{}, err
+	}
+	c.SetProgress(progress)
+	srv, err := natsnet.StartServer(natsnet.ServerOptions{User: cfg.NATS.User, Password: cfg.NATS.Password,
+		MaxPayload: int32(max(8<<20, cfg.AllReduce.ChunkBytes+64<<10))})
+	if err != nil {
+		return Summary{}, err
+	}
+	defer srv.Shutdown()
+	cfg.NATS.URL = srv.URL()
+	log.Info("simulation", "nats", cfg.NATS.URL, "workers", cfg.Cluster.Workers, "run_dir", cfg.Run.Dir)
+
+	nc, err := connect(ctx, cfg, "coordinator", log)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer nc.Close()
+
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	var wg sync.WaitGroup
+	errs := make([]error, cfg.Cluster.Workers)
+	for i := range cfg.Cluster.Workers {
+		id := fmt.Sprintf("w%d", i)
+		wnc, err := connect(ctx, cfg, "worker "+id, log)
+		if err != nil {
+			return Summary{}, err
+		}
+		defer wnc.Close()
+		wenv := env
+		if so.IsolateWorkers {
+			wenv = env.withPool(kernels.NewPool(1))
+			wenv.MeasureCPU = true
+		}
+		w, err := NewWorker(id, cfg.Job, wnc.NC, log, wenv)
+		if err != nil {
+			return Summary{}, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.Run(wctx)
+		}()
+	}
+	sum, err := c.Run(ctx, nc.NC)
+	if err != nil {
+		stopWorkers()
+		wg.Wait()
+		return sum, err
+	}
+	// The final plan ends the workers; do not wait for a worker whose
+	// final plan was lost.
+	waitCh := make(chan struct{})
+	go func() { wg.Wait(); close(waitCh) }()
+	select {
+	case <-waitCh:
+	case <-time.After(5 * time.Second):
+		stopWorkers()
+		<-waitCh
+	}
+	return sum, nil
+}
+
+// connect dials cfg's NATS server through natsnet (reconnect forever, pings
+// every second, no echo), waiting for the server to come up until ctx ends; a
+// wrong user or password fails at once. A ring part of allreduce.chunk_bytes
+// plus its NATS header must fit in the server's max_payload.
+func connect(ctx context.Context, cfg config.Config, name string, log *slog.Logger) (*natsnet.Conn, error) {
+	c, err := natsnet.Connect(ctx, natsnet.Options{
+		URL: cfg.NATS.URL, User: cfg.NATS.User, Password: cfg.NATS.Password, Token: cfg.NATS.Token, Creds: cfg.NATS.Creds,
+		Name: "klring " + cfg.Job + " " + name, ChunkBytes: cfg.AllReduce.ChunkBytes + headerRoom, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connecting %s: %w", name, err)
+	}
+	return c, nil
+}
+
+// headerRoom is what a ring part needs beyond allreduce.chunk_bytes: the NATS
+// header that names its attempt.
+const headerRoom = 256

@@ -1,0 +1,33 @@
+package cluster
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportDirection enforces the package graph of docs/design.md: arrows
+// point down only.
+func TestImportDirection(t *testing.T) {
+	forbidden := map[string][]string{
+		"loss":      {"lm", "shard", "allreduce", "natsnet", "cluster", "config", "nats.go", "nats-server"},
+		"lm":        {"loss", "shard", "allreduce", "natsnet", "cluster", "config", "nats.go", "nats-server"},
+		"shard":     {"lm", "loss", "kernels", "allreduce", "natsnet", "cluster", "config", "gonum", "nats.go"},
+		"allreduce": {"lm", "loss", "shard", "natsnet", "cluster", "config", "nats.go", "nats-server"},
+		"kernels":   {"lm", "loss", "shard", "allreduce", "cluster", "config", "nats.go"},
+		"config":    {"cluster", "natsnet", "nats.go"},
+	}
+	for pkg, bad := range forbidden {
+		out, err := exec.Command("go", "list", "-deps", "github.com/klring/klring/"+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, b := range bad {
+				if dep == "github.com/klring/klring/"+b || strings.Contains(dep, "/"+b+"/") || strings.HasSuffix(dep, "/"+b) && strings.Contains(b, ".") {
+					t.Errorf("%s imports %s (forbidden: %s)", pkg, dep, b)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,466 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/klring/klring/config"
+	"github.com/klring/klring/kernels"
+	"github.com/klring/klring/lm"
+	"github.com/klring/klring/shard"
+)
+
+// Env is what the replicas of one process share: the kernels' parallelism
+// budget and, in simulation mode, the opened data. It holds no state of a run.
+type Env struct {
+	Pool *kernels.Pool
+	// StartWorkers is how many workers the first step waits for (simulation
+	// mode waits for all of them); 0 means cluster.min_workers.
+	StartWorkers int
+	// Link shapes the ring's links between in-process workers (scaling
+	// experiments); the zero value leaves them as they are.
+	Link LinkProfile
+	// MeasureCPU makes workers account their compute in the CPU time of the
+	// thread that runs it (scaling experiments, with a budget of one thread
+	// per worker).
+	MeasureCPU bool
+
+	data *dataCache
+}
+
+// dataCache opens each data source once per process.
+type dataCache struct {
+	mu       sync.Mutex
+	datasets map[string]*shard.Dataset
+}
+
+// NewEnv returns an environment with a budget of threads kernel goroutines
+// (0: every core).
+func NewEnv(threads int) *Env {
+	return &Env{Pool: kernels.NewPool(threads), data: &dataCache{}}
+}
+
+// withPool returns a copy of e with a budget of its own that shares e's data.
+func (e *Env) withPool(p *kernels.Pool) *Env {
+	c := *e
+	c.Pool = p
+	return &c
+}
+
+// dataset opens a data source once per Env.
+func (e *Env) dataset(o shard.Options) (*shard.Dataset, error) {
+	key := fmt.Sprintf("%+v", o)
+	dc := e.data
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	if d := dc.datasets[key]; d != nil {
+		return d, nil
+	}
+	d, err := shard.Open(o)
+	if err != nil {
+		return nil, err
+	}
+	if dc.datasets == nil {
+		dc.datasets = map[string]*shard.Dataset{}
+	}
+	dc.datasets[key] = d
+	return d, nil
+}
+
+// jobState is one replica of the job: the model, its optimizer and, on the
+// coordinator, the position in the data. The coordinator's is the master
+// copy; workers hold replicas that must stay bit-identical to it.
+type jobState struct {
+	spec  JobSpec
+	env   *Env
+	model *lm.Model
+	opt   lm.Optimizer
+	adam  *lm.AdamW // nil for SGD
+	sched lm.Schedule
+	data  *shard.Dataset
+	eng   *engine
+
+	step        uint64 // committed steps applied to model.Params
+	startStep   uint64
+	cursor      shard.Cursor
+	rng         uint64
+	initialised bool
+
+	snapBuf []byte
+	segBuf  []byte
+}
+
+// dataOptions builds shard's options from the job spec.
+func dataOptions(s JobSpec) shard.Options {
+	return shard.Options{Source: s.DataSource, Ctx: s.Model.Ctx, ValFraction: s.ValFraction, Seed: s.DataSeed}
+}
+
+// openJob builds the coordinator's master state from the configuration: the
+// newest checkpoint in run.dir if there is one, else model.init, else a fresh
+// initialisation. It writes nothing.
+func openJob(cfg config.Config, env *Env) (*jobState, bool, error) {
+	if env == nil {
+		env = NewEnv(cfg.Cluster.Threads)
+	}
+	// The data fixes the vocabulary; the model fixes the context.
+	spec := JobSpec{
+		DataSource: cfg.Data.Source, ValFraction: cfg.Data.ValFraction, DataSeed: cfg.Data.Seed,
+		Direction: cfg.Loss.Direction, Target: cfg.Loss.Target, Beta: cfg.Loss.Beta,
+		Temperature: cfg.Loss.Temperature, Smoothing: cfg.Loss.LabelSmoothing,
+		Optimizer: cfg.Train.Optimizer, WeightDecay: cfg.Train.WeightDecay, GradClip: cfg.Train.GradClip,
+		BatchWindows: cfg.Train.BatchWindows, ChunkBytes: cfg.AllReduce.ChunkBytes,
+		ARDeadline: cfg.AllReduce.Deadline, Heartbeat: cfg.Cluster.Heartbeat,
+	}
+	var (
+		model *lm.Model
+		state *lm.TrainerState
+		err   error
+	)
+	ckpt, err := newestCheckpoint(cfg.Run.Dir)
+	if err != nil {
+		return nil, false, err
+	}
+	resumed := ckpt != ""
+	switch {
+	case resumed:
+		model, state, err = lm.LoadCheckpoint(ckpt, env.Pool)
+		if err != nil {
+			return nil, false, fmt.Errorf("resuming from %s: %w", ckpt, err)
+		}
+		if state == nil {
+			return nil, false, fmt.Errorf("resuming from %s: the checkpoint has no trainer state", ckpt)
+		}
+	case cfg.Model.Init != "":
+		model, _, err = lm.LoadCheckpoint(cfg.Model.Init, env.Pool)
+		if err != nil {
+			return nil, false, fmt.Errorf("model.init %s: %w", cfg.Model.Init, err)
+		}
+	}
+	ctx := 0
+	if model != nil {
+		ctx = model.Config.Ctx
+		if cfg.Model.Ctx > 0 && cfg.Model.Ctx != ctx && !resumed {
+			return nil, false, fmt.Errorf("model.ctx = %d, but model.init %s has context %d", cfg.Model.Ctx, cfg.Model.Init, ctx)
+		}
+	} else {
+		mc, err := modelConfig(cfg.Model, 1)
+		if err != nil {
+			return nil, false, err
+		}
+		ctx = mc.Ctx
+	}
+	spec.Model.Ctx = ctx
+	data, err := env.dataset(dataOptions(spec))
+	if err != nil {
+		return nil, false, fmt.Errorf("data.source %s: %w", cfg.Data.Source, err)
+	}
+	if model != nil {
+		if model.Config.Vocab < data.Vocab() {
+			return nil, false, fmt.Errorf("the model's vocabulary %d is smaller than the data's %d", model.Config.Vocab, data.Vocab())
+		}
+		spec.Model = model.Config
+	} else {
+		mc, err := modelConfig(cfg.Model, data.Vocab())
+		if err != nil {
+			return nil, false, err
+		}
+		spec.Model = mc
+		model, err = lm.New(mc, env.Pool)
+		if err != nil {
+			return nil, false, fmt.Errorf("building the model: %w", err)
+		}
+		model.Init(cfg.Train.Seed)
+	}
+	if data.NumTrain() < 1 {
+		return nil, false, fmt.Errorf("data.source %s: no training windows of %d tokens", cfg.Data.Source, ctx+1)
+	}
+	if err := resolveTarget(&spec, data); err != nil {
+		return nil, false, err
+	}
+	j, err := newJobState(spec, env, model, data)
+	if err != nil {
+		return nil, false, err
+	}
+	j.sched = lm.Schedule{Kind: cfg.Train.Schedule, Base: cfg.Train.LR, Min: cfg.Train.MinLR,
+		WarmupSteps: int64(cfg.Train.WarmupSteps), TotalSteps: int64(cfg.Train.Steps)}
+	if j.sched.Kind == "cosine" && j.sched.TotalSteps <= j.sched.WarmupSteps {
+		j.sched.WarmupSteps = 0
+	}
+	if err := j.sched.Validate(); err != nil {
+		return nil, false, fmt.Errorf("train: %w", err)
+	}
+	j.rng = cfg.Train.Seed
+	j.initialised = true
+	if resumed {
+		j.step = uint64(state.Step)
+		j.startStep = j.step
+		j.rng = state.RNG
+		if len(state.Data) > 0 {
+			if err := json.Unmarshal(state.Data, &j.cursor); err != nil {
+				return nil, false, fmt.Errorf("resuming from %s: data cursor: %w", ckpt, err)
+			}
+		}
+		if j.adam != nil {
+			if state.Adam == nil {
+				return nil, false, fmt.Errorf("resuming from %s: no AdamW moments for train.optimizer adamw", ckpt)
+			}
+			j.adam.State.T = state.Adam.T
+			copy(j.adam.State.M, state.Adam.M)
+			copy(j.adam.State.V, state.Adam.V)
+		}
+	}
+	return j, resumed, nil
+}
+
+// resolveTarget turns loss.target auto into hard or soft.
+func resolveTarget(spec *JobSpec, data *shard.Dataset) error {
+	switch spec.Target {
+	case "auto":
+		spec.Target = "hard"
+		if data.HasTruth() {
+			spec.Target = "soft"
+		}
+	case "soft":
+		if !data.HasTruth() {
+			return fmt.Errorf("loss.target = soft: data.source %s has no soft targets (only synthetic does)", spec.DataSource)
+		}
+	}
+	if spec.Target == "hard" && spec.Direction != "forward" {
+		return fmt.Errorf("loss.direction = %s needs soft targets (synthetic data); with hard targets only forward KL is finite", spec.Direction)
+	}
+	return nil
+}
+
+// newWorkerJob builds a worker's replica from the spec the coordinator sent.
+// Its parameters are loaded from a snapshot before its first step.
+func newWorkerJob(spec JobSpec, env *Env) (*jobState, error) {
+	if err := spec.Model.Validate(); err != nil {
+		return nil, fmt.Errorf("job spec: %w", err)
+	}
+	data, err := env.dataset(dataOptions(spec))
+	if err != nil {
+		return nil, fmt.Errorf("data.source %s: %w", spec.DataSource, err)
+	}
+	model, err := lm.New(spec.Model, env.Pool)
+	if err != nil {
+		return nil, err
+	}
+	return newJobState(spec, env, model, data)
+}
+
+func newJobState(spec JobSpec, env *Env, model *lm.Model, data *shard.Dataset) (*jobState, error) {
+	j := &jobState{spec: spec, env: env, model: model, data: data}
+	switch spec.Optimizer {
+	case "sgd":
+		j.opt = lm.NewSGD(env.Pool)
+	default:
+		o := lm.DefaultAdamWOptions()
+		o.WeightDecay = spec.WeightDecay
+		a, err := lm.NewAdamW(model.Layout(), o, env.Pool)
+		if err != nil {
+			return nil, err
+		}
+		j.opt, j.adam = a, a
+	}
+	eng, err := newEngine(spec, env, model, data)
+	if err != nil {
+		return nil, err
+	}
+	j.eng = eng
+	return j, nil
+}
+
+// lr is the learning rate of step s (from 1).
+func (j *jobState) lr(s uint64) float64 { return j.sched.LR(int64(s) - 1) }
+
+// lossIsKLToTruth says whether the training loss is exactly the KL divergence
+// from the true distribution (forward KL on the synthetic source's truth).
+func (j *jobState) lossIsKLToTruth() bool {
+	return j.spec.Target == "soft" && j.spec.Direction == "forward" && j.spec.Temperature == 1
+}
+
+// finishGradient divides the summed gradient by the global token count that
+// rides in its last slot and returns the loss sum and the token count. Every
+// replica calls it on bit-identical input, so every replica gets the same bits.
+func finishGradient(g []float32) (lossSum, tokens float64) {
+	n := len(g) - 2
+	lossSum, tokens = float64(g[n]), float64(g[n+1])
+	if tokens <= 0 {
+		return lossSum, tokens
+	}
+	inv := float32(1 / tokens)
+	for i := range g[:n] {
+		g[i] *= inv
+	}
+	return lossSum, tokens
+}
+
+// apply clips the averaged gradient and takes one optimizer step. It returns
+// the gradient norm before clipping.
+func (j *jobState) apply(g []float32, lr float32) float64 {
+	norm := lm.ClipGradNorm(g, j.spec.GradClip)
+	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+		return norm // a non-finite gradient is not applied; every replica skips it alike
+	}
+	j.opt.Step(j.model.Params, g, float64(lr))
+	return norm
+}
+
+// checksum is FNV-1a over the parameters' bits.
+func (j *jobState) checksum() uint64 { return checksum(j.model.Params) }
+
+func checksum(p []float32) uint64 {
+	h := fnv.New64a()
+	var buf [4096]byte
+	for len(p) > 0 {
+		n := min(len(p), len(buf)/4)
+		for i, v := range p[:n] {
+			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+		}
+		h.Write(buf[:4*n])
+		p = p[n:]
+	}
+	return h.Sum64()
+}
+
+func (j *jobState) optStep() int {
+	if j.adam != nil {
+		return int(j.adam.State.T)
+	}
+	return 0
+}
+
+// snapshotBytes is the size of a snapshot: the parameters, then AdamW's m and v.
+func (j *jobState) snapshotBytes() int {
+	n := len(j.model.Params)
+	if j.adam != nil {
+		n *= 3
+	}
+	return 4 * n
+}
+
+// snapshot appends the replica's state to dst.
+func (j *jobState) snapshot(dst []byte) []byte {
+	app := func(p []float32) {
+		for _, v := range p {
+			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
+		}
+	}
+	app(j.model.Params)
+	if j.adam != nil {
+		app(j.adam.State.M)
+		app(j.adam.State.V)
+	}
+	return dst
+}
+
+// restore loads a snapshot made by snapshot.
+func (j *jobState) restore(b []byte, optStep int) error {
+	if len(b) != j.snapshotBytes() {
+		return fmt.Errorf("snapshot of %d bytes, want %d", len(b), j.snapshotBytes())
+	}
+	get := func(p []float32) {
+		for i := range p {
+			p[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+		b = b[4*len(p):]
+	}
+	get(j.model.Params)
+	if j.adam != nil {
+		get(j.adam.State.M)
+		get(j.adam.State.V)
+		j.adam.State.T = int64(optStep)
+	}
+	return nil
+}
+
+// save writes a checkpoint of the committed state into runDir/checkpoints and
+// removes all but the newest keep.
+func (j *jobState) save(runDir string, keep int) (string, error) {
+	root := filepath.Join(runDir, "checkpoints")
+	dir := filepath.Join(root, fmt.Sprintf("step-%06d", j.step))
+	cur, err := json.Marshal(j.cursor)
+	if err != nil {
+		return "", err
+	}
+	st := &lm.TrainerState{Step: int64(j.step), RNG: j.rng, Data: cur}
+	if j.adam != nil {
+		st.Adam = &j.adam.State
+	}
+	if err := lm.SaveCheckpoint(dir, j.model, st); err != nil {
+		return "", fmt.Errorf("saving checkpoint of step %d: %w", j.step, err)
+	}
+	all, err := listCheckpoints(runDir)
+	if err != nil {
+		return dir, err
+	}
+	for len(all) > keep {
+		if err := os.RemoveAll(all[0]); err != nil {
+			return dir, fmt.Errorf("removing old checkpoint: %w", err)
+		}
+		all = all[1:]
+	}
+	return dir, nil
+}
+
+// listCheckpoints returns runDir/checkpoints/step-* folders, oldest first.
+func listCheckpoints(runDir string) ([]string, error) {
+	root := filepath.Join(runDir, "checkpoints")
+	ents, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing checkpoints: %w", err)
+	}
+	var dirs []string
+	for _, e := range ents {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "step-") {
+			dirs = append(dirs, filepath.Join(root, e.Name()))
+		}
+	}
+	sort.Strings(dirs)
+	return dirs, nil
+}
+
+// newestCheckpoint returns the newest checkpoint folder of runDir, or "".
+func newestCheckpoint(runDir string) (string, error) {
+	all, err := listCheckpoints(runDir)
+	if err != nil || len(all) == 0 {
+		return "", err
+	}
+	return all[len(all)-1], nil
+}
+
+func toInt32(a []int) []int32 {
+	out := make([]int32, len(a))
+	for i, v := range a {
+		out[i] = int32(v)
+	}
+	return out
+}
+
+func toInt(a []int32) []int {
+	out := make([]int, len(a))
+	for i, v := range a {
+		out[i] = int(v)
+	}
+	return out
+}
+
+func jsonMarshalIndent(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}

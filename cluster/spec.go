@@ -1,0 +1,67 @@
+package cluster
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/klring/klring/config"
+	"github.com/klring/klring/lm"
+)
+
+// JobSpec is what every replica of a job must agree on. The coordinator builds
+// it from its configuration and hands it to each worker that joins, so workers
+// need only the NATS address and the job name.
+type JobSpec struct {
+	Model        lm.Config     `msgpack:"model"`
+	DataSource   string        `msgpack:"data_source"`
+	ValFraction  float64       `msgpack:"val_fraction"`
+	DataSeed     uint64        `msgpack:"data_seed"`
+	Direction    string        `msgpack:"direction"`
+	Target       string        `msgpack:"target"` // hard or soft, resolved from auto
+	Beta         float64       `msgpack:"beta"`
+	Temperature  float64       `msgpack:"temperature"`
+	Smoothing    float64       `msgpack:"label_smoothing"`
+	Optimizer    string        `msgpack:"optimizer"`
+	WeightDecay  float64       `msgpack:"weight_decay"`
+	GradClip     float64       `msgpack:"grad_clip"`
+	BatchWindows int           `msgpack:"batch_windows"`
+	ChunkBytes   int           `msgpack:"chunk_bytes"`
+	ARDeadline   time.Duration `msgpack:"allreduce_deadline"`
+	Heartbeat    time.Duration `msgpack:"heartbeat"`
+}
+
+// modelConfig resolves the model shape from the preset, the overrides and the
+// data's vocabulary.
+func modelConfig(m config.Model, dataVocab int) (lm.Config, error) {
+	var c lm.Config
+	if m.Preset != "custom" {
+		p, err := lm.Preset(m.Preset)
+		if err != nil {
+			return lm.Config{}, fmt.Errorf("model.preset: %w", err)
+		}
+		c = p
+	}
+	if m.NEmbd > 0 {
+		c.NEmbd = m.NEmbd
+	}
+	if m.NLayer > 0 {
+		c.NLayer = m.NLayer
+	}
+	if m.NHead > 0 {
+		c.NHead = m.NHead
+	}
+	if m.Ctx > 0 {
+		c.Ctx = m.Ctx
+	}
+	c.Vocab = dataVocab
+	if m.Vocab > 0 {
+		if m.Vocab < dataVocab {
+			return lm.Config{}, fmt.Errorf("model.vocab = %d is smaller than the data's vocabulary %d", m.Vocab, dataVocab)
+		}
+		c.Vocab = m.Vocab
+	}
+	if err := c.Validate(); err != nil {
+		return lm.Config{}, fmt.Errorf("model: %w", err)
+	}
+	return c, nil
+}

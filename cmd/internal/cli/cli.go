@@ -1,0 +1,223 @@
+// Package cli builds the cobra commands of cmd/coordinator and cmd/worker:
+// flags -> config -> the cluster layer. It holds no training logic.
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"github.com/klring/klring/cluster"
+	"github.com/klring/klring/config"
+)
+
+// keyHelp lists every configuration key for --help.
+func keyHelp() string {
+	var b strings.Builder
+	b.WriteString("\nConfiguration keys (flag --KEY, environment KLRING_KEY with dots as underscores, or YAML in --config FILE):\n")
+	for _, k := range config.Keys() {
+		fmt.Fprintf(&b, "  %-24s %v\n", k.Name, k.Usage)
+	}
+	return b.String()
+}
+
+func newLogger(w io.Writer, verbose bool) *slog.Logger {
+	lvl := slog.LevelInfo
+	if verbose {
+		lvl = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
+}
+
+func withConfigFlags(cmd *cobra.Command) {
+	config.AddFlags(cmd.Flags())
+	cmd.Flags().BoolP("verbose", "v", false, "log debug messages")
+	cmd.Long += keyHelp()
+}
+
+func loadConfig(fs *pflag.FlagSet) (config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(fs)
+	verbose, _ := fs.GetBool("verbose")
+	return cfg, newLogger(os.Stderr, verbose), err
+}
+
+// Coordinator returns the coordinator command tree.
+func Coordinator() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "coordinator",
+		Short:         "Serve, simulate, evaluate and sample klring training jobs",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(runCmd(), simCmd(), evalCmd(), sampleCmd(), scaleCmd())
+	return root
+}
+
+func runCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Serve one training job on nats.url",
+		Long:  "Serve one training job on nats.url: admit workers, plan steps, apply every update to the master copy, checkpoint, evaluate. With a run.dir that holds checkpoints, resume from the newest.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := loadConfig(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			if cfg.Run.Dir == "" {
+				cfg.Run.Dir = "runs/" + cfg.Job
+			}
+			sum, err := cluster.Serve(cmd.Context(), cfg, log, progressFor(os.Stderr, cfg, log))
+			if err != nil {
+				return err
+			}
+			printSummary(os.Stdout, sum)
+			return nil
+		},
+	}
+	withConfigFlags(cmd)
+	return cmd
+}
+
+func simCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Run a whole job in one process: embedded NATS, the coordinator and cluster.workers workers",
+		Long:  "Run a whole job in one process: an embedded NATS server on a free loopback port, the coordinator and cluster.workers workers (default 4), on the default synthetic data and the tiny model.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := loadConfig(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			sum, err := cluster.Simulate(cmd.Context(), cfg, log, progressFor(os.Stderr, cfg, log))
+			if err != nil {
+				return err
+			}
+			printSummary(os.Stdout, sum)
+			return nil
+		},
+	}
+	withConfigFlags(cmd)
+	return cmd
+}
+
+func evalCmd() *cobra.Command {
+	var ckpt, data string
+	var all, asJSON bool
+	var valFraction float64
+	var seed uint64
+	cmd := &cobra.Command{
+		Use:   "eval --checkpoint DIR --data SOURCE",
+		Short: "Mean loss of a checkpoint over held-out windows (or every window with --all)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ckpt == "" {
+				return fmt.Errorf("--checkpoint is required")
+			}
+			res, err := cluster.EvaluateCheckpoint(cluster.EvalRequest{Checkpoint: ckpt, Data: data, All: all, ValFraction: valFraction, Seed: seed})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(os.Stdout).Encode(res)
+			}
+			fmt.Printf("loss %.6f nats/token over %d tokens (%d windows)\n", res.Loss, res.Tokens, res.Windows)
+			if res.KLToTruth != nil {
+				fmt.Printf("KL to the true distribution %.6f, entropy floor %.6f\n", *res.KLToTruth, *res.EntropyFloor)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&ckpt, "checkpoint", "", "checkpoint folder (model.safetensors, config.json)")
+	cmd.Flags().StringVar(&data, "data", "synthetic", "data source: synthetic, text:PATH or tokens:PATH")
+	cmd.Flags().BoolVar(&all, "all", false, "evaluate every window, not only the held-out ones")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	cmd.Flags().Float64Var(&valFraction, "data.val_fraction", 0.05, "held-out fraction, as in training")
+	cmd.Flags().Uint64Var(&seed, "data.seed", 1, "data seed, as in training")
+	return cmd
+}
+
+func sampleCmd() *cobra.Command {
+	var req cluster.SampleRequest
+	cmd := &cobra.Command{
+		Use:   "sample --checkpoint DIR --prompt TEXT",
+		Short: "Continue a prompt from a checkpoint",
+		Long:  "Continue a prompt from a checkpoint. With a byte-level vocabulary (256) the prompt is text; otherwise it is a list of token ids separated by spaces or commas.",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if req.Checkpoint == "" {
+				return fmt.Errorf("--checkpoint is required")
+			}
+			out, err := cluster.SampleCheckpoint(req)
+			if err != nil {
+				return err
+			}
+			fmt.Println(out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Checkpoint, "checkpoint", "", "checkpoint folder")
+	f.StringVar(&req.Prompt, "prompt", "", "prompt: text (byte vocabulary) or token ids")
+	f.IntVar(&req.Tokens, "tokens", 64, "tokens to generate")
+	f.Float64Var(&req.Temperature, "temperature", 1.0, "sampling temperature (> 0)")
+	f.IntVar(&req.TopK, "top-k", 0, "sample among the k most likely tokens; 0: all")
+	f.Uint64Var(&req.Seed, "seed", 1, "sampling seed")
+	return cmd
+}
+
+// Worker returns the worker command.
+func Worker() *cobra.Command {
+	var id string
+	cmd := &cobra.Command{
+		Use:           "worker",
+		Short:         "Join the job on nats.url and train until it ends",
+		Long:          "Join the job on nats.url and train until it ends. The worker waits for the server and the coordinator; SIGTERM leaves at a step boundary.",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := loadConfig(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			return cluster.Work(cmd.Context(), cfg, id, log)
+		},
+	}
+	withConfigFlags(cmd)
+	cmd.Flags().StringVar(&id, "id", "", "worker name, unique within the job (default: host name and process id)")
+	return cmd
+}
+
+// progressFor shows a progress bar on a terminal and plain log lines otherwise.
+func progressFor(w *os.File, cfg config.Config, log *slog.Logger) func(cluster.StepMetrics) {
+	if term.IsTerminal(int(w.Fd())) {
+		return cluster.ProgressBar(w, cfg.Train.Steps)
+	}
+	return cluster.ProgressLog(log, cfg.Train.Steps)
+}
+
+func printSummary(w io.Writer, s cluster.Summary) {
+	fmt.Fprintf(w, "\nklring run finished: %d steps, %d tokens in %.1f s (%.0f tokens/s)\n", s.Steps, s.Tokens, s.Seconds, s.TokensPerS)
+	fmt.Fprintf(w, "  train loss          %.4f nats/token (last step)\n", s.TrainLoss)
+	fmt.Fprintf(w, "  held-out loss       %.4f nats/token (cross-entropy)\n", s.ValLoss)
+	if s.EntropyFloor >= 0 {
+		fmt.Fprintf(w, "  entropy floor       %.4f nats/token (no model can do better)\n", s.EntropyFloor)
+		fmt.Fprintf(w, "  KL to the truth     %.4f nats/token (exact, held-out)\n", s.ValKL)
+		fmt.Fprintf(w, "  gap to the floor    %.4f nats/token\n", s.ValLoss-s.EntropyFloor)
+	}
+	if s.Aborts > 0 {
+		fmt.Fprintf(w, "  aborted attempts    %d (retried)\n", s.Aborts)
+	}
+	fmt.Fprintf(w, "  checkpoint          %s\n", s.Checkpoint)
+	fmt.Fprintf(w, "  metrics             %s\n", s.Metrics)
+	fmt.Fprintf(w, "  plot                %s\n", s.Plot)
+}

@@ -1,0 +1,16 @@
+// Package scale runs scaling experiments: sweeps of short training runs over
+// worker counts, model presets and network profiles, and a report of how
+// training scales (scaling.csv, scaling.json, PNG plots, and a projection to
+// large clusters).
+//
+// On one machine N in-process workers share its cores, so wall time mixes
+// CPU contention into communication. The report separates them: each worker
+// computes on one thread of its own and is accounted in that thread's CPU
+// time; each all-reduce is timed from the moment the last rank entered the
+// ring, over links shaped by a network profile. The projected time of a step
+// on a cluster of N machines is the measured compute plus the cost model of a
+// ring all-reduce (CostModel), which the sweep validates against measurement.
+//
+// scale knows the cluster layer's public API and nothing of NATS, models or
+// losses.
+package scale

@@ -1,0 +1,274 @@
+package scale
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// Report is the outcome of a sweep.
+type Report struct {
+	Options    Options      `json:"options"`
+	Dir        string       `json:"dir"`
+	Points     []Point      `json:"points"`
+	Projection []Projection `json:"projection"`
+}
+
+// Files are the paths Write produced.
+type Files struct {
+	CSV, JSON, Markdown                    string
+	Throughput, Efficiency, Breakdown, ARP string
+}
+
+// Write writes scaling.csv, scaling.json, report.md and the plots into r.Dir.
+func (r *Report) Write() (Files, error) {
+	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+		return Files{}, fmt.Errorf("scale: %w", err)
+	}
+	f := Files{
+		CSV: filepath.Join(r.Dir, "scaling.csv"), JSON: filepath.Join(r.Dir, "scaling.json"),
+		Markdown: filepath.Join(r.Dir, "report.md"), Throughput: filepath.Join(r.Dir, "throughput.png"),
+		Efficiency: filepath.Join(r.Dir, "efficiency.png"), Breakdown: filepath.Join(r.Dir, "step_breakdown.png"),
+		ARP: filepath.Join(r.Dir, "allreduce.png"),
+	}
+	if err := os.WriteFile(f.CSV, r.csv(), 0o644); err != nil {
+		return f, err
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return f, err
+	}
+	if err := os.WriteFile(f.JSON, append(js, '\n'), 0o644); err != nil {
+		return f, err
+	}
+	if err := os.WriteFile(f.Markdown, []byte(r.Markdown()), 0o644); err != nil {
+		return f, err
+	}
+	for _, p := range []struct {
+		path string
+		fn   func(string) error
+	}{{f.Throughput, r.plotThroughput}, {f.Efficiency, r.plotEfficiency}, {f.Breakdown, r.plotBreakdown}, {f.ARP, r.plotAllReduce}} {
+		if err := p.fn(p.path); err != nil {
+			return f, fmt.Errorf("scale: %s: %w", p.path, err)
+		}
+	}
+	return f, nil
+}
+
+var csvHeader = []string{"preset", "network", "workers", "measured_tokens_per_s", "projected_tokens_per_s", "speedup", "efficiency",
+	"measured_speedup", "compute_s", "allreduce_s", "wait_s", "step_s", "model_allreduce_s", "lower_bound_s", "allreduce_bytes", "busbw_GBps", "final_loss"}
+
+func (r *Report) csv() []byte {
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	w.Write(csvHeader)
+	g := func(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
+	for _, p := range r.Points {
+		w.Write([]string{p.Preset, p.Network, strconv.Itoa(p.Workers), g(p.MeasuredTokS), g(p.ProjectedTokS), g(p.Speedup), g(p.Efficiency),
+			g(p.MeasuredSpeed), g(p.ComputeS), g(p.AllReduceS), g(p.WaitS), g(p.MeasuredStepS), g(p.ModelARS), g(p.LowerBoundS),
+			g(p.Bytes), g(p.BusBW / 1e9), g(p.FinalLoss)})
+	}
+	w.Flush()
+	return b.Bytes()
+}
+
+// Markdown renders the report as tables a person can read.
+func (r *Report) Markdown() string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Scaling report\n\nEach point is a %d-step simulation run (the first %d steps left out of the medians); every worker computes on one thread of its own and is accounted in that thread's CPU time; all-reduce time runs from the moment the last rank entered the ring. Projected: the measured compute plus the ring cost model 2(n-1) x latency + 2(n-1)/n x S / bandwidth, i.e. a cluster of N one-core machines on the point's network.\n\n", r.Options.Steps, r.Options.Warmup)
+	b.WriteString("| preset | network | workers | measured tok/s | projected tok/s | speedup | efficiency | compute ms | all-reduce ms | model ms | lower bound ms | wait ms | MB/step | busbw GB/s |\n")
+	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, p := range r.Points {
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.2f | %.0f%% | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.3f |\n",
+			p.Preset, p.Network, p.Workers, p.MeasuredTokS, p.ProjectedTokS, p.Speedup, 100*p.Efficiency, p.ComputeS*1e3,
+			p.AllReduceS*1e3, p.ModelARS*1e3, p.LowerBoundS*1e3, p.WaitS*1e3, p.Bytes/1e6, p.BusBW/1e9)
+	}
+	if len(r.Projection) > 0 {
+		net := r.Options.Project
+		fmt.Fprintf(&b, "\n## Projection to %d workers on %s (%.0f MB/s per link, %v latency)\n\n", r.Options.ProjectTo, net.Name, net.Bandwidth/1e6, net.Latency)
+		b.WriteString("Weak scaling: each worker keeps the share of the global batch it had at the largest measured point, with the compute per token measured at the smallest.\n\n")
+		b.WriteString("| workers | tokens/step | compute ms | all-reduce ms | step ms | tokens/s | efficiency | communication share |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		dominated := 0
+		for _, p := range r.Projection {
+			mark := ""
+			if p.CommShare >= 0.5 && dominated == 0 {
+				dominated = p.Workers
+				mark = " **<- communication dominates**"
+			}
+			fmt.Fprintf(&b, "| %d | %.0f | %.1f | %.1f | %.1f | %.0f | %.0f%% | %.0f%%%s |\n", p.Workers, p.Tokens, p.Compute.Seconds()*1e3,
+				p.AllReduce.Seconds()*1e3, p.Step.Seconds()*1e3, p.TokensPerS, 100*p.Efficiency, 100*p.CommShare, mark)
+		}
+		if dominated == 0 {
+			b.WriteString("\nCommunication stays below half of the step up to the largest size.\n")
+		}
+	}
+	return b.String()
+}
+
+func (r *Report) series() map[string][]Point {
+	m := map[string][]Point{}
+	for _, p := range r.Points {
+		k := p.Preset + " / " + p.Network
+		m[k] = append(m[k], p)
+	}
+	return m
+}
+
+func (r *Report) keys() []string {
+	var ks []string
+	seen := map[string]bool{}
+	for _, p := range r.Points {
+		k := p.Preset + " / " + p.Network
+		if !seen[k] {
+			seen[k] = true
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
+func newPlot(title, x, y string) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = x
+	p.Y.Label.Text = y
+	p.Add(plotter.NewGrid())
+	p.Legend.Top = true
+	p.Legend.Left = true
+	return p
+}
+
+func (r *Report) plotThroughput(path string) error {
+	p := newPlot("Throughput against workers", "workers", "tokens / s")
+	i := 0
+	for _, k := range r.keys() {
+		var meas, proj plotter.XYs
+		for _, pt := range r.series()[k] {
+			meas = append(meas, plotter.XY{X: float64(pt.Workers), Y: pt.MeasuredTokS})
+			proj = append(proj, plotter.XY{X: float64(pt.Workers), Y: pt.ProjectedTokS})
+		}
+		if err := addLine(p, proj, k+": projected, N machines", i, false); err != nil {
+			return err
+		}
+		if err := addLine(p, meas, k+": measured, this machine", i, true); err != nil {
+			return err
+		}
+		i++
+	}
+	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+}
+
+func (r *Report) plotEfficiency(path string) error {
+	p := newPlot("Scaling efficiency (projected speedup / workers)", "workers", "efficiency")
+	p.Y.Min, p.Y.Max = 0, 1.1
+	i := 0
+	for _, k := range r.keys() {
+		var xy plotter.XYs
+		for _, pt := range r.series()[k] {
+			xy = append(xy, plotter.XY{X: float64(pt.Workers), Y: pt.Efficiency})
+		}
+		if err := addLine(p, xy, k, i, false); err != nil {
+			return err
+		}
+		i++
+	}
+	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+}
+
+func (r *Report) plotBreakdown(path string) error {
+	k := r.keys()[0]
+	pts := r.series()[k]
+	p := newPlot("Time of a step, broken down ("+k+")", "workers", "milliseconds")
+	comp, ar, wait := make(plotter.Values, len(pts)), make(plotter.Values, len(pts)), make(plotter.Values, len(pts))
+	var names []string
+	for i, pt := range pts {
+		comp[i], ar[i], wait[i] = pt.ComputeS*1e3, pt.AllReduceS*1e3, pt.WaitS*1e3
+		names = append(names, strconv.Itoa(pt.Workers))
+	}
+	w := vg.Points(30)
+	bc, err := plotter.NewBarChart(comp, w)
+	if err != nil {
+		return err
+	}
+	bc.Color = plotutil.Color(0)
+	ba, err := plotter.NewBarChart(ar, w)
+	if err != nil {
+		return err
+	}
+	ba.Color = plotutil.Color(1)
+	ba.StackOn(bc)
+	bw, err := plotter.NewBarChart(wait, w)
+	if err != nil {
+		return err
+	}
+	bw.Color = plotutil.Color(2)
+	bw.StackOn(ba)
+	p.Add(bc, ba, bw)
+	p.Legend.Add("compute (CPU time of one thread)", bc)
+	p.Legend.Add("all-reduce", ba)
+	p.Legend.Add("wait (stragglers, contention, protocol)", bw)
+	p.NominalX(names...)
+	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+}
+
+func (r *Report) plotAllReduce(path string) error {
+	p := newPlot("All-reduce time: measured, cost model and lower bound", "workers", "milliseconds")
+	i := 0
+	for _, k := range r.keys() {
+		var meas, model, lb plotter.XYs
+		for _, pt := range r.series()[k] {
+			if pt.Workers < 2 {
+				continue
+			}
+			x := float64(pt.Workers)
+			meas = append(meas, plotter.XY{X: x, Y: pt.AllReduceS * 1e3})
+			model = append(model, plotter.XY{X: x, Y: pt.ModelARS * 1e3})
+			lb = append(lb, plotter.XY{X: x, Y: pt.LowerBoundS * 1e3})
+		}
+		if len(meas) == 0 {
+			continue
+		}
+		if err := addLine(p, meas, k+": measured", i, true); err != nil {
+			return err
+		}
+		if err := addLine(p, model, k+": model", i, false); err != nil {
+			return err
+		}
+		l, err := plotter.NewLine(lb)
+		if err != nil {
+			return err
+		}
+		l.Color = color.Gray{Y: 100}
+		l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		p.Add(l)
+		p.Legend.Add(k+": lower bound 2(n-1)/n S/B", l)
+		i++
+	}
+	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+}
+
+func addLine(p *plot.Plot, xy plotter.XYs, name string, i int, dashed bool) error {
+	l, s, err := plotter.NewLinePoints(xy)
+	if err != nil {
+		return err
+	}
+	l.Color = plotutil.Color(i)
+	s.Color = l.Color
+	if dashed {
+		l.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+		s.Shape = plotutil.Shape(1)
+	}
+	p.Add(l, s)
+	p.Legend.Add(name, l, s)
+	return nil
+}
