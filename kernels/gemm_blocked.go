@@ -94,9 +94,9 @@ type gemmArgs struct {
 	tA, tB      bool
 	m, n, k     int
 	alpha, beta float32
-	a           []float32 // op(A) [m, k]
+	a           []float32 // A [m, k], or [k, m] when tA
 	lda         int
-	b           []float32 // op(B) [k, n]
+	b           []float32 // B [k, n], or [n, k] when tB
 	ldb         int
 	c           []float32 // [m, n], written
 	ldc         int
@@ -162,9 +162,10 @@ const (
 // When op(A) = A^T, its micro-panels already lie in memory as the
 // micro-kernel reads them (mr consecutive values per k step): A is then read
 // in place with its leading dimension, and only its partial edge panel is
-// packed. op(B) is always packed: a B micro-panel is read once per A panel,
-// and in place its k steps ldb apart (often a multiple of 4 KiB) would fight
-// over the same L1 sets.
+// packed. op(B) = B is read in place only for small products: a B
+// micro-panel is read once per A panel, and in place its k steps ldb apart
+// (often a multiple of 4 KiB) would fight over the same L1 sets. Small
+// products also read row-major A in place when the kernel has fnRowA.
 //
 // Jobs are reused through the Pool's free list, so a call allocates nothing
 // when it runs on the caller alone.
