@@ -27,10 +27,18 @@ func MaxMinSum(x []float32) (mx, mn float32, sum float64) {
 // gives NaN. Arguments above 88 are not supported (the result is
 // unspecified but finite or +Inf).
 func ExpSum(dst, x []float32, a, b float32) float64 {
+	return ExpSumPrefetch(dst, x, a, b, nil)
+}
+
+// ExpSumPrefetch is ExpSum that also asks for the first len(x) floats of
+// next (the row the caller reads next) to be brought into cache while it
+// computes, so memory and arithmetic overlap. next may be nil or shorter
+// (then nothing is prefetched).
+func ExpSumPrefetch(dst, x []float32, a, b float32, next []float32) float64 {
 	if len(dst) != len(x) {
 		panic(fmt.Sprintf("kernels: ExpSum len(dst) = %d, len(x) = %d", len(dst), len(x)))
 	}
-	return expSum(dst, x, a, b)
+	return expSum(dst, x, a, b, next)
 }
 
 // XLogXDot returns, in float64, xlogx = sum x[i]*log(x[i]) (with 0 log 0 =
@@ -39,10 +47,16 @@ func ExpSum(dst, x []float32, a, b float32) float64 {
 // It is meant for probabilities: for a negative x[i] xlogx is unspecified
 // (min tells), a NaN makes sum NaN.
 func XLogXDot(x, y []float32) (xlogx, sum, dot float64, mn float32) {
+	return XLogXDotPrefetch(x, y, nil)
+}
+
+// XLogXDotPrefetch is XLogXDot that also prefetches the first len(x) floats
+// of next, as ExpSumPrefetch.
+func XLogXDotPrefetch(x, y, next []float32) (xlogx, sum, dot float64, mn float32) {
 	if len(x) != len(y) || len(x) == 0 {
 		panic(fmt.Sprintf("kernels: XLogXDot len(x) = %d, len(y) = %d, want equal and > 0", len(x), len(y)))
 	}
-	return xLogXDot(x, y)
+	return xLogXDot(x, y, next)
 }
 
 // ScaleShift sets x[i] = alpha*x[i] + beta (one rounding).

@@ -9,16 +9,22 @@ import (
 // useAVX2Row reports whether the row kernels may run the AVX2+FMA assembly.
 func useAVX2Row() bool { return cpu.X86.HasAVX2 && cpu.X86.HasFMA }
 
+// useAVX512Row reports whether ExpSum may run its AVX-512 assembly.
+func useAVX512Row() bool { return cpu.X86.HasAVX512F }
+
 // The assembly kernels (exp_amd64.s) take n > 0, a multiple of 16.
 
 //go:noescape
 func maxMinSumAVX2(x *float32, n int) (mx, mn float32, sum float64)
 
 //go:noescape
-func expSumAVX2(dst, x *float32, n int, a, b float32) float64
+func expSumAVX2(dst, x, pf *float32, n int, a, b float32) float64
 
 //go:noescape
-func xLogXDotAVX2(x, y *float32, n int) (xlogx, sum, dot float64, mn float32)
+func expSumAVX512(dst, x, pf *float32, n int, a, b float32) float64
+
+//go:noescape
+func xLogXDotAVX2(x, y, pf *float32, n int) (xlogx, sum, dot float64, mn float32)
 
 //go:noescape
 func scaleShiftAVX2(x *float32, n int, alpha, beta float32)
@@ -42,24 +48,39 @@ func maxMinSum(x []float32) (mx, mn float32, sum float64) {
 	return mx, mn, sum
 }
 
-func expSum(dst, x []float32, a, b float32) float64 {
+// prefetchPtr returns where an assembly kernel over n floats may prefetch:
+// next when it holds n floats, else x itself (already cached: a no-op).
+func prefetchPtr(x, next []float32, n int) *float32 {
+	if len(next) >= n {
+		return &next[0]
+	}
+	return &x[0]
+}
+
+func expSum(dst, x []float32, a, b float32, next []float32) float64 {
 	n := len(x) &^ 15
 	if n == 0 || !useAVX2Row() {
 		return expSumGo(dst, x, a, b)
 	}
-	s := expSumAVX2(&dst[0], &x[0], n, a, b)
+	pf := prefetchPtr(x, next, n)
+	var s float64
+	if useAVX512Row() {
+		s = expSumAVX512(&dst[0], &x[0], pf, n, a, b)
+	} else {
+		s = expSumAVX2(&dst[0], &x[0], pf, n, a, b)
+	}
 	if n < len(x) {
 		s += expSumGo(dst[n:], x[n:], a, b)
 	}
 	return s
 }
 
-func xLogXDot(x, y []float32) (xlogx, sum, dot float64, mn float32) {
+func xLogXDot(x, y, next []float32) (xlogx, sum, dot float64, mn float32) {
 	n := len(x) &^ 15
 	if n == 0 || !useAVX2Row() {
 		return xLogXDotGo(x, y)
 	}
-	xlogx, sum, dot, mn = xLogXDotAVX2(&x[0], &y[0], n)
+	xlogx, sum, dot, mn = xLogXDotAVX2(&x[0], &y[0], prefetchPtr(x, next, n), n)
 	if n < len(x) {
 		a, b, c, d := xLogXDotGo(x[n:], y[n:])
 		xlogx, sum, dot, mn = xlogx+a, sum+b, dot+c, min(mn, d)

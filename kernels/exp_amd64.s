@@ -290,6 +290,16 @@ DATA logp8<>+24(SB)/4, $0x3eaaaaaa
 DATA logp8<>+28(SB)/4, $0x3eaaaaaa
 GLOBL logp8<>(SB), RODATA|NOPTR, $32
 
+DATA explo512<>+0(SB)/4, $0xc2cff1b5
+DATA explo512<>+4(SB)/4, $0xc2cff1b5
+DATA explo512<>+8(SB)/4, $0xc2cff1b5
+DATA explo512<>+12(SB)/4, $0xc2cff1b5
+DATA explo512<>+16(SB)/4, $0xc2cff1b5
+DATA explo512<>+20(SB)/4, $0xc2cff1b5
+DATA explo512<>+24(SB)/4, $0xc2cff1b5
+DATA explo512<>+28(SB)/4, $0xc2cff1b5
+GLOBL explo512<>(SB), RODATA|NOPTR, $32
+
 // Row kernels (see exp.go): AVX2 + FMA, n > 0 a multiple of 16. Constants
 // are 8 copies of a float32 (or int32) so they can be ymm memory operands.
 // Operand order is Go's: the destination last, and for two-source
@@ -387,13 +397,15 @@ mmsloop:
 	VZEROUPPER
 	RET
 
-// func expSumAVX2(dst, x *float32, n int, a, b float32) float64
-TEXT ·expSumAVX2(SB), NOSPLIT, $0-40
+// func expSumAVX2(dst, x, pf *float32, n int, a, b float32) float64
+// pf: n floats to prefetch into cache (the next row), one line per 16.
+TEXT ·expSumAVX2(SB), NOSPLIT, $0-48
 	MOVQ         dst+0(FP), DI
 	MOVQ         x+8(FP), SI
-	MOVQ         n+16(FP), CX
-	VBROADCASTSS a+24(FP), Y15
-	VBROADCASTSS b+28(FP), Y14
+	MOVQ         pf+16(FP), R8
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS a+32(FP), Y15
+	VBROADCASTSS b+36(FP), Y14
 	VMOVUPS      explo<>(SB), Y12
 	VMOVUPS      exphi<>(SB), Y11
 	VXORPD       Y10, Y10, Y10
@@ -401,6 +413,7 @@ TEXT ·expSumAVX2(SB), NOSPLIT, $0-40
 	XORQ         AX, AX
 
 esloop:
+	PREFETCHT0 (R8)(AX*4)
 	VMOVUPS (SI)(AX*4), Y0
 	VMOVUPS 32(SI)(AX*4), Y5
 	EXP8(Y0, Y1, Y2, Y3, Y4)
@@ -415,7 +428,7 @@ esloop:
 
 	VADDPD Y13, Y10, Y10
 	HSUMPD(Y10, X10, X13)
-	VMOVSD X10, ret+32(FP)
+	VMOVSD X10, ret+40(FP)
 	VZEROUPPER
 	RET
 
@@ -468,11 +481,13 @@ esloop:
 	VMULPS       Y0, Y2, Y2;            \
 	ADD8PD(Y2, X2, Y3, Y4, X4, Y12, Y12)
 
-// func xLogXDotAVX2(x, y *float32, n int) (xlogx, sum, dot float64, mn float32)
-TEXT ·xLogXDotAVX2(SB), NOSPLIT, $0-52
+// func xLogXDotAVX2(x, y, pf *float32, n int) (xlogx, sum, dot float64, mn float32)
+// pf: n floats to prefetch into cache (the next row), one line per 16.
+TEXT ·xLogXDotAVX2(SB), NOSPLIT, $0-60
 	MOVQ    x+0(FP), SI
 	MOVQ    y+8(FP), DI
-	MOVQ    n+16(FP), CX
+	MOVQ    pf+16(FP), R8
+	MOVQ    n+24(FP), CX
 	VMOVUPS (SI), Y15
 	VXORPD  Y14, Y14, Y14
 	VXORPD  Y13, Y13, Y13
@@ -480,6 +495,7 @@ TEXT ·xLogXDotAVX2(SB), NOSPLIT, $0-52
 	XORQ    AX, AX
 
 xlloop:
+	PREFETCHT0 (R8)(AX*4)
 	XLOGX8(0)
 	XLOGX8(32)
 	ADDQ $16, AX
@@ -487,13 +503,13 @@ xlloop:
 	JLT  xlloop
 
 	HSUMPD(Y12, X12, X0)
-	VMOVSD X12, xlogx+24(FP)
+	VMOVSD X12, xlogx+32(FP)
 	HSUMPD(Y14, X14, X0)
-	VMOVSD X14, sum+32(FP)
+	VMOVSD X14, sum+40(FP)
 	HSUMPD(Y13, X13, X0)
-	VMOVSD X13, dot+40(FP)
+	VMOVSD X13, dot+48(FP)
 	HREDPS(VMINPS, Y15, X15, X0)
-	VMOVSS X15, mn+48(FP)
+	VMOVSS X15, mn+56(FP)
 	VZEROUPPER
 	RET
 
@@ -537,5 +553,99 @@ abloop:
 	ADDQ        $16, AX
 	CMPQ        AX, CX
 	JLT         abloop
+	VZEROUPPER
+	RET
+
+// EXP16 sets X = exp(a*X - b) for the 16 lanes of zmm X: the polynomial of
+// EXP8, with the scaling by 2^n done by VSCALEFPS (which also rounds
+// subnormal results correctly). Constants: Z15 a, Z14 b, Z13 log2e, Z12 lo,
+// Z11 hi, Z10 C1, Z9 C2, Z8..Z3 p0..p5, Z2 one. N, Y, T are scratch.
+#define EXP16(X, N, Y, T) \
+	VFMSUB213PS  Z14, Z15, X; \
+	VMAXPS       X, Z12, X;   \
+	VMINPS       X, Z11, X;   \
+	VMULPS       Z13, X, N;   \
+	VRNDSCALEPS  $0, N, N;    \
+	VFNMADD231PS Z10, N, X;   \
+	VFNMADD231PS Z9, N, X;    \
+	VMOVAPS      Z8, Y;       \
+	VFMADD213PS  Z7, X, Y;    \
+	VFMADD213PS  Z6, X, Y;    \
+	VFMADD213PS  Z5, X, Y;    \
+	VFMADD213PS  Z4, X, Y;    \
+	VFMADD213PS  Z3, X, Y;    \
+	VMULPS       X, X, T;     \
+	VFMADD213PS  X, T, Y;     \
+	VADDPS       Z2, Y, Y;    \
+	VSCALEFPS    N, Y, X
+
+// ADD16PD adds the 16 float32 lanes of zmm V as float64 into Z0 and Z1;
+// T0, T1 (ymm name YT1) are scratch.
+#define ADD16PD(V, YV, T0, T1, YT1) \
+	VCVTPS2PD     YV, T0;     \
+	VEXTRACTF64X4 $1, V, YT1; \
+	VCVTPS2PD     YT1, T1;    \
+	VADDPD        T0, Z0, Z0; \
+	VADDPD        T1, Z1, Z1
+
+// func expSumAVX512(dst, x, pf *float32, n int, a, b float32) float64
+// n > 0 a multiple of 16. Arguments below lo = -103.9 give 0; between -103.9
+// and -87.3 the result is subnormal.
+TEXT ·expSumAVX512(SB), NOSPLIT, $0-48
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         pf+16(FP), R8
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS a+32(FP), Z15
+	VBROADCASTSS b+36(FP), Z14
+	VBROADCASTSS log2e<>(SB), Z13
+	VBROADCASTSS explo512<>(SB), Z12
+	VBROADCASTSS exphi<>(SB), Z11
+	VBROADCASTSS expc1<>(SB), Z10
+	VBROADCASTSS expc2<>(SB), Z9
+	VBROADCASTSS expp0<>(SB), Z8
+	VBROADCASTSS expp1<>(SB), Z7
+	VBROADCASTSS expp2<>(SB), Z6
+	VBROADCASTSS expp3<>(SB), Z5
+	VBROADCASTSS expp4<>(SB), Z4
+	VBROADCASTSS expp5<>(SB), Z3
+	VBROADCASTSS one<>(SB), Z2
+	VXORPD       Z0, Z0, Z0
+	VXORPD       Z1, Z1, Z1
+	XORQ         AX, AX
+	MOVQ         CX, DX
+	ANDQ         $-32, DX
+	JZ           es512tail
+
+es512loop:
+	PREFETCHT0 (R8)(AX*4)
+	PREFETCHT0 64(R8)(AX*4)
+	VMOVUPS (SI)(AX*4), Z16
+	VMOVUPS 64(SI)(AX*4), Z20
+	EXP16(Z16, Z17, Z18, Z19)
+	EXP16(Z20, Z21, Z22, Z23)
+	VMOVUPS Z16, (DI)(AX*4)
+	VMOVUPS Z20, 64(DI)(AX*4)
+	ADD16PD(Z16, Y16, Z17, Z18, Y18)
+	ADD16PD(Z20, Y20, Z21, Z22, Y22)
+	ADDQ    $32, AX
+	CMPQ    AX, DX
+	JLT     es512loop
+
+es512tail:
+	CMPQ    AX, CX
+	JGE     es512done
+	PREFETCHT0 (R8)(AX*4)
+	VMOVUPS (SI)(AX*4), Z16
+	EXP16(Z16, Z17, Z18, Z19)
+	VMOVUPS Z16, (DI)(AX*4)
+	ADD16PD(Z16, Y16, Z17, Z18, Y18)
+
+es512done:
+	VADDPD        Z1, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPD        Y1, Y0, Y0
+	HSUMPD(Y0, X0, X1)
+	VMOVSD        X0, ret+40(FP)
 	VZEROUPPER
 	RET

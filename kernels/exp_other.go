@@ -2,11 +2,19 @@
 
 package kernels
 
-func maxMinSum(x []float32) (mx, mn float32, sum float64)           { return maxMinSumGo(x) }
-func expSum(dst, x []float32, a, b float32) float64                 { return expSumGo(dst, x, a, b) }
-func xLogXDot(x, y []float32) (xlogx, sum, dot float64, mn float32) { return xLogXDotGo(x, y) }
-func scaleShift(x []float32, alpha, beta float32)                   { scaleShiftGo(x, alpha, beta) }
-func axpby(alpha float32, x []float32, beta float32, y []float32)   { axpbyGo(alpha, x, beta, y) }
+func maxMinSum(x []float32) (mx, mn float32, sum float64) { return maxMinSumGo(x) }
+
+func expSum(dst, x []float32, a, b float32, next []float32) float64 {
+	return expSumGo(dst, x, a, b)
+}
+
+func xLogXDot(x, y, next []float32) (xlogx, sum, dot float64, mn float32) {
+	return xLogXDotGo(x, y)
+}
+
+func scaleShift(x []float32, alpha, beta float32) { scaleShiftGo(x, alpha, beta) }
+
+func axpby(alpha float32, x []float32, beta float32, y []float32) { axpbyGo(alpha, x, beta, y) }
 
 // useAVX2Row reports whether the row kernels run assembly: never here.
 func useAVX2Row() bool { return false }

@@ -63,14 +63,26 @@ func (j *job) shift(z []float32) (a, b float32, zsum float64, ok bool) {
 }
 
 // expRow runs ExpSum over row z: in place when the job is backward, into
-// scratch otherwise. It returns the exp row and log(sum e) + b.
-func (j *job) expRow(sc *scratch, z []float32, a, b float32) (e []float32, sumE, lse float64) {
+// scratch otherwise, prefetching next (the next row to be read). It returns
+// the exp row and log(sum e) + b.
+func (j *job) expRow(sc *scratch, z []float32, a, b float32, next []float32) (e []float32, sumE, lse float64) {
 	e = z
 	if !j.backward {
 		e = sc.f[:len(z)]
 	}
-	sumE = kernels.ExpSum(e, z, a, b)
+	sumE = kernels.ExpSumPrefetch(e, z, a, b, next)
 	return e, sumE, float64(b) + math.Log(sumE)
+}
+
+// nextRow returns row r+1 of buf [rows x vocab], or nil after the last row:
+// the fast paths prefetch it while they compute row r, so the memory traffic
+// of one row overlaps the arithmetic of the other.
+func (j *job) nextRow(buf []float32, r int) []float32 {
+	if r+1 >= j.rows {
+		return nil
+	}
+	V := j.vocab
+	return buf[(r+1)*V : (r+2)*V]
 }
 
 func (j *job) hardFast(sc *scratch, r int) (float64, bool) {
@@ -88,7 +100,7 @@ func (j *job) hardFast(sc *scratch, r int) (float64, bool) {
 	eps := j.o.LabelSmoothing
 	off := eps / float64(V)
 	on := 1 - eps + off
-	_, sumE, lse := j.expRow(sc, z, a, b)
+	_, sumE, lse := j.expRow(sc, z, a, b, j.nextRow(j.logits, r))
 	var L float64 // the sums are taken relative to b: no cancellation against lse
 	if eps == 0 {
 		L = math.Log(sumE) - (af*zt - float64(b)) // a*z_t is exact in float64
@@ -117,11 +129,11 @@ func (j *job) probsFast(sc *scratch, r int) (float64, bool) {
 	if !ok {
 		return 0, false
 	}
-	plogp, S, pz, pmin := kernels.XLogXDot(p, z)
+	plogp, S, pz, pmin := kernels.XLogXDotPrefetch(p, z, j.nextRow(j.logits, r))
 	if !(pmin >= 0) || !(math.Abs(S-1) <= probTolerance) {
 		return 0, false
 	}
-	_, sumE, _ := j.expRow(sc, z, a, b)
+	_, sumE, _ := j.expRow(sc, z, a, b, j.nextRow(j.t.Probs, r))
 	L := plogp - (float64(a)*pz - S*float64(b)) + S*math.Log(sumE)
 	if j.backward {
 		c := j.gc
@@ -172,7 +184,7 @@ func (j *job) sparseFast(sc *scratch, r int) (float64, bool) {
 		plogp += nt * tail * math.Log(tail)
 		pz += tail * (zsum - zkSum)
 	}
-	_, sumE, lse := j.expRow(sc, z, a, b)
+	_, sumE, lse := j.expRow(sc, z, a, b, j.nextRow(j.logits, r))
 	L := plogp - (af*pz - Stot*float64(b)) + Stot*math.Log(sumE)
 	if j.backward {
 		c := j.gc
