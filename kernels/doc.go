@@ -27,10 +27,11 @@
 // the smaller side of C (op(B) when C has at least as many rows as columns,
 // else op(A)) is packed once, whole, by all goroutines of the call together.
 // C is then cut along its longer side into chunks of at most mc rows (or nc
-// columns) that the goroutines claim one at a time and run over every column
-// block of nc and K block of kc in order, so a goroutine slowed by another
-// process on its core leaves its share to the others; once the shared
-// operand is packed, no goroutine waits for another. For each chunk and
+// columns), shrinking towards the end (guided self-scheduling), that the
+// goroutines claim one at a time and run over every column block of nc and K
+// block of kc in order: a goroutine slowed by another process on its core
+// leaves its share to the others, and once the shared operand is packed, no
+// goroutine waits for another. For each chunk and
 // block, a goroutine packs its block of the other operand and calls the
 // micro-kernel on every mr x nr tile, with the B micro-panel (kc x nr) outer
 // so that it stays in L1 while the A micro-panels stream from L2. Edge tiles

@@ -136,10 +136,14 @@ func (p *Pool) putBuf(b *gemmBuf) {
 const (
 	// minPartFlops is the least work worth a goroutine of its own: about 5 µs.
 	minPartFlops = 1 << 19
-	// chunksPerPart is how many chunks of C each goroutine gets on average:
-	// more than one, so a goroutine slowed by other processes on its core
-	// leaves its share to the others.
-	chunksPerPart = 4
+	// guidedDiv sets the size of the next chunk of C a goroutine claims:
+	// the tiles left / (guidedDiv * goroutines), at most mc rows (nc
+	// columns). Chunks shrink towards the end, so that when a goroutine is
+	// slowed by other processes on its core, the others wait for little.
+	guidedDiv = 2
+	// minChunk is the least chunk (rows or columns) a goroutine claims
+	// before the last: each chunk reads the whole shared operand.
+	minChunk = 48
 	// defaultSmallFlops is the size of product (2mnk) up to which operands
 	// are read in place where the micro-kernels allow: packing would cost
 	// more than it saves.
@@ -153,7 +157,8 @@ const (
 //
 // The smaller of op(A) and op(B) (the shared operand) is packed once, whole,
 // by all goroutines together. C is cut along the other dimension into chunks
-// of at most mc rows (or nc columns); goroutines claim chunks one at a time
+// of at most mc rows (or nc columns), shrinking towards the end (guided
+// self-scheduling); goroutines claim chunks one at a time
 // and, for each, pack their own block of the other operand and run the
 // micro-kernel over it. Each element of C is computed by one goroutine in the
 // same order whatever the number of threads, so results do not depend on the
@@ -185,8 +190,9 @@ type gemmJob struct {
 	// Packing units of the shared operand: (k block, group of packGroup panels).
 	packUnits, packGroups int
 	packNext, packDone    atomic.Int64
-	chunks, chunk         int // chunk count and size (rows or columns of C)
-	chunkNext             atomic.Int64
+	parts                 int          // goroutines the job asked for
+	tiles, tile, maxTiles int          // tiles of the split dimension, tile size (mr or nr), tiles per chunk at most
+	tileNext              atomic.Int64 // first tile not claimed yet
 }
 
 // packGroup is the number of micro-panels of the shared operand in one
@@ -291,16 +297,11 @@ func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 	j.packNext.Store(0)
 	j.packDone.Store(0)
 
-	parts := min(p.threads, tiles, max(1, int(flops/minPartFlops)))
-	chunkTiles := max(1, min(maxChunk/tile, (tiles+parts*chunksPerPart-1)/(parts*chunksPerPart)))
-	if parts == 1 {
-		chunkTiles = maxChunk / tile
-	}
-	j.chunk = chunkTiles * tile
-	j.chunks = (tiles + chunkTiles - 1) / chunkTiles
-	j.chunkNext.Store(0)
+	j.parts = min(p.threads, tiles, max(1, int(flops/minPartFlops)))
+	j.tiles, j.tile, j.maxTiles = tiles, tile, maxChunk/tile
+	j.tileNext.Store(0)
 
-	p.forEach(parts, 1, j)
+	p.forEach(j.parts, 1, j)
 
 	j.gemmArgs = gemmArgs{} // drop references to the caller's slices
 	p.mu.Lock()
@@ -328,11 +329,7 @@ func (j *gemmJob) run(_, _ int) {
 	defer j.p.putBuf(buf)
 	buf.tile = grow(buf.tile, kern.mr*kern.nr)
 	kcMax := min(kern.kc, j.k)
-	if j.splitM {
-		buf.pack = grow(buf.pack, roundUp(j.chunk, kern.mr)*kcMax)
-	} else {
-		buf.pack = grow(buf.pack, roundUp(j.chunk, kern.nr)*kcMax)
-	}
+	buf.pack = grow(buf.pack, j.maxTiles*j.tile*kcMax)
 	// A goroutine claims a chunk and runs it over every column block jc and
 	// K block pc, in order: from here on no goroutine waits for another, so
 	// one that the OS deschedules only delays the chunk it holds.
@@ -341,26 +338,36 @@ func (j *gemmJob) run(_, _ int) {
 		ncStep = j.n // colChunk's chunks are the column blocks
 	}
 	for {
-		ch := int(j.chunkNext.Add(1) - 1)
-		if ch >= j.chunks {
+		lo, hi, ok := j.claim()
+		if !ok {
 			return
 		}
 		for jc := 0; jc < j.n; jc += ncStep {
 			for pc := 0; pc < j.k; pc += kern.kc {
-				j.chunkPhase(buf, ch, jc, pc)
+				if j.splitM {
+					j.rowChunk(buf, lo*j.tile, min(hi*j.tile, j.m), jc, pc)
+				} else {
+					j.colChunk(buf, lo*j.tile, min(hi*j.tile, j.n), pc)
+				}
 			}
 		}
 	}
 }
 
-// chunkPhase runs chunk ch of C over column block jc (row chunks only) and K
-// block pc.
-func (j *gemmJob) chunkPhase(buf *gemmBuf, ch, jc, pc int) {
-	if j.splitM {
-		j.rowChunk(buf, ch*j.chunk, min((ch+1)*j.chunk, j.m), jc, pc)
-		return
+// claim returns the next chunk of tiles [lo, hi) of the split dimension, or
+// false when none is left.
+func (j *gemmJob) claim() (lo, hi int, ok bool) {
+	for {
+		next := j.tileNext.Load()
+		left := int64(j.tiles) - next
+		if left <= 0 {
+			return 0, 0, false
+		}
+		n := min(int64(j.maxTiles), max(int64(minChunk/j.tile), 1, left/int64(guidedDiv*j.parts)))
+		if j.tileNext.CompareAndSwap(next, next+n) {
+			return int(next), int(next + n), true
+		}
 	}
-	j.colChunk(buf, ch*j.chunk, min((ch+1)*j.chunk, j.n), pc)
 }
 
 // packShared packs unit u of the shared operand: one k block, one group of
