@@ -9,8 +9,9 @@ import (
 // useAVX2Row reports whether the row kernels may run the AVX2+FMA assembly.
 func useAVX2Row() bool { return cpu.X86.HasAVX2 && cpu.X86.HasFMA }
 
-// useAVX512Row reports whether ExpSum may run its AVX-512 assembly.
-func useAVX512Row() bool { return cpu.X86.HasAVX512F }
+// useAVX512Row reports whether ExpSum and XLogXDot may run their AVX-512
+// assembly (AVX-512 F and DQ).
+func useAVX512Row() bool { return cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ }
 
 // The assembly kernels (exp_amd64.s) take n > 0, a multiple of 16.
 
@@ -25,6 +26,9 @@ func expSumAVX512(dst, x, pf *float32, n int, a, b float32) float64
 
 //go:noescape
 func xLogXDotAVX2(x, y, pf *float32, n int) (xlogx, sum, dot float64, mn float32)
+
+//go:noescape
+func xLogXDotAVX512(x, y, pf *float32, n int) (xlogx, sum, dot float64, mn float32)
 
 //go:noescape
 func scaleShiftAVX2(x *float32, n int, alpha, beta float32)
@@ -80,7 +84,11 @@ func xLogXDot(x, y, next []float32) (xlogx, sum, dot float64, mn float32) {
 	if n == 0 || !useAVX2Row() {
 		return xLogXDotGo(x, y)
 	}
-	xlogx, sum, dot, mn = xLogXDotAVX2(&x[0], &y[0], prefetchPtr(x, next, n), n)
+	if useAVX512Row() {
+		xlogx, sum, dot, mn = xLogXDotAVX512(&x[0], &y[0], prefetchPtr(x, next, n), n)
+	} else {
+		xlogx, sum, dot, mn = xLogXDotAVX2(&x[0], &y[0], prefetchPtr(x, next, n), n)
+	}
 	if n < len(x) {
 		a, b, c, d := xLogXDotGo(x[n:], y[n:])
 		xlogx, sum, dot, mn = xlogx+a, sum+b, dot+c, min(mn, d)

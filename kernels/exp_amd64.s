@@ -300,6 +300,16 @@ DATA explo512<>+24(SB)/4, $0xc2cff1b5
 DATA explo512<>+28(SB)/4, $0xc2cff1b5
 GLOBL explo512<>(SB), RODATA|NOPTR, $32
 
+DATA sqrt2<>+0(SB)/4, $0x3fb504f3
+DATA sqrt2<>+4(SB)/4, $0x3fb504f3
+DATA sqrt2<>+8(SB)/4, $0x3fb504f3
+DATA sqrt2<>+12(SB)/4, $0x3fb504f3
+DATA sqrt2<>+16(SB)/4, $0x3fb504f3
+DATA sqrt2<>+20(SB)/4, $0x3fb504f3
+DATA sqrt2<>+24(SB)/4, $0x3fb504f3
+DATA sqrt2<>+28(SB)/4, $0x3fb504f3
+GLOBL sqrt2<>(SB), RODATA|NOPTR, $32
+
 // Row kernels (see exp.go): AVX2 + FMA, n > 0 a multiple of 16. Constants
 // are 8 copies of a float32 (or int32) so they can be ymm memory operands.
 // Operand order is Go's: the destination last, and for two-source
@@ -647,5 +657,108 @@ es512done:
 	VADDPD        Y1, Y0, Y0
 	HSUMPD(Y0, X0, X1)
 	VMOVSD        X0, ret+40(FP)
+	VZEROUPPER
+	RET
+
+// XLOGX16 is XLOGX8 on 16 lanes, with AVX-512's exponent and mantissa
+// extraction: x = m*2^e with m in [1, 2), halved (and e raised) above
+// sqrt(2). Accumulators: Z16 min x, Z15 sum x, Z14 sum x*y, Z13 sum x log x.
+// Constants: Z31 smallest normal, Z30 sqrt(2), Z29 0.5, Z28 1, Z27..Z19 the
+// polynomial, Z18 q1, Z17 q2.
+#define XLOGX16 \
+	VMOVUPS       (SI)(AX*4), Z0; \
+	VMOVUPS       (DI)(AX*4), Z1; \
+	VMINPS        Z0, Z16, Z16;   \
+	VCVTPS2PD     Y0, Z2;         \
+	VEXTRACTF64X4 $1, Z0, Y3;     \
+	VCVTPS2PD     Y3, Z3;         \
+	VADDPD        Z2, Z15, Z15;   \
+	VADDPD        Z3, Z15, Z15;   \
+	VCVTPS2PD     Y1, Z4;         \
+	VEXTRACTF64X4 $1, Z1, Y5;     \
+	VCVTPS2PD     Y5, Z5;         \
+	VFMADD231PD   Z2, Z4, Z14;    \
+	VFMADD231PD   Z3, Z5, Z14;    \
+	VMAXPS        Z31, Z0, Z2;    \
+	VGETMANTPS    $0, Z2, Z3;     \
+	VGETEXPPS     Z2, Z4;         \
+	VCMPPS        $14, Z30, Z3, K1; \
+	VMULPS        Z29, Z3, K1, Z3; \
+	VADDPS        Z28, Z4, K1, Z4; \
+	VSUBPS        Z28, Z3, Z3;    \
+	VMULPS        Z3, Z3, Z5;     \
+	VMOVAPS       Z27, Z6;        \
+	VFMADD213PS   Z26, Z3, Z6;   \
+	VFMADD213PS   Z25, Z3, Z6;   \
+	VFMADD213PS   Z24, Z3, Z6;   \
+	VFMADD213PS   Z23, Z3, Z6;   \
+	VFMADD213PS   Z22, Z3, Z6;   \
+	VFMADD213PS   Z21, Z3, Z6;   \
+	VFMADD213PS   Z20, Z3, Z6;   \
+	VFMADD213PS   Z19, Z3, Z6;   \
+	VMULPS        Z3, Z6, Z6;     \
+	VMULPS        Z5, Z6, Z6;     \
+	VFMADD231PS   Z18, Z4, Z6;    \
+	VFNMADD231PS  Z29, Z5, Z6;    \
+	VADDPS        Z6, Z3, Z3;     \
+	VFMADD231PS   Z17, Z4, Z3;    \
+	VMULPS        Z0, Z3, Z3;     \
+	VCVTPS2PD     Y3, Z6;         \
+	VEXTRACTF64X4 $1, Z3, Y7;     \
+	VCVTPS2PD     Y7, Z7;         \
+	VADDPD        Z6, Z13, Z13;   \
+	VADDPD        Z7, Z13, Z13
+
+// func xLogXDotAVX512(x, y, pf *float32, n int) (xlogx, sum, dot float64, mn float32)
+// n > 0 a multiple of 16; pf as xLogXDotAVX2.
+TEXT ·xLogXDotAVX512(SB), NOSPLIT, $0-60
+	MOVQ         x+0(FP), SI
+	MOVQ         y+8(FP), DI
+	MOVQ         pf+16(FP), R8
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS minnorm<>(SB), Z31
+	VBROADCASTSS sqrt2<>(SB), Z30
+	VBROADCASTSS half<>(SB), Z29
+	VBROADCASTSS one<>(SB), Z28
+	VBROADCASTSS logp0<>(SB), Z27
+	VBROADCASTSS logp1<>(SB), Z26
+	VBROADCASTSS logp2<>(SB), Z25
+	VBROADCASTSS logp3<>(SB), Z24
+	VBROADCASTSS logp4<>(SB), Z23
+	VBROADCASTSS logp5<>(SB), Z22
+	VBROADCASTSS logp6<>(SB), Z21
+	VBROADCASTSS logp7<>(SB), Z20
+	VBROADCASTSS logp8<>(SB), Z19
+	VBROADCASTSS logq1<>(SB), Z18
+	VBROADCASTSS logq2<>(SB), Z17
+	VMOVUPS      (SI), Z16
+	VXORPD       Z15, Z15, Z15
+	VXORPD       Z14, Z14, Z14
+	VXORPD       Z13, Z13, Z13
+	XORQ         AX, AX
+
+xl512loop:
+	PREFETCHT0 (R8)(AX*4)
+	XLOGX16
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JLT  xl512loop
+
+	VEXTRACTF64X4 $1, Z13, Y0
+	VADDPD        Y0, Y13, Y13
+	HSUMPD(Y13, X13, X0)
+	VMOVSD        X13, xlogx+32(FP)
+	VEXTRACTF64X4 $1, Z15, Y0
+	VADDPD        Y0, Y15, Y15
+	HSUMPD(Y15, X15, X0)
+	VMOVSD        X15, sum+40(FP)
+	VEXTRACTF64X4 $1, Z14, Y0
+	VADDPD        Y0, Y14, Y14
+	HSUMPD(Y14, X14, X0)
+	VMOVSD        X14, dot+48(FP)
+	VEXTRACTF32X8 $1, Z16, Y0
+	VMINPS        Y0, Y16, Y0
+	HREDPS(VMINPS, Y0, X0, X1)
+	VMOVSS        X0, mn+56(FP)
 	VZEROUPPER
 	RET

@@ -14,11 +14,25 @@ func archRowImpls() []rowImpl {
 			return s + expSumGo(dst[n:], x[n:], a, b)
 		}
 	}
+	xlTail := func(f func(x, y, pf *float32, n int) (float64, float64, float64, float32)) func(x, y []float32) (float64, float64, float64, float32) {
+		return func(x, y []float32) (float64, float64, float64, float32) {
+			n := len(x) &^ 15
+			if n == 0 {
+				return xLogXDotGo(x, y)
+			}
+			l, s, d, mn := f(&x[0], &y[0], &x[0], n)
+			if n < len(x) {
+				l2, s2, d2, mn2 := xLogXDotGo(x[n:], y[n:])
+				l, s, d, mn = l+l2, s+s2, d+d2, min(mn, mn2)
+			}
+			return l, s, d, mn
+		}
+	}
 	if useAVX2Row() {
-		out = append(out, rowImpl{"avx2", maxMinSum, withTail(expSumAVX2), XLogXDot, scaleShift, axpby})
+		out = append(out, rowImpl{"avx2", maxMinSum, withTail(expSumAVX2), xlTail(xLogXDotAVX2), scaleShift, axpby})
 	}
 	if useAVX512Row() {
-		out = append(out, rowImpl{"avx512", maxMinSum, withTail(expSumAVX512), XLogXDot, scaleShift, axpby})
+		out = append(out, rowImpl{"avx512", maxMinSum, withTail(expSumAVX512), xlTail(xLogXDotAVX512), scaleShift, axpby})
 	}
 	return out
 }

@@ -10,7 +10,9 @@ import (
 
 // BenchmarkKL times ForwardBackward (forward KL, gradient over the logits) on
 // 2 threads. B/s (SetBytes) counts the bytes read: logits, plus the dense
-// target for probs; traffic-GB/s adds the gradient written.
+// target for probs; traffic-GB/s adds the gradient written. cpu-ms/op is the
+// process's CPU time per op (both threads): on a shared machine it says more
+// than the wall time.
 func BenchmarkKL(b *testing.B) {
 	const rows = 8192
 	for _, kind := range []targetKind{kindHard, kindProbs} {
@@ -29,7 +31,7 @@ func BenchmarkKL(b *testing.B) {
 				c := NewComputer(kernels.NewPool(2))
 				o := DefaultOptions()
 				b.SetBytes(read)
-				b.ResetTimer()
+				cpu0 := cpuSeconds()
 				for b.Loop() {
 					// The gradient of one iteration is the next one's logits:
 					// finite and of ordinary size, so the work is the same.
@@ -40,6 +42,9 @@ func BenchmarkKL(b *testing.B) {
 				sec := b.Elapsed().Seconds() / float64(b.N)
 				b.ReportMetric(float64(read+int64(rows*V*4))/sec/1e9, "traffic-GB/s")
 				b.ReportMetric(sec*1e3, "ms/op")
+				if cpu := cpuSeconds() - cpu0; cpu0 > 0 {
+					b.ReportMetric(cpu/float64(b.N)*1e3, "cpu-ms/op")
+				}
 			})
 		}
 	}
