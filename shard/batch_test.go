@@ -238,3 +238,57 @@ func TestCursorEdges(t *testing.T) {
 	}()
 	d.NextBatch(Cursor{}, 0)
 }
+
+// TestConcurrentUse: the cluster layer's workers read windows and truth while
+// the coordinator draws batches (run under -race).
+func TestConcurrentUse(t *testing.T) {
+	d := openSmall(t, 4)
+	want, _ := d.NextBatch(Cursor{Epoch: 5}, 200)
+	done := make(chan []int)
+	for g := range 4 {
+		go func() {
+			win := make([]int32, d.Ctx()+1)
+			ids := make([]int32, d.Ctx()*d.TruthK())
+			probs := make([]float32, d.Ctx()*d.TruthK())
+			var got []int
+			c := Cursor{Epoch: uint64(g)} // touch other epochs' orders too
+			for range 30 {
+				_, c = d.NextBatch(c, 7)
+			}
+			c = Cursor{Epoch: 5}
+			for range 20 {
+				var b []int
+				b, c = d.NextBatch(c, 10)
+				for _, id := range b {
+					d.Window(id, win)
+					d.Truth(id, ids, probs)
+				}
+				got = append(got, b...)
+			}
+			done <- got
+		}()
+	}
+	for range 4 {
+		if got := <-done; !slices.Equal(got, want) {
+			t.Errorf("concurrent stream of epoch 5 = %v; want %v", got, want)
+		}
+	}
+}
+
+func TestNoAllocations(t *testing.T) {
+	d := openSmall(t, 6)
+	win := make([]int32, d.Ctx()+1)
+	ids := make([]int32, d.Ctx()*d.TruthK())
+	probs := make([]float32, d.Ctx()*d.TruthK())
+	batch := make([]int, 0, 16)
+	c := Cursor{}
+	d.NextBatch(c, 1) // compute epoch 0's order
+	allocs := testing.AllocsPerRun(100, func() {
+		batch, _ = d.AppendBatch(batch[:0], c, 16)
+		d.Window(batch[0], win)
+		d.Truth(batch[0], ids, probs)
+	})
+	if allocs != 0 {
+		t.Errorf("AppendBatch + Window + Truth allocate %v times per call; want 0", allocs)
+	}
+}

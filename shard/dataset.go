@@ -255,7 +255,8 @@ func (d *Dataset) NumVal() int { return d.nVal }
 // window.
 func (d *Dataset) IsHeldOut(id int) bool {
 	d.checkID(id)
-	return (id*d.nVal)/d.nWin != ((id+1)*d.nVal)/d.nWin
+	v, n, i := int64(d.nVal), int64(d.nWin), int64(id)
+	return (i*v)/n != ((i+1)*v)/n
 }
 
 // TrainWindows returns the ids of the training windows, ascending.

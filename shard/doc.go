@@ -71,6 +71,12 @@
 // = 256 contexts (a full order-2 table would have 4096, too many to see often
 // in a few hundred steps). A vocabulary of 64 keeps embeddings and the
 // softmax small; every token appears about 16,000 times in the corpus.
+// Measured through the cluster's simulation mode (one worker, the tiny
+// preset: C 128, 4 layers, ctx 128, 16 windows a step, soft targets, AdamW
+// with its default cosine schedule, 2 shared cores): the held-out KL from
+// the truth is at the bigram level (about 1.1 nats) near step 100, falls
+// once the model uses the token two back, and is 0.04 at step 350 and 0.029
+// at step 400, after 120 s.
 //
 // Truth(id, ids, probs) writes, for each target of a window, the true
 // distribution given the window's tokens before it, as K = TruthK() sparse
