@@ -30,8 +30,8 @@
 // columns), shrinking towards the end (guided self-scheduling), that the
 // goroutines claim one at a time and run over every column block of nc and K
 // block of kc in order: a goroutine slowed by another process on its core
-// leaves its share to the others, and once the shared operand is packed, no
-// goroutine waits for another. For each chunk and
+// leaves its share to the others. A goroutine waits for another only for a
+// K block of the shared operand that the other is still packing. For each chunk and
 // block, a goroutine packs its block of the other operand and calls the
 // micro-kernel on every mr x nr tile, with the B micro-panel (kc x nr) outer
 // so that it stays in L1 while the A micro-panels stream from L2. Edge tiles

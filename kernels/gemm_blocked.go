@@ -189,7 +189,8 @@ type gemmJob struct {
 
 	// Packing units of the shared operand: (k block, group of packGroup panels).
 	packUnits, packGroups int
-	packNext, packDone    atomic.Int64
+	packNext              atomic.Int64
+	blockDone             []atomic.Int32 // per k block: packing units done
 	parts                 int          // goroutines the job asked for
 	tiles, tile, maxTiles int          // tiles of the split dimension, tile size (mr or nr), tiles per chunk at most
 	tileNext              atomic.Int64 // first tile not claimed yet
@@ -295,7 +296,13 @@ func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 	}
 	j.shared = grow(j.shared, g.k*j.sharedN)
 	j.packNext.Store(0)
-	j.packDone.Store(0)
+	if cap(j.blockDone) < kBlocks {
+		j.blockDone = make([]atomic.Int32, kBlocks)
+	}
+	j.blockDone = j.blockDone[:kBlocks]
+	for i := range j.blockDone {
+		j.blockDone[i].Store(0)
+	}
 
 	j.parts = min(p.threads, tiles, max(1, int(flops/minPartFlops)))
 	j.tiles, j.tile, j.maxTiles = tiles, tile, maxChunk/tile
@@ -310,7 +317,8 @@ func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 }
 
 // run is one goroutine's share of the job: help pack the shared operand,
-// wait until it is packed, then claim chunks of C until none is left.
+// then claim chunks of C until none is left. A chunk waits for a K block of
+// the shared operand only if another goroutine is still packing it.
 func (j *gemmJob) run(_, _ int) {
 	kern := j.kern
 	for {
@@ -319,10 +327,7 @@ func (j *gemmJob) run(_, _ int) {
 			break
 		}
 		j.packShared(u)
-		j.packDone.Add(1)
-	}
-	for j.packDone.Load() < int64(j.packUnits) {
-		runtime.Gosched() // another goroutine is finishing its last unit
+		j.blockDone[u/j.packGroups].Add(1)
 	}
 
 	buf := j.p.getBuf()
@@ -331,8 +336,8 @@ func (j *gemmJob) run(_, _ int) {
 	kcMax := min(kern.kc, j.k)
 	buf.pack = grow(buf.pack, j.maxTiles*j.tile*kcMax)
 	// A goroutine claims a chunk and runs it over every column block jc and
-	// K block pc, in order: from here on no goroutine waits for another, so
-	// one that the OS deschedules only delays the chunk it holds.
+	// K block pc, in order: a goroutine that the OS deschedules only delays
+	// the chunk it holds (or a K block it is packing).
 	ncStep := kern.nc
 	if !j.splitM {
 		ncStep = j.n // colChunk's chunks are the column blocks
@@ -394,8 +399,15 @@ func (j *gemmJob) packShared(u int) {
 	packA(kern, dst, j.tA, j.a, j.lda, x0, w, pc, kc, r)
 }
 
-// sharedPanels returns the panels of the shared operand's k block at pc.
+// sharedPanels returns the panels of the shared operand's k block at pc,
+// once it is packed.
 func (j *gemmJob) sharedPanels(pc, kc int) panels {
+	if j.packUnits > 0 {
+		done := &j.blockDone[pc/j.kern.kc]
+		for done.Load() < int32(j.packGroups) {
+			runtime.Gosched() // another goroutine is packing this block
+		}
+	}
 	r := j.kern.mr
 	if j.splitM {
 		r = j.kern.nr
