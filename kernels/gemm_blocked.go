@@ -191,9 +191,9 @@ type gemmJob struct {
 	packUnits, packGroups int
 	packNext              atomic.Int64
 	blockDone             []atomic.Int32 // per k block: packing units done
-	parts                 int          // goroutines the job asked for
-	tiles, tile, maxTiles int          // tiles of the split dimension, tile size (mr or nr), tiles per chunk at most
-	tileNext              atomic.Int64 // first tile not claimed yet
+	parts                 int            // goroutines the job asked for
+	tiles, tile, maxTiles int            // tiles of the split dimension, tile size (mr or nr), tiles per chunk at most
+	tileNext              atomic.Int64   // first tile not claimed yet
 }
 
 // packGroup is the number of micro-panels of the shared operand in one
