@@ -6,8 +6,8 @@ import (
 	"github.com/klring/klring/kernels"
 )
 
-// Fast paths: forward KL with hard, dense or sparse targets on rows of finite
-// logits. A row takes a few vectorised passes (kernels' row kernels); the
+// Fast paths: forward KL with hard, dense (probabilities or
+// log-probabilities) or sparse targets on rows of finite logits. A row takes a few vectorised passes (kernels' row kernels); the
 // first brings the row into L1/L2 and the others run there:
 //
 //	1. MaxMinSum(z): max for the shift, min and sum to see the row is finite
@@ -34,7 +34,15 @@ func (j *job) rowFast(sc *scratch, r int) (loss float64, ok bool) {
 	case kindHard:
 		return j.hardFast(sc, r)
 	case kindProbs:
-		return j.probsFast(sc, r)
+		V := j.vocab
+		return j.probsFast(sc, r, j.t.Probs[r*V:(r+1)*V:(r+1)*V])
+	case kindLogProbs:
+		// P = exp(log P) into scratch, then as dense probabilities. NaN or
+		// +Inf log-probabilities make the sum fail its check; -Inf gives 0.
+		V := j.vocab
+		p := sc.p32[:V]
+		kernels.ExpSum(p, j.t.LogProbs[r*V:(r+1)*V], 1, 0)
+		return j.probsFast(sc, r, p)
 	case kindSparse:
 		return j.sparseFast(sc, r)
 	}
@@ -121,10 +129,10 @@ func (j *job) hardFast(sc *scratch, r int) (float64, bool) {
 	return L * j.t2, true
 }
 
-func (j *job) probsFast(sc *scratch, r int) (float64, bool) {
+// probsFast is the fast path for a dense target row p [vocab].
+func (j *job) probsFast(sc *scratch, r int, p []float32) (float64, bool) {
 	V := j.vocab
 	z := j.logits[r*V : (r+1)*V : (r+1)*V]
-	p := j.t.Probs[r*V : (r+1)*V : (r+1)*V]
 	a, b, _, ok := j.shift(z)
 	if !ok {
 		return 0, false
@@ -133,7 +141,11 @@ func (j *job) probsFast(sc *scratch, r int) (float64, bool) {
 	if !(pmin >= 0) || !(math.Abs(S-1) <= probTolerance) {
 		return 0, false
 	}
-	_, sumE, _ := j.expRow(sc, z, a, b, j.nextRow(j.t.Probs, r))
+	next := j.t.Probs
+	if next == nil {
+		next = j.t.LogProbs
+	}
+	_, sumE, _ := j.expRow(sc, z, a, b, j.nextRow(next, r))
 	L := plogp - (float64(a)*pz - S*float64(b)) + S*math.Log(sumE)
 	if j.backward {
 		c := j.gc

@@ -274,10 +274,11 @@ func (c *Computer) runRange(lo, hi int) {
 
 // scratch is one goroutine's working memory, [vocab] each.
 type scratch struct {
-	s  []float64 // scaled logits, then log q
-	p  []float64 // the target row
-	lp []float64 // log of the target row (-Inf where 0)
-	f  []float32 // fast paths' exp row when logits must stay unchanged
+	s   []float64 // scaled logits, then log q
+	p   []float64 // the target row
+	lp  []float64 // log of the target row (-Inf where 0)
+	f   []float32 // fast paths' exp row when logits must stay unchanged
+	p32 []float32 // fast path: a log-probability target row as probabilities
 
 	mark []uint32 // sparse fast path: mark[id] == gen for the ids of the row
 	gen  uint32
@@ -299,6 +300,7 @@ func (c *Computer) getScratch(vocab int) *scratch {
 		sc.p = make([]float64, vocab)
 		sc.lp = make([]float64, vocab)
 		sc.f = make([]float32, vocab)
+		sc.p32 = make([]float32, vocab)
 		sc.mark = make([]uint32, vocab)
 		sc.gen = 0
 	}
