@@ -339,26 +339,29 @@ func (j *job) rowGeneric(sc *scratch, r int) (float64, error) {
 	V := j.vocab
 	z := j.logits[r*V : (r+1)*V : (r+1)*V]
 	s := sc.s[:V:V]
-	m := math.Inf(-1)
+	// One pass: validation, and the online maximum and sum of exp(s - m),
+	// rescaled whenever the maximum grows.
+	m, sumE := math.Inf(-1), 0.0
 	for i, v := range z {
 		if v != v || v > math.MaxFloat32 {
 			return 0, fmt.Errorf("%w: logit %d = %v", ErrNonFiniteLogit, i, v)
 		}
 		x := float64(v) * j.a
 		s[i] = x
-		m = max(m, x)
+		switch {
+		case x > m:
+			sumE = sumE*math.Exp(m-x) + 1 // exp(-Inf) = 0 at the first finite x
+			m = x
+		case x > math.Inf(-1):
+			sumE += math.Exp(x - m)
+		}
 	}
 	if math.IsInf(m, -1) {
 		return 0, ErrAllMasked
 	}
-	sumE := 0.0
-	for i, x := range s {
-		s[i] = x - m // exact for the large terms: no cancellation against lse
-		sumE += math.Exp(s[i])
-	}
 	ls := math.Log(sumE)
-	for i := range s {
-		s[i] -= ls // log q; -Inf stays -Inf
+	for i, x := range s {
+		s[i] = (x - m) - ls // log q; x - m first, exact for the large terms; -Inf stays -Inf
 	}
 	p, lp, err := j.targetRow(sc, r)
 	if err != nil {
