@@ -130,6 +130,8 @@ func TestBadOptions(t *testing.T) {
 		_, err := NewComputer(nil).ForwardBackward([]float32{1, 2}, 1, 2, tt.t, tt.o, tt.scale, nil)
 		if !errors.Is(err, ErrOption) {
 			t.Errorf("ForwardBackward(%s) = %v; want %v", tt.name, err, ErrOption)
+		} else if msg := err.Error(); !strings.HasPrefix(msg, "loss: forward backward: invalid option: ") {
+			t.Errorf("ForwardBackward(%s) error %q; want prefix \"loss: forward backward: invalid option: \"", tt.name, msg)
 		}
 	}
 	if _, err := ParseDirection("sideways"); !errors.Is(err, ErrOption) {

@@ -3,6 +3,7 @@ package loss
 import (
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 
 	"github.com/klring/klring/kernels"
@@ -158,7 +159,7 @@ func NewComputer(pool *kernels.Pool) *Computer {
 func (c *Computer) Forward(logits []float32, rows, vocab int, t Target, o Options, rowLoss []float64) (Result, error) {
 	res, err := c.run(logits, rows, vocab, t, o, false, 0, rowLoss)
 	if err != nil {
-		return Result{}, fmt.Errorf("loss: forward: %w", err)
+		return Result{}, &opError{op: "forward", err: err}
 	}
 	return res, nil
 }
@@ -172,10 +173,23 @@ func (c *Computer) Forward(logits []float32, rows, vocab int, t Target, o Option
 func (c *Computer) ForwardBackward(logits []float32, rows, vocab int, t Target, o Options, gradScale float32, rowLoss []float64) (Result, error) {
 	res, err := c.run(logits, rows, vocab, t, o, true, gradScale, rowLoss)
 	if err != nil {
-		return Result{}, fmt.Errorf("loss: forward backward: %w", err)
+		return Result{}, &opError{op: "forward backward", err: err}
 	}
 	return res, nil
 }
+
+// opError names the operation of an error: "loss: forward: row 3: ...".
+// It unwraps to the *RowError or the ErrOption error it carries.
+type opError struct {
+	op  string
+	err error
+}
+
+func (e *opError) Error() string {
+	return "loss: " + e.op + ": " + strings.TrimPrefix(e.err.Error(), "loss: ")
+}
+
+func (e *opError) Unwrap() error { return e.err }
 
 // job is the state of one call, shared by the goroutines of its rows.
 type job struct {
