@@ -72,6 +72,32 @@ func Axpby(alpha float32, x []float32, beta float32, y []float32) {
 	axpby(alpha, x, beta, y)
 }
 
+// Log sets dst[i] = log(x[i]) for positive normal x[i] (within 2 ulp); zero
+// and subnormal x[i] are raised to the smallest normal float (log =
+// -87.34), negative x[i] and NaN give unspecified values. dst may be x.
+func Log(dst, x []float32) {
+	if len(dst) != len(x) {
+		panic(fmt.Sprintf("kernels: Log len(dst) = %d, len(x) = %d", len(dst), len(x)))
+	}
+	logRow(dst, x)
+}
+
+// Dot returns sum x[i]*y[i] with the products and the sum in float64.
+func Dot(x, y []float32) float64 {
+	if len(x) != len(y) {
+		panic(fmt.Sprintf("kernels: Dot len(x) = %d, len(y) = %d", len(x), len(y)))
+	}
+	return dot(x, y)
+}
+
+// MulShift sets y[i] = alpha * y[i] * (x[i] + beta).
+func MulShift(y, x []float32, alpha, beta float32) {
+	if len(x) != len(y) {
+		panic(fmt.Sprintf("kernels: MulShift len(x) = %d, len(y) = %d", len(x), len(y)))
+	}
+	mulShift(y, x, alpha, beta)
+}
+
 // Constants of the exponential (Cephes expf): exp(x) = 2^n * exp(r) with
 // n = round(x*log2(e)) and r = x - n*ln2 in [-ln2/2, ln2/2], ln2 split in
 // two parts so r is exact, and exp(r) a degree 5 polynomial.
@@ -186,5 +212,28 @@ func axpbyGo(alpha float32, x []float32, beta float32, y []float32) {
 	x = x[:len(y)]
 	for i, v := range y {
 		y[i] = alpha*x[i] + beta*v
+	}
+}
+
+func logRowGo(dst, x []float32) {
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = logGo(v)
+	}
+}
+
+func dotGo(x, y []float32) float64 {
+	y = y[:len(x)]
+	s := 0.0
+	for i, v := range x {
+		s += float64(v) * float64(y[i])
+	}
+	return s
+}
+
+func mulShiftGo(y, x []float32, alpha, beta float32) {
+	x = x[:len(y)]
+	for i, v := range y {
+		y[i] = (alpha * v) * (x[i] + beta)
 	}
 }

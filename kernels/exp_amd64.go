@@ -31,6 +31,15 @@ func xLogXDotAVX2(x, y, pf *float32, n int) (xlogx, sum, dot float64, mn float32
 func xLogXDotAVX512(x, y, pf *float32, n int) (xlogx, sum, dot float64, mn float32)
 
 //go:noescape
+func logAVX512(dst, x *float32, n int)
+
+//go:noescape
+func dotAVX2(x, y *float32, n int) float64
+
+//go:noescape
+func mulShiftAVX2(y, x *float32, n int, alpha, beta float32)
+
+//go:noescape
 func scaleShiftAVX2(x *float32, n int, alpha, beta float32)
 
 //go:noescape
@@ -114,4 +123,32 @@ func axpby(alpha float32, x []float32, beta float32, y []float32) {
 	}
 	axpbyAVX2(&x[0], &y[0], n, alpha, beta)
 	axpbyGo(alpha, x[n:], beta, y[n:])
+}
+
+func logRow(dst, x []float32) {
+	n := len(x) &^ 15
+	if n == 0 || !useAVX512Row() {
+		logRowGo(dst, x)
+		return
+	}
+	logAVX512(&dst[0], &x[0], n)
+	logRowGo(dst[n:], x[n:])
+}
+
+func dot(x, y []float32) float64 {
+	n := len(x) &^ 15
+	if n == 0 || !useAVX2Row() {
+		return dotGo(x, y)
+	}
+	return dotAVX2(&x[0], &y[0], n) + dotGo(x[n:], y[n:])
+}
+
+func mulShift(y, x []float32, alpha, beta float32) {
+	n := len(y) &^ 15
+	if n == 0 || !useAVX2Row() {
+		mulShiftGo(y, x, alpha, beta)
+		return
+	}
+	mulShiftAVX2(&y[0], &x[0], n, alpha, beta)
+	mulShiftGo(y[n:], x[n:], alpha, beta)
 }

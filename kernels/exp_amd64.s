@@ -762,3 +762,121 @@ xl512loop:
 	VMOVSS        X0, mn+56(FP)
 	VZEROUPPER
 	RET
+
+// func logAVX512(dst, x *float32, n int)
+// dst[i] = log(max(x[i], smallest normal)); n > 0 a multiple of 16.
+// Registers as XLOGX16.
+TEXT ·logAVX512(SB), NOSPLIT, $0-24
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS minnorm<>(SB), Z31
+	VBROADCASTSS sqrt2<>(SB), Z30
+	VBROADCASTSS half<>(SB), Z29
+	VBROADCASTSS one<>(SB), Z28
+	VBROADCASTSS logp0<>(SB), Z27
+	VBROADCASTSS logp1<>(SB), Z26
+	VBROADCASTSS logp2<>(SB), Z25
+	VBROADCASTSS logp3<>(SB), Z24
+	VBROADCASTSS logp4<>(SB), Z23
+	VBROADCASTSS logp5<>(SB), Z22
+	VBROADCASTSS logp6<>(SB), Z21
+	VBROADCASTSS logp7<>(SB), Z20
+	VBROADCASTSS logp8<>(SB), Z19
+	VBROADCASTSS logq1<>(SB), Z18
+	VBROADCASTSS logq2<>(SB), Z17
+	XORQ         AX, AX
+
+log512loop:
+	VMOVUPS      (SI)(AX*4), Z0
+	VMAXPS       Z31, Z0, Z2
+	VGETMANTPS   $0, Z2, Z3
+	VGETEXPPS    Z2, Z4
+	VCMPPS       $14, Z30, Z3, K1
+	VMULPS       Z29, Z3, K1, Z3
+	VADDPS       Z28, Z4, K1, Z4
+	VSUBPS       Z28, Z3, Z3
+	VMULPS       Z3, Z3, Z5
+	VMOVAPS      Z27, Z6
+	VFMADD213PS  Z26, Z3, Z6
+	VFMADD213PS  Z25, Z3, Z6
+	VFMADD213PS  Z24, Z3, Z6
+	VFMADD213PS  Z23, Z3, Z6
+	VFMADD213PS  Z22, Z3, Z6
+	VFMADD213PS  Z21, Z3, Z6
+	VFMADD213PS  Z20, Z3, Z6
+	VFMADD213PS  Z19, Z3, Z6
+	VMULPS       Z3, Z6, Z6
+	VMULPS       Z5, Z6, Z6
+	VFMADD231PS  Z18, Z4, Z6
+	VFNMADD231PS Z29, Z5, Z6
+	VADDPS       Z6, Z3, Z3
+	VFMADD231PS  Z17, Z4, Z3
+	VMOVUPS      Z3, (DI)(AX*4)
+	ADDQ         $16, AX
+	CMPQ         AX, CX
+	JLT          log512loop
+	VZEROUPPER
+	RET
+
+// func dotAVX2(x, y *float32, n int) float64
+// sum x[i]*y[i] with float64 products and sums; n > 0 a multiple of 16.
+TEXT ·dotAVX2(SB), NOSPLIT, $0-32
+	MOVQ   x+0(FP), SI
+	MOVQ   y+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPD Y10, Y10, Y10
+	VXORPD Y11, Y11, Y11
+	VXORPD Y12, Y12, Y12
+	VXORPD Y13, Y13, Y13
+	XORQ   AX, AX
+
+dotloop:
+	VCVTPS2PD   (SI)(AX*4), Y0
+	VCVTPS2PD   16(SI)(AX*4), Y1
+	VCVTPS2PD   32(SI)(AX*4), Y2
+	VCVTPS2PD   48(SI)(AX*4), Y3
+	VCVTPS2PD   (DI)(AX*4), Y4
+	VCVTPS2PD   16(DI)(AX*4), Y5
+	VCVTPS2PD   32(DI)(AX*4), Y6
+	VCVTPS2PD   48(DI)(AX*4), Y7
+	VFMADD231PD Y0, Y4, Y10
+	VFMADD231PD Y1, Y5, Y11
+	VFMADD231PD Y2, Y6, Y12
+	VFMADD231PD Y3, Y7, Y13
+	ADDQ        $16, AX
+	CMPQ        AX, CX
+	JLT         dotloop
+
+	VADDPD Y11, Y10, Y10
+	VADDPD Y13, Y12, Y12
+	VADDPD Y12, Y10, Y10
+	HSUMPD(Y10, X10, X11)
+	VMOVSD X10, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func mulShiftAVX2(y, x *float32, n int, alpha, beta float32)
+// y[i] = alpha * y[i] * (x[i] + beta); n > 0 a multiple of 16.
+TEXT ·mulShiftAVX2(SB), NOSPLIT, $0-32
+	MOVQ         y+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS alpha+24(FP), Y14
+	VBROADCASTSS beta+28(FP), Y15
+	XORQ         AX, AX
+
+msloop:
+	VADDPS  (SI)(AX*4), Y15, Y0
+	VADDPS  32(SI)(AX*4), Y15, Y1
+	VMULPS  (DI)(AX*4), Y14, Y2
+	VMULPS  32(DI)(AX*4), Y14, Y3
+	VMULPS  Y2, Y0, Y0
+	VMULPS  Y3, Y1, Y1
+	VMOVUPS Y0, (DI)(AX*4)
+	VMOVUPS Y1, 32(DI)(AX*4)
+	ADDQ    $16, AX
+	CMPQ    AX, CX
+	JLT     msloop
+	VZEROUPPER
+	RET

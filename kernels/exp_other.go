@@ -16,5 +16,11 @@ func scaleShift(x []float32, alpha, beta float32) { scaleShiftGo(x, alpha, beta)
 
 func axpby(alpha float32, x []float32, beta float32, y []float32) { axpbyGo(alpha, x, beta, y) }
 
+func logRow(dst, x []float32) { logRowGo(dst, x) }
+
+func dot(x, y []float32) float64 { return dotGo(x, y) }
+
+func mulShift(y, x []float32, alpha, beta float32) { mulShiftGo(y, x, alpha, beta) }
+
 // useAVX2Row reports whether the row kernels run assembly: never here.
 func useAVX2Row() bool { return false }

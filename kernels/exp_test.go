@@ -236,3 +236,46 @@ func BenchmarkRowKernels(b *testing.B) {
 		run("Axpby", func() { im.axpby(1, y, 0.5, dst) })
 	}
 }
+
+func TestLogDotMulShift(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	type impl struct {
+		name     string
+		log      func(dst, x []float32)
+		dot      func(x, y []float32) float64
+		mulShift func(y, x []float32, alpha, beta float32)
+	}
+	for _, im := range []impl{{"dispatch", Log, Dot, MulShift}, {"go", logRowGo, dotGo, mulShiftGo}} {
+		for _, n := range rowLengths {
+			x, y := make([]float32, n), make([]float32, n)
+			for i := range x {
+				x[i] = float32(math.Exp(rng.NormFloat64() * 20))
+				y[i] = float32(rng.NormFloat64())
+			}
+			x[0] = 0
+			dst := make([]float32, n)
+			im.log(dst, x)
+			for i, v := range x {
+				want := math.Log(max(float64(v), 0x1p-126))
+				if math.Abs(float64(dst[i])-want) > 1e-7+2.5e-7*math.Abs(want) {
+					t.Fatalf("%s Log n=%d: log(%v) = %v; want %v", im.name, n, v, dst[i], want)
+				}
+			}
+			want := 0.0
+			for i := range x {
+				want += float64(x[i]) * float64(y[i])
+			}
+			if got := im.dot(x, y); relErr(got, want) > 1e-12 {
+				t.Errorf("%s Dot n=%d = %v; want %v", im.name, n, got, want)
+			}
+			got := append([]float32(nil), y...)
+			im.mulShift(got, x, 0.5, -2)
+			for i := range got {
+				w := 0.5 * float64(y[i]) * (float64(x[i]) - 2)
+				if math.Abs(float64(got[i])-w) > 3e-7*math.Abs(w)+1e-30 && relErr(float64(got[i]), w) > 1e-6 {
+					t.Fatalf("%s MulShift n=%d: [%d] = %v; want %v", im.name, n, i, got[i], w)
+				}
+			}
+		}
+	}
+}

@@ -27,6 +27,9 @@ import (
 // row is ordinary (finite logits, valid target); ok is false otherwise and
 // the caller runs rowGeneric.
 func (j *job) rowFast(sc *scratch, r int) (loss float64, ok bool) {
+	if j.o.Direction == Reverse && (j.kind == kindProbs || j.kind == kindLogProbs) {
+		return j.reverseFast(sc, r)
+	}
 	if j.o.Direction != Forward {
 		return 0, false
 	}
@@ -204,6 +207,58 @@ func (j *job) sparseFast(sc *scratch, r int) (float64, bool) {
 		for k, id := range ids {
 			z[id] = float32(c * (math.Exp(af*zk[k]-lse)*Stot - float64(ps[k])))
 		}
+	}
+	return L * j.t2, true
+}
+
+// reverseFast is reverse KL against a dense target whose probabilities are
+// all normal floats (a zero is an infinite divergence or a masked token:
+// rowGeneric decides). With d = a*z - b - log p = log q - log p + l, where
+// l = log(sum e),
+//
+//	D_KL(Q||P) = sum q (d - l) = (sum e*d)/(sum e) - l
+//	dL/ds      = q (d - l - D_KL)
+func (j *job) reverseFast(sc *scratch, r int) (float64, bool) {
+	V := j.vocab
+	z := j.logits[r*V : (r+1)*V : (r+1)*V]
+	a, b, _, ok := j.shift(z)
+	if !ok {
+		return 0, false
+	}
+	var lp, next []float32
+	if j.kind == kindProbs {
+		p := j.t.Probs[r*V : (r+1)*V : (r+1)*V]
+		pmx, pmn, S := kernels.MaxMinSum(p)
+		if !(pmn >= 0x1p-126) || !(pmx <= math.MaxFloat32) || !(math.Abs(S-1) <= probTolerance) {
+			return 0, false
+		}
+		lp = sc.p32[:V]
+		kernels.Log(lp, p)
+		next = j.t.Probs
+	} else {
+		lp = j.t.LogProbs[r*V : (r+1)*V : (r+1)*V]
+		lmx, lmn, _ := kernels.MaxMinSum(lp)
+		if !(lmn >= -maxFastLogit) || !(lmx <= 1) { // NaN fails too
+			return 0, false
+		}
+		if S := kernels.ExpSum(sc.g[:V], lp, 1, 0); !(math.Abs(S-1) <= probTolerance) {
+			return 0, false
+		}
+		next = j.t.LogProbs
+	}
+	d := sc.f[:V]
+	copy(d, z)
+	kernels.ScaleShift(d, a, -b) // a*z - b, one rounding: exact enough where q matters
+	kernels.Axpby(-1, lp, 1, d)
+	e := z
+	if !j.backward {
+		e = sc.g[:V]
+	}
+	sumE := kernels.ExpSumPrefetch(e, z, a, b, j.nextRow(next, r))
+	l := math.Log(sumE)
+	L := kernels.Dot(e, d)/sumE - l
+	if j.backward {
+		kernels.MulShift(z, d, float32(j.gc/sumE), float32(-(l + L)))
 	}
 	return L * j.t2, true
 }

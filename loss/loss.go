@@ -292,7 +292,8 @@ type scratch struct {
 	p   []float64 // the target row
 	lp  []float64 // log of the target row (-Inf where 0)
 	f   []float32 // fast paths' exp row when logits must stay unchanged
-	p32 []float32 // fast path: a log-probability target row as probabilities
+	p32 []float32 // fast paths: a target row as probabilities or log-probabilities
+	g   []float32 // fast paths: a second row of scratch
 
 	mark []uint32 // sparse fast path: mark[id] == gen for the ids of the row
 	gen  uint32
@@ -315,6 +316,7 @@ func (c *Computer) getScratch(vocab int) *scratch {
 		sc.lp = make([]float64, vocab)
 		sc.f = make([]float32, vocab)
 		sc.p32 = make([]float32, vocab)
+		sc.g = make([]float32, vocab)
 		sc.mark = make([]uint32, vocab)
 		sc.gen = 0
 	}

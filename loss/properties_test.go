@@ -324,43 +324,52 @@ func TestNoAllocs(t *testing.T) {
 	}
 }
 
-// TestFastMatchesGeneric runs the fast paths against the float64 reference
-// path on rows long enough for the assembly, with awkward lengths, a
-// temperature, label smoothing and sparse tails.
+// TestFastMatchesGeneric runs the fast paths (forward and reverse KL)
+// against the float64 reference path on rows long enough for the assembly,
+// with awkward lengths, a temperature, label smoothing and sparse tails.
 func TestFastMatchesGeneric(t *testing.T) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	for _, V := range []int{16, 100, 4099} {
-		for _, kind := range allKinds {
-			for _, eps := range []float64{0, 0.1} {
-				if eps > 0 && kind != kindHard {
-					continue
-				}
-				for _, T := range []float64{1, 0.6} {
-					name := fmt.Sprintf("V=%d/%s/eps=%v/T=%v", V, kindNames[kind], eps, T)
-					const rows = 20
-					z := randLogits(rng, rows*V, 4)
-					z[3] = 1e4 // one large logit, as hard_large_logits
-					tg := randTarget(rng, kind, rows, V, true)
-					o := DefaultOptions()
-					o.LabelSmoothing, o.Temperature = eps, T
-					fast, ref := NewComputer(nil), NewComputer(nil)
-					ref.noFast = true
-					gf, gr := append([]float32(nil), z...), append([]float32(nil), z...)
-					lf, lr := make([]float64, rows), make([]float64, rows)
-					if _, err := fast.ForwardBackward(gf, rows, V, tg, o, 0.01, lf); err != nil {
-						t.Fatalf("%s: fast: %v", name, err)
+		for _, dir := range []Direction{Forward, Reverse} {
+			for _, kind := range allKinds {
+				for _, eps := range []float64{0, 0.1} {
+					if eps > 0 && kind != kindHard || dir == Reverse && eps == 0 && kind == kindHard {
+						continue
 					}
-					if _, err := ref.ForwardBackward(gr, rows, V, tg, o, 0.01, lr); err != nil {
-						t.Fatalf("%s: reference: %v", name, err)
-					}
-					for r := range lf {
-						if !closeTo(lf[r], lr[r], 1e-6, 1e-6) {
-							t.Errorf("%s: row %d loss = %.10g; want %.10g", name, r, lf[r], lr[r])
+					for _, T := range []float64{1, 0.6} {
+						name := fmt.Sprintf("V=%d/%v/%s/eps=%v/T=%v", V, dir, kindNames[kind], eps, T)
+						const rows = 20
+						z := randLogits(rng, rows*V, 4)
+						z[3] = 1e4 // one large logit, as hard_large_logits
+						tg := randTarget(rng, kind, rows, V, dir != Reverse)
+						o := DefaultOptions()
+						o.Direction, o.LabelSmoothing, o.Temperature = dir, eps, T
+						fast, ref := NewComputer(nil), NewComputer(nil)
+						ref.noFast = true
+						gf, gr := append([]float32(nil), z...), append([]float32(nil), z...)
+						lf, lr := make([]float64, rows), make([]float64, rows)
+						if _, err := fast.ForwardBackward(gf, rows, V, tg, o, 0.01, lf); err != nil {
+							t.Fatalf("%s: fast: %v", name, err)
 						}
-					}
-					for i := range gf {
-						if !closeTo(float64(gf[i]), float64(gr[i]), 1e-9, 1e-5) {
-							t.Fatalf("%s: grad[%d] = %.8g; want %.8g", name, i, gf[i], gr[i])
+						if _, err := ref.ForwardBackward(gr, rows, V, tg, o, 0.01, lr); err != nil {
+							t.Fatalf("%s: reference: %v", name, err)
+						}
+						for r := range lf {
+							if !closeTo(lf[r], lr[r], 1e-6, 1e-6) {
+								t.Errorf("%s: row %d loss = %.10g; want %.10g", name, r, lf[r], lr[r])
+							}
+						}
+						for i := range gf {
+							// Reverse KL's gradient q*(log q - log p - KL) cancels in
+							// float32: the golden tolerance (absolute 1e-6, relative
+							// 1e-4 of the unscaled gradient; the scale here is 0.01).
+							abs, rel := 1e-9, 1e-5
+							if dir == Reverse {
+								abs, rel = 1e-8, 1e-4
+							}
+							if !closeTo(float64(gf[i]), float64(gr[i]), abs, rel) {
+								t.Fatalf("%s: grad[%d] = %.8g; want %.8g", name, i, gf[i], gr[i])
+							}
 						}
 					}
 				}
