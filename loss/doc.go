@@ -44,8 +44,9 @@
 // Two paths compute a row (fast.go, loss.go):
 //
 //   - Fast paths: forward KL with hard, dense (probabilities or
-//     log-probabilities) and sparse targets, and reverse KL with dense
-//     targets of positive normal probabilities, on rows of finite logits. The
+//     log-probabilities) and sparse targets; reverse KL with dense targets
+//     of positive normal probabilities; JSD with dense targets; all on rows
+//     of finite logits. The
 //     row is read from memory once, by a pass that finds max, min and sum
 //     (the shift, and proof the row is finite); the other passes run on the
 //     row while it sits in L1/L2 (16 KiB at V = 4096): exp(z/T - max/T)
@@ -57,14 +58,15 @@
 //     Two passes over a cached row cost less than an online (rescaling)
 //     softmax, which needs a second exp per element in vector form.
 //   - The reference path, float64 throughout, with an online maximum and
-//     log-sum-exp in one pass over the row: every direction (JSD only runs
-//     here), masked (-Inf) logits, |z/T| > 1e6, and every row a fast path
-//     declines. It validates the row and names the exact error.
+//     log-sum-exp in one pass over the row: hard and sparse targets for
+//     reverse KL and JSD, masked (-Inf) logits, |z/T| > 1e6, and every row a
+//     fast path declines. It validates the row and names the exact error.
 //
 // Accuracy: the fast paths use a float32 exp and log (within 2 ulp), so a
 // row's loss is within about 1e-6 absolute of the float64 value and
-// gradients within 1e-6 absolute (reverse KL: q*1e-6, its gradient
-// q*(log q - log p - KL) cancels in float32); the tests hold both paths to PyTorch's
+// gradients within 1e-6 absolute (reverse KL and JSD: their gradients,
+// q*(log q - log p - KL) and the like, cancel in float32, so within about
+// 1e-4 relative); the tests hold both paths to PyTorch's
 // float64 values (../../shared/golden/kl_torch.json) and to each other.
 //
 // # Errors

@@ -30,6 +30,9 @@ func (j *job) rowFast(sc *scratch, r int) (loss float64, ok bool) {
 	if j.o.Direction == Reverse && (j.kind == kindProbs || j.kind == kindLogProbs) {
 		return j.reverseFast(sc, r)
 	}
+	if j.o.Direction == JSD && (j.kind == kindProbs || j.kind == kindLogProbs) {
+		return j.jsdFast(sc, r)
+	}
 	if j.o.Direction != Forward {
 		return 0, false
 	}
@@ -259,6 +262,61 @@ func (j *job) reverseFast(sc *scratch, r int) (float64, bool) {
 	L := kernels.Dot(e, d)/sumE - l
 	if j.backward {
 		kernels.MulShift(z, d, float32(j.gc/sumE), float32(-(l + L)))
+	}
+	return L * j.t2, true
+}
+
+// jsdFast is JSD against a dense target. With arg = a*z - b (log q =
+// arg - l), m = beta*p + (1-beta)*q and KQ = D_KL(Q||M):
+//
+//	D_KL(P||M) = sum p log p - sum p log m
+//	KQ         = (sum e*arg - sum e*log m)/(sum e) - l
+//	dL/ds      = (1-beta) q (arg - l - log m - KQ)
+//
+// Tiny m (below the smallest normal float) only meets tiny p and q, whose
+// terms vanish.
+func (j *job) jsdFast(sc *scratch, r int) (float64, bool) {
+	V := j.vocab
+	z := j.logits[r*V : (r+1)*V : (r+1)*V]
+	a, b, _, ok := j.shift(z)
+	if !ok {
+		return 0, false
+	}
+	var p, next []float32
+	if j.kind == kindProbs {
+		p, next = j.t.Probs[r*V:(r+1)*V:(r+1)*V], j.t.Probs
+	} else {
+		lp := j.t.LogProbs[r*V : (r+1)*V : (r+1)*V]
+		if lmx, _, _ := kernels.MaxMinSum(lp); !(lmx <= 1) { // NaN fails too
+			return 0, false
+		}
+		p, next = sc.p32[:V], j.t.LogProbs
+		kernels.ExpSum(p, lp, 1, 0)
+	}
+	plogp, S, _, pmin := kernels.XLogXDot(p, z)
+	if !(pmin >= 0) || !(math.Abs(S-1) <= probTolerance) {
+		return 0, false
+	}
+	arg := sc.f[:V]
+	copy(arg, z)
+	kernels.ScaleShift(arg, a, -b)
+	e := z
+	if !j.backward {
+		e = sc.g[:V]
+	}
+	sumE := kernels.ExpSumPrefetch(e, z, a, b, j.nextRow(next, r))
+	l := math.Log(sumE)
+	beta := j.o.Beta
+	lm := sc.m[:V]
+	copy(lm, p)
+	kernels.Axpby(float32((1-beta)/sumE), e, float32(beta), lm) // m
+	kernels.Log(lm, lm)
+	kp := plogp - kernels.Dot(p, lm)
+	kq := (kernels.Dot(e, arg)-kernels.Dot(e, lm))/sumE - l
+	L := beta*kp + (1-beta)*kq
+	if j.backward {
+		kernels.Axpby(-1, lm, 1, arg) // arg - log m
+		kernels.MulShift(z, arg, float32(j.gc*(1-beta)/sumE), float32(-(l + kq)))
 	}
 	return L * j.t2, true
 }

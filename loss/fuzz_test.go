@@ -34,6 +34,7 @@ func FuzzValidate(f *testing.F) {
 	f.Add(ordinary, uint8(0x80), uint8(0), uint8(19))
 	f.Add(ordinary, uint8(0x30), uint8(3), uint8(19))
 	f.Add(ordinary, uint8(1), uint8(1), uint8(19))
+	f.Add(ordinary, uint8(2), uint8(1), uint8(19))
 	f.Fuzz(func(t *testing.T, data []byte, mode, kind, vb uint8) {
 		const rows = 2
 		V := 1 + int(vb)%40 // up to 40: the assembly runs from 16

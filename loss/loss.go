@@ -294,6 +294,7 @@ type scratch struct {
 	f   []float32 // fast paths' exp row when logits must stay unchanged
 	p32 []float32 // fast paths: a target row as probabilities or log-probabilities
 	g   []float32 // fast paths: a second row of scratch
+	m   []float32 // JSD fast path: the mixture M, then log M
 
 	mark []uint32 // sparse fast path: mark[id] == gen for the ids of the row
 	gen  uint32
@@ -317,6 +318,7 @@ func (c *Computer) getScratch(vocab int) *scratch {
 		sc.f = make([]float32, vocab)
 		sc.p32 = make([]float32, vocab)
 		sc.g = make([]float32, vocab)
+		sc.m = make([]float32, vocab)
 		sc.mark = make([]uint32, vocab)
 		sc.gen = 0
 	}
