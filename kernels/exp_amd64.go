@@ -34,6 +34,9 @@ func xLogXDotAVX512(x, y, pf *float32, n int) (xlogx, sum, dot float64, mn float
 func logAVX512(dst, x *float32, n int)
 
 //go:noescape
+func logAVX2(dst, x *float32, n int)
+
+//go:noescape
 func dotAVX2(x, y *float32, n int) float64
 
 //go:noescape
@@ -127,11 +130,15 @@ func axpby(alpha float32, x []float32, beta float32, y []float32) {
 
 func logRow(dst, x []float32) {
 	n := len(x) &^ 15
-	if n == 0 || !useAVX512Row() {
+	if n == 0 || !useAVX2Row() {
 		logRowGo(dst, x)
 		return
 	}
-	logAVX512(&dst[0], &x[0], n)
+	if useAVX512Row() {
+		logAVX512(&dst[0], &x[0], n)
+	} else {
+		logAVX2(&dst[0], &x[0], n)
+	}
 	logRowGo(dst[n:], x[n:])
 }
 

@@ -442,24 +442,10 @@ esloop:
 	VZEROUPPER
 	RET
 
-// XLOGX8 accumulates 8 lanes of x (at off(SI)) and y (at off(DI)): min x
-// into Y15, sum x into Y14, sum x*y (float64 products) into Y13, sum x log x
-// into Y12. log is Cephes logf: x = m*2^e with m in [sqrt(1/2), sqrt(2)),
-// log x = e*ln2 + log(m), log(1+f) = f - f^2/2 + f^3*P(f).
-#define XLOGX8(off) \
-	VMOVUPS      off(SI)(AX*4), Y0;     \
-	VMOVUPS      off(DI)(AX*4), Y1;     \
-	VMINPS       Y0, Y15, Y15;          \
-	VCVTPS2PD    X0, Y2;                \
-	VEXTRACTF128 $1, Y0, X3;            \
-	VCVTPS2PD    X3, Y3;                \
-	VADDPD       Y2, Y14, Y14;          \
-	VADDPD       Y3, Y14, Y14;          \
-	VCVTPS2PD    X1, Y4;                \
-	VEXTRACTF128 $1, Y1, X5;            \
-	VCVTPS2PD    X5, Y5;                \
-	VFMADD231PD  Y2, Y4, Y13;           \
-	VFMADD231PD  Y3, Y5, Y13;           \
+// LOG8 sets Y2 = log(max(Y0, smallest normal)) on 8 lanes (Cephes logf:
+// x = m*2^e with m in [sqrt(1/2), sqrt(2)), log x = e*ln2 + log(m),
+// log(1+f) = f - f^2/2 + f^3*P(f)); Y3..Y6 are scratch.
+#define LOG8 \
 	VMAXPS       minnorm<>(SB), Y0, Y2; \
 	VPSRLD       $23, Y2, Y3;           \
 	VPAND        mantmask<>(SB), Y2, Y2; \
@@ -487,7 +473,27 @@ esloop:
 	VFMADD231PS  logq1<>(SB), Y3, Y6;   \
 	VFNMADD231PS half<>(SB), Y4, Y6;    \
 	VADDPS       Y6, Y2, Y2;            \
-	VFMADD231PS  logq2<>(SB), Y3, Y2;   \
+	VFMADD231PS  logq2<>(SB), Y3, Y2
+
+// XLOGX8 accumulates 8 lanes of x (at off(SI)) and y (at off(DI)): min x
+// into Y15, sum x into Y14, sum x*y (float64 products) into Y13, sum x log x
+// into Y12. log is Cephes logf: x = m*2^e with m in [sqrt(1/2), sqrt(2)),
+// log x = e*ln2 + log(m), log(1+f) = f - f^2/2 + f^3*P(f).
+#define XLOGX8(off) \
+	VMOVUPS      off(SI)(AX*4), Y0;     \
+	VMOVUPS      off(DI)(AX*4), Y1;     \
+	VMINPS       Y0, Y15, Y15;          \
+	VCVTPS2PD    X0, Y2;                \
+	VEXTRACTF128 $1, Y0, X3;            \
+	VCVTPS2PD    X3, Y3;                \
+	VADDPD       Y2, Y14, Y14;          \
+	VADDPD       Y3, Y14, Y14;          \
+	VCVTPS2PD    X1, Y4;                \
+	VEXTRACTF128 $1, Y1, X5;            \
+	VCVTPS2PD    X5, Y5;                \
+	VFMADD231PD  Y2, Y4, Y13;           \
+	VFMADD231PD  Y3, Y5, Y13;           \
+	LOG8;                               \
 	VMULPS       Y0, Y2, Y2;            \
 	ADD8PD(Y2, X2, Y3, Y4, X4, Y12, Y12)
 
@@ -878,5 +884,23 @@ msloop:
 	ADDQ    $16, AX
 	CMPQ    AX, CX
 	JLT     msloop
+	VZEROUPPER
+	RET
+
+// func logAVX2(dst, x *float32, n int)
+// dst[i] = log(max(x[i], smallest normal)); n > 0 a multiple of 16.
+TEXT ·logAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	XORQ AX, AX
+
+log2loop:
+	VMOVUPS (SI)(AX*4), Y0
+	LOG8
+	VMOVUPS Y2, (DI)(AX*4)
+	ADDQ    $8, AX
+	CMPQ    AX, CX
+	JLT     log2loop
 	VZEROUPPER
 	RET

@@ -36,3 +36,29 @@ func archRowImpls() []rowImpl {
 	}
 	return out
 }
+
+type namedLog struct {
+	name string
+	log  func(dst, x []float32)
+}
+
+// archLogs returns the assembly logarithms the CPU runs, with the Go tail.
+func archLogs() []namedLog {
+	withTail := func(f func(dst, x *float32, n int)) func(dst, x []float32) {
+		return func(dst, x []float32) {
+			n := len(x) &^ 15
+			if n > 0 {
+				f(&dst[0], &x[0], n)
+			}
+			logRowGo(dst[n:], x[n:])
+		}
+	}
+	var out []namedLog
+	if useAVX2Row() {
+		out = append(out, namedLog{"avx2", withTail(logAVX2)})
+	}
+	if useAVX512Row() {
+		out = append(out, namedLog{"avx512", withTail(logAVX512)})
+	}
+	return out
+}

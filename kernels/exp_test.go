@@ -245,7 +245,11 @@ func TestLogDotMulShift(t *testing.T) {
 		dot      func(x, y []float32) float64
 		mulShift func(y, x []float32, alpha, beta float32)
 	}
-	for _, im := range []impl{{"dispatch", Log, Dot, MulShift}, {"go", logRowGo, dotGo, mulShiftGo}} {
+	impls := []impl{{"dispatch", Log, Dot, MulShift}, {"go", logRowGo, dotGo, mulShiftGo}}
+	for _, f := range archLogs() {
+		impls = append(impls, impl{f.name, f.log, Dot, MulShift})
+	}
+	for _, im := range impls {
 		for _, n := range rowLengths {
 			x, y := make([]float32, n), make([]float32, n)
 			for i := range x {
