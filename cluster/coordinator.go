@@ -177,7 +177,7 @@ func (c *Coordinator) Run(ctx context.Context, nc *nats.Conn) (Summary, error) {
 					c.hooks.afterCommit(s)
 				}
 				if c.cfg.Run.EvalEvery > 0 && s%uint64(c.cfg.Run.EvalEvery) == 0 && s != uint64(c.cfg.Train.Steps) {
-					ev, err := c.evaluate()
+					ev, err := c.evaluate(periodicEvalWindows)
 					if err != nil {
 						return sum, err
 					}
@@ -215,7 +215,7 @@ func (c *Coordinator) Run(ctx context.Context, nc *nats.Conn) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
-	ev, err := c.evaluate()
+	ev, err := c.evaluate(0)
 	if err != nil {
 		return sum, err
 	}
@@ -336,6 +336,9 @@ func (c *Coordinator) formEpoch(ctx context.Context, in *inbox, retry bool) erro
 			waitLogged = true
 		}
 		if grace == nil {
+			// Workers of an earlier incarnation wait for plans: an empty
+			// plan of this run tells them to join again.
+			c.publishPlan(plan{Run: c.run})
 			t := time.NewTimer(c.cfg.Cluster.Heartbeat)
 			defer t.Stop()
 			grace = t.C
@@ -556,12 +559,13 @@ func (c *Coordinator) commit(s uint64, batch []int32, res *attemptResult, stepSt
 	// last rank entered the ring to the moment the last rank left it (time a
 	// rank spends in the ring waiting for a slower neighbour's gradient is
 	// counted as waiting, not as communication).
-	var compute, computeCPU float64
+	var compute, computeCPU, ceSum float64
 	var lastIn, lastOut int64
 	entry := LedgerEntry{Step: s, Epoch: c.epoch, Batch: batch}
 	for _, id := range c.members {
 		d := res.dones[id]
 		compute = max(compute, d.ComputeS)
+		ceSum += d.CESum
 		computeCPU = max(computeCPU, d.ComputeCPUS)
 		lastIn, lastOut = max(lastIn, d.ARStart), max(lastOut, d.AREnd)
 		entry.Ranks = append(entry.Ranks, LedgerShare{Worker: id, Windows: d.Windows})
@@ -574,7 +578,7 @@ func (c *Coordinator) commit(s uint64, batch []int32, res *attemptResult, stepSt
 	c.out.tokensThisRun += int64(tokens)
 	c.out.lastLoss = loss
 	m := StepMetrics{
-		Step: s, Epoch: c.epoch, Workers: len(c.members), Loss: loss, LR: lr, GradNorm: norm,
+		Step: s, Epoch: c.epoch, Workers: len(c.members), Loss: loss, TrainCE: ceSum / tokens, LR: lr, GradNorm: norm,
 		Tokens: int64(tokens), TotalTok: c.out.totalTokens, TokensPerS: tokens / wall,
 		ComputeS: compute, ComputeCPUS: computeCPU, AllReduceS: ar, WaitS: max(0, wall-compute-ar), StepS: wall,
 		Attempts: attempts, Bytes: int64(4 * len(c.gsum)),
@@ -603,8 +607,19 @@ func (c *Coordinator) checkpoint() (string, error) {
 	return dir, nil
 }
 
-func (c *Coordinator) evaluate() (evalResult, error) {
-	return c.job.evaluate(c.job.data.ValWindows())
+// periodicEvalWindows bounds the held-out windows of the evaluations during
+// training, so that they cost little next to the training itself; the final
+// evaluation uses every held-out window.
+const periodicEvalWindows = 256
+
+// evaluate runs the master model over the held-out windows (the first limit
+// of them when limit > 0).
+func (c *Coordinator) evaluate(limit int) (evalResult, error) {
+	w := c.job.data.ValWindows()
+	if limit > 0 && len(w) > limit {
+		w = w[:limit]
+	}
+	return c.job.evaluate(w)
 }
 
 // onSnap serves a chunk of the snapshot of the committed master state.

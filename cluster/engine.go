@@ -86,29 +86,41 @@ func (e *engine) target(first, rows int, soft bool) loss.Target {
 
 // gradient zeroes the gradient and accumulates the gradient of the SUM of the
 // per-token losses over windows into the model's gradient buffer. It returns
-// the loss sum and the number of target tokens.
-func (e *engine) gradient(windows []int32) (float64, int, error) {
+// the loss sum, the cross-entropy sum of the actual next tokens (the same
+// number when the loss is plain cross-entropy) and the number of target
+// tokens.
+func (e *engine) gradient(windows []int32) (lossSum, ceSum float64, tokens int, err error) {
 	if len(windows) > e.maxB {
-		return 0, 0, fmt.Errorf("%d windows, more than the global batch %d", len(windows), e.maxB)
+		return 0, 0, 0, fmt.Errorf("%d windows, more than the global batch %d", len(windows), e.maxB)
 	}
 	e.model.ZeroGrad()
 	if len(windows) == 0 {
-		return 0, 0, nil
+		return 0, 0, 0, nil
 	}
 	e.load(windows)
 	B, T, V := len(windows), e.T, e.model.Config.Vocab
-	var sum float64
-	tokens := 0
-	err := e.model.ForwardBackward(e.in[:B*T], B, T, func(logits []float32, first, rows int) error {
+	ceOpts := loss.DefaultOptions()
+	plainCE := !e.soft && e.opts == ceOpts
+	err = e.model.ForwardBackward(e.in[:B*T], B, T, func(logits []float32, first, rows int) error {
+		if !plainCE {
+			r, err := e.lossc.Forward(logits, rows, V, e.target(first, rows, false), ceOpts, nil)
+			if err != nil {
+				return err
+			}
+			ceSum += r.Sum
+		}
 		r, err := e.lossc.ForwardBackward(logits, rows, V, e.target(first, rows, e.soft), e.opts, 1, nil)
 		if err != nil {
 			return err
 		}
-		sum += r.Sum
+		lossSum += r.Sum
 		tokens += r.Rows
 		return nil
 	})
-	return sum, tokens, err
+	if plainCE {
+		ceSum = lossSum
+	}
+	return lossSum, ceSum, tokens, err
 }
 
 // evalResult is a held-out evaluation.
@@ -174,6 +186,8 @@ func (e *engine) evaluate(windows []int) (evalResult, error) {
 	return res, nil
 }
 
-func (j *jobState) gradient(windows []int32) (float64, int, error) { return j.eng.gradient(windows) }
+func (j *jobState) gradient(windows []int32) (float64, float64, int, error) {
+	return j.eng.gradient(windows)
+}
 
 func (j *jobState) evaluate(windows []int) (evalResult, error) { return j.eng.evaluate(windows) }

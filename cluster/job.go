@@ -208,6 +208,9 @@ func openJob(cfg config.Config, env *Env) (*jobState, bool, error) {
 			if err := json.Unmarshal(state.Data, &j.cursor); err != nil {
 				return nil, false, fmt.Errorf("resuming from %s: data cursor: %w", ckpt, err)
 			}
+			if err := data.CheckCursor(j.cursor); err != nil {
+				return nil, false, fmt.Errorf("resuming from %s: the data cursor does not fit data.source %s: %w", ckpt, cfg.Data.Source, err)
+			}
 		}
 		if j.adam != nil {
 			if state.Adam == nil {

@@ -22,7 +22,8 @@ type StepMetrics struct {
 	Step       uint64   `json:"step"`
 	Epoch      uint64   `json:"epoch"`
 	Workers    int      `json:"workers"`
-	Loss       float64  `json:"loss"`
+	Loss       float64  `json:"loss"`     // the objective: mean loss per token
+	TrainCE    float64  `json:"train_ce"` // mean cross-entropy of the batch's actual next tokens
 	KLToTruth  *float64 `json:"kl_to_truth,omitempty"`
 	LR         float64  `json:"lr"`
 	GradNorm   float64  `json:"grad_norm"`

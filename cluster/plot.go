@@ -9,7 +9,8 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-// plotLoss draws the training loss and the held-out loss against tokens, and
+// plotLoss draws the training and held-out cross-entropy against tokens (the
+// same quantity whatever loss is optimised, so the curves compare), and
 // the entropy floor as a horizontal line when it is known (floor >= 0), into a
 // PNG at path.
 func plotLoss(path string, rows []StepMetrics, floor float64, title string) error {
@@ -26,7 +27,7 @@ func plotLoss(path string, rows []StepMetrics, floor float64, title string) erro
 		if x > maxX {
 			maxX = x
 		}
-		train = append(train, plotter.XY{X: x, Y: r.Loss})
+		train = append(train, plotter.XY{X: x, Y: r.TrainCE})
 		if r.ValLoss != nil {
 			val = append(val, plotter.XY{X: x, Y: *r.ValLoss})
 		}
@@ -39,7 +40,7 @@ func plotLoss(path string, rows []StepMetrics, floor float64, title string) erro
 		l.Color = color.RGBA{R: 31, G: 119, B: 180, A: 255}
 		l.Width = vg.Points(1.2)
 		p.Add(l)
-		p.Legend.Add("train loss", l)
+		p.Legend.Add("train cross-entropy", l)
 	}
 	if len(val) > 0 {
 		l, pts, err := plotter.NewLinePoints(val)

@@ -48,6 +48,7 @@ type done struct {
 	Rank       int     `msgpack:"rank"`
 	Windows    []int32 `msgpack:"windows"`
 	Tokens     int     `msgpack:"tokens"`
+	CESum      float64 `msgpack:"ce_sum"`   // cross-entropy of the actual next tokens, summed
 	Checksum   uint64  `msgpack:"checksum"` // of the parameters the gradient was computed from (step Base)
 	ComputeS   float64 `msgpack:"compute_s"`
 	AllReduceS float64 `msgpack:"allreduce_s"`

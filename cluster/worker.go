@@ -33,6 +33,7 @@ type Worker struct {
 	ring ringFactory
 
 	run       string
+	hbRun     atomic.Pointer[string] // run, for the heartbeat goroutine
 	job       *jobState
 	pending   *pendingUpdate
 	lastEpoch uint64
@@ -90,7 +91,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	hbCtx, stopHB := context.WithCancel(context.Background())
 	var hbDone sync.WaitGroup
 	hbDone.Add(1)
-	go func() { defer hbDone.Done(); w.heartbeats(hbCtx) }()
+	period := w.job.spec.Heartbeat
+	go func() { defer hbDone.Done(); w.heartbeats(hbCtx, period) }()
 	defer func() { stopHB(); hbDone.Wait() }()
 
 	var (
@@ -202,6 +204,7 @@ func (w *Worker) join(ctx context.Context) error {
 				w.job = job
 			}
 			w.run = wel.Run
+			w.hbRun.Store(&wel.Run)
 			w.pending = nil
 			w.lastEpoch, w.lastStep = 0, 0
 			w.log.Info("joined", "run", w.run, "params", w.job.model.Config.NumParams())
@@ -225,8 +228,7 @@ func (w *Worker) join(ctx context.Context) error {
 	}
 }
 
-func (w *Worker) heartbeats(ctx context.Context) {
-	period := w.job.spec.Heartbeat
+func (w *Worker) heartbeats(ctx context.Context, period time.Duration) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	w.sendHeartbeat(false)
@@ -241,7 +243,11 @@ func (w *Worker) heartbeats(ctx context.Context) {
 }
 
 func (w *Worker) sendHeartbeat(leaving bool) {
-	b, err := encode(heartbeat{Run: w.run, Sender: w.id, Step: w.committed.Load(), Leaving: leaving})
+	run := ""
+	if r := w.hbRun.Load(); r != nil {
+		run = *r
+	}
+	b, err := encode(heartbeat{Run: run, Sender: w.id, Step: w.committed.Load(), Leaving: leaving})
 	if err == nil {
 		w.nc.Publish(w.subj.hb, b)
 	}
@@ -317,7 +323,7 @@ func (w *Worker) step(ctx context.Context, p plan, rank int) {
 	t0 := time.Now()
 	N := w.job.model.Config.NumParams()
 	g := w.job.model.Grads[:N+2]
-	lossSum, tokens, cpu, err := w.gradient(windows)
+	lossSum, ceSum, tokens, cpu, err := w.gradient(windows)
 	if err != nil {
 		d.Err = fmt.Sprintf("computing the gradient: %v", err)
 		report()
@@ -326,6 +332,7 @@ func (w *Worker) step(ctx context.Context, p plan, rank int) {
 	g[N] = float32(lossSum)
 	g[N+1] = float32(tokens)
 	d.Tokens = tokens
+	d.CESum = ceSum
 	d.ComputeS = time.Since(t0).Seconds()
 	d.ComputeCPUS = cpu.Seconds()
 
@@ -363,23 +370,23 @@ func (w *Worker) step(ctx context.Context, p plan, rank int) {
 // locked OS thread and also returns that thread's CPU time, the compute a
 // machine of its own would spend (the kernels' budget must then be one
 // thread, so that no work leaves the thread).
-func (w *Worker) gradient(windows []int32) (float64, int, time.Duration, error) {
+func (w *Worker) gradient(windows []int32) (lossSum, ceSum float64, tokens int, compute time.Duration, err error) {
 	if !w.env.MeasureCPU {
 		t := time.Now()
-		l, n, err := w.job.gradient(windows)
-		return l, n, time.Since(t), err
+		lossSum, ceSum, tokens, err = w.job.gradient(windows)
+		return lossSum, ceSum, tokens, time.Since(t), err
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	c0, ok0 := threadCPU()
 	t := time.Now()
-	l, n, err := w.job.gradient(windows)
-	wall := time.Since(t)
+	lossSum, ceSum, tokens, err = w.job.gradient(windows)
+	compute = time.Since(t)
 	c1, ok1 := threadCPU()
-	if !ok0 || !ok1 {
-		return l, n, wall, err
+	if ok0 && ok1 {
+		compute = c1 - c0
 	}
-	return l, n, c1 - c0, err
+	return lossSum, ceSum, tokens, compute, err
 }
 
 // sendSegment publishes this rank's fully reduced segment to the coordinator
