@@ -7,21 +7,25 @@ import (
 )
 
 // Fast paths: forward KL with hard, dense (probabilities or
-// log-probabilities) or sparse targets on rows of finite logits. A row takes a few vectorised passes (kernels' row kernels); the
-// first brings the row into L1/L2 and the others run there:
+// log-probabilities) or sparse targets, reverse KL and JSD with dense
+// targets, on rows of finite logits. A row takes a few vectorised passes
+// (kernels' row kernels); the first brings the row into L1/L2 and the others
+// run there. Forward KL:
 //
 //	1. MaxMinSum(z): max for the shift, min and sum to see the row is finite
-//	2. (probs) XLogXDot(p, z): sum p log p, sum p, sum p*z, min p
+//	2. (dense) XLogXDot(p, z): sum p log p, sum p, sum p*z, min p
 //	3. ExpSum: e_i = exp(a*z_i - b), b = a*max, in place when backward
-//	4. the gradient from e: ScaleShift (hard, sparse) or Axpby (probs)
+//	4. the gradient from e: ScaleShift (hard, sparse) or Axpby (dense)
 //
 // With s = a*z (a = 1/T) and lse = b + log(sum e), log q_i = a*z_i - lse, so
 //
 //	sum_i p_i log q_i = a*sum_i p_i z_i - S*lse
 //
-// needs only the sums; every sum is in float64. Everything that can reject a
-// row is checked before ExpSum may overwrite the logits, so a row a fast path
-// declines is still intact for rowGeneric, which then finds its error.
+// needs only the sums; every sum is in float64. Reverse KL and JSD add a
+// vector log and dot products (see reverseFast, jsdFast). Everything that
+// can reject a row is checked before ExpSum may overwrite the logits, so a
+// row a fast path declines is still intact for rowGeneric, which then finds
+// its error.
 
 // rowFast computes row r on a fast path when one applies to the job and the
 // row is ordinary (finite logits, valid target); ok is false otherwise and
