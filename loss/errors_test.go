@@ -170,3 +170,19 @@ func TestShapePanics(t *testing.T) {
 		}()
 	}
 }
+
+// TestGradOverflow: a gradient beyond float32 is an error, not an Inf.
+func TestGradOverflow(t *testing.T) {
+	o := DefaultOptions()
+	o.Direction = Reverse
+	lp := []float32{float32(math.Log(0.5)), -3e38, float32(math.Log(0.5))} // the model's q of token 1 is 1/3
+	z := []float32{0, 0, 0}
+	if _, err := NewComputer(nil).Forward(z, 1, 3, Target{LogProbs: lp}, o, nil); err != nil {
+		t.Fatalf("Forward = %v; want no error (the loss, about 1e38, fits a float64)", err)
+	}
+	_, err := NewComputer(nil).ForwardBackward(z, 1, 3, Target{LogProbs: lp}, o, 8, nil)
+	var re *RowError
+	if !errors.Is(err, ErrGradOverflow) || !errors.As(err, &re) || re.Row != 0 {
+		t.Errorf("ForwardBackward = %v; want %v at row 0", err, ErrGradOverflow)
+	}
+}
