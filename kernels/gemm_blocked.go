@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 )
@@ -148,6 +149,9 @@ const (
 	// are read in place where the micro-kernels allow: packing would cost
 	// more than it saves.
 	defaultSmallFlops = 2 * 160 * 160 * 160
+	// defaultPackSpin is how many times a goroutine yields, waiting for a K
+	// block of the shared operand, before it parks.
+	defaultPackSpin = 64
 	// defaultMaxShared bounds the shared packed operand (float32s, 16 MiB);
 	// a larger one is done in slabs.
 	defaultMaxShared = 1 << 22
@@ -191,9 +195,15 @@ type gemmJob struct {
 	packUnits, packGroups int
 	packNext              atomic.Int64
 	blockDone             []atomic.Int32 // per k block: packing units done
-	parts                 int            // goroutines the job asked for
-	tiles, tile, maxTiles int            // tiles of the split dimension, tile size (mr or nr), tiles per chunk at most
-	tileNext              atomic.Int64   // first tile not claimed yet
+	// Goroutines waiting for a K block park on packed (L: packMu) after a
+	// short spin, so that on a busy machine they leave the CPU to the
+	// goroutine that packs.
+	packMu                sync.Mutex
+	packed                sync.Cond
+	waiters               atomic.Int32
+	parts                 int          // goroutines the job asked for
+	tiles, tile, maxTiles int          // tiles of the split dimension, tile size (mr or nr), tiles per chunk at most
+	tileNext              atomic.Int64 // first tile not claimed yet
 }
 
 // packGroup is the number of micro-panels of the shared operand in one
@@ -270,6 +280,7 @@ func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 
 	flops := 2 * float64(g.m) * float64(g.n) * float64(g.k)
 	j.gemmArgs, j.p, j.kern, j.splitM = g, p, kern, splitM
+	j.packed.L = &j.packMu
 	j.small = flops <= p.smallFlops && !p.packAll
 	var tiles, tile, maxChunk, r int
 	if splitM {
@@ -327,7 +338,11 @@ func (j *gemmJob) run(_, _ int) {
 			break
 		}
 		j.packShared(u)
-		j.blockDone[u/j.packGroups].Add(1)
+		if j.blockDone[u/j.packGroups].Add(1) == int32(j.packGroups) && j.waiters.Load() > 0 {
+			j.packMu.Lock()
+			j.packed.Broadcast()
+			j.packMu.Unlock()
+		}
 	}
 
 	buf := j.p.getBuf()
@@ -399,14 +414,29 @@ func (j *gemmJob) packShared(u int) {
 	packA(kern, dst, j.tA, j.a, j.lda, x0, w, pc, kc, r)
 }
 
+// waitBlock returns once done counts every packing unit of its K block:
+// another goroutine is finishing it.
+func (j *gemmJob) waitBlock(done *atomic.Int32) {
+	for range j.p.packSpin {
+		if done.Load() >= int32(j.packGroups) {
+			return
+		}
+		runtime.Gosched()
+	}
+	j.packMu.Lock()
+	j.waiters.Add(1)
+	for done.Load() < int32(j.packGroups) {
+		j.packed.Wait()
+	}
+	j.waiters.Add(-1)
+	j.packMu.Unlock()
+}
+
 // sharedPanels returns the panels of the shared operand's k block at pc,
 // once it is packed.
 func (j *gemmJob) sharedPanels(pc, kc int) panels {
 	if j.packUnits > 0 {
-		done := &j.blockDone[pc/j.kern.kc]
-		for done.Load() < int32(j.packGroups) {
-			runtime.Gosched() // another goroutine is packing this block
-		}
+		j.waitBlock(&j.blockDone[pc/j.kern.kc])
 	}
 	r := j.kern.mr
 	if j.splitM {

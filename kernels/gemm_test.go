@@ -156,6 +156,13 @@ func TestSgemm(t *testing.T) {
 			p.packAll, p.directMNK = true, 0
 			checkSgemm(t, p)
 		})
+		// Goroutines waiting for a block of the shared operand park at once.
+		t.Run(kern.name+"/park", func(t *testing.T) {
+			p := NewPool(3)
+			p.kern = kern
+			p.packSpin, p.directMNK, p.smallFlops = 0, 0, 0
+			checkSgemm(t, p)
+		})
 		// A shared operand too large to pack whole is done in slabs.
 		t.Run(kern.name+"/slabs", func(t *testing.T) {
 			p := NewPool(2)

@@ -24,6 +24,9 @@ type Pool struct {
 	// directMNK is the size of product (m*n*k) done by plain loops (tests
 	// set it to 0 to run tiny shapes through the micro-kernels).
 	directMNK int
+	// packSpin is how many times Sgemm yields while waiting for a block of
+	// packing before it parks (tests set it to 0).
+	packSpin int
 	// packAll makes Sgemm pack every operand, even one it could read in
 	// place (tests set it to check the packing of every layout).
 	packAll bool
@@ -39,7 +42,7 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{threads: threads, extra: make(chan struct{}, threads-1), kern: bestKernel(), maxShared: defaultMaxShared, smallFlops: defaultSmallFlops, directMNK: defaultDirectMNK}
+	p := &Pool{threads: threads, extra: make(chan struct{}, threads-1), kern: bestKernel(), maxShared: defaultMaxShared, smallFlops: defaultSmallFlops, directMNK: defaultDirectMNK, packSpin: defaultPackSpin}
 	for i := 0; i < threads-1; i++ {
 		p.extra <- struct{}{}
 	}
