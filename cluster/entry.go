@@ -74,6 +74,11 @@ type SimOptions struct {
 	// own and accounts its compute in that thread's CPU time, as if it ran on
 	// a core of its own.
 	IsolateWorkers bool
+	// LocalRing carries the ring's messages between the in-process workers
+	// directly instead of through the NATS server (the control plane stays
+	// on NATS), so that the link model, not this machine's CPU, sets the
+	// all-reduce's time.
+	LocalRing bool
 }
 
 // SimulateWith is Simulate with options.
@@ -84,6 +89,9 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 	env := NewEnv(cfg.Cluster.Threads)
 	env.StartWorkers = cfg.Cluster.Workers
 	env.Link = so.Link
+	if so.LocalRing {
+		env.local = newLocalNet()
+	}
 	c, err := NewCoordinator(cfg, log, env)
 	if err != nil {
 		return Summary{}, err

@@ -34,7 +34,8 @@ type Env struct {
 	// per worker).
 	MeasureCPU bool
 
-	data *dataCache
+	data  *dataCache
+	local *localNet // in-process ring links (simulation mode's scaling experiments)
 }
 
 // dataCache opens each data source once per process.

@@ -39,6 +39,7 @@ type mailbox struct {
 	max    int // messages buffered per attempt, at most
 
 	id     string
+	local  *localNet   // nil: ring messages travel over NATS
 	shaper *linkShaper // nil: messages go out at once
 	lmu    sync.Mutex
 	links  map[string]chan delayedMsg
@@ -60,11 +61,16 @@ type msgQueue struct {
 type delayedMsg struct {
 	at  time.Time
 	msg *nats.Msg
+	key attemptKey
+	to  string
 }
 
-func newMailbox(nc *nats.Conn, job, id string, maxBuffered int, profile LinkProfile) (*mailbox, error) {
-	mb := &mailbox{nc: nc, prefix: "klring." + job + ".ring.", id: id, max: maxBuffered, queues: map[attemptKey]*msgQueue{}}
-	if profile.shaped() {
+func newMailbox(nc *nats.Conn, job, id string, maxBuffered int, profile LinkProfile, local *localNet) (*mailbox, error) {
+	mb := &mailbox{nc: nc, prefix: "klring." + job + ".ring.", id: id, max: maxBuffered, queues: map[attemptKey]*msgQueue{}, local: local}
+	if local != nil {
+		local.add(id, mb)
+	}
+	if profile.shaped() || local != nil {
 		mb.shaper = newLinkShaper(profile, uint64(len(id))*0x9e3779b97f4a7c15^uint64(id[0]))
 		mb.links = map[string]chan delayedMsg{}
 	}
@@ -91,6 +97,9 @@ func (mb *mailbox) close() {
 	if mb.sub != nil {
 		mb.sub.Unsubscribe()
 	}
+	if mb.local != nil {
+		mb.local.remove(mb.id, mb)
+	}
 	mb.lmu.Lock()
 	for k, ch := range mb.links {
 		close(ch)
@@ -100,16 +109,25 @@ func (mb *mailbox) close() {
 	mb.lwg.Wait()
 }
 
-// publish sends m now, or through the network model when there is one.
-func (mb *mailbox) publish(to string, m *nats.Msg) error {
-	if mb.shaper == nil {
+// publish sends m (a ring message of attempt k) to worker to: now over NATS,
+// or through the network model and/or the in-process links when there are.
+func (mb *mailbox) publish(to string, k attemptKey, m *nats.Msg) error {
+	if mb.shaper == nil && mb.local == nil {
 		return mb.nc.PublishMsg(m)
 	}
-	at, lost := mb.shaper.schedule(mb.id, to, len(m.Data)+len(m.Subject)+64, time.Now())
-	if lost {
-		return nil
+	var at time.Time
+	if mb.shaper != nil {
+		var lost bool
+		at, lost = mb.shaper.schedule(mb.id, to, len(m.Data)+len(m.Subject)+64, time.Now())
+		if lost {
+			return nil
+		}
 	}
 	m.Data = append([]byte(nil), m.Data...) // the caller reuses its buffer
+	if mb.shaper == nil {
+		mb.local.send(to, k, m.Data)
+		return nil
+	}
 	mb.lmu.Lock()
 	ch := mb.links[to]
 	if ch == nil {
@@ -119,11 +137,11 @@ func (mb *mailbox) publish(to string, m *nats.Msg) error {
 		go mb.deliverLink(ch)
 	}
 	mb.lmu.Unlock()
-	ch <- delayedMsg{at: at, msg: m}
+	ch <- delayedMsg{at: at, msg: m, key: k, to: to}
 	return nil
 }
 
-// deliverLink publishes one link's messages in order, each at its arrival
+// deliverLink hands one link's messages on in order, each at its arrival
 // time: the network model's latency and bandwidth, not synchronisation.
 func (mb *mailbox) deliverLink(ch chan delayedMsg) {
 	defer mb.lwg.Done()
@@ -134,7 +152,47 @@ func (mb *mailbox) deliverLink(ch chan delayedMsg) {
 			t.Reset(wait)
 			<-t.C
 		}
-		mb.nc.PublishMsg(d.msg)
+		if mb.local != nil {
+			mb.local.send(d.to, d.key, d.msg.Data)
+		} else {
+			mb.nc.PublishMsg(d.msg)
+		}
+	}
+}
+
+// localNet connects the mailboxes of the workers of one process directly:
+// in simulation mode's scaling experiments ring messages then cost a copy
+// rather than a trip through the NATS server, so that the network model, not
+// this machine's CPU, sets the time of the all-reduce.
+type localNet struct {
+	mu    sync.Mutex
+	boxes map[string]*mailbox
+}
+
+func newLocalNet() *localNet { return &localNet{boxes: map[string]*mailbox{}} }
+
+func (n *localNet) add(id string, mb *mailbox) {
+	n.mu.Lock()
+	n.boxes[id] = mb
+	n.mu.Unlock()
+}
+
+func (n *localNet) remove(id string, mb *mailbox) {
+	n.mu.Lock()
+	if n.boxes[id] == mb {
+		delete(n.boxes, id)
+	}
+	n.mu.Unlock()
+}
+
+// send delivers data to worker to's mailbox; it is lost if to is gone, as
+// on NATS.
+func (n *localNet) send(to string, k attemptKey, data []byte) {
+	n.mu.Lock()
+	mb := n.boxes[to]
+	n.mu.Unlock()
+	if mb != nil {
+		mb.file(k, data)
 	}
 }
 
@@ -156,6 +214,11 @@ func (mb *mailbox) deliver(m *nats.Msg) {
 		mb.dropped.Add(1)
 		return
 	}
+	mb.file(k, m.Data)
+}
+
+// file queues data under attempt k.
+func (mb *mailbox) file(k attemptKey, data []byte) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	if k.less(mb.cur) {
@@ -175,7 +238,7 @@ func (mb *mailbox) deliver(m *nats.Msg) {
 		mb.dropped.Add(1)
 		return
 	}
-	q.msgs = append(q.msgs, m.Data)
+	q.msgs = append(q.msgs, data)
 	select {
 	case q.ready <- struct{}{}:
 	default:
@@ -227,7 +290,7 @@ func (t *ringTransport) Send(ctx context.Context, to int, msg []byte) error {
 	if t.mb.nc.IsClosed() {
 		return fmt.Errorf("%w: %w", allreduce.ErrClosed, nats.ErrConnectionClosed)
 	}
-	if err := t.mb.publish(t.members[to], m); err != nil {
+	if err := t.mb.publish(t.members[to], t.key, m); err != nil {
 		if errors.Is(err, nats.ErrConnectionClosed) {
 			return fmt.Errorf("%w: %w", allreduce.ErrClosed, err)
 		}

@@ -66,7 +66,7 @@ func NewWorker(id, job string, nc *nats.Conn, log *slog.Logger, env *Env) (*Work
 	if err := validName(id); err != nil {
 		return nil, fmt.Errorf("worker id: %w", err)
 	}
-	mb, err := newMailbox(nc, job, id, 1<<16, env.Link)
+	mb, err := newMailbox(nc, job, id, 1<<16, env.Link, env.local)
 	if err != nil {
 		return nil, err
 	}

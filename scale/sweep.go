@@ -123,7 +123,7 @@ func Run(ctx context.Context, base config.Config, o Options, dir string, log *sl
 				log.Info("scaling point", "point", fmt.Sprintf("%d/%d", k, total), "preset", preset, "network", net.Name, "workers", n)
 				t0 := time.Now()
 				quiet := slog.New(slog.DiscardHandler)
-				if _, err := cluster.SimulateWith(ctx, cfg, quiet, nil, cluster.SimOptions{Link: net, IsolateWorkers: true}); err != nil {
+				if _, err := cluster.SimulateWith(ctx, cfg, quiet, nil, cluster.SimOptions{Link: net, IsolateWorkers: true, LocalRing: true}); err != nil {
 					return nil, fmt.Errorf("scale: %s, %s, %d workers: %w", preset, net.Name, n, err)
 				}
 				rows, err := cluster.ReadMetrics(cfg.Run.Dir)

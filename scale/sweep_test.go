@@ -24,7 +24,7 @@ func sweepConfig(t *testing.T) config.Config {
 	cfg.Model.Preset = "custom"
 	cfg.Model.NEmbd, cfg.Model.NLayer, cfg.Model.NHead, cfg.Model.Ctx = 128, 2, 4, 16
 	cfg.Train.BatchWindows = 8
-	cfg.AllReduce.ChunkBytes = 64 << 10
+	cfg.AllReduce.ChunkBytes = 64 << 10 // several parts per segment: the ring pipelines them
 	cfg.Cluster.StepDeadline = 20 * time.Second
 	cfg.AllReduce.Deadline = 15 * time.Second
 	return cfg
