@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/klring/klring/config"
+)
+
+func TestHelpListsEveryKey(t *testing.T) {
+	for name, cmd := range map[string]func() string{
+		"coordinator sim": func() string { return helpOf(t, []string{"sim", "--help"}) },
+		"worker":          func() string { return helpOfWorker(t) },
+	} {
+		help := cmd()
+		for _, k := range config.Keys() {
+			if !strings.Contains(help, k.Name) {
+				t.Errorf("%s --help does not list %s", name, k.Name)
+			}
+		}
+	}
+}
+
+func helpOf(t *testing.T, args []string) string {
+	t.Helper()
+	c := Coordinator()
+	var out bytes.Buffer
+	c.SetOut(&out)
+	c.SetErr(&out)
+	c.SetArgs(args)
+	if err := c.ExecuteContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+func helpOfWorker(t *testing.T) string {
+	t.Helper()
+	c := Worker()
+	var out bytes.Buffer
+	c.SetOut(&out)
+	c.SetErr(&out)
+	c.SetArgs([]string{"--help"})
+	if err := c.ExecuteContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+func TestBadInputIsAClearError(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sim", "--train.lr", "-1"}, "train.lr = -1"},
+		{[]string{"sim", "--train.steps", "many"}, "train.steps"},
+		{[]string{"sim", "--no-such-flag"}, "no-such-flag"},
+		{[]string{"sim", "--job", "a.b"}, `job = "a.b"`},
+		{[]string{"eval"}, "--checkpoint is required"},
+		{[]string{"sample", "--checkpoint", "/nonexistent"}, "/nonexistent"},
+		{[]string{"scale", "--network", "fast"}, `network profile "fast"`},
+	}
+	for _, tt := range tests {
+		c := Coordinator()
+		var out bytes.Buffer
+		c.SetOut(&out)
+		c.SetErr(&out)
+		c.SetArgs(tt.args)
+		err := c.ExecuteContext(context.Background())
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("coordinator %v = %v; want an error containing %q", tt.args, err, tt.want)
+		}
+	}
+}
