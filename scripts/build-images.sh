@@ -8,11 +8,13 @@
 #
 # Environment:
 #   KLRING_IMAGE_TAG   tag of the images (default: latest), as in docker-compose.yml
-#   KLRING_SKIP_GO=1   do not run go build; use the binaries already in bin/
+#   KLRING_SKIP_GO=1   do not run go build; use the binaries already in KLRING_BIN_DIR
+#   KLRING_BIN_DIR     where the binaries are built (default: bin)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tag=${KLRING_IMAGE_TAG:-latest}
+bindir=${KLRING_BIN_DIR:-bin}
 stamp() { printf '[build-images %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
 command -v docker >/dev/null || { echo "build-images: docker is not installed" >&2; exit 1; }
@@ -28,17 +30,17 @@ goarch=$(docker version --format '{{.Server.Arch}}' 2>/dev/null || true)
 goarch=${goarch:-$(go env GOARCH)}
 revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-mkdir -p bin
+mkdir -p "$bindir"
 if [ "${KLRING_SKIP_GO:-0}" != 1 ]; then
   command -v go >/dev/null || { echo "build-images: go is not installed" >&2; exit 1; }
   for target in coordinator:./cmd/coordinator worker:./cmd/worker nats-server:github.com/nats-io/nats-server/v2; do
     name=${target%%:*} pkg=${target#*:}
-    stamp "go build $pkg -> bin/$name (linux/$goarch, static)"
-    CGO_ENABLED=0 GOOS=linux GOARCH=$goarch go build -trimpath -ldflags='-s -w' -o "bin/$name" "$pkg"
+    stamp "go build $pkg -> $bindir/$name (linux/$goarch, static)"
+    CGO_ENABLED=0 GOOS=linux GOARCH=$goarch go build -trimpath -ldflags='-s -w' -o "$bindir/$name" "$pkg"
   done
 fi
 for name in coordinator worker nats-server; do
-  [ -x "bin/$name" ] || { echo "build-images: bin/$name is missing" >&2; exit 1; }
+  [ -x "$bindir/$name" ] || { echo "build-images: $bindir/$name is missing" >&2; exit 1; }
 done
 
 # Each image gets a small staged context: the Dockerfile, a root file system
@@ -51,7 +53,7 @@ for name in coordinator worker nats-server; do
   mkdir -p "$ctx/rootfs/etc" "$ctx/rootfs/tmp" "$ctx/data"
   chmod 1777 "$ctx/rootfs/tmp"
   cp "docker/$name.Dockerfile" "$ctx/Dockerfile"
-  cp "bin/$name" "$ctx/rootfs/$name"
+  cp "$bindir/$name" "$ctx/rootfs/$name"
   printf 'root:x:0:0:root:/:/sbin/nologin\nklring:x:65532:65532:klring:/data:/sbin/nologin\n' >"$ctx/rootfs/etc/passwd"
   printf 'root:x:0:\nklring:x:65532:\n' >"$ctx/rootfs/etc/group"
   if [ "$name" = nats-server ]; then
