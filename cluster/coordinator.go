@@ -24,6 +24,11 @@ var (
 	ErrAborted       = errors.New("cluster: step aborted")
 )
 
+// maxAttempts bounds the attempts of one step: a step that fails this often in
+// a row fails for a reason a retry does not mend (bad data, a loss that is
+// infinite), and the run stops with the last attempt's reason.
+const maxAttempts = 8
+
 // memberState is what the coordinator knows of one worker.
 type memberState struct {
 	lastSeen time.Time
@@ -204,6 +209,10 @@ func (c *Coordinator) Run(ctx context.Context, nc *nats.Conn) (Summary, error) {
 				return sum, ctx.Err()
 			}
 			aborts++
+			if attempts >= maxAttempts {
+				c.publishPlan(plan{Run: c.run, Epoch: c.epoch + 1, Step: s, Base: s - 1, Final: true})
+				return sum, fmt.Errorf("step %d failed %d times in a row; the last attempt: %w", s, attempts, err)
+			}
 			c.log.Warn("step aborted; retrying with the survivors", "step", s, "epoch", c.epoch, "attempt", attempts, "reason", err)
 		}
 	}

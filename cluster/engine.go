@@ -17,6 +17,7 @@ type engine struct {
 	opts  loss.Options
 	data  *shard.Dataset
 	soft  bool
+	keep  float32 // soft targets: 1 - label_smoothing
 	T     int
 	maxB  int
 	K     int
@@ -46,14 +47,16 @@ func newEngine(spec JobSpec, env *Env, model *lm.Model, data *shard.Dataset) (*e
 	}
 	opts.Beta = spec.Beta
 	opts.Temperature = spec.Temperature
-	opts.LabelSmoothing = spec.Smoothing
+	if spec.Target == "hard" {
+		opts.LabelSmoothing = spec.Smoothing
+	}
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("loss: %w", err)
 	}
 	T := spec.Model.Ctx
 	B := max(spec.BatchWindows, 1)
 	e := &engine{model: model, lossc: loss.NewComputer(env.Pool), opts: opts, data: data,
-		soft: spec.Target == "soft", T: T, maxB: B,
+		soft: spec.Target == "soft", keep: float32(1 - spec.Smoothing), T: T, maxB: B,
 		win: make([]int32, T+1), in: make([]int32, B*T), hard: make([]int32, B*T)}
 	if data.HasTruth() {
 		e.K = data.TruthK()
@@ -63,15 +66,26 @@ func newEngine(spec JobSpec, env *Env, model *lm.Model, data *shard.Dataset) (*e
 	return e, nil
 }
 
-// load fills the input and target buffers with windows.
-func (e *engine) load(windows []int32) {
+// load fills the input and target buffers with windows; smooth applies the
+// soft targets' label smoothing (training, not evaluation).
+func (e *engine) load(windows []int32, smooth bool) {
 	T := e.T
 	for b, id := range windows {
 		e.data.Window(int(id), e.win)
 		copy(e.in[b*T:(b+1)*T], e.win[:T])
 		copy(e.hard[b*T:(b+1)*T], e.win[1:T+1])
 		if e.K > 0 {
-			e.data.Truth(int(id), e.ids[b*T*e.K:(b+1)*T*e.K], e.probs[b*T*e.K:(b+1)*T*e.K])
+			p := e.probs[b*T*e.K : (b+1)*T*e.K]
+			e.data.Truth(int(id), e.ids[b*T*e.K:(b+1)*T*e.K], p)
+			if smooth && e.keep != 1 && e.soft {
+				// P' = (1-eps) P + eps/V: the listed tokens here, the
+				// unlisted ones by loss/, which spreads a sparse row's
+				// missing mass evenly over them.
+				u := (1 - e.keep) / float32(e.model.Config.Vocab)
+				for i := range p {
+					p[i] = p[i]*e.keep + u
+				}
+			}
 		}
 	}
 }
@@ -97,7 +111,7 @@ func (e *engine) gradient(windows []int32) (lossSum, ceSum float64, tokens int, 
 	if len(windows) == 0 {
 		return 0, 0, 0, nil
 	}
-	e.load(windows)
+	e.load(windows, true)
 	B, T, V := len(windows), e.T, e.model.Config.Vocab
 	ceOpts := loss.DefaultOptions()
 	plainCE := !e.soft && e.opts == ceOpts
@@ -152,7 +166,7 @@ func (e *engine) evaluate(windows []int) (evalResult, error) {
 	for lo := 0; lo < len(windows); lo += e.maxB {
 		hi := min(lo+e.maxB, len(windows))
 		ws := toInt32(windows[lo:hi])
-		e.load(ws)
+		e.load(ws, false)
 		B := len(ws)
 		err := e.model.Forward(e.in[:B*T], B, T, func(logits []float32, first, rows int) error {
 			if e.K > 0 {

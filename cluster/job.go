@@ -238,6 +238,9 @@ func resolveTarget(spec *JobSpec, data *shard.Dataset) error {
 			return fmt.Errorf("loss.target = soft: data.source %s has no soft targets (only synthetic does)", spec.DataSource)
 		}
 	}
+	if spec.Target == "soft" && spec.Direction == "reverse" && spec.Smoothing == 0 {
+		return fmt.Errorf("loss.direction = reverse with soft targets needs loss.label_smoothing > 0: the true distribution gives zero probability to most tokens, where D_KL(Q||P) is infinite")
+	}
 	if spec.Target == "hard" && spec.Direction != "forward" {
 		return fmt.Errorf("loss.direction = %s needs soft targets (synthetic data); with hard targets only forward KL is finite", spec.Direction)
 	}
@@ -289,7 +292,7 @@ func (j *jobState) lr(s uint64) float64 { return j.sched.LR(int64(s) - 1) }
 // lossIsKLToTruth says whether the training loss is exactly the KL divergence
 // from the true distribution (forward KL on the synthetic source's truth).
 func (j *jobState) lossIsKLToTruth() bool {
-	return j.spec.Target == "soft" && j.spec.Direction == "forward" && j.spec.Temperature == 1
+	return j.spec.Target == "soft" && j.spec.Direction == "forward" && j.spec.Temperature == 1 && j.spec.Smoothing == 0
 }
 
 // finishGradient divides the summed gradient by the global token count that
