@@ -191,8 +191,8 @@ mapfile -t worker_ids < <(compose ps -q worker)
 # Published ports, from each container's configuration (valid after it exits).
 bindings() { docker inspect -f '{{range $p, $b := .HostConfig.PortBindings}}{{$p}}->{{range $b}}{{.HostIp}}:{{.HostPort}} {{end}}{{end}}' "$1"; }
 metrics_port=$(bindings "$coord")
-case $metrics_port in
-  "9090/tcp->127.0.0.1: ") stamp "metrics port 9090 published on 127.0.0.1 (a free port), nothing else" ;;
+case ${metrics_port% } in
+  "9090/tcp->127.0.0.1:" | "9090/tcp->127.0.0.1:0") stamp "metrics port 9090 published on 127.0.0.1 (a free port), nothing else" ;;
   *) fail "the coordinator publishes '$metrics_port'; want only 9090/tcp on 127.0.0.1" ;;
 esac
 for id in "$nats" "${worker_ids[@]}"; do
