@@ -35,7 +35,7 @@ func TestDefaultsAreValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(nil) = %v; want the defaults to be valid", err)
 	}
-	if c.Train.LR != 3e-3 || c.Cluster.Workers != 4 || c.Cluster.StepDeadline != 5*time.Second || c.Data.Source != "synthetic" {
+	if c.Train.LR != 6e-3 || c.Cluster.Workers != 4 || c.Cluster.StepDeadline != 5*time.Second || c.Data.Source != "synthetic" {
 		t.Errorf("defaults = %+v", c)
 	}
 }

@@ -214,6 +214,12 @@ func (r *Report) plotBreakdown(path string) error {
 	bw.Color = plotutil.Color(2)
 	bw.StackOn(ba)
 	p.Add(bc, ba, bw)
+	top := 0.0
+	for i := range comp {
+		top = max(top, comp[i]+ar[i]+wait[i])
+	}
+	p.Y.Min, p.Y.Max = 0, top*1.4 // room for the legend above the bars
+	p.Legend.Left = false
 	p.Legend.Add("compute (CPU time of one thread)", bc)
 	p.Legend.Add("all-reduce", ba)
 	p.Legend.Add("wait (stragglers, contention, protocol)", bw)
