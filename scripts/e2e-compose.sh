@@ -176,8 +176,8 @@ fi
 write_env "$steps"
 stamp "starting nats and the coordinator (train.steps=$steps)"
 compose up -d nats coordinator 2>&1 | sed 's/^/    /'
-coord=$(compose ps -q coordinator)
-nats=$(compose ps -q nats)
+coord=$(compose ps -a -q coordinator)
+nats=$(compose ps -a -q nats)
 [ -n "$coord" ] && [ -n "$nats" ] || fail "the coordinator or nats did not start"
 # Follow the coordinator's log from its start: a step may take only tens of
 # milliseconds, so the run must be watched before the workers arrive.
@@ -185,7 +185,7 @@ docker logs -f "$coord" >"$work/coordinator.log" 2>&1 &
 follower=$!
 stamp "starting $workers workers"
 compose up -d --no-deps --scale "worker=$workers" worker 2>&1 | sed 's/^/    /'
-mapfile -t worker_ids < <(compose ps -q worker)
+mapfile -t worker_ids < <(compose ps -a -q worker)
 [ "${#worker_ids[@]}" = "$workers" ] || fail "${#worker_ids[@]} workers started; want $workers"
 
 # Published ports, from each container's configuration (valid after it exits).
@@ -210,6 +210,7 @@ killed_after=""
 while IFS= read -r line; do
   [[ $line =~ (^|[[:space:]])step=([0-9]+) ]] || continue
   n=${BASH_REMATCH[2]}
+  [ "$n" -lt "$steps" ] || break
   [ "$n" -ge "$kill_at" ] || continue
   if [[ $line =~ [[:space:]]workers=([0-9]+) ]]; then
     nw=${BASH_REMATCH[1]}
@@ -217,10 +218,10 @@ while IFS= read -r line; do
     read -r _ nw < <(last_step)
   fi
   if [ "$nw" = "$workers" ]; then killed_after=$n; break; fi
-  [ "$n" -lt "$steps" ] || break
-done < <(timeout "$phase_timeout" tail -n +1 -f "$work/coordinator.log")
+done < <(timeout "$phase_timeout" tail -n +1 --pid="$follower" -f "$work/coordinator.log")
 if [ -z "$killed_after" ]; then
   read -r step nw < <(last_step)
+  [ "$step" -lt "$steps" ] || fail "the run reached its last step ($step) before a step >= $kill_at with $workers workers"
   running "$coord" || fail "the coordinator exited (code $(docker inspect -f '{{.State.ExitCode}}' "$coord")) before a step >= $kill_at with $workers workers (last: step $step, $nw workers)"
   fail "no step >= $kill_at with $workers workers within ${phase_timeout}s (last: step $step, $nw workers)"
 fi
@@ -272,9 +273,15 @@ done
 stamp "surviving workers exited 0"
 
 # 5. Exactly once.
-for f in metrics.jsonl ledger.jsonl summary.json; do
+for f in metrics.jsonl ledger.jsonl summary.json loss.png checkpoints; do
   fetch "$f" || fail "/data/$f is missing"
 done
+newest=$(printf 'step-%06d' "$steps")
+[ "$(ls "$work/checkpoints" | sort | tail -1)" = "$newest" ] || fail "the newest checkpoint is '$(ls "$work/checkpoints" | sort | tail -1)'; want $newest"
+for f in model.safetensors config.json; do
+  [ -s "$work/checkpoints/$newest/$f" ] || fail "checkpoints/$newest/$f is missing"
+done
+stamp "run dir: summary.json, loss.png, checkpoints $(ls "$work/checkpoints" | tr '\n' ' ')"
 cp "$work/metrics.jsonl" "$work/metrics-first.jsonl"
 python3 - "$work" "$steps" "$workers" "$killed_after" "$victim_host" <<'EOF' || fail "metrics/ledger checks"
 import json, math, sys
@@ -289,6 +296,9 @@ def rows(name):
             bad.append(f"{name}:{i}: not JSON: {e}")
     return out
 metrics, ledger = rows("metrics.jsonl"), rows("ledger.jsonl")
+summary = json.load(open(f"{work}/summary.json"))
+if summary.get("steps") != steps:
+    bad.append(f"summary.json steps = {summary.get('steps')!r}; want {steps}")
 ms = [m.get("step") for m in metrics]
 if ms != list(range(1, steps + 1)):
     bad.append(f"metrics.jsonl steps = {ms}; want 1..{steps}, each once, in order")
@@ -342,7 +352,7 @@ stamp "down (keeping the run volume), then up with train.steps=$((steps + more))
 compose down 2>&1 | sed 's/^/    /'
 write_env "$((steps + more))"
 compose up -d --scale "worker=$((workers - 1))" 2>&1 | sed 's/^/    /'
-coord=$(compose ps -q coordinator)
+coord=$(compose ps -a -q coordinator)
 [ -n "$coord" ] || fail "the coordinator did not start again"
 code=$(wait_exit "$coord" "$phase_timeout")
 [ "$code" = 0 ] || fail "the resumed coordinator exited $code"
