@@ -14,15 +14,18 @@
 #      (every window of every step counted exactly once: the batch is the
 #      disjoint union of the ranks' windows);
 #   6. `down` (keeping the run volume), `up` with more steps, and check that
-#      the coordinator resumes from the newest checkpoint (step N) and the
-#      metrics continue at N+1;
+#      the coordinator resumes from the newest checkpoint (step N); kill the
+#      coordinator mid-run and start it again: it resumes from its newest
+#      checkpoint, the workers follow it, and metrics.jsonl ends up with every
+#      step exactly once, lines 1..N unchanged;
 #   7. tear everything down (`down -v`), also on failure, after printing the
 #      last logs of every service.
 #
 # Works with `docker compose` and `docker-compose`, whichever exists.
 # Environment (all optional):
 #   E2E_STEPS=60          steps of the first run
-#   E2E_MORE_STEPS=10     steps added for the resumed run
+#   E2E_MORE_STEPS=60     steps added for the resumed run
+#   E2E_RESTART_AFTER=15  kill the resumed coordinator this many steps past N
 #   E2E_KILL_AT=10        kill a worker once this step is committed
 #   E2E_SKIP_BUILD=1      reuse the klring/*:e2e images
 #   E2E_KEEP=1            do not tear down (debugging; prints the project name)
@@ -30,7 +33,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 steps=${E2E_STEPS:-60}
-more=${E2E_MORE_STEPS:-10}
+more=${E2E_MORE_STEPS:-60}
+restart_after=${E2E_RESTART_AFTER:-15}
 kill_at=${E2E_KILL_AT:-10}
 workers=3
 tag=e2e
@@ -347,32 +351,73 @@ if bad:
 EOF
 stamp "metrics.jsonl has every step 1..$steps once; ledger.jsonl counts every window exactly once per step"
 
-# 6. Down (keeping the volume), up with more steps: resume.
-stamp "down (keeping the run volume), then up with train.steps=$((steps + more))"
+# 6. Down (keeping the volume), up with more steps: resume from step N. Then
+# kill the coordinator mid-run and start it again: it resumes from its newest
+# checkpoint, drops the metrics past it, and the running workers follow it.
+total=$((steps + more))
+stamp "down (keeping the run volume), then up with train.steps=$total"
 compose down 2>&1 | sed 's/^/    /'
-write_env "$((steps + more))"
-compose up -d --scale "worker=$((workers - 1))" 2>&1 | sed 's/^/    /'
+write_env "$total"
+compose up -d nats coordinator 2>&1 | sed 's/^/    /'
 coord=$(compose ps -a -q coordinator)
 [ -n "$coord" ] || fail "the coordinator did not start again"
-code=$(wait_exit "$coord" "$phase_timeout")
-[ "$code" = 0 ] || fail "the resumed coordinator exited $code"
-resumed=$(docker logs "$coord" 2>&1 | grep -i -m1 "resum" || true)
+docker logs -f "$coord" >"$work/coordinator2.log" 2>&1 &
+follower=$!
+compose up -d --no-deps --scale "worker=$((workers - 1))" worker 2>&1 | sed 's/^/    /'
+mapfile -t worker_ids < <(compose ps -a -q worker)
+
+restart_at=$((steps + restart_after))
+reached=""
+while IFS= read -r line; do
+  [[ $line =~ (^|[[:space:]])step=([0-9]+) ]] || continue
+  n=${BASH_REMATCH[2]}
+  [ "$n" -lt "$total" ] || break
+  if [ "$n" -ge "$restart_at" ]; then reached=$n; break; fi
+done < <(timeout "$phase_timeout" tail -n +1 --pid="$follower" -f "$work/coordinator2.log")
+resumed=$(grep -i -m1 "resum" "$work/coordinator2.log" || true)
 grep -Eq "step=$steps([^0-9]|$)" <<<"$resumed" || fail "the coordinator's log does not say it resumed from step $steps (got: '${resumed:-nothing}')"
 stamp "coordinator: $(cut -c1-160 <<<"$resumed")"
+[ -n "$reached" ] || fail "the resumed run did not reach step $restart_at before its end ($total) or within ${phase_timeout}s"
+docker kill "$coord" >/dev/null
+wait "$follower" 2>/dev/null || true
+follower=""
+stamp "killed the coordinator after step $reached; starting it again"
+compose up -d --no-deps coordinator 2>&1 | sed 's/^/    /'
+coord=$(compose ps -a -q coordinator)
+code=$(wait_exit "$coord" "$phase_timeout")
+[ "$code" = 0 ] || fail "the restarted coordinator exited $code"
+for id in "${worker_ids[@]}"; do
+  code=$(wait_exit "$id" 60)
+  [ "$code" = 0 ] || fail "worker ${id:0:12} exited $code at the end of the job; want 0"
+done
+stamp "coordinator and workers exited 0"
+again=$(docker logs "$coord" 2>&1 | grep -i "resum" | tail -1 || true)
+ckpt=$(grep -Eo '(^|[[:space:]])step=[0-9]+' <<<"$again" | tr -dc 0-9)
+[ -n "$ckpt" ] && [ "$ckpt" -gt "$steps" ] && [ "$ckpt" -le "$reached" ] ||
+  fail "after the restart the coordinator's log says '${again:-nothing}'; want a resume from a checkpoint in $((steps + 1))..$reached"
+stamp "coordinator: $(cut -c1-160 <<<"$again")"
 fetch metrics.jsonl || fail "/data/metrics.jsonl is missing after the resume"
-python3 - "$work" "$steps" "$more" <<'EOF' || fail "metrics after the resume"
+fetch ledger.jsonl || fail "/data/ledger.jsonl is missing after the resume"
+python3 - "$work" "$steps" "$total" <<'EOF' || fail "metrics and ledger after the restarts"
 import json, sys
-work, steps, more = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work, steps, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 first = open(f"{work}/metrics-first.jsonl").read().splitlines()
 now = open(f"{work}/metrics.jsonl").read().splitlines()
 got = [json.loads(l)["step"] for l in now]
-if got != list(range(1, steps + more + 1)):
-    sys.exit(f"    steps after the resume = {got}; want 1..{steps + more}, each once")
+if got != list(range(1, total + 1)):
+    sys.exit(f"    steps after the restarts = {got}; want 1..{total}, each once")
 if now[:steps] != first:
     sys.exit(f"    the lines of steps 1..{steps} changed across the restart")
-print(f"    steps 1..{steps} unchanged, {steps + 1}..{steps + more} appended")
+ledger = [json.loads(l) for l in open(f"{work}/ledger.jsonl")]
+if [e["step"] for e in ledger] != list(range(1, total + 1)):
+    sys.exit(f"    ledger steps after the restarts = {[e['step'] for e in ledger]}; want 1..{total}, each once")
+for e in ledger:
+    got = [w for r in e["ranks"] for w in r["windows"]]
+    if len(set(got)) != len(got) or sorted(got) != sorted(e["batch"]):
+        sys.exit(f"    ledger step {e['step']}: ranks' windows {sorted(got)}; want the batch {sorted(e['batch'])}, each once")
+print(f"    steps 1..{steps} unchanged, {steps + 1}..{total} each once, in metrics and ledger; every window counted once")
 EOF
-stamp "metrics continue at step $((steps + 1)) through $((steps + more))"
+stamp "metrics and ledger continue at step $((steps + 1)) through $total, each step once"
 
 elapsed=$(($(date +%s) - start))
 [ "$elapsed" -le 300 ] || stamp "WARNING: took ${elapsed}s, more than the 5 minutes it should"
