@@ -128,8 +128,7 @@ func (c *Coordinator) RunDir() string { return c.cfg.Run.Dir }
 func (c *Coordinator) Run(ctx context.Context, nc *nats.Conn) (Summary, error) {
 	c.nc = nc
 	start := time.Now()
-	startStep := c.job.step
-	sum := Summary{RunDir: c.cfg.Run.Dir, EntropyFloor: -1, ResumedFrom: startStep}
+	sum := Summary{RunDir: c.cfg.Run.Dir, EntropyFloor: -1, ResumedFrom: c.job.step}
 
 	out, err := openRunOutputs(c.cfg.Run.Dir, c.job.step)
 	if err != nil {
@@ -162,7 +161,6 @@ func (c *Coordinator) Run(ctx context.Context, nc *nats.Conn) (Summary, error) {
 	c.got = map[int]int{}
 	G := c.cfg.Train.BatchWindows
 	aborts := 0
-	var lastVal *evalResult
 	for c.job.step < uint64(c.cfg.Train.Steps) {
 		s := c.job.step + 1
 		batch, next := c.job.data.NextBatch(c.job.cursor, G)
@@ -186,7 +184,6 @@ func (c *Coordinator) Run(ctx context.Context, nc *nats.Conn) (Summary, error) {
 					if err != nil {
 						return sum, err
 					}
-					lastVal = &ev
 					m.ValLoss, m.ValKL = &ev.CE, ev.klPtr()
 					c.prom.valLoss.Set(ev.CE)
 					c.log.Info("evaluated", "step", s, "val_loss", ev.CE, "val_kl_to_truth", ev.KL, "windows", ev.Windows)
@@ -217,8 +214,12 @@ func (c *Coordinator) Run(ctx context.Context, nc *nats.Conn) (Summary, error) {
 		}
 	}
 
-	// Tell the workers the last step is committed and the job is over.
-	c.publishPlan(plan{Run: c.run, Epoch: c.epoch, Step: c.job.step + 1, Base: c.job.step, Commit: true, Final: true, Members: c.members})
+	// Tell the workers the last step is committed and the job is over. Core
+	// NATS may lose a message: the final plan goes out three times (a worker
+	// acts on the first it sees and is gone for the others).
+	for range 3 {
+		c.publishPlan(plan{Run: c.run, Epoch: c.epoch, Step: c.job.step + 1, Base: c.job.step, Commit: true, Final: true, Members: c.members})
+	}
 
 	ckpt, err := c.checkpoint()
 	if err != nil {
@@ -228,11 +229,9 @@ func (c *Coordinator) Run(ctx context.Context, nc *nats.Conn) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
-	lastVal = &ev
 	if k := len(c.out.rows); k > 0 && c.out.rows[k-1].Step == c.job.step {
 		c.out.rows[k-1].ValLoss, c.out.rows[k-1].ValKL = &ev.CE, ev.klPtr()
 	}
-	_ = lastVal
 	floor := -1.0
 	if ev.Floor >= 0 {
 		floor = ev.Floor
@@ -256,7 +255,6 @@ func (c *Coordinator) Run(ctx context.Context, nc *nats.Conn) (Summary, error) {
 	if err := writeJSON(filepath.Join(c.cfg.Run.Dir, "summary.json"), sum); err != nil {
 		return sum, err
 	}
-	_ = startStep
 	return sum, nil
 }
 
@@ -490,13 +488,12 @@ func (c *Coordinator) attempt(ctx context.Context, in *inbox, s uint64, batch []
 				c.prom.dropped.Inc()
 				continue
 			}
-			r, ok := rank[sg.Sender]
+			_, ok := rank[sg.Sender]
 			nf := len(sg.Data) / 4
 			if !ok || len(sg.Data)%4 != 0 || sg.Offset < 0 || sg.Offset+nf > total || nf == 0 {
 				c.prom.dropped.Inc()
 				continue
 			}
-			_ = r
 			if _, dup := c.got[sg.Offset]; dup {
 				c.prom.dropped.Inc()
 				continue
