@@ -240,7 +240,12 @@ nats_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{
 network=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}' "$nats")
 reachable=0
 for _ in 1 2 3 4 5; do
-  if timeout 3 bash -c ": <>/dev/tcp/$nats_ip/4222" 2>/dev/null; then reachable=1; break; fi
+  # Reachable means the server's INFO line arrives (some networks accept
+  # any connection).
+  if timeout 4 bash -c 'exec 3<>"/dev/tcp/$0/4222" && IFS= read -r -t 3 l <&3 && [[ $l == INFO* ]]' "$nats_ip" 2>/dev/null; then
+    reachable=1
+    break
+  fi
   sleep 0.5
 done
 if [ "$reachable" = 0 ]; then
