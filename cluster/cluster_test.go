@@ -285,9 +285,12 @@ func TestDeadWorkerDetectedBeforeDeadline(t *testing.T) {
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, rows, err := tc.runCoordinator(ctx, tc.cfg, 2, coordHooks{})
+	_, rows, kinds, err := tc.runCoordinatorKinds(ctx, tc.cfg, 2, coordHooks{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if kinds["heartbeat"] != 1 || kinds["deadline"] != 0 {
+		t.Errorf("aborts by kind %v; want the dead worker found by its missed heartbeats, before the step deadline", kinds)
 	}
 	if killedAt.Load() == 0 {
 		t.Fatal("the worker was never killed")
@@ -418,4 +421,35 @@ func copyTree(t *testing.T, src, dst string) {
 		}
 		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
 	})
+}
+
+// SIGTERM (a cancelled context) makes a worker finish the step it is in and
+// leave at the boundary: no attempt waits for its heartbeats or the deadline.
+func TestWorkerLeavesGracefully(t *testing.T) {
+	cfg := testConfig(t, 10, 8)
+	tc := newTestCluster(t, cfg)
+	tc.startWorker("w0", workerHooks{})
+	tc.startWorker("w1", workerHooks{})
+	var leaver *testWorker
+	leaver = tc.startWorker("w2", workerHooks{afterApply: func(w *Worker, s uint64) {
+		if s == 3 {
+			leaver.cancel() // as SIGTERM does
+		}
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, rows, kinds, err := tc.runCoordinatorKinds(ctx, tc.cfg, 3, coordHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-leaver.done; !errors.Is(err, context.Canceled) {
+		t.Errorf("the leaving worker returned %v; want context.Canceled", err)
+	}
+	if kinds["heartbeat"]+kinds["deadline"] != 0 {
+		t.Errorf("aborts by kind %v: a graceful leave must not wait for heartbeats or the deadline", kinds)
+	}
+	if last := rows[len(rows)-1]; last.Workers != 2 {
+		t.Errorf("the last step ran with %d workers; want 2", last.Workers)
+	}
+	checkLedger(t, cfg.Run.Dir, 10)
 }

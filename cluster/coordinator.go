@@ -64,6 +64,8 @@ type Coordinator struct {
 	snapStep  uint64
 	snapValid bool
 
+	abortKinds map[string]int // aborted attempts by kind, as the Prometheus counter
+
 	hooks coordHooks
 }
 
@@ -113,6 +115,8 @@ func NewCoordinator(cfg config.Config, log *slog.Logger, env *Env) (*Coordinator
 		resumed: resumed,
 		prom:    newPromMetrics(),
 		workers: map[string]*memberState{},
+
+		abortKinds: map[string]int{},
 	}
 	return c, nil
 }
@@ -401,24 +405,26 @@ func (c *Coordinator) onHello(m *nats.Msg) {
 	}
 }
 
-func (c *Coordinator) onHeartbeat(m *nats.Msg) {
+// onHeartbeat records a heartbeat and returns its sender ("" when dropped).
+func (c *Coordinator) onHeartbeat(m *nats.Msg) string {
 	var h heartbeat
 	if err := decode(m.Data, &h); err != nil {
 		c.prom.dropped.Inc()
-		return
+		return ""
 	}
 	w := c.workers[h.Sender]
 	if w == nil || h.Run != c.run {
 		// A worker of another incarnation, or one that never said hello:
 		// it will say hello when it sees our plans.
 		c.prom.dropped.Inc()
-		return
+		return ""
 	}
 	w.lastSeen = time.Now()
 	if h.Leaving && !w.leaving {
 		w.leaving = true
 		c.log.Info("worker leaving", "worker", h.Sender)
 	}
+	return h.Sender
 }
 
 // attemptResult is what a successful attempt gathered.
@@ -453,8 +459,9 @@ func (c *Coordinator) attempt(ctx context.Context, in *inbox, s uint64, batch []
 	defer deadline.Stop()
 	tick := time.NewTicker(c.cfg.Cluster.Heartbeat / 2)
 	defer tick.Stop()
-	abort := func(reason string) error {
-		c.prom.aborts.WithLabelValues(reason).Inc()
+	abort := func(kind, reason string) error {
+		c.prom.aborts.WithLabelValues(kind).Inc()
+		c.abortKinds[kind]++
 		return fmt.Errorf("%w: step %d epoch %d: %s", ErrAborted, s, c.epoch, reason)
 	}
 	for len(dones) < n || received < total {
@@ -468,18 +475,22 @@ func (c *Coordinator) attempt(ctx context.Context, in *inbox, s uint64, batch []
 					missing = append(missing, id)
 				}
 			}
-			return nil, abort(fmt.Sprintf("deadline %v passed; waiting for %v; %d of %d gradient floats received", c.cfg.Cluster.StepDeadline, missing, received, total))
+			return nil, abort("deadline", fmt.Sprintf("deadline %v passed; waiting for %v; %d of %d gradient floats received", c.cfg.Cluster.StepDeadline, missing, received, total))
 		case <-tick.C:
 			now := time.Now()
 			for _, id := range c.members {
 				if w := c.workers[id]; !c.alive(w, now) && dones[id] == nil {
-					return nil, abort(fmt.Sprintf("worker %s missed its heartbeats", id))
+					return nil, abort("heartbeat", fmt.Sprintf("worker %s missed its heartbeats", id))
 				}
 			}
 		case m := <-in.hello:
 			c.onHello(m)
 		case m := <-in.hb:
-			c.onHeartbeat(m)
+			if id := c.onHeartbeat(m); id != "" && c.workers[id].leaving && dones[id] == nil && slices.Contains(c.members, id) {
+				// It left before it took part in this attempt: retry now
+				// rather than wait for its heartbeats to run out.
+				return nil, abort("left", fmt.Sprintf("worker %s left", id))
+			}
 		case m := <-in.snap:
 			c.onSnap(m)
 		case m := <-in.seg:
@@ -504,7 +515,7 @@ func (c *Coordinator) attempt(ctx context.Context, in *inbox, s uint64, batch []
 			}
 			received += nf
 			if received > total {
-				return nil, abort("overlapping gradient segments")
+				return nil, abort("segments", "overlapping gradient segments")
 			}
 		case m := <-in.done:
 			var d done
@@ -524,14 +535,14 @@ func (c *Coordinator) attempt(ctx context.Context, in *inbox, s uint64, batch []
 				}
 			}
 			if d.Err != "" {
-				return nil, abort(fmt.Sprintf("worker %s (rank %d): %s", d.Sender, d.Rank, d.Err))
+				return nil, abort("worker_error", fmt.Sprintf("worker %s (rank %d): %s", d.Sender, d.Rank, d.Err))
 			}
 			if want := c.job.checksum(); d.Checksum != want {
 				c.workers[d.Sender].resync = true
-				return nil, abort(fmt.Sprintf("worker %s computed from parameters with checksum %016x, the master's is %016x; it will be re-seeded", d.Sender, d.Checksum, want))
+				return nil, abort("checksum", fmt.Sprintf("worker %s computed from parameters with checksum %016x, the master's is %016x; it will be re-seeded", d.Sender, d.Checksum, want))
 			}
 			if want := toInt32(shard.Shard(toInt(batch), r, n)); !slices.Equal(d.Windows, want) {
-				return nil, abort(fmt.Sprintf("worker %s (rank %d) computed windows %v, its shard is %v", d.Sender, r, d.Windows, want))
+				return nil, abort("shard", fmt.Sprintf("worker %s (rank %d) computed windows %v, its shard is %v", d.Sender, r, d.Windows, want))
 			}
 			dd := d
 			dones[d.Sender] = &dd

@@ -141,12 +141,18 @@ func (tc *testCluster) stopAll() {
 
 // runCoordinator runs a coordinator to the end (or ctx's end).
 func (tc *testCluster) runCoordinator(ctx context.Context, cfg config.Config, startWorkers int, hooks coordHooks) (Summary, []StepMetrics, error) {
+	sum, rows, _, err := tc.runCoordinatorKinds(ctx, cfg, startWorkers, hooks)
+	return sum, rows, err
+}
+
+// runCoordinatorKinds also returns the aborted attempts by kind.
+func (tc *testCluster) runCoordinatorKinds(ctx context.Context, cfg config.Config, startWorkers int, hooks coordHooks) (Summary, []StepMetrics, map[string]int, error) {
 	tc.t.Helper()
 	env := NewEnv(cfg.Cluster.Threads)
 	env.StartWorkers = startWorkers
 	c, err := NewCoordinator(cfg, tc.log, env)
 	if err != nil {
-		return Summary{}, nil, err
+		return Summary{}, nil, nil, err
 	}
 	c.hooks = hooks
 	nc := tc.conn("coordinator")
@@ -156,7 +162,7 @@ func (tc *testCluster) runCoordinator(ctx context.Context, cfg config.Config, st
 	if rerr != nil && err == nil {
 		err = rerr
 	}
-	return sum, rows, err
+	return sum, rows, c.abortKinds, err
 }
 
 // trainRun runs a whole job with n workers and returns its per-step losses.

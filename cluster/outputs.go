@@ -181,7 +181,7 @@ func newPromMetrics() *promMetrics {
 		workers:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "klring_workers", Help: "Workers in the current membership epoch."}),
 		tokens:    prometheus.NewCounter(prometheus.CounterOpts{Name: "klring_tokens_total", Help: "Tokens trained on."}),
 		tokPerS:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "klring_tokens_per_second", Help: "Throughput of the last committed step."}),
-		aborts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "klring_step_aborts_total", Help: "Aborted step attempts, by reason."}, []string{"reason"}),
+		aborts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "klring_step_aborts_total", Help: "Aborted step attempts, by kind: deadline, heartbeat, left, worker_error, checksum, shard, segments."}, []string{"kind"}),
 		dropped:   prometheus.NewCounter(prometheus.CounterOpts{Name: "klring_dropped_messages_total", Help: "Control messages dropped as malformed, foreign or stale."}),
 		stepTimes: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "klring_step_seconds", Help: "Wall time of committed steps.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 	}

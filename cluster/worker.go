@@ -168,7 +168,9 @@ func (w *Worker) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		sctx, cancel := context.WithCancel(ctx)
+		// The step does not end with ctx: on SIGTERM the worker finishes the
+		// step it is in (and says it leaves) rather than abort it for all.
+		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		stepCancel, stepDone = cancel, make(chan struct{})
 		go func(p plan, rank int, done chan struct{}) {
 			defer close(done)
