@@ -1,6 +1,9 @@
 // Package kernels holds the float32 numerical kernels that lm/ and loss/ share:
-// matrix multiplication and a parallelism budget (Pool) that every kernel of a
-// process draws its goroutines from.
+// matrix multiplication, a parallelism budget (Pool) that every kernel of a
+// process draws its goroutines from, and vectorised row kernels for the loss's
+// softmax pass (exp.go: MaxMinSum, ExpSum, XLogXDot, Log, Dot, ScaleShift,
+// Axpby, MulShift; AVX-512 or AVX2 assembly chosen at run time, a Go loop
+// elsewhere, each tested against a float64 reference).
 //
 // Layout: every matrix is row-major. A matrix with r rows and c columns stored
 // with leading dimension ld occupies a[i*ld+j] for i < r, j < c; ld >= c.
