@@ -59,7 +59,12 @@
 //	              (B micro-panel 24 KiB in L1 48 KiB, A block 144 KiB in L2)
 //	avx2-6x16     AVX2+FMA: 12 ymm accumulators; mc=192 kc=256 nc=1024
 //	              (B micro-panel 16 KiB in L1, A block 192 KiB in L2)
-//	go-4x4        anywhere else: portable Go with scalar accumulators
+//	go-4x4        portable Go with scalar accumulators (kept to test the
+//	              blocked driver without assembly)
+//
+// Where no assembly micro-kernel fits the CPU, Sgemm calls gonum's pure-Go
+// Sgemm instead (through a value, one call per block of rows of C split over
+// the budget), which is faster than the blocked driver around go-4x4.
 //
 // On amd64, packing uses AVX too: 8x8 and 4x8 register transposes for
 // row-major A and transposed B, and a panel copy for row-major B.

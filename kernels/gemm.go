@@ -1,6 +1,11 @@
 package kernels
 
-import "fmt"
+import (
+	"fmt"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C for row-major float32 matrices,
 // where op(X) is X, or X transposed when the matching flag is set.
@@ -20,6 +25,10 @@ func (p *Pool) Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda i
 		scaleC(m, n, beta, c, ldc)
 		return
 	}
+	if p.useGonum {
+		p.sgemmGonum(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
 	if m*n*k <= p.directMNK {
 		sgemmDirect(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
@@ -27,6 +36,29 @@ func (p *Pool) Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda i
 	p.sgemm(gemmArgs{
 		tA: tA, tB: tB, m: m, n: n, k: k, alpha: alpha, beta: beta,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+	})
+}
+
+// sgemmGonum is Sgemm through gonum's pure-Go implementation, called through
+// a value (never the process-wide blas32.Use), one call per block of rows of
+// C, the blocks split over the budget.
+func (p *Pool) sgemmGonum(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	ta, tb := blas.NoTrans, blas.NoTrans
+	if tA {
+		ta = blas.Trans
+	}
+	if tB {
+		tb = blas.Trans
+	}
+	var impl gonum.Implementation
+	p.For(m, 32, func(lo, hi int) {
+		var aa []float32
+		if tA {
+			aa = a[lo:]
+		} else {
+			aa = a[lo*lda:]
+		}
+		impl.Sgemm(ta, tb, hi-lo, n, k, alpha, aa, lda, b, ldb, beta, c[lo*ldc:], ldc)
 	})
 }
 

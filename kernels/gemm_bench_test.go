@@ -15,7 +15,7 @@ func benchGemm(b *testing.B, threads int, tA, tB bool, m, n, k int) {
 func benchGemmKernel(b *testing.B, kern *microKernel, threads int, tA, tB bool, m, n, k int) {
 	p := NewPool(threads)
 	if kern != nil {
-		p.kern = kern
+		p.kern, p.useGonum = kern, false
 	}
 	a := make([]float32, m*k)
 	bb := make([]float32, k*n)

@@ -133,11 +133,19 @@ func checkSgemm(t *testing.T, p *Pool) {
 }
 
 func TestSgemm(t *testing.T) {
+	// gonum's Sgemm: the path of CPUs without an assembly micro-kernel.
+	for _, threads := range []int{1, 2} {
+		t.Run(fmt.Sprintf("gonum/threads=%d", threads), func(t *testing.T) {
+			p := NewPool(threads)
+			p.useGonum = true
+			checkSgemm(t, p)
+		})
+	}
 	for _, kern := range cpuKernels() {
 		for _, threads := range []int{1, 2, 3} {
 			t.Run(fmt.Sprintf("%s/threads=%d", kern.name, threads), func(t *testing.T) {
 				p := NewPool(threads)
-				p.kern = kern
+				p.kern, p.useGonum = kern, false
 				if threads == 3 {
 					p.directMNK = 0 // tiny shapes through the micro-kernels too
 				}
@@ -146,27 +154,27 @@ func TestSgemm(t *testing.T) {
 		}
 		t.Run(kern.name+"/nosmall", func(t *testing.T) {
 			p := NewPool(2)
-			p.kern = kern
+			p.kern, p.useGonum = kern, false
 			p.smallFlops, p.directMNK = 0, 0
 			checkSgemm(t, p)
 		})
 		t.Run(kern.name+"/packall", func(t *testing.T) {
 			p := NewPool(2)
-			p.kern = kern
+			p.kern, p.useGonum = kern, false
 			p.packAll, p.directMNK = true, 0
 			checkSgemm(t, p)
 		})
 		// Goroutines waiting for a block of the shared operand park at once.
 		t.Run(kern.name+"/park", func(t *testing.T) {
 			p := NewPool(3)
-			p.kern = kern
+			p.kern, p.useGonum = kern, false
 			p.packSpin, p.directMNK, p.smallFlops = 0, 0, 0
 			checkSgemm(t, p)
 		})
 		// A shared operand too large to pack whole is done in slabs.
 		t.Run(kern.name+"/slabs", func(t *testing.T) {
 			p := NewPool(2)
-			p.kern = kern
+			p.kern, p.useGonum = kern, false
 			p.maxShared = 1
 			checkSgemm(t, p)
 		})

@@ -30,6 +30,11 @@ type Pool struct {
 	// packAll makes Sgemm pack every operand, even one it could read in
 	// place (tests set it to check the packing of every layout).
 	packAll bool
+	// useGonum sends Sgemm to gonum's pure-Go Sgemm, row blocks split over
+	// the budget: NewPool sets it where no assembly micro-kernel fits the CPU,
+	// since gonum's blocked Go kernel beats the portable 4x4 one (tests set
+	// it to check that path).
+	useGonum bool
 
 	mu   sync.Mutex
 	free []*gemmBuf // packing buffers not in use, guarded by mu
@@ -43,6 +48,7 @@ func NewPool(threads int) *Pool {
 		threads = runtime.GOMAXPROCS(0)
 	}
 	p := &Pool{threads: threads, extra: make(chan struct{}, threads-1), kern: bestKernel(), maxShared: defaultMaxShared, smallFlops: defaultSmallFlops, directMNK: defaultDirectMNK, packSpin: defaultPackSpin}
+	p.useGonum = p.kern == &kernelGo
 	for i := 0; i < threads-1; i++ {
 		p.extra <- struct{}{}
 	}
