@@ -455,6 +455,7 @@ func (c *Coordinator) attempt(ctx context.Context, in *inbox, s uint64, batch []
 	if err := c.publishPlan(p); err != nil {
 		return nil, err
 	}
+	masterSum := c.job.checksum() // of step s-1, which every member must start from
 	deadline := time.NewTimer(c.cfg.Cluster.StepDeadline)
 	defer deadline.Stop()
 	tick := time.NewTicker(c.cfg.Cluster.Heartbeat / 2)
@@ -537,7 +538,7 @@ func (c *Coordinator) attempt(ctx context.Context, in *inbox, s uint64, batch []
 			if d.Err != "" {
 				return nil, abort("worker_error", fmt.Sprintf("worker %s (rank %d): %s", d.Sender, d.Rank, d.Err))
 			}
-			if want := c.job.checksum(); d.Checksum != want {
+			if want := masterSum; d.Checksum != want {
 				c.workers[d.Sender].resync = true
 				return nil, abort("checksum", fmt.Sprintf("worker %s computed from parameters with checksum %016x, the master's is %016x; it will be re-seeded", d.Sender, d.Checksum, want))
 			}

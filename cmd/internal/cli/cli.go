@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,7 +22,7 @@ import (
 // keyHelp lists every configuration key for --help.
 func keyHelp() string {
 	var b strings.Builder
-	b.WriteString("\nConfiguration keys (flag --KEY, environment KLRING_KEY with dots as underscores, or YAML in --config FILE):\n")
+	b.WriteString("\n\nConfiguration keys (flag --KEY, environment KLRING_KEY with dots as underscores, or YAML in --config FILE):\n")
 	for _, k := range config.Keys() {
 		fmt.Fprintf(&b, "  %-24s %v\n", k.Name, k.Usage)
 	}
@@ -60,21 +61,19 @@ func Coordinator() *cobra.Command {
 	return root
 }
 
-func runCmd() *cobra.Command {
+// trainCmd is a command that trains: config -> run -> summary.
+func trainCmd(use, short, long string, run func(context.Context, config.Config, *slog.Logger, func(cluster.StepMetrics)) (cluster.Summary, error)) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "run",
-		Short: "Serve one training job on nats.url",
-		Long:  "Serve one training job on nats.url: admit workers, plan steps, apply every update to the master copy, checkpoint, evaluate. With a run.dir that holds checkpoints, resume from the newest.",
+		Use:   use,
+		Short: short,
+		Long:  long,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadConfig(cmd.Flags())
 			if err != nil {
 				return err
 			}
-			if cfg.Run.Dir == "" {
-				cfg.Run.Dir = "runs/" + cfg.Job
-			}
-			sum, err := cluster.Serve(cmd.Context(), cfg, log, progressFor(os.Stderr, cfg, log))
+			sum, err := run(cmd.Context(), cfg, log, progressFor(os.Stderr, cfg, log))
 			if err != nil {
 				return err
 			}
@@ -86,27 +85,21 @@ func runCmd() *cobra.Command {
 	return cmd
 }
 
+func runCmd() *cobra.Command {
+	return trainCmd("run", "Serve one training job on nats.url",
+		"Serve one training job on nats.url: admit workers, plan steps, apply every update to the master copy, checkpoint, evaluate. With a run.dir that holds checkpoints, resume from the newest.",
+		func(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(cluster.StepMetrics)) (cluster.Summary, error) {
+			if cfg.Run.Dir == "" {
+				cfg.Run.Dir = "runs/" + cfg.Job
+			}
+			return cluster.Serve(ctx, cfg, log, progress)
+		})
+}
+
 func simCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "sim",
-		Short: "Run a whole job in one process: embedded NATS, the coordinator and cluster.workers workers",
-		Long:  "Run a whole job in one process: an embedded NATS server on a free loopback port, the coordinator and cluster.workers workers (default 4), on the default synthetic data and the tiny model.",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, log, err := loadConfig(cmd.Flags())
-			if err != nil {
-				return err
-			}
-			sum, err := cluster.Simulate(cmd.Context(), cfg, log, progressFor(os.Stderr, cfg, log))
-			if err != nil {
-				return err
-			}
-			printSummary(os.Stdout, sum)
-			return nil
-		},
-	}
-	withConfigFlags(cmd)
-	return cmd
+	return trainCmd("sim", "Run a whole job in one process: embedded NATS, the coordinator and cluster.workers workers",
+		"Run a whole job in one process: an embedded NATS server on a free loopback port, the coordinator and cluster.workers workers (default 4), on the default synthetic data and the tiny model.",
+		cluster.Simulate)
 }
 
 func evalCmd() *cobra.Command {
