@@ -453,3 +453,23 @@ func TestWorkerLeavesGracefully(t *testing.T) {
 	}
 	checkLedger(t, cfg.Run.Dir, 10)
 }
+
+// A worker whose coordinator is gone (it missed the final plan, or the
+// coordinator died for good) ends instead of waiting forever.
+func TestWorkerEndsWhenCoordinatorIsGone(t *testing.T) {
+	cfg := testConfig(t, 50, 8)
+	tc := newTestCluster(t, cfg)
+	w := tc.startWorker("w0", workerHooks{quiet: 500 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	_, _, err := tc.runCoordinator(ctx, tc.cfg, 1, coordHooks{afterCommit: func(s uint64) {
+		if s == 3 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("coordinator: %v", err)
+	}
+	if err := <-w.done; !errors.Is(err, ErrCoordinatorGone) {
+		t.Errorf("worker returned %v; want ErrCoordinatorGone", err)
+	}
+}

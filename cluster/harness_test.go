@@ -219,11 +219,11 @@ func checkLedger(t *testing.T, dir string, steps int) []LedgerEntry {
 func goroutinesSettle(t *testing.T, before int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before+5 && time.Now().Before(deadline) {
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
 		runtime.Gosched()
 		time.Sleep(10 * time.Millisecond) // polling a counter, not synchronising
 	}
-	if n := runtime.NumGoroutine(); n > before+5 {
+	if n := runtime.NumGoroutine(); n > before+2 {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines after shutdown, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}

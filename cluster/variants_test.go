@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -83,4 +84,17 @@ func TestSimulateVariants(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Simulation mode leaves nothing running: server, coordinator, workers and
+// their goroutines are gone when Simulate returns.
+func TestSimulateLeavesNoGoroutines(t *testing.T) {
+	cfg := testConfig(t, 4, 4)
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Simulate(ctx, cfg, testLogger(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	goroutinesSettle(t, before)
 }

@@ -18,8 +18,9 @@ import (
 	"github.com/klring/klring/shard"
 )
 
-// ErrJobOver is returned by Worker.Run when the coordinator ended the job.
-var ErrJobOver = errors.New("cluster: job over")
+// ErrCoordinatorGone is returned by Worker.Run when no plan came for a long
+// time and no coordinator answers.
+var ErrCoordinatorGone = errors.New("cluster: no coordinator answers")
 
 // Worker computes the gradient of its shard of every step, takes part in the
 // ring all-reduce, and applies every committed update to its replica.
@@ -48,6 +49,9 @@ type Worker struct {
 type workerHooks struct {
 	// afterApply runs after the worker applied the update of step s.
 	afterApply func(w *Worker, step uint64)
+	// quiet replaces the silence after which a worker asks whether the
+	// coordinator is still there.
+	quiet time.Duration
 	// ringWrap wraps the ring of every step (a test kills the worker mid-ring).
 	ringWrap func(step uint64, r stepRing) stepRing
 }
@@ -107,9 +111,25 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	defer stopStep()
+	// The coordinator publishes a plan at least every step and, while it
+	// waits for workers, every heartbeat. A worker that hears nothing for
+	// this long asks whether it is still there, and ends if nobody answers
+	// (a coordinator that ended while this worker missed its final plan).
+	quiet := max(30*period, 30*time.Second)
+	if w.hooks.quiet > 0 {
+		quiet = w.hooks.quiet
+	}
+	silence := time.NewTimer(quiet)
+	defer silence.Stop()
 	for {
 		var m *nats.Msg
 		select {
+		case <-silence.C:
+			if !w.coordinatorAnswers(ctx) {
+				return ErrCoordinatorGone
+			}
+			silence.Reset(quiet)
+			continue
 		case <-ctx.Done():
 			// Finish the step in flight, then leave.
 			w.leaving.Store(true)
@@ -123,6 +143,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.nc.Flush()
 			return ctx.Err()
 		case m = <-plans:
+			silence.Reset(quiet)
 		}
 		var p plan
 		if err := decode(m.Data, &p); err != nil {
@@ -177,6 +198,18 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.step(sctx, p, rank)
 		}(p, rank, stepDone)
 	}
+}
+
+// coordinatorAnswers says hello once and reports whether anyone answered.
+func (w *Worker) coordinatorAnswers(ctx context.Context) bool {
+	req, err := encode(hello{Worker: w.id})
+	if err != nil {
+		return false
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = w.nc.RequestWithContext(rctx, w.subj.hello, req)
+	return err == nil
 }
 
 // join says hello until the coordinator answers with the job's spec.
