@@ -36,7 +36,7 @@ func testConfig(t *testing.T, steps, batch int) config.Config {
 	cfg.Run.EvalEvery = 0
 	cfg.Run.CheckpointEvery = 0
 	cfg.AllReduce.ChunkBytes = 16 << 10 // many parts per segment: exercises the pipeline
-	cfg.Cluster.Heartbeat = 200 * time.Millisecond
+	cfg.Cluster.Heartbeat = 300 * time.Millisecond
 	cfg.Cluster.StepDeadline = 5 * time.Second
 	cfg.AllReduce.Deadline = 4 * time.Second
 	cfg.Cluster.Threads = 2
