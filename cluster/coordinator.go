@@ -2,12 +2,12 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -20,8 +20,7 @@ import (
 
 // Errors of the coordinator.
 var (
-	ErrTooFewWorkers = errors.New("cluster: too few workers")
-	ErrAborted       = errors.New("cluster: step aborted")
+	ErrAborted = errors.New("cluster: step aborted")
 )
 
 // maxAttempts bounds the attempts of one step: a step that fails this often in
@@ -178,7 +177,10 @@ func (c *Coordinator) Run(ctx context.Context, nc *nats.Conn) (Summary, error) {
 			stepStart := time.Now()
 			res, err := c.attempt(ctx, in, s, b32)
 			if err == nil {
-				m := c.commit(s, b32, res, stepStart, attempts)
+				m, err := c.commit(s, b32, res, stepStart, attempts)
+				if err != nil {
+					return sum, err
+				}
 				c.job.cursor = next
 				if c.hooks.afterCommit != nil {
 					c.hooks.afterCommit(s)
@@ -565,7 +567,7 @@ func (c *Coordinator) publishPlan(p plan) error {
 
 // commit applies the assembled gradient of step s to the master copy and
 // records the step.
-func (c *Coordinator) commit(s uint64, batch []int32, res *attemptResult, stepStart time.Time, attempts int) StepMetrics {
+func (c *Coordinator) commit(s uint64, batch []int32, res *attemptResult, stepStart time.Time, attempts int) (StepMetrics, error) {
 	lossSum, tokens := finishGradient(c.gsum)
 	lr := c.job.lr(s)
 	norm := c.job.apply(c.gsum[:len(c.gsum)-2], float32(lr))
@@ -589,7 +591,9 @@ func (c *Coordinator) commit(s uint64, batch []int32, res *attemptResult, stepSt
 		entry.Ranks = append(entry.Ranks, LedgerShare{Worker: id, Windows: d.Windows})
 	}
 	ar := max(0, float64(lastOut-lastIn)/1e9)
-	c.out.ledger.append(entry)
+	if err := c.out.ledger.append(entry); err != nil {
+		return StepMetrics{}, err
+	}
 
 	loss := lossSum / tokens
 	c.out.totalTokens += int64(tokens)
@@ -611,7 +615,7 @@ func (c *Coordinator) commit(s uint64, batch []int32, res *attemptResult, stepSt
 	c.prom.tokPerS.Set(m.TokensPerS)
 	c.prom.stepTimes.Observe(wall)
 	c.log.Debug("committed", "step", s, "loss", loss)
-	return m
+	return m, nil
 }
 
 // checkpoint writes the master state to run.dir/checkpoints/step-NNNNNN and
@@ -690,13 +694,5 @@ func writeJSON(path string, v any) error {
 }
 
 func newRunID() string {
-	var b [8]byte
-	f, err := os.Open("/dev/urandom")
-	if err == nil {
-		f.Read(b[:])
-		f.Close()
-	} else {
-		binary.LittleEndian.PutUint64(b[:], uint64(time.Now().UnixNano()))
-	}
-	return fmt.Sprintf("%x", b)
+	return rand.Text()[:16] // one coordinator incarnation
 }

@@ -43,14 +43,12 @@ func plotLoss(path string, rows []StepMetrics, floor float64, title string) erro
 		p.Legend.Add("train cross-entropy", l)
 	}
 	if len(val) > 0 {
-		l, pts, err := plotter.NewLinePoints(val)
+		l, err := plotter.NewLine(val)
 		if err != nil {
 			return fmt.Errorf("plotting held-out loss: %w", err)
 		}
 		l.Color = color.RGBA{R: 214, G: 39, B: 40, A: 255}
 		l.Width = vg.Points(1.5)
-		pts.Color = l.Color
-		pts.Shape = nil
 		p.Add(l)
 		p.Legend.Add("held-out cross-entropy", l)
 	}

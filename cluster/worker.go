@@ -392,7 +392,7 @@ func (w *Worker) step(ctx context.Context, p plan, rank int) {
 		if ctx.Err() != nil {
 			return // aborted by a newer plan: nothing to report
 		}
-		d.Err = fmt.Sprintf("all-reduce: %v", err)
+		d.Err = fmt.Sprintf("all-reduce: %v (this worker's mailbox has dropped %d stale or unexpected ring messages)", err, w.mb.dropped.Load())
 		report()
 		return
 	}
