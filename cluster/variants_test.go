@@ -46,7 +46,7 @@ func TestSimulateVariants(t *testing.T) {
 		{"temperature", func(c *config.Config) { c.Loss.Temperature = 2 }},
 		{"sgd constant", func(c *config.Config) { c.Train.Optimizer = "sgd"; c.Train.Schedule = "constant"; c.Train.LR = 0.5 }},
 		{"model.init", func(c *config.Config) {
-			c.Model.Init = "../../shared/golden/gpt_micro"
+			c.Model.Init = "testdata/gpt_micro"
 			c.Model.Ctx = 0
 		}},
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/klring/klring/kernels"
 )
 
-const goldenDir = "../../shared/golden/gpt_micro"
+const goldenDir = "testdata/gpt_micro"
 
 func readGoldenTokens(t *testing.T) []int32 {
 	t.Helper()

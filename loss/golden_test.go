@@ -9,8 +9,8 @@ import (
 )
 
 // goldenPath is kl_torch.json relative to this package (see
-// ../../shared/golden/README.md for the format).
-const goldenPath = "../../shared/golden/kl_torch.json"
+// testdata/README.md for the format and where it came from).
+const goldenPath = "testdata/kl_torch.json"
 
 // jfloat is a JSON number, or one of the strings "-inf", "inf", "nan".
 type jfloat float64
