@@ -113,7 +113,7 @@ type harness struct {
 	ccfg   CoordinatorConfig
 	c      *Coordinator
 	cDead  bool
-	cPause time.Time // the coordinator is frozen until then
+	cPause time.Time            // the coordinator is frozen until then
 	cut    map[string]time.Time // messages to and from a machine are lost until then
 	runs   int
 	// the master copy and the run's records
@@ -640,7 +640,7 @@ func (h *harness) nextTick() time.Time {
 	if el%h.tick != 0 || !h.ticked.Before(h.now) {
 		n++
 	}
-	if h.ticked.Equal(t0.Add(n*h.tick)) {
+	if h.ticked.Equal(t0.Add(n * h.tick)) {
 		n++
 	}
 	return t0.Add(n * h.tick)
@@ -706,4 +706,3 @@ func sortedKeys(m map[string]*hWorker) []string {
 	sort.Strings(k)
 	return k
 }
-
