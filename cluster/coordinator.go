@@ -9,36 +9,29 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/klring/klring/allreduce"
 	"github.com/klring/klring/config"
+	"github.com/klring/klring/engine"
+	"github.com/klring/klring/outputs"
+	"github.com/klring/klring/protocol"
 	"github.com/klring/klring/shard"
 )
 
-// Errors of the coordinator.
-var (
-	ErrAborted = errors.New("cluster: step aborted")
+// Limits of the coordinator's decisions (docs/protocol.md).
+const (
+	maxAttempts  = 8 // attempts of one step before the run fails
+	maxNonFinite = 3 // non-finite attempts of one step in a row before the run fails
+	evictAfter   = 3 // failed attempts in a row before a worker is evicted
 )
 
-// maxAttempts bounds the attempts of one step: a step that fails this often in
-// a row fails for a reason a retry does not mend (bad data, a loss that is
-// infinite), and the run stops with the last attempt's reason.
-const maxAttempts = 8
-
-// memberState is what the coordinator knows of one worker.
-type memberState struct {
-	lastSeen time.Time
-	leaving  bool
-	resync   bool
-}
-
-// Coordinator owns the authoritative model and optimizer of one job: it admits
-// and drops workers, plans every step, assembles the reduced gradient from the
-// segment owners, applies every update to the master copy, checkpoints and
-// evaluates. All of its state is owned by the goroutine that calls Run.
+// Coordinator is the coordinator's runtime: it owns the NATS subscriptions,
+// the clock, the master copy of the model and optimizer, and the run's
+// files, and carries out the decisions of the protocol's coordinator state
+// machine. All of its state is owned by the goroutine that calls Run.
 type Coordinator struct {
 	cfg  config.Config
 	spec JobSpec
@@ -46,23 +39,25 @@ type Coordinator struct {
 	subj subjects
 	run  string
 
-	job      *jobState // model, optimizer, data, cursor: what checkpoints hold
-	resumed  bool
-	nc       *nats.Conn
-	prom     *promMetrics
-	out      *runOutputs
-	progress func(StepMetrics)
+	job     *jobState // the master copy: model, optimizer, data cursor
+	resumed bool
+	nc      *nats.Conn
+	prom    *outputs.Prom
+	out     *outputs.Run
+	core    *protocol.Coordinator
 
-	epoch   uint64
-	members []string
-	workers map[string]*memberState
+	progress func(outputs.StepMetrics)
 
-	gsum      []float32 // [N+2] assembled reduced gradient of the current attempt
-	got       map[int]int
-	snapBlob  []byte
-	snapStep  uint64
-	snapValid bool
-
+	gsum       []float32 // [N+2] the vector of the attempt, assembled from the segments
+	batch      []int32
+	nextCursor shard.Cursor
+	attemptAt  time.Time // when the attempt in flight was planned
+	metrics    *outputs.StepMetrics
+	snapBlob   []byte
+	snapStep   uint64
+	snapValid  bool
+	ended      *protocol.End
+	aborts     int
 	abortKinds map[string]int // aborted attempts by kind, as the Prometheus counter
 
 	hooks coordHooks
@@ -72,79 +67,70 @@ type Coordinator struct {
 type coordHooks struct {
 	// afterCommit runs after step s is committed on the master copy.
 	afterCommit func(step uint64)
+	// crashAfter ends Run as a crash would right after step crashAfter
+	// is committed: no pause, no checkpoint (errCrashed).
+	crashAfter uint64
 }
+
+// errCrashed is what Run returns after coordHooks.crashAfter.
+var errCrashed = errors.New("cluster: crashed (test)")
 
 // Summary is what a finished run reports.
-type Summary struct {
-	Steps        uint64  `json:"steps"`
-	Tokens       int64   `json:"tokens"`
-	TrainLoss    float64 `json:"train_loss"`
-	ValLoss      float64 `json:"val_loss"`
-	ValKL        float64 `json:"val_kl_to_truth"`
-	EntropyFloor float64 `json:"entropy_floor"` // -1 when unknown
-	TokensPerS   float64 `json:"tokens_per_s"`
-	Seconds      float64 `json:"seconds"`
-	Aborts       int     `json:"aborts"`
-	RunDir       string  `json:"run_dir"`
-	Checkpoint   string  `json:"checkpoint"`
-	Metrics      string  `json:"metrics"`
-	Plot         string  `json:"plot"`
-	ResumedFrom  uint64  `json:"resumed_from"`
-}
+type Summary = outputs.Summary
 
 // NewCoordinator checks the whole configuration, opens the data, builds the
-// model (from run.dir's newest checkpoint when there is one, else from
+// model (from run.dir's newest checkpoint that verifies, else from
 // model.init or a fresh initialisation) and returns a coordinator ready to
 // Run. It writes nothing: a failed start leaves run.dir untouched.
 func NewCoordinator(cfg config.Config, log *slog.Logger, env *Env) (*Coordinator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	job, resumed, err := openJob(cfg, env)
+	job, resumed, err := openJob(cfg, env, log)
 	if err != nil {
 		return nil, err
 	}
-	c := &Coordinator{
-		cfg:     cfg,
-		spec:    job.spec,
-		log:     log,
-		subj:    newSubjects(cfg.Job),
-		run:     newRunID(),
-		job:     job,
-		resumed: resumed,
-		prom:    newPromMetrics(),
-		workers: map[string]*memberState{},
-
-		abortKinds: map[string]int{},
-	}
-	return c, nil
+	return &Coordinator{cfg: cfg, spec: job.spec, log: log, subj: newSubjects(cfg.Job), run: newRunID(),
+		job: job, resumed: resumed, prom: outputs.NewProm(), abortKinds: map[string]int{}}, nil
 }
 
 // SetProgress registers a function called after every committed step.
-func (c *Coordinator) SetProgress(f func(StepMetrics)) { c.progress = f }
+func (c *Coordinator) SetProgress(f func(outputs.StepMetrics)) { c.progress = f }
 
 // RunDir is where the coordinator writes its outputs.
 func (c *Coordinator) RunDir() string { return c.cfg.Run.Dir }
 
-// Run serves the job on nc until every step is committed, ctx is cancelled or
-// too few workers remain.
+func (c *Coordinator) coreConfig(startWorkers int) protocol.CoordinatorConfig {
+	n := c.job.model.Config.NumParams()
+	return protocol.CoordinatorConfig{
+		Run: c.run, Base: c.job.step, BaseChecksum: c.job.checksum(), Steps: uint64(c.cfg.Train.Steps),
+		MinWorkers: c.cfg.Cluster.MinWorkers, StartWorkers: max(startWorkers, c.cfg.Cluster.MinWorkers),
+		Heartbeat: c.cfg.Cluster.Heartbeat, StepDeadline: c.cfg.Cluster.StepDeadline,
+		MaxAttempts: maxAttempts, MaxNonFinite: maxNonFinite, EvictAfter: evictAfter,
+		VectorLen: n + 2, PartFloats: allreduce.Options{ChunkBytes: c.cfg.AllReduce.ChunkBytes}.PartFloats(),
+		SnapBytes: int64(c.job.snapshotBytes()), CheckpointEvery: uint64(c.cfg.Run.CheckpointEvery), EvalEvery: uint64(c.cfg.Run.EvalEvery),
+	}
+}
+
+// Run serves the job on nc until every step is committed, the run fails, or
+// ctx is cancelled: then the attempt in flight finishes, the job pauses at
+// that step boundary (the workers wait for a coordinator), a checkpoint is
+// written and Run returns a summary with Stopped set.
 func (c *Coordinator) Run(ctx context.Context, nc *nats.Conn) (Summary, error) {
 	c.nc = nc
 	start := time.Now()
 	sum := Summary{RunDir: c.cfg.Run.Dir, EntropyFloor: -1, ResumedFrom: c.job.step}
-
-	out, err := openRunOutputs(c.cfg.Run.Dir, c.job.step)
+	out, err := outputs.Open(c.cfg.Run.Dir, c.job.step)
 	if err != nil {
 		return sum, err
 	}
 	c.out = out
 	defer out.Close()
-	sum.Metrics = out.metricsPath
+	sum.Metrics = out.MetricsPath
 	if c.resumed {
 		c.log.Info("resumed from checkpoint", "step", c.job.step, "dir", c.cfg.Run.Dir)
 	}
-
-	addr, stopMetrics, err := c.prom.serve(c.cfg.Run.MetricsAddr)
+	addr, stopMetrics, err := c.prom.Serve(c.cfg.Run.MetricsAddr)
 	if err != nil {
 		return sum, err
 	}
@@ -152,116 +138,22 @@ func (c *Coordinator) Run(ctx context.Context, nc *nats.Conn) (Summary, error) {
 	if addr != "" {
 		c.log.Info("serving metrics", "addr", "http://"+addr+"/metrics")
 	}
-
 	in, unsubscribe, err := c.subscribe()
 	if err != nil {
 		return sum, err
 	}
 	defer unsubscribe()
-
-	n := c.job.model.Config.NumParams()
-	c.gsum = make([]float32, n+2)
-	c.got = map[int]int{}
-	G := c.cfg.Train.BatchWindows
-	aborts := 0
-	for c.job.step < uint64(c.cfg.Train.Steps) {
-		s := c.job.step + 1
-		batch, next := c.job.data.NextBatch(c.job.cursor, G)
-		b32 := toInt32(batch)
-		attempts := 0
-		for {
-			attempts++
-			if err := c.formEpoch(ctx, in, attempts > 1); err != nil {
-				return sum, err
+	if err := c.serve(ctx, in); err != nil {
+		if c.core != nil && c.job.step > sum.ResumedFrom && !errors.Is(err, errCrashed) {
+			// What was committed verified: keep it, so a run that failed
+			// can be resumed (with other settings) from where it stopped.
+			if _, cerr := c.checkpoint(); cerr != nil {
+				c.log.Error("checkpoint after the failure", "err", cerr)
 			}
-			stepStart := time.Now()
-			res, err := c.attempt(ctx, in, s, b32)
-			if err == nil {
-				m, err := c.commit(s, b32, res, stepStart, attempts)
-				if err != nil {
-					return sum, err
-				}
-				c.job.cursor = next
-				if c.hooks.afterCommit != nil {
-					c.hooks.afterCommit(s)
-				}
-				if c.cfg.Run.EvalEvery > 0 && s%uint64(c.cfg.Run.EvalEvery) == 0 && s != uint64(c.cfg.Train.Steps) {
-					ev, err := c.evaluate(periodicEvalWindows)
-					if err != nil {
-						return sum, err
-					}
-					m.ValLoss, m.ValKL = &ev.CE, ev.klPtr()
-					c.prom.valLoss.Set(ev.CE)
-					c.log.Info("evaluated", "step", s, "val_loss", ev.CE, "val_kl_to_truth", ev.KL, "windows", ev.Windows)
-				}
-				if err := c.out.metrics.append(m); err != nil {
-					return sum, err
-				}
-				c.out.rows = append(c.out.rows, m)
-				if c.progress != nil {
-					c.progress(m)
-				}
-				if c.cfg.Run.CheckpointEvery > 0 && s%uint64(c.cfg.Run.CheckpointEvery) == 0 && s != uint64(c.cfg.Train.Steps) {
-					if _, err := c.checkpoint(); err != nil {
-						return sum, err
-					}
-				}
-				break
-			}
-			if ctx.Err() != nil {
-				return sum, ctx.Err()
-			}
-			aborts++
-			if attempts >= maxAttempts {
-				c.publishPlan(plan{Run: c.run, Epoch: c.epoch + 1, Step: s, Base: s - 1, Final: true})
-				return sum, fmt.Errorf("step %d failed %d times in a row; the last attempt: %w", s, attempts, err)
-			}
-			c.log.Warn("step aborted; retrying with the survivors", "step", s, "epoch", c.epoch, "attempt", attempts, "reason", err)
 		}
-	}
-
-	// Tell the workers the last step is committed and the job is over. Core
-	// NATS may lose a message: the final plan goes out three times (a worker
-	// acts on the first it sees and is gone for the others).
-	for range 3 {
-		c.publishPlan(plan{Run: c.run, Epoch: c.epoch, Step: c.job.step + 1, Base: c.job.step, Commit: true, Final: true, Members: c.members})
-	}
-
-	ckpt, err := c.checkpoint()
-	if err != nil {
 		return sum, err
 	}
-	ev, err := c.evaluate(0)
-	if err != nil {
-		return sum, err
-	}
-	if k := len(c.out.rows); k > 0 && c.out.rows[k-1].Step == c.job.step {
-		c.out.rows[k-1].ValLoss, c.out.rows[k-1].ValKL = &ev.CE, ev.klPtr()
-	}
-	floor := -1.0
-	if ev.Floor >= 0 {
-		floor = ev.Floor
-	}
-	plotPath := filepath.Join(c.cfg.Run.Dir, "loss.png")
-	if err := plotLoss(plotPath, c.out.rows, floor, fmt.Sprintf("klring %s: %s", c.cfg.Job, c.spec.DataSource)); err != nil {
-		return sum, err
-	}
-	secs := time.Since(start).Seconds()
-	sum.Steps = c.job.step
-	sum.Tokens = c.out.totalTokens
-	sum.TrainLoss = c.out.lastLoss
-	sum.ValLoss = ev.CE
-	sum.ValKL = ev.KL
-	sum.EntropyFloor = floor
-	sum.Seconds = secs
-	sum.TokensPerS = float64(c.out.tokensThisRun) / secs
-	sum.Aborts = aborts
-	sum.Checkpoint = ckpt
-	sum.Plot = plotPath
-	if err := writeJSON(filepath.Join(c.cfg.Run.Dir, "summary.json"), sum); err != nil {
-		return sum, err
-	}
-	return sum, nil
+	return c.finish(sum, start)
 }
 
 // inbox gathers the coordinator's subscriptions.
@@ -301,324 +193,335 @@ func (c *Coordinator) subscribe() (*inbox, func(), error) {
 	return in, unsub, nil
 }
 
-// alive reports whether a worker has been heard from within three heartbeats.
-func (c *Coordinator) alive(w *memberState, now time.Time) bool {
-	return now.Sub(w.lastSeen) <= 3*c.cfg.Cluster.Heartbeat
-}
-
-// formEpoch decides the membership of the next attempt: live workers that are
-// not leaving, in order of arrival. It waits until at least the required
-// number of workers is there. A change of membership, or any retry, starts a
-// new epoch, so that traffic of an aborted attempt can never be mistaken for
-// traffic of the new one.
-func (c *Coordinator) formEpoch(ctx context.Context, in *inbox, retry bool) error {
-	need := c.cfg.Cluster.MinWorkers
-	if c.job.step == c.startStep() && c.epoch == 0 {
-		need = max(need, c.startWorkers())
-	}
-	waitLogged := false
-	var grace <-chan time.Time
-	for {
-		now := time.Now()
-		var live []string
-		for _, id := range c.members {
-			if w := c.workers[id]; w != nil && !w.leaving && c.alive(w, now) {
-				live = append(live, id)
-			}
-		}
-		// Newcomers, in a stable order.
-		var joiners []string
-		for id, w := range c.workers {
-			if !w.leaving && c.alive(w, now) && !slices.Contains(live, id) {
-				joiners = append(joiners, id)
-			}
-		}
-		slices.Sort(joiners)
-		next := append(live, joiners...)
-		if len(next) >= need {
-			if retry || !slices.Equal(next, c.members) || c.epoch == 0 {
-				c.epoch++
-				c.members = next
-				c.prom.workers.Set(float64(len(next)))
-				c.log.Info("membership", "epoch", c.epoch, "workers", len(next), "members", next)
-			}
-			return nil
-		}
-		if !waitLogged {
-			c.log.Info("waiting for workers", "have", len(next), "need", need, "job", c.cfg.Job)
-			waitLogged = true
-		}
-		if grace == nil {
-			// Workers of an earlier incarnation wait for plans: an empty
-			// plan of this run tells them to join again.
-			c.publishPlan(plan{Run: c.run})
-			t := time.NewTimer(c.cfg.Cluster.Heartbeat)
-			defer t.Stop()
-			grace = t.C
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case m := <-in.hello:
-			c.onHello(m)
-		case m := <-in.hb:
-			c.onHeartbeat(m)
-		case m := <-in.snap:
-			c.onSnap(m)
-		case m := <-in.done:
-			c.dropStale(m)
-		case m := <-in.seg:
-			c.dropStale(m)
-		case <-grace:
-			grace = nil
-		}
-	}
-}
-
-func (c *Coordinator) startStep() uint64 { return c.job.startStep }
-
-// startWorkers is how many workers the first step waits for.
-func (c *Coordinator) startWorkers() int {
+// serve feeds the state machine until it ends the run: messages as they
+// arrive, and a tick every half heartbeat after the messages waiting were
+// drained (liveness is judged on every heartbeat that had arrived).
+func (c *Coordinator) serve(ctx context.Context, in *inbox) error {
+	startWorkers := c.cfg.Cluster.MinWorkers
 	if c.job.env != nil && c.job.env.StartWorkers > 0 {
-		return c.job.env.StartWorkers
+		startWorkers = c.job.env.StartWorkers
 	}
-	return c.cfg.Cluster.MinWorkers
-}
-
-func (c *Coordinator) dropStale(*nats.Msg) { c.prom.dropped.Inc() }
-
-func (c *Coordinator) onHello(m *nats.Msg) {
-	var h hello
-	if err := decode(m.Data, &h); err != nil || h.Worker == "" {
-		c.prom.dropped.Inc()
-		return
-	}
-	w := c.workers[h.Worker]
-	if w == nil {
-		w = &memberState{}
-		c.workers[h.Worker] = w
-		c.log.Info("worker joined", "worker", h.Worker)
-	}
-	w.lastSeen = time.Now()
-	w.leaving = false
-	b, err := encode(welcome{Run: c.run, Spec: c.spec})
-	if err == nil {
-		m.Respond(b)
-	}
-}
-
-// onHeartbeat records a heartbeat and returns its sender ("" when dropped).
-func (c *Coordinator) onHeartbeat(m *nats.Msg) string {
-	var h heartbeat
-	if err := decode(m.Data, &h); err != nil {
-		c.prom.dropped.Inc()
-		return ""
-	}
-	w := c.workers[h.Sender]
-	if w == nil || h.Run != c.run {
-		// A worker of another incarnation, or one that never said hello:
-		// it will say hello when it sees our plans.
-		c.prom.dropped.Inc()
-		return ""
-	}
-	w.lastSeen = time.Now()
-	if h.Leaving && !w.leaving {
-		w.leaving = true
-		c.log.Info("worker leaving", "worker", h.Sender)
-	}
-	return h.Sender
-}
-
-// attemptResult is what a successful attempt gathered.
-type attemptResult struct {
-	dones map[string]*done
-}
-
-// attempt runs step s once with the current membership.
-func (c *Coordinator) attempt(ctx context.Context, in *inbox, s uint64, batch []int32) (*attemptResult, error) {
-	n := len(c.members)
-	var resync []string
-	for _, id := range c.members {
-		if c.workers[id].resync {
-			resync = append(resync, id)
-			c.workers[id].resync = false
-		}
-	}
-	p := plan{Run: c.run, Epoch: c.epoch, Step: s, Members: c.members, Batch: batch,
-		LR: float32(c.job.lr(s)), Commit: true, Base: s - 1, Resync: resync}
-	clear(c.got)
-	total := len(c.gsum)
-	received := 0
-	dones := map[string]*done{}
-	rank := map[string]int{}
-	for i, id := range c.members {
-		rank[id] = i
-	}
-	if err := c.publishPlan(p); err != nil {
-		return nil, err
-	}
-	masterSum := c.job.checksum() // of step s-1, which every member must start from
-	deadline := time.NewTimer(c.cfg.Cluster.StepDeadline)
-	defer deadline.Stop()
-	tick := time.NewTicker(c.cfg.Cluster.Heartbeat / 2)
-	defer tick.Stop()
-	abort := func(kind, reason string) error {
-		c.prom.aborts.WithLabelValues(kind).Inc()
-		c.abortKinds[kind]++
-		return fmt.Errorf("%w: step %d epoch %d: %s", ErrAborted, s, c.epoch, reason)
-	}
-	for len(dones) < n || received < total {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-deadline.C:
-			var missing []string
-			for _, id := range c.members {
-				if dones[id] == nil {
-					missing = append(missing, id)
-				}
-			}
-			return nil, abort("deadline", fmt.Sprintf("deadline %v passed; waiting for %v; %d of %d gradient floats received", c.cfg.Cluster.StepDeadline, missing, received, total))
-		case <-tick.C:
-			now := time.Now()
-			for _, id := range c.members {
-				if w := c.workers[id]; !c.alive(w, now) && dones[id] == nil {
-					return nil, abort("heartbeat", fmt.Sprintf("worker %s missed its heartbeats", id))
-				}
-			}
-		case m := <-in.hello:
-			c.onHello(m)
-		case m := <-in.hb:
-			if id := c.onHeartbeat(m); id != "" && c.workers[id].leaving && dones[id] == nil && slices.Contains(c.members, id) {
-				// It left before it took part in this attempt: retry now
-				// rather than wait for its heartbeats to run out.
-				return nil, abort("left", fmt.Sprintf("worker %s left", id))
-			}
-		case m := <-in.snap:
-			c.onSnap(m)
-		case m := <-in.seg:
-			var sg segment
-			if err := decode(m.Data, &sg); err != nil || sg.Run != c.run || sg.Epoch != c.epoch || sg.Step != s {
-				c.prom.dropped.Inc()
-				continue
-			}
-			_, ok := rank[sg.Sender]
-			nf := len(sg.Data) / 4
-			if !ok || len(sg.Data)%4 != 0 || sg.Offset < 0 || sg.Offset+nf > total || nf == 0 {
-				c.prom.dropped.Inc()
-				continue
-			}
-			if _, dup := c.got[sg.Offset]; dup {
-				c.prom.dropped.Inc()
-				continue
-			}
-			c.got[sg.Offset] = nf
-			for i := 0; i < nf; i++ {
-				c.gsum[sg.Offset+i] = math.Float32frombits(binary.LittleEndian.Uint32(sg.Data[4*i:]))
-			}
-			received += nf
-			if received > total {
-				return nil, abort("segments", "overlapping gradient segments")
-			}
-		case m := <-in.done:
-			var d done
-			if err := decode(m.Data, &d); err != nil || d.Run != c.run || d.Epoch != c.epoch || d.Step != s {
-				c.prom.dropped.Inc()
-				continue
-			}
-			r, ok := rank[d.Sender]
-			if !ok || r != d.Rank || dones[d.Sender] != nil {
-				c.prom.dropped.Inc()
-				continue
-			}
-			if w := c.workers[d.Sender]; w != nil {
-				w.lastSeen = time.Now()
-				if d.Leaving {
-					w.leaving = true
-				}
-			}
-			if d.Err != "" {
-				return nil, abort("worker_error", fmt.Sprintf("worker %s (rank %d): %s", d.Sender, d.Rank, d.Err))
-			}
-			if want := masterSum; d.Checksum != want {
-				c.workers[d.Sender].resync = true
-				return nil, abort("checksum", fmt.Sprintf("worker %s computed from parameters with checksum %016x, the master's is %016x; it will be re-seeded", d.Sender, d.Checksum, want))
-			}
-			if want := toInt32(shard.Shard(toInt(batch), r, n)); !slices.Equal(d.Windows, want) {
-				return nil, abort("shard", fmt.Sprintf("worker %s (rank %d) computed windows %v, its shard is %v", d.Sender, r, d.Windows, want))
-			}
-			dd := d
-			dones[d.Sender] = &dd
-		}
-	}
-	return &attemptResult{dones: dones}, nil
-}
-
-func (c *Coordinator) publishPlan(p plan) error {
-	b, err := encode(p)
+	core, err := protocol.NewCoordinator(c.coreConfig(startWorkers))
 	if err != nil {
 		return err
 	}
-	if err := c.nc.Publish(c.subj.plan, b); err != nil {
-		return fmt.Errorf("publishing the plan of step %d: %w", p.Step, err)
+	c.core = core
+	n := c.job.model.Config.NumParams()
+	c.gsum = make([]float32, n+2)
+	if err := c.feed(c.nextStep(), time.Now()); err != nil {
+		return err
+	}
+	tick := time.NewTicker(c.cfg.Cluster.Heartbeat / 2)
+	defer tick.Stop()
+	stop := ctx.Done()
+	for c.ended == nil {
+		var err error
+		select {
+		case <-stop:
+			c.log.Info("stopping at the next step boundary")
+			stop = nil
+			err = c.feed(protocol.Stop{}, time.Now())
+		case m := <-in.hello:
+			err = c.onMsg(m)
+		case m := <-in.hb:
+			err = c.onMsg(m)
+		case m := <-in.done:
+			err = c.onMsg(m)
+		case m := <-in.seg:
+			err = c.onMsg(m)
+		case m := <-in.snap:
+			err = c.onMsg(m)
+		case <-tick.C:
+			if err = c.drain(in); err == nil {
+				err = c.feed(protocol.Tick{}, time.Now())
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := c.ended.Err; err != nil && !errors.Is(err, protocol.ErrStopped) {
+		return err
+	}
+	return nil
+}
+
+// drain handles every message already waiting, without blocking.
+func (c *Coordinator) drain(in *inbox) error {
+	for {
+		var m *nats.Msg
+		select {
+		case m = <-in.hello:
+		case m = <-in.hb:
+		case m = <-in.done:
+		case m = <-in.seg:
+		case m = <-in.snap:
+		default:
+			return nil
+		}
+		if err := c.onMsg(m); err != nil {
+			return err
+		}
+		if c.ended != nil {
+			return nil
+		}
+	}
+}
+
+// onMsg decodes and checks a message and feeds it to the state machine; a
+// message that does not decode or is out of bounds is dropped and counted.
+func (c *Coordinator) onMsg(m *nats.Msg) error {
+	ev, kind, err := c.decodeMsg(m)
+	if err != nil {
+		c.prom.Dropped.WithLabelValues(kind).Inc()
+		c.log.Debug("dropping a message", "subject", m.Subject, "err", err)
+		return nil
+	}
+	return c.feed(ev, time.Now())
+}
+
+func (c *Coordinator) decodeMsg(m *nats.Msg) (protocol.Event, string, error) {
+	switch m.Subject {
+	case c.subj.hello:
+		var h protocol.Hello
+		if err := decodeValid(m.Data, &h); err != nil {
+			return nil, "hello", err
+		}
+		if m.Reply == "" {
+			return nil, "hello", errors.New("a hello without a reply subject")
+		}
+		return protocol.HelloMsg{Hello: h, Reply: m.Reply}, "", nil
+	case c.subj.hb:
+		h := new(protocol.Heartbeat)
+		return h, "heartbeat", decodeValid(m.Data, h)
+	case c.subj.done:
+		d := new(protocol.Done)
+		return d, "done", decodeValid(m.Data, d)
+	case c.subj.seg:
+		s := new(protocol.Segment)
+		return s, "segment", decodeValid(m.Data, s)
+	case c.subj.snap:
+		var r protocol.SnapRequest
+		if err := decodeValid(m.Data, &r); err != nil {
+			return nil, "snap", err
+		}
+		if m.Reply == "" {
+			return nil, "snap", errors.New("a snapshot request without a reply subject")
+		}
+		return protocol.SnapRequestMsg{SnapRequest: r, Reply: m.Reply}, "", nil
+	}
+	return nil, "other", fmt.Errorf("subject %s", m.Subject)
+}
+
+// feed steps the state machine and carries out its actions, and those of
+// the events they cause, in order.
+func (c *Coordinator) feed(ev protocol.Event, now time.Time) error {
+	queue := []protocol.Event{ev}
+	for len(queue) > 0 {
+		ev := queue[0]
+		queue = queue[1:]
+		for _, a := range c.core.Step(ev, now) {
+			next, err := c.do(a)
+			if err != nil {
+				return err
+			}
+			queue = append(queue, next...)
+		}
+	}
+	return nil
+}
+
+// nextStep is the work of the step after the committed one.
+func (c *Coordinator) nextStep() protocol.Event {
+	s := c.job.step + 1
+	if s > uint64(c.cfg.Train.Steps) {
+		return protocol.Tick{}
+	}
+	batch, next := c.job.data.NextBatch(c.job.cursor, c.cfg.Train.BatchWindows)
+	c.batch, c.nextCursor = toInt32(batch), next
+	return protocol.NextStep{Step: s, Batch: c.batch, LR: float32(c.job.lr(s))}
+}
+
+// do carries out one action; it returns the events it causes.
+func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
+	switch a := a.(type) {
+	case protocol.SendPlan:
+		return nil, c.publish(c.subj.plan, a.Plan)
+	case protocol.BeginAttempt:
+		clear(c.gsum)
+		c.attemptAt = time.Now()
+	case protocol.Welcome:
+		c.respond(a.Reply, welcome{Run: c.run, Spec: c.spec})
+	case protocol.ServeSnap:
+		c.serveSnap(a)
+	case protocol.RefuseSnap:
+		c.respond(a.Reply, snapChunk{Run: c.run, Err: a.Reason})
+	case protocol.StoreSegment:
+		for i := 0; i < len(a.Data)/4; i++ {
+			c.gsum[a.Offset+i] = math.Float32frombits(binary.LittleEndian.Uint32(a.Data[4*i:]))
+		}
+	case protocol.Commit:
+		return c.commit(a)
+	case protocol.Abort:
+		c.aborts++
+		c.abortKinds[a.Kind]++
+		c.prom.Aborts.WithLabelValues(a.Kind).Inc()
+		c.log.Warn("step aborted; retrying", "step", a.Step, "epoch", a.Epoch, "kind", a.Kind, "reason", a.Reason)
+	case protocol.Membership:
+		c.prom.Workers.Set(float64(len(a.Members)))
+		c.log.Info("membership", "epoch", a.Epoch, "workers", len(a.Members), "members", a.Members)
+	case protocol.Evicted:
+		c.prom.Evictions.Inc()
+		c.log.Warn("worker evicted", "worker", a.Worker, "until", a.Until.Format(time.RFC3339), "reason", a.Reason)
+	case protocol.Checkpoint:
+		_, err := c.checkpoint()
+		return nil, err
+	case protocol.Evaluate:
+		return nil, c.evaluatePeriodic()
+	case protocol.Drop:
+		c.prom.Dropped.WithLabelValues(a.Kind).Inc()
+		c.log.Debug("dropping a message", "message", a.Kind, "reason", a.Reason)
+	case protocol.Log:
+		c.log.Log(context.Background(), a.Level, a.Msg, a.Args...)
+	case protocol.End:
+		e := a
+		c.ended = &e
+	default:
+		return nil, fmt.Errorf("cluster: coordinator action %T", a)
+	}
+	return nil, nil
+}
+
+func (c *Coordinator) publish(subject string, v any) error {
+	b, err := encode(v)
+	if err != nil {
+		return err
+	}
+	if err := c.nc.Publish(subject, b); err != nil {
+		return fmt.Errorf("publishing on %s: %w", subject, err)
 	}
 	return c.nc.Flush()
 }
 
-// commit applies the assembled gradient of step s to the master copy and
-// records the step.
-func (c *Coordinator) commit(s uint64, batch []int32, res *attemptResult, stepStart time.Time, attempts int) (StepMetrics, error) {
-	lossSum, tokens := finishGradient(c.gsum)
-	lr := c.job.lr(s)
-	norm := c.job.apply(c.gsum[:len(c.gsum)-2], float32(lr))
-	c.job.step = s
-	c.snapValid = false
-	wall := time.Since(stepStart).Seconds()
+// respond answers a request; a lost answer is the requester's timeout.
+func (c *Coordinator) respond(reply string, v any) {
+	if b, err := encode(v); err == nil {
+		c.nc.Publish(reply, b)
+	}
+}
 
+// serveSnap answers with bytes of the snapshot of the committed step.
+func (c *Coordinator) serveSnap(a protocol.ServeSnap) {
+	if !c.snapValid || c.snapStep != c.job.step {
+		c.snapBlob = c.job.snapshot(c.snapBlob[:0])
+		c.snapStep, c.snapValid = c.job.step, true
+	}
+	n := min(a.Len, int64(c.cfg.AllReduce.ChunkBytes-512))
+	c.respond(a.Reply, snapChunk{Run: c.run, Step: c.job.step, Total: len(c.snapBlob), Offset: int(a.Offset),
+		Data: c.snapBlob[a.Offset : a.Offset+n], OptStep: c.job.optStep(), Checksum: c.job.checksum()})
+}
+
+// commit applies an attempt's assembled gradient to the master copy and
+// records it; it refuses (and the attempt is retried) a gradient that is not
+// finite or whose segments are not what their owners reduced.
+func (c *Coordinator) commit(a protocol.Commit) ([]protocol.Event, error) {
+	if err := c.checkSegments(a); err != nil {
+		return []protocol.Event{protocol.CommitRefused{Step: a.Step, Kind: protocol.AbortSegments, Reason: err.Error()}}, nil
+	}
+	lossSum, tokens := finishGradient(c.gsum)
+	n := len(c.gsum) - 2
+	if !finiteGradient(c.gsum[:n]) || math.IsNaN(lossSum) || math.IsInf(lossSum, 0) || !(tokens > 0) {
+		return []protocol.Event{protocol.CommitRefused{Step: a.Step, Kind: protocol.AbortNonFinite,
+			Reason: fmt.Sprintf("loss sum %v over %v tokens, or a non-finite gradient", lossSum, tokens)}}, nil
+	}
+	lr := c.job.lr(a.Step)
+	norm := c.job.apply(c.gsum[:n], float32(lr))
+	c.job.step = a.Step
+	c.job.cursor = c.nextCursor
+	c.snapValid = false
+	m, entry := c.record(a, lossSum, tokens, lr, norm)
+	if err := c.out.AppendLedger(entry); err != nil {
+		return nil, err
+	}
+	c.metrics = &m
+	if err := c.feed(protocol.Committed{Step: a.Step, Checksum: c.job.checksum()}, time.Now()); err != nil {
+		return nil, err
+	}
+	// The actions of Committed (a checkpoint, an evaluation) are done: the
+	// step's metrics are complete.
+	if err := c.out.AppendMetrics(m); err != nil {
+		return nil, err
+	}
+	if c.hooks.afterCommit != nil {
+		c.hooks.afterCommit(a.Step)
+	}
+	if c.hooks.crashAfter == a.Step {
+		return nil, errCrashed
+	}
+	if c.progress != nil {
+		c.progress(m)
+	}
+	c.metrics = nil
+	if c.ended != nil {
+		return nil, nil
+	}
+	return []protocol.Event{c.nextStep()}, nil
+}
+
+// checkSegments checks that each owner's segment, as assembled, is the one
+// its owner reduced (Done.SegSum).
+func (c *Coordinator) checkSegments(a protocol.Commit) error {
+	n := len(a.Members)
+	plan := allreduce.NewPlan(len(c.gsum), n, allreduce.Options{ChunkBytes: c.cfg.AllReduce.ChunkBytes}.PartFloats())
+	for r, d := range a.Dones {
+		off, l := plan.Segment((r + 1) % n)
+		if got := checksum(c.gsum[off : off+l]); got != d.SegSum {
+			return fmt.Errorf("the segment of %s (rank %d) sums to %016x as received, %016x as reduced", d.Sender, r, got, d.SegSum)
+		}
+	}
+	return nil
+}
+
+// record builds the metrics line and the ledger line of a committed step.
+func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr, norm float64) (outputs.StepMetrics, outputs.LedgerEntry) {
+	wall := time.Since(c.attemptAt).Seconds()
 	// compute: the slowest rank's gradient; all-reduce: from the moment the
-	// last rank entered the ring to the moment the last rank left it (time a
-	// rank spends in the ring waiting for a slower neighbour's gradient is
-	// counted as waiting, not as communication).
-	var compute, computeCPU, ceSum float64
+	// last rank entered the ring to the moment the last rank left it (a
+	// rank waiting in the ring for a slower neighbour counts as waiting).
+	var compute, computeCPU, ceSum, kdSum float64
 	var lastIn, lastOut int64
-	entry := LedgerEntry{Step: s, Epoch: c.epoch, Batch: batch}
-	for _, id := range c.members {
-		d := res.dones[id]
-		compute = max(compute, d.ComputeS)
+	entry := outputs.LedgerEntry{Step: a.Step, Epoch: a.Epoch, Batch: a.Batch}
+	for i, d := range a.Dones {
+		compute, computeCPU = max(compute, d.ComputeS), max(computeCPU, d.ComputeCPUS)
 		ceSum += d.CESum
-		computeCPU = max(computeCPU, d.ComputeCPUS)
+		kdSum += d.KDSum
 		lastIn, lastOut = max(lastIn, d.ARStart), max(lastOut, d.AREnd)
-		entry.Ranks = append(entry.Ranks, LedgerShare{Worker: id, Windows: d.Windows})
+		entry.Ranks = append(entry.Ranks, outputs.LedgerShare{Worker: a.Members[i], Windows: d.Windows})
 	}
 	ar := max(0, float64(lastOut-lastIn)/1e9)
-	if err := c.out.ledger.append(entry); err != nil {
-		return StepMetrics{}, err
-	}
-
 	loss := lossSum / tokens
-	c.out.totalTokens += int64(tokens)
-	c.out.tokensThisRun += int64(tokens)
-	c.out.lastLoss = loss
-	m := StepMetrics{
-		Step: s, Epoch: c.epoch, Workers: len(c.members), Loss: loss, TrainCE: ceSum / tokens, LR: lr, GradNorm: norm,
-		Tokens: int64(tokens), TotalTok: c.out.totalTokens, TokensPerS: tokens / wall,
+	c.out.TotalTokens += int64(tokens)
+	c.out.TokensThisRun += int64(tokens)
+	c.out.LastLoss = loss
+	m := outputs.StepMetrics{
+		Step: a.Step, Epoch: a.Epoch, Workers: len(a.Members), Loss: loss, TrainCE: ceSum / tokens, LR: lr, GradNorm: norm,
+		Tokens: int64(tokens), TotalTok: c.out.TotalTokens, TokensPerS: tokens / wall,
 		ComputeS: compute, ComputeCPUS: computeCPU, AllReduceS: ar, WaitS: max(0, wall-compute-ar), StepS: wall,
-		Attempts: attempts, Bytes: int64(4 * len(c.gsum)),
+		Attempts: a.Attempt, Bytes: int64(4 * len(c.gsum)),
 	}
 	if c.job.lossIsKLToTruth() {
 		v := loss
 		m.KLToTruth = &v
 	}
-	c.prom.step.Set(float64(s))
-	c.prom.loss.Set(loss)
-	c.prom.tokens.Add(tokens)
-	c.prom.tokPerS.Set(m.TokensPerS)
-	c.prom.stepTimes.Observe(wall)
-	c.log.Debug("committed", "step", s, "loss", loss)
-	return m, nil
+	c.prom.Step.Set(float64(a.Step))
+	c.prom.Loss.Set(loss)
+	c.prom.Tokens.Add(tokens)
+	c.prom.TokPerS.Set(m.TokensPerS)
+	c.prom.StepTimes.Observe(wall)
+	return m, entry
 }
 
-// checkpoint writes the master state to run.dir/checkpoints/step-NNNNNN and
+// checkpoint writes the master state to run.dir/checkpoints/step-N and
 // keeps the newest run.keep checkpoints.
 func (c *Coordinator) checkpoint() (string, error) {
 	dir, err := c.job.save(c.cfg.Run.Dir, c.cfg.Run.Keep)
@@ -634,63 +537,60 @@ func (c *Coordinator) checkpoint() (string, error) {
 // evaluation uses every held-out window.
 const periodicEvalWindows = 256
 
+func (c *Coordinator) evaluatePeriodic() error {
+	ev, err := c.evaluate(periodicEvalWindows)
+	if err != nil {
+		return err
+	}
+	if c.metrics != nil {
+		c.metrics.ValLoss, c.metrics.ValKL = &ev.CE, ev.KLPtr()
+	}
+	c.prom.ValLoss.Set(ev.CE)
+	c.log.Info("evaluated", "step", c.job.step, "val_loss", ev.CE, "val_kl_to_truth", ev.KL, "windows", ev.Windows)
+	return nil
+}
+
 // evaluate runs the master model over the held-out windows (the first limit
 // of them when limit > 0).
-func (c *Coordinator) evaluate(limit int) (evalResult, error) {
+func (c *Coordinator) evaluate(limit int) (engine.Eval, error) {
 	w := c.job.data.ValWindows()
 	if limit > 0 && len(w) > limit {
 		w = w[:limit]
 	}
-	return c.job.evaluate(w)
+	return c.job.eng.Evaluate(w)
 }
 
-// onSnap serves a chunk of the snapshot of the committed master state.
-func (c *Coordinator) onSnap(m *nats.Msg) {
-	var r snapRequest
-	if err := decode(m.Data, &r); err != nil {
-		c.prom.dropped.Inc()
-		return
-	}
-	reply := snapChunk{Run: c.run, Step: c.job.step}
-	switch {
-	case r.Run != c.run:
-		reply.Err = fmt.Sprintf("run %q is not the current run %q", r.Run, c.run)
-	case r.Step != c.job.step:
-		reply.Err = fmt.Sprintf("step %d is not the committed step %d", r.Step, c.job.step)
-	default:
-		if !c.snapValid || c.snapStep != c.job.step {
-			c.snapBlob = c.job.snapshot(c.snapBlob[:0])
-			c.snapStep = c.job.step
-			c.snapValid = true
-		}
-		maxb := min(max(r.Max, 1024), c.cfg.AllReduce.ChunkBytes-512)
-		if r.Offset < 0 || r.Offset > len(c.snapBlob) {
-			reply.Err = fmt.Sprintf("offset %d outside the %d-byte snapshot", r.Offset, len(c.snapBlob))
-			break
-		}
-		end := min(r.Offset+maxb, len(c.snapBlob))
-		reply.Total = len(c.snapBlob)
-		reply.Offset = r.Offset
-		reply.Data = c.snapBlob[r.Offset:end]
-		reply.OptStep = c.job.optStep()
-		reply.Checksum = c.job.checksum()
-	}
-	if w := c.workers[r.Sender]; w != nil {
-		w.lastSeen = time.Now()
-	}
-	b, err := encode(reply)
+// finish writes the last checkpoint, evaluation, plot and summary.json.
+func (c *Coordinator) finish(sum Summary, start time.Time) (Summary, error) {
+	ckpt, err := c.checkpoint()
 	if err != nil {
-		return
+		return sum, err
 	}
-	m.Respond(b)
-}
-
-func writeJSON(path string, v any) error {
-	b, err := jsonMarshalIndent(v)
+	ev, err := c.evaluate(0)
 	if err != nil {
-		return err
+		return sum, err
 	}
-	return writeFileAtomic(path, b)
+	if k := len(c.out.Rows); k > 0 && c.out.Rows[k-1].Step == c.job.step {
+		c.out.Rows[k-1].ValLoss, c.out.Rows[k-1].ValKL = &ev.CE, ev.KLPtr()
+	}
+	floor := -1.0
+	if ev.Floor >= 0 {
+		floor = ev.Floor
+	}
+	plotPath := filepath.Join(c.cfg.Run.Dir, "loss.png")
+	if err := outputs.PlotLoss(plotPath, c.out.Rows, floor, fmt.Sprintf("klring %s: %s", c.cfg.Job, c.spec.DataSource)); err != nil {
+		return sum, err
+	}
+	secs := time.Since(start).Seconds()
+	sum.Steps, sum.Tokens, sum.TrainLoss = c.job.step, c.out.TotalTokens, c.out.LastLoss
+	sum.ValLoss, sum.ValKL, sum.EntropyFloor = ev.CE, ev.KL, floor
+	sum.Seconds, sum.TokensPerS = secs, float64(c.out.TokensThisRun)/secs
+	sum.Aborts, sum.Checkpoint, sum.Plot = c.aborts, ckpt, plotPath
+	sum.Stopped = c.ended != nil && errors.Is(c.ended.Err, protocol.ErrStopped)
+	if err := outputs.WriteJSON(filepath.Join(c.cfg.Run.Dir, "summary.json"), sum); err != nil {
+		return sum, err
+	}
+	return sum, nil
 }
 
 func newRunID() string {

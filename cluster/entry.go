@@ -13,10 +13,11 @@ import (
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/kernels"
 	"github.com/klring/klring/natsnet"
+	"github.com/klring/klring/outputs"
 )
 
 // Serve runs `coordinator run`: the coordinator of cfg.Job on cfg.NATS.URL.
-func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(StepMetrics)) (Summary, error) {
+func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(outputs.StepMetrics)) (Summary, error) {
 	env := NewEnv(cfg.Cluster.Threads)
 	c, err := NewCoordinator(cfg, log, env)
 	if err != nil {
@@ -50,6 +51,7 @@ func Work(ctx context.Context, cfg config.Config, id string, log *slog.Logger) e
 	if err != nil {
 		return err
 	}
+	w.SetCoordinatorTimeout(cfg.Cluster.CoordinatorTimeout)
 	err = w.Run(ctx)
 	if errors.Is(err, context.Canceled) {
 		log.Info("left the job", "worker", id)
@@ -61,7 +63,7 @@ func Work(ctx context.Context, cfg config.Config, id string, log *slog.Logger) e
 // Simulate runs `coordinator sim`: an embedded NATS server, the coordinator
 // and cfg.Cluster.Workers workers in one process. It is the same code as the
 // multi-process deployment; only the transport is local.
-func Simulate(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(StepMetrics)) (Summary, error) {
+func Simulate(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(outputs.StepMetrics)) (Summary, error) {
 	return SimulateWith(ctx, cfg, log, progress, SimOptions{})
 }
 
@@ -82,7 +84,7 @@ type SimOptions struct {
 }
 
 // SimulateWith is Simulate with options.
-func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(StepMetrics), so SimOptions) (Summary, error) {
+func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(outputs.StepMetrics), so SimOptions) (Summary, error) {
 	if cfg.Run.Dir == "" {
 		cfg.Run.Dir = filepath.Join("runs", cfg.Job+"-"+time.Now().Format("20060102-150405"))
 	}
@@ -132,6 +134,7 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 		if err != nil {
 			return Summary{}, err
 		}
+		w.SetCoordinatorTimeout(cfg.Cluster.CoordinatorTimeout)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -139,7 +142,9 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 		}()
 	}
 	sum, err := c.Run(ctx, nc.NC)
-	if err != nil {
+	if err != nil || sum.Stopped {
+		// The workers of a paused or failed simulation wait for a
+		// coordinator that will not come: end them.
 		stopWorkers()
 		wg.Wait()
 		return sum, err

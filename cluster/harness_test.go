@@ -15,6 +15,7 @@ import (
 
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/natsnet"
+	"github.com/klring/klring/outputs"
 )
 
 // testConfig is a micro job that trains in milliseconds per step.
@@ -106,6 +107,9 @@ func (tc *testCluster) startWorker(id string, hooks workerHooks) *testWorker {
 		tc.t.Fatal(err)
 	}
 	w.hooks = hooks
+	if hooks.coordTimeout > 0 {
+		w.SetCoordinatorTimeout(hooks.coordTimeout)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	tw := &testWorker{w: w, nc: nc, cancel: cancel, done: make(chan error, 1)}
 	tc.mu.Lock()
@@ -140,13 +144,13 @@ func (tc *testCluster) stopAll() {
 }
 
 // runCoordinator runs a coordinator to the end (or ctx's end).
-func (tc *testCluster) runCoordinator(ctx context.Context, cfg config.Config, startWorkers int, hooks coordHooks) (Summary, []StepMetrics, error) {
+func (tc *testCluster) runCoordinator(ctx context.Context, cfg config.Config, startWorkers int, hooks coordHooks) (Summary, []outputs.StepMetrics, error) {
 	sum, rows, _, err := tc.runCoordinatorKinds(ctx, cfg, startWorkers, hooks)
 	return sum, rows, err
 }
 
 // runCoordinatorKinds also returns the aborted attempts by kind.
-func (tc *testCluster) runCoordinatorKinds(ctx context.Context, cfg config.Config, startWorkers int, hooks coordHooks) (Summary, []StepMetrics, map[string]int, error) {
+func (tc *testCluster) runCoordinatorKinds(ctx context.Context, cfg config.Config, startWorkers int, hooks coordHooks) (Summary, []outputs.StepMetrics, map[string]int, error) {
 	tc.t.Helper()
 	env := NewEnv(cfg.Cluster.Threads)
 	env.StartWorkers = startWorkers
@@ -158,7 +162,7 @@ func (tc *testCluster) runCoordinatorKinds(ctx context.Context, cfg config.Confi
 	nc := tc.conn("coordinator")
 	defer nc.Close()
 	sum, err := c.Run(ctx, nc.NC)
-	rows, rerr := ReadMetrics(cfg.Run.Dir)
+	rows, rerr := outputs.ReadMetrics(cfg.Run.Dir)
 	if rerr != nil && err == nil {
 		err = rerr
 	}
@@ -166,7 +170,7 @@ func (tc *testCluster) runCoordinatorKinds(ctx context.Context, cfg config.Confi
 }
 
 // trainRun runs a whole job with n workers and returns its per-step losses.
-func trainRun(t *testing.T, cfg config.Config, n int) []StepMetrics {
+func trainRun(t *testing.T, cfg config.Config, n int) []outputs.StepMetrics {
 	t.Helper()
 	tc := newTestCluster(t, cfg)
 	for i := range n {
@@ -187,9 +191,9 @@ func relDiff(a, b float64) float64 {
 
 // checkLedger asserts that every step 1..steps was committed once and that
 // each step's ranks computed disjoint windows covering its batch exactly.
-func checkLedger(t *testing.T, dir string, steps int) []LedgerEntry {
+func checkLedger(t *testing.T, dir string, steps int) []outputs.LedgerEntry {
 	t.Helper()
-	ledger, err := ReadLedger(dir)
+	ledger, err := outputs.ReadLedger(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

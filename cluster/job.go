@@ -6,16 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/klring/klring/config"
+	"github.com/klring/klring/engine"
 	"github.com/klring/klring/kernels"
 	"github.com/klring/klring/lm"
+	"github.com/klring/klring/loss"
 	"github.com/klring/klring/shard"
 )
 
@@ -88,7 +92,7 @@ type jobState struct {
 	adam  *lm.AdamW // nil for SGD
 	sched lm.Schedule
 	data  *shard.Dataset
-	eng   *engine
+	eng   *engine.Engine
 
 	step        uint64 // committed steps applied to model.Params
 	startStep   uint64
@@ -108,7 +112,7 @@ func dataOptions(s JobSpec) shard.Options {
 // openJob builds the coordinator's master state from the configuration: the
 // newest checkpoint in run.dir if there is one, else model.init, else a fresh
 // initialisation. It writes nothing.
-func openJob(cfg config.Config, env *Env) (*jobState, bool, error) {
+func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, error) {
 	if env == nil {
 		env = NewEnv(cfg.Cluster.Threads)
 	}
@@ -124,22 +128,16 @@ func openJob(cfg config.Config, env *Env) (*jobState, bool, error) {
 	var (
 		model *lm.Model
 		state *lm.TrainerState
+		ckpt  string
 		err   error
 	)
-	ckpt, err := newestCheckpoint(cfg.Run.Dir)
+	model, state, ckpt, err = loadNewestCheckpoint(cfg.Run.Dir, env.Pool, log)
 	if err != nil {
 		return nil, false, err
 	}
 	resumed := ckpt != ""
 	switch {
 	case resumed:
-		model, state, err = lm.LoadCheckpoint(ckpt, env.Pool)
-		if err != nil {
-			return nil, false, fmt.Errorf("resuming from %s: %w", ckpt, err)
-		}
-		if state == nil {
-			return nil, false, fmt.Errorf("resuming from %s: the checkpoint has no trainer state", ckpt)
-		}
 	case cfg.Model.Init != "":
 		model, _, err = lm.LoadCheckpoint(cfg.Model.Init, env.Pool)
 		if err != nil {
@@ -225,26 +223,37 @@ func openJob(cfg config.Config, env *Env) (*jobState, bool, error) {
 	return j, resumed, nil
 }
 
-// resolveTarget turns loss.target auto into hard or soft.
+// resolveTarget turns loss.target auto into hard or soft and checks that
+// the loss is finite with it.
 func resolveTarget(spec *JobSpec, data *shard.Dataset) error {
-	switch spec.Target {
-	case "auto":
-		spec.Target = "hard"
-		if data.HasTruth() {
-			spec.Target = "soft"
-		}
-	case "soft":
-		if !data.HasTruth() {
-			return fmt.Errorf("loss.target = soft: data.source %s has no soft targets (only synthetic does)", spec.DataSource)
-		}
+	t, err := engine.ParseTarget(spec.Target)
+	if err != nil {
+		return err
 	}
-	if spec.Target == "soft" && spec.Direction == "reverse" && spec.Smoothing == 0 {
-		return fmt.Errorf("loss.direction = reverse with soft targets needs loss.label_smoothing > 0: the true distribution gives zero probability to most tokens, where D_KL(Q||P) is infinite")
+	if t, err = engine.Resolve(t, data); err != nil {
+		return err
 	}
-	if spec.Target == "hard" && spec.Direction != "forward" {
-		return fmt.Errorf("loss.direction = %s needs soft targets (synthetic data); with hard targets only forward KL is finite", spec.Direction)
+	spec.Target = t.String()
+	o, err := engineOptions(*spec)
+	if err != nil {
+		return err
 	}
-	return nil
+	return o.Validate()
+}
+
+// engineOptions are the engine's options of a job.
+func engineOptions(spec JobSpec) (engine.Options, error) {
+	lo := loss.DefaultOptions()
+	d, err := loss.ParseDirection(spec.Direction)
+	if err != nil {
+		return engine.Options{}, err
+	}
+	lo.Direction, lo.Beta, lo.Temperature = d, spec.Beta, spec.Temperature
+	t, err := engine.ParseTarget(spec.Target)
+	if err != nil {
+		return engine.Options{}, err
+	}
+	return engine.Options{Loss: lo, Target: t, LabelSmoothing: spec.Smoothing, MaxWindows: max(spec.BatchWindows, 1)}, nil
 }
 
 // newWorkerJob builds a worker's replica from the spec the coordinator sent.
@@ -278,11 +287,13 @@ func newJobState(spec JobSpec, env *Env, model *lm.Model, data *shard.Dataset) (
 		}
 		j.opt, j.adam = a, a
 	}
-	eng, err := newEngine(spec, env, model, data)
+	o, err := engineOptions(spec)
 	if err != nil {
 		return nil, err
 	}
-	j.eng = eng
+	if j.eng, err = engine.New(o, model, data, env.Pool); err != nil {
+		return nil, err
+	}
 	return j, nil
 }
 
@@ -312,14 +323,22 @@ func finishGradient(g []float32) (lossSum, tokens float64) {
 }
 
 // apply clips the averaged gradient and takes one optimizer step. It returns
-// the gradient norm before clipping.
+// the gradient norm before clipping. The coordinator commits only gradients
+// whose norm is finite (gradNorm), so every replica applies finite updates.
 func (j *jobState) apply(g []float32, lr float32) float64 {
 	norm := lm.ClipGradNorm(g, j.spec.GradClip)
-	if math.IsNaN(norm) || math.IsInf(norm, 0) {
-		return norm // a non-finite gradient is not applied; every replica skips it alike
-	}
 	j.opt.Step(j.model.Params, g, float64(lr))
 	return norm
+}
+
+// finiteGradient reports whether the averaged gradient and its loss are
+// finite: one pass over every parameter's gradient.
+func finiteGradient(g []float32) bool {
+	var s float32
+	for _, v := range g {
+		s += v * 0 // NaN*0 and Inf*0 are NaN; finite*0 is 0
+	}
+	return s == 0
 }
 
 // checksum is FNV-1a over the parameters' bits.
@@ -390,11 +409,13 @@ func (j *jobState) restore(b []byte, optStep int) error {
 	return nil
 }
 
-// save writes a checkpoint of the committed state into runDir/checkpoints and
-// removes all but the newest keep.
+// save writes a checkpoint of the committed state into
+// runDir/checkpoints/step-N and removes all but the newest keep. It writes a
+// temporary folder first and renames it into place, so a crash leaves either
+// no step-N or a whole one.
 func (j *jobState) save(runDir string, keep int) (string, error) {
 	root := filepath.Join(runDir, "checkpoints")
-	dir := filepath.Join(root, fmt.Sprintf("step-%06d", j.step))
+	dir := filepath.Join(root, checkpointName(j.step))
 	cur, err := json.Marshal(j.cursor)
 	if err != nil {
 		return "", err
@@ -403,15 +424,30 @@ func (j *jobState) save(runDir string, keep int) (string, error) {
 	if j.adam != nil {
 		st.Adam = &j.adam.State
 	}
-	if err := lm.SaveCheckpoint(dir, j.model, st); err != nil {
+	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", fmt.Errorf("saving checkpoint of step %d: %w", j.step, err)
 	}
+	tmp, err := os.MkdirTemp(root, ".tmp-"+checkpointName(j.step)+"-")
+	if err != nil {
+		return "", fmt.Errorf("saving checkpoint of step %d: %w", j.step, err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := lm.SaveCheckpoint(tmp, j.model, st); err != nil {
+		return "", fmt.Errorf("saving checkpoint of step %d: %w", j.step, err)
+	}
+	if err := os.RemoveAll(dir); err != nil { // an earlier incarnation's step-N
+		return "", fmt.Errorf("saving checkpoint of step %d: %w", j.step, err)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return "", fmt.Errorf("saving checkpoint of step %d: %w", j.step, err)
+	}
+	syncDir(root)
 	all, err := listCheckpoints(runDir)
 	if err != nil {
 		return dir, err
 	}
 	for len(all) > keep {
-		if err := os.RemoveAll(all[0]); err != nil {
+		if err := os.RemoveAll(all[0].dir); err != nil {
 			return dir, fmt.Errorf("removing old checkpoint: %w", err)
 		}
 		all = all[1:]
@@ -419,8 +455,25 @@ func (j *jobState) save(runDir string, keep int) (string, error) {
 	return dir, nil
 }
 
-// listCheckpoints returns runDir/checkpoints/step-* folders, oldest first.
-func listCheckpoints(runDir string) ([]string, error) {
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// checkpointName is the folder of step s: step-NNNNNN, wider past 999999.
+func checkpointName(s uint64) string { return fmt.Sprintf("step-%06d", s) }
+
+type checkpointDir struct {
+	step uint64
+	dir  string
+}
+
+// listCheckpoints returns runDir/checkpoints/step-N folders, oldest first by
+// step number (not by name: step-1000000 comes after step-999999). Temporary
+// folders of an interrupted save are not listed.
+func listCheckpoints(runDir string) ([]checkpointDir, error) {
 	root := filepath.Join(runDir, "checkpoints")
 	ents, err := os.ReadDir(root)
 	if errors.Is(err, os.ErrNotExist) {
@@ -429,23 +482,46 @@ func listCheckpoints(runDir string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing checkpoints: %w", err)
 	}
-	var dirs []string
+	var dirs []checkpointDir
 	for _, e := range ents {
-		if e.IsDir() && strings.HasPrefix(e.Name(), "step-") {
-			dirs = append(dirs, filepath.Join(root, e.Name()))
+		n, ok := strings.CutPrefix(e.Name(), "step-")
+		if !e.IsDir() || !ok {
+			continue
 		}
+		s, err := strconv.ParseUint(n, 10, 64)
+		if err != nil {
+			continue
+		}
+		dirs = append(dirs, checkpointDir{s, filepath.Join(root, e.Name())})
 	}
-	sort.Strings(dirs)
+	sort.Slice(dirs, func(a, b int) bool { return dirs[a].step < dirs[b].step })
 	return dirs, nil
 }
 
-// newestCheckpoint returns the newest checkpoint folder of runDir, or "".
-func newestCheckpoint(runDir string) (string, error) {
+// loadNewestCheckpoint loads the newest checkpoint of runDir that verifies:
+// one that is missing a file, truncated, or fails its digests is skipped,
+// and the log says which and why. It returns "" when there is none.
+func loadNewestCheckpoint(runDir string, pool *kernels.Pool, log *slog.Logger) (*lm.Model, *lm.TrainerState, string, error) {
 	all, err := listCheckpoints(runDir)
-	if err != nil || len(all) == 0 {
-		return "", err
+	if err != nil {
+		return nil, nil, "", err
 	}
-	return all[len(all)-1], nil
+	for i := len(all) - 1; i >= 0; i-- {
+		c := all[i]
+		m, st, err := lm.LoadCheckpoint(c.dir, pool)
+		if err == nil && st == nil {
+			err = fmt.Errorf("no %s", lm.TrainerStateFile)
+		}
+		if err == nil && uint64(st.Step) != c.step {
+			err = fmt.Errorf("it holds step %d", st.Step)
+		}
+		if err != nil {
+			log.Warn("skipping a checkpoint that does not verify", "dir", c.dir, "err", err.Error())
+			continue
+		}
+		return m, st, c.dir, nil
+	}
+	return nil, nil, "", nil
 }
 
 func toInt32(a []int) []int32 {

@@ -2,10 +2,13 @@ package cluster
 
 import (
 	"fmt"
+	"math"
 	"time"
 
+	"github.com/klring/klring/allreduce"
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/lm"
+	"github.com/klring/klring/protocol"
 )
 
 // JobSpec is what every replica of a job must agree on. The coordinator builds
@@ -29,6 +32,36 @@ type JobSpec struct {
 	ARDeadline   time.Duration `msgpack:"allreduce_deadline"`
 	Heartbeat    time.Duration `msgpack:"heartbeat"`
 }
+
+// Validate checks what a worker is told before it builds anything from it:
+// every field within bounds, so that a welcome cannot make a worker panic
+// or allocate without limit.
+func (s JobSpec) Validate() error {
+	if err := s.Model.Validate(); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	switch {
+	case s.BatchWindows < 1 || s.BatchWindows > protocol.MaxBatch:
+		return fmt.Errorf("batch of %d windows, want [1, %d]", s.BatchWindows, protocol.MaxBatch)
+	case s.ChunkBytes < allreduce.MinChunkBytes+512 || s.ChunkBytes > allreduce.MaxChunkBytes:
+		return fmt.Errorf("chunk of %d bytes, want [%d, %d]", s.ChunkBytes, allreduce.MinChunkBytes+512, allreduce.MaxChunkBytes)
+	case s.Heartbeat < minHeartbeat || s.Heartbeat > time.Hour:
+		return fmt.Errorf("heartbeat %v, want [%v, 1h]", s.Heartbeat, minHeartbeat)
+	case s.ARDeadline <= 0 || s.ARDeadline > 24*time.Hour:
+		return fmt.Errorf("all-reduce deadline %v, want (0, 24h]", s.ARDeadline)
+	case !(s.GradClip >= 0) || math.IsInf(s.GradClip, 0) || !(s.WeightDecay >= 0) || math.IsInf(s.WeightDecay, 0):
+		return fmt.Errorf("grad clip %v, weight decay %v", s.GradClip, s.WeightDecay)
+	case s.Optimizer != "adamw" && s.Optimizer != "sgd":
+		return fmt.Errorf("optimizer %q", s.Optimizer)
+	}
+	if _, err := engineOptions(s); err != nil {
+		return err
+	}
+	return nil
+}
+
+// minHeartbeat is the shortest heartbeat interval a job may have.
+const minHeartbeat = 10 * time.Millisecond
 
 // modelConfig resolves the model shape from the preset, the overrides and the
 // data's vocabulary.

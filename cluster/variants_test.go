@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/klring/klring/config"
+	"github.com/klring/klring/outputs"
 )
 
 // Every data source, loss and optimizer of the configuration trains through
@@ -69,7 +70,7 @@ func TestSimulateVariants(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Simulate: %v", err)
 			}
-			rows, err := ReadMetrics(cfg.Run.Dir)
+			rows, err := outputs.ReadMetrics(cfg.Run.Dir)
 			if err != nil || len(rows) != 12 {
 				t.Fatalf("metrics: %d rows, %v", len(rows), err)
 			}

@@ -7,92 +7,19 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Control messages of the step protocol (docs/protocol.md). Every message
-// names the run (one coordinator incarnation), the membership epoch, the step
-// and its sender; a receiver drops and counts what does not match.
+// The messages of the step protocol that the state machines read are in
+// package protocol (Hello, Plan, Done, Segment, Heartbeat, SnapRequest);
+// the two that carry the job's data are here. Every message is a msgpack
+// map; docs/protocol.md lists them all.
 
-// hello is a worker's request to join; the coordinator answers with welcome.
-type hello struct {
-	Worker string `msgpack:"worker"`
-}
-
-// welcome tells a worker what the job is.
+// welcome answers a hello: the run to follow and what the job is.
 type welcome struct {
 	Run  string  `msgpack:"run"`
 	Spec JobSpec `msgpack:"spec"`
 	Err  string  `msgpack:"err,omitempty"`
 }
 
-// plan starts (or retries) a step. Commit says that step-1 is committed and
-// must be applied before the step is computed. A final plan carries no work:
-// it commits step-1 and ends the job.
-type plan struct {
-	Run     string   `msgpack:"run"`
-	Epoch   uint64   `msgpack:"epoch"`
-	Step    uint64   `msgpack:"step"`
-	Members []string `msgpack:"members"` // ring order; rank = index
-	Batch   []int32  `msgpack:"batch"`   // window ids of the global batch
-	LR      float32  `msgpack:"lr"`
-	Commit  bool     `msgpack:"commit"` // step-1 committed: apply it first
-	Base    uint64   `msgpack:"base"`   // the committed step the step's gradient starts from (step-1)
-	Final   bool     `msgpack:"final"`
-	Resync  []string `msgpack:"resync,omitempty"` // members that must load a snapshot of Base first
-}
-
-// done reports a worker's part of a step.
-type done struct {
-	Run        string  `msgpack:"run"`
-	Epoch      uint64  `msgpack:"epoch"`
-	Step       uint64  `msgpack:"step"`
-	Sender     string  `msgpack:"sender"`
-	Rank       int     `msgpack:"rank"`
-	Windows    []int32 `msgpack:"windows"`
-	Tokens     int     `msgpack:"tokens"`
-	CESum      float64 `msgpack:"ce_sum"`   // cross-entropy of the actual next tokens, summed
-	Checksum   uint64  `msgpack:"checksum"` // of the parameters the gradient was computed from (step Base)
-	ComputeS   float64 `msgpack:"compute_s"`
-	AllReduceS float64 `msgpack:"allreduce_s"`
-	// ComputeCPUS is the compute in CPU seconds of the computing thread
-	// (scaling experiments), else equal to ComputeS.
-	ComputeCPUS float64 `msgpack:"compute_cpu_s"`
-	// ARStart and AREnd are the wall-clock times (Unix ns) the rank entered
-	// and left the all-reduce.
-	ARStart int64  `msgpack:"ar_start"`
-	AREnd   int64  `msgpack:"ar_end"`
-	Err     string `msgpack:"err,omitempty"`
-	Leaving bool   `msgpack:"leaving,omitempty"`
-}
-
-// segment carries part of a rank's fully reduced gradient segment to the
-// coordinator, as raw little-endian float32 bytes.
-type segment struct {
-	Run    string `msgpack:"run"`
-	Epoch  uint64 `msgpack:"epoch"`
-	Step   uint64 `msgpack:"step"`
-	Sender string `msgpack:"sender"`
-	Offset int    `msgpack:"offset"` // in floats, into the flat gradient vector
-	Data   []byte `msgpack:"data"`
-}
-
-// heartbeat says a worker is alive.
-type heartbeat struct {
-	Run     string `msgpack:"run"`
-	Sender  string `msgpack:"sender"`
-	Step    uint64 `msgpack:"step"`
-	Leaving bool   `msgpack:"leaving,omitempty"` // the worker leaves at this step boundary
-}
-
-// snapRequest asks the coordinator for bytes [Offset, Offset+Max) of the
-// snapshot of committed step Step.
-type snapRequest struct {
-	Run    string `msgpack:"run"`
-	Sender string `msgpack:"sender"`
-	Step   uint64 `msgpack:"step"`
-	Offset int    `msgpack:"offset"`
-	Max    int    `msgpack:"max"`
-}
-
-// snapChunk answers a snapRequest. The snapshot is the parameters followed by
+// snapChunk answers a snapshot request. The snapshot is the parameters followed by
 // the optimizer state, as raw little-endian float32 bytes.
 type snapChunk struct {
 	Run      string `msgpack:"run"`
@@ -119,6 +46,20 @@ func encode(v any) ([]byte, error) {
 		return nil, fmt.Errorf("cluster: encoding %T: %w", v, err)
 	}
 	return b, nil
+}
+
+// validator is a message with bounds to check after decoding.
+type validator interface{ Validate() error }
+
+// decodeValid decodes b into v and checks v's bounds.
+func decodeValid(b []byte, v validator) error {
+	if err := decode(b, v); err != nil {
+		return err
+	}
+	if err := v.Validate(); err != nil {
+		return fmt.Errorf("%w: %T: %v", ErrMalformed, v, err)
+	}
+	return nil
 }
 
 // decode checks that every length in b fits in b before letting msgpack

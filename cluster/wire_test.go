@@ -3,6 +3,9 @@ package cluster
 import (
 	"errors"
 	"testing"
+	"time"
+
+	"github.com/klring/klring/protocol"
 )
 
 func TestDecodeRejectsLyingLengths(t *testing.T) {
@@ -16,23 +19,55 @@ func TestDecodeRejectsLyingLengths(t *testing.T) {
 		{"map16 claiming 65535 pairs", []byte{0xde, 0xff, 0xff}},
 		{"str8 past the end", []byte{0x81, 0xa3, 'r', 'u', 'n', 0xd9, 0x20, 'x'}},
 		{"never-used byte", []byte{0xc1}},
-		{"trailing bytes", append(mustEncodeB(plan{Run: "r"}), 0)},
+		{"trailing bytes", append(mustEncodeB(protocol.Plan{Run: "r"}), 0)},
 	}
 	for _, tt := range tests {
-		var p plan
+		var p protocol.Plan
 		if err := decode(tt.in, &p); !errors.Is(err, ErrMalformed) {
 			t.Errorf("decode(%s) = %v; want ErrMalformed", tt.name, err)
 		}
 	}
 }
 
+func TestDecodeValidChecksBounds(t *testing.T) {
+	bad := []validator{
+		&protocol.Plan{Run: "r", Epoch: 1, Step: 2, Base: 2, Members: []string{"w0"}, Batch: []int32{1}}, // base != step-1
+		&protocol.Plan{Run: "r", Epoch: 1, Step: 1, Members: []string{"w0", "w0"}, Batch: []int32{1}},    // duplicate member
+		&protocol.Plan{Run: "r", Epoch: 1, Step: 1, Members: []string{"w 0"}, Batch: []int32{1}},         // not a subject token
+		&protocol.Plan{Run: "r", Epoch: 1, Step: 1, Members: []string{"w0"}, Batch: []int32{-1}},         // negative window
+		&protocol.Segment{Run: "r", Sender: "w0", Offset: -1, Data: []byte{0, 0, 0, 0}},                  // negative offset
+		&protocol.Segment{Run: "r", Sender: "w0", Data: []byte{0, 0, 0}},                                 // not whole floats
+		&protocol.Done{Run: "r", Sender: "w0", Rank: -1},                                                 // negative rank
+		&protocol.Heartbeat{Run: "r"},                             // no sender
+		&protocol.SnapRequest{Run: "r", Sender: "w0", Offset: -8}, // negative offset
+	}
+	for _, v := range bad {
+		var out validator
+		switch v.(type) {
+		case *protocol.Plan:
+			out = new(protocol.Plan)
+		case *protocol.Segment:
+			out = new(protocol.Segment)
+		case *protocol.Done:
+			out = new(protocol.Done)
+		case *protocol.Heartbeat:
+			out = new(protocol.Heartbeat)
+		case *protocol.SnapRequest:
+			out = new(protocol.SnapRequest)
+		}
+		if err := decodeValid(mustEncodeB(v), out); !errors.Is(err, ErrMalformed) {
+			t.Errorf("decodeValid(%+v) = %v; want ErrMalformed", v, err)
+		}
+	}
+}
+
 func TestDecodeRoundTrip(t *testing.T) {
-	in := plan{Run: "abc", Epoch: 3, Step: 9, Members: []string{"w0", "w1"}, Batch: []int32{4, 1, 7}, LR: 0.5, Commit: true, Base: 8}
-	var out plan
-	if err := decode(mustEncodeB(in), &out); err != nil {
+	in := protocol.Plan{Run: "abc", Epoch: 3, Step: 9, Members: []string{"w0", "w1"}, Batch: []int32{4, 1, 7}, LR: 0.5, CommitEpoch: 2, Base: 8}
+	var out protocol.Plan
+	if err := decodeValid(mustEncodeB(in), &out); err != nil {
 		t.Fatal(err)
 	}
-	if out.Run != in.Run || out.Epoch != 3 || out.Step != 9 || len(out.Members) != 2 || out.Batch[2] != 7 || out.LR != 0.5 || !out.Commit || out.Base != 8 {
+	if out.Run != in.Run || out.Epoch != 3 || out.Step != 9 || len(out.Members) != 2 || out.Batch[2] != 7 || out.LR != 0.5 || out.CommitEpoch != 2 || out.Base != 8 {
 		t.Errorf("decode(encode(%+v)) = %+v", in, out)
 	}
 }
@@ -45,24 +80,87 @@ func mustEncodeB(v any) []byte {
 	return b
 }
 
-// FuzzDecode: no input makes the control-message decoder panic or allocate
-// beyond what the input's own bytes can back.
-func FuzzDecode(f *testing.F) {
-	f.Add(mustEncodeB(plan{Run: "r", Members: []string{"a"}, Batch: []int32{1, 2}}))
-	f.Add(mustEncodeB(done{Run: "r", Windows: []int32{3}}))
-	f.Add(mustEncodeB(segment{Run: "r", Data: []byte{1, 2, 3, 4}}))
+// fuzzSeeds are well-formed messages of every kind, and a lying header.
+func fuzzSeeds(f *testing.F) {
+	f.Add(mustEncodeB(protocol.Plan{Run: "r", Epoch: 1, Step: 1, Members: []string{"a"}, Batch: []int32{1, 2}}))
+	f.Add(mustEncodeB(protocol.Done{Run: "r", Epoch: 1, Step: 1, Sender: "a", Windows: []int32{3}}))
+	f.Add(mustEncodeB(protocol.Segment{Run: "r", Epoch: 1, Step: 1, Sender: "a", Offset: 1 << 62, Data: []byte{1, 2, 3, 4}}))
+	f.Add(mustEncodeB(protocol.Heartbeat{Run: "r", Sender: "a", Leaving: true}))
+	f.Add(mustEncodeB(protocol.Hello{Worker: "a"}))
+	f.Add(mustEncodeB(protocol.SnapRequest{Run: "r", Sender: "a", Offset: 1 << 40, Max: 1 << 40}))
 	f.Add(mustEncodeB(snapChunk{Run: "r", Data: make([]byte, 16)}))
+	f.Add(mustEncodeB(welcome{Run: "r", Spec: JobSpec{BatchWindows: 4}}))
 	f.Add([]byte{0xc6, 0xff, 0xff, 0xff, 0xff})
+}
+
+// FuzzDecode: no input makes a decoder panic or allocate beyond what the
+// input's own bytes can back, for every kind of message.
+func FuzzDecode(f *testing.F) {
+	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var p plan
-		_ = decode(b, &p)
-		var d done
-		_ = decode(b, &d)
-		var s segment
+		for _, v := range []validator{new(protocol.Plan), new(protocol.Done), new(protocol.Segment),
+			new(protocol.Heartbeat), new(protocol.Hello), new(protocol.SnapRequest)} {
+			_ = decodeValid(b, v)
+		}
+		var s protocol.Segment
 		if decode(b, &s) == nil && len(s.Data) > len(b) {
 			t.Fatalf("decoded %d data bytes from a %d-byte message", len(s.Data), len(b))
 		}
 		var c snapChunk
 		_ = decode(b, &c)
+		var w welcome
+		if decode(b, &w) == nil {
+			_ = w.Spec.Validate()
+		}
+	})
+}
+
+// FuzzCoordinatorMessage: whatever a peer sends on any control subject, a
+// coordinator in the middle of an attempt drops it or acts on it, and never
+// panics; its actions stay inside the vector and the snapshot.
+func FuzzCoordinatorMessage(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		now := time.Unix(1000, 0)
+		const vec = 1002
+		core, err := protocol.NewCoordinator(protocol.CoordinatorConfig{Run: "r", Steps: 3, MinWorkers: 1, StartWorkers: 1,
+			Heartbeat: time.Second, StepDeadline: 5 * time.Second, MaxAttempts: 8, MaxNonFinite: 3, EvictAfter: 3,
+			VectorLen: vec, PartFloats: 100, SnapBytes: 4096})
+		if err != nil {
+			t.Fatal(err)
+		}
+		core.Step(protocol.HelloMsg{Hello: protocol.Hello{Worker: "a"}, Reply: "x"}, now)
+		core.Step(protocol.NextStep{Step: 1, Batch: []int32{1, 2}, LR: 0.1}, now)
+		if !core.Running() {
+			t.Fatal("no attempt running")
+		}
+		evs := []protocol.Event{}
+		for _, v := range []validator{new(protocol.Done), new(protocol.Segment), new(protocol.Heartbeat)} {
+			if decodeValid(b, v) == nil {
+				evs = append(evs, v.(protocol.Event))
+			}
+		}
+		var h protocol.Hello
+		if decodeValid(b, &h) == nil {
+			evs = append(evs, protocol.HelloMsg{Hello: h, Reply: "r"})
+		}
+		var r protocol.SnapRequest
+		if decodeValid(b, &r) == nil {
+			evs = append(evs, protocol.SnapRequestMsg{SnapRequest: r, Reply: "r"})
+		}
+		for _, ev := range evs {
+			for _, a := range core.Step(ev, now) {
+				switch a := a.(type) {
+				case protocol.StoreSegment:
+					if a.Offset < 0 || a.Offset+len(a.Data)/4 > vec {
+						t.Fatalf("stores %d floats at %d in a %d-float vector", len(a.Data)/4, a.Offset, vec)
+					}
+				case protocol.ServeSnap:
+					if a.Offset < 0 || a.Len < 0 || a.Offset+a.Len > 4096 {
+						t.Fatalf("serves [%d, +%d) of a 4096-byte snapshot", a.Offset, a.Len)
+					}
+				}
+			}
+		}
 	})
 }

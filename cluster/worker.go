@@ -8,22 +8,23 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/klring/klring/shard"
+	"github.com/klring/klring/allreduce"
+	"github.com/klring/klring/engine"
+	"github.com/klring/klring/protocol"
 )
 
-// ErrCoordinatorGone is returned by Worker.Run when no plan came for a long
-// time and no coordinator answers.
-var ErrCoordinatorGone = errors.New("cluster: no coordinator answers")
+// ErrCoordinatorGone is returned by Worker.Run when no coordinator was heard
+// for cluster.coordinator_timeout.
+var ErrCoordinatorGone = protocol.ErrCoordinatorGone
 
-// Worker computes the gradient of its shard of every step, takes part in the
-// ring all-reduce, and applies every committed update to its replica.
+// Worker is a worker's runtime: it owns the NATS subscriptions, the clock,
+// the replica of the model and the goroutines that compute a step or load a
+// snapshot, and carries out the decisions of the protocol's worker state
+// machine. Its state is owned by the goroutine that calls Run.
 type Worker struct {
 	id   string
 	log  *slog.Logger
@@ -33,35 +34,53 @@ type Worker struct {
 	mb   *mailbox
 	ring ringFactory
 
-	run       string
-	hbRun     atomic.Pointer[string] // run, for the heartbeat goroutine
-	job       *jobState
-	pending   *pendingUpdate
-	lastEpoch uint64
-	lastStep  uint64
-	committed atomic.Uint64 // for heartbeats
-	leaving   atomic.Bool
+	core    *protocol.Worker
+	timeout time.Duration // cluster.coordinator_timeout
+	job     *jobState     // the replica; nil before the first welcome
+	run     string
+	events  chan any // completions of the background work
+	step    bg       // the computation of an attempt
+	load    bg       // a snapshot being loaded
+	hello   bool     // a hello is in flight
+	tick    *time.Ticker
+	exit    *protocol.Exit
 
 	hooks workerHooks
+}
+
+// bg is a piece of background work: a goroutine that ends with an event.
+type bg struct {
+	gen    int
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// bgDone is the completion of background work gen, carrying its event.
+type bgDone struct {
+	load bool
+	gen  int
+	ev   protocol.Event
+}
+
+// helloReply is the outcome of one hello.
+type helloReply struct {
+	msg *nats.Msg
+	err error
 }
 
 // workerHooks let tests force rare cases.
 type workerHooks struct {
 	// afterApply runs after the worker applied the update of step s.
 	afterApply func(w *Worker, step uint64)
-	// quiet replaces the silence after which a worker asks whether the
-	// coordinator is still there.
-	quiet time.Duration
 	// ringWrap wraps the ring of every step (a test kills the worker mid-ring).
 	ringWrap func(step uint64, r stepRing) stepRing
+	// coordTimeout replaces cluster.coordinator_timeout.
+	coordTimeout time.Duration
 }
 
-// pendingUpdate is a reduced, averaged gradient (in the model's gradient
-// buffer) that waits for the coordinator's commit.
-type pendingUpdate struct {
-	step uint64
-	lr   float32
-}
+// DefaultCoordinatorTimeout is how long a worker waits for a silent or
+// restarted coordinator before it ends.
+const DefaultCoordinatorTimeout = 10 * time.Minute
 
 // NewWorker returns a worker named id (unique within the job) that talks over
 // nc. It listens on its ring subject from now on, so that it never misses a
@@ -74,11 +93,17 @@ func NewWorker(id, job string, nc *nats.Conn, log *slog.Logger, env *Env) (*Work
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{id: id, log: log.With("worker", id), nc: nc, subj: newSubjects(job), env: env, mb: mb, ring: natsRing(mb)}, nil
+	return &Worker{id: id, log: log.With("worker", id), nc: nc, subj: newSubjects(job), env: env, mb: mb,
+		ring: natsRing(mb), timeout: DefaultCoordinatorTimeout, events: make(chan any, 16)}, nil
 }
 
-// Run joins the job and trains until the coordinator ends it (nil) or ctx is
-// cancelled, in which case the worker finishes the step it is in, tells the
+// SetCoordinatorTimeout sets how long the worker waits for a silent or
+// restarted coordinator (cluster.coordinator_timeout).
+func (w *Worker) SetCoordinatorTimeout(d time.Duration) { w.timeout = d }
+
+// Run joins the job and trains until the coordinator ends it (nil), no
+// coordinator is heard for the coordinator timeout (ErrCoordinatorGone), or
+// ctx is cancelled: then the worker finishes the step it is in, tells the
 // coordinator it leaves, and returns ctx's error.
 func (w *Worker) Run(ctx context.Context) error {
 	plans := make(chan *nats.Msg, 64)
@@ -88,213 +113,204 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	defer sub.Unsubscribe()
 	defer w.mb.close()
-	if err := w.join(ctx); err != nil {
-		return err
-	}
-
-	hbCtx, stopHB := context.WithCancel(context.Background())
-	var hbDone sync.WaitGroup
-	hbDone.Add(1)
-	period := w.job.spec.Heartbeat
-	go func() { defer hbDone.Done(); w.heartbeats(hbCtx, period) }()
-	defer func() { stopHB(); hbDone.Wait() }()
-
-	var (
-		stepCancel context.CancelFunc
-		stepDone   chan struct{}
-	)
-	stopStep := func() {
-		if stepCancel != nil {
-			stepCancel()
-			<-stepDone
-			stepCancel = nil
-		}
-	}
-	defer stopStep()
-	// The coordinator publishes a plan at least every step and, while it
-	// waits for workers, every heartbeat. A worker that hears nothing for
-	// this long asks whether it is still there, and ends if nobody answers
-	// (a coordinator that ended while this worker missed its final plan).
-	quiet := max(30*period, 30*time.Second)
-	if w.hooks.quiet > 0 {
-		quiet = w.hooks.quiet
-	}
-	silence := time.NewTimer(quiet)
-	defer silence.Stop()
-	for {
-		var m *nats.Msg
-		select {
-		case <-silence.C:
-			if !w.coordinatorAnswers(ctx) {
-				return ErrCoordinatorGone
-			}
-			silence.Reset(quiet)
-			continue
-		case <-ctx.Done():
-			// Finish the step in flight, then leave.
-			w.leaving.Store(true)
-			if stepDone != nil {
-				select {
-				case <-stepDone:
-				case <-time.After(w.job.spec.ARDeadline + time.Second):
-				}
-			}
-			w.sendHeartbeat(true)
-			w.nc.Flush()
-			return ctx.Err()
-		case m = <-plans:
-			silence.Reset(quiet)
-		}
-		var p plan
-		if err := decode(m.Data, &p); err != nil {
-			w.log.Debug("dropping a malformed plan", "err", err)
-			continue
-		}
-		if p.Run != w.run {
-			// A new coordinator incarnation: join it afresh.
-			stopStep()
-			w.log.Info("coordinator changed; joining again", "run", p.Run)
-			if err := w.join(ctx); err != nil {
-				return err
-			}
-			if p.Run != w.run {
-				continue
-			}
-		}
-		if p.Epoch < w.lastEpoch || (p.Epoch == w.lastEpoch && p.Step <= w.lastStep && !p.Final) {
-			continue // stale
-		}
-		stopStep()
-		w.lastEpoch, w.lastStep = p.Epoch, p.Step
-		if p.Commit && w.pending != nil && w.pending.step == p.Base && w.job.step+1 == p.Base {
-			w.job.apply(w.job.model.Grads[:w.job.model.Config.NumParams()], w.pending.lr)
-			w.job.step = p.Base
-			w.committed.Store(p.Base)
-			if w.hooks.afterApply != nil {
-				w.hooks.afterApply(w, p.Base)
-			}
-		}
-		w.pending = nil
-		if p.Final {
-			w.log.Info("job over", "step", p.Base)
-			return nil
-		}
-		rank := slices.Index(p.Members, w.id)
-		if rank < 0 {
-			continue
-		}
-		if w.job.step != p.Base || !w.job.initialised || slices.Contains(p.Resync, w.id) {
-			if err := w.resync(ctx, p.Base); err != nil {
-				w.log.Warn("could not load the snapshot; waiting for the next plan", "step", p.Base, "err", err)
-				continue
-			}
-		}
-		// The step does not end with ctx: on SIGTERM the worker finishes the
-		// step it is in (and says it leaves) rather than abort it for all.
-		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		stepCancel, stepDone = cancel, make(chan struct{})
-		go func(p plan, rank int, done chan struct{}) {
-			defer close(done)
-			w.step(sctx, p, rank)
-		}(p, rank, stepDone)
-	}
-}
-
-// coordinatorAnswers says hello once and reports whether anyone answered.
-func (w *Worker) coordinatorAnswers(ctx context.Context) bool {
-	req, err := encode(hello{Worker: w.id})
-	if err != nil {
-		return false
-	}
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err = w.nc.RequestWithContext(rctx, w.subj.hello, req)
-	return err == nil
-}
-
-// join says hello until the coordinator answers with the job's spec.
-func (w *Worker) join(ctx context.Context) error {
-	req, err := encode(hello{Worker: w.id})
+	defer w.stopBG(&w.load)
+	defer w.stopBG(&w.step)
+	core, err := protocol.NewWorker(protocol.WorkerConfig{Name: w.id, CoordinatorTimeout: w.timeout, HelloRetry: 500 * time.Millisecond})
 	if err != nil {
 		return err
 	}
-	logged := false
-	for {
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		msg, err := w.nc.RequestWithContext(rctx, w.subj.hello, req)
-		cancel()
-		if err == nil {
-			var wel welcome
-			if err := decode(msg.Data, &wel); err != nil {
-				return fmt.Errorf("joining: %w", err)
-			}
-			if wel.Err != "" {
-				return fmt.Errorf("joining: the coordinator refused: %s", wel.Err)
-			}
-			if w.job == nil || w.job.spec != wel.Spec {
-				job, err := newWorkerJob(wel.Spec, w.env)
-				if err != nil {
-					return fmt.Errorf("joining: %w", err)
-				}
-				w.job = job
-			}
-			w.run = wel.Run
-			w.hbRun.Store(&wel.Run)
-			w.pending = nil
-			w.lastEpoch, w.lastStep = 0, 0
-			w.log.Info("joined", "run", w.run, "params", w.job.model.Config.NumParams())
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrAuthorization) {
-			return fmt.Errorf("joining: %w", err)
-		}
-		if !logged {
-			w.log.Info("waiting for the coordinator", "subject", w.subj.hello, "err", err)
-			logged = true
-		}
+	w.core = core
+	w.tick = time.NewTicker(250 * time.Millisecond)
+	defer w.tick.Stop()
+	w.feed(protocol.Tick{})
+	stop := ctx.Done()
+	for w.exit == nil {
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-stop:
+			stop = nil
+			w.feed(protocol.Stop{})
+		case m := <-plans:
+			p := new(protocol.Plan)
+			if err := decodeValid(m.Data, p); err != nil {
+				w.log.Debug("dropping a plan", "err", err)
+				continue
+			}
+			w.feed(p)
+		case e := <-w.events:
+			w.onEvent(ctx, e)
+		case <-w.tick.C:
+			w.feed(protocol.Tick{})
 		}
+	}
+	switch err := w.exit.Err; {
+	case errors.Is(err, protocol.ErrLeft) && ctx.Err() != nil:
+		return ctx.Err()
+	case err == nil:
+		return nil
+	default:
+		return err
 	}
 }
 
-func (w *Worker) heartbeats(ctx context.Context, period time.Duration) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	w.sendHeartbeat(false)
-	for {
-		select {
-		case <-ctx.Done():
+// onEvent turns a completion of background work into the state machine's
+// event; completions of work that was cancelled are dropped.
+func (w *Worker) onEvent(ctx context.Context, e any) {
+	switch e := e.(type) {
+	case helloReply:
+		w.hello = false
+		w.feed(w.welcomed(e))
+	case bgDone:
+		b := &w.step
+		if e.load {
+			b = &w.load
+		}
+		if b.done == nil || e.gen != b.gen {
 			return
-		case <-t.C:
-			w.sendHeartbeat(w.leaving.Load())
 		}
+		<-b.done
+		b.cancel()
+		b.done = nil
+		w.feed(e.ev)
 	}
 }
 
-func (w *Worker) sendHeartbeat(leaving bool) {
-	run := ""
-	if r := w.hbRun.Load(); r != nil {
-		run = *r
+// feed steps the state machine and carries out its actions.
+func (w *Worker) feed(ev protocol.Event) {
+	for _, a := range w.core.Step(ev, time.Now()) {
+		w.do(a)
 	}
-	b, err := encode(heartbeat{Run: run, Sender: w.id, Step: w.committed.Load(), Leaving: leaving})
-	if err == nil {
-		w.nc.Publish(w.subj.hb, b)
+}
+
+func (w *Worker) do(a protocol.Action) {
+	switch a := a.(type) {
+	case protocol.SayHello:
+		w.sayHello()
+	case protocol.StartStep:
+		w.startBG(&w.step, false, func(ctx context.Context) protocol.Event { return w.compute(ctx, a) })
+	case protocol.CancelStep:
+		w.stopBG(&w.step)
+	case protocol.ApplyPending:
+		w.job.apply(w.job.model.Grads[:w.job.model.Config.NumParams()], a.LR)
+		w.job.step = a.Step
+		if w.hooks.afterApply != nil {
+			w.hooks.afterApply(w, a.Step)
+		}
+	case protocol.LoadSnapshot:
+		run := w.run
+		w.startBG(&w.load, true, func(ctx context.Context) protocol.Event {
+			return protocol.SnapshotLoaded{Step: a.Step, Err: w.resync(ctx, run, a.Step)}
+		})
+	case protocol.CancelLoad:
+		w.stopBG(&w.load)
+	case protocol.SendDone:
+		w.publish(w.subj.done, a.Done)
+	case protocol.SendHeartbeat:
+		w.publish(w.subj.hb, a.Heartbeat)
+	case protocol.Exit:
+		e := a
+		w.exit = &e
+	case protocol.Log:
+		w.log.Log(context.Background(), a.Level, a.Msg, a.Args...)
+	default:
+		panic(fmt.Sprintf("cluster: worker action %T", a))
 	}
+}
+
+func (w *Worker) publish(subject string, v any) {
+	b, err := encode(v)
+	if err != nil {
+		w.log.Error("encoding", "err", err)
+		return
+	}
+	if err := w.nc.Publish(subject, b); err != nil {
+		w.log.Debug("publishing", "subject", subject, "err", err)
+		return
+	}
+	w.nc.Flush()
+}
+
+// startBG runs f in the background; its event comes back through w.events.
+func (w *Worker) startBG(b *bg, load bool, f func(ctx context.Context) protocol.Event) {
+	w.stopBG(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	b.gen++
+	b.cancel, b.done = cancel, make(chan struct{})
+	gen, done := b.gen, b.done
+	go func() {
+		defer close(done)
+		ev := f(ctx)
+		if ctx.Err() == nil {
+			w.events <- bgDone{load: load, gen: gen, ev: ev}
+		}
+	}()
+}
+
+// stopBG cancels background work and waits for it to end.
+func (w *Worker) stopBG(b *bg) {
+	if b.done == nil {
+		return
+	}
+	b.cancel()
+	<-b.done
+	b.done = nil
+}
+
+// sayHello sends one hello in the background.
+func (w *Worker) sayHello() {
+	if w.hello {
+		return
+	}
+	w.hello = true
+	req, err := encode(protocol.Hello{Worker: w.id})
+	if err != nil {
+		w.events <- helloReply{err: err}
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		msg, err := w.nc.RequestWithContext(ctx, w.subj.hello, req)
+		w.events <- helloReply{msg: msg, err: err}
+	}()
+}
+
+// welcomed checks a welcome, builds (or keeps) the replica of its job, and
+// returns the state machine's event.
+func (w *Worker) welcomed(r helloReply) protocol.Event {
+	if r.err != nil {
+		fatal := errors.Is(r.err, nats.ErrConnectionClosed) || errors.Is(r.err, nats.ErrAuthorization)
+		return protocol.HelloFailed{Err: r.err, Fatal: fatal}
+	}
+	var wel welcome
+	if err := decode(r.msg.Data, &wel); err != nil {
+		return protocol.HelloFailed{Err: fmt.Errorf("the welcome: %w", err)}
+	}
+	if wel.Err != "" {
+		return protocol.HelloFailed{Err: fmt.Errorf("the coordinator refused: %s", wel.Err), Fatal: true}
+	}
+	if err := wel.Spec.Validate(); err != nil {
+		return protocol.HelloFailed{Err: fmt.Errorf("the job of run %s: %w", wel.Run, err), Fatal: true}
+	}
+	if w.job == nil || w.job.spec != wel.Spec {
+		job, err := newWorkerJob(wel.Spec, w.env)
+		if err != nil {
+			return protocol.HelloFailed{Err: fmt.Errorf("the job of run %s: %w", wel.Run, err), Fatal: true}
+		}
+		w.job = job
+	}
+	w.run = wel.Run
+	w.tick.Reset(max(wel.Spec.Heartbeat/2, 5*time.Millisecond))
+	w.log.Info("joined", "run", wel.Run, "params", w.job.model.Config.NumParams())
+	return protocol.Welcomed{Run: wel.Run, Windows: w.job.data.NumWindows(), Heartbeat: wel.Spec.Heartbeat}
 }
 
 // resync loads the coordinator's committed state of step base.
-func (w *Worker) resync(ctx context.Context, base uint64) error {
+func (w *Worker) resync(ctx context.Context, run string, base uint64) error {
 	start := time.Now()
 	buf := w.job.snapBuf[:0]
 	var first snapChunk
 	for off := 0; ; {
-		req, err := encode(snapRequest{Run: w.run, Sender: w.id, Step: base, Offset: off, Max: w.job.spec.ChunkBytes})
+		req, err := encode(protocol.SnapRequest{Run: run, Sender: w.id, Step: base, Offset: int64(off), Max: int64(w.job.spec.ChunkBytes)})
 		if err != nil {
 			return err
 		}
@@ -308,18 +324,19 @@ func (w *Worker) resync(ctx context.Context, base uint64) error {
 		if err := decode(msg.Data, &ch); err != nil {
 			return fmt.Errorf("snapshot: %w", err)
 		}
-		if ch.Err != "" {
+		switch {
+		case ch.Err != "":
 			return fmt.Errorf("snapshot: %s", ch.Err)
-		}
-		if off == 0 {
+		case ch.Run != run || ch.Step != base:
+			return fmt.Errorf("snapshot of run %q step %d, want run %q step %d", ch.Run, ch.Step, run, base)
+		case off == 0 && ch.Total != w.job.snapshotBytes():
+			return fmt.Errorf("snapshot has %d bytes, this model needs %d", ch.Total, w.job.snapshotBytes())
+		case off == 0:
 			first = ch
-			if ch.Total != w.job.snapshotBytes() {
-				return fmt.Errorf("snapshot has %d bytes, this model needs %d", ch.Total, w.job.snapshotBytes())
-			}
-		} else if ch.Checksum != first.Checksum || ch.Total != first.Total {
+		case ch.Checksum != first.Checksum || ch.Total != first.Total:
 			return errors.New("snapshot changed while it was being read")
 		}
-		if ch.Offset != off || len(ch.Data) == 0 && off < ch.Total {
+		if ch.Offset != off || len(ch.Data) == 0 && off < ch.Total || len(ch.Data) > ch.Total-off {
 			return fmt.Errorf("snapshot chunk at %d answered for %d with %d bytes", off, ch.Offset, len(ch.Data))
 		}
 		buf = append(buf, ch.Data...)
@@ -336,40 +353,33 @@ func (w *Worker) resync(ctx context.Context, base uint64) error {
 		return fmt.Errorf("snapshot checksum %016x, want %016x", got, first.Checksum)
 	}
 	w.job.step = base
-	w.job.initialised = true
-	w.committed.Store(base)
 	w.log.Info("loaded snapshot", "step", base, "bytes", len(buf), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
-// step computes this rank's share of plan p, all-reduces it, stages the
-// averaged gradient as pending and reports to the coordinator.
-func (w *Worker) step(ctx context.Context, p plan, rank int) {
-	n := len(p.Members)
-	windows := toInt32(shard.Shard(toInt(p.Batch), rank, n))
-	d := done{Run: w.run, Epoch: p.Epoch, Step: p.Step, Sender: w.id, Rank: rank, Windows: windows, Checksum: w.job.checksum()}
-	report := func() {
-		d.Leaving = w.leaving.Load()
-		if b, err := encode(d); err == nil {
-			w.nc.Publish(w.subj.done, b)
-			w.nc.Flush()
-		}
+// compute computes this rank's share of an attempt, all-reduces it, sends
+// the owned segment to the coordinator and stages the averaged gradient. It
+// returns the report (StepDone).
+func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Event {
+	p := a.Plan
+	d := protocol.Done{Run: p.Run, Epoch: p.Epoch, Step: p.Step, Sender: w.id, Rank: a.Rank, Windows: a.Windows, Checksum: w.job.checksum()}
+	fail := func(kind, format string, args ...any) protocol.Event {
+		d.Err, d.ErrKind = fmt.Sprintf(format, args...), kind
+		return protocol.StepDone{Report: d}
 	}
 	t0 := time.Now()
 	N := w.job.model.Config.NumParams()
 	g := w.job.model.Grads[:N+2]
-	lossSum, ceSum, tokens, cpu, err := w.gradient(windows)
+	sums, cpu, err := w.gradient(a.Windows)
 	if err != nil {
-		d.Err = fmt.Sprintf("computing the gradient: %v", err)
-		report()
-		return
+		return fail(protocol.FailCompute, "computing the gradient: %v", err)
 	}
-	g[N] = float32(lossSum)
-	g[N+1] = float32(tokens)
-	d.Tokens = tokens
-	d.CESum = ceSum
-	d.ComputeS = time.Since(t0).Seconds()
-	d.ComputeCPUS = cpu.Seconds()
+	if !finiteGradient(g[:N]) {
+		return fail(protocol.FailNonFinite, "the gradient of windows %v is not finite (loss sum %v)", a.Windows, sums.Loss)
+	}
+	g[N], g[N+1] = float32(sums.Loss), float32(sums.Tokens)
+	d.Tokens, d.LossSum, d.CESum = int64(sums.Tokens), sums.Loss, sums.CE
+	d.ComputeS, d.ComputeCPUS = time.Since(t0).Seconds(), cpu.Seconds()
 
 	t1 := time.Now()
 	d.ARStart = t1.UnixNano()
@@ -380,53 +390,48 @@ func (w *Worker) step(ctx context.Context, p plan, rank int) {
 		ring = w.hooks.ringWrap(p.Step, ring)
 	}
 	segs := w.job.segBuf[:0]
-	err = ring(actx, ringCall{run: w.run, epoch: p.Epoch, step: p.Step, rank: rank, members: p.Members, data: g},
-		func(off int, seg []float32) {
-			segs = w.sendSegment(segs, p, off, seg)
-		})
+	err = ring(actx, ringCall{run: p.Run, epoch: p.Epoch, step: p.Step, rank: a.Rank, members: p.Members, data: g},
+		func(off int, seg []float32) { segs = w.sendSegment(segs, p, off, seg) })
 	w.job.segBuf = segs
 	end := time.Now()
-	d.AllReduceS = end.Sub(t1).Seconds()
-	d.AREnd = end.UnixNano()
+	d.AllReduceS, d.AREnd = end.Sub(t1).Seconds(), end.UnixNano()
 	if err != nil {
-		if ctx.Err() != nil {
-			return // aborted by a newer plan: nothing to report
-		}
-		d.Err = fmt.Sprintf("all-reduce: %v (this worker's mailbox has dropped %d stale or unexpected ring messages)", err, w.mb.dropped.Load())
-		report()
-		return
+		return fail(protocol.FailAllReduce, "all-reduce: %v (this worker's mailbox has dropped %d stale or unexpected ring messages)", err, w.mb.dropped.Load())
 	}
+	n := len(p.Members)
+	plan := allreduce.NewPlan(len(g), n, allreduce.Options{ChunkBytes: w.job.spec.ChunkBytes}.PartFloats())
+	off, l := plan.Segment((a.Rank + 1) % n)
+	d.SegSum = checksum(g[off : off+l])
 	finishGradient(g)
-	w.pending = &pendingUpdate{step: p.Step, lr: p.LR}
-	report()
+	return protocol.StepDone{Report: d}
 }
 
 // gradient computes this rank's gradient. With Env.MeasureCPU it runs on a
 // locked OS thread and also returns that thread's CPU time, the compute a
 // machine of its own would spend (the kernels' budget must then be one
 // thread, so that no work leaves the thread).
-func (w *Worker) gradient(windows []int32) (lossSum, ceSum float64, tokens int, compute time.Duration, err error) {
+func (w *Worker) gradient(windows []int32) (sums engine.Sums, compute time.Duration, err error) {
 	if !w.env.MeasureCPU {
 		t := time.Now()
-		lossSum, ceSum, tokens, err = w.job.gradient(windows)
-		return lossSum, ceSum, tokens, time.Since(t), err
+		sums, err = w.job.eng.Gradient(windows)
+		return sums, time.Since(t), err
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	c0, ok0 := threadCPU()
 	t := time.Now()
-	lossSum, ceSum, tokens, err = w.job.gradient(windows)
+	sums, err = w.job.eng.Gradient(windows)
 	compute = time.Since(t)
 	c1, ok1 := threadCPU()
 	if ok0 && ok1 {
 		compute = c1 - c0
 	}
-	return lossSum, ceSum, tokens, compute, err
+	return sums, compute, err
 }
 
 // sendSegment publishes this rank's fully reduced segment to the coordinator
 // in parts of at most chunk_bytes.
-func (w *Worker) sendSegment(buf []byte, p plan, off int, seg []float32) []byte {
+func (w *Worker) sendSegment(buf []byte, p protocol.Plan, off int, seg []float32) []byte {
 	per := max(1, (w.job.spec.ChunkBytes-256)/4)
 	for lo := 0; lo < len(seg); lo += per {
 		hi := min(lo+per, len(seg))
@@ -434,7 +439,7 @@ func (w *Worker) sendSegment(buf []byte, p plan, off int, seg []float32) []byte 
 		for _, v := range seg[lo:hi] {
 			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
 		}
-		b, err := encode(segment{Run: w.run, Epoch: p.Epoch, Step: p.Step, Sender: w.id, Offset: off + lo, Data: buf})
+		b, err := encode(protocol.Segment{Run: p.Run, Epoch: p.Epoch, Step: p.Step, Sender: w.id, Offset: int64(off + lo), Data: buf})
 		if err == nil {
 			w.nc.Publish(w.subj.seg, b)
 		}

@@ -86,7 +86,10 @@ type Cluster struct {
 	MinWorkers   int           `mapstructure:"min_workers"`
 	StepDeadline time.Duration `mapstructure:"step_deadline"`
 	Heartbeat    time.Duration `mapstructure:"heartbeat"`
-	Threads      int           `mapstructure:"threads"` // kernel threads per process; 0: all cores
+	// CoordinatorTimeout is how long a worker waits for a silent, paused
+	// or restarted coordinator before it ends.
+	CoordinatorTimeout time.Duration `mapstructure:"coordinator_timeout"`
+	Threads            int           `mapstructure:"threads"` // kernel threads per process; 0: all cores
 }
 
 // Run says where outputs go and how often.
@@ -144,7 +147,8 @@ func Keys() []Key {
 		{"cluster.workers", 4, "number of in-process workers (simulation mode)"},
 		{"cluster.min_workers", 1, "fewest workers a step may run with"},
 		{"cluster.step_deadline", 5 * time.Second, "time a step may take before it is aborted and retried"},
-		{"cluster.heartbeat", 1 * time.Second, "interval of worker heartbeats"},
+		{"cluster.heartbeat", 1 * time.Second, "interval of worker heartbeats; three missed ones mark a worker dead"},
+		{"cluster.coordinator_timeout", 10 * time.Minute, "how long a worker waits for a silent, paused or restarted coordinator before it ends"},
 		{"cluster.threads", 0, "kernel threads per process; 0 uses every core"},
 		{"run.dir", "", "output folder (metrics.jsonl, checkpoints/, loss.png); empty: runs/<job> for coordinator run, a new runs/<job>-<time> for sim"},
 		{"run.checkpoint_every", 100, "checkpoint every N steps (and at the end); 0: only at the end"},
@@ -276,8 +280,11 @@ func (c Config) Validate() error {
 	if c.Cluster.StepDeadline <= 0 {
 		bad("cluster.step_deadline", c.Cluster.StepDeadline, "must be > 0")
 	}
-	if c.Cluster.Heartbeat <= 0 {
-		bad("cluster.heartbeat", c.Cluster.Heartbeat, "must be > 0")
+	if c.Cluster.Heartbeat < 10*time.Millisecond {
+		bad("cluster.heartbeat", c.Cluster.Heartbeat, "must be >= 10ms")
+	}
+	if c.Cluster.CoordinatorTimeout < 3*c.Cluster.Heartbeat {
+		bad("cluster.coordinator_timeout", c.Cluster.CoordinatorTimeout, "must be >= three heartbeats")
 	}
 	if c.Cluster.Threads < 0 {
 		bad("cluster.threads", c.Cluster.Threads, "must be >= 0 (0 uses every core)")

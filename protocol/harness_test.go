@@ -140,6 +140,7 @@ type harness struct {
 	lastLine string
 	repeat   int
 
+	lateWelcome  time.Duration // welcomes arrive this much after they are sent
 	batchSize    int
 	coordTimeout time.Duration
 }
@@ -327,9 +328,17 @@ func (h *harness) doC(a Action) {
 	case BeginAttempt:
 	case Welcome:
 		w := h.workers[a.Reply]
-		if w != nil {
-			h.send("c", a.Reply, "welcome", Welcomed{Run: h.c.cfg.Run, Windows: hWindows, Heartbeat: h.ccfg.Heartbeat})
+		if w == nil {
+			break
 		}
+		ev := Welcomed{Run: h.c.cfg.Run, Windows: hWindows, Heartbeat: h.ccfg.Heartbeat}
+		if h.lateWelcome > 0 {
+			// The reply travels another path than the plans and may be
+			// overtaken by them.
+			h.at(h.lateWelcome, func() { h.send("c", a.Reply, "welcome", ev) })
+			break
+		}
+		h.send("c", a.Reply, "welcome", ev)
 	case ServeSnap:
 		h.send("c", a.Reply, "snapchunk", snapReply{step: a.Step, history: slices.Clone(h.master)})
 	case RefuseSnap:

@@ -29,6 +29,7 @@ func chaosRun(t *testing.T, seed uint64, check func(h *harness)) *harness {
 	h.coordTimeout = 10 * time.Minute
 	h.tick = h.ccfg.Heartbeat / 2
 	h.quiet = map[string]bool{}
+	h.lateWelcome = time.Duration(seed%3) * 3 * time.Millisecond
 	h.newCoordinator(0)
 	names := []string{"w0", "w1", "w2", "w3"}
 	for _, n := range names[:3] {

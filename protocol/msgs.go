@@ -66,6 +66,7 @@ type Done struct {
 	CESum    float64 `msgpack:"ce_sum"`   // cross-entropy of the actual next tokens, summed
 	KDSum    float64 `msgpack:"kd_sum,omitempty"`
 	Checksum uint64  `msgpack:"checksum"` // of the parameters the gradient was computed from (step Base)
+	SegSum   uint64  `msgpack:"seg_sum"`  // of the segment this rank owns, fully reduced
 	// Timings: compute in wall and thread-CPU seconds, the all-reduce, and
 	// the wall-clock times (Unix ns) the rank entered and left the ring.
 	ComputeS    float64 `msgpack:"compute_s"`

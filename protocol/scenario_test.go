@@ -144,6 +144,8 @@ func (h *harness) run(d *datadriven.TestData) {
 		}
 	case "verbose":
 		h.verbose = true
+	case "late-welcome":
+		h.lateWelcome = parseDur(t, arg("by", "10ms"))
 	case "logs":
 		h.logs = true
 	default:

@@ -157,6 +157,7 @@ type Worker struct {
 	inflight    *staged // attempt being computed
 	loading     *uint64 // step whose snapshot is loading
 	deferred    *StartStep
+	early       *Plan // the newest plan heard while joining
 	leaving     bool
 	out         []Action
 }
@@ -259,8 +260,13 @@ func (w *Worker) onWelcomed(e Welcomed, now time.Time) {
 	w.initialised, w.pending = false, nil
 	w.lastEpoch, w.lastStep = 0, 0
 	w.lastPlan, w.everRun, w.waitLog = now, true, false
-	w.log(slog.LevelInfo, "joined", "run", e.Run)
 	w.sendHeartbeat(now)
+	if p := w.early; p != nil {
+		w.early = nil
+		if p.Run == w.run {
+			w.onPlan(p, now)
+		}
+	}
 }
 
 func (w *Worker) onHelloFailed(e HelloFailed) {
@@ -293,7 +299,13 @@ func (w *Worker) onPlan(p *Plan, now time.Time) {
 		if w.everRun {
 			w.lastPlan = now
 		}
-		return // the welcome decides which run to follow
+		// The welcome decides which run to follow. A plan can overtake the
+		// welcome that answers this worker's hello: keep the newest, and
+		// act on it once welcomed into its run.
+		if w.early == nil || w.early.Run != p.Run || after(p.Epoch, p.Step, w.early.Epoch, w.early.Step) {
+			w.early = p
+		}
+		return
 	}
 	w.lastPlan = now // a coordinator of the job is there
 	if p.Run != w.run {

@@ -5,15 +5,11 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"image/color"
 	"os"
 	"path/filepath"
 	"strconv"
 
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/plotutil"
-	"gonum.org/v1/plot/vg"
+	"github.com/klring/klring/charts"
 )
 
 // Report is the outcome of a sweep.
@@ -137,144 +133,79 @@ func (r *Report) keys() []string {
 	return ks
 }
 
-func newPlot(title, x, y string) *plot.Plot {
-	p := plot.New()
-	p.Title.Text = title
-	p.X.Label.Text = x
-	p.Y.Label.Text = y
-	p.Add(plotter.NewGrid())
-	p.Legend.Top = true
-	p.Legend.Left = true
-	return p
-}
-
 func (r *Report) plotThroughput(path string) error {
-	p := newPlot("Throughput against workers", "workers", "tokens / s")
-	i := 0
-	for _, k := range r.keys() {
-		var meas, proj plotter.XYs
+	c := charts.New("Throughput against workers", "workers", "tokens / s")
+	for i, k := range r.keys() {
+		var meas, proj []charts.XY
 		for _, pt := range r.series()[k] {
-			meas = append(meas, plotter.XY{X: float64(pt.Workers), Y: pt.MeasuredTokS})
-			proj = append(proj, plotter.XY{X: float64(pt.Workers), Y: pt.ProjectedTokS})
+			meas = append(meas, charts.XY{X: float64(pt.Workers), Y: pt.MeasuredTokS})
+			proj = append(proj, charts.XY{X: float64(pt.Workers), Y: pt.ProjectedTokS})
 		}
-		if err := addLine(p, proj, k+": projected, N machines", i, false); err != nil {
+		if err := c.Add(charts.Line{Name: k + ": projected, N machines", Points: proj, Color: i, Marks: true}); err != nil {
 			return err
 		}
-		if err := addLine(p, meas, k+": measured, this machine", i, true); err != nil {
+		if err := c.Add(charts.Line{Name: k + ": measured, this machine", Points: meas, Color: i, Dashed: true, Marks: true}); err != nil {
 			return err
 		}
-		i++
 	}
-	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+	return c.Save(path)
 }
 
 func (r *Report) plotEfficiency(path string) error {
-	p := newPlot("Scaling efficiency (projected speedup / workers)", "workers", "efficiency")
-	p.Y.Min, p.Y.Max = 0, 1.1
-	i := 0
-	for _, k := range r.keys() {
-		var xy plotter.XYs
+	c := charts.New("Scaling efficiency (projected speedup / workers)", "workers", "efficiency")
+	c.P.Y.Min, c.P.Y.Max = 0, 1.1
+	for i, k := range r.keys() {
+		var xy []charts.XY
 		for _, pt := range r.series()[k] {
-			xy = append(xy, plotter.XY{X: float64(pt.Workers), Y: pt.Efficiency})
+			xy = append(xy, charts.XY{X: float64(pt.Workers), Y: pt.Efficiency})
 		}
-		if err := addLine(p, xy, k, i, false); err != nil {
+		if err := c.Add(charts.Line{Name: k, Points: xy, Color: i, Marks: true}); err != nil {
 			return err
 		}
-		i++
 	}
-	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+	return c.Save(path)
 }
 
 func (r *Report) plotBreakdown(path string) error {
 	k := r.keys()[0]
 	pts := r.series()[k]
-	p := newPlot("Time of a step, broken down ("+k+")", "workers", "milliseconds")
-	comp, ar, wait := make(plotter.Values, len(pts)), make(plotter.Values, len(pts)), make(plotter.Values, len(pts))
+	c := charts.New("Time of a step, broken down ("+k+")", "workers", "milliseconds")
+	comp, ar, wait := make([]float64, len(pts)), make([]float64, len(pts)), make([]float64, len(pts))
 	var names []string
 	for i, pt := range pts {
 		comp[i], ar[i], wait[i] = pt.ComputeS*1e3, pt.AllReduceS*1e3, pt.WaitS*1e3
 		names = append(names, strconv.Itoa(pt.Workers))
 	}
-	w := vg.Points(30)
-	bc, err := plotter.NewBarChart(comp, w)
-	if err != nil {
+	if err := c.Stacked(names, []charts.Bars{{Name: "compute (CPU time of one thread)", Values: comp},
+		{Name: "all-reduce", Values: ar}, {Name: "wait (stragglers, contention, protocol)", Values: wait}}); err != nil {
 		return err
 	}
-	bc.Color = plotutil.Color(0)
-	ba, err := plotter.NewBarChart(ar, w)
-	if err != nil {
-		return err
-	}
-	ba.Color = plotutil.Color(1)
-	ba.StackOn(bc)
-	bw, err := plotter.NewBarChart(wait, w)
-	if err != nil {
-		return err
-	}
-	bw.Color = plotutil.Color(2)
-	bw.StackOn(ba)
-	p.Add(bc, ba, bw)
-	top := 0.0
-	for i := range comp {
-		top = max(top, comp[i]+ar[i]+wait[i])
-	}
-	p.Y.Min, p.Y.Max = 0, top*1.4 // room for the legend above the bars
-	p.Legend.Left = false
-	p.Legend.Add("compute (CPU time of one thread)", bc)
-	p.Legend.Add("all-reduce", ba)
-	p.Legend.Add("wait (stragglers, contention, protocol)", bw)
-	p.NominalX(names...)
-	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+	return c.Save(path)
 }
 
 func (r *Report) plotAllReduce(path string) error {
-	p := newPlot("All-reduce time: measured, cost model and lower bound", "workers", "milliseconds")
-	i := 0
-	for _, k := range r.keys() {
-		var meas, model, lb plotter.XYs
+	c := charts.New("All-reduce time: measured, cost model and lower bound", "workers", "milliseconds")
+	for i, k := range r.keys() {
+		var meas, model, lb []charts.XY
 		for _, pt := range r.series()[k] {
 			if pt.Workers < 2 {
 				continue
 			}
 			x := float64(pt.Workers)
-			meas = append(meas, plotter.XY{X: x, Y: pt.AllReduceS * 1e3})
-			model = append(model, plotter.XY{X: x, Y: pt.ModelARS * 1e3})
-			lb = append(lb, plotter.XY{X: x, Y: pt.LowerBoundS * 1e3})
+			meas = append(meas, charts.XY{X: x, Y: pt.AllReduceS * 1e3})
+			model = append(model, charts.XY{X: x, Y: pt.ModelARS * 1e3})
+			lb = append(lb, charts.XY{X: x, Y: pt.LowerBoundS * 1e3})
 		}
 		if len(meas) == 0 {
 			continue
 		}
-		if err := addLine(p, meas, k+": measured", i, true); err != nil {
-			return err
+		for _, l := range []charts.Line{{Name: k + ": measured", Points: meas, Color: i, Dashed: true, Marks: true},
+			{Name: k + ": model", Points: model, Color: i, Marks: true},
+			{Name: k + ": lower bound 2(n-1)/n S/B", Points: lb, Color: 7, Dashed: true}} {
+			if err := c.Add(l); err != nil {
+				return err
+			}
 		}
-		if err := addLine(p, model, k+": model", i, false); err != nil {
-			return err
-		}
-		l, err := plotter.NewLine(lb)
-		if err != nil {
-			return err
-		}
-		l.Color = color.Gray{Y: 100}
-		l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-		p.Add(l)
-		p.Legend.Add(k+": lower bound 2(n-1)/n S/B", l)
-		i++
 	}
-	return p.Save(8*vg.Inch, 5*vg.Inch, path)
-}
-
-func addLine(p *plot.Plot, xy plotter.XYs, name string, i int, dashed bool) error {
-	l, s, err := plotter.NewLinePoints(xy)
-	if err != nil {
-		return err
-	}
-	l.Color = plotutil.Color(i)
-	s.Color = l.Color
-	if dashed {
-		l.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
-		s.Shape = plotutil.Shape(1)
-	}
-	p.Add(l, s)
-	p.Legend.Add(name, l, s)
-	return nil
+	return c.Save(path)
 }

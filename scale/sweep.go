@@ -10,6 +10,7 @@ import (
 
 	"github.com/klring/klring/cluster"
 	"github.com/klring/klring/config"
+	"github.com/klring/klring/outputs"
 )
 
 // Options describe a sweep.
@@ -126,7 +127,7 @@ func Run(ctx context.Context, base config.Config, o Options, dir string, log *sl
 				if _, err := cluster.SimulateWith(ctx, cfg, quiet, nil, cluster.SimOptions{Link: net, IsolateWorkers: true, LocalRing: true}); err != nil {
 					return nil, fmt.Errorf("scale: %s, %s, %d workers: %w", preset, net.Name, n, err)
 				}
-				rows, err := cluster.ReadMetrics(cfg.Run.Dir)
+				rows, err := outputs.ReadMetrics(cfg.Run.Dir)
 				if err != nil {
 					return nil, err
 				}
@@ -149,11 +150,11 @@ func Run(ctx context.Context, base config.Config, o Options, dir string, log *sl
 }
 
 // measure turns a point's metrics into medians and the projection.
-func measure(rows []cluster.StepMetrics, warmup int, preset string, net cluster.LinkProfile, n int) Point {
+func measure(rows []outputs.StepMetrics, warmup int, preset string, net cluster.LinkProfile, n int) Point {
 	if len(rows) > warmup {
 		rows = rows[warmup:]
 	}
-	med := func(f func(cluster.StepMetrics) float64) float64 {
+	med := func(f func(outputs.StepMetrics) float64) float64 {
 		v := make([]float64, len(rows))
 		for i, r := range rows {
 			v[i] = f(r)
@@ -161,12 +162,12 @@ func measure(rows []cluster.StepMetrics, warmup int, preset string, net cluster.
 		return median(v)
 	}
 	p := Point{Preset: preset, Network: net.Name, Workers: n}
-	p.TokensPerStep = med(func(r cluster.StepMetrics) float64 { return float64(r.Tokens) })
-	p.Bytes = med(func(r cluster.StepMetrics) float64 { return float64(r.Bytes) })
-	p.MeasuredStepS = med(func(r cluster.StepMetrics) float64 { return r.StepS })
-	p.ComputeS = med(func(r cluster.StepMetrics) float64 { return r.ComputeCPUS })
-	p.AllReduceS = med(func(r cluster.StepMetrics) float64 { return r.AllReduceS })
-	p.WaitS = med(func(r cluster.StepMetrics) float64 { return r.WaitS })
+	p.TokensPerStep = med(func(r outputs.StepMetrics) float64 { return float64(r.Tokens) })
+	p.Bytes = med(func(r outputs.StepMetrics) float64 { return float64(r.Bytes) })
+	p.MeasuredStepS = med(func(r outputs.StepMetrics) float64 { return r.StepS })
+	p.ComputeS = med(func(r outputs.StepMetrics) float64 { return r.ComputeCPUS })
+	p.AllReduceS = med(func(r outputs.StepMetrics) float64 { return r.AllReduceS })
+	p.WaitS = med(func(r outputs.StepMetrics) float64 { return r.WaitS })
 	if p.MeasuredStepS > 0 {
 		p.MeasuredTokS = p.TokensPerStep / p.MeasuredStepS
 	}

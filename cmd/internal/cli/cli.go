@@ -17,6 +17,8 @@ import (
 
 	"github.com/klring/klring/cluster"
 	"github.com/klring/klring/config"
+	"github.com/klring/klring/engine"
+	"github.com/klring/klring/outputs"
 )
 
 // keyHelp lists every configuration key for --help.
@@ -62,7 +64,7 @@ func Coordinator() *cobra.Command {
 }
 
 // trainCmd is a command that trains: config -> run -> summary.
-func trainCmd(use, short, long string, run func(context.Context, config.Config, *slog.Logger, func(cluster.StepMetrics)) (cluster.Summary, error)) *cobra.Command {
+func trainCmd(use, short, long string, run func(context.Context, config.Config, *slog.Logger, func(outputs.StepMetrics)) (cluster.Summary, error)) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
@@ -88,7 +90,7 @@ func trainCmd(use, short, long string, run func(context.Context, config.Config, 
 func runCmd() *cobra.Command {
 	return trainCmd("run", "Serve one training job on nats.url",
 		"Serve one training job on nats.url: admit workers, plan steps, apply every update to the master copy, checkpoint, evaluate. With a run.dir that holds checkpoints, resume from the newest.",
-		func(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(cluster.StepMetrics)) (cluster.Summary, error) {
+		func(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(outputs.StepMetrics)) (cluster.Summary, error) {
 			if cfg.Run.Dir == "" {
 				cfg.Run.Dir = "runs/" + cfg.Job
 			}
@@ -115,7 +117,7 @@ func evalCmd() *cobra.Command {
 			if ckpt == "" {
 				return fmt.Errorf("--checkpoint is required")
 			}
-			res, err := cluster.EvaluateCheckpoint(cluster.EvalRequest{Checkpoint: ckpt, Data: data, All: all, ValFraction: valFraction, Seed: seed})
+			res, err := engine.EvaluateCheckpoint(engine.EvalRequest{Checkpoint: ckpt, Data: data, All: all, ValFraction: valFraction, Seed: seed})
 			if err != nil {
 				return err
 			}
@@ -139,7 +141,7 @@ func evalCmd() *cobra.Command {
 }
 
 func sampleCmd() *cobra.Command {
-	var req cluster.SampleRequest
+	var req engine.SampleRequest
 	cmd := &cobra.Command{
 		Use:   "sample --checkpoint DIR --prompt TEXT",
 		Short: "Continue a prompt from a checkpoint",
@@ -149,7 +151,7 @@ func sampleCmd() *cobra.Command {
 			if req.Checkpoint == "" {
 				return fmt.Errorf("--checkpoint is required")
 			}
-			out, err := cluster.SampleCheckpoint(req)
+			out, err := engine.SampleCheckpoint(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -191,11 +193,11 @@ func Worker() *cobra.Command {
 }
 
 // progressFor shows a progress bar on a terminal and plain log lines otherwise.
-func progressFor(w *os.File, cfg config.Config, log *slog.Logger) func(cluster.StepMetrics) {
+func progressFor(w *os.File, cfg config.Config, log *slog.Logger) func(outputs.StepMetrics) {
 	if term.IsTerminal(int(w.Fd())) {
-		return cluster.ProgressBar(w, cfg.Train.Steps)
+		return ProgressBar(w, cfg.Train.Steps)
 	}
-	return cluster.ProgressLog(log, cfg.Train.Steps)
+	return ProgressLog(log, cfg.Train.Steps)
 }
 
 func printSummary(w io.Writer, s cluster.Summary) {

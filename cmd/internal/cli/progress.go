@@ -1,4 +1,4 @@
-package cluster
+package cli
 
 import (
 	"fmt"
@@ -6,13 +6,15 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/klring/klring/outputs"
 )
 
 // ProgressBar returns a progress function that redraws one line on a
 // terminal: a bar, the step, the loss, the KL to the truth and tokens/s.
-func ProgressBar(w io.Writer, steps int) func(StepMetrics) {
+func ProgressBar(w io.Writer, steps int) func(outputs.StepMetrics) {
 	start := time.Now()
-	return func(m StepMetrics) {
+	return func(m outputs.StepMetrics) {
 		const width = 30
 		frac := float64(m.Step) / float64(max(steps, 1))
 		fill := int(frac * width)
@@ -35,8 +37,8 @@ func ProgressBar(w io.Writer, steps int) func(StepMetrics) {
 
 // ProgressLog returns a progress function that logs one line per committed
 // step (for logs that are not a terminal).
-func ProgressLog(log *slog.Logger, steps int) func(StepMetrics) {
-	return func(m StepMetrics) {
+func ProgressLog(log *slog.Logger, steps int) func(outputs.StepMetrics) {
+	return func(m outputs.StepMetrics) {
 		args := []any{"step", m.Step, "of", steps, "loss", round4(m.Loss), "tokens_per_s", int(m.TokensPerS), "workers", m.Workers}
 		if m.KLToTruth != nil {
 			args = append(args, "kl_to_truth", round4(*m.KLToTruth))

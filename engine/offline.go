@@ -1,4 +1,4 @@
-package cluster
+package engine
 
 import (
 	"context"
@@ -6,7 +6,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/klring/klring/kernels"
 	"github.com/klring/klring/lm"
+	"github.com/klring/klring/loss"
+	"github.com/klring/klring/shard"
 )
 
 // EvalRequest names a checkpoint and the data to evaluate it on.
@@ -33,21 +36,17 @@ type EvalResult struct {
 // EvaluateCheckpoint computes the mean loss of a checkpoint over the held-out
 // windows of a data source (every window with All).
 func EvaluateCheckpoint(r EvalRequest) (EvalResult, error) {
-	env := NewEnv(r.Threads)
-	model, _, err := lm.LoadCheckpoint(r.Checkpoint, env.Pool)
+	pool := kernels.NewPool(r.Threads)
+	model, _, err := lm.LoadCheckpoint(r.Checkpoint, pool)
 	if err != nil {
 		return EvalResult{}, fmt.Errorf("loading %s: %w", r.Checkpoint, err)
 	}
-	spec := JobSpec{Model: model.Config, DataSource: r.Data, ValFraction: r.ValFraction, DataSeed: r.Seed,
-		Direction: "forward", Target: "hard", Temperature: 1, Beta: 0.5, BatchWindows: 8}
-	data, err := env.dataset(dataOptions(spec))
+	data, err := shard.Open(shard.Options{Source: r.Data, Ctx: model.Config.Ctx, ValFraction: r.ValFraction, Seed: r.Seed})
 	if err != nil {
 		return EvalResult{}, fmt.Errorf("data %s: %w", r.Data, err)
 	}
-	if data.Vocab() > model.Config.Vocab {
-		return EvalResult{}, fmt.Errorf("data %s has vocabulary %d, the checkpoint's model only %d", r.Data, data.Vocab(), model.Config.Vocab)
-	}
-	eng, err := newEngine(spec, env, model, data)
+	defer data.Close()
+	eng, err := New(Options{Loss: loss.DefaultOptions(), Target: TargetHard, MaxWindows: 8}, model, data, pool)
 	if err != nil {
 		return EvalResult{}, err
 	}
@@ -58,7 +57,7 @@ func EvaluateCheckpoint(r EvalRequest) (EvalResult, error) {
 	if len(windows) == 0 {
 		return EvalResult{}, fmt.Errorf("data %s has no held-out windows (use --all, or a val_fraction > 0)", r.Data)
 	}
-	ev, err := eng.evaluate(windows)
+	ev, err := eng.Evaluate(windows)
 	if err != nil {
 		return EvalResult{}, err
 	}
@@ -82,9 +81,8 @@ type SampleRequest struct {
 
 // SampleCheckpoint continues a prompt. With a byte-level vocabulary (256) the
 // prompt and the output are text; otherwise token ids.
-func SampleCheckpoint(r SampleRequest) (string, error) {
-	env := NewEnv(0)
-	model, _, err := lm.LoadCheckpoint(r.Checkpoint, env.Pool)
+func SampleCheckpoint(ctx context.Context, r SampleRequest) (string, error) {
+	model, _, err := lm.LoadCheckpoint(r.Checkpoint, kernels.NewPool(0))
 	if err != nil {
 		return "", fmt.Errorf("loading %s: %w", r.Checkpoint, err)
 	}
@@ -107,7 +105,7 @@ func SampleCheckpoint(r SampleRequest) (string, error) {
 	if len(prompt) == 0 {
 		return "", fmt.Errorf("empty prompt")
 	}
-	out, err := model.Sample(context.Background(), prompt, r.Tokens, lm.SampleOptions{Temperature: r.Temperature, TopK: r.TopK, Seed: r.Seed})
+	out, err := model.Sample(ctx, prompt, r.Tokens, lm.SampleOptions{Temperature: r.Temperature, TopK: r.TopK, Seed: r.Seed})
 	if err != nil {
 		return "", err
 	}
