@@ -33,4 +33,7 @@ func (bytesTokenizer) TokenBytes(id int32) int {
 }
 
 // Cut: every position is a place to cut bytes.
-func (bytesTokenizer) Cut(text []byte, from int) int { return from }
+func (bytesTokenizer) Cut(text []byte, from int) int {
+	checkFrom(text, from)
+	return from
+}

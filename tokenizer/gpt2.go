@@ -196,6 +196,7 @@ func (g *gpt2) pieceEnd(text []byte, i int) int {
 // apostrophe (which may begin a contraction). No piece of GPT-2's pattern
 // spans such a place, and no piece looks behind its start.
 func (g *gpt2) Cut(text []byte, from int) int {
+	checkFrom(text, from)
 	p := from
 	for p < len(text) && p > 0 && !utf8.RuneStart(text[p]) {
 		p++ // to the start of a character

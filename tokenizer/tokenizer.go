@@ -48,6 +48,12 @@ type Cutter interface {
 	Cut(text []byte, from int) int
 }
 
+func checkFrom(text []byte, from int) {
+	if from < 0 || from > len(text) {
+		panic(fmt.Sprintf("tokenizer: Cut from %d outside [0, %d]", from, len(text)))
+	}
+}
+
 // Names of the tokenizers New knows.
 const (
 	NameBytes = "bytes" // ids are bytes, vocabulary 256

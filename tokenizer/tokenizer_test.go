@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -398,6 +399,21 @@ func stressTexts(t *testing.T) [][]byte {
 		texts = append(texts, b)
 	}
 	return texts
+}
+
+func TestCutPanicsOutsideText(t *testing.T) {
+	for _, name := range Names() {
+		for _, from := range []int{-1, 4} {
+			func() {
+				defer func() {
+					if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "tokenizer: Cut from") {
+						t.Errorf("%s: Cut(\"abc\", %d) recovered %v; want a panic", name, from, r)
+					}
+				}()
+				mustNew(t, name).(Cutter).Cut([]byte("abc"), from)
+			}()
+		}
+	}
 }
 
 // TestCut: cutting where Cut says changes nothing, at every position asked.
