@@ -57,7 +57,7 @@ func Coordinator() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), simCmd(), evalCmd(), sampleCmd(), scaleCmd())
+	root.AddCommand(runCmd(), simCmd(), evalCmd(), sampleCmd(), scaleCmd(), certsCmd())
 	return root
 }
 
