@@ -58,7 +58,7 @@ for name in coordinator worker nats-server; do
   printf 'root:x:0:\nklring:x:65532:\n' >"$ctx/rootfs/etc/group"
   if [ "$name" = nats-server ]; then
     mkdir -p "$ctx/rootfs/etc/nats"
-    cp docker/nats-server.conf "$ctx/rootfs/etc/nats/nats-server.conf"
+    cp docker/nats-server.conf docker/nats-server-tls.conf "$ctx/rootfs/etc/nats/"
   fi
   stamp "docker build klring/$name:$tag"
   if ! out=$(docker build --build-arg "REVISION=$revision" -t "klring/$name:$tag" "$ctx" 2>&1); then
