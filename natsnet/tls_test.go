@@ -221,3 +221,22 @@ func TestTLSFileErrorsNameTheFile(t *testing.T) {
 		}
 	}
 }
+
+func TestTLSOptionsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    natsnet.Options
+		ok   bool
+	}{
+		{"CA only", natsnet.Options{TLSCA: "ca.pem"}, true},
+		{"cert and key", natsnet.Options{TLSCert: "w.pem", TLSKey: "w-key.pem"}, true},
+		{"cert without key", natsnet.Options{TLSCert: "w.pem"}, false},
+		{"key without cert", natsnet.Options{TLSKey: "w-key.pem"}, false},
+	} {
+		o := natsnet.DefaultOptions()
+		o.TLSCA, o.TLSCert, o.TLSKey = tc.o.TLSCA, tc.o.TLSCert, tc.o.TLSKey
+		if err := o.Validate(); (err == nil) != tc.ok || (err != nil && !errors.Is(err, natsnet.ErrBadOptions)) {
+			t.Errorf("%s: Validate() = %v; want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
