@@ -294,20 +294,20 @@ func (o Options) tlsFailure(err error) string {
 		return "the server's certificate is not valid for the host in the URL (give `coordinator certs --hosts` every name and address clients use)"
 	case errors.As(err, &invalid):
 		return "the server's certificate is invalid (expired, or not a server certificate)"
+	case errors.As(err, &op) && op.Op == "remote error" && !strings.Contains(op.Err.Error(), "certificate"):
+		return "the server refused the TLS handshake"
 	case errors.As(err, &op) && op.Op == "remote error",
 		errors.Is(err, nats.ErrTLS) && strings.Contains(err.Error(), "after TLS handshake"):
 		// The server's alert ("certificate required", "unknown
-		// certificate authority"), or the connection it closed right
-		// after the handshake.
+		// certificate authority", "bad certificate"), or the connection
+		// it closed right after the handshake.
 		if o.TLSCert == "" {
 			return "the server refused the TLS handshake: it requires a client certificate (TLSCert and TLSKey, nats.tls_cert and nats.tls_key)"
 		}
 		return "the server refused the client certificate " + o.TLSCert + ": it must be signed by the CA the server trusts"
-	case errors.Is(err, nats.ErrTLS) && !asked:
-		return "the server requires TLS and the TLS handshake failed"
-	case errors.Is(err, nats.ErrTLS):
-		return "the TLS handshake failed"
 	}
+	// Any other TLS error (a handshake cut short or timed out) may pass:
+	// retry it.
 	return ""
 }
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds everything docker-compose.yml needs: static binaries of the
-# coordinator, the worker and the official nats-server (from the Go module
-# klring depends on), each in a FROM scratch image. No image registry is
-# contacted.
+# Builds everything docker-compose.yml (and docker-compose.head.yml,
+# docker-compose.worker.yml) needs: static binaries of the coordinator, the
+# worker and the official nats-server (from the Go module klring depends on),
+# each in a FROM scratch image; the nats-server image holds
+# docker/nats-server.conf and docker/nats-server-tls.conf. No image registry
+# is contacted.
 #
 #   bash scripts/build-images.sh            # or: make images
 #

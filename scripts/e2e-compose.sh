@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # End-to-end check of the docker-compose deployment (also `make e2e`):
 #
-#   1. build the images (scripts/build-images.sh, tag "e2e");
+#   1. build the images (scripts/build-images.sh, tag "e2e" or E2E_IMAGE_TAG);
 #   2. start NATS, the coordinator and 3 workers under a project name of its
 #      own, so it never touches a user's stack; check that only the
 #      coordinator's metrics port is published;
 #   3. wait for step 10 with 3 workers and `docker kill` one worker;
 #   4. check that NATS refuses a client with no or wrong credentials (a raw
 #      CONNECT from the host), that the workers' user may publish neither a
-#      plan nor a reply (_INBOX), and that a worker with a wrong password
-#      exits non-zero with an authorization error; wait for the coordinator
-#      to finish every step with the 2 workers left;
+#      plan nor a reply (_INBOX; scripts/nats-probe.py), and that a worker
+#      with a wrong password exits non-zero with an authorization error;
+#      wait for the coordinator to finish every step with the 2 workers left;
 #   5. check metrics.jsonl (every step 1..N exactly once) and ledger.jsonl
 #      (every window of every step counted exactly once: the batch is the
 #      disjoint union of the ranks' windows);
