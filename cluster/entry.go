@@ -169,6 +169,7 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 func connect(ctx context.Context, cfg config.Config, name string, log *slog.Logger) (*natsnet.Conn, error) {
 	c, err := natsnet.Connect(ctx, natsnet.Options{
 		URL: cfg.NATS.URL, User: cfg.NATS.User, Password: cfg.NATS.Password, Token: cfg.NATS.Token, Creds: cfg.NATS.Creds,
+		TLSCA: cfg.NATS.TLSCA, TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey,
 		Name: "klring " + cfg.Job + " " + name, ChunkBytes: cfg.AllReduce.ChunkBytes + headerRoom, Logger: log,
 	})
 	if err != nil {

@@ -24,13 +24,17 @@ type Config struct {
 }
 
 // NATS says how to reach the NATS server. In simulation mode the URL is
-// ignored: an embedded server is started.
+// ignored: an embedded server is started. The TLS files are PEM files;
+// setting any of them (or a tls:// URL) requires TLS.
 type NATS struct {
 	URL      string `mapstructure:"url"`
 	User     string `mapstructure:"user"`
 	Password string `mapstructure:"password"`
 	Token    string `mapstructure:"token"`
 	Creds    string `mapstructure:"creds"`
+	TLSCA    string `mapstructure:"tls_ca"`   // CA of the server's certificate
+	TLSCert  string `mapstructure:"tls_cert"` // client certificate (mutual TLS)
+	TLSKey   string `mapstructure:"tls_key"`  // its private key
 }
 
 // Model chooses the network.
@@ -117,6 +121,9 @@ func Keys() []Key {
 		{"nats.password", "", "NATS password"},
 		{"nats.token", "", "NATS token"},
 		{"nats.creds", "", "NATS credentials file"},
+		{"nats.tls_ca", "", "PEM file of the CA that signed the NATS server's certificate; set, or a tls:// nats.url, to use TLS (empty: the system's roots)"},
+		{"nats.tls_cert", "", "PEM file of this process's client certificate, for a NATS server that requires one (mutual TLS); with nats.tls_key"},
+		{"nats.tls_key", "", "PEM file of the private key of nats.tls_cert"},
 		{"model.preset", "tiny", "model size: tiny, small or custom"},
 		{"model.vocab", 0, "vocabulary size; 0 takes it from the data"},
 		{"model.n_embd", 0, "embedding width (custom, or overrides the preset when > 0)"},
@@ -188,6 +195,9 @@ func (c Config) Validate() error {
 	}
 	if (c.NATS.User == "") != (c.NATS.Password == "") {
 		bad("nats.user", fmt.Sprintf("%q", c.NATS.User), "nats.user and nats.password must be set together")
+	}
+	if (c.NATS.TLSCert == "") != (c.NATS.TLSKey == "") {
+		bad("nats.tls_cert", fmt.Sprintf("%q", c.NATS.TLSCert), fmt.Sprintf("nats.tls_cert and nats.tls_key must be set together (nats.tls_key = %q)", c.NATS.TLSKey))
 	}
 
 	oneOf("model.preset", c.Model.Preset, "tiny", "small", "custom")

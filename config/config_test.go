@@ -125,6 +125,8 @@ func TestInvalidValuesNameKeyValueAndRule(t *testing.T) {
 		{[]string{"--model.preset", "custom"}, "model.n_embd = 0: must be > 0 with model.preset = custom"},
 		{[]string{"--model.n_embd", "130", "--model.n_head", "4"}, "model.n_embd = 130: must be a multiple of model.n_head = 4"},
 		{[]string{"--nats.user", "u"}, "nats.user"},
+		{[]string{"--nats.tls_cert", "w.pem"}, `nats.tls_cert = "w.pem": nats.tls_cert and nats.tls_key must be set together`},
+		{[]string{"--nats.tls_key", "w-key.pem"}, `nats.tls_key = "w-key.pem"`},
 	}
 	for _, tt := range tests {
 		_, err := Load(flags(t, tt.args...))
@@ -150,5 +152,19 @@ func TestEveryKeyHasAFlagAndDecodes(t *testing.T) {
 	}
 	if c.Run.MetricsAddr != "127.0.0.1:0" || c.AllReduce.ChunkBytes != 4096 {
 		t.Errorf("env values not decoded: %+v %+v", c.Run, c.AllReduce)
+	}
+}
+
+func TestNATSTLSKeys(t *testing.T) {
+	t.Setenv("KLRING_NATS_TLS_CA", "/certs/ca.pem")
+	t.Setenv("KLRING_NATS_TLS_CERT", "/certs/worker.pem")
+	file := writeFile(t, "nats:\n  url: tls://head.example.com:4222\n  tls_key: /certs/worker-key.pem\n")
+	c, err := Load(flags(t, "--config", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := NATS{URL: "tls://head.example.com:4222", TLSCA: "/certs/ca.pem", TLSCert: "/certs/worker.pem", TLSKey: "/certs/worker-key.pem"}
+	if c.NATS != want {
+		t.Errorf("nats = %+v; want %+v", c.NATS, want)
 	}
 }

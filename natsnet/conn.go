@@ -2,9 +2,14 @@ package natsnet
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,15 +23,30 @@ var (
 	ErrBadOptions   = errors.New("natsnet: invalid options")
 	ErrNotReady     = errors.New("natsnet: server not ready")
 	ErrPayloadLimit = errors.New("natsnet: chunk larger than the server's max payload")
+	// ErrTLSFile: a certificate, key or CA file cannot be read or parsed.
+	ErrTLSFile = errors.New("natsnet: unusable TLS file")
+	// ErrTLS: the TLS handshake failed or the two ends disagree about TLS.
+	// Connect does not retry it.
+	ErrTLS = errors.New("natsnet: TLS failed")
 )
 
 // Options configure a client connection.
 type Options struct {
-	// URL of the server(s), comma separated. Default nats.DefaultURL.
+	// URL of the server(s), comma separated. Default nats.DefaultURL. A
+	// tls:// URL requires TLS; so does any TLS field below. Credentials in
+	// the URL (nats://user:password@host) work but are never logged or put
+	// in errors (RedactURL).
 	URL string
 	// User and Password, or Token, or the credentials file Creds (a JWT and
 	// nkey seed) authenticate the client. Default none.
 	User, Password, Token, Creds string
+	// TLSCA is a PEM file of the CA certificate(s) the server's certificate
+	// must be signed by; empty: the system's roots. Setting it requires TLS.
+	TLSCA string
+	// TLSCert and TLSKey are the PEM files of the client certificate and
+	// its private key, presented to a server that asks for one (mutual
+	// TLS). Set both or neither; setting them requires TLS.
+	TLSCert, TLSKey string
 	// Name names the connection on the server. Default "klring".
 	Name string
 	// ChunkBytes is the largest message the connection will publish;
@@ -70,6 +90,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: set both of User and Password, or neither", ErrBadOptions)
 	case (o.User != "") && (o.Token != "" || o.Creds != "") || o.Token != "" && o.Creds != "":
 		return fmt.Errorf("%w: set one of User/Password, Token and Creds", ErrBadOptions)
+	case (o.TLSCert == "") != (o.TLSKey == ""):
+		return fmt.Errorf("%w: set both of TLSCert and TLSKey, or neither", ErrBadOptions)
 	}
 	return nil
 }
@@ -113,17 +135,23 @@ type Conn struct {
 
 	slow      atomic.Uint64
 	asyncErrs atomic.Uint64
+	denied    atomic.Uint64
 }
 
 // Connect connects to opts.URL, retrying until ctx ends while the server
-// cannot be reached (an authorization error ends it at once), and checks
-// that opts.ChunkBytes fits in the server's MaxPayload. Zero fields of opts
-// take their defaults.
+// cannot be reached, and checks that opts.ChunkBytes fits in the server's
+// MaxPayload. An authorization error, a TLS file that cannot be read, and a
+// TLS failure (the server's certificate is not trusted, the server refuses
+// the client's certificate, one end requires TLS and the other does not
+// offer it) end it at once, with an error that says which. Zero fields of
+// opts take their defaults. Errors and logs show the URL without
+// credentials.
 func Connect(ctx context.Context, opts Options) (*Conn, error) {
 	opts = opts.fill()
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	url := RedactURL(opts.URL)
 	c := &Conn{opts: opts, log: opts.Logger}
 	no := []nats.Option{
 		nats.Name(opts.Name),
@@ -140,7 +168,7 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			c.log.Info("nats reconnected", "name", opts.Name, "url", nc.ConnectedUrlRedacted())
+			c.log.Info("nats reconnected", "name", opts.Name, "url", RedactURL(nc.ConnectedUrl()))
 		}),
 	}
 	if opts.User != "" {
@@ -152,6 +180,13 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 	if opts.Creds != "" {
 		no = append(no, nats.UserCredentials(opts.Creds))
 	}
+	tc, err := opts.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		no = append(no, nats.Secure(tc))
+	}
 	wait := opts.ReconnectWait
 	for attempt := 1; ; attempt++ {
 		dial := 5 * time.Second
@@ -162,30 +197,146 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		if err == nil {
 			if mp := nc.MaxPayload(); int64(opts.ChunkBytes) > mp {
 				nc.Close()
-				return nil, fmt.Errorf("natsnet: connecting to %s: %w: chunk_bytes %d > max_payload %d", opts.URL, ErrPayloadLimit, opts.ChunkBytes, mp)
+				return nil, fmt.Errorf("natsnet: connecting to %s: %w: chunk_bytes %d > max_payload %d", url, ErrPayloadLimit, opts.ChunkBytes, mp)
 			}
 			c.NC = nc
 			return c, nil
 		}
 		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
-			return nil, fmt.Errorf("natsnet: connecting to %s: %w", opts.URL, err)
+			return nil, fmt.Errorf("natsnet: connecting to %s: %w", url, err)
 		}
-		c.log.Debug("nats connect failed; retrying", "url", opts.URL, "attempt", attempt, "err", err)
+		if why := opts.tlsFailure(err); why != "" {
+			return nil, fmt.Errorf("natsnet: connecting to %s: %w: %s: %w", url, ErrTLS, why, err)
+		}
+		c.log.Debug("nats connect failed; retrying", "url", url, "attempt", attempt, "err", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("natsnet: connecting to %s after %d attempts: %w (last error: %v)", opts.URL, attempt, ctx.Err(), err)
+			return nil, fmt.Errorf("natsnet: connecting to %s after %d attempts: %w (last error: %v)", url, attempt, ctx.Err(), err)
 		case <-t.C:
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
 }
 
+// tlsConfig reads the TLS files of o into a client configuration; nil when o
+// asks for no TLS (a tls:// URL alone makes nats.go use the system's roots).
+func (o Options) tlsConfig() (*tls.Config, error) {
+	if o.TLSCA == "" && o.TLSCert == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.TLSCA != "" {
+		pool, err := loadCAs(o.TLSCA)
+		if err != nil {
+			return nil, err
+		}
+		tc.RootCAs = pool
+	}
+	if o.TLSCert != "" {
+		cert, err := loadKeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// loadCAs reads a PEM file of CA certificates.
+func loadCAs(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading the CA file: %w", ErrTLSFile, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%w: the CA file %s holds no PEM certificate", ErrTLSFile, path)
+	}
+	return pool, nil
+}
+
+// loadKeyPair reads a PEM certificate and its PEM private key.
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	for _, f := range []struct{ what, path string }{{"certificate", certFile}, {"key", keyFile}} {
+		if _, err := os.ReadFile(f.path); err != nil {
+			return tls.Certificate{}, fmt.Errorf("%w: reading the %s file: %w", ErrTLSFile, f.what, err)
+		}
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("%w: certificate %s with key %s: %w", ErrTLSFile, certFile, keyFile, err)
+	}
+	return cert, nil
+}
+
+// tlsFailure says why err, an error of nats.Connect, is a TLS failure that a
+// retry cannot mend, or returns "" when it is not one.
+func (o Options) tlsFailure(err error) string {
+	asked := o.TLSCA != "" || o.TLSCert != "" || strings.Contains(o.URL, "tls://")
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var op *net.OpError
+	switch {
+	case errors.Is(err, nats.ErrSecureConnWanted):
+		return "TLS is required on this side (a tls:// URL or a TLS file is set) but the server does not offer TLS"
+	case errors.As(err, &unknown) && o.TLSCA != "":
+		return "the server's certificate is not trusted: it is not signed by a CA in " + o.TLSCA
+	case errors.As(err, &unknown):
+		what := "the server's certificate is not trusted"
+		if !asked {
+			what = "the server requires TLS and its certificate is not signed by a CA this host trusts"
+		}
+		return what + ": set the CA file (TLSCA, nats.tls_ca) to the CA that signed it (ca.pem of `coordinator certs`)"
+	case errors.As(err, &host):
+		return "the server's certificate is not valid for the host in the URL (give `coordinator certs --hosts` every name and address clients use)"
+	case errors.As(err, &invalid):
+		return "the server's certificate is invalid (expired, or not a server certificate)"
+	case errors.As(err, &op) && op.Op == "remote error" && !strings.Contains(op.Err.Error(), "certificate"):
+		return "the server refused the TLS handshake"
+	case errors.As(err, &op) && op.Op == "remote error",
+		errors.Is(err, nats.ErrTLS) && strings.Contains(err.Error(), "after TLS handshake"):
+		// The server's alert ("certificate required", "unknown
+		// certificate authority", "bad certificate"), or the connection
+		// it closed right after the handshake.
+		if o.TLSCert == "" {
+			return "the server refused the TLS handshake: it requires a client certificate (TLSCert and TLSKey, nats.tls_cert and nats.tls_key)"
+		}
+		return "the server refused the client certificate " + o.TLSCert + ": it must be signed by the CA the server trusts"
+	}
+	// Any other TLS error (a handshake cut short or timed out) may pass:
+	// retry it.
+	return ""
+}
+
+// RedactURL replaces the credentials of every URL in a comma-separated list
+// (user:password@ or token@) by "redacted@", so that a URL can be logged.
+func RedactURL(urls string) string {
+	if !strings.Contains(urls, "@") {
+		return urls
+	}
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		start := 0
+		if k := strings.Index(u, "://"); k >= 0 {
+			start = k + 3
+		}
+		if at := strings.LastIndex(u[start:], "@"); at >= 0 {
+			parts[i] = u[:start] + "redacted@" + u[start+at+1:]
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
 func (c *Conn) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
 	c.asyncErrs.Add(1)
 	if errors.Is(err, nats.ErrSlowConsumer) {
 		c.slow.Add(1)
+	}
+	if errors.Is(err, nats.ErrPermissionViolation) {
+		c.denied.Add(1)
 	}
 	subj := ""
 	if sub != nil {
@@ -197,6 +348,10 @@ func (c *Conn) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
 // SlowConsumers is the number of slow-consumer events nats.go reported:
 // each means a subscription dropped messages.
 func (c *Conn) SlowConsumers() uint64 { return c.slow.Load() }
+
+// PermissionViolations is the number of publications and subscriptions the
+// server refused because the connection's user may not use the subject.
+func (c *Conn) PermissionViolations() uint64 { return c.denied.Load() }
 
 // AsyncErrors is the number of asynchronous errors of any kind.
 func (c *Conn) AsyncErrors() uint64 { return c.asyncErrs.Load() }

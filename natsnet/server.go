@@ -1,6 +1,7 @@
 package natsnet
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -16,7 +17,23 @@ type ServerOptions struct {
 	// Port is the port to listen on; 0 picks a free one. Default 0.
 	Port int
 	// User and Password, when both set, are required of every client.
+	// Exclusive with Users.
 	User, Password string
+	// Users, when not empty, are the only users the server admits, each
+	// with its own password and permissions (CoordinatorPermissions,
+	// WorkerPermissions). Exclusive with User and Password.
+	Users []User
+	// TLSCert and TLSKey are the PEM files of the server's certificate and
+	// private key. With both set the server requires TLS of every client,
+	// and URL returns a tls:// URL.
+	TLSCert, TLSKey string
+	// TLSCA is a PEM file of the CA certificate(s) client certificates must
+	// be signed by (required by TLSVerify).
+	TLSCA string
+	// TLSVerify makes the server require a client certificate signed by
+	// TLSCA (mutual TLS): a client without one is refused during the
+	// handshake.
+	TLSVerify bool
 	// MaxPayload is the largest message the server accepts, in bytes.
 	// Default 8 MiB (nats-server's own default is 1 MiB).
 	MaxPayload int32
@@ -27,6 +44,75 @@ type ServerOptions struct {
 	// ReadyTimeout bounds the wait for the server to accept connections.
 	// Default 10s.
 	ReadyTimeout time.Duration
+}
+
+// User is one user of an embedded server.
+type User struct {
+	Name, Password string
+	// Permissions restrict what the user may publish and subscribe to;
+	// nil: everything.
+	Permissions *Permissions
+}
+
+// Permissions say which subjects a user may publish and subscribe to.
+type Permissions struct {
+	Publish, Subscribe SubjectRules
+	// Responses lets the user publish one reply to each request it
+	// received, within two minutes, to the request's reply subject even
+	// though Publish does not allow it (nats-server's allow_responses): a
+	// service replies to its clients' inboxes, and no one else may.
+	Responses bool
+}
+
+// SubjectRules allow and deny subjects; NATS wildcards (* for one token,
+// > for the rest) are allowed. A subject must match Allow (or Allow is
+// empty) and match no Deny. Empty Allow and Deny allow everything.
+type SubjectRules struct {
+	Allow, Deny []string
+}
+
+// CoordinatorPermissions are the permissions of a coordinator of job ("*"
+// for any job): it subscribes to what workers send (hello, hb, done, seg,
+// snap), publishes plans, and answers hello (welcome) and snap (snapshot
+// chunks) requests through Responses. See docs/protocol.md.
+func CoordinatorPermissions(job string) *Permissions {
+	p := "klring." + job + "."
+	return &Permissions{
+		Publish:   SubjectRules{Allow: []string{p + "plan"}},
+		Subscribe: SubjectRules{Allow: []string{p + "hello", p + "hb", p + "done", p + "seg", p + "snap"}},
+		Responses: true,
+	}
+}
+
+// WorkerPermissions are the permissions of worker name ("*" for any
+// worker) of job ("*" for any job): it publishes hello and snap requests,
+// heartbeats, reports and segments, and ring messages to any worker; it
+// subscribes to plans, its own ring subject and the replies to its
+// requests (_INBOX.>). It may not publish plans or to any inbox, so it can
+// forge neither a plan nor a welcome nor a snapshot chunk.
+func WorkerPermissions(job, name string) *Permissions {
+	p := "klring." + job + "."
+	return &Permissions{
+		Publish:   SubjectRules{Allow: []string{p + "hello", p + "hb", p + "done", p + "seg", p + "snap", p + "ring.*"}},
+		Subscribe: SubjectRules{Allow: []string{p + "plan", p + "ring." + name, "_INBOX.>"}},
+	}
+}
+
+func (p *Permissions) server() *server.Permissions {
+	if p == nil {
+		return nil
+	}
+	rules := func(r SubjectRules) *server.SubjectPermission {
+		if len(r.Allow) == 0 && len(r.Deny) == 0 {
+			return nil
+		}
+		return &server.SubjectPermission{Allow: append([]string(nil), r.Allow...), Deny: append([]string(nil), r.Deny...)}
+	}
+	sp := &server.Permissions{Publish: rules(p.Publish), Subscribe: rules(p.Subscribe)}
+	if p.Responses {
+		sp.Response = &server.ResponsePermission{MaxMsgs: server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS, Expires: server.DEFAULT_ALLOW_RESPONSE_EXPIRATION}
+	}
+	return sp
 }
 
 // Server is an embedded nats-server running in this process.
@@ -54,6 +140,9 @@ func StartServer(opts ServerOptions) (*Server, error) {
 	if (opts.User == "") != (opts.Password == "") {
 		return nil, fmt.Errorf("%w: set both of user and password, or neither", ErrBadOptions)
 	}
+	if opts.User != "" && len(opts.Users) > 0 {
+		return nil, fmt.Errorf("%w: set User/Password or Users, not both", ErrBadOptions)
+	}
 	port := opts.Port
 	if port == 0 {
 		port = server.RANDOM_PORT
@@ -71,6 +160,26 @@ func StartServer(opts ServerOptions) (*Server, error) {
 		// simulations: no monitoring, no clustering, no JetStream.
 		HTTPPort: 0,
 	}
+	seen := map[string]bool{}
+	for _, u := range opts.Users {
+		if u.Name == "" || u.Password == "" {
+			return nil, fmt.Errorf("%w: user %q: set both of name and password", ErrBadOptions, u.Name)
+		}
+		if seen[u.Name] {
+			return nil, fmt.Errorf("%w: user %q named twice", ErrBadOptions, u.Name)
+		}
+		seen[u.Name] = true
+		so.Users = append(so.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: u.Permissions.server()})
+	}
+	scheme := "nats://"
+	tc, err := opts.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		so.TLSConfig, so.TLSVerify, so.TLSTimeout = tc, opts.TLSVerify, 2
+		scheme = "tls://"
+	}
 	srv, err := server.NewServer(so)
 	if err != nil {
 		return nil, fmt.Errorf("natsnet: starting the embedded server: %w", err)
@@ -87,10 +196,40 @@ func StartServer(opts ServerOptions) (*Server, error) {
 		srv.WaitForShutdown()
 		return nil, fmt.Errorf("natsnet: embedded server: %w", ErrNotReady)
 	}
-	return &Server{srv: srv, url: "nats://" + net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port))}, nil
+	return &Server{srv: srv, url: scheme + net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port))}, nil
 }
 
-// URL is the address clients connect to, nats://host:port.
+// tlsConfig reads the TLS files of o into a server configuration; nil when
+// o asks for no TLS.
+func (o ServerOptions) tlsConfig() (*tls.Config, error) {
+	switch {
+	case (o.TLSCert == "") != (o.TLSKey == ""):
+		return nil, fmt.Errorf("%w: set both of TLSCert and TLSKey, or neither", ErrBadOptions)
+	case o.TLSCert == "" && (o.TLSCA != "" || o.TLSVerify):
+		return nil, fmt.Errorf("%w: TLSCA and TLSVerify need TLSCert and TLSKey", ErrBadOptions)
+	case o.TLSVerify && o.TLSCA == "":
+		return nil, fmt.Errorf("%w: TLSVerify needs TLSCA, the CA of the client certificates", ErrBadOptions)
+	case o.TLSCert == "":
+		return nil, nil
+	}
+	cert, err := loadKeyPair(o.TLSCert, o.TLSKey)
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if o.TLSCA != "" {
+		if tc.ClientCAs, err = loadCAs(o.TLSCA); err != nil {
+			return nil, err
+		}
+	}
+	if o.TLSVerify {
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+// URL is the address clients connect to: nats://host:port, or
+// tls://host:port when the server requires TLS.
 func (s *Server) URL() string { return s.url }
 
 // Shutdown stops the server and waits until it has stopped.

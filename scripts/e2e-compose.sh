@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # End-to-end check of the docker-compose deployment (also `make e2e`):
 #
-#   1. build the images (scripts/build-images.sh, tag "e2e");
+#   1. build the images (scripts/build-images.sh, tag "e2e" or E2E_IMAGE_TAG);
 #   2. start NATS, the coordinator and 3 workers under a project name of its
 #      own, so it never touches a user's stack; check that only the
 #      coordinator's metrics port is published;
 #   3. wait for step 10 with 3 workers and `docker kill` one worker;
 #   4. check that NATS refuses a client with no or wrong credentials (a raw
-#      CONNECT from the host) and a worker with a wrong password (it must exit
-#      non-zero with an authorization error); wait for the coordinator to
-#      finish every step with the 2 workers left;
+#      CONNECT from the host), that the workers' user may publish neither a
+#      plan nor a reply (_INBOX; scripts/nats-probe.py), and that a worker
+#      with a wrong password exits non-zero with an authorization error;
+#      wait for the coordinator to finish every step with the 2 workers left;
 #   5. check metrics.jsonl (every step 1..N exactly once) and ledger.jsonl
 #      (every window of every step counted exactly once: the batch is the
 #      disjoint union of the ranks' windows);
@@ -19,7 +20,9 @@
 #      checkpoint, the workers follow it, and metrics.jsonl ends up with every
 #      step exactly once, lines 1..N unchanged;
 #   7. tear everything down (`down -v`), also on failure, after printing the
-#      last logs of every service.
+#      last logs of every service;
+#   8. run scripts/e2e-multihost.sh: the head node and a worker node as two
+#      compose projects, over TLS with client certificates.
 #
 # Works with `docker compose` and `docker-compose`, whichever exists.
 # Environment (all optional):
@@ -27,7 +30,9 @@
 #   E2E_MORE_STEPS=60     steps added for the resumed run
 #   E2E_RESTART_AFTER=15  kill the resumed coordinator this many steps past N
 #   E2E_KILL_AT=10        kill a worker once this step is committed
-#   E2E_SKIP_BUILD=1      reuse the klring/*:e2e images
+#   E2E_SKIP_BUILD=1      reuse the klring/*:$E2E_IMAGE_TAG images
+#   E2E_IMAGE_TAG=e2e     tag of the images built and used
+#   E2E_SKIP_MULTIHOST=1  skip step 8
 #   E2E_KEEP=1            do not tear down (debugging; prints the project name)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +42,7 @@ more=${E2E_MORE_STEPS:-60}
 restart_after=${E2E_RESTART_AFTER:-15}
 kill_at=${E2E_KILL_AT:-10}
 workers=3
-tag=e2e
+tag=${E2E_IMAGE_TAG:-e2e}
 start=$(date +%s)
 phase_timeout=${E2E_PHASE_TIMEOUT:-180}
 
@@ -63,6 +68,7 @@ project="klring-e2e-$(date +%s)-$$"
 work=$(mktemp -d)
 envfile="$work/e2e.env"
 password="e2e-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+coord_password="e2e-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 badclient="$project-badclient"
 ok=0
 follower=""
@@ -72,8 +78,10 @@ compose() { "${compose_cmd[@]}" --env-file "$envfile" -p "$project" -f docker-co
 write_env() { # $1: train.steps
   cat >"$envfile" <<EOF
 KLRING_IMAGE_TAG=$tag
-KLRING_NATS_USER=e2e
-KLRING_NATS_PASSWORD=$password
+KLRING_COORDINATOR_NATS_USER=e2e-coordinator
+KLRING_COORDINATOR_NATS_PASSWORD=$coord_password
+KLRING_WORKER_NATS_USER=e2e-worker
+KLRING_WORKER_NATS_PASSWORD=$password
 KLRING_METRICS_PUBLISH=127.0.0.1:
 KLRING_JOB=e2e
 KLRING_MODEL_PRESET=custom
@@ -251,18 +259,24 @@ done
 if [ "$reachable" = 0 ]; then
   stamp "NOTE: NATS at $nats_ip:4222 is not reachable from this host (Docker Desktop?): raw CONNECT checks skipped"
 else
-  answer=$(nats_probe "$nats_ip" 4222 e2e "$password")
+  answer=$(nats_probe "$nats_ip" 4222 e2e-worker "$password")
   [ "$answer" = "auth_required PONG" ] || fail "raw CONNECT with the right credentials: '$answer'; want 'auth_required PONG'"
-  answer=$(nats_probe "$nats_ip" 4222 e2e "wrong-$password")
+  answer=$(nats_probe "$nats_ip" 4222 e2e-worker "$coord_password")
+  [ "$answer" = "auth_required -ERR 'Authorization Violation'" ] || fail "raw CONNECT as the worker with the coordinator's password: '$answer'; want a refusal"
+  answer=$(nats_probe "$nats_ip" 4222 e2e-worker "wrong-$password")
   [ "$answer" = "auth_required -ERR 'Authorization Violation'" ] || fail "raw CONNECT with a wrong password: '$answer'; want a refusal"
   answer=$(nats_probe "$nats_ip" 4222 "" "")
   [ "$answer" = "auth_required -ERR 'Authorization Violation'" ] || fail "raw CONNECT without credentials: '$answer'; want a refusal"
   stamp "NATS admits the right credentials and refuses wrong and missing ones (-ERR 'Authorization Violation')"
+  answer=$(python3 scripts/nats-probe.py "$nats_ip" 4222 --user e2e-worker --password "$password" --pub e2e.x --pub klring.e2e.plan --pub _INBOX.e2e.x --pub klring.e2e.hb | tr '\n' '|')
+  want="info tls_required=false auth_required=true|connect PONG|pub e2e.x -ERR 'Permissions Violation for Publish to \"e2e.x\"'|pub klring.e2e.plan -ERR 'Permissions Violation for Publish to \"klring.e2e.plan\"'|pub _INBOX.e2e.x -ERR 'Permissions Violation for Publish to \"_INBOX.e2e.x\"'|pub klring.e2e.hb ok|"
+  [ "$answer" = "$want" ] || fail "the workers' user publishing: '$answer'; want '$want'"
+  stamp "the workers' user may not publish a plan or a reply (_INBOX): -ERR 'Permissions Violation'"
 fi
 
 stamp "starting a worker with a wrong password"
 docker run -d --name "$badclient" --network "$network" \
-  -e KLRING_NATS_URL=nats://nats:4222 -e KLRING_NATS_USER=e2e -e "KLRING_NATS_PASSWORD=wrong-$password" \
+  -e KLRING_NATS_URL=nats://nats:4222 -e KLRING_NATS_USER=e2e-worker -e "KLRING_NATS_PASSWORD=wrong-$password" \
   -e KLRING_JOB=e2e "klring/worker:$tag" >/dev/null
 code=$(timeout 60 docker wait "$badclient") || fail "the worker with a wrong password still runs after 60s; it must exit non-zero on an authorization violation"
 badlog=$(docker logs "$badclient" 2>&1 || true)
@@ -386,7 +400,12 @@ stamp "coordinator: $(cut -c1-160 <<<"$resumed")"
 docker kill "$coord" >/dev/null || fail "docker kill of the coordinator failed"
 wait "$follower" 2>/dev/null || true
 follower=""
-stamp "killed the coordinator after step $reached; starting it again"
+# Steps take tens of milliseconds: the coordinator may commit (and
+# checkpoint) a few more before the kill lands. Its log, complete up to the
+# kill, says how far it got; a checkpoint is logged after its step.
+died_at=$(grep -Eo '(^|[[:space:]])step=[0-9]+' "$work/coordinator2.log" | tail -1 | tr -dc 0-9)
+died_at=${died_at:-$reached}
+stamp "killed the coordinator after step $reached (its last log line names step $died_at); starting it again"
 compose up -d --no-deps coordinator 2>&1 | sed 's/^/    /'
 coord=$(compose ps -a -q coordinator)
 code=$(wait_exit "$coord" "$phase_timeout")
@@ -398,8 +417,8 @@ done
 stamp "coordinator and workers exited 0"
 again=$(docker logs "$coord" 2>&1 | grep -i "resum" | tail -1 || true)
 ckpt=$(grep -Eo '(^|[[:space:]])step=[0-9]+' <<<"$again" | tr -dc 0-9)
-[ -n "$ckpt" ] && [ "$ckpt" -gt "$steps" ] && [ "$ckpt" -le "$reached" ] ||
-  fail "after the restart the coordinator's log says '${again:-nothing}'; want a resume from a checkpoint in $((steps + 1))..$reached"
+[ -n "$ckpt" ] && [ "$ckpt" -gt "$steps" ] && [ "$ckpt" -le "$died_at" ] ||
+  fail "after the restart the coordinator's log says '${again:-nothing}'; want a resume from a checkpoint in $((steps + 1))..$died_at"
 stamp "coordinator: $(cut -c1-160 <<<"$again")"
 fetch metrics.jsonl || fail "/data/metrics.jsonl is missing after the resume"
 fetch ledger.jsonl || fail "/data/ledger.jsonl is missing after the resume"
@@ -424,6 +443,16 @@ print(f"    steps 1..{steps} unchanged, {steps + 1}..{total} each once, in metri
 EOF
 stamp "metrics and ledger continue at step $((steps + 1)) through $total, each step once"
 
+stamp "single-host checks passed in $(($(date +%s) - start))s; tearing down project $project"
+compose down -v --remove-orphans >/dev/null 2>&1 || compose down -v --remove-orphans
+
+# 8. Across machines: the head node and a worker node, over TLS.
+if [ "${E2E_SKIP_MULTIHOST:-0}" = 1 ]; then
+  stamp "E2E_SKIP_MULTIHOST=1: multi-host checks skipped"
+else
+  E2E_IMAGE_TAG=$tag bash scripts/e2e-multihost.sh || fail "multi-host checks (scripts/e2e-multihost.sh)"
+fi
+
 elapsed=$(($(date +%s) - start))
-[ "$elapsed" -le 300 ] || stamp "WARNING: took ${elapsed}s, more than the 5 minutes it should"
+[ "$elapsed" -le 480 ] || stamp "WARNING: took ${elapsed}s, more than the 8 minutes it should"
 ok=1
