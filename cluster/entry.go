@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klring/klring/certs"
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/kernels"
 	"github.com/klring/klring/natsnet"
@@ -81,6 +83,11 @@ type SimOptions struct {
 	// on NATS), so that the link model, not this machine's CPU, sets the
 	// all-reduce's time.
 	LocalRing bool
+	// Secure runs the embedded server as a deployment should: mutual TLS
+	// with certificates made for the run, and one user per role with the
+	// permissions of docs/security.md (the coordinator's may publish plans
+	// and answer requests, the workers' may not).
+	Secure bool
 }
 
 // SimulateWith is Simulate with options.
@@ -99,16 +106,38 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 		return Summary{}, err
 	}
 	c.SetProgress(progress)
-	srv, err := natsnet.StartServer(natsnet.ServerOptions{User: cfg.NATS.User, Password: cfg.NATS.Password,
-		MaxPayload: int32(max(8<<20, cfg.AllReduce.ChunkBytes+64<<10))})
+	if cfg.NATS.TLSCA != "" || cfg.NATS.TLSCert != "" || cfg.NATS.TLSKey != "" {
+		log.Info("simulation mode runs its own NATS server in this process: nats.tls_* are not used")
+	}
+	cfg.NATS.TLSCA, cfg.NATS.TLSCert, cfg.NATS.TLSKey = "", "", ""
+	so2 := natsnet.ServerOptions{User: cfg.NATS.User, Password: cfg.NATS.Password,
+		MaxPayload: int32(max(8<<20, cfg.AllReduce.ChunkBytes+64<<10))}
+	roles := map[string]config.NATS{"coordinator": cfg.NATS, "worker": cfg.NATS}
+	if so.Secure {
+		dir, err := os.MkdirTemp("", "klring-sim-certs-")
+		if err != nil {
+			return Summary{}, fmt.Errorf("secure simulation: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		if roles, err = secureServer(&so2, dir, cfg.Job); err != nil {
+			return Summary{}, err
+		}
+	}
+	srv, err := natsnet.StartServer(so2)
 	if err != nil {
 		return Summary{}, err
 	}
 	defer srv.Shutdown()
 	cfg.NATS.URL = srv.URL()
+	role := func(name string) config.Config {
+		c := cfg
+		r := roles[name]
+		c.NATS.User, c.NATS.Password, c.NATS.TLSCA, c.NATS.TLSCert, c.NATS.TLSKey = r.User, r.Password, r.TLSCA, r.TLSCert, r.TLSKey
+		return c
+	}
 	log.Info("simulation", "nats", cfg.NATS.URL, "workers", cfg.Cluster.Workers, "run_dir", cfg.Run.Dir)
 
-	nc, err := connect(ctx, cfg, "coordinator", log)
+	nc, err := connect(ctx, role("coordinator"), "coordinator", log)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -120,7 +149,7 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 	errs := make([]error, cfg.Cluster.Workers)
 	for i := range cfg.Cluster.Workers {
 		id := fmt.Sprintf("w%d", i)
-		wnc, err := connect(ctx, cfg, "worker "+id, log)
+		wnc, err := connect(ctx, role("worker"), "worker "+id, log)
 		if err != nil {
 			return Summary{}, err
 		}
@@ -160,6 +189,29 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 		<-waitCh
 	}
 	return sum, nil
+}
+
+// secureServer makes certificates for a simulation in dir, sets so to serve
+// mutual TLS with one user per role, and returns each role's credentials.
+func secureServer(so *natsnet.ServerOptions, dir, job string) (map[string]config.NATS, error) {
+	if _, err := certs.Generate(dir, certs.Request{Hosts: []string{"127.0.0.1", "localhost"}, Clients: []string{"coordinator", "worker"}}); err != nil {
+		return nil, fmt.Errorf("secure simulation: %w", err)
+	}
+	so.TLSCert, so.TLSKey = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+	so.TLSCA, so.TLSVerify = filepath.Join(dir, "ca.pem"), true
+	so.User, so.Password = "", ""
+	roles := map[string]config.NATS{}
+	for _, r := range []string{"coordinator", "worker"} {
+		perm := natsnet.WorkerPermissions(job, "*")
+		if r == "coordinator" {
+			perm = natsnet.CoordinatorPermissions(job)
+		}
+		pw := rand.Text()
+		so.Users = append(so.Users, natsnet.User{Name: r, Password: pw, Permissions: perm})
+		roles[r] = config.NATS{User: r, Password: pw, TLSCA: so.TLSCA,
+			TLSCert: filepath.Join(dir, r+".pem"), TLSKey: filepath.Join(dir, r+"-key.pem")}
+	}
+	return roles, nil
 }
 
 // connect dials cfg's NATS server through natsnet (reconnect forever, pings

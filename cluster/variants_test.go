@@ -99,3 +99,21 @@ func TestSimulateLeavesNoGoroutines(t *testing.T) {
 	}
 	goroutinesSettle(t, before)
 }
+
+// A whole simulation over mutual TLS with one NATS user per role, with the
+// permissions of docs/security.md: the runtime uses only what its role may,
+// and the run ends with every step committed once.
+func TestSimulateSecure(t *testing.T) {
+	cfg := testConfig(t, 6, 4)
+	cfg.Cluster.Workers = 2
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sum, err := SimulateWith(ctx, cfg, testLogger(t), nil, SimOptions{Secure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Steps != 6 || sum.Aborts != 0 {
+		t.Errorf("secure simulation: %d steps, %d aborted attempts; want 6 and 0", sum.Steps, sum.Aborts)
+	}
+	checkLedger(t, cfg.Run.Dir, 6)
+}
