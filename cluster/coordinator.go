@@ -431,8 +431,17 @@ func (c *Coordinator) commit(a protocol.Commit) ([]protocol.Event, error) {
 	lossSum, tokens := finishGradient(c.gsum)
 	n := len(c.gsum) - 2
 	if !finiteGradient(c.gsum[:n]) || math.IsNaN(lossSum) || math.IsInf(lossSum, 0) || !(tokens > 0) {
+		// Every rank's own sums were finite: their sum is not. Name the
+		// rank that contributed the largest loss.
+		worst := a.Dones[0]
+		for _, d := range a.Dones {
+			if math.Abs(d.LossSum) > math.Abs(worst.LossSum) {
+				worst = d
+			}
+		}
 		return []protocol.Event{protocol.CommitRefused{Step: a.Step, Kind: protocol.AbortNonFinite,
-			Reason: fmt.Sprintf("loss sum %v over %v tokens, or a non-finite gradient", lossSum, tokens)}}, nil
+			Reason: fmt.Sprintf("the reduced loss sum is %v over %v tokens, or the reduced gradient is not finite; worker %s (rank %d) reported the largest loss sum, %.3g",
+				lossSum, tokens, worst.Sender, worst.Rank, worst.LossSum)}}, nil
 	}
 	lr := c.job.lr(a.Step)
 	norm := c.job.apply(c.gsum[:n], float32(lr))

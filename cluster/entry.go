@@ -95,6 +95,9 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 	if cfg.Run.Dir == "" {
 		cfg.Run.Dir = filepath.Join("runs", cfg.Job+"-"+time.Now().Format("20060102-150405"))
 	}
+	if cfg.Cluster.MinWorkers > cfg.Cluster.Workers {
+		return Summary{}, fmt.Errorf("%w: cluster.min_workers = %d is more than cluster.workers = %d: no step could ever start", config.ErrInvalid, cfg.Cluster.MinWorkers, cfg.Cluster.Workers)
+	}
 	env := NewEnv(cfg.Cluster.Threads)
 	env.StartWorkers = cfg.Cluster.Workers
 	env.Link = so.Link

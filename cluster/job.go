@@ -185,6 +185,10 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 	if err := resolveTarget(&spec, data); err != nil {
 		return nil, false, err
 	}
+	if cfg.Train.BatchWindows > data.NumTrain() {
+		return nil, false, fmt.Errorf("train.batch_windows = %d: data.source %s has only %d training windows of %d tokens", cfg.Train.BatchWindows, cfg.Data.Source, data.NumTrain(), ctx+1)
+	}
+	spec.Data = data.Fingerprint()
 	j, err := newJobState(spec, env, model, data)
 	if err != nil {
 		return nil, false, err
@@ -203,13 +207,8 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		j.step = uint64(state.Step)
 		j.startStep = j.step
 		j.rng = state.RNG
-		if len(state.Data) > 0 {
-			if err := json.Unmarshal(state.Data, &j.cursor); err != nil {
-				return nil, false, fmt.Errorf("resuming from %s: data cursor: %w", ckpt, err)
-			}
-			if err := data.CheckCursor(j.cursor); err != nil {
-				return nil, false, fmt.Errorf("resuming from %s: the data cursor does not fit data.source %s: %w", ckpt, cfg.Data.Source, err)
-			}
+		if err := j.restoreDataState(state.Data, ckpt); err != nil {
+			return nil, false, err
 		}
 		if j.adam != nil {
 			if state.Adam == nil {
@@ -266,6 +265,9 @@ func newWorkerJob(spec JobSpec, env *Env) (*jobState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data.source %s: %w", spec.DataSource, err)
 	}
+	if d := spec.Data.Diff(data.Fingerprint()); d != "" {
+		return nil, fmt.Errorf("this worker's data.source %s is not the coordinator's (coordinator's, this worker's): %s", spec.DataSource, d)
+	}
 	model, err := lm.New(spec.Model, env.Pool)
 	if err != nil {
 		return nil, err
@@ -295,6 +297,39 @@ func newJobState(spec JobSpec, env *Env, model *lm.Model, data *shard.Dataset) (
 		return nil, err
 	}
 	return j, nil
+}
+
+// dataState is what a checkpoint's trainer state records of the data: the
+// position in it, and what it was.
+type dataState struct {
+	Cursor shard.Cursor       `json:"cursor"`
+	Data   *shard.Fingerprint `json:"data,omitempty"`
+}
+
+// restoreDataState takes the data cursor from a checkpoint's trainer state
+// and refuses to resume on other data than the checkpoint's, naming every
+// difference.
+func (j *jobState) restoreDataState(raw []byte, ckpt string) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	var ds dataState
+	if err := json.Unmarshal(raw, &ds); err != nil {
+		return fmt.Errorf("resuming from %s: data state: %w", ckpt, err)
+	}
+	if ds.Data == nil {
+		// An earlier format: the cursor alone.
+		if err := json.Unmarshal(raw, &ds.Cursor); err != nil {
+			return fmt.Errorf("resuming from %s: data cursor: %w", ckpt, err)
+		}
+	} else if d := ds.Data.Diff(j.data.Fingerprint()); d != "" {
+		return fmt.Errorf("resuming from %s: the data is not the checkpoint's (checkpoint's, now): %s; resume with the settings it was trained with, or start a new run.dir", ckpt, d)
+	}
+	if err := j.data.CheckCursor(ds.Cursor); err != nil {
+		return fmt.Errorf("resuming from %s: the data cursor does not fit data.source %s: %w", ckpt, j.spec.DataSource, err)
+	}
+	j.cursor = ds.Cursor
+	return nil
 }
 
 // lr is the learning rate of step s (from 1).
@@ -416,7 +451,8 @@ func (j *jobState) restore(b []byte, optStep int) error {
 func (j *jobState) save(runDir string, keep int) (string, error) {
 	root := filepath.Join(runDir, "checkpoints")
 	dir := filepath.Join(root, checkpointName(j.step))
-	cur, err := json.Marshal(j.cursor)
+	fp := j.data.Fingerprint()
+	cur, err := json.Marshal(dataState{Cursor: j.cursor, Data: &fp})
 	if err != nil {
 		return "", err
 	}

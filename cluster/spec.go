@@ -9,6 +9,7 @@ import (
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/lm"
 	"github.com/klring/klring/protocol"
+	"github.com/klring/klring/shard"
 )
 
 // JobSpec is what every replica of a job must agree on. The coordinator builds
@@ -31,6 +32,9 @@ type JobSpec struct {
 	ChunkBytes   int           `msgpack:"chunk_bytes"`
 	ARDeadline   time.Duration `msgpack:"allreduce_deadline"`
 	Heartbeat    time.Duration `msgpack:"heartbeat"`
+	// Data is the coordinator's fingerprint of the data: a worker whose own
+	// copy differs refuses to join.
+	Data shard.Fingerprint `msgpack:"data"`
 }
 
 // Validate checks what a worker is told before it builds anything from it:

@@ -374,10 +374,10 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 	if err != nil {
 		return fail(protocol.FailCompute, "computing the gradient: %v", err)
 	}
-	if !finiteGradient(g[:N]) {
-		return fail(protocol.FailNonFinite, "the gradient of windows %v is not finite (loss sum %v)", a.Windows, sums.Loss)
-	}
 	g[N], g[N+1] = float32(sums.Loss), float32(sums.Tokens)
+	if !finiteGradient(g) {
+		return fail(protocol.FailNonFinite, "the loss or the gradient of windows %v is not finite in float32 (loss sum %v)", a.Windows, sums.Loss)
+	}
 	d.Tokens, d.LossSum, d.CESum = int64(sums.Tokens), sums.Loss, sums.CE
 	d.ComputeS, d.ComputeCPUS = time.Since(t0).Seconds(), cpu.Seconds()
 

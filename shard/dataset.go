@@ -36,6 +36,7 @@ type Dataset struct {
 	train []int32 // ids of the training windows, ascending
 	seed  uint64
 	syn   *synth // nil unless synthetic
+	fp    Fingerprint
 
 	mu    sync.Mutex
 	cache [2]epochPerm // the last two epochs' orders
@@ -76,6 +77,7 @@ func Open(o Options) (*Dataset, error) {
 		d.Close()
 		return nil, fmt.Errorf("%s: %w", o.Source, err)
 	}
+	d.fp = d.fingerprint(k, o)
 	return d, nil
 }
 

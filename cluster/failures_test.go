@@ -1,0 +1,230 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klring/klring/config"
+	"github.com/klring/klring/outputs"
+	"github.com/klring/klring/protocol"
+)
+
+// Failures a cluster meets that involve files and processes, each kept fixed
+// by a test; those of the protocol alone are scenarios in
+// protocol/testdata/scenarios.
+
+// A checkpoint torn by a crash (a truncated model, a missing trainer state)
+// and a temporary folder of an interrupted save are skipped, each named in
+// the log; the run resumes from the newest checkpoint that verifies.
+func TestTornCheckpointIsSkipped(t *testing.T) {
+	cfg := testConfig(t, 6, 4)
+	cfg.Run.CheckpointEvery = 2
+	trainRun(t, cfg, 1)
+	ck := filepath.Join(cfg.Run.Dir, "checkpoints")
+	mf := filepath.Join(ck, "step-000006", "model.safetensors")
+	b, err := os.ReadFile(mf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(mf, b[:len(b)/2], 0o644)
+	os.Remove(filepath.Join(ck, "step-000004", "trainer_state.json"))
+	os.MkdirAll(filepath.Join(ck, ".tmp-step-000008-123"), 0o755)
+
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	c, err := NewCoordinator(cfg, log, nil)
+	if err != nil {
+		t.Fatalf("NewCoordinator with torn checkpoints: %v", err)
+	}
+	if c.job.step != 2 {
+		t.Errorf("resumed from step %d; want 2, the newest checkpoint that verifies", c.job.step)
+	}
+	for _, want := range []string{"step-000006", "step-000004", "skipping"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log does not name %q:\n%s", want, logs.String())
+		}
+	}
+}
+
+// Checkpoint folders are ordered by step number, not by name: past step
+// 999999, keep-N keeps the newest.
+func TestCheckpointOrderIsNumeric(t *testing.T) {
+	dir := t.TempDir()
+	for _, s := range []uint64{999998, 999999, 1000000, 1000001} {
+		os.MkdirAll(filepath.Join(dir, "checkpoints", checkpointName(s)), 0o755)
+	}
+	all, err := listCheckpoints(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for _, c := range all {
+		got = append(got, c.step)
+	}
+	if len(got) != 4 || got[0] != 999998 || got[3] != 1000001 {
+		t.Errorf("checkpoints in order %v; want 999998 .. 1000001", got)
+	}
+}
+
+// Resuming with other data settings is refused, naming the difference; the
+// run directory is left as it was.
+func TestResumeWithOtherDataIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "train.bin")
+	writeTokens(t, tokens, 20000, 7)
+	cfg := testConfig(t, 4, 4)
+	cfg.Data.Source = "tokens:" + tokens
+	trainRun(t, cfg, 1)
+	before := treeDigest(t, cfg.Run.Dir)
+	for _, tc := range []struct {
+		name string
+		mod  func(*config.Config)
+		want string
+	}{
+		{"seed", func(c *config.Config) { c.Data.Seed = 7 }, "seed: 1, 7"},
+		{"val_fraction", func(c *config.Config) { c.Data.ValFraction = 0.2 }, "val_fraction: 0.05, 0.2"},
+		{"another file", func(c *config.Config) {
+			other := filepath.Join(dir, "other.bin")
+			writeTokens(t, other, 20000, 11)
+			c.Data.Source = "tokens:" + other
+		}, "sha256"},
+		{"a shorter file", func(c *config.Config) {
+			short := filepath.Join(dir, "short.bin")
+			writeTokens(t, short, 10000, 7)
+			c.Data.Source = "tokens:" + short
+		}, "bytes: 40000, 20000"},
+	} {
+		c := cfg
+		tc.mod(&c)
+		_, err := NewCoordinator(c, testLogger(t), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: NewCoordinator = %v; want an error naming %q", tc.name, err, tc.want)
+		}
+	}
+	if treeDigest(t, cfg.Run.Dir) != before {
+		t.Error("a refused resume changed run.dir")
+	}
+}
+
+func writeTokens(t *testing.T, path string, n, mul int) {
+	t.Helper()
+	b := make([]byte, 2*n)
+	for i := 0; i < n; i++ {
+		v := (i*mul + i/3) % 50
+		b[2*i], b[2*i+1] = byte(v), byte(v>>8)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A worker whose copy of the data differs from the coordinator's refuses to
+// join, naming the difference.
+func TestWorkerWithOtherDataRefusesToJoin(t *testing.T) {
+	cfg := testConfig(t, 2, 4)
+	c, err := NewCoordinator(cfg, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := c.spec
+	spec.Data.SHA256 = strings.Repeat("0", 64)
+	_, err = newWorkerJob(spec, NewEnv(1))
+	if err == nil || !strings.Contains(err.Error(), "not the coordinator's") || !strings.Contains(err.Error(), "sha256") {
+		t.Errorf("newWorkerJob(other data) = %v; want a refusal naming sha256", err)
+	}
+}
+
+// Workers trust no field of a welcome: out of bounds, it is refused before
+// anything is built from it.
+func TestWelcomeOutOfBoundsIsRefused(t *testing.T) {
+	cfg := testConfig(t, 2, 4)
+	c, err := NewCoordinator(cfg, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.spec.Validate(); err != nil {
+		t.Fatalf("the coordinator's own spec: %v", err)
+	}
+	for name, mod := range map[string]func(*JobSpec){
+		"zero heartbeat":    func(s *JobSpec) { s.Heartbeat = 0 },
+		"negative deadline": func(s *JobSpec) { s.ARDeadline = -1 },
+		"huge batch":        func(s *JobSpec) { s.BatchWindows = 1 << 30 },
+		"tiny chunks":       func(s *JobSpec) { s.ChunkBytes = 16 },
+		"no layers":         func(s *JobSpec) { s.Model.NLayer = 0 },
+		"NaN clip":          func(s *JobSpec) { s.GradClip = math.NaN() },
+		"unknown direction": func(s *JobSpec) { s.Direction = "sideways" },
+		"unknown optimizer": func(s *JobSpec) { s.Optimizer = "lion" },
+	} {
+		s := c.spec
+		mod(&s)
+		if err := s.Validate(); err == nil {
+			t.Errorf("%s: Validate = nil; want an error", name)
+		}
+	}
+}
+
+// Settings that could never run are refused before the run starts.
+func TestImpossibleSettingsAreRefused(t *testing.T) {
+	cfg := testConfig(t, 2, 4)
+	cfg.Cluster.Workers, cfg.Cluster.MinWorkers = 2, 3
+	if _, err := Simulate(context.Background(), cfg, testLogger(t), nil); err == nil || !strings.Contains(err.Error(), "cluster.min_workers") {
+		t.Errorf("Simulate(min_workers 3 > workers 2) = %v; want an error naming cluster.min_workers", err)
+	}
+	cfg = testConfig(t, 2, 4)
+	cfg.Train.BatchWindows = 1 << 20
+	if _, err := NewCoordinator(cfg, testLogger(t), nil); err == nil || !strings.Contains(err.Error(), "train.batch_windows") {
+		t.Errorf("NewCoordinator(batch larger than the data) = %v; want an error naming train.batch_windows", err)
+	}
+	cfg = testConfig(t, 2, 4)
+	cfg.Cluster.Heartbeat = time.Millisecond
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "cluster.heartbeat") {
+		t.Errorf("Validate(heartbeat 1ms) = %v; want an error naming cluster.heartbeat", err)
+	}
+}
+
+// A gradient that is not finite is never committed: the step is aborted,
+// no ledger line and no non-finite number is written, and after a few such
+// attempts the run ends with an error naming the step and the worker.
+func TestNonFiniteGradientIsNeverCommitted(t *testing.T) {
+	cfg := testConfig(t, 30, 4)
+	cfg.Train.Optimizer, cfg.Train.LR, cfg.Train.MinLR, cfg.Train.GradClip = "sgd", 1e4, 1e3, 0
+	cfg.Train.Schedule, cfg.Train.WarmupSteps = "constant", 0
+	cfg.Cluster.Workers = 2
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err := Simulate(ctx, cfg, testLogger(t), nil)
+	if !errors.Is(err, protocol.ErrStepFailed) || !strings.Contains(err.Error(), "non-finite") || !strings.Contains(err.Error(), "worker w") {
+		t.Fatalf("Simulate(lr 1e4, no clip) = %v; want the run to fail on a non-finite step, naming the worker", err)
+	}
+	rows, err := outputs.ReadMetrics(cfg.Run.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := outputs.ReadLedger(cfg.Run.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(ledger) {
+		t.Errorf("%d metrics lines, %d ledger lines: every committed step has both", len(rows), len(ledger))
+	}
+	for _, r := range rows {
+		if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) || math.IsNaN(r.GradNorm) {
+			t.Errorf("step %d: a non-finite number reached metrics.jsonl: %+v", r.Step, r)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(cfg.Run.Dir, "metrics.jsonl"))
+	if bytes.Contains(b, []byte("NaN")) {
+		t.Error("metrics.jsonl holds NaN")
+	}
+}
+
+var _ = io.Discard
