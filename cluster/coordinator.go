@@ -16,6 +16,7 @@ import (
 	"github.com/klring/klring/allreduce"
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/engine"
+	"github.com/klring/klring/natsnet"
 	"github.com/klring/klring/outputs"
 	"github.com/klring/klring/protocol"
 	"github.com/klring/klring/shard"
@@ -41,6 +42,7 @@ type Coordinator struct {
 
 	job     *jobState // the master copy: model, optimizer, data cursor
 	resumed bool
+	conn    *natsnet.Conn
 	nc      *nats.Conn
 	prom    *outputs.Prom
 	out     *outputs.Run
@@ -116,8 +118,8 @@ func (c *Coordinator) coreConfig(startWorkers int) protocol.CoordinatorConfig {
 // ctx is cancelled: then the attempt in flight finishes, the job pauses at
 // that step boundary (the workers wait for a coordinator), a checkpoint is
 // written and Run returns a summary with Stopped set.
-func (c *Coordinator) Run(ctx context.Context, nc *nats.Conn) (Summary, error) {
-	c.nc = nc
+func (c *Coordinator) Run(ctx context.Context, conn *natsnet.Conn) (Summary, error) {
+	c.conn, c.nc = conn, conn.NC
 	start := time.Now()
 	sum := Summary{RunDir: c.cfg.Run.Dir, EntropyFloor: -1, ResumedFrom: c.job.step}
 	out, err := outputs.Open(c.cfg.Run.Dir, c.job.step)
@@ -235,6 +237,10 @@ func (c *Coordinator) serve(ctx context.Context, in *inbox) error {
 			if err = c.drain(in); err == nil {
 				err = c.feed(protocol.Tick{}, time.Now())
 			}
+		case <-c.conn.Disconnected():
+			err = c.feed(protocol.Disconnected{}, time.Now())
+		case <-c.conn.Reconnected():
+			err = c.feed(protocol.Reconnected{}, time.Now())
 		}
 		if err != nil {
 			return err
@@ -397,10 +403,19 @@ func (c *Coordinator) publish(subject string, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := c.nc.Publish(subject, b); err != nil {
-		return fmt.Errorf("publishing on %s: %w", subject, err)
+	err = c.nc.Publish(subject, b)
+	if err == nil {
+		err = c.nc.Flush()
 	}
-	return c.nc.Flush()
+	if err != nil {
+		if c.nc.IsClosed() {
+			return fmt.Errorf("publishing on %s: %w", subject, err)
+		}
+		// Reconnecting: the message is lost, as core NATS may lose any;
+		// the protocol's deadlines and retries deal with it.
+		c.log.Debug("publishing", "subject", subject, "err", err)
+	}
+	return nil
 }
 
 // respond answers a request; a lost answer is the requester's timeout.

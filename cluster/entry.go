@@ -31,7 +31,7 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, progress fu
 		return Summary{}, err
 	}
 	defer nc.Close()
-	return c.Run(ctx, nc.NC)
+	return c.Run(ctx, nc)
 }
 
 // Work runs `worker`: one worker of cfg.Job on cfg.NATS.URL.
@@ -173,7 +173,7 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 			errs[i] = w.Run(wctx)
 		}()
 	}
-	sum, err := c.Run(ctx, nc.NC)
+	sum, err := c.Run(ctx, nc)
 	if err != nil || sum.Stopped {
 		// The workers of a paused or failed simulation wait for a
 		// coordinator that will not come: end them.

@@ -228,3 +228,35 @@ func TestNonFiniteGradientIsNeverCommitted(t *testing.T) {
 }
 
 var _ = io.Discard
+
+// A NATS server restart in the middle of a run: everyone reconnects, the
+// attempt in flight is retried, and training goes on without shrinking the
+// membership.
+func TestNATSServerRestart(t *testing.T) {
+	cfg := testConfig(t, 12, 6)
+	tc := newTestCluster(t, cfg)
+	for _, id := range []string{"w0", "w1", "w2"} {
+		tc.startWorker(id, workerHooks{})
+	}
+	restarted := make(chan error, 1)
+	hooks := coordHooks{afterCommit: func(s uint64) {
+		if s == 4 {
+			go func() { restarted <- tc.restartServer() }()
+		}
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, rows, kinds, err := tc.runCoordinatorKinds(ctx, tc.cfg, 3, hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-restarted; err != nil {
+		t.Fatal(err)
+	}
+	checkLedger(t, cfg.Run.Dir, 12)
+	for _, r := range rows {
+		if r.Workers != 3 {
+			t.Errorf("step %d ran with %d workers; a server restart must not shrink the membership (aborts %v)", r.Step, r.Workers, kinds)
+		}
+	}
+}

@@ -6,9 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/url"
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -84,7 +86,9 @@ func newTestCluster(t *testing.T, cfg config.Config) *testCluster {
 	tc := &testCluster{t: t, cfg: cfg, srv: srv, env: NewEnv(cfg.Cluster.Threads), log: testLogger(t), workers: map[string]*testWorker{}}
 	t.Cleanup(func() {
 		tc.stopAll()
-		srv.Shutdown()
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		tc.srv.Shutdown()
 	})
 	return tc
 }
@@ -96,6 +100,25 @@ func (tc *testCluster) conn(name string) *natsnet.Conn {
 		tc.t.Fatalf("connecting %s: %v", name, err)
 	}
 	return nc
+}
+
+// restartServer stops the NATS server and starts a new one on the same
+// address: the clients reconnect to it.
+func (tc *testCluster) restartServer() error {
+	u, err := url.Parse(tc.srv.URL())
+	if err != nil {
+		return err
+	}
+	port, _ := strconv.Atoi(u.Port())
+	tc.srv.Shutdown()
+	srv, err := natsnet.StartServer(natsnet.ServerOptions{Port: port})
+	if err != nil {
+		return fmt.Errorf("restarting the server on port %d: %w", port, err)
+	}
+	tc.mu.Lock()
+	tc.srv = srv
+	tc.mu.Unlock()
+	return nil
 }
 
 // startWorker starts worker id with optional hooks.
@@ -161,7 +184,7 @@ func (tc *testCluster) runCoordinatorKinds(ctx context.Context, cfg config.Confi
 	c.hooks = hooks
 	nc := tc.conn("coordinator")
 	defer nc.Close()
-	sum, err := c.Run(ctx, nc.NC)
+	sum, err := c.Run(ctx, nc)
 	rows, rerr := outputs.ReadMetrics(cfg.Run.Dir)
 	if rerr != nil && err == nil {
 		err = rerr

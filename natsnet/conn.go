@@ -136,6 +136,8 @@ type Conn struct {
 	slow      atomic.Uint64
 	asyncErrs atomic.Uint64
 	denied    atomic.Uint64
+
+	reconnected, disconnected chan struct{}
 }
 
 // Connect connects to opts.URL, retrying until ctx ends while the server
@@ -152,7 +154,7 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		return nil, err
 	}
 	url := RedactURL(opts.URL)
-	c := &Conn{opts: opts, log: opts.Logger}
+	c := &Conn{opts: opts, log: opts.Logger, reconnected: make(chan struct{}, 1), disconnected: make(chan struct{}, 1)}
 	no := []nats.Option{
 		nats.Name(opts.Name),
 		nats.MaxReconnects(-1),
@@ -165,10 +167,18 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: the connection was closed on purpose
 				c.log.Warn("nats disconnected", "name", opts.Name, "err", err)
+				select {
+				case c.disconnected <- struct{}{}:
+				default:
+				}
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.log.Info("nats reconnected", "name", opts.Name, "url", RedactURL(nc.ConnectedUrl()))
+			select {
+			case c.reconnected <- struct{}{}:
+			default:
+			}
 		}),
 	}
 	if opts.User != "" {
@@ -348,6 +358,15 @@ func (c *Conn) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
 // SlowConsumers is the number of slow-consumer events nats.go reported:
 // each means a subscription dropped messages.
 func (c *Conn) SlowConsumers() uint64 { return c.slow.Load() }
+
+// Reconnected receives a value after the connection was lost and made
+// again (what was published to this client meanwhile is lost); reconnects
+// that come faster than they are read count once.
+func (c *Conn) Reconnected() <-chan struct{} { return c.reconnected }
+
+// Disconnected receives a value when the connection is lost (it is being
+// made again); see Reconnected.
+func (c *Conn) Disconnected() <-chan struct{} { return c.disconnected }
 
 // PermissionViolations is the number of publications and subscriptions the
 // server refused because the connection's user may not use the subject.

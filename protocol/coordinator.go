@@ -79,6 +79,18 @@ type CommitRefused struct {
 	Kind, Reason string
 }
 
+// Disconnected says the coordinator's connection to the server is lost:
+// until Reconnected, silence says nothing of the workers, so neither
+// liveness nor the step deadline is judged.
+type Disconnected struct{}
+
+// Reconnected says the connection was made again: whatever the workers sent
+// meanwhile is lost. Liveness is judged afresh and the attempt in flight is
+// retried at once.
+type Reconnected struct{}
+
+func (Disconnected) event()  {}
+func (Reconnected) event()   {}
 func (NextStep) event()      {}
 func (Committed) event()     {}
 func (CommitRefused) event() {}
@@ -189,6 +201,7 @@ const (
 	AbortShard       = "shard"        // a member computed other windows than its shard
 	AbortSegments    = "segments"     // two segments overlap: one of them is not its owner's
 	AbortPaused      = "paused"       // the coordinator itself was paused past the deadline
+	AbortReconnect   = "reconnect"    // the coordinator's connection was lost and made again
 )
 
 type coordPhase int
@@ -204,6 +217,7 @@ const (
 // member is what the coordinator knows of a worker.
 type member struct {
 	lastSeen     time.Time
+	stale        bool // not heard from since the coordinator reconnected
 	leaving      bool
 	resync       bool
 	failures     int // attempts failed in a row
@@ -243,6 +257,8 @@ type Coordinator struct {
 	nonFinite   int // non-finite attempts of the current step in a row
 	retry       bool
 	lastTick    time.Time
+	offline     bool      // between Disconnected and Reconnected
+	freshBy     time.Time // after a reconnect: wait for the workers to be heard until then
 	waiting     bool      // "waiting for workers" was logged
 	announced   time.Time // last announcement of the run while waiting
 	stopping    bool
@@ -288,6 +304,21 @@ func (c *Coordinator) Step(ev Event, now time.Time) []Action {
 		c.onRefused(e, now)
 	case Stop:
 		c.onStop()
+	case Disconnected:
+		c.offline = true
+		c.log(slog.LevelWarn, "the coordinator lost its connection to the server")
+	case Reconnected:
+		c.offline = false
+		c.refresh(now)
+		// Plan the retry once every worker has been heard from again (it
+		// has reconnected too), or after three heartbeats.
+		c.freshBy = now.Add(3 * c.cfg.Heartbeat)
+		for _, m := range c.workers {
+			m.stale = true
+		}
+		if c.phase == running {
+			c.abort(now, AbortReconnect, "the coordinator's connection to the server was lost and made again; what was sent meanwhile is lost", nil)
+		}
 	default:
 		panic(fmt.Sprintf("protocol: coordinator given %T", ev))
 	}
@@ -381,6 +412,13 @@ func (c *Coordinator) form(now time.Time) {
 		}
 		return
 	}
+	if now.Before(c.freshBy) {
+		for _, id := range next {
+			if c.workers[id].stale {
+				return // it may not have reconnected yet
+			}
+		}
+	}
 	c.waiting = false
 	if c.retry || c.epoch == 0 || !slices.Equal(next, c.members) {
 		c.epoch++
@@ -422,13 +460,9 @@ func (c *Coordinator) onTick(now time.Time) {
 		// the workers sent meanwhile may be lost. Judge them afresh rather
 		// than take them all for dead.
 		c.log(slog.LevelWarn, "the coordinator was paused; liveness is judged afresh", "for", gap.String())
-		for _, m := range c.workers {
-			if !m.lastSeen.IsZero() {
-				m.lastSeen = now
-			}
-		}
+		c.refresh(now)
 	}
-	if c.phase != running {
+	if c.phase != running || c.offline {
 		return
 	}
 	a := c.att
@@ -446,6 +480,16 @@ func (c *Coordinator) onTick(now time.Time) {
 		if a.dones[i] == nil && !alive(c.workers[id].lastSeen, now, c.cfg.Heartbeat) {
 			c.abort(now, AbortHeartbeat, fmt.Sprintf("worker %s missed its heartbeats", id), []string{id})
 			return
+		}
+	}
+}
+
+// refresh counts every known worker as heard from now: after the
+// coordinator itself was away, silence says nothing of the workers.
+func (c *Coordinator) refresh(now time.Time) {
+	for _, m := range c.workers {
+		if !m.lastSeen.IsZero() {
+			m.lastSeen = now
 		}
 	}
 }
@@ -479,7 +523,7 @@ func (c *Coordinator) onHello(h HelloMsg, now time.Time) {
 		c.workers[h.Worker] = m
 		c.log(slog.LevelInfo, "worker joined", "worker", h.Worker)
 	}
-	m.lastSeen = now
+	m.lastSeen, m.stale = now, false
 	m.leaving = false
 	c.emit(Welcome{Reply: h.Reply, Worker: h.Worker})
 	if c.phase == running {
@@ -500,7 +544,7 @@ func (c *Coordinator) onHeartbeat(h *Heartbeat, now time.Time) {
 		c.drop("heartbeat", "worker %s of run %q", h.Sender, h.Run)
 		return
 	}
-	m.lastSeen = now
+	m.lastSeen, m.stale = now, false
 	if !h.Leaving || m.leaving {
 		return
 	}
@@ -525,7 +569,7 @@ func (c *Coordinator) onDone(d *Done, now time.Time) {
 		return
 	}
 	m := c.workers[d.Sender]
-	m.lastSeen = now
+	m.lastSeen, m.stale = now, false
 	if d.Leaving {
 		m.leaving = true
 	}

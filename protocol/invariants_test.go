@@ -86,7 +86,16 @@ func (h *harness) fault(rng *rand.Rand, names []string) {
 	n := names[rng.IntN(len(names))]
 	w := h.workers[n]
 	d := time.Duration(rng.IntN(8000)) * time.Millisecond
-	switch k := rng.IntN(11); {
+	switch k := rng.IntN(12); {
+	case k == 11 && !h.cDead && h.ended == nil:
+		c := h.c
+		h.feedC(Disconnected{})
+		h.cut["c"] = h.now.Add(d)
+		h.at(d, func() {
+			if h.c == c && !h.cDead && !c.Ended() {
+				h.feedC(Reconnected{})
+			}
+		})
 	case k == 0 && w != nil && !w.dead:
 		w.dead = true
 		h.trace(n, "killed")

@@ -130,6 +130,14 @@ func (h *harness) run(d *datadriven.TestData) {
 		}
 		h.newCoordinator(uint64(from))
 		h.settle()
+	case "disconnect":
+		h.trace("c", "disconnected")
+		h.feedC(Disconnected{})
+		h.settle()
+	case "reconnect":
+		h.trace("c", "reconnected")
+		h.feedC(Reconnected{})
+		h.settle()
 	case "refuse":
 		h.refuse = atoi(t, arg("n", "1"))
 	case "inject":
