@@ -53,8 +53,9 @@ type Coordinator struct {
 	gsum       []float32 // [N+2] the vector of the attempt, assembled from the segments
 	batch      []int32
 	nextCursor shard.Cursor
-	attemptAt  time.Time // when the attempt in flight was planned
-	metrics    *outputs.StepMetrics
+	attemptAt  time.Time  // when the attempt in flight was planned
+	metrics    *commitRow // the metrics of the step being committed
+	side       *side
 	snapBlob   []byte
 	snapStep   uint64
 	snapValid  bool
@@ -69,6 +70,9 @@ type Coordinator struct {
 type coordHooks struct {
 	// afterCommit runs after step s is committed on the master copy.
 	afterCommit func(step uint64)
+	// holdCheckpoint runs before a periodic checkpoint of step s is
+	// written, in the goroutine that writes it.
+	holdCheckpoint func(step uint64)
 	// crashAfter ends Run as a crash would right after step crashAfter
 	// is committed: no pause, no checkpoint (errCrashed).
 	crashAfter uint64
@@ -208,6 +212,7 @@ func (c *Coordinator) serve(ctx context.Context, in *inbox) error {
 		return err
 	}
 	c.core = core
+	c.side = newSide()
 	n := c.job.model.Config.NumParams()
 	c.gsum = make([]float32, n+2)
 	if err := c.feed(c.nextStep(), time.Now()); err != nil {
@@ -237,6 +242,8 @@ func (c *Coordinator) serve(ctx context.Context, in *inbox) error {
 			if err = c.drain(in); err == nil {
 				err = c.feed(protocol.Tick{}, time.Now())
 			}
+		case d := <-c.side.done:
+			err = c.onSide(d)
 		case <-c.conn.Disconnected():
 			err = c.feed(protocol.Disconnected{}, time.Now())
 		case <-c.conn.Reconnected():
@@ -245,6 +252,9 @@ func (c *Coordinator) serve(ctx context.Context, in *inbox) error {
 		if err != nil {
 			return err
 		}
+	}
+	if err := c.settleSide(); err != nil {
+		return err
 	}
 	if err := c.ended.Err; err != nil && !errors.Is(err, protocol.ErrStopped) {
 		return err
@@ -380,10 +390,9 @@ func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
 		c.prom.Evictions.Inc()
 		c.log.Warn("worker evicted", "worker", a.Worker, "until", a.Until.Format(time.RFC3339), "reason", a.Reason)
 	case protocol.Checkpoint:
-		_, err := c.checkpoint()
-		return nil, err
+		return nil, c.checkpointAsync()
 	case protocol.Evaluate:
-		return nil, c.evaluatePeriodic()
+		return nil, c.evaluateAsync()
 	case protocol.Drop:
 		c.prom.Dropped.WithLabelValues(a.Kind).Inc()
 		c.log.Debug("dropping a message", "message", a.Kind, "reason", a.Reason)
@@ -467,19 +476,20 @@ func (c *Coordinator) commit(a protocol.Commit) ([]protocol.Event, error) {
 	if err := c.out.AppendLedger(entry); err != nil {
 		return nil, err
 	}
-	c.metrics = &m
+	c.metrics = &commitRow{}
 	if err := c.feed(protocol.Committed{Step: a.Step, Checksum: c.job.checksum()}, time.Now()); err != nil {
 		return nil, err
 	}
-	// The actions of Committed (a checkpoint, an evaluation) are done: the
-	// step's metrics are complete.
-	if err := c.out.AppendMetrics(m); err != nil {
+	// The actions of Committed (a checkpoint, an evaluation) have started:
+	// the line waits for the evaluation, if there is one.
+	if err := c.queueRow(m, c.metrics.wait); err != nil {
 		return nil, err
 	}
 	if c.hooks.afterCommit != nil {
 		c.hooks.afterCommit(a.Step)
 	}
 	if c.hooks.crashAfter == a.Step {
+		c.waitSide(false) // a checkpoint the test counts on is on disk
 		return nil, errCrashed
 	}
 	if c.progress != nil {
@@ -545,6 +555,10 @@ func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr, norm float6
 	return m, entry
 }
 
+// commitRow says whether the metrics line of the step being committed
+// waits for an evaluation.
+type commitRow struct{ wait bool }
+
 // checkpoint writes the master state to run.dir/checkpoints/step-N and
 // keeps the newest run.keep checkpoints.
 func (c *Coordinator) checkpoint() (string, error) {
@@ -560,19 +574,6 @@ func (c *Coordinator) checkpoint() (string, error) {
 // training, so that they cost little next to the training itself; the final
 // evaluation uses every held-out window.
 const periodicEvalWindows = 256
-
-func (c *Coordinator) evaluatePeriodic() error {
-	ev, err := c.evaluate(periodicEvalWindows)
-	if err != nil {
-		return err
-	}
-	if c.metrics != nil {
-		c.metrics.ValLoss, c.metrics.ValKL = &ev.CE, ev.KLPtr()
-	}
-	c.prom.ValLoss.Set(ev.CE)
-	c.log.Info("evaluated", "step", c.job.step, "val_loss", ev.CE, "val_kl_to_truth", ev.KL, "windows", ev.Windows)
-	return nil
-}
 
 // evaluate runs the master model over the held-out windows (the first limit
 // of them when limit > 0).

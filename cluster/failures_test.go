@@ -260,3 +260,51 @@ func TestNATSServerRestart(t *testing.T) {
 		}
 	}
 }
+
+// A checkpoint that takes long (a slow disk) does not stop the protocol:
+// steps go on committing while it is written, and no worker is taken for
+// dead.
+func TestSlowCheckpointIsOffTheCriticalPath(t *testing.T) {
+	cfg := testConfig(t, 14, 4)
+	cfg.Run.CheckpointEvery, cfg.Run.Keep = 4, 10
+	tc := newTestCluster(t, cfg)
+	tc.startWorker("w0", workerHooks{})
+	tc.startWorker("w1", workerHooks{})
+	release := make(chan struct{})
+	var committedWhileHeld []uint64
+	held := make(chan struct{})
+	hooks := coordHooks{
+		holdCheckpoint: func(s uint64) {
+			if s == 4 {
+				close(held)
+				<-release
+			}
+		},
+		afterCommit: func(s uint64) {
+			select {
+			case <-held:
+				committedWhileHeld = append(committedWhileHeld, s)
+				if len(committedWhileHeld) == 3 {
+					close(release)
+				}
+			default:
+			}
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, _, kinds, err := tc.runCoordinatorKinds(ctx, tc.cfg, 2, hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(committedWhileHeld) < 3 {
+		t.Errorf("steps committed while the checkpoint of step 4 was held: %v; want at least 3", committedWhileHeld)
+	}
+	if len(kinds) != 0 {
+		t.Errorf("aborted attempts %v; want none", kinds)
+	}
+	checkLedger(t, cfg.Run.Dir, 14)
+	if _, err := os.Stat(filepath.Join(cfg.Run.Dir, "checkpoints", "step-000004", "trainer_state.json")); err != nil {
+		t.Errorf("the held checkpoint was not written: %v", err)
+	}
+}

@@ -449,33 +449,73 @@ func (j *jobState) restore(b []byte, optStep int) error {
 // temporary folder first and renames it into place, so a crash leaves either
 // no step-N or a whole one.
 func (j *jobState) save(runDir string, keep int) (string, error) {
-	root := filepath.Join(runDir, "checkpoints")
-	dir := filepath.Join(root, checkpointName(j.step))
-	fp := j.data.Fingerprint()
-	cur, err := json.Marshal(dataState{Cursor: j.cursor, Data: &fp})
+	snap, err := j.checkpointState(nil)
 	if err != nil {
 		return "", err
 	}
-	st := &lm.TrainerState{Step: int64(j.step), RNG: j.rng, Data: cur}
-	if j.adam != nil {
-		st.Adam = &j.adam.State
+	return snap.write(runDir, keep)
+}
+
+// ckptState is a copy of what a checkpoint holds, taken at a step boundary
+// so that it can be written while the master copy moves on.
+type ckptState struct {
+	step  uint64
+	model *lm.Model
+	st    *lm.TrainerState
+}
+
+// checkpointState copies the committed state into into (allocated when nil
+// or of another shape) and returns it.
+func (j *jobState) checkpointState(into *ckptState) (*ckptState, error) {
+	if into == nil || into.model.Config != j.model.Config {
+		m, err := lm.New(j.model.Config, j.env.Pool)
+		if err != nil {
+			return nil, err
+		}
+		into = &ckptState{model: m, st: &lm.TrainerState{}}
+		if j.adam != nil {
+			n := len(j.model.Params)
+			into.st.Adam = &lm.AdamState{M: make([]float32, n), V: make([]float32, n)}
+		}
 	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return "", fmt.Errorf("saving checkpoint of step %d: %w", j.step, err)
-	}
-	tmp, err := os.MkdirTemp(root, ".tmp-"+checkpointName(j.step)+"-")
+	fp := j.data.Fingerprint()
+	cur, err := json.Marshal(dataState{Cursor: j.cursor, Data: &fp})
 	if err != nil {
-		return "", fmt.Errorf("saving checkpoint of step %d: %w", j.step, err)
+		return nil, err
+	}
+	copy(into.model.Params, j.model.Params)
+	into.step = j.step
+	into.st.Step, into.st.RNG, into.st.Data = int64(j.step), j.rng, cur
+	if j.adam != nil {
+		into.st.Adam.T = j.adam.State.T
+		copy(into.st.Adam.M, j.adam.State.M)
+		copy(into.st.Adam.V, j.adam.State.V)
+	}
+	return into, nil
+}
+
+// write saves the copy into runDir/checkpoints/step-N and removes all but
+// the newest keep. It writes a temporary folder first and renames it into
+// place, so a crash leaves either no step-N or a whole one.
+func (c *ckptState) write(runDir string, keep int) (string, error) {
+	root := filepath.Join(runDir, "checkpoints")
+	dir := filepath.Join(root, checkpointName(c.step))
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", fmt.Errorf("saving checkpoint of step %d: %w", c.step, err)
+	}
+	tmp, err := os.MkdirTemp(root, ".tmp-"+checkpointName(c.step)+"-")
+	if err != nil {
+		return "", fmt.Errorf("saving checkpoint of step %d: %w", c.step, err)
 	}
 	defer os.RemoveAll(tmp)
-	if err := lm.SaveCheckpoint(tmp, j.model, st); err != nil {
-		return "", fmt.Errorf("saving checkpoint of step %d: %w", j.step, err)
+	if err := lm.SaveCheckpoint(tmp, c.model, c.st); err != nil {
+		return "", fmt.Errorf("saving checkpoint of step %d: %w", c.step, err)
 	}
 	if err := os.RemoveAll(dir); err != nil { // an earlier incarnation's step-N
-		return "", fmt.Errorf("saving checkpoint of step %d: %w", j.step, err)
+		return "", fmt.Errorf("saving checkpoint of step %d: %w", c.step, err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
-		return "", fmt.Errorf("saving checkpoint of step %d: %w", j.step, err)
+		return "", fmt.Errorf("saving checkpoint of step %d: %w", c.step, err)
 	}
 	syncDir(root)
 	all, err := listCheckpoints(runDir)

@@ -1,0 +1,169 @@
+package cluster
+
+import (
+	"fmt"
+
+	"github.com/klring/klring/engine"
+	"github.com/klring/klring/lm"
+	"github.com/klring/klring/outputs"
+)
+
+// The coordinator's evaluations and checkpoints run on copies of the
+// committed state, in goroutines of their own, off the protocol's path: a
+// long one delays neither plans nor heartbeats. A metrics line waits for its
+// step's evaluation, so metrics.jsonl keeps its order and its val_loss.
+
+// sideDone is the end of an evaluation or a checkpoint.
+type sideDone struct {
+	eval bool
+	step uint64
+	ev   engine.Eval
+	dir  string
+	err  error
+}
+
+// side is the state of the background work.
+type side struct {
+	done      chan sideDone
+	evalBusy  bool
+	ckptBusy  bool
+	evalModel *lm.Model
+	evalEng   *engine.Engine
+	ckpt      *ckptState
+	rows      []pendingRow
+	lastCkpt  string
+}
+
+// pendingRow is a metrics line that waits for its step's evaluation.
+type pendingRow struct {
+	m    outputs.StepMetrics
+	eval bool // an evaluation of this step is running
+}
+
+func newSide() *side { return &side{done: make(chan sideDone, 2)} }
+
+// checkpointAsync copies the committed state and writes it in the
+// background (after the checkpoint before it is written).
+func (c *Coordinator) checkpointAsync() error {
+	if err := c.waitSide(false); err != nil {
+		return err
+	}
+	snap, err := c.job.checkpointState(c.side.ckpt)
+	if err != nil {
+		return fmt.Errorf("checkpoint of step %d: %w", c.job.step, err)
+	}
+	c.side.ckpt, c.side.ckptBusy = snap, true
+	dir, keep, hold := c.cfg.Run.Dir, c.cfg.Run.Keep, c.hooks.holdCheckpoint
+	go func() {
+		if hold != nil {
+			hold(snap.step)
+		}
+		d, err := snap.write(dir, keep)
+		c.side.done <- sideDone{step: snap.step, dir: d, err: err}
+	}()
+	return nil
+}
+
+// evaluateAsync evaluates a copy of the committed model on held-out windows
+// in the background; the step's metrics line waits for it.
+func (c *Coordinator) evaluateAsync() error {
+	if err := c.waitSide(true); err != nil {
+		return err
+	}
+	s := c.side
+	if s.evalModel == nil {
+		m, err := lm.New(c.job.model.Config, c.job.env.Pool)
+		if err != nil {
+			return err
+		}
+		o, err := engineOptions(c.spec)
+		if err != nil {
+			return err
+		}
+		o.MaxWindows = min(o.MaxWindows, periodicEvalWindows)
+		if s.evalEng, err = engine.New(o, m, c.job.data, c.job.env.Pool); err != nil {
+			return err
+		}
+		s.evalModel = m
+	}
+	copy(s.evalModel.Params, c.job.model.Params)
+	s.evalBusy = true
+	if c.metrics != nil {
+		c.metrics.wait = true
+	}
+	w := c.job.data.ValWindows()
+	w = w[:min(len(w), periodicEvalWindows)]
+	step, eng := c.job.step, s.evalEng
+	go func() {
+		ev, err := eng.Evaluate(w)
+		s.done <- sideDone{eval: true, step: step, ev: ev, err: err}
+	}()
+	return nil
+}
+
+// onSide takes the end of a piece of background work.
+func (c *Coordinator) onSide(d sideDone) error {
+	if d.eval {
+		c.side.evalBusy = false
+	} else {
+		c.side.ckptBusy = false
+	}
+	if d.err != nil {
+		return d.err
+	}
+	if !d.eval {
+		c.side.lastCkpt = d.dir
+		c.log.Info("checkpoint", "step", d.step, "dir", d.dir)
+		return nil
+	}
+	c.prom.ValLoss.Set(d.ev.CE)
+	c.log.Info("evaluated", "step", d.step, "val_loss", d.ev.CE, "val_kl_to_truth", d.ev.KL, "windows", d.ev.Windows)
+	for i := range c.side.rows {
+		if r := &c.side.rows[i]; r.m.Step == d.step && r.eval {
+			r.m.ValLoss, r.m.ValKL, r.eval = &d.ev.CE, d.ev.KLPtr(), false
+		}
+	}
+	return c.flushRows()
+}
+
+// waitSide waits for the running evaluation (eval) or checkpoint to end.
+func (c *Coordinator) waitSide(eval bool) error {
+	for eval && c.side.evalBusy || !eval && c.side.ckptBusy {
+		if err := c.onSide(<-c.side.done); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settleSide waits for every piece of background work and writes every
+// metrics line.
+func (c *Coordinator) settleSide() error {
+	if err := c.waitSide(true); err != nil {
+		return err
+	}
+	if err := c.waitSide(false); err != nil {
+		return err
+	}
+	return c.flushRows()
+}
+
+// queueRow queues a committed step's metrics line.
+func (c *Coordinator) queueRow(m outputs.StepMetrics, eval bool) error {
+	c.side.rows = append(c.side.rows, pendingRow{m: m, eval: eval})
+	return c.flushRows()
+}
+
+// flushRows appends the queued metrics lines whose evaluation is done, in
+// step order.
+func (c *Coordinator) flushRows() error {
+	rows := c.side.rows
+	for len(rows) > 0 && !rows[0].eval {
+		if err := c.out.AppendMetrics(rows[0].m); err != nil {
+			return err
+		}
+		rows = rows[1:]
+	}
+	c.side.rows = append(c.side.rows[:0], rows...)
+	return nil
+}
