@@ -132,6 +132,10 @@ func (c *Coordinator) Run(ctx context.Context, conn *natsnet.Conn) (Summary, err
 	}
 	c.out = out
 	defer out.Close()
+	rec := runRecord{Job: c.cfg.Job, Steps: uint64(c.cfg.Train.Steps), Spec: c.spec}
+	if err := outputs.WriteJSON(filepath.Join(c.cfg.Run.Dir, "run.json"), rec); err != nil {
+		return sum, err
+	}
 	sum.Metrics = out.MetricsPath
 	if c.resumed {
 		c.log.Info("resumed from checkpoint", "step", c.job.step, "dir", c.cfg.Run.Dir)

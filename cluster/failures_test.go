@@ -308,3 +308,61 @@ func TestSlowCheckpointIsOffTheCriticalPath(t *testing.T) {
 		t.Errorf("the held checkpoint was not written: %v", err)
 	}
 }
+
+// Verify passes on a run that had failures, and finds each kind of damage:
+// a step committed twice, a window in two ranks, a batch off the data's
+// stream, a metrics line that disagrees, a checkpoint that does not verify.
+func TestVerify(t *testing.T) {
+	cfg := testConfig(t, 10, 4)
+	cfg.Run.CheckpointEvery = 4
+	cfg.Data.ValFraction = 0.2
+	rows := trainRun(t, cfg, 2)
+	rep, err := Verify(cfg.Run.Dir, "")
+	if err != nil {
+		t.Fatalf("Verify of a good run: %v", err)
+	}
+	if rep.Steps != 10 || rep.Metrics != 10 || rep.Windows != 40 || len(rep.Checkpoints) != 3 {
+		t.Errorf("Verify = %+v; want 10 steps and metrics lines, 40 windows, 3 checkpoints", rep)
+	}
+	_ = rows
+	damage := []struct {
+		name string
+		file string
+		edit func(lines []string) []string
+		want string
+	}{
+		{"a step twice", "ledger.jsonl", func(l []string) []string { return append(l[:5], l[4:]...) }, "ledger line 6 is step 5"},
+		{"a window in two ranks", "ledger.jsonl", func(l []string) []string {
+			l[2] = strings.Replace(l[2], `"windows":[`, `"windows":[0,`, 1)
+			return l
+		}, "step 3: the ranks computed windows"},
+		{"a metrics line off", "metrics.jsonl", func(l []string) []string {
+			l[3] = strings.Replace(l[3], `"tokens":64`, `"tokens":63`, 1)
+			return l
+		}, "step 4"},
+		{"a missing metrics line", "metrics.jsonl", func(l []string) []string { return l[:9] }, "9 lines"},
+	}
+	for _, d := range damage {
+		dir := t.TempDir()
+		copyTree(t, cfg.Run.Dir, dir)
+		p := filepath.Join(dir, d.file)
+		b, _ := os.ReadFile(p)
+		lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+		os.WriteFile(p, []byte(strings.Join(d.edit(lines), "\n")+"\n"), 0o644)
+		if _, err := Verify(dir, ""); !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), d.want) {
+			t.Errorf("%s: Verify = %v; want an error naming %q", d.name, err, d.want)
+		}
+	}
+	dir := t.TempDir()
+	copyTree(t, cfg.Run.Dir, dir)
+	mf := filepath.Join(dir, "checkpoints", "step-000008", "model.safetensors")
+	b, _ := os.ReadFile(mf)
+	b[len(b)-1] ^= 1
+	os.WriteFile(mf, b, 0o644)
+	if _, err := Verify(dir, ""); !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), "step-000008") {
+		t.Errorf("a flipped bit in a checkpoint: Verify = %v; want an error naming step-000008", err)
+	}
+	if _, err := Verify(cfg.Run.Dir, "synthetic:"); err == nil {
+		t.Error("Verify with other data passed")
+	}
+}

@@ -16,25 +16,25 @@ import (
 // it from its configuration and hands it to each worker that joins, so workers
 // need only the NATS address and the job name.
 type JobSpec struct {
-	Model        lm.Config     `msgpack:"model"`
-	DataSource   string        `msgpack:"data_source"`
-	ValFraction  float64       `msgpack:"val_fraction"`
-	DataSeed     uint64        `msgpack:"data_seed"`
-	Direction    string        `msgpack:"direction"`
-	Target       string        `msgpack:"target"` // hard or soft, resolved from auto
-	Beta         float64       `msgpack:"beta"`
-	Temperature  float64       `msgpack:"temperature"`
-	Smoothing    float64       `msgpack:"label_smoothing"`
-	Optimizer    string        `msgpack:"optimizer"`
-	WeightDecay  float64       `msgpack:"weight_decay"`
-	GradClip     float64       `msgpack:"grad_clip"`
-	BatchWindows int           `msgpack:"batch_windows"`
-	ChunkBytes   int           `msgpack:"chunk_bytes"`
-	ARDeadline   time.Duration `msgpack:"allreduce_deadline"`
-	Heartbeat    time.Duration `msgpack:"heartbeat"`
+	Model        lm.Config     `msgpack:"model" json:"model"`
+	DataSource   string        `msgpack:"data_source" json:"data_source"`
+	ValFraction  float64       `msgpack:"val_fraction" json:"val_fraction"`
+	DataSeed     uint64        `msgpack:"data_seed" json:"data_seed"`
+	Direction    string        `msgpack:"direction" json:"direction"`
+	Target       string        `msgpack:"target" json:"target"` // hard or soft, resolved from auto
+	Beta         float64       `msgpack:"beta" json:"beta"`
+	Temperature  float64       `msgpack:"temperature" json:"temperature"`
+	Smoothing    float64       `msgpack:"label_smoothing" json:"label_smoothing"`
+	Optimizer    string        `msgpack:"optimizer" json:"optimizer"`
+	WeightDecay  float64       `msgpack:"weight_decay" json:"weight_decay"`
+	GradClip     float64       `msgpack:"grad_clip" json:"grad_clip"`
+	BatchWindows int           `msgpack:"batch_windows" json:"batch_windows"`
+	ChunkBytes   int           `msgpack:"chunk_bytes" json:"chunk_bytes"`
+	ARDeadline   time.Duration `msgpack:"allreduce_deadline" json:"allreduce_deadline"`
+	Heartbeat    time.Duration `msgpack:"heartbeat" json:"heartbeat"`
 	// Data is the coordinator's fingerprint of the data: a worker whose own
 	// copy differs refuses to join.
-	Data shard.Fingerprint `msgpack:"data"`
+	Data shard.Fingerprint `msgpack:"data" json:"data"`
 }
 
 // Validate checks what a worker is told before it builds anything from it:

@@ -59,7 +59,7 @@ func Coordinator() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), simCmd(), evalCmd(), sampleCmd(), scaleCmd(), tokenizeCmd(), certsCmd())
+	root.AddCommand(runCmd(), simCmd(), evalCmd(), sampleCmd(), scaleCmd(), tokenizeCmd(), certsCmd(), verifyCmd())
 	return root
 }
 
