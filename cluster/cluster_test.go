@@ -18,7 +18,7 @@ import (
 
 // I1: N workers with global batch G give the loss curve of 1 worker with G,
 // up to float summation order.
-func TestWorldSizeInvariance(t *testing.T) {
+func TestI1WorldSizeInvariance(t *testing.T) {
 	cfg := testConfig(t, 20, 8)
 	one := trainRun(t, cfg, 1)
 	cfg.Run.Dir = t.TempDir()
@@ -187,7 +187,7 @@ func TestWorkerJoinsMidRun(t *testing.T) {
 
 // I5: stop everything after step 10, resume from the checkpoint, run to step
 // 20: steps 11-20 match an uninterrupted run to 1e-6 relative.
-func TestResumeEquivalence(t *testing.T) {
+func TestI5ResumeEquivalence(t *testing.T) {
 	cfg := testConfig(t, 20, 8)
 	cfg.Run.CheckpointEvery = 10
 	full := trainRun(t, cfg, 2)
@@ -301,7 +301,7 @@ func TestDeadWorkerDetectedBeforeDeadline(t *testing.T) {
 
 // A wrong checkpoint or data file stops the run before it starts, and nothing
 // in run.dir is changed by the failed start.
-func TestBadStartTouchesNothing(t *testing.T) {
+func TestI6BadStartTouchesNothing(t *testing.T) {
 	cfg := testConfig(t, 4, 4)
 	cfg.Run.CheckpointEvery = 2
 	trainRun(t, cfg, 1)
@@ -328,7 +328,7 @@ func TestBadStartTouchesNothing(t *testing.T) {
 }
 
 // Garbage and foreign messages on every control subject change nothing.
-func TestForeignMessagesChangeNothing(t *testing.T) {
+func TestI6ForeignMessagesChangeNothing(t *testing.T) {
 	cfg := testConfig(t, 8, 8)
 	clean := trainRun(t, cfg, 2)
 
