@@ -16,6 +16,15 @@ func TestImportDirection(t *testing.T) {
 		"allreduce": {"lm", "loss", "shard", "natsnet", "cluster", "config", "nats.go", "nats-server"},
 		"kernels":   {"lm", "loss", "shard", "allreduce", "cluster", "config", "nats.go"},
 		"config":    {"cluster", "natsnet", "nats.go"},
+		// The protocol decides; it does no I/O: no NATS, models, losses,
+		// files of the run, and nothing above it.
+		"protocol":  {"lm", "loss", "kernels", "natsnet", "cluster", "config", "engine", "outputs", "nats.go", "nats-server", "gonum.org/v1/gonum"},
+		"engine":    {"allreduce", "natsnet", "cluster", "config", "protocol", "outputs", "nats.go"},
+		"outputs":   {"lm", "loss", "shard", "allreduce", "natsnet", "cluster", "config", "protocol", "engine", "nats.go"},
+		"charts":    {"lm", "loss", "shard", "allreduce", "natsnet", "cluster", "config", "protocol", "engine", "outputs", "nats.go"},
+		"tokenizer": {"lm", "loss", "allreduce", "natsnet", "cluster", "config", "nats.go"},
+		"certs":     {"lm", "loss", "shard", "allreduce", "natsnet", "cluster", "config", "nats.go"},
+		"natsnet":   {"lm", "loss", "shard", "cluster", "config", "protocol", "engine"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", "github.com/klring/klring/"+pkg).CombinedOutput()
