@@ -58,6 +58,7 @@ type Coordinator struct {
 	side       *side
 	snapBlob   []byte
 	snapStep   uint64
+	snapSum    uint64 // checksum of the snapshot's parameters
 	snapValid  bool
 	ended      *protocol.End
 	aborts     int
@@ -114,7 +115,7 @@ func (c *Coordinator) coreConfig(startWorkers int) protocol.CoordinatorConfig {
 		Heartbeat: c.cfg.Cluster.Heartbeat, StepDeadline: c.cfg.Cluster.StepDeadline,
 		MaxAttempts: maxAttempts, MaxNonFinite: maxNonFinite, EvictAfter: evictAfter,
 		VectorLen: n + 2, PartFloats: allreduce.Options{ChunkBytes: c.cfg.AllReduce.ChunkBytes}.PartFloats(),
-		SnapBytes: int64(c.job.snapshotBytes()), CheckpointEvery: uint64(c.cfg.Run.CheckpointEvery), EvalEvery: uint64(c.cfg.Run.EvalEvery),
+		SnapBytes: int64(c.job.snapshotBytes()), LoadAllowance: loadAllowance(c.job.snapshotBytes()), CheckpointEvery: uint64(c.cfg.Run.CheckpointEvery), EvalEvery: uint64(c.cfg.Run.EvalEvery),
 	}
 }
 
@@ -442,11 +443,11 @@ func (c *Coordinator) respond(reply string, v any) {
 func (c *Coordinator) serveSnap(a protocol.ServeSnap) {
 	if !c.snapValid || c.snapStep != c.job.step {
 		c.snapBlob = c.job.snapshot(c.snapBlob[:0])
-		c.snapStep, c.snapValid = c.job.step, true
+		c.snapStep, c.snapSum, c.snapValid = c.job.step, c.job.checksum(), true
 	}
 	n := min(a.Len, int64(c.cfg.AllReduce.ChunkBytes-512))
 	c.respond(a.Reply, snapChunk{Run: c.run, Step: c.job.step, Total: len(c.snapBlob), Offset: int(a.Offset),
-		Data: c.snapBlob[a.Offset : a.Offset+n], OptStep: c.job.optStep(), Checksum: c.job.checksum()})
+		Data: c.snapBlob[a.Offset : a.Offset+n], OptStep: c.job.optStep(), Checksum: c.snapSum})
 }
 
 // commit applies an attempt's assembled gradient to the master copy and
@@ -620,6 +621,12 @@ func (c *Coordinator) finish(sum Summary, start time.Time) (Summary, error) {
 		return sum, err
 	}
 	return sum, nil
+}
+
+// loadAllowance is the time a snapshot of n bytes may take to reach a
+// worker: at 20 MB/s, in chunks that each cross the server twice.
+func loadAllowance(n int) time.Duration {
+	return time.Second + time.Duration(float64(n)/20e6*float64(time.Second))
 }
 
 func newRunID() string {

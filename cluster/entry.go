@@ -44,6 +44,7 @@ func Work(ctx context.Context, cfg config.Config, id string, log *slog.Logger) e
 		return fmt.Errorf("worker id: %w", err)
 	}
 	env := NewEnv(cfg.Cluster.Threads)
+	env.CacheDir, env.Log = cfg.Data.CacheDir, log
 	nc, err := connect(ctx, cfg, "worker "+id, log)
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ type JobSpec struct {
 	DataSource   string        `msgpack:"data_source" json:"data_source"`
 	ValFraction  float64       `msgpack:"val_fraction" json:"val_fraction"`
 	DataSeed     uint64        `msgpack:"data_seed" json:"data_seed"`
+	Tokenizer    string        `msgpack:"tokenizer" json:"tokenizer"`
 	Direction    string        `msgpack:"direction" json:"direction"`
 	Target       string        `msgpack:"target" json:"target"` // hard or soft, resolved from auto
 	Beta         float64       `msgpack:"beta" json:"beta"`

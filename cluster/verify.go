@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -54,7 +56,7 @@ func Verify(runDir, data string) (VerifyReport, error) {
 	if data != "" {
 		o.Source = data
 	}
-	ds, err := shard.Open(o)
+	ds, err := openData(context.Background(), o, filepath.Join(runDir, "tokens"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		return rep, fmt.Errorf("%w: opening the run's data %s (give --data if it moved): %w", ErrVerify, o.Source, err)
 	}

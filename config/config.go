@@ -52,7 +52,13 @@ type Model struct {
 type Data struct {
 	Source      string  `mapstructure:"source"` // synthetic, text:PATH, tokens:PATH
 	ValFraction float64 `mapstructure:"val_fraction"`
-	Seed        uint64  `mapstructure:"seed"`
+	// Tokenizer turns text:PATH into tokens (bytes or gpt2); with
+	// tokens:PATH it says what the ids are (for samples and bits per byte).
+	Tokenizer string `mapstructure:"tokenizer"`
+	// CacheDir holds tokenized texts; empty: run.dir/tokens on the
+	// coordinator, the user's cache folder on a worker.
+	CacheDir string `mapstructure:"cache_dir"`
+	Seed     uint64 `mapstructure:"seed"`
 }
 
 // Loss chooses the divergence the workers minimise.
@@ -134,6 +140,8 @@ func Keys() []Key {
 		{"data.source", "synthetic", "synthetic, text:PATH or tokens:PATH"},
 		{"data.val_fraction", 0.05, "fraction of windows held out for evaluation, in [0, 0.5]"},
 		{"data.seed", uint64(1), "seed of the synthetic source and of the epoch order"},
+		{"data.tokenizer", "bytes", "bytes (a token per byte, vocabulary 256) or gpt2 (GPT-2's BPE, vocabulary 50257) for text:PATH; with tokens:PATH, what the ids are"},
+		{"data.cache_dir", "", "folder of tokenized texts; empty: run.dir/tokens (coordinator), the user's cache folder (worker)"},
 		{"loss.direction", "forward", "forward D_KL(P||Q), reverse D_KL(Q||P) or jsd"},
 		{"loss.target", "auto", "auto (soft where the data has it), hard or soft"},
 		{"loss.beta", 0.5, "JSD weight of the target, in (0, 1)"},
@@ -233,6 +241,10 @@ func (c Config) Validate() error {
 	case strings.HasPrefix(src, "tokens:") && len(src) > len("tokens:"):
 	default:
 		bad("data.source", fmt.Sprintf("%q", src), "must be synthetic, text:PATH or tokens:PATH")
+	}
+	oneOf("data.tokenizer", c.Data.Tokenizer, "bytes", "gpt2")
+	if c.Data.Tokenizer == "gpt2" && src == "synthetic" {
+		bad("data.tokenizer", `"gpt2"`, "applies to text:PATH and tokens:PATH sources, not synthetic")
 	}
 	if !(c.Data.ValFraction >= 0 && c.Data.ValFraction <= 0.5) {
 		bad("data.val_fraction", c.Data.ValFraction, "must be in [0, 0.5]")

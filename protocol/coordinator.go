@@ -28,6 +28,10 @@ type CoordinatorConfig struct {
 	VectorLen    int           // floats of the all-reduced vector (parameters + loss sum + token count)
 	PartFloats   int           // floats of one ring part (allreduce.Options.PartFloats)
 	SnapBytes    int64         // bytes of a snapshot (parameters and optimizer state)
+	// LoadAllowance is added to the deadline of an attempt in which a
+	// member must first load the snapshot (it is new to this run, or
+	// resynced): the time a snapshot of SnapBytes takes to arrive.
+	LoadAllowance time.Duration
 	// CheckpointEvery and EvalEvery ask for a checkpoint or an evaluation
 	// after every so many committed steps (0: never); the last step's are
 	// the runtime's, at End.
@@ -220,7 +224,8 @@ type member struct {
 	stale        bool // not heard from since the coordinator reconnected
 	leaving      bool
 	resync       bool
-	failures     int // attempts failed in a row
+	synced       bool // has been a member of this run: it holds the run's parameters
+	failures     int  // attempts failed in a row
 	evictions    int
 	evictedUntil time.Time
 }
@@ -435,12 +440,21 @@ func (c *Coordinator) start(now time.Time) {
 		rank: make(map[string]int, n), dones: make([]*Done, n),
 		plan: allreduce.NewPlan(c.cfg.VectorLen, n, c.cfg.PartFloats)}
 	var resync []string
+	load := false
 	for i, id := range c.members {
 		a.rank[id] = i
-		if m := c.workers[id]; m.resync {
+		m := c.workers[id]
+		if m.resync {
 			resync = append(resync, id)
 			m.resync = false
+			load = true
 		}
+		if !m.synced {
+			load = true
+		}
+	}
+	if load {
+		a.deadline = a.deadline.Add(c.cfg.LoadAllowance)
 	}
 	c.att = a
 	c.attempts++
@@ -579,6 +593,7 @@ func (c *Coordinator) onDone(d *Done, now time.Time) {
 	}
 	a.dones[r] = d
 	a.ndone++
+	m.synced = true
 	c.complete()
 }
 

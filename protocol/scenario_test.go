@@ -58,7 +58,7 @@ func (h *harness) run(d *datadriven.TestData) {
 			StartWorkers: atoi(t, arg("start", arg("min", "1"))), Heartbeat: parseDur(t, arg("heartbeat", "1s")),
 			StepDeadline: parseDur(t, arg("deadline", "5s")), MaxAttempts: atoi(t, arg("attempts", "8")),
 			MaxNonFinite: atoi(t, arg("nonfinite", "3")), EvictAfter: atoi(t, arg("evict", "3")),
-			VectorLen: hVector, PartFloats: hPartFloats, SnapBytes: 4096,
+			VectorLen: hVector, PartFloats: hPartFloats, SnapBytes: 4096, LoadAllowance: time.Second,
 			CheckpointEvery: uint64(atoi(t, arg("ckpt", "0"))), EvalEvery: uint64(atoi(t, arg("eval", "0")))}
 		h.batchSize = atoi(t, arg("batch", "6"))
 		h.coordTimeout = parseDur(t, arg("timeout", "10m"))

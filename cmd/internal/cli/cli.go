@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -75,6 +76,13 @@ func trainCmd(use, short, long string, run func(context.Context, config.Config, 
 			if err != nil {
 				return err
 			}
+			if path, _ := cmd.Flags().GetString("cpuprofile"); path != "" {
+				stop, err := startCPUProfile(path)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			sum, err := run(cmd.Context(), cfg, log, progressFor(os.Stderr, cfg, log))
 			if err != nil {
 				return err
@@ -84,7 +92,21 @@ func trainCmd(use, short, long string, run func(context.Context, config.Config, 
 		},
 	}
 	withConfigFlags(cmd)
+	cmd.Flags().String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	return cmd
+}
+
+// startCPUProfile profiles the process into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func runCmd() *cobra.Command {
