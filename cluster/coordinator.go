@@ -603,6 +603,9 @@ func (c *Coordinator) finish(sum Summary, start time.Time) (Summary, error) {
 	if k := len(c.out.Rows); k > 0 && c.out.Rows[k-1].Step == c.job.step {
 		c.out.Rows[k-1].ValLoss, c.out.Rows[k-1].ValKL = &ev.CE, ev.KLPtr()
 	}
+	if ev.BPB > 0 {
+		sum.ValBPB = ev.BPB
+	}
 	floor := -1.0
 	if ev.Floor >= 0 {
 		floor = ev.Floor

@@ -24,6 +24,7 @@ import (
 	"github.com/klring/klring/lm"
 	"github.com/klring/klring/loss"
 	"github.com/klring/klring/shard"
+	"github.com/klring/klring/tokenizer"
 )
 
 // Env is what the replicas of one process share: the kernels' parallelism
@@ -54,6 +55,7 @@ type Env struct {
 type dataCache struct {
 	mu       sync.Mutex
 	datasets map[string]*shard.Dataset
+	toks     map[string]tokenizer.Tokenizer
 }
 
 // NewEnv returns an environment with a budget of threads kernel goroutines
@@ -69,8 +71,42 @@ func (e *Env) withPool(p *kernels.Pool) *Env {
 	return &c
 }
 
+// dataRequest builds the data request of a job spec.
+func dataRequest(s JobSpec) engine.DataRequest {
+	return engine.DataRequest{Options: shard.Options{Source: s.DataSource, Ctx: s.Model.Ctx, ValFraction: s.ValFraction, Seed: s.DataSeed},
+		Tokenizer: s.Tokenizer}
+}
+
+// tokenBytes is the bytes of text each token id of the job's data stands
+// for, or nil when its tokens are not text (synthetic data, token files of
+// unknown origin).
+func (e *Env) tokenBytes(spec JobSpec) (func(int32) int, error) {
+	name := spec.Tokenizer
+	if name == "" {
+		name = tokenizer.NameBytes
+	}
+	text := strings.HasPrefix(spec.DataSource, "text:")
+	if !text && !(strings.HasPrefix(spec.DataSource, "tokens:") && name != tokenizer.NameBytes) {
+		return nil, nil
+	}
+	e.data.mu.Lock()
+	defer e.data.mu.Unlock()
+	if e.data.toks == nil {
+		e.data.toks = map[string]tokenizer.Tokenizer{}
+	}
+	tok := e.data.toks[name]
+	if tok == nil {
+		var err error
+		if tok, err = tokenizer.New(name); err != nil {
+			return nil, err
+		}
+		e.data.toks[name] = tok
+	}
+	return tok.TokenBytes, nil
+}
+
 // dataset opens a data source once per Env.
-func (e *Env) dataset(r dataRequest) (*shard.Dataset, error) {
+func (e *Env) dataset(r engine.DataRequest) (*shard.Dataset, error) {
 	key := fmt.Sprintf("%+v", r)
 	dc := e.data
 	dc.mu.Lock()
@@ -82,7 +118,7 @@ func (e *Env) dataset(r dataRequest) (*shard.Dataset, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d, err := openData(context.Background(), r, e.CacheDir, log)
+	d, err := engine.OpenData(context.Background(), r, e.CacheDir, log)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +210,7 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		ctx = mc.Ctx
 	}
 	spec.Model.Ctx = ctx
-	data, err := env.dataset(dataOptions(spec))
+	data, err := env.dataset(dataRequest(spec))
 	if err != nil {
 		return nil, false, fmt.Errorf("data.source %s: %w", cfg.Data.Source, err)
 	}
@@ -277,7 +313,7 @@ func newWorkerJob(spec JobSpec, env *Env) (*jobState, error) {
 	if err := spec.Model.Validate(); err != nil {
 		return nil, fmt.Errorf("job spec: %w", err)
 	}
-	data, err := env.dataset(dataOptions(spec))
+	data, err := env.dataset(dataRequest(spec))
 	if err != nil {
 		return nil, fmt.Errorf("data.source %s: %w", spec.DataSource, err)
 	}
@@ -307,6 +343,9 @@ func newJobState(spec JobSpec, env *Env, model *lm.Model, data *shard.Dataset) (
 	}
 	o, err := engineOptions(spec)
 	if err != nil {
+		return nil, err
+	}
+	if o.TokenBytes, err = env.tokenBytes(spec); err != nil {
 		return nil, err
 	}
 	if j.eng, err = engine.New(o, model, data, env.Pool); err != nil {
@@ -486,9 +525,10 @@ func (j *jobState) save(runDir string, keep int) (string, error) {
 // ckptState is a copy of what a checkpoint holds, taken at a step boundary
 // so that it can be written while the master copy moves on.
 type ckptState struct {
-	step  uint64
-	model *lm.Model
-	st    *lm.TrainerState
+	step      uint64
+	model     *lm.Model
+	st        *lm.TrainerState
+	tokenizer string // written beside the model when the data is text
 }
 
 // checkpointState copies the committed state into into (allocated when nil
@@ -512,6 +552,12 @@ func (j *jobState) checkpointState(into *ckptState) (*ckptState, error) {
 	}
 	copy(into.model.Params, j.model.Params)
 	into.step = j.step
+	if tb, _ := j.env.tokenBytes(j.spec); tb != nil {
+		into.tokenizer = j.spec.Tokenizer
+		if into.tokenizer == "" {
+			into.tokenizer = tokenizer.NameBytes
+		}
+	}
 	into.st.Step, into.st.RNG, into.st.Data = int64(j.step), j.rng, cur
 	if j.adam != nil {
 		into.st.Adam.T = j.adam.State.T
@@ -537,6 +583,11 @@ func (c *ckptState) write(runDir string, keep int) (string, error) {
 	defer os.RemoveAll(tmp)
 	if err := lm.SaveCheckpoint(tmp, c.model, c.st); err != nil {
 		return "", fmt.Errorf("saving checkpoint of step %d: %w", c.step, err)
+	}
+	if c.tokenizer != "" {
+		if err := engine.WriteTokenizerConfig(tmp, c.tokenizer, c.model.Config.Ctx); err != nil {
+			return "", fmt.Errorf("saving checkpoint of step %d: %w", c.step, err)
+		}
 	}
 	if err := os.RemoveAll(dir); err != nil { // an earlier incarnation's step-N
 		return "", fmt.Errorf("saving checkpoint of step %d: %w", c.step, err)

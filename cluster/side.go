@@ -81,6 +81,9 @@ func (c *Coordinator) evaluateAsync() error {
 			return err
 		}
 		o.MaxWindows = min(o.MaxWindows, periodicEvalWindows)
+		if o.TokenBytes, err = c.job.env.tokenBytes(c.spec); err != nil {
+			return err
+		}
 		if s.evalEng, err = engine.New(o, m, c.job.data, c.job.env.Pool); err != nil {
 			return err
 		}
@@ -120,10 +123,18 @@ func (c *Coordinator) onSide(d sideDone) error {
 	c.log.Info("evaluated", "step", d.step, "val_loss", d.ev.CE, "val_kl_to_truth", d.ev.KL, "windows", d.ev.Windows)
 	for i := range c.side.rows {
 		if r := &c.side.rows[i]; r.m.Step == d.step && r.eval {
-			r.m.ValLoss, r.m.ValKL, r.eval = &d.ev.CE, d.ev.KLPtr(), false
+			r.m.ValLoss, r.m.ValKL, r.m.ValBPB, r.eval = &d.ev.CE, d.ev.KLPtr(), bpbPtr(d.ev), false
 		}
 	}
 	return c.flushRows()
+}
+
+func bpbPtr(ev engine.Eval) *float64 {
+	if ev.BPB < 0 {
+		return nil
+	}
+	v := ev.BPB
+	return &v
 }
 
 // waitSide waits for the running evaluation (eval) or checkpoint to end.

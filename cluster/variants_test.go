@@ -40,6 +40,7 @@ func TestSimulateVariants(t *testing.T) {
 		mod  func(*config.Config)
 	}{
 		{"text", func(c *config.Config) { c.Data.Source = "text:" + text }},
+		{"text as GPT-2 tokens", func(c *config.Config) { c.Data.Source = "text:" + text; c.Data.Tokenizer = "gpt2" }},
 		{"tokens", func(c *config.Config) { c.Data.Source = "tokens:" + tokens }},
 		{"hard targets", func(c *config.Config) { c.Loss.Target = "hard"; c.Loss.LabelSmoothing = 0.1 }},
 		{"reverse KL", func(c *config.Config) { c.Loss.Direction = "reverse"; c.Loss.LabelSmoothing = 0.01 }},

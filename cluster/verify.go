@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/klring/klring/engine"
 	"github.com/klring/klring/kernels"
 	"github.com/klring/klring/lm"
 	"github.com/klring/klring/outputs"
@@ -52,11 +53,11 @@ func Verify(runDir, data string) (VerifyReport, error) {
 	if err := readJSONFile(filepath.Join(runDir, "run.json"), &rec); err != nil {
 		return rep, fmt.Errorf("%w: %w", ErrVerify, err)
 	}
-	o := dataOptions(rec.Spec)
+	o := dataRequest(rec.Spec)
 	if data != "" {
 		o.Source = data
 	}
-	ds, err := openData(context.Background(), o, filepath.Join(runDir, "tokens"), slog.New(slog.DiscardHandler))
+	ds, err := engine.OpenData(context.Background(), o, filepath.Join(runDir, "tokens"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		return rep, fmt.Errorf("%w: opening the run's data %s (give --data if it moved): %w", ErrVerify, o.Source, err)
 	}

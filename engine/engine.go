@@ -66,6 +66,9 @@ type Options struct {
 	// MaxWindows is the largest number of windows of one Gradient or
 	// evaluation batch; buffers are sized for it once.
 	MaxWindows int
+	// TokenBytes, when not nil, is the number of bytes of text a token id
+	// stands for: evaluations then report bits per byte.
+	TokenBytes func(id int32) int
 }
 
 // Validate checks the options and that they make a finite loss.
@@ -118,6 +121,8 @@ type Engine struct {
 	maxB  int
 	K     int
 
+	tokenBytes func(int32) int
+
 	win   []int32   // [T+1] one window
 	in    []int32   // [maxB*T] inputs
 	hard  []int32   // [maxB*T] next tokens
@@ -143,7 +148,7 @@ func New(o Options, model *lm.Model, data *shard.Dataset, pool *kernels.Pool) (*
 	}
 	T, B := model.Config.Ctx, o.MaxWindows
 	e := &Engine{model: model, lossc: loss.NewComputer(pool), opts: lo, data: data,
-		soft: o.Target == TargetSoft, keep: float32(1 - o.LabelSmoothing), T: T, maxB: B,
+		soft: o.Target == TargetSoft, keep: float32(1 - o.LabelSmoothing), T: T, maxB: B, tokenBytes: o.TokenBytes,
 		win: make([]int32, T+1), in: make([]int32, B*T), hard: make([]int32, B*T)}
 	if data.HasTruth() {
 		e.K = data.TruthK()
@@ -241,6 +246,8 @@ type Eval struct {
 	CE      float64 // mean cross-entropy of the actual next tokens, nats/token
 	KL      float64 // mean exact KL from the true distribution (synthetic), else -1
 	Floor   float64 // mean entropy of the true distribution (synthetic), else -1
+	BPB     float64 // bits per byte of text (Options.TokenBytes), else -1
+	Bytes   int64   // bytes of text the target tokens stand for
 	Tokens  int
 	Windows int
 }
@@ -258,7 +265,7 @@ func (r Eval) KLPtr() *float64 {
 // exact KL to the truth and the entropy floor) over windows, in batches of
 // MaxWindows.
 func (e *Engine) Evaluate(windows []int) (Eval, error) {
-	res := Eval{KL: -1, Floor: -1, Windows: len(windows)}
+	res := Eval{KL: -1, Floor: -1, BPB: -1, Windows: len(windows)}
 	T, V := e.T, e.model.Config.Vocab
 	var ce, kl float64
 	opts := loss.DefaultOptions()
@@ -284,6 +291,11 @@ func (e *Engine) Evaluate(windows []int) (Eval, error) {
 			}
 			ce += r.Sum
 			res.Tokens += r.Rows
+			if e.tokenBytes != nil {
+				for _, id := range e.hard[first : first+rows] {
+					res.Bytes += int64(max(e.tokenBytes(id), 0))
+				}
+			}
 			return nil
 		})
 		if err != nil {
@@ -294,6 +306,9 @@ func (e *Engine) Evaluate(windows []int) (Eval, error) {
 		res.CE = ce / float64(res.Tokens)
 		if e.K > 0 {
 			res.KL = kl / float64(res.Tokens)
+		}
+		if res.Bytes > 0 {
+			res.BPB = ce / math.Ln2 / float64(res.Bytes)
 		}
 	}
 	if e.data.HasTruth() {

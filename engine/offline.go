@@ -10,12 +10,15 @@ import (
 	"github.com/klring/klring/lm"
 	"github.com/klring/klring/loss"
 	"github.com/klring/klring/shard"
+	"github.com/klring/klring/tokenizer"
 )
 
 // EvalRequest names a checkpoint and the data to evaluate it on.
 type EvalRequest struct {
 	Checkpoint  string
 	Data        string // synthetic, text:PATH or tokens:PATH
+	Tokenizer   string // of the data; "": the checkpoint's (tokenizer_config.json), else bytes
+	CacheDir    string // of tokenized texts; "": the user's cache folder
 	All         bool   // every window, not only the held-out ones
 	ValFraction float64
 	Seed        uint64
@@ -27,6 +30,7 @@ type EvalResult struct {
 	Loss         float64  `json:"loss"` // mean cross-entropy, nats/token
 	Tokens       int      `json:"tokens"`
 	Windows      int      `json:"windows"`
+	BitsPerByte  *float64 `json:"bits_per_byte,omitempty"`
 	KLToTruth    *float64 `json:"kl_to_truth,omitempty"`
 	EntropyFloor *float64 `json:"entropy_floor,omitempty"`
 	Checkpoint   string   `json:"checkpoint"`
@@ -41,12 +45,27 @@ func EvaluateCheckpoint(r EvalRequest) (EvalResult, error) {
 	if err != nil {
 		return EvalResult{}, fmt.Errorf("loading %s: %w", r.Checkpoint, err)
 	}
-	data, err := shard.Open(shard.Options{Source: r.Data, Ctx: model.Config.Ctx, ValFraction: r.ValFraction, Seed: r.Seed})
+	name := r.Tokenizer
+	if name == "" {
+		if name, err = ReadTokenizer(r.Checkpoint); err != nil {
+			return EvalResult{}, fmt.Errorf("loading %s: %w", r.Checkpoint, err)
+		}
+	}
+	data, err := OpenData(context.Background(), DataRequest{Options: shard.Options{Source: r.Data, Ctx: model.Config.Ctx, ValFraction: r.ValFraction, Seed: r.Seed},
+		Tokenizer: name}, r.CacheDir, nil)
 	if err != nil {
 		return EvalResult{}, fmt.Errorf("data %s: %w", r.Data, err)
 	}
 	defer data.Close()
-	eng, err := New(Options{Loss: loss.DefaultOptions(), Target: TargetHard, MaxWindows: 8}, model, data, pool)
+	o := Options{Loss: loss.DefaultOptions(), Target: TargetHard, MaxWindows: 8}
+	if strings.HasPrefix(r.Data, "text:") || strings.HasPrefix(r.Data, "tokens:") && name != "" && name != tokenizer.NameBytes {
+		tok, err := tokenizer.New(orBytes(name))
+		if err != nil {
+			return EvalResult{}, err
+		}
+		o.TokenBytes = tok.TokenBytes
+	}
+	eng, err := New(o, model, data, pool)
 	if err != nil {
 		return EvalResult{}, err
 	}
@@ -62,6 +81,10 @@ func EvaluateCheckpoint(r EvalRequest) (EvalResult, error) {
 		return EvalResult{}, err
 	}
 	out := EvalResult{Loss: ev.CE, Tokens: ev.Tokens, Windows: ev.Windows, Checkpoint: r.Checkpoint, Data: r.Data}
+	if ev.BPB >= 0 {
+		v := ev.BPB
+		out.BitsPerByte = &v
+	}
 	if ev.KL >= 0 {
 		kl, fl := ev.KL, ev.Floor
 		out.KLToTruth, out.EntropyFloor = &kl, &fl
@@ -73,31 +96,47 @@ func EvaluateCheckpoint(r EvalRequest) (EvalResult, error) {
 type SampleRequest struct {
 	Checkpoint  string
 	Prompt      string
+	Tokenizer   string // "": the checkpoint's (tokenizer_config.json); with none, bytes for a vocabulary of 256, else token ids
 	Tokens      int
 	Temperature float64
 	TopK        int
 	Seed        uint64
 }
 
-// SampleCheckpoint continues a prompt. With a byte-level vocabulary (256) the
-// prompt and the output are text; otherwise token ids.
+// SampleCheckpoint continues a prompt. With a tokenizer (the checkpoint's
+// or the request's) the prompt is text, encoded, and the output decoded
+// (bytes that are not whole UTF-8 characters stay as they are); without one
+// the prompt and the output are token ids, and the output follows a "|".
 func SampleCheckpoint(ctx context.Context, r SampleRequest) (string, error) {
 	model, _, err := lm.LoadCheckpoint(r.Checkpoint, kernels.NewPool(0))
 	if err != nil {
 		return "", fmt.Errorf("loading %s: %w", r.Checkpoint, err)
 	}
 	V := model.Config.Vocab
-	bytes := V == 256
-	var prompt []int32
-	if bytes {
-		for _, b := range []byte(r.Prompt) {
-			prompt = append(prompt, int32(b))
+	name := r.Tokenizer
+	if name == "" {
+		if name, err = ReadTokenizer(r.Checkpoint); err != nil {
+			return "", fmt.Errorf("loading %s: %w", r.Checkpoint, err)
 		}
+		if name == "" && V == 256 {
+			name = tokenizer.NameBytes
+		}
+	}
+	var tok tokenizer.Tokenizer
+	var prompt []int32
+	if name != "" {
+		if tok, err = tokenizer.New(name); err != nil {
+			return "", err
+		}
+		if tok.Vocab() > V {
+			return "", fmt.Errorf("the %s tokenizer has %d tokens, the checkpoint's model %d", name, tok.Vocab(), V)
+		}
+		prompt = tok.Encode([]byte(r.Prompt))
 	} else {
 		for _, f := range strings.FieldsFunc(r.Prompt, func(c rune) bool { return c == ' ' || c == ',' }) {
 			v, err := strconv.Atoi(f)
 			if err != nil || v < 0 || v >= V {
-				return "", fmt.Errorf("prompt token %q: want an integer in [0, %d)", f, V)
+				return "", fmt.Errorf("prompt token %q: want an integer in [0, %d) (the checkpoint names no tokenizer)", f, V)
 			}
 			prompt = append(prompt, int32(v))
 		}
@@ -109,14 +148,14 @@ func SampleCheckpoint(ctx context.Context, r SampleRequest) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if bytes {
-		b := make([]byte, 0, len(prompt)+len(out))
-		for _, t := range append(prompt, out...) {
-			b = append(b, byte(t))
+	if tok != nil {
+		b, err := tok.Decode(append(prompt, out...))
+		if err != nil {
+			return "", fmt.Errorf("decoding the sample: %w", err)
 		}
 		return string(b), nil
 	}
-	parts := make([]string, 0, len(prompt)+len(out))
+	parts := make([]string, 0, len(prompt)+len(out)+1)
 	for _, t := range prompt {
 		parts = append(parts, strconv.Itoa(int(t)))
 	}
@@ -125,4 +164,11 @@ func SampleCheckpoint(ctx context.Context, r SampleRequest) (string, error) {
 		parts = append(parts, strconv.Itoa(int(t)))
 	}
 	return strings.Join(parts, " "), nil
+}
+
+func orBytes(name string) string {
+	if name == "" {
+		return tokenizer.NameBytes
+	}
+	return name
 }

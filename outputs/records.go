@@ -25,6 +25,7 @@ type StepMetrics struct {
 	Attempts    int      `json:"attempts"`
 	ValLoss     *float64 `json:"val_loss,omitempty"`
 	ValKL       *float64 `json:"val_kl_to_truth,omitempty"`
+	ValBPB      *float64 `json:"val_bits_per_byte,omitempty"`
 }
 
 // LedgerEntry is one line of ledger.jsonl: which windows each worker
@@ -49,7 +50,8 @@ type Summary struct {
 	TrainLoss    float64 `json:"train_loss"`
 	ValLoss      float64 `json:"val_loss"`
 	ValKL        float64 `json:"val_kl_to_truth"`
-	EntropyFloor float64 `json:"entropy_floor"` // -1 when unknown
+	ValBPB       float64 `json:"val_bits_per_byte,omitempty"` // 0 when the data is not text
+	EntropyFloor float64 `json:"entropy_floor"`               // -1 when unknown
 	TokensPerS   float64 `json:"tokens_per_s"`
 	Seconds      float64 `json:"seconds"`
 	Aborts       int     `json:"aborts"`

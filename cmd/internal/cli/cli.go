@@ -127,7 +127,7 @@ func simCmd() *cobra.Command {
 }
 
 func evalCmd() *cobra.Command {
-	var ckpt, data string
+	var ckpt, data, tok string
 	var all, asJSON bool
 	var valFraction float64
 	var seed uint64
@@ -139,7 +139,7 @@ func evalCmd() *cobra.Command {
 			if ckpt == "" {
 				return fmt.Errorf("--checkpoint is required")
 			}
-			res, err := engine.EvaluateCheckpoint(engine.EvalRequest{Checkpoint: ckpt, Data: data, All: all, ValFraction: valFraction, Seed: seed})
+			res, err := engine.EvaluateCheckpoint(engine.EvalRequest{Checkpoint: ckpt, Data: data, Tokenizer: tok, All: all, ValFraction: valFraction, Seed: seed})
 			if err != nil {
 				return err
 			}
@@ -147,6 +147,9 @@ func evalCmd() *cobra.Command {
 				return json.NewEncoder(os.Stdout).Encode(res)
 			}
 			fmt.Printf("loss %.6f nats/token over %d tokens (%d windows)\n", res.Loss, res.Tokens, res.Windows)
+			if res.BitsPerByte != nil {
+				fmt.Printf("%.6f bits per byte of text\n", *res.BitsPerByte)
+			}
 			if res.KLToTruth != nil {
 				fmt.Printf("KL to the true distribution %.6f, entropy floor %.6f\n", *res.KLToTruth, *res.EntropyFloor)
 			}
@@ -155,6 +158,7 @@ func evalCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&ckpt, "checkpoint", "", "checkpoint folder (model.safetensors, config.json)")
 	cmd.Flags().StringVar(&data, "data", "synthetic", "data source: synthetic, text:PATH or tokens:PATH")
+	cmd.Flags().StringVar(&tok, "tokenizer", "", "tokenizer of the data: bytes or gpt2; default: the checkpoint's")
 	cmd.Flags().BoolVar(&all, "all", false, "evaluate every window, not only the held-out ones")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().Float64Var(&valFraction, "data.val_fraction", 0.05, "held-out fraction, as in training")
@@ -167,7 +171,7 @@ func sampleCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sample --checkpoint DIR --prompt TEXT",
 		Short: "Continue a prompt from a checkpoint",
-		Long:  "Continue a prompt from a checkpoint. With a byte-level vocabulary (256) the prompt is text; otherwise it is a list of token ids separated by spaces or commas.",
+		Long:  "Continue a prompt from a checkpoint. With a tokenizer (the checkpoint's tokenizer_config.json, or --tokenizer) the prompt is text and the output is decoded; a checkpoint without one and a vocabulary of 256 uses bytes; otherwise the prompt is a list of token ids separated by spaces or commas.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if req.Checkpoint == "" {
@@ -183,7 +187,8 @@ func sampleCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.Checkpoint, "checkpoint", "", "checkpoint folder")
-	f.StringVar(&req.Prompt, "prompt", "", "prompt: text (byte vocabulary) or token ids")
+	f.StringVar(&req.Prompt, "prompt", "", "prompt: text (with the checkpoint's tokenizer) or token ids (without one)")
+	f.StringVar(&req.Tokenizer, "tokenizer", "", "bytes or gpt2; default: the checkpoint's (tokenizer_config.json)")
 	f.IntVar(&req.Tokens, "tokens", 64, "tokens to generate")
 	f.Float64Var(&req.Temperature, "temperature", 1.0, "sampling temperature (> 0)")
 	f.IntVar(&req.TopK, "top-k", 0, "sample among the k most likely tokens; 0: all")
@@ -226,6 +231,9 @@ func printSummary(w io.Writer, s cluster.Summary) {
 	fmt.Fprintf(w, "\nklring run finished: %d steps, %d tokens in %.1f s (%.0f tokens/s)\n", s.Steps, s.Tokens, s.Seconds, s.TokensPerS)
 	fmt.Fprintf(w, "  train loss          %.4f nats/token (last step)\n", s.TrainLoss)
 	fmt.Fprintf(w, "  held-out loss       %.4f nats/token (cross-entropy)\n", s.ValLoss)
+	if s.ValBPB > 0 {
+		fmt.Fprintf(w, "  held-out bits/byte  %.4f (the same loss per byte of text)\n", s.ValBPB)
+	}
 	if s.EntropyFloor >= 0 {
 		fmt.Fprintf(w, "  entropy floor       %.4f nats/token (no model can do better)\n", s.EntropyFloor)
 		fmt.Fprintf(w, "  KL to the truth     %.4f nats/token (exact, held-out)\n", s.ValKL)

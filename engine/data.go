@@ -1,4 +1,4 @@
-package cluster
+package engine
 
 import (
 	"context"
@@ -12,24 +12,18 @@ import (
 	"github.com/klring/klring/tokenizer"
 )
 
-// dataRequest says which data to open: shard's options, and the tokenizer
-// that turns a text source into tokens.
-type dataRequest struct {
+// DataRequest says which data to open: shard's options, and the tokenizer
+// that turns a text source into tokens ("" or bytes: a token per byte).
+type DataRequest struct {
 	shard.Options
 	Tokenizer string
 }
 
-// dataOptions builds the data request of a job spec.
-func dataOptions(s JobSpec) dataRequest {
-	return dataRequest{Options: shard.Options{Source: s.DataSource, Ctx: s.Model.Ctx, ValFraction: s.ValFraction, Seed: s.DataSeed},
-		Tokenizer: s.Tokenizer}
-}
-
-// openData opens a job's data. A text file under a tokenizer other than
+// OpenData opens a job's data. A text file under a tokenizer other than
 // bytes is tokenized first, through the token cache in cacheDir (a
 // tokens: source then maps the cached ids); token files under a tokenizer
 // are checked against its vocabulary.
-func openData(ctx context.Context, r dataRequest, cacheDir string, log *slog.Logger) (*shard.Dataset, error) {
+func OpenData(ctx context.Context, r DataRequest, cacheDir string, log *slog.Logger) (*shard.Dataset, error) {
 	name := r.Tokenizer
 	if name == "" {
 		name = tokenizer.NameBytes
@@ -48,7 +42,7 @@ func openData(ctx context.Context, r dataRequest, cacheDir string, log *slog.Log
 		return shard.Open(o)
 	}
 	if cacheDir == "" {
-		cacheDir = defaultCacheDir()
+		cacheDir = DefaultCacheDir()
 	}
 	last := int64(-1)
 	enc, err := tokenizer.EncodeFile(ctx, path, tok, tokenizer.FileOptions{CacheDir: cacheDir, Log: log,
@@ -82,8 +76,9 @@ func openData(ctx context.Context, r dataRequest, cacheDir string, log *slog.Log
 	return d, nil
 }
 
-// defaultCacheDir is where a worker keeps tokenized texts.
-func defaultCacheDir() string {
+// DefaultCacheDir is where tokenized texts are kept when no folder is
+// given: the user's cache folder.
+func DefaultCacheDir() string {
 	if d, err := os.UserCacheDir(); err == nil {
 		return filepath.Join(d, "klring", "tokens")
 	}
