@@ -137,7 +137,7 @@ func Keys() []Key {
 		{"model.n_head", 0, "number of attention heads (custom, or overrides the preset when > 0)"},
 		{"model.ctx", 0, "context length (custom, or overrides the preset when > 0)"},
 		{"model.init", "", "a Hugging Face GPT-2 folder (model.safetensors, config.json) to start from"},
-		{"data.source", "synthetic", "synthetic, text:PATH or tokens:PATH"},
+		{"data.source", "synthetic", "synthetic (settings as synthetic:modes=2,vocab=128), text:PATH or tokens:PATH"},
 		{"data.val_fraction", 0.05, "fraction of windows held out for evaluation, in [0, 0.5]"},
 		{"data.seed", uint64(1), "seed of the synthetic source and of the epoch order"},
 		{"data.tokenizer", "bytes", "bytes (a token per byte, vocabulary 256) or gpt2 (GPT-2's BPE, vocabulary 50257) for text:PATH; with tokens:PATH, what the ids are"},
@@ -236,14 +236,14 @@ func (c Config) Validate() error {
 
 	src := c.Data.Source
 	switch {
-	case src == "synthetic":
+	case src == "synthetic" || strings.HasPrefix(src, "synthetic:"):
 	case strings.HasPrefix(src, "text:") && len(src) > len("text:"):
 	case strings.HasPrefix(src, "tokens:") && len(src) > len("tokens:"):
 	default:
-		bad("data.source", fmt.Sprintf("%q", src), "must be synthetic, text:PATH or tokens:PATH")
+		bad("data.source", fmt.Sprintf("%q", src), "must be synthetic[:SETTINGS], text:PATH or tokens:PATH")
 	}
 	oneOf("data.tokenizer", c.Data.Tokenizer, "bytes", "gpt2")
-	if c.Data.Tokenizer == "gpt2" && src == "synthetic" {
+	if c.Data.Tokenizer == "gpt2" && strings.HasPrefix(src, "synthetic") {
 		bad("data.tokenizer", `"gpt2"`, "applies to text:PATH and tokens:PATH sources, not synthetic")
 	}
 	if !(c.Data.ValFraction >= 0 && c.Data.ValFraction <= 0.5) {

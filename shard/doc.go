@@ -6,14 +6,24 @@
 // Options.Source names one of three sources:
 //
 //   - "synthetic" (the default): a seeded random language whose true
-//     next-token distribution is known exactly at every position (see below).
+//     next-token distribution is known exactly at every position (see below);
+//     "synthetic:modes=2,vocab=128" sets Options fields from the source
+//     string (vocab, classes, successors, tokens, modes). With modes = G the
+//     successors of every context fall into G groups over disjoint regions
+//     of the vocabulary, each holding mass 1/G: the language where
+//     mode-seeking and mass-covering fits differ.
 //   - "text:PATH": the bytes of a file, vocabulary 256.
 //   - "tokens:PATH": uint16 little-endian token ids, either headerless
 //     (nanoGPT's train.bin) or llm.c's format: a 1024-byte header of 256
 //     int32, of which header[0] is the magic 20240520, header[1] the version
 //     (1: uint16 tokens) and header[2] the token count, then the tokens. The
 //     two are told apart by the magic in the first four bytes (a headerless
-//     file would need tokens 54088, 308 at its start to look like it).
+//     file would need tokens 55432, 308 at its start to look like it).
+//
+// WriteTokenFile and WriteTokens write both formats (atomically), ReadTokenFile
+// and ParseTokens read them onto the heap; Fingerprint identifies what a
+// dataset's windows are (its bytes' SHA-256, size, ctx, seed, held-out
+// fraction), so that a resume or a worker on other data is refused.
 //
 // Files are memory-mapped, never read onto the heap: what a dataset keeps on
 // the heap is 4 bytes per training window and two epoch orders of as much.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 )
 
@@ -66,6 +67,14 @@ type Options struct {
 	// Successors is S, the tokens that may follow each context of the
 	// synthetic source (0: DefaultSuccessors, 1..Vocab). Synthetic only.
 	Successors int
+	// Modes is G, the well-separated modes of every next-token
+	// distribution of the synthetic source (0 or 1: one). With G > 1 the
+	// vocabulary is cut into G regions (token t in region t mod G) and the
+	// S successors of every context into G groups of S/G, one per region,
+	// each holding mass 1/G: a mode-seeking fit can put its mass on one
+	// region, a mass-covering fit must spread it over all. S must be a
+	// multiple of G. Synthetic only.
+	Modes int
 }
 
 // Kind of source.
@@ -77,11 +86,14 @@ const (
 	kindTokens
 )
 
-// parseSource splits a source string into its kind and path.
+// parseSource splits a source string into its kind and path (for
+// synthetic, its settings: "synthetic:modes=2,vocab=128").
 func parseSource(s string) (kind, string, error) {
 	switch {
 	case s == "" || s == "synthetic":
 		return kindSynthetic, "", nil
+	case strings.HasPrefix(s, "synthetic:"):
+		return kindSynthetic, strings.TrimPrefix(s, "synthetic:"), nil
 	case strings.HasPrefix(s, "text:"):
 		if p := strings.TrimPrefix(s, "text:"); p != "" {
 			return kindText, p, nil
@@ -91,7 +103,7 @@ func parseSource(s string) (kind, string, error) {
 			return kindTokens, p, nil
 		}
 	}
-	return 0, "", fmt.Errorf("source %q, want synthetic, text:PATH or tokens:PATH: %w", s, ErrOptions)
+	return 0, "", fmt.Errorf("source %q, want synthetic[:SETTINGS], text:PATH or tokens:PATH: %w", s, ErrOptions)
 }
 
 // Validate reports the first field that cannot describe a dataset. It does
@@ -107,11 +119,17 @@ func (o Options) Validate() error {
 	if !(o.ValFraction >= 0 && o.ValFraction < 1) {
 		return fmt.Errorf("val_fraction = %v, want [0, 1): %w", o.ValFraction, ErrOptions)
 	}
+	if k == kindSynthetic {
+		_, spec, _ := parseSource(o.Source)
+		if err := (&Options{}).syntheticSettings(spec); err != nil {
+			return err
+		}
+	}
 	if k != kindSynthetic {
 		for _, f := range []struct {
 			name string
 			v    int
-		}{{"tokens", o.Tokens}, {"classes", o.Classes}, {"successors", o.Successors}} {
+		}{{"tokens", o.Tokens}, {"classes", o.Classes}, {"successors", o.Successors}, {"modes", o.Modes}} {
 			if f.v != 0 {
 				return fmt.Errorf("%s = %d: only the synthetic source takes it: %w", f.name, f.v, ErrOptions)
 			}
@@ -137,6 +155,9 @@ func (o Options) Validate() error {
 		if s.Successors < 1 || s.Successors > s.Vocab {
 			return fmt.Errorf("successors = %d, want 1..vocab (%d): %w", s.Successors, s.Vocab, ErrOptions)
 		}
+		if s.Modes < 1 || s.Successors%s.Modes != 0 || s.Successors/s.Modes > s.Vocab/s.Modes {
+			return fmt.Errorf("modes = %d with %d successors and vocab %d: want successors a multiple of modes, and successors/modes <= vocab/modes: %w", s.Modes, s.Successors, s.Vocab, ErrOptions)
+		}
 		if s.Vocab*s.Classes*s.Successors > 1<<26 {
 			return fmt.Errorf("vocab x classes x successors = %d, want at most %d: %w",
 				s.Vocab*s.Classes*s.Successors, 1<<26, ErrOptions)
@@ -148,13 +169,48 @@ func (o Options) Validate() error {
 	return nil
 }
 
+// syntheticSettings applies "synthetic:key=value,..." to o: vocab, classes,
+// successors, tokens and modes.
+func (o *Options) syntheticSettings(spec string) error {
+	if spec == "" {
+		return nil
+	}
+	for _, kv := range strings.Split(spec, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil {
+			return fmt.Errorf("source synthetic:%s: %q, want key=integer: %w", spec, kv, ErrOptions)
+		}
+		switch k {
+		case "vocab":
+			o.Vocab = n
+		case "classes":
+			o.Classes = n
+		case "successors":
+			o.Successors = n
+		case "tokens":
+			o.Tokens = n
+		case "modes":
+			o.Modes = n
+		default:
+			return fmt.Errorf("source synthetic:%s: unknown setting %q (vocab, classes, successors, tokens, modes): %w", spec, k, ErrOptions)
+		}
+	}
+	return nil
+}
+
 // withDefaults fills the zero fields of a synthetic source.
 func (o Options) withDefaults() Options {
-	if k, _, _ := parseSource(o.Source); k != kindSynthetic {
+	k, spec, _ := parseSource(o.Source)
+	if k != kindSynthetic {
 		return o
 	}
 	if o.Source == "" {
 		o.Source = "synthetic"
+	}
+	o.syntheticSettings(spec)
+	if o.Modes == 0 {
+		o.Modes = 1
 	}
 	if o.Vocab == 0 {
 		o.Vocab = DefaultVocab

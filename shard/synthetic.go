@@ -11,6 +11,7 @@ import (
 // token is one of S successors succ[s*S+j] with probability prob[s*S+j].
 type synth struct {
 	V, M, S, K int
+	G          int // modes of every row (Options.Modes)
 
 	class []int32   // [V] class of each token
 	succ  []int32   // [M*V*S] successors of each state
@@ -49,7 +50,7 @@ type Stats struct {
 func newSynth(o Options) *synth {
 	V, M, S := o.Vocab, o.Classes, o.Successors
 	r := newRNG(o.Seed, domainSource, 0)
-	sy := &synth{V: V, M: M, S: S}
+	sy := &synth{V: V, M: M, S: S, G: max(o.Modes, 1)}
 
 	// Balanced classes: a random permutation of the tokens, cut into M.
 	perm := make([]int32, V)
@@ -90,31 +91,72 @@ func newSynth(o Options) *synth {
 		}
 		for b := range V {
 			s := m*V + b
-			swap(0, int(pos[sigma[b]]))
-			for j := 1; j < S; j++ {
-				swap(j, j+r.intn(V-j))
+			if sy.G > 1 {
+				sy.modeSuccessors(&r, s, sigma[b])
+			} else {
+				swap(0, int(pos[sigma[b]]))
+				for j := 1; j < S; j++ {
+					swap(j, j+r.intn(V-j))
+				}
+				copy(sy.succ[s*S:(s+1)*S], pool[:S])
 			}
-			copy(sy.succ[s*S:(s+1)*S], pool[:S])
-			row := sy.prob[s*S : (s+1)*S]
-			var sum float64
-			for j := range row {
-				u := (float64(r.next()>>11) + 0.5) / (1 << 53) // (0, 1)
-				row[j] = -math.Log(u)                          // Exp(1): the row is Dirichlet(1)
-				sum += row[j]
-			}
-			var c float64
-			for j := range row {
-				row[j] /= sum
-				c += row[j]
-				sy.cum[s*S+j] = c
-			}
-			sy.cum[(s+1)*S-1] = 1
+			sy.drawRow(&r, s)
 		}
 	}
 
 	sy.stationary()
 	sy.tables()
 	return sy
+}
+
+// drawRow draws the probabilities of state s's successors: Dirichlet(1)
+// over each mode's group of S/G, each group holding mass 1/G (one group of
+// S when G = 1).
+func (sy *synth) drawRow(r *rng, s int) {
+	S, per := sy.S, sy.S/sy.G
+	row := sy.prob[s*S : (s+1)*S]
+	for g := 0; g < sy.G; g++ {
+		grp := row[g*per : (g+1)*per]
+		var sum float64
+		for j := range grp {
+			u := (float64(r.next()>>11) + 0.5) / (1 << 53) // (0, 1)
+			grp[j] = -math.Log(u)                          // Exp(1): the group is Dirichlet(1)
+			sum += grp[j]
+		}
+		for j := range grp {
+			grp[j] /= sum * float64(sy.G)
+		}
+	}
+	var c float64
+	for j := range row {
+		c += row[j]
+		sy.cum[s*S+j] = c
+	}
+	sy.cum[(s+1)*S-1] = 1
+}
+
+// modeSuccessors chooses state s's successors with G modes: group g holds
+// S/G distinct tokens of region g (tokens t with t mod G = g); first, the
+// successor that keeps the chain irreducible, is in its region's group.
+func (sy *synth) modeSuccessors(r *rng, s int, first int32) {
+	S, G, V := sy.S, sy.G, sy.V
+	per := S / G
+	succ := sy.succ[s*S : (s+1)*S]
+	for g := 0; g < G; g++ {
+		grp := succ[g*per : (g+1)*per]
+		n := (V - g + G - 1) / G // tokens in region g: g, g+G, g+2G, ...
+		j := 0
+		if int(first)%G == g {
+			grp[0], j = first, 1
+		}
+		for j < per {
+			t := int32(g + G*r.intn(n))
+			if !slices.Contains(grp[:j], t) {
+				grp[j] = t
+				j++
+			}
+		}
+	}
 }
 
 // stationary finds the stationary distribution of the state by power

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"errors"
 	"math"
 	"slices"
 	"sort"
@@ -300,5 +301,44 @@ func TestBigramGap(t *testing.T) {
 	}
 	if math.Abs(loss-st.Bigram) > 0.05 {
 		t.Errorf("held-out bigram loss %.4f; want near the exact %.4f", loss, st.Bigram)
+	}
+}
+
+// With modes, every context's distribution puts mass 1/G on each of G
+// disjoint regions of the vocabulary (token t in region t mod G).
+func TestSyntheticModes(t *testing.T) {
+	d, err := Open(Options{Source: "synthetic:modes=2", Ctx: 8, Tokens: 1 << 14, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	K := d.TruthK()
+	ids, p := make([]int32, 9*K), make([]float32, 9*K)
+	for w := 0; w < 20; w++ {
+		d.Truth(w, ids[:8*K], p[:8*K])
+		for pos := 1; pos < 8; pos++ { // position 0 sees one token only
+			var mass [2]float64
+			for j := pos * K; j < (pos+1)*K; j++ {
+				mass[ids[j]%2] += float64(p[j])
+			}
+			if math.Abs(mass[0]-0.5) > 1e-6 || math.Abs(mass[1]-0.5) > 1e-6 {
+				t.Fatalf("window %d position %d: mass by region %v; want 0.5 each", w, pos, mass)
+			}
+		}
+	}
+	one, err := Open(Options{Source: "synthetic", Ctx: 8, Tokens: 1 << 14, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	st2, _ := d.Stats()
+	st1, _ := one.Stats()
+	if !(st2.Floor > 0) || st2.Floor == st1.Floor {
+		t.Errorf("entropy floors: modes=2 %v, one mode %v", st2.Floor, st1.Floor)
+	}
+	for _, bad := range []string{"synthetic:modes=3", "synthetic:modes=x", "synthetic:colour=2"} {
+		if _, err := Open(Options{Source: bad, Ctx: 8}); !errors.Is(err, ErrOptions) {
+			t.Errorf("Open(%q) = %v; want ErrOptions", bad, err)
+		}
 	}
 }
