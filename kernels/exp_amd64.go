@@ -159,3 +159,79 @@ func mulShift(y, x []float32, alpha, beta float32) {
 	mulShiftAVX2(&y[0], &x[0], n, alpha, beta)
 	mulShiftGo(y[n:], x[n:], alpha, beta)
 }
+
+//go:noescape
+func expDot2AVX2(dst, x, y, w, pf *float32, n int, a, b float32) (sum, dy, dw float64)
+
+//go:noescape
+func expDot2AVX512(dst, x, y, w, pf *float32, n int, a, b float32) (sum, dy, dw float64)
+
+//go:noescape
+func logMixDotAVX2(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, el float64)
+
+//go:noescape
+func logMixDotAVX512(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, el float64)
+
+//go:noescape
+func mulDiffAVX2(y, e, x *float32, n int, alpha, a, b, c, d, s float32)
+
+// nextAboveAVX2 returns the offset of the first of x[0:n] above thr, or n.
+//
+//go:noescape
+func nextAboveAVX2(x *float32, n int, thr float32) int
+
+func expDot2(dst, x, y, w []float32, a, b float32, next []float32) (sum, dy, dw float64) {
+	n := len(x) &^ 15
+	if n == 0 || !useAVX2Row() {
+		return expDot2Go(dst, x, y, w, a, b)
+	}
+	pf := prefetchPtr(x, next, n)
+	if useAVX512Row() {
+		sum, dy, dw = expDot2AVX512(&dst[0], &x[0], &y[0], &w[0], pf, n, a, b)
+	} else {
+		sum, dy, dw = expDot2AVX2(&dst[0], &x[0], &y[0], &w[0], pf, n, a, b)
+	}
+	if n < len(x) {
+		s2, y2, w2 := expDot2Go(dst[n:], x[n:], y[n:], w[n:], a, b)
+		sum, dy, dw = sum+s2, dy+y2, dw+w2
+	}
+	return sum, dy, dw
+}
+
+func logMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, el float64) {
+	n := len(z) &^ 15
+	if n == 0 || !useAVX2Row() {
+		return logMixDotGo(dst, z, p, e, cp, cq, a, b)
+	}
+	if useAVX512Row() {
+		pl, el = logMixDotAVX512(&dst[0], &z[0], &p[0], &e[0], n, cp, cq, a, b)
+	} else {
+		pl, el = logMixDotAVX2(&dst[0], &z[0], &p[0], &e[0], n, cp, cq, a, b)
+	}
+	if n < len(z) {
+		p2, e2 := logMixDotGo(dst[n:], z[n:], p[n:], e[n:], cp, cq, a, b)
+		pl, el = pl+p2, el+e2
+	}
+	return pl, el
+}
+
+func mulDiff(y, e, x []float32, alpha, a, b, c, d, s float32) {
+	n := len(y) &^ 15
+	if n == 0 || !useAVX2Row() {
+		mulDiffGo(y, e, x, alpha, a, b, c, d, s)
+		return
+	}
+	mulDiffAVX2(&y[0], &e[0], &x[0], n, alpha, a, b, c, d, s)
+	mulDiffGo(y[n:], e[n:], x[n:], alpha, a, b, c, d, s)
+}
+
+func nextAbove(x []float32, from int, thr float32) int {
+	n := (len(x) - from) &^ 15
+	if n == 0 || !useAVX2Row() {
+		return nextAboveGo(x, from, thr)
+	}
+	if i := nextAboveAVX2(&x[from], n, thr); i < n {
+		return from + i
+	}
+	return nextAboveGo(x, from+n, thr)
+}

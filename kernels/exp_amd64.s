@@ -904,3 +904,364 @@ log2loop:
 	JLT     log2loop
 	VZEROUPPER
 	RET
+
+// EXPDOT8 is one block of 8 lanes of ExpDot2 at byte offset off (off2 =
+// off+16): Y0 = exp(a*x - b) (x at SI), its float64 sum into Y5 and Y6, its
+// products with y (R9) into Y7 and Y8 and with w (R10) into Y9 and Y10, then
+// Y0 stored to dst (DI) after y and w were read, so dst may alias them.
+#define EXPDOT8(off, off2) \
+	VMOVUPS      off(SI)(AX*4), Y0;    \
+	EXP8(Y0, Y1, Y2, Y3, Y4);          \
+	VCVTPS2PD    X0, Y1;               \
+	VEXTRACTF128 $1, Y0, X2;           \
+	VCVTPS2PD    X2, Y2;               \
+	VADDPD       Y1, Y5, Y5;           \
+	VADDPD       Y2, Y6, Y6;           \
+	VCVTPS2PD    off(R9)(AX*4), Y3;    \
+	VCVTPS2PD    off2(R9)(AX*4), Y4;   \
+	VFMADD231PD  Y1, Y3, Y7;           \
+	VFMADD231PD  Y2, Y4, Y8;           \
+	VCVTPS2PD    off(R10)(AX*4), Y3;   \
+	VCVTPS2PD    off2(R10)(AX*4), Y4;  \
+	VFMADD231PD  Y1, Y3, Y9;           \
+	VFMADD231PD  Y2, Y4, Y10;          \
+	VMOVUPS      Y0, off(DI)(AX*4)
+
+// func expDot2AVX2(dst, x, y, w, pf *float32, n int, a, b float32) (sum, dy, dw float64)
+// n > 0 a multiple of 16; pf as expSumAVX2.
+TEXT ·expDot2AVX2(SB), NOSPLIT, $0-80
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), R9
+	MOVQ         w+24(FP), R10
+	MOVQ         pf+32(FP), R8
+	MOVQ         n+40(FP), CX
+	VBROADCASTSS a+48(FP), Y15
+	VBROADCASTSS b+52(FP), Y14
+	VMOVUPS      explo<>(SB), Y12
+	VMOVUPS      exphi<>(SB), Y11
+	VXORPD       Y5, Y5, Y5
+	VXORPD       Y6, Y6, Y6
+	VXORPD       Y7, Y7, Y7
+	VXORPD       Y8, Y8, Y8
+	VXORPD       Y9, Y9, Y9
+	VXORPD       Y10, Y10, Y10
+	XORQ         AX, AX
+
+ed2loop:
+	PREFETCHT0 (R8)(AX*4)
+	EXPDOT8(0, 16)
+	EXPDOT8(32, 48)
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JLT  ed2loop
+
+	VADDPD Y6, Y5, Y5
+	HSUMPD(Y5, X5, X6)
+	VMOVSD X5, sum+56(FP)
+	VADDPD Y8, Y7, Y7
+	HSUMPD(Y7, X7, X8)
+	VMOVSD X7, dy+64(FP)
+	VADDPD Y10, Y9, Y9
+	HSUMPD(Y9, X9, X10)
+	VMOVSD X9, dw+72(FP)
+	VZEROUPPER
+	RET
+
+// func expDot2AVX512(dst, x, y, w, pf *float32, n int, a, b float32) (sum, dy, dw float64)
+// n > 0 a multiple of 16. Constants as EXP16; sums in Z0, Z1 (e), Z24, Z25
+// (e*y), Z26, Z27 (e*w). Arguments below -103.9 give 0, as expSumAVX512.
+TEXT ·expDot2AVX512(SB), NOSPLIT, $0-80
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), R9
+	MOVQ         w+24(FP), R10
+	MOVQ         pf+32(FP), R8
+	MOVQ         n+40(FP), CX
+	VBROADCASTSS a+48(FP), Z15
+	VBROADCASTSS b+52(FP), Z14
+	VBROADCASTSS log2e<>(SB), Z13
+	VBROADCASTSS explo512<>(SB), Z12
+	VBROADCASTSS exphi<>(SB), Z11
+	VBROADCASTSS expc1<>(SB), Z10
+	VBROADCASTSS expc2<>(SB), Z9
+	VBROADCASTSS expp0<>(SB), Z8
+	VBROADCASTSS expp1<>(SB), Z7
+	VBROADCASTSS expp2<>(SB), Z6
+	VBROADCASTSS expp3<>(SB), Z5
+	VBROADCASTSS expp4<>(SB), Z4
+	VBROADCASTSS expp5<>(SB), Z3
+	VBROADCASTSS one<>(SB), Z2
+	VXORPD       Z0, Z0, Z0
+	VXORPD       Z1, Z1, Z1
+	VXORPD       Z24, Z24, Z24
+	VXORPD       Z25, Z25, Z25
+	VXORPD       Z26, Z26, Z26
+	VXORPD       Z27, Z27, Z27
+	XORQ         AX, AX
+
+ed512loop:
+	PREFETCHT0    (R8)(AX*4)
+	VMOVUPS       (SI)(AX*4), Z16
+	EXP16(Z16, Z17, Z18, Z19)
+	VCVTPS2PD     Y16, Z17
+	VEXTRACTF64X4 $1, Z16, Y18
+	VCVTPS2PD     Y18, Z18
+	VADDPD        Z17, Z0, Z0
+	VADDPD        Z18, Z1, Z1
+	VCVTPS2PD     (R9)(AX*4), Z19
+	VCVTPS2PD     32(R9)(AX*4), Z20
+	VFMADD231PD   Z17, Z19, Z24
+	VFMADD231PD   Z18, Z20, Z25
+	VCVTPS2PD     (R10)(AX*4), Z19
+	VCVTPS2PD     32(R10)(AX*4), Z20
+	VFMADD231PD   Z17, Z19, Z26
+	VFMADD231PD   Z18, Z20, Z27
+	VMOVUPS       Z16, (DI)(AX*4)
+	ADDQ          $16, AX
+	CMPQ          AX, CX
+	JLT           ed512loop
+
+	VADDPD        Z1, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPD        Y1, Y0, Y0
+	HSUMPD(Y0, X0, X1)
+	VMOVSD        X0, sum+56(FP)
+	VADDPD        Z25, Z24, Z24
+	VEXTRACTF64X4 $1, Z24, Y25
+	VADDPD        Y25, Y24, Y24
+	VMOVAPD       Y24, Y0
+	HSUMPD(Y0, X0, X1)
+	VMOVSD        X0, dy+64(FP)
+	VADDPD        Z27, Z26, Z26
+	VEXTRACTF64X4 $1, Z26, Y27
+	VADDPD        Y27, Y26, Y26
+	VMOVAPD       Y26, Y0
+	HSUMPD(Y0, X0, X1)
+	VMOVSD        X0, dw+72(FP)
+	VZEROUPPER
+	RET
+
+// LOGMIX8 is one block of 8 lanes of LogMixDot at byte offset off (off2 =
+// off+16): m = cp*p + cq*e (p at R9, e at R10; cp in Y12, cq in Y13), lm =
+// log m by LOG8 (in Y0, out Y2), p*lm into Y8, Y9 and e*lm into Y10, Y11 as
+// float64, and dst (DI) = e*((a*z - b) - lm) (z at SI; a in Y15, b in Y14),
+// stored after every read of the block.
+#define LOGMIX8(off, off2) \
+	VMULPS       off(R9)(AX*4), Y12, Y0;  \
+	VFMADD231PS  off(R10)(AX*4), Y13, Y0; \
+	LOG8;                                 \
+	VCVTPS2PD    X2, Y3;                  \
+	VEXTRACTF128 $1, Y2, X4;              \
+	VCVTPS2PD    X4, Y4;                  \
+	VCVTPS2PD    off(R9)(AX*4), Y5;       \
+	VCVTPS2PD    off2(R9)(AX*4), Y6;      \
+	VFMADD231PD  Y3, Y5, Y8;              \
+	VFMADD231PD  Y4, Y6, Y9;              \
+	VCVTPS2PD    off(R10)(AX*4), Y5;      \
+	VCVTPS2PD    off2(R10)(AX*4), Y6;     \
+	VFMADD231PD  Y3, Y5, Y10;             \
+	VFMADD231PD  Y4, Y6, Y11;             \
+	VMOVUPS      off(SI)(AX*4), Y5;       \
+	VFMSUB213PS  Y14, Y15, Y5;            \
+	VSUBPS       Y2, Y5, Y5;              \
+	VMULPS       off(R10)(AX*4), Y5, Y5;  \
+	VMOVUPS      Y5, off(DI)(AX*4)
+
+// func logMixDotAVX2(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, el float64)
+// n > 0 a multiple of 16.
+TEXT ·logMixDotAVX2(SB), NOSPLIT, $0-72
+	MOVQ         dst+0(FP), DI
+	MOVQ         z+8(FP), SI
+	MOVQ         p+16(FP), R9
+	MOVQ         e+24(FP), R10
+	MOVQ         n+32(FP), CX
+	VBROADCASTSS cp+40(FP), Y12
+	VBROADCASTSS cq+44(FP), Y13
+	VBROADCASTSS a+48(FP), Y15
+	VBROADCASTSS b+52(FP), Y14
+	VXORPD       Y8, Y8, Y8
+	VXORPD       Y9, Y9, Y9
+	VXORPD       Y10, Y10, Y10
+	VXORPD       Y11, Y11, Y11
+	XORQ         AX, AX
+
+lmloop:
+	LOGMIX8(0, 16)
+	LOGMIX8(32, 48)
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JLT  lmloop
+
+	VADDPD Y9, Y8, Y8
+	HSUMPD(Y8, X8, X9)
+	VMOVSD X8, pl+56(FP)
+	VADDPD Y11, Y10, Y10
+	HSUMPD(Y10, X10, X11)
+	VMOVSD X10, el+64(FP)
+	VZEROUPPER
+	RET
+
+// func logMixDotAVX512(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, el float64)
+// n > 0 a multiple of 16. The logarithm of XLOGX16 (constants in Z17..Z31);
+// cp Z12, cq Z13, b Z14, a Z15; sums Z8, Z9 (p*lm) and Z10, Z11 (e*lm).
+TEXT ·logMixDotAVX512(SB), NOSPLIT, $0-72
+	MOVQ         dst+0(FP), DI
+	MOVQ         z+8(FP), SI
+	MOVQ         p+16(FP), R9
+	MOVQ         e+24(FP), R10
+	MOVQ         n+32(FP), CX
+	VBROADCASTSS cp+40(FP), Z12
+	VBROADCASTSS cq+44(FP), Z13
+	VBROADCASTSS a+48(FP), Z15
+	VBROADCASTSS b+52(FP), Z14
+	VBROADCASTSS minnorm<>(SB), Z31
+	VBROADCASTSS sqrt2<>(SB), Z30
+	VBROADCASTSS half<>(SB), Z29
+	VBROADCASTSS one<>(SB), Z28
+	VBROADCASTSS logp0<>(SB), Z27
+	VBROADCASTSS logp1<>(SB), Z26
+	VBROADCASTSS logp2<>(SB), Z25
+	VBROADCASTSS logp3<>(SB), Z24
+	VBROADCASTSS logp4<>(SB), Z23
+	VBROADCASTSS logp5<>(SB), Z22
+	VBROADCASTSS logp6<>(SB), Z21
+	VBROADCASTSS logp7<>(SB), Z20
+	VBROADCASTSS logp8<>(SB), Z19
+	VBROADCASTSS logq1<>(SB), Z18
+	VBROADCASTSS logq2<>(SB), Z17
+	VXORPD       Z8, Z8, Z8
+	VXORPD       Z9, Z9, Z9
+	VXORPD       Z10, Z10, Z10
+	VXORPD       Z11, Z11, Z11
+	XORQ         AX, AX
+
+lm512loop:
+	VMULPS        (R9)(AX*4), Z12, Z0
+	VFMADD231PS   (R10)(AX*4), Z13, Z0
+	VMAXPS        Z31, Z0, Z2
+	VGETMANTPS    $0, Z2, Z3
+	VGETEXPPS     Z2, Z4
+	VCMPPS        $14, Z30, Z3, K1
+	VMULPS        Z29, Z3, K1, Z3
+	VADDPS        Z28, Z4, K1, Z4
+	VSUBPS        Z28, Z3, Z3
+	VMULPS        Z3, Z3, Z5
+	VMOVAPS       Z27, Z6
+	VFMADD213PS   Z26, Z3, Z6
+	VFMADD213PS   Z25, Z3, Z6
+	VFMADD213PS   Z24, Z3, Z6
+	VFMADD213PS   Z23, Z3, Z6
+	VFMADD213PS   Z22, Z3, Z6
+	VFMADD213PS   Z21, Z3, Z6
+	VFMADD213PS   Z20, Z3, Z6
+	VFMADD213PS   Z19, Z3, Z6
+	VMULPS        Z3, Z6, Z6
+	VMULPS        Z5, Z6, Z6
+	VFMADD231PS   Z18, Z4, Z6
+	VFNMADD231PS  Z29, Z5, Z6
+	VADDPS        Z6, Z3, Z3
+	VFMADD231PS   Z17, Z4, Z3
+	VCVTPS2PD     Y3, Z4
+	VEXTRACTF64X4 $1, Z3, Y5
+	VCVTPS2PD     Y5, Z5
+	VCVTPS2PD     (R9)(AX*4), Z6
+	VCVTPS2PD     32(R9)(AX*4), Z7
+	VFMADD231PD   Z4, Z6, Z8
+	VFMADD231PD   Z5, Z7, Z9
+	VCVTPS2PD     (R10)(AX*4), Z6
+	VCVTPS2PD     32(R10)(AX*4), Z7
+	VFMADD231PD   Z4, Z6, Z10
+	VFMADD231PD   Z5, Z7, Z11
+	VMOVUPS       (SI)(AX*4), Z6
+	VFMSUB213PS   Z14, Z15, Z6
+	VSUBPS        Z3, Z6, Z6
+	VMULPS        (R10)(AX*4), Z6, Z6
+	VMOVUPS       Z6, (DI)(AX*4)
+	ADDQ          $16, AX
+	CMPQ          AX, CX
+	JLT           lm512loop
+
+	VADDPD        Z9, Z8, Z8
+	VEXTRACTF64X4 $1, Z8, Y9
+	VADDPD        Y9, Y8, Y8
+	HSUMPD(Y8, X8, X9)
+	VMOVSD        X8, pl+56(FP)
+	VADDPD        Z11, Z10, Z10
+	VEXTRACTF64X4 $1, Z10, Y11
+	VADDPD        Y11, Y10, Y10
+	HSUMPD(Y10, X10, X11)
+	VMOVSD        X10, el+64(FP)
+	VZEROUPPER
+	RET
+
+// MULDIFF8 is one block of 8 lanes of MulDiff at byte offset off: y (DI) =
+// alpha*e*(((a*y - b) - (c*x - d)) + s), e at SI, x at R9; alpha Y10, a Y11,
+// b Y12, c Y13, d Y14, s Y15.
+#define MULDIFF8(off) \
+	VMOVUPS     off(DI)(AX*4), Y0;      \
+	VFMSUB213PS Y12, Y11, Y0;           \
+	VMOVUPS     off(R9)(AX*4), Y1;      \
+	VFMSUB213PS Y14, Y13, Y1;           \
+	VSUBPS      Y1, Y0, Y0;             \
+	VADDPS      Y15, Y0, Y0;            \
+	VMULPS      off(SI)(AX*4), Y10, Y1; \
+	VMULPS      Y1, Y0, Y0;             \
+	VMOVUPS     Y0, off(DI)(AX*4)
+
+// func mulDiffAVX2(y, e, x *float32, n int, alpha, a, b, c, d, s float32)
+// n > 0 a multiple of 16.
+TEXT ·mulDiffAVX2(SB), NOSPLIT, $0-56
+	MOVQ         y+0(FP), DI
+	MOVQ         e+8(FP), SI
+	MOVQ         x+16(FP), R9
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS alpha+32(FP), Y10
+	VBROADCASTSS a+36(FP), Y11
+	VBROADCASTSS b+40(FP), Y12
+	VBROADCASTSS c+44(FP), Y13
+	VBROADCASTSS d+48(FP), Y14
+	VBROADCASTSS s+52(FP), Y15
+	XORQ         AX, AX
+
+mdloop:
+	MULDIFF8(0)
+	MULDIFF8(32)
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JLT  mdloop
+	VZEROUPPER
+	RET
+
+// func nextAboveAVX2(x *float32, n int, thr float32) int
+// The offset of the first x[i] > thr (ordered: NaN never is), or n; n > 0 a
+// multiple of 16.
+TEXT ·nextAboveAVX2(SB), NOSPLIT, $0-32
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS thr+16(FP), Y15
+	XORQ         AX, AX
+
+naloop:
+	VCMPPS $1, (SI)(AX*4), Y15, Y0
+	VCMPPS $1, 32(SI)(AX*4), Y15, Y1
+	VORPS  Y1, Y0, Y2
+	VPTEST Y2, Y2
+	JNZ    nafound
+	ADDQ   $16, AX
+	CMPQ   AX, CX
+	JLT    naloop
+	MOVQ   CX, ret+24(FP)
+	VZEROUPPER
+	RET
+
+nafound:
+	VMOVMSKPS Y0, DX
+	VMOVMSKPS Y1, BX
+	SHLQ      $8, BX
+	ORQ       BX, DX
+	BSFQ      DX, DX
+	ADDQ      DX, AX
+	MOVQ      AX, ret+24(FP)
+	VZEROUPPER
+	RET

@@ -62,3 +62,38 @@ func archLogs() []namedLog {
 	}
 	return out
 }
+
+// archDistillImpls returns the assembly variants of the kernels of
+// exp_distill.go that the CPU runs, each with the Go tail the dispatcher adds.
+func archDistillImpls() []distillImpl {
+	ed2 := func(f func(dst, x, y, w, pf *float32, n int, a, b float32) (float64, float64, float64)) func(dst, x, y, w []float32, a, b float32) (float64, float64, float64) {
+		return func(dst, x, y, w []float32, a, b float32) (float64, float64, float64) {
+			n := len(x) &^ 15
+			var s, dy, dw float64
+			if n > 0 {
+				s, dy, dw = f(&dst[0], &x[0], &y[0], &w[0], &x[0], n, a, b)
+			}
+			s2, y2, w2 := expDot2Go(dst[n:], x[n:], y[n:], w[n:], a, b)
+			return s + s2, dy + y2, dw + w2
+		}
+	}
+	lmd := func(f func(dst, z, p, e *float32, n int, cp, cq, a, b float32) (float64, float64)) func(dst, z, p, e []float32, cp, cq, a, b float32) (float64, float64) {
+		return func(dst, z, p, e []float32, cp, cq, a, b float32) (float64, float64) {
+			n := len(z) &^ 15
+			var pl, el float64
+			if n > 0 {
+				pl, el = f(&dst[0], &z[0], &p[0], &e[0], n, cp, cq, a, b)
+			}
+			p2, e2 := logMixDotGo(dst[n:], z[n:], p[n:], e[n:], cp, cq, a, b)
+			return pl + p2, el + e2
+		}
+	}
+	var out []distillImpl
+	if useAVX2Row() {
+		out = append(out, distillImpl{"avx2", ed2(expDot2AVX2), lmd(logMixDotAVX2), mulDiff, nextAbove})
+	}
+	if useAVX512Row() {
+		out = append(out, distillImpl{"avx512", ed2(expDot2AVX512), lmd(logMixDotAVX512), mulDiff, nextAbove})
+	}
+	return out
+}

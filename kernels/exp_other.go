@@ -24,3 +24,17 @@ func mulShift(y, x []float32, alpha, beta float32) { mulShiftGo(y, x, alpha, bet
 
 // useAVX2Row reports whether the row kernels run assembly: never here.
 func useAVX2Row() bool { return false }
+
+func expDot2(dst, x, y, w []float32, a, b float32, next []float32) (sum, dy, dw float64) {
+	return expDot2Go(dst, x, y, w, a, b)
+}
+
+func logMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, el float64) {
+	return logMixDotGo(dst, z, p, e, cp, cq, a, b)
+}
+
+func mulDiff(y, e, x []float32, alpha, a, b, c, d, s float32) {
+	mulDiffGo(y, e, x, alpha, a, b, c, d, s)
+}
+
+func nextAbove(x []float32, from int, thr float32) int { return nextAboveGo(x, from, thr) }

@@ -10,3 +10,5 @@ type namedLog struct {
 }
 
 func archLogs() []namedLog { return nil }
+
+func archDistillImpls() []distillImpl { return nil }
