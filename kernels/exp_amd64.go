@@ -161,58 +161,60 @@ func mulShift(y, x []float32, alpha, beta float32) {
 }
 
 //go:noescape
-func expDot2AVX2(dst, x, y, w, pf *float32, n int, a, b float32) (sum, dy, dw float64)
+func expDiffDotAVX2(dst, x, y, pf *float32, n int, a, b, c, f float32) (sum, dot float64)
 
 //go:noescape
-func expDot2AVX512(dst, x, y, w, pf *float32, n int, a, b float32) (sum, dy, dw float64)
+func expDiffDotAVX512(dst, x, y, pf *float32, n int, a, b, c, f float32) (sum, dot float64)
 
 //go:noescape
-func logMixDotAVX2(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, el float64)
+func logMixDotAVX2(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, ds float64)
 
 //go:noescape
-func logMixDotAVX512(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, el float64)
+func logMixDotAVX512(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, ds float64)
 
 //go:noescape
 func mulDiffAVX2(y, e, x *float32, n int, alpha, a, b, c, d, s float32)
 
-// nextAboveAVX2 returns the offset of the first of x[0:n] above thr, or n.
+// indexAboveAVX2 writes base+i for the i < n with x[i] > thr into dst until
+// ndst are written, and returns their count and the offset after the last
+// one when dst filled up, else n.
 //
 //go:noescape
-func nextAboveAVX2(x *float32, n int, thr float32) int
+func indexAboveAVX2(dst *int32, ndst int, x *float32, n int, thr float32, base int) (cnt, next int)
 
-func expDot2(dst, x, y, w []float32, a, b float32, next []float32) (sum, dy, dw float64) {
+func expDiffDot(dst, x, y []float32, a, b, c, f float32, next []float32) (sum, dot float64) {
 	n := len(x) &^ 15
 	if n == 0 || !useAVX2Row() {
-		return expDot2Go(dst, x, y, w, a, b)
+		return expDiffDotGo(dst, x, y, a, b, c, f)
 	}
 	pf := prefetchPtr(x, next, n)
 	if useAVX512Row() {
-		sum, dy, dw = expDot2AVX512(&dst[0], &x[0], &y[0], &w[0], pf, n, a, b)
+		sum, dot = expDiffDotAVX512(&dst[0], &x[0], &y[0], pf, n, a, b, c, f)
 	} else {
-		sum, dy, dw = expDot2AVX2(&dst[0], &x[0], &y[0], &w[0], pf, n, a, b)
+		sum, dot = expDiffDotAVX2(&dst[0], &x[0], &y[0], pf, n, a, b, c, f)
 	}
 	if n < len(x) {
-		s2, y2, w2 := expDot2Go(dst[n:], x[n:], y[n:], w[n:], a, b)
-		sum, dy, dw = sum+s2, dy+y2, dw+w2
+		s2, d2 := expDiffDotGo(dst[n:], x[n:], y[n:], a, b, c, f)
+		sum, dot = sum+s2, dot+d2
 	}
-	return sum, dy, dw
+	return sum, dot
 }
 
-func logMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, el float64) {
+func logMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) {
 	n := len(z) &^ 15
 	if n == 0 || !useAVX2Row() {
 		return logMixDotGo(dst, z, p, e, cp, cq, a, b)
 	}
 	if useAVX512Row() {
-		pl, el = logMixDotAVX512(&dst[0], &z[0], &p[0], &e[0], n, cp, cq, a, b)
+		pl, ds = logMixDotAVX512(&dst[0], &z[0], &p[0], &e[0], n, cp, cq, a, b)
 	} else {
-		pl, el = logMixDotAVX2(&dst[0], &z[0], &p[0], &e[0], n, cp, cq, a, b)
+		pl, ds = logMixDotAVX2(&dst[0], &z[0], &p[0], &e[0], n, cp, cq, a, b)
 	}
 	if n < len(z) {
-		p2, e2 := logMixDotGo(dst[n:], z[n:], p[n:], e[n:], cp, cq, a, b)
-		pl, el = pl+p2, el+e2
+		p2, d2 := logMixDotGo(dst[n:], z[n:], p[n:], e[n:], cp, cq, a, b)
+		pl, ds = pl+p2, ds+d2
 	}
-	return pl, el
+	return pl, ds
 }
 
 func mulDiff(y, e, x []float32, alpha, a, b, c, d, s float32) {
@@ -225,13 +227,31 @@ func mulDiff(y, e, x []float32, alpha, a, b, c, d, s float32) {
 	mulDiffGo(y[n:], e[n:], x[n:], alpha, a, b, c, d, s)
 }
 
-func nextAbove(x []float32, from int, thr float32) int {
-	n := (len(x) - from) &^ 15
-	if n == 0 || !useAVX2Row() {
-		return nextAboveGo(x, from, thr)
+func indexAbove(dst []int32, x []float32, from int, thr float32) (n, next int) {
+	m := (len(x) - from) &^ 15
+	if m > 0 && len(dst) > 0 && useAVX2Row() {
+		c, nx := indexAboveAVX2(&dst[0], len(dst), &x[from], m, thr, from)
+		if c == len(dst) {
+			return c, from + nx
+		}
+		n, from = c, from+m
 	}
-	if i := nextAboveAVX2(&x[from], n, thr); i < n {
-		return from + i
+	c, nx := indexAboveGo(dst[n:], x, from, thr)
+	return n + c, nx
+}
+
+// blockMaxAVX2 sets dst[j] to the maximum of x[j*bs:(j+1)*bs] for j <
+// nblocks; bs > 0 a multiple of 16.
+//
+//go:noescape
+func blockMaxAVX2(dst, x *float32, nblocks, bs int)
+
+func blockMax(dst, x []float32, bs int) {
+	full := len(x) / bs
+	if bs&15 != 0 || full == 0 || !useAVX2Row() {
+		blockMaxGo(dst, x, bs)
+		return
 	}
-	return nextAboveGo(x, from+n, thr)
+	blockMaxAVX2(&dst[0], &x[0], full, bs)
+	blockMaxGo(dst[full:], x[full*bs:], bs)
 }

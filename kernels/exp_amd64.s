@@ -905,81 +905,107 @@ log2loop:
 	VZEROUPPER
 	RET
 
-// EXPDOT8 is one block of 8 lanes of ExpDot2 at byte offset off (off2 =
-// off+16): Y0 = exp(a*x - b) (x at SI), its float64 sum into Y5 and Y6, its
-// products with y (R9) into Y7 and Y8 and with w (R10) into Y9 and Y10, then
-// Y0 stored to dst (DI) after y and w were read, so dst may alias them.
-#define EXPDOT8(off, off2) \
+// EXPA8 sets X = exp(X) for the 8 lanes of X (the argument, already
+// computed): EXP8 without its lower clamp, which the final mask makes
+// redundant (arguments below lo give 0 whatever the polynomial made of
+// them; NaN stays NaN). HI holds the upper clamp; N, Y, M, T are scratch.
+#define EXPA8(X, N, Y, M, T, HI) \
+	VCMPPS       $1, explo<>(SB), X, M;    \
+	VMINPS       X, HI, X;                 \
+	VMULPS       log2e<>(SB), X, N;        \
+	VROUNDPS     $0, N, N;                 \
+	VFNMADD231PS expc1<>(SB), N, X;        \
+	VFNMADD231PS expc2<>(SB), N, X;        \
+	VMOVUPS      expp0<>(SB), Y;           \
+	VFMADD213PS  expp1<>(SB), X, Y;        \
+	VFMADD213PS  expp2<>(SB), X, Y;        \
+	VFMADD213PS  expp3<>(SB), X, Y;        \
+	VFMADD213PS  expp4<>(SB), X, Y;        \
+	VFMADD213PS  expp5<>(SB), X, Y;        \
+	VMULPS       X, X, T;                  \
+	VFMADD213PS  X, T, Y;                  \
+	VADDPS       one<>(SB), Y, Y;          \
+	VCVTPS2DQ    N, N;                     \
+	VPADDD       i127<>(SB), N, N;         \
+	VPSLLD       $23, N, N;                \
+	VMULPS       N, Y, X;                  \
+	VANDNPS      X, M, X
+
+// EXPDIFF8 is one block of 8 lanes of ExpDiffDot at byte offset off: arg =
+// a*x - b (x at SI; a Y15, b Y14), P = arg - (c*y - f) (y at R9; c Y13, f
+// Y12), e = exp(arg) (upper clamp Y10) stored to dst (DI) after x and y
+// were read, e added into Y8, Y9 as float64, and P = e*P (float32).
+#define EXPDIFF8(off, P) \
 	VMOVUPS      off(SI)(AX*4), Y0;    \
-	EXP8(Y0, Y1, Y2, Y3, Y4);          \
+	VFMSUB213PS  Y14, Y15, Y0;         \
+	VMOVUPS      off(R9)(AX*4), P;     \
+	VFMSUB213PS  Y12, Y13, P;          \
+	VSUBPS       P, Y0, P;             \
+	EXPA8(Y0, Y1, Y2, Y3, Y4, Y10);    \
+	VMULPS       P, Y0, P;             \
 	VCVTPS2PD    X0, Y1;               \
 	VEXTRACTF128 $1, Y0, X2;           \
 	VCVTPS2PD    X2, Y2;               \
-	VADDPD       Y1, Y5, Y5;           \
-	VADDPD       Y2, Y6, Y6;           \
-	VCVTPS2PD    off(R9)(AX*4), Y3;    \
-	VCVTPS2PD    off2(R9)(AX*4), Y4;   \
-	VFMADD231PD  Y1, Y3, Y7;           \
-	VFMADD231PD  Y2, Y4, Y8;           \
-	VCVTPS2PD    off(R10)(AX*4), Y3;   \
-	VCVTPS2PD    off2(R10)(AX*4), Y4;  \
-	VFMADD231PD  Y1, Y3, Y9;           \
-	VFMADD231PD  Y2, Y4, Y10;          \
+	VADDPD       Y1, Y8, Y8;           \
+	VADDPD       Y2, Y9, Y9;           \
 	VMOVUPS      Y0, off(DI)(AX*4)
 
-// func expDot2AVX2(dst, x, y, w, pf *float32, n int, a, b float32) (sum, dy, dw float64)
+// func expDiffDotAVX2(dst, x, y, pf *float32, n int, a, b, c, f float32) (sum, dot float64)
 // n > 0 a multiple of 16; pf as expSumAVX2.
-TEXT ·expDot2AVX2(SB), NOSPLIT, $0-80
+TEXT ·expDiffDotAVX2(SB), NOSPLIT, $0-72
 	MOVQ         dst+0(FP), DI
 	MOVQ         x+8(FP), SI
 	MOVQ         y+16(FP), R9
-	MOVQ         w+24(FP), R10
-	MOVQ         pf+32(FP), R8
-	MOVQ         n+40(FP), CX
-	VBROADCASTSS a+48(FP), Y15
-	VBROADCASTSS b+52(FP), Y14
-	VMOVUPS      explo<>(SB), Y12
-	VMOVUPS      exphi<>(SB), Y11
-	VXORPD       Y5, Y5, Y5
+	MOVQ         pf+24(FP), R8
+	MOVQ         n+32(FP), CX
+	VBROADCASTSS a+40(FP), Y15
+	VBROADCASTSS b+44(FP), Y14
+	VBROADCASTSS c+48(FP), Y13
+	VBROADCASTSS f+52(FP), Y12
+	VMOVUPS      exphi<>(SB), Y10
 	VXORPD       Y6, Y6, Y6
 	VXORPD       Y7, Y7, Y7
 	VXORPD       Y8, Y8, Y8
 	VXORPD       Y9, Y9, Y9
-	VXORPD       Y10, Y10, Y10
 	XORQ         AX, AX
 
-ed2loop:
-	PREFETCHT0 (R8)(AX*4)
-	EXPDOT8(0, 16)
-	EXPDOT8(32, 48)
-	ADDQ $16, AX
+edloop:
+	PREFETCHT0   (R8)(AX*4)
+	EXPDIFF8(0, Y11)
+	EXPDIFF8(32, Y5)
+	VADDPS       Y11, Y5, Y5
+	VCVTPS2PD    X5, Y1
+	VEXTRACTF128 $1, Y5, X2
+	VCVTPS2PD    X2, Y2
+	VADDPD       Y1, Y6, Y6
+	VADDPD       Y2, Y7, Y7
+	ADDQ         $16, AX
 	CMPQ AX, CX
-	JLT  ed2loop
+	JLT  edloop
 
-	VADDPD Y6, Y5, Y5
-	HSUMPD(Y5, X5, X6)
-	VMOVSD X5, sum+56(FP)
-	VADDPD Y8, Y7, Y7
-	HSUMPD(Y7, X7, X8)
-	VMOVSD X7, dy+64(FP)
-	VADDPD Y10, Y9, Y9
-	HSUMPD(Y9, X9, X10)
-	VMOVSD X9, dw+72(FP)
+	VADDPD Y9, Y8, Y8
+	HSUMPD(Y8, X8, X9)
+	VMOVSD X8, sum+56(FP)
+	VADDPD Y7, Y6, Y6
+	HSUMPD(Y6, X6, X7)
+	VMOVSD X6, dot+64(FP)
 	VZEROUPPER
 	RET
 
-// func expDot2AVX512(dst, x, y, w, pf *float32, n int, a, b float32) (sum, dy, dw float64)
-// n > 0 a multiple of 16. Constants as EXP16; sums in Z0, Z1 (e), Z24, Z25
-// (e*y), Z26, Z27 (e*w). Arguments below -103.9 give 0, as expSumAVX512.
-TEXT ·expDot2AVX512(SB), NOSPLIT, $0-80
+// func expDiffDotAVX512(dst, x, y, pf *float32, n int, a, b, c, f float32) (sum, dot float64)
+// n > 0 a multiple of 16. Constants as EXP16 (Z15 a, Z14 b), c in Z20, f in
+// Z21; sums in Z0, Z1 (e) and Z24, Z25 (e*d). Arguments below -103.9 give
+// 0, as expSumAVX512.
+TEXT ·expDiffDotAVX512(SB), NOSPLIT, $0-72
 	MOVQ         dst+0(FP), DI
 	MOVQ         x+8(FP), SI
 	MOVQ         y+16(FP), R9
-	MOVQ         w+24(FP), R10
-	MOVQ         pf+32(FP), R8
-	MOVQ         n+40(FP), CX
-	VBROADCASTSS a+48(FP), Z15
-	VBROADCASTSS b+52(FP), Z14
+	MOVQ         pf+24(FP), R8
+	MOVQ         n+32(FP), CX
+	VBROADCASTSS a+40(FP), Z15
+	VBROADCASTSS b+44(FP), Z14
+	VBROADCASTSS c+48(FP), Z20
+	VBROADCASTSS f+52(FP), Z21
 	VBROADCASTSS log2e<>(SB), Z13
 	VBROADCASTSS explo512<>(SB), Z12
 	VBROADCASTSS exphi<>(SB), Z11
@@ -996,27 +1022,42 @@ TEXT ·expDot2AVX512(SB), NOSPLIT, $0-80
 	VXORPD       Z1, Z1, Z1
 	VXORPD       Z24, Z24, Z24
 	VXORPD       Z25, Z25, Z25
-	VXORPD       Z26, Z26, Z26
-	VXORPD       Z27, Z27, Z27
 	XORQ         AX, AX
 
 ed512loop:
 	PREFETCHT0    (R8)(AX*4)
 	VMOVUPS       (SI)(AX*4), Z16
-	EXP16(Z16, Z17, Z18, Z19)
+	VMOVUPS       (R9)(AX*4), Z22
+	VFMSUB213PS   Z21, Z20, Z22
+	VFMSUB213PS   Z14, Z15, Z16
+	VSUBPS        Z22, Z16, Z22
+	VMAXPS        Z16, Z12, Z16
+	VMINPS        Z16, Z11, Z16
+	VMULPS        Z13, Z16, Z17
+	VRNDSCALEPS   $0, Z17, Z17
+	VFNMADD231PS  Z10, Z17, Z16
+	VFNMADD231PS  Z9, Z17, Z16
+	VMOVAPS       Z8, Z18
+	VFMADD213PS   Z7, Z16, Z18
+	VFMADD213PS   Z6, Z16, Z18
+	VFMADD213PS   Z5, Z16, Z18
+	VFMADD213PS   Z4, Z16, Z18
+	VFMADD213PS   Z3, Z16, Z18
+	VMULPS        Z16, Z16, Z19
+	VFMADD213PS   Z16, Z19, Z18
+	VADDPS        Z2, Z18, Z18
+	VSCALEFPS     Z17, Z18, Z16
+	VMULPS        Z22, Z16, Z22
+	VCVTPS2PD     Y22, Z17
+	VEXTRACTF64X4 $1, Z22, Y18
+	VCVTPS2PD     Y18, Z18
+	VADDPD        Z17, Z24, Z24
+	VADDPD        Z18, Z25, Z25
 	VCVTPS2PD     Y16, Z17
 	VEXTRACTF64X4 $1, Z16, Y18
 	VCVTPS2PD     Y18, Z18
 	VADDPD        Z17, Z0, Z0
 	VADDPD        Z18, Z1, Z1
-	VCVTPS2PD     (R9)(AX*4), Z19
-	VCVTPS2PD     32(R9)(AX*4), Z20
-	VFMADD231PD   Z17, Z19, Z24
-	VFMADD231PD   Z18, Z20, Z25
-	VCVTPS2PD     (R10)(AX*4), Z19
-	VCVTPS2PD     32(R10)(AX*4), Z20
-	VFMADD231PD   Z17, Z19, Z26
-	VFMADD231PD   Z18, Z20, Z27
 	VMOVUPS       Z16, (DI)(AX*4)
 	ADDQ          $16, AX
 	CMPQ          AX, CX
@@ -1032,43 +1073,27 @@ ed512loop:
 	VADDPD        Y25, Y24, Y24
 	VMOVAPD       Y24, Y0
 	HSUMPD(Y0, X0, X1)
-	VMOVSD        X0, dy+64(FP)
-	VADDPD        Z27, Z26, Z26
-	VEXTRACTF64X4 $1, Z26, Y27
-	VADDPD        Y27, Y26, Y26
-	VMOVAPD       Y26, Y0
-	HSUMPD(Y0, X0, X1)
-	VMOVSD        X0, dw+72(FP)
+	VMOVSD        X0, dot+64(FP)
 	VZEROUPPER
 	RET
 
-// LOGMIX8 is one block of 8 lanes of LogMixDot at byte offset off (off2 =
-// off+16): m = cp*p + cq*e (p at R9, e at R10; cp in Y12, cq in Y13), lm =
-// log m by LOG8 (in Y0, out Y2), p*lm into Y8, Y9 and e*lm into Y10, Y11 as
-// float64, and dst (DI) = e*((a*z - b) - lm) (z at SI; a in Y15, b in Y14),
-// stored after every read of the block.
-#define LOGMIX8(off, off2) \
+// LOGMIX8 is one block of 8 lanes of LogMixDot at byte offset off: m = cp*p
+// + cq*e (p at R9, e at R10; cp in Y12, cq in Y13), lm = log m by LOG8 (in
+// Y0, out Y2; Y3..Y6 scratch), PL = p*lm (float32) and DS = dst = e*((a*z -
+// b) - lm) (z at SI; a in Y15, b in Y14), stored to DI after every read of
+// the block.
+#define LOGMIX8(off, PL, DS) \
 	VMULPS       off(R9)(AX*4), Y12, Y0;  \
 	VFMADD231PS  off(R10)(AX*4), Y13, Y0; \
 	LOG8;                                 \
-	VCVTPS2PD    X2, Y3;                  \
-	VEXTRACTF128 $1, Y2, X4;              \
-	VCVTPS2PD    X4, Y4;                  \
-	VCVTPS2PD    off(R9)(AX*4), Y5;       \
-	VCVTPS2PD    off2(R9)(AX*4), Y6;      \
-	VFMADD231PD  Y3, Y5, Y8;              \
-	VFMADD231PD  Y4, Y6, Y9;              \
-	VCVTPS2PD    off(R10)(AX*4), Y5;      \
-	VCVTPS2PD    off2(R10)(AX*4), Y6;     \
-	VFMADD231PD  Y3, Y5, Y10;             \
-	VFMADD231PD  Y4, Y6, Y11;             \
-	VMOVUPS      off(SI)(AX*4), Y5;       \
-	VFMSUB213PS  Y14, Y15, Y5;            \
-	VSUBPS       Y2, Y5, Y5;              \
-	VMULPS       off(R10)(AX*4), Y5, Y5;  \
-	VMOVUPS      Y5, off(DI)(AX*4)
+	VMULPS       off(R9)(AX*4), Y2, PL;   \
+	VMOVUPS      off(SI)(AX*4), DS;       \
+	VFMSUB213PS  Y14, Y15, DS;            \
+	VSUBPS       Y2, DS, DS;              \
+	VMULPS       off(R10)(AX*4), DS, DS;  \
+	VMOVUPS      DS, off(DI)(AX*4)
 
-// func logMixDotAVX2(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, el float64)
+// func logMixDotAVX2(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, ds float64)
 // n > 0 a multiple of 16.
 TEXT ·logMixDotAVX2(SB), NOSPLIT, $0-72
 	MOVQ         dst+0(FP), DI
@@ -1087,9 +1112,21 @@ TEXT ·logMixDotAVX2(SB), NOSPLIT, $0-72
 	XORQ         AX, AX
 
 lmloop:
-	LOGMIX8(0, 16)
-	LOGMIX8(32, 48)
-	ADDQ $16, AX
+	LOGMIX8(0, Y7, Y1)
+	LOGMIX8(32, Y3, Y5)
+	VADDPS       Y7, Y3, Y3
+	VADDPS       Y1, Y5, Y5
+	VCVTPS2PD    X3, Y4
+	VEXTRACTF128 $1, Y3, X3
+	VCVTPS2PD    X3, Y3
+	VADDPD       Y4, Y8, Y8
+	VADDPD       Y3, Y9, Y9
+	VCVTPS2PD    X5, Y4
+	VEXTRACTF128 $1, Y5, X5
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y4, Y10, Y10
+	VADDPD       Y5, Y11, Y11
+	ADDQ         $16, AX
 	CMPQ AX, CX
 	JLT  lmloop
 
@@ -1098,13 +1135,13 @@ lmloop:
 	VMOVSD X8, pl+56(FP)
 	VADDPD Y11, Y10, Y10
 	HSUMPD(Y10, X10, X11)
-	VMOVSD X10, el+64(FP)
+	VMOVSD X10, ds+64(FP)
 	VZEROUPPER
 	RET
 
-// func logMixDotAVX512(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, el float64)
+// func logMixDotAVX512(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, ds float64)
 // n > 0 a multiple of 16. The logarithm of XLOGX16 (constants in Z17..Z31);
-// cp Z12, cq Z13, b Z14, a Z15; sums Z8, Z9 (p*lm) and Z10, Z11 (e*lm).
+// cp Z12, cq Z13, b Z14, a Z15; sums Z8, Z9 (p*lm) and Z10, Z11 (dst).
 TEXT ·logMixDotAVX512(SB), NOSPLIT, $0-72
 	MOVQ         dst+0(FP), DI
 	MOVQ         z+8(FP), SI
@@ -1162,21 +1199,21 @@ lm512loop:
 	VFNMADD231PS  Z29, Z5, Z6
 	VADDPS        Z6, Z3, Z3
 	VFMADD231PS   Z17, Z4, Z3
-	VCVTPS2PD     Y3, Z4
-	VEXTRACTF64X4 $1, Z3, Y5
-	VCVTPS2PD     Y5, Z5
-	VCVTPS2PD     (R9)(AX*4), Z6
-	VCVTPS2PD     32(R9)(AX*4), Z7
-	VFMADD231PD   Z4, Z6, Z8
-	VFMADD231PD   Z5, Z7, Z9
-	VCVTPS2PD     (R10)(AX*4), Z6
-	VCVTPS2PD     32(R10)(AX*4), Z7
-	VFMADD231PD   Z4, Z6, Z10
-	VFMADD231PD   Z5, Z7, Z11
+	VMULPS        (R9)(AX*4), Z3, Z4
+	VCVTPS2PD     Y4, Z5
+	VEXTRACTF64X4 $1, Z4, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z5, Z8, Z8
+	VADDPD        Z4, Z9, Z9
 	VMOVUPS       (SI)(AX*4), Z6
 	VFMSUB213PS   Z14, Z15, Z6
 	VSUBPS        Z3, Z6, Z6
 	VMULPS        (R10)(AX*4), Z6, Z6
+	VCVTPS2PD     Y6, Z5
+	VEXTRACTF64X4 $1, Z6, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z5, Z10, Z10
+	VADDPD        Z4, Z11, Z11
 	VMOVUPS       Z6, (DI)(AX*4)
 	ADDQ          $16, AX
 	CMPQ          AX, CX
@@ -1191,7 +1228,7 @@ lm512loop:
 	VEXTRACTF64X4 $1, Z10, Y11
 	VADDPD        Y11, Y10, Y10
 	HSUMPD(Y10, X10, X11)
-	VMOVSD        X10, el+64(FP)
+	VMOVSD        X10, ds+64(FP)
 	VZEROUPPER
 	RET
 
@@ -1233,35 +1270,87 @@ mdloop:
 	VZEROUPPER
 	RET
 
-// func nextAboveAVX2(x *float32, n int, thr float32) int
-// The offset of the first x[i] > thr (ordered: NaN never is), or n; n > 0 a
-// multiple of 16.
-TEXT ·nextAboveAVX2(SB), NOSPLIT, $0-32
-	MOVQ         x+0(FP), SI
-	MOVQ         n+8(FP), CX
-	VBROADCASTSS thr+16(FP), Y15
+// func indexAboveAVX2(dst *int32, ndst int, x *float32, n int, thr float32, base int) (cnt, next int)
+// Writes base+i for every x[i] > thr (ordered: NaN never is), i < n, into
+// dst until ndst are written; n > 0 a multiple of 16, ndst > 0. Returns the
+// count and the offset after the last index written when dst filled up,
+// else n.
+TEXT ·indexAboveAVX2(SB), NOSPLIT, $0-64
+	MOVQ         dst+0(FP), DI
+	MOVQ         ndst+8(FP), R10
+	MOVQ         x+16(FP), SI
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS thr+32(FP), Y15
+	MOVQ         base+40(FP), R11
 	XORQ         AX, AX
+	XORQ         R9, R9
 
-naloop:
-	VCMPPS $1, (SI)(AX*4), Y15, Y0
-	VCMPPS $1, 32(SI)(AX*4), Y15, Y1
-	VORPS  Y1, Y0, Y2
-	VPTEST Y2, Y2
-	JNZ    nafound
-	ADDQ   $16, AX
-	CMPQ   AX, CX
-	JLT    naloop
-	MOVQ   CX, ret+24(FP)
-	VZEROUPPER
-	RET
-
-nafound:
+ialoop:
+	VCMPPS    $1, (SI)(AX*4), Y15, Y0
+	VCMPPS    $1, 32(SI)(AX*4), Y15, Y1
 	VMOVMSKPS Y0, DX
 	VMOVMSKPS Y1, BX
 	SHLQ      $8, BX
 	ORQ       BX, DX
-	BSFQ      DX, DX
-	ADDQ      DX, AX
-	MOVQ      AX, ret+24(FP)
+	JZ        ianext
+
+iabit:
+	BSFQ DX, BX
+	LEAQ (AX)(BX*1), R8
+	LEAQ (R8)(R11*1), BX
+	MOVL BX, (DI)(R9*4)
+	INCQ R9
+	CMPQ R9, R10
+	JEQ  iafull
+	LEAQ -1(DX), BX
+	ANDQ BX, DX
+	JNZ  iabit
+
+ianext:
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JLT  ialoop
+	MOVQ R9, cnt+48(FP)
+	MOVQ CX, next+56(FP)
+	VZEROUPPER
+	RET
+
+iafull:
+	INCQ R8
+	MOVQ R9, cnt+48(FP)
+	MOVQ R8, next+56(FP)
+	VZEROUPPER
+	RET
+
+// func blockMaxAVX2(dst, x *float32, nblocks, bs int)
+// dst[j] = max of x[j*bs:(j+1)*bs], j < nblocks; bs > 0 a multiple of 16.
+TEXT ·blockMaxAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ nblocks+16(FP), CX
+	MOVQ bs+24(FP), DX
+	XORQ R8, R8
+
+bmblock:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	MOVQ    $16, AX
+
+bminner:
+	CMPQ   AX, DX
+	JGE    bmreduce
+	VMAXPS (SI)(AX*4), Y0, Y0
+	VMAXPS 32(SI)(AX*4), Y1, Y1
+	ADDQ   $16, AX
+	JMP    bminner
+
+bmreduce:
+	VMAXPS Y1, Y0, Y0
+	HREDPS(VMAXPS, Y0, X0, X1)
+	VMOVSS X0, (DI)(R8*4)
+	LEAQ   (SI)(DX*4), SI
+	INCQ   R8
+	CMPQ   R8, CX
+	JLT    bmblock
 	VZEROUPPER
 	RET

@@ -66,15 +66,15 @@ func archLogs() []namedLog {
 // archDistillImpls returns the assembly variants of the kernels of
 // exp_distill.go that the CPU runs, each with the Go tail the dispatcher adds.
 func archDistillImpls() []distillImpl {
-	ed2 := func(f func(dst, x, y, w, pf *float32, n int, a, b float32) (float64, float64, float64)) func(dst, x, y, w []float32, a, b float32) (float64, float64, float64) {
-		return func(dst, x, y, w []float32, a, b float32) (float64, float64, float64) {
+	edd := func(f func(dst, x, y, pf *float32, n int, a, b, c, g float32) (float64, float64)) func(dst, x, y []float32, a, b, c, g float32) (float64, float64) {
+		return func(dst, x, y []float32, a, b, c, g float32) (float64, float64) {
 			n := len(x) &^ 15
-			var s, dy, dw float64
+			var s, d float64
 			if n > 0 {
-				s, dy, dw = f(&dst[0], &x[0], &y[0], &w[0], &x[0], n, a, b)
+				s, d = f(&dst[0], &x[0], &y[0], &x[0], n, a, b, c, g)
 			}
-			s2, y2, w2 := expDot2Go(dst[n:], x[n:], y[n:], w[n:], a, b)
-			return s + s2, dy + y2, dw + w2
+			s2, d2 := expDiffDotGo(dst[n:], x[n:], y[n:], a, b, c, g)
+			return s + s2, d + d2
 		}
 	}
 	lmd := func(f func(dst, z, p, e *float32, n int, cp, cq, a, b float32) (float64, float64)) func(dst, z, p, e []float32, cp, cq, a, b float32) (float64, float64) {
@@ -90,10 +90,10 @@ func archDistillImpls() []distillImpl {
 	}
 	var out []distillImpl
 	if useAVX2Row() {
-		out = append(out, distillImpl{"avx2", ed2(expDot2AVX2), lmd(logMixDotAVX2), mulDiff, nextAbove})
+		out = append(out, distillImpl{"avx2", edd(expDiffDotAVX2), lmd(logMixDotAVX2), mulDiff, indexAbove})
 	}
 	if useAVX512Row() {
-		out = append(out, distillImpl{"avx512", ed2(expDot2AVX512), lmd(logMixDotAVX512), mulDiff, nextAbove})
+		out = append(out, distillImpl{"avx512", edd(expDiffDotAVX512), lmd(logMixDotAVX512), mulDiff, indexAbove})
 	}
 	return out
 }

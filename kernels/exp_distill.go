@@ -6,31 +6,34 @@ import (
 )
 
 // Row kernels for losses against a second row of logits (a teacher's):
-// ExpDot2, LogMixDot, MulDiff and NextAbove. Like the kernels of exp.go they
-// run in AVX2 (and, for the exp and log heavy ExpDot2 and LogMixDot,
+// ExpDiffDot, LogMixDot, MulDiff, IndexAbove and BlockMax. Like the kernels of exp.go they
+// run in AVX2 (and, for the exp and log heavy ExpDiffDot and LogMixDot,
 // AVX-512) assembly where the CPU has it, in the Go loops below elsewhere and
 // for the last elements of a row, and accumulate their sums in float64.
 
-// ExpDot2 sets dst[i] = exp(a*x[i] - b) as ExpSum does and returns, in
-// float64, sum = sum dst[i], dy = sum dst[i]*y[i] and dw = sum dst[i]*w[i]
-// (each product in float64). It also prefetches the first len(x) floats of
-// next (may be nil) as ExpSumPrefetch. dst may be x, y or w: every element
-// is read before it is written. Accuracy and range as ExpSum.
-func ExpDot2(dst, x, y, w []float32, a, b float32, next []float32) (sum, dy, dw float64) {
-	if len(dst) != len(x) || len(y) != len(x) || len(w) != len(x) {
-		panic(fmt.Sprintf("kernels: ExpDot2 len(dst) = %d, len(x) = %d, len(y) = %d, len(w) = %d, want equal",
-			len(dst), len(x), len(y), len(w)))
+// ExpDiffDot sets dst[i] = exp(arg) with arg = a*x[i] - b, rounded once,
+// as ExpSum does, and returns in float64 sum = sum dst[i] and dot = sum
+// dst[i]*d, where d = arg - (c*y[i] - f) (c*y[i] - f rounded once, the
+// difference and the product rounded to float32). It is meant for d small
+// where dst[i] is not, such as the difference of two log-probabilities, or
+// the argument itself (c = f = 0): then the products lose nothing that
+// matters. It also prefetches the first len(x) floats of next (may be nil),
+// as ExpSumPrefetch. dst may be x or y: every element is read before it is
+// written. Accuracy and range of the exponential as ExpSum.
+func ExpDiffDot(dst, x, y []float32, a, b, c, f float32, next []float32) (sum, dot float64) {
+	if len(dst) != len(x) || len(y) != len(x) {
+		panic(fmt.Sprintf("kernels: ExpDiffDot len(dst) = %d, len(x) = %d, len(y) = %d, want equal", len(dst), len(x), len(y)))
 	}
-	return expDot2(dst, x, y, w, a, b, next)
+	return expDiffDot(dst, x, y, a, b, c, f, next)
 }
 
 // LogMixDot computes, for every i, the mixture m = cp*p[i] + cq*e[i] and its
 // logarithm lm = log(m) (m below the smallest normal float is raised to it,
-// as Log), and returns pl = sum p[i]*lm and el = sum e[i]*lm in float64. It
-// writes dst[i] = e[i] * ((a*z[i] - b) - lm), with a*z[i] - b rounded once.
-// dst may be z or e. Accuracy: lm within 2 ulp of log(m) where m is a
-// positive normal float.
-func LogMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, el float64) {
+// as Log), writes dst[i] = e[i] * ((a*z[i] - b) - lm), with a*z[i] - b
+// rounded once, and returns in float64 pl = sum p[i]*lm (each product
+// rounded to float32) and ds = sum dst[i]. dst may be z or e. Accuracy: lm
+// within 2 ulp of log(m) where m is a positive normal float.
+func LogMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) {
 	if len(dst) != len(z) || len(p) != len(z) || len(e) != len(z) {
 		panic(fmt.Sprintf("kernels: LogMixDot len(dst) = %d, len(z) = %d, len(p) = %d, len(e) = %d, want equal",
 			len(dst), len(z), len(p), len(e)))
@@ -47,43 +50,68 @@ func MulDiff(y, e, x []float32, alpha, a, b, c, d, s float32) {
 	mulDiff(y, e, x, alpha, a, b, c, d, s)
 }
 
-// NextAbove returns the smallest i >= from with x[i] > thr, or len(x) when
-// there is none. NaN is never above. It is the scan of a top-k selection:
-// most elements of a row fall below the running threshold and are passed
-// over 16 at a time.
-func NextAbove(x []float32, from int, thr float32) int {
+// IndexAbove writes the indices i >= from with x[i] > thr into dst, in
+// increasing order, until dst is full, and returns how many it wrote and
+// where to resume (one past the last index written when dst filled up, else
+// len(x)). NaN is never above. It is the scan of a top-k selection: most
+// elements of a row fall below the running threshold and are passed over 16
+// at a time.
+func IndexAbove(dst []int32, x []float32, from int, thr float32) (n, next int) {
 	if from < 0 || from > len(x) {
-		panic(fmt.Sprintf("kernels: NextAbove from %d, len(x) = %d", from, len(x)))
+		panic(fmt.Sprintf("kernels: IndexAbove from %d, len(x) = %d", from, len(x)))
 	}
-	return nextAbove(x, from, thr)
+	return indexAbove(dst, x, from, thr)
 }
 
-func expDot2Go(dst, x, y, w []float32, a, b float32) (sum, dy, dw float64) {
-	x, y, w = x[:len(dst)], y[:len(dst)], w[:len(dst)]
+// BlockMax sets dst[j] to the largest element of block j of x, the blocks
+// being x[j*bs : (j+1)*bs] (the last one shorter when len(x) is not a
+// multiple of bs), so len(dst) must be ceil(len(x)/bs). With a NaN in a
+// block its maximum is unspecified.
+func BlockMax(dst, x []float32, bs int) {
+	if bs < 1 || len(dst) != (len(x)+bs-1)/bs {
+		panic(fmt.Sprintf("kernels: BlockMax len(dst) = %d, len(x) = %d, block %d, want len(dst) = ceil(len(x)/block)", len(dst), len(x), bs))
+	}
+	blockMax(dst, x, bs)
+}
+
+func blockMaxGo(dst, x []float32, bs int) {
+	for j := range dst {
+		b := x[j*bs : min((j+1)*bs, len(x))]
+		m := b[0]
+		for _, v := range b[1:] {
+			m = max(m, v)
+		}
+		dst[j] = m
+	}
+}
+
+func expDiffDotGo(dst, x, y []float32, a, b, c, f float32) (sum, dot float64) {
+	x, y = x[:len(dst)], y[:len(dst)]
 	for i := range dst {
-		yv, wv := float64(y[i]), float64(w[i])
-		e := expGo(float32(math.FMA(float64(a), float64(x[i]), -float64(b))))
-		f := float64(e)
-		sum += f
-		dy += f * yv
-		dw += f * wv
+		arg := float32(math.FMA(float64(a), float64(x[i]), -float64(b)))
+		w := float32(math.FMA(float64(c), float64(y[i]), -float64(f)))
+		d := arg - w
+		e := expGo(arg)
+		sum += float64(e)
+		dot += float64(e * d)
 		dst[i] = e
 	}
-	return sum, dy, dw
+	return sum, dot
 }
 
-func logMixDotGo(dst, z, p, e []float32, cp, cq, a, b float32) (pl, el float64) {
+func logMixDotGo(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) {
 	z, p, e = z[:len(dst)], p[:len(dst)], e[:len(dst)]
 	for i := range dst {
 		pv, ev := p[i], e[i]
 		m := float32(math.FMA(float64(cq), float64(ev), float64(cp*pv)))
 		lm := logGo(m)
-		pl += float64(pv) * float64(lm)
-		el += float64(ev) * float64(lm)
+		pl += float64(pv * lm)
 		arg := float32(math.FMA(float64(a), float64(z[i]), -float64(b)))
-		dst[i] = ev * (arg - lm)
+		v := ev * (arg - lm)
+		ds += float64(v)
+		dst[i] = v
 	}
-	return pl, el
+	return pl, ds
 }
 
 func mulDiffGo(y, e, x []float32, alpha, a, b, c, d, s float32) {
@@ -95,11 +123,18 @@ func mulDiffGo(y, e, x []float32, alpha, a, b, c, d, s float32) {
 	}
 }
 
-func nextAboveGo(x []float32, from int, thr float32) int {
+func indexAboveGo(dst []int32, x []float32, from int, thr float32) (n, next int) {
+	if len(dst) == 0 {
+		return 0, from
+	}
 	for i := from; i < len(x); i++ {
 		if x[i] > thr {
-			return i
+			dst[n] = int32(i)
+			n++
+			if n == len(dst) {
+				return n, i + 1
+			}
 		}
 	}
-	return len(x)
+	return n, len(x)
 }

@@ -9,20 +9,20 @@ import (
 
 // distillImpl is one implementation of the kernels of exp_distill.go.
 type distillImpl struct {
-	name      string
-	expDot2   func(dst, x, y, w []float32, a, b float32) (float64, float64, float64)
+	name       string
+	expDiffDot func(dst, x, y []float32, a, b, c, f float32) (float64, float64)
 	logMixDot func(dst, z, p, e []float32, cp, cq, a, b float32) (float64, float64)
 	mulDiff   func(y, e, x []float32, alpha, a, b, c, d, s float32)
-	nextAbove func(x []float32, from int, thr float32) int
+	indexAbove func(dst []int32, x []float32, from int, thr float32) (int, int)
 }
 
 var distillImpls = append([]distillImpl{
 	{"dispatch",
-		func(dst, x, y, w []float32, a, b float32) (float64, float64, float64) {
-			return ExpDot2(dst, x, y, w, a, b, nil)
+		func(dst, x, y []float32, a, b, c, f float32) (float64, float64) {
+			return ExpDiffDot(dst, x, y, a, b, c, f, nil)
 		},
-		LogMixDot, MulDiff, NextAbove},
-	{"go", expDot2Go, logMixDotGo, mulDiffGo, nextAboveGo},
+		LogMixDot, MulDiff, IndexAbove},
+	{"go", expDiffDotGo, logMixDotGo, mulDiffGo, indexAboveGo},
 }, archDistillImpls()...)
 
 func randRow(rng *rand.Rand, n int, scale float64) []float32 {
@@ -33,69 +33,62 @@ func randRow(rng *rand.Rand, n int, scale float64) []float32 {
 	return x
 }
 
-func TestExpDot2(t *testing.T) {
+func TestExpDiffDot(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	for _, im := range distillImpls {
 		for _, n := range rowLengths {
-			for _, ab := range [][2]float32{{1, 0}, {0.5, 3}, {2.5, -1}} {
-				a, b := ab[0], ab[1]
-				x, y, w := randRow(rng, n, 10), randRow(rng, n, 3), randRow(rng, n, 100)
+			for _, p := range [][4]float32{{1, 0, 1, 0}, {0.5, 3, 0.25, -2}, {2.5, -1, 0, 0}} {
+				a, b, c, f := p[0], p[1], p[2], p[3]
+				x, y := randRow(rng, n, 10), randRow(rng, n, 10)
 				for i := range x {
-					if a*x[i]-b > 85 {
+					if a*x[i]-b > 20 { // e*d must fit a float32
 						x[i] = 0
 					}
 				}
 				x[0] = (b - 100) / a // underflows
 				dst := make([]float32, n)
-				s, dy, dw := im.expDot2(dst, x, y, w, a, b)
-				var ws, wy, ww, ay, aw float64
+				s, dot := im.expDiffDot(dst, x, y, a, b, c, f)
+				var ws, wd, ad float64
 				for i, v := range x {
 					arg := math.FMA(float64(a), float64(v), -float64(b))
 					e := math.Exp(float64(float32(arg)))
 					if arg < -87.34 {
 						if dst[i] < 0 || dst[i] > 1.2e-38 {
-							t.Fatalf("%s ExpDot2: exp(%v) = %v; want 0 or subnormal", im.name, arg, dst[i])
+							t.Fatalf("%s ExpDiffDot: exp(%v) = %v; want 0 or subnormal", im.name, arg, dst[i])
 						}
 						e = float64(dst[i])
 					} else if relErr(float64(dst[i]), e) > 3e-7 {
-						t.Fatalf("%s ExpDot2 n=%d: dst[%d] = exp(%v) = %v; want %v", im.name, n, i, arg, dst[i], e)
+						t.Fatalf("%s ExpDiffDot n=%d: dst[%d] = exp(%v) = %v; want %v", im.name, n, i, arg, dst[i], e)
 					}
+					d := arg - (float64(c)*float64(y[i]) - float64(f))
 					ws += e
-					wy += e * float64(y[i])
-					ww += e * float64(w[i])
-					ay += math.Abs(e * float64(y[i]))
-					aw += math.Abs(e * float64(w[i]))
+					wd += e * d
+					ad += e * (math.Abs(arg) + math.Abs(float64(c)*float64(y[i])) + math.Abs(float64(f)))
 				}
-				if relErr(s, ws) > 3e-7 || math.Abs(dy-wy) > 3e-7*ay+1e-300 || math.Abs(dw-ww) > 3e-7*aw+1e-300 {
-					t.Errorf("%s ExpDot2(n=%d, a=%v, b=%v) = %v, %v, %v; want %v, %v, %v", im.name, n, a, b, s, dy, dw, ws, wy, ww)
+				if relErr(s, ws) > 3e-7 || math.Abs(dot-wd) > 3e-7*ad+1e-300 {
+					t.Errorf("%s ExpDiffDot(n=%d, %v) = %v, %v; want %v, %v", im.name, n, p, s, dot, ws, wd)
 				}
-				// The sums are those of the stored values, exactly but for
-				// float64 rounding.
-				var gs, gy, gw float64
-				for i, e := range dst {
+				// sum is the float64 sum of the stored values.
+				var gs float64
+				for _, e := range dst {
 					gs += float64(e)
-					gy += float64(e) * float64(y[i])
-					gw += float64(e) * float64(w[i])
 				}
-				if relErr(s, gs) > 1e-12 || math.Abs(dy-gy) > 1e-12*ay || math.Abs(dw-gw) > 1e-12*aw {
-					t.Errorf("%s ExpDot2(n=%d): sums %v, %v, %v; the stored values give %v, %v, %v", im.name, n, s, dy, dw, gs, gy, gw)
+				if relErr(s, gs) > 1e-12 {
+					t.Errorf("%s ExpDiffDot(n=%d): sum %v; the stored values sum to %v", im.name, n, s, gs)
 				}
-				// In place, with y and w aliasing dst too: the same results.
+				// In place, y aliasing dst too: the same results.
 				z := append([]float32(nil), x...)
-				if s2, dy2, dw2 := im.expDot2(z, z, z, z, a, b); s2 != s {
-					t.Errorf("%s ExpDot2 in place n=%d: sum %v; want %v", im.name, n, s2, s)
-				} else {
-					var wy2 float64
-					for i := range x {
-						wy2 += float64(dst[i]) * float64(x[i])
-					}
-					if math.Abs(dy2-wy2) > 1e-12*math.Abs(wy2)+1e-300 || dy2 != dw2 {
-						t.Errorf("%s ExpDot2 in place n=%d: dy %v, dw %v; want %v", im.name, n, dy2, dw2, wy2)
-					}
+				yy := z
+				if c != 0 {
+					yy = append([]float32(nil), y...)
+				}
+				s2, d2 := im.expDiffDot(z, z, yy, a, b, c, f)
+				if c == 0 && (s2 != s || d2 != dot) {
+					t.Errorf("%s ExpDiffDot in place n=%d = %v, %v; want %v, %v", im.name, n, s2, d2, s, dot)
 				}
 				for i := range z {
 					if z[i] != dst[i] {
-						t.Fatalf("%s ExpDot2 in place n=%d: [%d] = %v; want %v", im.name, n, i, z[i], dst[i])
+						t.Fatalf("%s ExpDiffDot in place n=%d: [%d] = %v; want %v", im.name, n, i, z[i], dst[i])
 					}
 				}
 			}
@@ -103,15 +96,15 @@ func TestExpDot2(t *testing.T) {
 	}
 }
 
-func TestExpDot2NaN(t *testing.T) {
+func TestExpDiffDotNaN(t *testing.T) {
 	for _, im := range distillImpls {
 		for _, n := range []int{3, 16, 40} {
 			for _, at := range []int{0, n - 1} {
 				x := make([]float32, n)
 				x[at] = float32(math.NaN())
 				dst := make([]float32, n)
-				if s, _, _ := im.expDot2(dst, x, x, x, 1, 0); !math.IsNaN(s) || dst[at] == dst[at] {
-					t.Errorf("%s ExpDot2 with NaN at %d of %d: sum %v, dst %v; want NaN", im.name, at, n, s, dst[at])
+				if s, _ := im.expDiffDot(dst, x, x, 1, 0, 0, 0); !math.IsNaN(s) || dst[at] == dst[at] {
+					t.Errorf("%s ExpDiffDot with NaN at %d of %d: sum %v, dst %v; want NaN", im.name, at, n, s, dst[at])
 				}
 			}
 		}
@@ -134,23 +127,24 @@ func TestLogMixDot(t *testing.T) {
 			p[n-1] = 0
 			const cp, cq, a, b = 0.3, 0.02, 0.5, 1.25
 			dst := make([]float32, n)
-			pl, el := im.logMixDot(dst, z, p, e, cp, cq, a, b)
-			var wpl, wel, apl, ael float64
+			pl, ds := im.logMixDot(dst, z, p, e, cp, cq, a, b)
+			var wpl, wds, apl, ads, gds float64
 			for i := range z {
 				m := float64(cp)*float64(p[i]) + float64(cq)*float64(e[i])
 				lm := math.Log(max(m, 0x1p-126))
 				wpl += float64(p[i]) * lm
-				wel += float64(e[i]) * lm
 				apl += math.Abs(float64(p[i]) * lm)
-				ael += math.Abs(float64(e[i]) * lm)
 				want := float64(e[i]) * (float64(a)*float64(z[i]) - b - lm)
 				scale := float64(e[i]) * (math.Abs(float64(a)*float64(z[i])) + b + math.Abs(lm))
+				wds += want
+				ads += scale
+				gds += float64(dst[i])
 				if math.Abs(float64(dst[i])-want) > 1e-6*scale+1e-37 {
 					t.Fatalf("%s LogMixDot n=%d: dst[%d] = %v; want %v", im.name, n, i, dst[i], want)
 				}
 			}
-			if math.Abs(pl-wpl) > 1e-6*apl || math.Abs(el-wel) > 1e-6*ael {
-				t.Errorf("%s LogMixDot(n=%d) = %v, %v; want %v, %v", im.name, n, pl, el, wpl, wel)
+			if math.Abs(pl-wpl) > 1e-6*apl || math.Abs(ds-wds) > 1e-6*ads || math.Abs(ds-gds) > 2e-7*ads {
+				t.Errorf("%s LogMixDot(n=%d) = %v, %v; want %v, %v (the stored values sum to %v)", im.name, n, pl, ds, wpl, wds, gds)
 			}
 			// dst may be z, or e.
 			for _, alias := range []string{"z", "e"} {
@@ -159,9 +153,9 @@ func TestLogMixDot(t *testing.T) {
 				if alias == "e" {
 					out = ee
 				}
-				pl2, el2 := im.logMixDot(out, zz, p, ee, cp, cq, a, b)
-				if pl2 != pl || el2 != el {
-					t.Errorf("%s LogMixDot into %s n=%d = %v, %v; want %v, %v", im.name, alias, n, pl2, el2, pl, el)
+				pl2, ds2 := im.logMixDot(out, zz, p, ee, cp, cq, a, b)
+				if pl2 != pl || ds2 != ds {
+					t.Errorf("%s LogMixDot into %s n=%d = %v, %v; want %v, %v", im.name, alias, n, pl2, ds2, pl, ds)
 				}
 				for i := range out {
 					if out[i] != dst[i] {
@@ -202,7 +196,7 @@ func TestMulDiff(t *testing.T) {
 	}
 }
 
-func TestNextAbove(t *testing.T) {
+func TestIndexAbove(t *testing.T) {
 	rng := rand.New(rand.NewPCG(17, 18))
 	for _, im := range distillImpls {
 		for _, n := range rowLengths {
@@ -211,16 +205,33 @@ func TestNextAbove(t *testing.T) {
 				x[n/2] = float32(math.NaN())
 			}
 			for _, thr := range []float32{-10, 0, 1.5, 2.5, 10, float32(math.Inf(-1))} {
+				var all []int32
+				for i, v := range x {
+					if v > thr {
+						all = append(all, int32(i))
+					}
+				}
 				for from := 0; from <= n; from += 1 + from/3 {
-					want := n
-					for i := from; i < n; i++ {
-						if x[i] > thr {
-							want = i
-							break
+					var want []int32
+					for _, i := range all {
+						if int(i) >= from {
+							want = append(want, i)
 						}
 					}
-					if got := im.nextAbove(x, from, thr); got != want {
-						t.Fatalf("%s NextAbove(n=%d, from %d, thr %v) = %d; want %d", im.name, n, from, thr, got, want)
+					for _, room := range []int{0, 1, 3, 17, n + 1} {
+						dst := make([]int32, room)
+						got, next := im.indexAbove(dst, x, from, thr)
+						w := want[:min(room, len(want))]
+						wnext := n
+						if room == 0 {
+							wnext = from
+						} else if room <= len(want) {
+							wnext = int(want[room-1]) + 1
+						}
+						if got != len(w) || next != wnext || !slicesEqual(dst[:got], w) {
+							t.Fatalf("%s IndexAbove(room %d, n=%d, from %d, thr %v) = %d, %d (%v); want %d, %d (%v)",
+								im.name, room, n, from, thr, got, next, dst[:got], len(w), wnext, w)
+						}
 					}
 				}
 			}
@@ -228,11 +239,49 @@ func TestNextAbove(t *testing.T) {
 	}
 }
 
+func TestBlockMax(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	impls := []struct {
+		name string
+		f    func(dst, x []float32, bs int)
+	}{{"dispatch", BlockMax}, {"go", blockMaxGo}}
+	for _, im := range impls {
+		for _, n := range rowLengths {
+			x := randRow(rng, n, 5)
+			for _, bs := range []int{1, 3, 16, 32, 48, 100, 4096} {
+				dst := make([]float32, (n+bs-1)/bs)
+				im.f(dst, x, bs)
+				for j := range dst {
+					w := x[j*bs]
+					for _, v := range x[j*bs : min((j+1)*bs, n)] {
+						w = max(w, v)
+					}
+					if dst[j] != w {
+						t.Fatalf("%s BlockMax(n=%d, block %d): [%d] = %v; want %v", im.name, n, bs, j, dst[j], w)
+					}
+				}
+			}
+		}
+	}
+}
+
+func slicesEqual(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
 func BenchmarkDistillKernels(b *testing.B) {
 	for _, im := range distillImpls {
 		const n = 4096
 		rng := rand.New(rand.NewPCG(1, 2))
-		x, y, w := randRow(rng, n, 2), randRow(rng, n, 2), randRow(rng, n, 2)
+		x, y := randRow(rng, n, 2), randRow(rng, n, 2)
 		e := make([]float32, n)
 		ExpSum(e, x, 1, 4)
 		dst := make([]float32, n)
@@ -244,9 +293,10 @@ func BenchmarkDistillKernels(b *testing.B) {
 				}
 			})
 		}
-		run("ExpDot2", func() { im.expDot2(dst, x, y, w, 1, 4) })
+		run("ExpDiffDot", func() { im.expDiffDot(dst, x, y, 1, 4, 1, 3) })
 		run("LogMixDot", func() { im.logMixDot(dst, x, e, e, 0.5, 0.5, 1, 4) })
 		run("MulDiff", func() { copy(dst, y); im.mulDiff(dst, e, x, 0.5, 1, 4, 1, 3, 0.5) })
-		run("NextAbove", func() { im.nextAbove(x, 0, 100) })
+		idx := make([]int32, 64)
+		run("IndexAbove", func() { im.indexAbove(idx, x, 0, 100) })
 	}
 }

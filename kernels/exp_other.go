@@ -25,11 +25,11 @@ func mulShift(y, x []float32, alpha, beta float32) { mulShiftGo(y, x, alpha, bet
 // useAVX2Row reports whether the row kernels run assembly: never here.
 func useAVX2Row() bool { return false }
 
-func expDot2(dst, x, y, w []float32, a, b float32, next []float32) (sum, dy, dw float64) {
-	return expDot2Go(dst, x, y, w, a, b)
+func expDiffDot(dst, x, y []float32, a, b, c, f float32, next []float32) (sum, dot float64) {
+	return expDiffDotGo(dst, x, y, a, b, c, f)
 }
 
-func logMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, el float64) {
+func logMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) {
 	return logMixDotGo(dst, z, p, e, cp, cq, a, b)
 }
 
@@ -37,4 +37,8 @@ func mulDiff(y, e, x []float32, alpha, a, b, c, d, s float32) {
 	mulDiffGo(y, e, x, alpha, a, b, c, d, s)
 }
 
-func nextAbove(x []float32, from int, thr float32) int { return nextAboveGo(x, from, thr) }
+func indexAbove(dst []int32, x []float32, from int, thr float32) (n, next int) {
+	return indexAboveGo(dst, x, from, thr)
+}
+
+func blockMax(dst, x []float32, bs int) { blockMaxGo(dst, x, bs) }

@@ -10,28 +10,32 @@ import (
 // its top k inside the pass) and sparse top-k rows (a teacher's precomputed
 // top k), in every direction and with every tail.
 //
-// Dense teacher logits t, with e_t = exp(a_t*t - b_t) (a_t = 1/T_t, b_t =
-// a_t*max t) and l_t = log(sum e_t), so log p = a_t*t - b_t - l_t exactly
-// (never log 0), and the student's e = exp(a*z - b), l = log(sum e):
+// Dense teacher logits t, with arg_t = a_t*t - b_t (a_t = 1/T_t, b_t =
+// a_t*max t), e_t = exp(arg_t) and l_t = log(sum e_t), so log p = arg_t - l_t
+// exactly (never log 0); the student's arg = a*z - b, e = exp(arg), l =
+// log(sum e). ExpDiffDot returns sums of e*(difference of arguments), which
+// are small wherever e is not, so float32 products lose nothing that
+// matters:
 //
-//	forward  ExpDot2 over t gives sum e_t, sum e_t*t, sum e_t*z: then
-//	         D = (a_t sum e_t t - a sum e_t z)/sum e_t - (b_t - b) - l_t + l,
-//	         and the gradient q - p is one Axpby of e and e_t.
-//	reverse  ExpDot2 over z gives sum e, sum e*z, sum e*t, so
-//	         D = (a sum e z - a_t sum e t)/sum e - (b - b_t) - l + l_t,
-//	         and the gradient q (log q - log p - D) is one MulDiff.
-//	JSD      both ExpDot2, then LogMixDot: log m, sum p log m, sum q log m
-//	         and e*(arg - log m) in one pass, and an Axpby.
+//	forward  ExpDiffDot over t (against z): D = sum e_t (arg_t - arg)/sum e_t
+//	         - l_t + l, and the gradient q - p is one Axpby of e and e_t.
+//	reverse  ExpDiffDot over z (against t): D = sum e (arg - arg_t)/sum e - l
+//	         + l_t, and the gradient q (log q - log p - D) is one MulDiff.
+//	JSD      ExpDiffDot over t (sum p log p), ExpSum over z, then LogMixDot:
+//	         log m, sum p log m and e*(arg - log m) with its sum (which is
+//	         sum e * (D_KL(Q||M) + l)) in one pass, and an Axpby.
 //
 // Top-k targets (topk) keep k (id, p, log p) entries in float64 and one
 // value for every other id (the uniform tail, 0 when renormalized) or one
 // bucket (the rest tail). The row's vectorised passes treat every id as an
 // unlisted one; the k listed entries of the gradient are then overwritten,
-// computed in float64. The teacher's top k are found by a heap of k and
-// NextAbove, which passes over the ids below the heap's smallest 16 at a
-// time; their probabilities come from exp in float64, the mass of the rest
-// from the float64 sum of the float32 exp row minus the listed entries (so
-// a small rest keeps its relative accuracy).
+// computed in float64. The teacher's top k are found by NextAbove, which
+// passes over the entries below a running threshold 16 at a time, into a
+// buffer of 2k candidates that a quickselect cuts back to the best k
+// whenever it fills (raising the threshold); their probabilities come from
+// exp in float64, the mass of the rest from the float64 sum of the float32
+// exp row less the listed entries (so a small rest keeps its relative
+// accuracy).
 
 // topk is the top-k target of one row.
 type topk struct {
@@ -40,13 +44,16 @@ type topk struct {
 	p    []float64 // [k] target probability of each listed id, tail and smoothing applied
 	lp   []float64 // [k] its log (-Inf for 0)
 	zk   []float32 // [k] the student's logit of each listed id
+	q    []float64 // [k] the student's probability of each listed id
 	u    float64   // probability of every id not listed (uniform tail; 0 when renormalized)
 	lu   float64   // log u
 	rest bool      // TailRest: the ids not listed form one bucket
 	pr   float64   // the bucket's probability
 	kept float64   // target mass of the listed ids before tail and smoothing
 
-	heap []float32 // [k] the teacher logits of the selection heap
+	cand []uint64  // [2k] the selection's candidates as topKey
+	hits []int32   // [2k] ids IndexAbove found
+	bmax []float32 // [2k] block maxima of the teacher row
 }
 
 func (tk *topk) alloc(V int) {
@@ -54,7 +61,10 @@ func (tk *topk) alloc(V int) {
 	tk.p = make([]float64, V)
 	tk.lp = make([]float64, V)
 	tk.zk = make([]float32, V)
-	tk.heap = make([]float32, V)
+	tk.q = make([]float64, V)
+	tk.cand = make([]uint64, 2*V)
+	tk.hits = make([]int32, 2*V)
+	tk.bmax = make([]float32, V)
 }
 
 // finish applies the tail and label smoothing to the k entries whose raw
@@ -163,14 +173,13 @@ func (j *job) teacherFast(sc *scratch, r int, z []float32) (div, kept float64, o
 	if j.dir != Forward && math.Abs(j.gc)*gradBound > math.MaxFloat32 {
 		return 0, 0, false
 	}
-	af, bf, atf, btf := float64(a), float64(b), float64(at), float64(bt)
 	nextZ, nextT := j.nextRow(j.logits, r), j.nextRow(j.t.TeacherLogits, r)
 	switch j.dir {
 	case Forward:
 		eT := sc.u1[:V]
-		sumT, tt, tz := kernels.ExpDot2(eT, t, t, z, at, bt, nextZ)
+		sumT, dT := kernels.ExpDiffDot(eT, t, z, at, bt, a, b, nextZ)
 		e, sumE, _ := j.expRow(sc, z, a, b, nextT)
-		D := (atf*tt-af*tz)/sumT - (btf - bf) - math.Log(sumT) + math.Log(sumE)
+		D := dT/sumT - math.Log(sumT) + math.Log(sumE)
 		if j.backward {
 			kernels.Axpby(float32(-j.gc/sumT), eT, float32(j.gc/sumE), e)
 		}
@@ -178,9 +187,9 @@ func (j *job) teacherFast(sc *scratch, r int, z []float32) (div, kept float64, o
 	case Reverse:
 		sumT := kernels.ExpSumPrefetch(sc.u1[:V], t, at, bt, nextZ)
 		e := sc.f[:V]
-		sumE, ez, et := kernels.ExpDot2(e, z, z, t, a, b, nextT)
+		sumE, dZ := kernels.ExpDiffDot(e, z, t, a, b, at, bt, nextT)
 		l, lt := math.Log(sumE), math.Log(sumT)
-		D := (af*ez-atf*et)/sumE - (bf - btf) - l + lt
+		D := dZ/sumE - l + lt
 		if j.backward {
 			kernels.MulDiff(z, e, t, float32(j.gc/sumE), a, b, at, bt, float32(lt-l-D))
 		}
@@ -188,24 +197,42 @@ func (j *job) teacherFast(sc *scratch, r int, z []float32) (div, kept float64, o
 	}
 	// JSD.
 	eT := sc.u1[:V]
-	sumT, tt, _ := kernels.ExpDot2(eT, t, t, t, at, bt, nextZ)
+	sumT, dT := kernels.ExpDiffDot(eT, t, t, at, bt, 0, 0, nextZ)
+	lt := math.Log(sumT)
+	L, ok := j.jsdMix(sc, z, eT, 1/sumT, dT/sumT-lt, a, b, nextT)
+	return L, 1, ok
+}
+
+// jsdMix is JSD against the target p = ps*pe (pe a float32 row: a dense
+// teacher's exp row, or a built top-k row with ps = 1) whose sum p log p is
+// plogp. With arg = a*z - b, l = log(sum e) and m = beta*p + (1-beta)*q,
+//
+//	D_KL(P||M) = plogp - sum p log m
+//	D_KL(Q||M) = sum e*(arg - log m)/sum e - l
+//	dL/ds      = (1-beta) q (arg - l - log m - D_KL(Q||M))
+//
+// where LogMixDot gives sum pe log m and e*(arg - log m) (over z when
+// backward) with its sum, and one Axpby the gradient. Tiny m (below the
+// smallest normal float) only meets tiny p and q, whose terms vanish.
+func (j *job) jsdMix(sc *scratch, z, pe []float32, ps, plogp float64, a, b float32, next []float32) (float64, bool) {
+	V := j.vocab
 	e := sc.f[:V]
-	sumE, ez, _ := kernels.ExpDot2(e, z, z, z, a, b, nextT)
-	l, lt := math.Log(sumE), math.Log(sumT)
+	sumE := kernels.ExpSumPrefetch(e, z, a, b, next)
+	l := math.Log(sumE)
 	beta := j.o.Beta
 	dst := z
 	if !j.backward {
 		dst = sc.g[:V]
 	}
-	pl, el := kernels.LogMixDot(dst, z, eT, e, float32(beta/sumT), float32((1-beta)/sumE), a, b)
-	kp := (atf*tt-btf*sumT)/sumT - lt - pl/sumT // sum p log p - sum p log m
-	kq := (af*ez-bf*sumE)/sumE - l - el/sumE    // sum q log q - sum q log m
+	pl, ds := kernels.LogMixDot(dst, z, pe, e, float32(beta*ps), float32((1-beta)/sumE), a, b)
+	kp := plogp - ps*pl
+	kq := ds/sumE - l
 	L := beta*kp + (1-beta)*kq
 	if j.backward {
 		c := j.gc * (1 - beta) / sumE
 		kernels.Axpby(float32(-c*(l+kq)), e, float32(c), z)
 	}
-	return L * j.t2, 1, true
+	return L * j.t2, true
 }
 
 // teacherSmoothed is a dense teacher target with label smoothing: P' =
@@ -241,69 +268,141 @@ func (j *job) teacherTop(sc *scratch, r int, z, t []float32, at, bt float32) *to
 	eT := sc.u2[:V]
 	sumT := kernels.ExpSumPrefetch(eT, t, at, bt, j.nextRow(j.logits, r))
 	selectTop(tk, t, k)
+	// p from the float32 exp row (within 2.4e-7), log p from the logits
+	// (exact), and the rest as the sum of the others' float32 exps: exact
+	// up to float64 rounding of the row's sum, however small.
 	atf, btf := float64(at), float64(bt)
-	var sumK32, sumK float64
+	lt := math.Log(sumT)
+	var sumK float64
 	for i, id := range tk.ids[:k] {
-		sumK32 += float64(eT[id])
-		x := atf*float64(t[id]) - btf
-		tk.lp[i] = x
-		tk.p[i] = math.Exp(x)
-		sumK += tk.p[i]
+		sumK += float64(eT[id])
+		tk.p[i] = float64(eT[id]) / sumT
+		tk.lp[i] = atf*float64(t[id]) - btf - lt
 		tk.zk[i] = z[id]
 	}
-	rest := max(sumT-sumK32, 0) // the float32 exps of the others, summed exactly
-	tot := sumK + rest
-	lt := math.Log(tot)
-	for i := range tk.p[:k] {
-		tk.p[i] /= tot
-		tk.lp[i] -= lt
-	}
-	j.finishTop(tk, sumK/tot, rest/tot, V)
+	j.finishTop(tk, sumK/sumT, max(sumT-sumK, 0)/sumT, V)
 	return tk
 }
 
-// selectTop writes the ids of the k largest entries of t into tk.ids[:k],
-// ties going to the lower id (as a stable sort by decreasing t would): a
-// heap of the k best so far, whose root is the worst of them, and
-// NextAbove to find the next entry that beats the root.
+// topKey orders the entries of a row of finite floats by value, then by
+// lower id: the float's bits made to sort as unsigned integers above the
+// id's complement.
+func topKey(v float32, id int) uint64 {
+	u := math.Float32bits(v)
+	if u&0x80000000 != 0 {
+		u = ^u
+	} else {
+		u |= 0x80000000
+	}
+	return uint64(u)<<32 | uint64(^uint32(id))
+}
+
+// keyValue is the value of a topKey.
+func keyValue(k uint64) float32 {
+	u := uint32(k >> 32)
+	if u&0x80000000 != 0 {
+		u &^= 0x80000000
+	} else {
+		u = ^u
+	}
+	return math.Float32frombits(u)
+}
+
+// selectTop writes the ids of the k largest entries of t (finite) into
+// tk.ids[:k], ties going to the lower id (as a stable sort by decreasing t
+// would). Candidates go into a buffer of 2k, which a quickselect cuts back
+// to its best k whenever it fills; the worst of those is then the threshold
+// a later entry must beat (being later, it loses a tie), and IndexAbove
+// finds the entries above it, passing over the others 16 at a time. The
+// first threshold is the k-th largest of about 2k block maxima: at least k
+// entries reach it, and for logits in no particular order about 1.4k do, so
+// one scan usually finds them all.
 func selectTop(tk *topk, t []float32, k int) {
-	ids, hv := tk.ids[:k], tk.heap[:k]
-	for i := range ids {
-		ids[i], hv[i] = int32(i), t[i]
-	}
-	// worse(a, b): heap entry a ranks below b.
-	worse := func(a, b int) bool {
-		return hv[a] < hv[b] || hv[a] == hv[b] && ids[a] > ids[b]
-	}
-	down := func(i int) {
-		for {
-			c := 2*i + 1
-			if c >= k {
-				return
-			}
-			if c+1 < k && worse(c+1, c) {
-				c++
-			}
-			if !worse(c, i) {
-				return
-			}
-			ids[i], ids[c] = ids[c], ids[i]
-			hv[i], hv[c] = hv[c], hv[i]
-			i = c
+	V := len(t)
+	c, hits := tk.cand[:2*k], tk.hits[:2*k]
+	bs := ((V+2*k-1)/(2*k) + 15) &^ 15 // a block size that is a multiple of 16
+	nb := (V + bs - 1) / bs
+	n, i := 0, 0
+	var thr float32
+	if nb >= k {
+		bm := tk.bmax[:nb]
+		kernels.BlockMax(bm, t, bs)
+		for j, v := range bm {
+			c[j] = topKey(v, j)
+		}
+		thr = math.Nextafter32(keyValue(topCut(c[:nb], k)), float32(math.Inf(-1)))
+	} else {
+		n = min(2*k, V)
+		for j, v := range t[:n] {
+			c[j] = topKey(v, j)
+		}
+		i = n
+		if i < V {
+			thr = keyValue(topCut(c[:n], k))
+			n = k
 		}
 	}
-	for i := k/2 - 1; i >= 0; i-- {
-		down(i)
-	}
-	// A later id beats the root only with a larger value.
-	for i := k; ; i++ {
-		i = kernels.NextAbove(t, i, hv[0])
-		if i >= len(t) {
-			return
+	for i < V {
+		m, next := kernels.IndexAbove(hits[:2*k-n], t, i, thr)
+		for _, id := range hits[:m] {
+			c[n] = topKey(t[id], int(id))
+			n++
 		}
-		ids[0], hv[0] = int32(i), t[i]
-		down(0)
+		i = next
+		if n == 2*k && i < V {
+			thr = keyValue(topCut(c[:n], k))
+			n = k
+		}
 	}
+	topCut(c[:n], k)
+	for j, key := range c[:k] {
+		tk.ids[j] = int32(^uint32(key))
+	}
+}
+
+// topCut moves the k largest keys of c to c[:k] (quickselect) and returns the
+// smallest of them.
+func topCut(c []uint64, k int) uint64 {
+	lo, hi := 0, len(c)-1
+	for lo < hi {
+		// Median of three as the pivot, moved to hi.
+		mid := lo + (hi-lo)/2
+		if c[mid] > c[lo] {
+			c[mid], c[lo] = c[lo], c[mid]
+		}
+		if c[hi] > c[lo] {
+			c[hi], c[lo] = c[lo], c[hi]
+		}
+		if c[mid] > c[hi] {
+			c[mid], c[hi] = c[hi], c[mid]
+		}
+		// Branchless Lomuto: c[lo:s] > p <= c[s:i].
+		p, s := c[hi], lo
+		for i := lo; i < hi; i++ {
+			v := c[i]
+			c[i] = c[s]
+			c[s] = v
+			inc := 0
+			if v > p {
+				inc = 1
+			}
+			s += inc
+		}
+		c[s], c[hi] = c[hi], c[s]
+		switch {
+		case s == k-1 || s == k:
+			lo = hi // [0, s) are above c[s]: done
+		case s < k:
+			lo = s + 1
+		default:
+			hi = s - 1
+		}
+	}
+	worst := c[0]
+	for _, key := range c[1:k] {
+		worst = min(worst, key)
+	}
+	return worst
 }
 
 // topkFast is the student's side of a top-k target tk (listed logits in
@@ -338,13 +437,17 @@ func (j *job) topkFast(sc *scratch, r int, z []float32, tk *topk, next []float32
 			plogp += nt * tk.u * tk.lu
 			pz += tk.u * (zsum - zkSum)
 		}
-		_, sumE, lse := j.expRow(sc, z, a, b, nextRow)
+		e, sumE, _ := j.expRow(sc, z, a, b, nextRow)
 		L := plogp - (af*pz - Stot*bf) + Stot*math.Log(sumE)
 		if j.backward {
+			q := tk.q[:k]
+			for i, id := range ids {
+				q[i] = float64(e[id]) / sumE
+			}
 			c := j.gc
 			kernels.ScaleShift(z, float32(c*Stot/sumE), float32(-c*tk.u))
 			for i, id := range ids {
-				z[id] = float32(c * (math.Exp(af*float64(zk[i])-lse)*Stot - p[i]))
+				z[id] = float32(c * (q[i]*Stot - p[i]))
 			}
 		}
 		return L * j.t2, true
@@ -358,16 +461,17 @@ func (j *job) topkFast(sc *scratch, r int, z []float32, tk *topk, next []float32
 			}
 		}
 		e := sc.f[:V]
-		sumE, ez, _ := kernels.ExpDot2(e, z, z, z, a, b, nextRow)
+		sumE, ez := kernels.ExpDiffDot(e, z, z, a, b, 0, 0, nextRow)
 		l := math.Log(sumE)
 		lse := bf + l
 		// sum q log q over every id, less the listed ids' sum q log p and
 		// the others' Q_rest * log u.
-		L := (af*ez-bf*sumE)/sumE - l
-		ek := 0.0
+		L := ez/sumE - l
+		ek, q := 0.0, tk.q[:k]
 		for i, id := range ids {
 			ek += float64(e[id])
-			L -= math.Exp(af*float64(zk[i])-lse) * lp[i]
+			q[i] = float64(e[id]) / sumE
+			L -= q[i] * lp[i]
 		}
 		if k < V {
 			L -= tk.lu * j.restMass(e, ids, sumE, ek) / sumE
@@ -378,7 +482,7 @@ func (j *job) topkFast(sc *scratch, r int, z []float32, tk *topk, next []float32
 			}
 			for i, id := range ids {
 				lq := af*float64(zk[i]) - lse
-				z[id] = float32(j.gc * math.Exp(lq) * (lq - lp[i] - L))
+				z[id] = float32(j.gc * q[i] * (lq - lp[i] - L))
 			}
 		}
 		return L * j.t2, true
@@ -402,23 +506,7 @@ func (j *job) topkFast(sc *scratch, r int, z []float32, tk *topk, next []float32
 	if tk.u > 0 {
 		plogp += nt * tk.u * tk.lu
 	}
-	e := sc.f[:V]
-	sumE, ez, _ := kernels.ExpDot2(e, z, z, z, a, b, nextRow)
-	l := math.Log(sumE)
-	beta := j.o.Beta
-	dst := z
-	if !j.backward {
-		dst = sc.g[:V]
-	}
-	pl, el := kernels.LogMixDot(dst, z, pd, e, float32(beta), float32((1-beta)/sumE), a, b)
-	kp := plogp - pl
-	kq := (af*ez-bf*sumE)/sumE - l - el/sumE
-	L := beta*kp + (1-beta)*kq
-	if j.backward {
-		c := j.gc * (1 - beta) / sumE
-		kernels.Axpby(float32(-c*(l+kq)), e, float32(c), z)
-	}
-	return L * j.t2, true
+	return j.jsdMix(sc, z, pd, 1, plogp, a, b, nextRow)
 }
 
 // restMass returns the sum of the exp row e over the ids not listed, given
@@ -455,8 +543,10 @@ func (j *job) restFast(sc *scratch, z []float32, tk *topk, a, b float32, next []
 	l := math.Log(sumE)
 	lse := float64(b) + l
 	var L, S, ek float64
+	q := tk.q[:k]
 	for i, id := range ids {
 		ek += float64(e[id])
+		q[i] = float64(e[id]) / sumE
 		S += p[i]
 		if p[i] > 0 {
 			L += p[i] * (lp[i] - (af*float64(zk[i]) - lse))
@@ -477,7 +567,7 @@ func (j *job) restFast(sc *scratch, z []float32, tk *topk, a, b float32, next []
 		c := j.gc
 		kernels.Axpby(float32(c*(S-coef)/sumE), e, 0, z)
 		for i, id := range ids {
-			z[id] = float32(c * (math.Exp(af*float64(zk[i])-lse)*S - p[i]))
+			z[id] = float32(c * (q[i]*S - p[i]))
 		}
 	}
 	return L * j.t2, true
