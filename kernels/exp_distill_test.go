@@ -11,8 +11,8 @@ import (
 type distillImpl struct {
 	name       string
 	expDiffDot func(dst, x, y []float32, a, b, c, f float32) (float64, float64)
-	logMixDot func(dst, z, p, e []float32, cp, cq, a, b float32) (float64, float64)
-	mulDiff   func(y, e, x []float32, alpha, a, b, c, d, s float32)
+	logMixDot  func(dst, z, p, e []float32, cp, cq, a, b float32) (float64, float64)
+	mulDiff    func(y, e, x []float32, alpha, a, b, c, d, s float32)
 	indexAbove func(dst []int32, x []float32, from int, thr float32) (int, int)
 }
 
