@@ -173,7 +173,7 @@ func logMixDotAVX2(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, ds f
 func logMixDotAVX512(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, ds float64)
 
 //go:noescape
-func mulDiffAVX2(y, e, x *float32, n int, alpha, a, b, c, d, s float32)
+func mulDiffAVX2(y, e, x *float32, n int, alpha, a, b, c, d float32, s float64)
 
 // indexAboveAVX2 writes base+i for the i < n with x[i] > thr into dst until
 // ndst are written, and returns their count and the offset after the last
@@ -217,7 +217,7 @@ func logMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) {
 	return pl, ds
 }
 
-func mulDiff(y, e, x []float32, alpha, a, b, c, d, s float32) {
+func mulDiff(y, e, x []float32, alpha, a, b, c, d float32, s float64) {
 	n := len(y) &^ 15
 	if n == 0 || !useAVX2Row() {
 		mulDiffGo(y, e, x, alpha, a, b, c, d, s)

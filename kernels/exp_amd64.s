@@ -931,23 +931,31 @@ log2loop:
 	VMULPS       N, Y, X;                  \
 	VANDNPS      X, M, X
 
-// EXPDIFF8 is one block of 8 lanes of ExpDiffDot at byte offset off: arg =
-// a*x - b (x at SI; a Y15, b Y14), P = arg - (c*y - f) (y at R9; c Y13, f
-// Y12), e = exp(arg) (upper clamp Y10) stored to dst (DI) after x and y
-// were read, e added into Y8, Y9 as float64, and P = e*P (float32).
-#define EXPDIFF8(off, P) \
-	VMOVUPS      off(SI)(AX*4), Y0;    \
-	VFMSUB213PS  Y14, Y15, Y0;         \
-	VMOVUPS      off(R9)(AX*4), P;     \
-	VFMSUB213PS  Y12, Y13, P;          \
-	VSUBPS       P, Y0, P;             \
-	EXPA8(Y0, Y1, Y2, Y3, Y4, Y10);    \
-	VMULPS       P, Y0, P;             \
-	VCVTPS2PD    X0, Y1;               \
-	VEXTRACTF128 $1, Y0, X2;           \
-	VCVTPS2PD    X2, Y2;               \
-	VADDPD       Y1, Y8, Y8;           \
-	VADDPD       Y2, Y9, Y9;           \
+// EXPDIFF8 is one block of 8 lanes of ExpDiffDot at byte offset off (off2
+// = off+16): arg = a*x - b (x at SI; a Y15, b Y14), d = arg - (c*y - f) in
+// float64 (y at R9; c Y13, f Y12 as float64) in Y5, Y6, e = exp(arg) (upper
+// clamp Y11) stored to dst (DI) after x and y were read, e added into Y7,
+// Y8 and e*d into Y9, Y10 as float64.
+#define EXPDIFF8(off, off2) \
+	VMOVUPS      off(SI)(AX*4), Y0;     \
+	VFMSUB213PS  Y14, Y15, Y0;          \
+	VCVTPS2PD    X0, Y5;                \
+	VEXTRACTF128 $1, Y0, X1;            \
+	VCVTPS2PD    X1, Y6;                \
+	VCVTPS2PD    off(R9)(AX*4), Y1;     \
+	VCVTPS2PD    off2(R9)(AX*4), Y2;    \
+	VFMSUB213PD  Y12, Y13, Y1;          \
+	VFMSUB213PD  Y12, Y13, Y2;          \
+	VSUBPD       Y1, Y5, Y5;            \
+	VSUBPD       Y2, Y6, Y6;            \
+	EXPA8(Y0, Y1, Y2, Y3, Y4, Y11);     \
+	VCVTPS2PD    X0, Y1;                \
+	VEXTRACTF128 $1, Y0, X2;            \
+	VCVTPS2PD    X2, Y2;                \
+	VADDPD       Y1, Y7, Y7;            \
+	VADDPD       Y2, Y8, Y8;            \
+	VFMADD231PD  Y1, Y5, Y9;            \
+	VFMADD231PD  Y2, Y6, Y10;           \
 	VMOVUPS      Y0, off(DI)(AX*4)
 
 // func expDiffDotAVX2(dst, x, y, pf *float32, n int, a, b, c, f float32) (sum, dot float64)
@@ -960,35 +968,31 @@ TEXT ·expDiffDotAVX2(SB), NOSPLIT, $0-72
 	MOVQ         n+32(FP), CX
 	VBROADCASTSS a+40(FP), Y15
 	VBROADCASTSS b+44(FP), Y14
-	VBROADCASTSS c+48(FP), Y13
-	VBROADCASTSS f+52(FP), Y12
-	VMOVUPS      exphi<>(SB), Y10
-	VXORPD       Y6, Y6, Y6
+	VBROADCASTSS c+48(FP), X13
+	VCVTPS2PD    X13, Y13
+	VBROADCASTSS f+52(FP), X12
+	VCVTPS2PD    X12, Y12
+	VMOVUPS      exphi<>(SB), Y11
 	VXORPD       Y7, Y7, Y7
 	VXORPD       Y8, Y8, Y8
 	VXORPD       Y9, Y9, Y9
+	VXORPD       Y10, Y10, Y10
 	XORQ         AX, AX
 
 edloop:
-	PREFETCHT0   (R8)(AX*4)
-	EXPDIFF8(0, Y11)
-	EXPDIFF8(32, Y5)
-	VADDPS       Y11, Y5, Y5
-	VCVTPS2PD    X5, Y1
-	VEXTRACTF128 $1, Y5, X2
-	VCVTPS2PD    X2, Y2
-	VADDPD       Y1, Y6, Y6
-	VADDPD       Y2, Y7, Y7
-	ADDQ         $16, AX
-	CMPQ AX, CX
-	JLT  edloop
+	PREFETCHT0 (R8)(AX*4)
+	EXPDIFF8(0, 16)
+	EXPDIFF8(32, 48)
+	ADDQ       $16, AX
+	CMPQ       AX, CX
+	JLT        edloop
 
-	VADDPD Y9, Y8, Y8
-	HSUMPD(Y8, X8, X9)
-	VMOVSD X8, sum+56(FP)
-	VADDPD Y7, Y6, Y6
-	HSUMPD(Y6, X6, X7)
-	VMOVSD X6, dot+64(FP)
+	VADDPD Y8, Y7, Y7
+	HSUMPD(Y7, X7, X8)
+	VMOVSD X7, sum+56(FP)
+	VADDPD Y10, Y9, Y9
+	HSUMPD(Y9, X9, X10)
+	VMOVSD X9, dot+64(FP)
 	VZEROUPPER
 	RET
 
@@ -1004,8 +1008,10 @@ TEXT ·expDiffDotAVX512(SB), NOSPLIT, $0-72
 	MOVQ         n+32(FP), CX
 	VBROADCASTSS a+40(FP), Z15
 	VBROADCASTSS b+44(FP), Z14
-	VBROADCASTSS c+48(FP), Z20
-	VBROADCASTSS f+52(FP), Z21
+	VBROADCASTSS c+48(FP), Y20
+	VCVTPS2PD    Y20, Z20
+	VBROADCASTSS f+52(FP), Y21
+	VCVTPS2PD    Y21, Z21
 	VBROADCASTSS log2e<>(SB), Z13
 	VBROADCASTSS explo512<>(SB), Z12
 	VBROADCASTSS exphi<>(SB), Z11
@@ -1027,10 +1033,16 @@ TEXT ·expDiffDotAVX512(SB), NOSPLIT, $0-72
 ed512loop:
 	PREFETCHT0    (R8)(AX*4)
 	VMOVUPS       (SI)(AX*4), Z16
-	VMOVUPS       (R9)(AX*4), Z22
-	VFMSUB213PS   Z21, Z20, Z22
 	VFMSUB213PS   Z14, Z15, Z16
-	VSUBPS        Z22, Z16, Z22
+	VCVTPS2PD     Y16, Z22
+	VEXTRACTF64X4 $1, Z16, Y23
+	VCVTPS2PD     Y23, Z23
+	VCVTPS2PD     (R9)(AX*4), Z26
+	VCVTPS2PD     32(R9)(AX*4), Z27
+	VFMSUB213PD   Z21, Z20, Z26
+	VFMSUB213PD   Z21, Z20, Z27
+	VSUBPD        Z26, Z22, Z22
+	VSUBPD        Z27, Z23, Z23
 	VMAXPS        Z16, Z12, Z16
 	VMINPS        Z16, Z11, Z16
 	VMULPS        Z13, Z16, Z17
@@ -1047,17 +1059,13 @@ ed512loop:
 	VFMADD213PS   Z16, Z19, Z18
 	VADDPS        Z2, Z18, Z18
 	VSCALEFPS     Z17, Z18, Z16
-	VMULPS        Z22, Z16, Z22
-	VCVTPS2PD     Y22, Z17
-	VEXTRACTF64X4 $1, Z22, Y18
-	VCVTPS2PD     Y18, Z18
-	VADDPD        Z17, Z24, Z24
-	VADDPD        Z18, Z25, Z25
 	VCVTPS2PD     Y16, Z17
 	VEXTRACTF64X4 $1, Z16, Y18
 	VCVTPS2PD     Y18, Z18
 	VADDPD        Z17, Z0, Z0
 	VADDPD        Z18, Z1, Z1
+	VFMADD231PD   Z17, Z22, Z24
+	VFMADD231PD   Z18, Z23, Z25
 	VMOVUPS       Z16, (DI)(AX*4)
 	ADDQ          $16, AX
 	CMPQ          AX, CX
@@ -1232,38 +1240,52 @@ lm512loop:
 	VZEROUPPER
 	RET
 
-// MULDIFF8 is one block of 8 lanes of MulDiff at byte offset off: y (DI) =
-// alpha*e*(((a*y - b) - (c*x - d)) + s), e at SI, x at R9; alpha Y10, a Y11,
-// b Y12, c Y13, d Y14, s Y15.
-#define MULDIFF8(off) \
-	VMOVUPS     off(DI)(AX*4), Y0;      \
-	VFMSUB213PS Y12, Y11, Y0;           \
-	VMOVUPS     off(R9)(AX*4), Y1;      \
-	VFMSUB213PS Y14, Y13, Y1;           \
-	VSUBPS      Y1, Y0, Y0;             \
-	VADDPS      Y15, Y0, Y0;            \
-	VMULPS      off(SI)(AX*4), Y10, Y1; \
+// MULDIFF8 is one block of 8 lanes of MulDiff at byte offset off (off2 =
+// off+16): r = (a*y - b) - (c*x - d) + s in float64 (y at DI, x at R9; a
+// Y10, b Y11, c Y12, d Y13, s Y14 as float64), then y = alpha*e*r in float32
+// (e at SI, alpha in Y15).
+#define MULDIFF8(off, off2) \
+	VCVTPS2PD   off(DI)(AX*4), Y0;      \
+	VCVTPS2PD   off2(DI)(AX*4), Y1;     \
+	VFMSUB213PD Y11, Y10, Y0;           \
+	VFMSUB213PD Y11, Y10, Y1;           \
+	VCVTPS2PD   off(R9)(AX*4), Y2;      \
+	VCVTPS2PD   off2(R9)(AX*4), Y3;     \
+	VFMSUB213PD Y13, Y12, Y2;           \
+	VFMSUB213PD Y13, Y12, Y3;           \
+	VSUBPD      Y2, Y0, Y0;             \
+	VSUBPD      Y3, Y1, Y1;             \
+	VADDPD      Y14, Y0, Y0;            \
+	VADDPD      Y14, Y1, Y1;            \
+	VCVTPD2PSY  Y0, X0;                 \
+	VCVTPD2PSY  Y1, X1;                 \
+	VINSERTF128 $1, X1, Y0, Y0;         \
+	VMULPS      off(SI)(AX*4), Y15, Y1; \
 	VMULPS      Y1, Y0, Y0;             \
 	VMOVUPS     Y0, off(DI)(AX*4)
 
-// func mulDiffAVX2(y, e, x *float32, n int, alpha, a, b, c, d, s float32)
+// func mulDiffAVX2(y, e, x *float32, n int, alpha, a, b, c, d float32, s float64)
 // n > 0 a multiple of 16.
-TEXT ·mulDiffAVX2(SB), NOSPLIT, $0-56
+TEXT ·mulDiffAVX2(SB), NOSPLIT, $0-64
 	MOVQ         y+0(FP), DI
 	MOVQ         e+8(FP), SI
 	MOVQ         x+16(FP), R9
 	MOVQ         n+24(FP), CX
-	VBROADCASTSS alpha+32(FP), Y10
-	VBROADCASTSS a+36(FP), Y11
-	VBROADCASTSS b+40(FP), Y12
-	VBROADCASTSS c+44(FP), Y13
-	VBROADCASTSS d+48(FP), Y14
-	VBROADCASTSS s+52(FP), Y15
+	VBROADCASTSS alpha+32(FP), Y15
+	VBROADCASTSS a+36(FP), X10
+	VCVTPS2PD    X10, Y10
+	VBROADCASTSS b+40(FP), X11
+	VCVTPS2PD    X11, Y11
+	VBROADCASTSS c+44(FP), X12
+	VCVTPS2PD    X12, Y12
+	VBROADCASTSS d+48(FP), X13
+	VCVTPS2PD    X13, Y13
+	VBROADCASTSD s+56(FP), Y14
 	XORQ         AX, AX
 
 mdloop:
-	MULDIFF8(0)
-	MULDIFF8(32)
+	MULDIFF8(0, 16)
+	MULDIFF8(32, 48)
 	ADDQ $16, AX
 	CMPQ AX, CX
 	JLT  mdloop

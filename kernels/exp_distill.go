@@ -13,13 +13,13 @@ import (
 
 // ExpDiffDot sets dst[i] = exp(arg) with arg = a*x[i] - b, rounded once,
 // as ExpSum does, and returns in float64 sum = sum dst[i] and dot = sum
-// dst[i]*d, where d = arg - (c*y[i] - f) (c*y[i] - f rounded once, the
-// difference and the product rounded to float32). It is meant for d small
-// where dst[i] is not, such as the difference of two log-probabilities, or
-// the argument itself (c = f = 0): then the products lose nothing that
-// matters. It also prefetches the first len(x) floats of next (may be nil),
-// as ExpSumPrefetch. dst may be x or y: every element is read before it is
-// written. Accuracy and range of the exponential as ExpSum.
+// dst[i]*d, where d = arg - (c*y[i] - f) is computed in float64 (from the
+// float32 arg; c*y[i] - f is exact there), as are the products: the
+// difference of two log-probabilities keeps its digits when both are large
+// (with c = f = 0, d is the argument itself). It also prefetches the first
+// len(x) floats of next (may be nil), as ExpSumPrefetch. dst may be x or y:
+// every element is read before it is written. Accuracy and range of the
+// exponential as ExpSum.
 func ExpDiffDot(dst, x, y []float32, a, b, c, f float32, next []float32) (sum, dot float64) {
 	if len(dst) != len(x) || len(y) != len(x) {
 		panic(fmt.Sprintf("kernels: ExpDiffDot len(dst) = %d, len(x) = %d, len(y) = %d, want equal", len(dst), len(x), len(y)))
@@ -41,9 +41,12 @@ func LogMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) {
 	return logMixDot(dst, z, p, e, cp, cq, a, b)
 }
 
-// MulDiff sets y[i] = alpha * e[i] * (((a*y[i] - b) - (c*x[i] - d)) + s),
-// with a*y[i] - b and c*x[i] - d each rounded once. x may be y.
-func MulDiff(y, e, x []float32, alpha, a, b, c, d, s float32) {
+// MulDiff sets y[i] = alpha * e[i] * r with r = (a*y[i] - b) - (c*x[i] - d)
+// + s computed in float64 (the products of float32 values are exact there)
+// and rounded to float32 once, so r keeps its digits when two large
+// arguments cancel (the gradient of reverse KL against a target whose log p
+// is far below the model's log q). x may be y.
+func MulDiff(y, e, x []float32, alpha, a, b, c, d float32, s float64) {
 	if len(e) != len(y) || len(x) != len(y) {
 		panic(fmt.Sprintf("kernels: MulDiff len(y) = %d, len(e) = %d, len(x) = %d, want equal", len(y), len(e), len(x)))
 	}
@@ -89,11 +92,10 @@ func expDiffDotGo(dst, x, y []float32, a, b, c, f float32) (sum, dot float64) {
 	x, y = x[:len(dst)], y[:len(dst)]
 	for i := range dst {
 		arg := float32(math.FMA(float64(a), float64(x[i]), -float64(b)))
-		w := float32(math.FMA(float64(c), float64(y[i]), -float64(f)))
-		d := arg - w
+		d := float64(arg) - math.FMA(float64(c), float64(y[i]), -float64(f))
 		e := expGo(arg)
 		sum += float64(e)
-		dot += float64(e * d)
+		dot += float64(e) * d
 		dst[i] = e
 	}
 	return sum, dot
@@ -114,12 +116,12 @@ func logMixDotGo(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) 
 	return pl, ds
 }
 
-func mulDiffGo(y, e, x []float32, alpha, a, b, c, d, s float32) {
+func mulDiffGo(y, e, x []float32, alpha, a, b, c, d float32, s float64) {
 	e, x = e[:len(y)], x[:len(y)]
 	for i, v := range y {
-		u := float32(math.FMA(float64(a), float64(v), -float64(b)))
-		w := float32(math.FMA(float64(c), float64(x[i]), -float64(d)))
-		y[i] = (alpha * e[i]) * ((u - w) + s)
+		u := math.FMA(float64(a), float64(v), -float64(b))
+		w := math.FMA(float64(c), float64(x[i]), -float64(d))
+		y[i] = (alpha * e[i]) * float32(u-w+s)
 	}
 }
 

@@ -12,7 +12,7 @@ type distillImpl struct {
 	name       string
 	expDiffDot func(dst, x, y []float32, a, b, c, f float32) (float64, float64)
 	logMixDot  func(dst, z, p, e []float32, cp, cq, a, b float32) (float64, float64)
-	mulDiff    func(y, e, x []float32, alpha, a, b, c, d, s float32)
+	mulDiff    func(y, e, x []float32, alpha, a, b, c, d float32, s float64)
 	indexAbove func(dst []int32, x []float32, from int, thr float32) (int, int)
 }
 
@@ -60,7 +60,7 @@ func TestExpDiffDot(t *testing.T) {
 					} else if relErr(float64(dst[i]), e) > 3e-7 {
 						t.Fatalf("%s ExpDiffDot n=%d: dst[%d] = exp(%v) = %v; want %v", im.name, n, i, arg, dst[i], e)
 					}
-					d := arg - (float64(c)*float64(y[i]) - float64(f))
+					d := float64(float32(arg)) - (float64(c)*float64(y[i]) - float64(f))
 					ws += e
 					wd += e * d
 					ad += e * (math.Abs(arg) + math.Abs(float64(c)*float64(y[i])) + math.Abs(float64(f)))
@@ -68,13 +68,18 @@ func TestExpDiffDot(t *testing.T) {
 				if relErr(s, ws) > 3e-7 || math.Abs(dot-wd) > 3e-7*ad+1e-300 {
 					t.Errorf("%s ExpDiffDot(n=%d, %v) = %v, %v; want %v, %v", im.name, n, p, s, dot, ws, wd)
 				}
-				// sum is the float64 sum of the stored values.
-				var gs float64
-				for _, e := range dst {
+				// sum and dot are float64 sums over the stored values, with d
+				// in float64 (from the float32 argument).
+				var gs, gd, gad float64
+				for i, e := range dst {
+					arg := float32(math.FMA(float64(a), float64(x[i]), -float64(b)))
+					d := float64(arg) - (float64(c)*float64(y[i]) - float64(f))
 					gs += float64(e)
+					gd += float64(e) * d
+					gad += math.Abs(float64(e) * d)
 				}
-				if relErr(s, gs) > 1e-12 {
-					t.Errorf("%s ExpDiffDot(n=%d): sum %v; the stored values sum to %v", im.name, n, s, gs)
+				if relErr(s, gs) > 1e-12 || math.Abs(dot-gd) > 1e-12*gad {
+					t.Errorf("%s ExpDiffDot(n=%d): %v, %v; the stored values give %v, %v", im.name, n, s, dot, gs, gd)
 				}
 				// In place, y aliasing dst too: the same results.
 				z := append([]float32(nil), x...)
@@ -176,12 +181,25 @@ func TestMulDiff(t *testing.T) {
 			got := append([]float32(nil), y...)
 			im.mulDiff(got, e, x, alpha, a, b, c, d, s)
 			for i := range y {
-				u := float64(a)*float64(y[i]) - b
-				v := float64(c)*float64(x[i]) - d
-				w := alpha * float64(e[i]) * (u - v + s)
-				scale := math.Abs(alpha*float64(e[i])) * (math.Abs(u) + math.Abs(v) + s)
-				if math.Abs(float64(got[i])-w) > 3e-7*scale {
+				r := (float64(a)*float64(y[i]) - b) - (float64(c)*float64(x[i]) - d) + s
+				w := float64(alpha*e[i]) * float64(float32(r))
+				if math.Abs(float64(got[i])-w) > 1e-7*math.Abs(w) {
 					t.Fatalf("%s MulDiff n=%d: [%d] = %v; want %v", im.name, n, i, got[i], w)
+				}
+			}
+			// Large arguments that cancel keep the digits of their
+			// difference: a*y - b near -c*x + d near 5e4.
+			for i := range y {
+				y[i] = 51032 + float32(i%5)/8
+				x[i] = -float32(i % 3)
+			}
+			got = append(got[:0], y...)
+			im.mulDiff(got, e, x, 1, 1, 0, 1, -51032, -0.0625)
+			for i := range y {
+				r := float64(y[i]) - (float64(x[i]) + 51032) - 0.0625
+				w := float64(e[i]) * float64(float32(r))
+				if math.Abs(float64(got[i])-w) > 1e-7*math.Abs(w) {
+					t.Fatalf("%s MulDiff with cancellation n=%d: [%d] = %v; want %v", im.name, n, i, got[i], w)
 				}
 			}
 			// x may be y.

@@ -33,7 +33,7 @@ func logMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) {
 	return logMixDotGo(dst, z, p, e, cp, cq, a, b)
 }
 
-func mulDiff(y, e, x []float32, alpha, a, b, c, d, s float32) {
+func mulDiff(y, e, x []float32, alpha, a, b, c, d float32, s float64) {
 	mulDiffGo(y, e, x, alpha, a, b, c, d, s)
 }
 

@@ -20,7 +20,9 @@ import (
 //	forward  ExpDiffDot over t (against z): D = sum e_t (arg_t - arg)/sum e_t
 //	         - l_t + l, and the gradient q - p is one Axpby of e and e_t.
 //	reverse  ExpDiffDot over z (against t): D = sum e (arg - arg_t)/sum e - l
-//	         + l_t, and the gradient q (log q - log p - D) is one MulDiff.
+//	         + l_t, and the gradient q (log q - log p - D) is one MulDiff,
+//	         which takes the difference of the arguments in float64: log q -
+//	         log p may be 5e4 where D cancels it.
 //	JSD      ExpDiffDot over t (sum p log p), ExpSum over z, then LogMixDot:
 //	         log m, sum p log m and e*(arg - log m) with its sum (which is
 //	         sum e * (D_KL(Q||M) + l)) in one pass, and an Axpby.
@@ -191,7 +193,7 @@ func (j *job) teacherFast(sc *scratch, r int, z []float32) (div, kept float64, o
 		l, lt := math.Log(sumE), math.Log(sumT)
 		D := dZ/sumE - l + lt
 		if j.backward {
-			kernels.MulDiff(z, e, t, float32(j.gc/sumE), a, b, at, bt, float32(lt-l-D))
+			kernels.MulDiff(z, e, t, float32(j.gc/sumE), a, b, at, bt, lt-l-D)
 		}
 		return D * j.t2, 1, true
 	}
@@ -269,8 +271,8 @@ func (j *job) teacherTop(sc *scratch, r int, z, t []float32, at, bt float32) *to
 	sumT := kernels.ExpSumPrefetch(eT, t, at, bt, j.nextRow(j.logits, r))
 	selectTop(tk, t, k)
 	// p from the float32 exp row (within 2.4e-7), log p from the logits
-	// (exact), and the rest as the sum of the others' float32 exps: exact
-	// up to float64 rounding of the row's sum, however small.
+	// (exact), and the rest as the sum of the others' float32 exps (see
+	// restMass: accurate however small).
 	atf, btf := float64(at), float64(bt)
 	lt := math.Log(sumT)
 	var sumK float64
@@ -280,7 +282,8 @@ func (j *job) teacherTop(sc *scratch, r int, z, t []float32, at, bt float32) *to
 		tk.lp[i] = atf*float64(t[id]) - btf - lt
 		tk.zk[i] = z[id]
 	}
-	j.finishTop(tk, sumK/sumT, max(sumT-sumK, 0)/sumT, V)
+	rest := j.restMass(eT, tk.ids[:k], sumT, sumK)
+	j.finishTop(tk, sumK/sumT, rest/sumT, V)
 	return tk
 }
 
@@ -478,7 +481,7 @@ func (j *job) topkFast(sc *scratch, r int, z []float32, tk *topk, next []float32
 		}
 		if j.backward {
 			if k < V {
-				kernels.MulDiff(z, e, z, float32(j.gc/sumE), a, b, 0, 0, float32(-(l + tk.lu + L)))
+				kernels.MulDiff(z, e, z, float32(j.gc/sumE), a, b, 0, 0, -(l + tk.lu + L))
 			}
 			for i, id := range ids {
 				lq := af*float64(zk[i]) - lse
@@ -511,9 +514,9 @@ func (j *job) topkFast(sc *scratch, r int, z []float32, tk *topk, next []float32
 
 // restMass returns the sum of the exp row e over the ids not listed, given
 // its total sumE and the listed ids' sum ek. The difference is exact up to
-// float64 rounding of sumE; when the rest is under 1e-6 of the total it is
-// summed again directly (zeroing the listed entries of e, which the caller
-// no longer needs).
+// float64 rounding of sumE (1e-16 of it); when the rest is under 1e-6 of the
+// total it is summed again directly, zeroing the listed entries of e (the
+// caller no longer needs them), so that a rest of 1e-15 keeps its digits.
 func (j *job) restMass(e []float32, ids []int32, sumE, ek float64) float64 {
 	rest := sumE - ek
 	if rest > 1e-6*sumE {

@@ -278,30 +278,23 @@ func (j *job) reverseFast(sc *scratch, r int) (float64, bool) {
 const gradBound = 8*maxFastLogit + 256
 
 // reverseDense is reverse KL against the log-probabilities lp [vocab], each
-// >= -maxFastLogit. With d = a*z - b - log p = log q - log p + l, where l =
-// log(sum e),
+// >= -maxFastLogit. With arg = a*z - b and l = log(sum e),
 //
-//	D_KL(Q||P) = sum q (d - l) = (sum e*d)/(sum e) - l
-//	dL/ds      = q (d - l - D_KL)
+//	D_KL(Q||P) = sum e*(arg - log p)/(sum e) - l     (ExpDiffDot)
+//	dL/ds      = q (arg - log p - l - D_KL)           (MulDiff, in float64:
+//	                                                  log p may be far below)
 func (j *job) reverseDense(sc *scratch, r int, z, lp, next []float32) (float64, bool) {
 	V := j.vocab
 	a, b, _, ok := j.shift(z)
 	if !ok || math.Abs(j.gc)*gradBound > math.MaxFloat32 {
 		return 0, false
 	}
-	d := sc.f[:V]
-	copy(d, z)
-	kernels.ScaleShift(d, a, -b) // a*z - b, one rounding: exact enough where q matters
-	kernels.Axpby(-1, lp, 1, d)
-	e := z
-	if !j.backward {
-		e = sc.g[:V]
-	}
-	sumE := kernels.ExpSumPrefetch(e, z, a, b, j.nextRow(next, r))
+	e := sc.g[:V]
+	sumE, dq := kernels.ExpDiffDot(e, z, lp, a, b, 1, 0, j.nextRow(next, r))
 	l := math.Log(sumE)
-	L := kernels.Dot(e, d)/sumE - l
+	L := dq/sumE - l
 	if j.backward {
-		kernels.MulShift(z, d, float32(j.gc/sumE), float32(-(l + L)))
+		kernels.MulDiff(z, e, lp, float32(j.gc/sumE), a, b, 1, 0, -(l + L))
 	}
 	return L * j.t2, true
 }
