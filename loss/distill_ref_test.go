@@ -591,7 +591,9 @@ func TestDistillBadOptions(t *testing.T) {
 		mod(func(o *Options) { o.TeacherTail, o.Direction = TailRest, Reverse }),
 		mod(func(o *Options) { o.TeacherTopK, o.TeacherTail, o.Direction = V, TailRest, Reverse }),
 		mod(func(o *Options) { o.TeacherTopK, o.TeacherTail, o.Direction = 3, TailRenormalize, JSD }),
-		mod(func(o *Options) { o.TeacherTopK, o.TeacherTail, o.Direction, o.LabelSmoothing = 3, TailRenormalize, Reverse, 0.1 }),
+		mod(func(o *Options) {
+			o.TeacherTopK, o.TeacherTail, o.Direction, o.LabelSmoothing = 3, TailRenormalize, Reverse, 0.1
+		}),
 	} {
 		if _, err := NewComputer(nil).ForwardBackward(append([]float32(nil), z...), rows, V, Target{TeacherLogits: tl}, o, 1, nil); err != nil {
 			t.Errorf("options %+v = %v; want no error", o, err)
