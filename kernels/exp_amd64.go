@@ -164,6 +164,9 @@ func mulShift(y, x []float32, alpha, beta float32) {
 func expDiffDotAVX2(dst, x, y, pf *float32, n int, a, b, c, f float32) (sum, dot float64)
 
 //go:noescape
+func expArgDotAVX2(dst, x, pf *float32, n int, a, b float32) (sum, dot float64)
+
+//go:noescape
 func expDiffDotAVX512(dst, x, y, pf *float32, n int, a, b, c, f float32) (sum, dot float64)
 
 //go:noescape
@@ -188,9 +191,12 @@ func expDiffDot(dst, x, y []float32, a, b, c, f float32, next []float32) (sum, d
 		return expDiffDotGo(dst, x, y, a, b, c, f)
 	}
 	pf := prefetchPtr(x, next, n)
-	if useAVX512Row() {
+	switch {
+	case useAVX512Row():
 		sum, dot = expDiffDotAVX512(&dst[0], &x[0], &y[0], pf, n, a, b, c, f)
-	} else {
+	case c == 0 && f == 0:
+		sum, dot = expArgDotAVX2(&dst[0], &x[0], pf, n, a, b)
+	default:
 		sum, dot = expDiffDotAVX2(&dst[0], &x[0], &y[0], pf, n, a, b, c, f)
 	}
 	if n < len(x) {

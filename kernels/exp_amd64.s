@@ -996,6 +996,59 @@ edloop:
 	VZEROUPPER
 	RET
 
+// EXPARG8 is one block of 8 lanes of ExpDiffDot with c = f = 0 at byte
+// offset off: arg = a*x - b (x at SI; a Y15, b Y14), e = exp(arg) (upper
+// clamp Y11) stored to dst (DI), e added into Y7, Y8 and e*arg into Y9,
+// Y10 as float64.
+#define EXPARG8(off) \
+	VMOVUPS      off(SI)(AX*4), Y0;     \
+	VFMSUB213PS  Y14, Y15, Y0;          \
+	VCVTPS2PD    X0, Y5;                \
+	VEXTRACTF128 $1, Y0, X1;            \
+	VCVTPS2PD    X1, Y6;                \
+	EXPA8(Y0, Y1, Y2, Y3, Y4, Y11);     \
+	VCVTPS2PD    X0, Y1;                \
+	VEXTRACTF128 $1, Y0, X2;            \
+	VCVTPS2PD    X2, Y2;                \
+	VADDPD       Y1, Y7, Y7;            \
+	VADDPD       Y2, Y8, Y8;            \
+	VFMADD231PD  Y1, Y5, Y9;            \
+	VFMADD231PD  Y2, Y6, Y10;           \
+	VMOVUPS      Y0, off(DI)(AX*4)
+
+// func expArgDotAVX2(dst, x, pf *float32, n int, a, b float32) (sum, dot float64)
+// ExpDiffDot with c = f = 0: dot = sum e*arg. n > 0 a multiple of 16.
+TEXT ·expArgDotAVX2(SB), NOSPLIT, $0-56
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         pf+16(FP), R8
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS a+32(FP), Y15
+	VBROADCASTSS b+36(FP), Y14
+	VMOVUPS      exphi<>(SB), Y11
+	VXORPD       Y7, Y7, Y7
+	VXORPD       Y8, Y8, Y8
+	VXORPD       Y9, Y9, Y9
+	VXORPD       Y10, Y10, Y10
+	XORQ         AX, AX
+
+ealoop:
+	PREFETCHT0 (R8)(AX*4)
+	EXPARG8(0)
+	EXPARG8(32)
+	ADDQ       $16, AX
+	CMPQ       AX, CX
+	JLT        ealoop
+
+	VADDPD Y8, Y7, Y7
+	HSUMPD(Y7, X7, X8)
+	VMOVSD X7, sum+40(FP)
+	VADDPD Y10, Y9, Y9
+	HSUMPD(Y9, X9, X10)
+	VMOVSD X9, dot+48(FP)
+	VZEROUPPER
+	RET
+
 // func expDiffDotAVX512(dst, x, y, pf *float32, n int, a, b, c, f float32) (sum, dot float64)
 // n > 0 a multiple of 16. Constants as EXP16 (Z15 a, Z14 b), c in Z20, f in
 // Z21; sums in Z0, Z1 (e) and Z24, Z25 (e*d). Arguments below -103.9 give

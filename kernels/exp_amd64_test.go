@@ -91,6 +91,14 @@ func archDistillImpls() []distillImpl {
 	var out []distillImpl
 	if useAVX2Row() {
 		out = append(out, distillImpl{"avx2", edd(expDiffDotAVX2), lmd(logMixDotAVX2), mulDiff, indexAbove})
+		// The c = f = 0 kernel, on the cases with c = f = 0.
+		arg := edd(func(dst, x, y, pf *float32, n int, a, b, c, f float32) (float64, float64) {
+			if c != 0 || f != 0 {
+				return expDiffDotAVX2(dst, x, y, pf, n, a, b, c, f)
+			}
+			return expArgDotAVX2(dst, x, pf, n, a, b)
+		})
+		out = append(out, distillImpl{"avx2-arg", arg, lmd(logMixDotAVX2), mulDiff, indexAbove})
 	}
 	if useAVX512Row() {
 		out = append(out, distillImpl{"avx512", edd(expDiffDotAVX512), lmd(logMixDotAVX512), mulDiff, indexAbove})
