@@ -2,6 +2,7 @@ package lm
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -232,4 +233,38 @@ func TestGoldenGPTMicroHidden(t *testing.T) {
 	if got := h.sum / float64(nw*T); math.Abs(got-exp.Loss64) > 1e-5*exp.Loss64 {
 		t.Errorf("mean loss through ForwardHidden + HeadLogits = %.9g; want %.9g (rel 1e-5)", got, exp.Loss64)
 	}
+}
+
+// A teacher's logits in lockstep with a student's head: the teacher, a
+// forward-only model over a trained model's weights, runs ForwardHidden once
+// over the batch; the student's HeadFunc then asks it for the logits of the
+// same rows, chunk by chunk, and a loss compares the two (here it leaves a
+// zero gradient).
+func ExampleModel_HeadLogits() {
+	cfg := Config{Vocab: 8, NEmbd: 16, NLayer: 1, NHead: 2, Ctx: 4}
+	pool := kernels.NewPool(1)
+	trained, _ := New(cfg, pool)
+	trained.Init(1)
+	teacher, _ := NewInference(cfg, trained.Params, pool) // shares the weights, no gradient
+	student, _ := New(cfg, pool)
+	student.Init(2)
+
+	tokens := []int32{1, 2, 3, 4, 5, 6, 7, 0} // [B=2, T=4]
+	if err := teacher.ForwardHidden(tokens, 2, 4); err != nil {
+		fmt.Println(err)
+		return
+	}
+	buf := make([]float32, 2*4*cfg.Vocab) // at most one chunk of rows
+	student.ZeroGrad()
+	err := student.ForwardBackward(tokens, 2, 4, func(logits []float32, first, rows int) error {
+		t := buf[:rows*cfg.Vocab]
+		teacher.HeadLogits(t, first, rows)
+		fmt.Printf("rows %d..%d: %d student and %d teacher logits\n", first, first+rows, len(logits), len(t))
+		clear(logits) // dL/dlogits of the loss would go here
+		return nil
+	})
+	fmt.Println(err)
+	// Output:
+	// rows 0..8: 64 student and 64 teacher logits
+	// <nil>
 }
