@@ -106,6 +106,7 @@
 //     maximum), a scan for the entries above it (IndexAbove, 16 at a time)
 //     and a quickselect of the candidates; the k listed entries are then
 //     done in float64 and the vector passes treat every id as unlisted.
+//
 //   - The reference path, float64 throughout, with an online maximum and
 //     log-sum-exp in one pass over the row: masked (-Inf) logits, |z/T| >
 //     1e6, reverse KL and JSD against hard targets, and every row a fast
