@@ -176,6 +176,12 @@ func logMixDotAVX2(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, ds f
 func logMixDotAVX512(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, ds float64)
 
 //go:noescape
+func logMixConstAVX2(dst, z, e *float32, n int, pc, cq, a, b float32) (sl, ds float64)
+
+//go:noescape
+func logMixConstAVX512(dst, z, e *float32, n int, pc, cq, a, b float32) (sl, ds float64)
+
+//go:noescape
 func mulDiffAVX2(y, e, x *float32, n int, alpha, a, b, c, d float32, s float64)
 
 // indexAboveAVX2 writes base+i for the i < n with x[i] > thr into dst until
@@ -221,6 +227,23 @@ func logMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) {
 		pl, ds = pl+p2, ds+d2
 	}
 	return pl, ds
+}
+
+func logMixConst(dst, z, e []float32, pc, cq, a, b float32) (sl, ds float64) {
+	n := len(z) &^ 15
+	if n == 0 || !useAVX2Row() {
+		return logMixConstGo(dst, z, e, pc, cq, a, b)
+	}
+	if useAVX512Row() {
+		sl, ds = logMixConstAVX512(&dst[0], &z[0], &e[0], n, pc, cq, a, b)
+	} else {
+		sl, ds = logMixConstAVX2(&dst[0], &z[0], &e[0], n, pc, cq, a, b)
+	}
+	if n < len(z) {
+		s2, d2 := logMixConstGo(dst[n:], z[n:], e[n:], pc, cq, a, b)
+		sl, ds = sl+s2, ds+d2
+	}
+	return sl, ds
 }
 
 func mulDiff(y, e, x []float32, alpha, a, b, c, d float32, s float64) {

@@ -1293,6 +1293,156 @@ lm512loop:
 	VZEROUPPER
 	RET
 
+// LOGMIXC8 is one block of 8 lanes of LogMixConst at byte offset off: m =
+// pc + cq*e (e at R10; pc in Y12, cq in Y13), lm = log m by LOG8 (in Y0,
+// out Y2; Y3..Y6 scratch), LM = lm, DS = dst = e*((a*z - b) - lm) (z at SI;
+// a in Y15, b in Y14), stored to DI after every read of the block.
+#define LOGMIXC8(off, LM, DS) \
+	VMOVAPS      Y12, Y0;                 \
+	VFMADD231PS  off(R10)(AX*4), Y13, Y0; \
+	LOG8;                                 \
+	VMOVAPS      Y2, LM;                  \
+	VMOVUPS      off(SI)(AX*4), DS;       \
+	VFMSUB213PS  Y14, Y15, DS;            \
+	VSUBPS       Y2, DS, DS;              \
+	VMULPS       off(R10)(AX*4), DS, DS;  \
+	VMOVUPS      DS, off(DI)(AX*4)
+
+// func logMixConstAVX2(dst, z, e *float32, n int, pc, cq, a, b float32) (sl, ds float64)
+// n > 0 a multiple of 16.
+TEXT ·logMixConstAVX2(SB), NOSPLIT, $0-64
+	MOVQ         dst+0(FP), DI
+	MOVQ         z+8(FP), SI
+	MOVQ         e+16(FP), R10
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS pc+32(FP), Y12
+	VBROADCASTSS cq+36(FP), Y13
+	VBROADCASTSS a+40(FP), Y15
+	VBROADCASTSS b+44(FP), Y14
+	VXORPD       Y8, Y8, Y8
+	VXORPD       Y9, Y9, Y9
+	VXORPD       Y10, Y10, Y10
+	VXORPD       Y11, Y11, Y11
+	XORQ         AX, AX
+
+lcloop:
+	LOGMIXC8(0, Y7, Y1)
+	LOGMIXC8(32, Y3, Y5)
+	VADDPS       Y7, Y3, Y3
+	VADDPS       Y1, Y5, Y5
+	VCVTPS2PD    X3, Y4
+	VEXTRACTF128 $1, Y3, X3
+	VCVTPS2PD    X3, Y3
+	VADDPD       Y4, Y8, Y8
+	VADDPD       Y3, Y9, Y9
+	VCVTPS2PD    X5, Y4
+	VEXTRACTF128 $1, Y5, X5
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y4, Y10, Y10
+	VADDPD       Y5, Y11, Y11
+	ADDQ         $16, AX
+	CMPQ         AX, CX
+	JLT          lcloop
+
+	VADDPD Y9, Y8, Y8
+	HSUMPD(Y8, X8, X9)
+	VMOVSD X8, sl+48(FP)
+	VADDPD Y11, Y10, Y10
+	HSUMPD(Y10, X10, X11)
+	VMOVSD X10, ds+56(FP)
+	VZEROUPPER
+	RET
+
+// func logMixConstAVX512(dst, z, e *float32, n int, pc, cq, a, b float32) (sl, ds float64)
+// n > 0 a multiple of 16. Registers as logMixDotAVX512 (pc in Z12).
+TEXT ·logMixConstAVX512(SB), NOSPLIT, $0-64
+	MOVQ         dst+0(FP), DI
+	MOVQ         z+8(FP), SI
+	MOVQ         e+16(FP), R10
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS pc+32(FP), Z12
+	VBROADCASTSS cq+36(FP), Z13
+	VBROADCASTSS a+40(FP), Z15
+	VBROADCASTSS b+44(FP), Z14
+	VBROADCASTSS minnorm<>(SB), Z31
+	VBROADCASTSS sqrt2<>(SB), Z30
+	VBROADCASTSS half<>(SB), Z29
+	VBROADCASTSS one<>(SB), Z28
+	VBROADCASTSS logp0<>(SB), Z27
+	VBROADCASTSS logp1<>(SB), Z26
+	VBROADCASTSS logp2<>(SB), Z25
+	VBROADCASTSS logp3<>(SB), Z24
+	VBROADCASTSS logp4<>(SB), Z23
+	VBROADCASTSS logp5<>(SB), Z22
+	VBROADCASTSS logp6<>(SB), Z21
+	VBROADCASTSS logp7<>(SB), Z20
+	VBROADCASTSS logp8<>(SB), Z19
+	VBROADCASTSS logq1<>(SB), Z18
+	VBROADCASTSS logq2<>(SB), Z17
+	VXORPD       Z8, Z8, Z8
+	VXORPD       Z9, Z9, Z9
+	VXORPD       Z10, Z10, Z10
+	VXORPD       Z11, Z11, Z11
+	XORQ         AX, AX
+
+lc512loop:
+	VMOVAPS       Z12, Z0
+	VFMADD231PS   (R10)(AX*4), Z13, Z0
+	VMAXPS        Z31, Z0, Z2
+	VGETMANTPS    $0, Z2, Z3
+	VGETEXPPS     Z2, Z4
+	VCMPPS        $14, Z30, Z3, K1
+	VMULPS        Z29, Z3, K1, Z3
+	VADDPS        Z28, Z4, K1, Z4
+	VSUBPS        Z28, Z3, Z3
+	VMULPS        Z3, Z3, Z5
+	VMOVAPS       Z27, Z6
+	VFMADD213PS   Z26, Z3, Z6
+	VFMADD213PS   Z25, Z3, Z6
+	VFMADD213PS   Z24, Z3, Z6
+	VFMADD213PS   Z23, Z3, Z6
+	VFMADD213PS   Z22, Z3, Z6
+	VFMADD213PS   Z21, Z3, Z6
+	VFMADD213PS   Z20, Z3, Z6
+	VFMADD213PS   Z19, Z3, Z6
+	VMULPS        Z3, Z6, Z6
+	VMULPS        Z5, Z6, Z6
+	VFMADD231PS   Z18, Z4, Z6
+	VFNMADD231PS  Z29, Z5, Z6
+	VADDPS        Z6, Z3, Z3
+	VFMADD231PS   Z17, Z4, Z3
+	VCVTPS2PD     Y3, Z5
+	VEXTRACTF64X4 $1, Z3, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z5, Z8, Z8
+	VADDPD        Z4, Z9, Z9
+	VMOVUPS       (SI)(AX*4), Z6
+	VFMSUB213PS   Z14, Z15, Z6
+	VSUBPS        Z3, Z6, Z6
+	VMULPS        (R10)(AX*4), Z6, Z6
+	VCVTPS2PD     Y6, Z5
+	VEXTRACTF64X4 $1, Z6, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z5, Z10, Z10
+	VADDPD        Z4, Z11, Z11
+	VMOVUPS       Z6, (DI)(AX*4)
+	ADDQ          $16, AX
+	CMPQ          AX, CX
+	JLT           lc512loop
+
+	VADDPD        Z9, Z8, Z8
+	VEXTRACTF64X4 $1, Z8, Y9
+	VADDPD        Y9, Y8, Y8
+	HSUMPD(Y8, X8, X9)
+	VMOVSD        X8, sl+48(FP)
+	VADDPD        Z11, Z10, Z10
+	VEXTRACTF64X4 $1, Z10, Y11
+	VADDPD        Y11, Y10, Y10
+	HSUMPD(Y10, X10, X11)
+	VMOVSD        X10, ds+56(FP)
+	VZEROUPPER
+	RET
+
 // MULDIFF8 is one block of 8 lanes of MulDiff at byte offset off (off2 =
 // off+16): r = (a*y - b) - (c*x - d) + s in float64 (y at DI, x at R9; a
 // Y10, b Y11, c Y12, d Y13, s Y14 as float64), then y = alpha*e*r in float32

@@ -105,3 +105,32 @@ func archDistillImpls() []distillImpl {
 	}
 	return out
 }
+
+type namedLogMixConst = struct {
+	name string
+	f    func(dst, z, e []float32, pc, cq, a, b float32) (float64, float64)
+}
+
+// archLogMixConst returns the assembly LogMixConst kernels the CPU runs,
+// with the Go tail.
+func archLogMixConst() []namedLogMixConst {
+	withTail := func(f func(dst, z, e *float32, n int, pc, cq, a, b float32) (float64, float64)) func(dst, z, e []float32, pc, cq, a, b float32) (float64, float64) {
+		return func(dst, z, e []float32, pc, cq, a, b float32) (float64, float64) {
+			n := len(z) &^ 15
+			var sl, ds float64
+			if n > 0 {
+				sl, ds = f(&dst[0], &z[0], &e[0], n, pc, cq, a, b)
+			}
+			s2, d2 := logMixConstGo(dst[n:], z[n:], e[n:], pc, cq, a, b)
+			return sl + s2, ds + d2
+		}
+	}
+	var out []namedLogMixConst
+	if useAVX2Row() {
+		out = append(out, namedLogMixConst{"avx2", withTail(logMixConstAVX2)})
+	}
+	if useAVX512Row() {
+		out = append(out, namedLogMixConst{"avx512", withTail(logMixConstAVX512)})
+	}
+	return out
+}

@@ -6,7 +6,7 @@ import (
 )
 
 // Row kernels for losses against a second row of logits (a teacher's):
-// ExpDiffDot, LogMixDot, MulDiff, IndexAbove and BlockMax. Like the kernels of exp.go they
+// ExpDiffDot, LogMixDot, LogMixConst, MulDiff, IndexAbove and BlockMax. Like the kernels of exp.go they
 // run in AVX2 (and, for the exp and log heavy ExpDiffDot and LogMixDot,
 // AVX-512) assembly where the CPU has it, in the Go loops below elsewhere and
 // for the last elements of a row, and accumulate their sums in float64.
@@ -39,6 +39,16 @@ func LogMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) {
 			len(dst), len(z), len(p), len(e)))
 	}
 	return logMixDot(dst, z, p, e, cp, cq, a, b)
+}
+
+// LogMixConst is LogMixDot with every p[i] equal: m = pc + cq*e[i], lm =
+// log(m), dst[i] = e[i] * ((a*z[i] - b) - lm), and it returns sl = sum lm
+// and ds = sum dst[i] in float64. dst may be z or e.
+func LogMixConst(dst, z, e []float32, pc, cq, a, b float32) (sl, ds float64) {
+	if len(dst) != len(z) || len(e) != len(z) {
+		panic(fmt.Sprintf("kernels: LogMixConst len(dst) = %d, len(z) = %d, len(e) = %d, want equal", len(dst), len(z), len(e)))
+	}
+	return logMixConst(dst, z, e, pc, cq, a, b)
 }
 
 // MulDiff sets y[i] = alpha * e[i] * r with r = (a*y[i] - b) - (c*x[i] - d)
@@ -114,6 +124,20 @@ func logMixDotGo(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) 
 		dst[i] = v
 	}
 	return pl, ds
+}
+
+func logMixConstGo(dst, z, e []float32, pc, cq, a, b float32) (sl, ds float64) {
+	z, e = z[:len(dst)], e[:len(dst)]
+	for i := range dst {
+		ev := e[i]
+		lm := logGo(float32(math.FMA(float64(cq), float64(ev), float64(pc))))
+		sl += float64(lm)
+		arg := float32(math.FMA(float64(a), float64(z[i]), -float64(b)))
+		v := ev * (arg - lm)
+		ds += float64(v)
+		dst[i] = v
+	}
+	return sl, ds
 }
 
 func mulDiffGo(y, e, x []float32, alpha, a, b, c, d float32, s float64) {

@@ -172,6 +172,62 @@ func TestLogMixDot(t *testing.T) {
 	}
 }
 
+func TestLogMixConst(t *testing.T) {
+	rng := rand.New(rand.NewPCG(23, 24))
+	impls := []struct {
+		name string
+		f    func(dst, z, e []float32, pc, cq, a, b float32) (float64, float64)
+	}{{"dispatch", LogMixConst}, {"go", logMixConstGo}}
+	impls = append(impls, archLogMixConst()...)
+	for _, im := range impls {
+		for _, n := range rowLengths {
+			z := randRow(rng, n, 3)
+			e := make([]float32, n)
+			for i := range e {
+				e[i] = float32(math.Exp(rng.NormFloat64()*4 - 3))
+			}
+			for _, pc := range []float32{0.01, 0} {
+				e[n-1] = 0 // with pc = 0, m = 0: log raised to the smallest normal
+				const cq, a, b = 0.02, 0.5, 1.25
+				dst := make([]float32, n)
+				sl, ds := im.f(dst, z, e, pc, cq, a, b)
+				var wsl, wds, asl, ads float64
+				for i := range z {
+					lm := math.Log(max(float64(pc)+float64(cq)*float64(e[i]), 0x1p-126))
+					wsl += lm
+					asl += math.Abs(lm)
+					want := float64(e[i]) * (float64(a)*float64(z[i]) - b - lm)
+					scale := float64(e[i]) * (math.Abs(float64(a)*float64(z[i])) + b + math.Abs(lm))
+					wds += want
+					ads += scale
+					if math.Abs(float64(dst[i])-want) > 1e-6*scale+1e-37 {
+						t.Fatalf("%s LogMixConst n=%d pc=%v: dst[%d] = %v; want %v", im.name, n, pc, i, dst[i], want)
+					}
+				}
+				if math.Abs(sl-wsl) > 1e-6*asl || math.Abs(ds-wds) > 1e-6*ads {
+					t.Errorf("%s LogMixConst(n=%d, pc=%v) = %v, %v; want %v, %v", im.name, n, pc, sl, ds, wsl, wds)
+				}
+				zz := append([]float32(nil), z...)
+				if sl2, ds2 := im.f(zz, zz, e, pc, cq, a, b); sl2 != sl || ds2 != ds || !slicesEqualF(zz, dst) {
+					t.Errorf("%s LogMixConst in place n=%d = %v, %v; want %v, %v", im.name, n, sl2, ds2, sl, ds)
+				}
+			}
+		}
+	}
+}
+
+func slicesEqualF(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func TestMulDiff(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
 	for _, im := range distillImpls {

@@ -42,3 +42,7 @@ func indexAbove(dst []int32, x []float32, from int, thr float32) (n, next int) {
 }
 
 func blockMax(dst, x []float32, bs int) { blockMaxGo(dst, x, bs) }
+
+func logMixConst(dst, z, e []float32, pc, cq, a, b float32) (sl, ds float64) {
+	return logMixConstGo(dst, z, e, pc, cq, a, b)
+}

@@ -490,26 +490,49 @@ func (j *job) topkFast(sc *scratch, r int, z []float32, tk *topk, next []float32
 		}
 		return L * j.t2, true
 	}
-	// JSD: the target as a dense float32 row, then as a dense teacher.
+	// JSD. The ids not listed share one probability u: LogMixConst treats
+	// every id as one of them, then the k listed entries are corrected in
+	// float64.
 	if math.Abs(j.gc)*gradBound > math.MaxFloat32 {
 		return 0, false
 	}
-	pd := sc.u1[:V]
-	clear(pd)
-	if tk.u > 0 {
-		kernels.ScaleShift(pd, 1, float32(tk.u))
-	}
-	plogp := 0.0
-	for i, id := range ids {
-		pd[id] = float32(p[i])
-		if p[i] > 0 {
-			plogp += p[i] * lp[i]
+	plogp := 0.0 // sum p log p
+	for i, pv := range p {
+		if pv > 0 {
+			plogp += pv * lp[i]
 		}
 	}
 	if tk.u > 0 {
 		plogp += nt * tk.u * tk.lu
 	}
-	return j.jsdMix(sc, z, pd, 1, plogp, a, b, nextRow)
+	e := sc.f[:V]
+	sumE := kernels.ExpSumPrefetch(e, z, a, b, nextRow)
+	l := math.Log(sumE)
+	beta := j.o.Beta
+	dst := z
+	if !j.backward {
+		dst = sc.g[:V]
+	}
+	pc, cq := float32(beta*tk.u), float32((1-beta)/sumE)
+	sl, ds := kernels.LogMixConst(dst, z, e, pc, cq, a, b)
+	plm := tk.u * sl // sum p log m, the listed entries still counted as u
+	for i, id := range ids {
+		ev := float64(e[id])
+		lmU := math.Log(max(float64(pc)+float64(cq)*ev, 0x1p-126)) // what the kernel used
+		lm := math.Log(max(beta*p[i]+float64(cq)*ev, 0x1p-126))
+		plm += p[i]*lm - tk.u*lmU
+		v := ev * (af*float64(zk[i]) - bf - lm)
+		ds += v - float64(dst[id])
+		dst[id] = float32(v)
+	}
+	kp := plogp - plm
+	kq := ds/sumE - l
+	L := beta*kp + (1-beta)*kq
+	if j.backward {
+		c := j.gc * (1 - beta) / sumE
+		kernels.Axpby(float32(-c*(l+kq)), e, float32(c), z)
+	}
+	return L * j.t2, true
 }
 
 // restMass returns the sum of the exp row e over the ids not listed, given
