@@ -56,6 +56,7 @@ type topk struct {
 	cand []uint64  // [2k] the selection's candidates as topKey
 	hits []int32   // [2k] ids IndexAbove found
 	bmax []float32 // [2k] block maxima of the teacher row
+	m32  []float32 // [2k] JSD: the listed entries' two mixtures, then their logs
 }
 
 func (tk *topk) alloc(V int) {
@@ -67,6 +68,7 @@ func (tk *topk) alloc(V int) {
 	tk.cand = make([]uint64, 2*V)
 	tk.hits = make([]int32, 2*V)
 	tk.bmax = make([]float32, V)
+	tk.m32 = make([]float32, 2*V)
 }
 
 // finish applies the tail and label smoothing to the k entries whose raw
@@ -515,13 +517,19 @@ func (j *job) topkFast(sc *scratch, r int, z []float32, tk *topk, next []float32
 	}
 	pc, cq := float32(beta*tk.u), float32((1-beta)/sumE)
 	sl, ds := kernels.LogMixConst(dst, z, e, pc, cq, a, b)
+	// The listed entries' mixture as the kernel had it (with u) and as it
+	// is, and their logs in one vector call.
+	m := tk.m32[:2*k]
+	for i, id := range ids {
+		m[i] = pc + cq*e[id]
+		m[k+i] = float32(beta*p[i]) + cq*e[id]
+	}
+	kernels.Log(m, m)
 	plm := tk.u * sl // sum p log m, the listed entries still counted as u
 	for i, id := range ids {
-		ev := float64(e[id])
-		lmU := math.Log(max(float64(pc)+float64(cq)*ev, 0x1p-126)) // what the kernel used
-		lm := math.Log(max(beta*p[i]+float64(cq)*ev, 0x1p-126))
+		lmU, lm := float64(m[i]), float64(m[k+i])
 		plm += p[i]*lm - tk.u*lmU
-		v := ev * (af*float64(zk[i]) - bf - lm)
+		v := float64(e[id]) * (af*float64(zk[i]) - bf - lm)
 		ds += v - float64(dst[id])
 		dst[id] = float32(v)
 	}
