@@ -2,8 +2,11 @@
 // matrix multiplication, a parallelism budget (Pool) that every kernel of a
 // process draws its goroutines from, and vectorised row kernels for the loss's
 // softmax pass (exp.go: MaxMinSum, ExpSum, XLogXDot, Log, Dot, ScaleShift,
-// Axpby, MulShift; AVX-512 or AVX2 assembly chosen at run time, a Go loop
-// elsewhere, each tested against a float64 reference).
+// Axpby, MulShift; exp_distill.go, for rows against a teacher's: ExpDiffDot,
+// LogMixDot, MulDiff, and IndexAbove and BlockMax for a top-k selection;
+// AVX-512 or AVX2 assembly chosen at run time, a Go loop elsewhere, each
+// tested against its Go loop and a float64 reference. The exp and log heavy
+// kernels have AVX-512 versions; the others run their AVX2 code there).
 //
 // Layout: every matrix is row-major. A matrix with r rows and c columns stored
 // with leading dimension ld occupies a[i*ld+j] for i < r, j < c; ld >= c.

@@ -159,3 +159,128 @@ func mulShift(y, x []float32, alpha, beta float32) {
 	mulShiftAVX2(&y[0], &x[0], n, alpha, beta)
 	mulShiftGo(y[n:], x[n:], alpha, beta)
 }
+
+//go:noescape
+func expDiffDotAVX2(dst, x, y, pf *float32, n int, a, b, c, f float32) (sum, dot float64)
+
+//go:noescape
+func expArgDotAVX2(dst, x, pf *float32, n int, a, b float32) (sum, dot float64)
+
+//go:noescape
+func expDiffDotAVX512(dst, x, y, pf *float32, n int, a, b, c, f float32) (sum, dot float64)
+
+//go:noescape
+func logMixDotAVX2(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, ds float64)
+
+//go:noescape
+func logMixDotAVX512(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, ds float64)
+
+//go:noescape
+func logMixConstAVX2(dst, z, e *float32, n int, pc, cq, a, b float32) (sl, ds float64)
+
+//go:noescape
+func logMixConstAVX512(dst, z, e *float32, n int, pc, cq, a, b float32) (sl, ds float64)
+
+//go:noescape
+func mulDiffAVX2(y, e, x *float32, n int, alpha, a, b, c, d float32, s float64)
+
+// indexAboveAVX2 writes base+i for the i < n with x[i] > thr into dst until
+// ndst are written, and returns their count and the offset after the last
+// one when dst filled up, else n.
+//
+//go:noescape
+func indexAboveAVX2(dst *int32, ndst int, x *float32, n int, thr float32, base int) (cnt, next int)
+
+func expDiffDot(dst, x, y []float32, a, b, c, f float32, next []float32) (sum, dot float64) {
+	n := len(x) &^ 15
+	if n == 0 || !useAVX2Row() {
+		return expDiffDotGo(dst, x, y, a, b, c, f)
+	}
+	pf := prefetchPtr(x, next, n)
+	switch {
+	case useAVX512Row():
+		sum, dot = expDiffDotAVX512(&dst[0], &x[0], &y[0], pf, n, a, b, c, f)
+	case c == 0 && f == 0:
+		sum, dot = expArgDotAVX2(&dst[0], &x[0], pf, n, a, b)
+	default:
+		sum, dot = expDiffDotAVX2(&dst[0], &x[0], &y[0], pf, n, a, b, c, f)
+	}
+	if n < len(x) {
+		s2, d2 := expDiffDotGo(dst[n:], x[n:], y[n:], a, b, c, f)
+		sum, dot = sum+s2, dot+d2
+	}
+	return sum, dot
+}
+
+func logMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) {
+	n := len(z) &^ 15
+	if n == 0 || !useAVX2Row() {
+		return logMixDotGo(dst, z, p, e, cp, cq, a, b)
+	}
+	if useAVX512Row() {
+		pl, ds = logMixDotAVX512(&dst[0], &z[0], &p[0], &e[0], n, cp, cq, a, b)
+	} else {
+		pl, ds = logMixDotAVX2(&dst[0], &z[0], &p[0], &e[0], n, cp, cq, a, b)
+	}
+	if n < len(z) {
+		p2, d2 := logMixDotGo(dst[n:], z[n:], p[n:], e[n:], cp, cq, a, b)
+		pl, ds = pl+p2, ds+d2
+	}
+	return pl, ds
+}
+
+func logMixConst(dst, z, e []float32, pc, cq, a, b float32) (sl, ds float64) {
+	n := len(z) &^ 15
+	if n == 0 || !useAVX2Row() {
+		return logMixConstGo(dst, z, e, pc, cq, a, b)
+	}
+	if useAVX512Row() {
+		sl, ds = logMixConstAVX512(&dst[0], &z[0], &e[0], n, pc, cq, a, b)
+	} else {
+		sl, ds = logMixConstAVX2(&dst[0], &z[0], &e[0], n, pc, cq, a, b)
+	}
+	if n < len(z) {
+		s2, d2 := logMixConstGo(dst[n:], z[n:], e[n:], pc, cq, a, b)
+		sl, ds = sl+s2, ds+d2
+	}
+	return sl, ds
+}
+
+func mulDiff(y, e, x []float32, alpha, a, b, c, d float32, s float64) {
+	n := len(y) &^ 15
+	if n == 0 || !useAVX2Row() {
+		mulDiffGo(y, e, x, alpha, a, b, c, d, s)
+		return
+	}
+	mulDiffAVX2(&y[0], &e[0], &x[0], n, alpha, a, b, c, d, s)
+	mulDiffGo(y[n:], e[n:], x[n:], alpha, a, b, c, d, s)
+}
+
+func indexAbove(dst []int32, x []float32, from int, thr float32) (n, next int) {
+	m := (len(x) - from) &^ 15
+	if m > 0 && len(dst) > 0 && useAVX2Row() {
+		c, nx := indexAboveAVX2(&dst[0], len(dst), &x[from], m, thr, from)
+		if c == len(dst) {
+			return c, from + nx
+		}
+		n, from = c, from+m
+	}
+	c, nx := indexAboveGo(dst[n:], x, from, thr)
+	return n + c, nx
+}
+
+// blockMaxAVX2 sets dst[j] to the maximum of x[j*bs:(j+1)*bs] for j <
+// nblocks; bs > 0 a multiple of 16.
+//
+//go:noescape
+func blockMaxAVX2(dst, x *float32, nblocks, bs int)
+
+func blockMax(dst, x []float32, bs int) {
+	full := len(x) / bs
+	if bs&15 != 0 || full == 0 || !useAVX2Row() {
+		blockMaxGo(dst, x, bs)
+		return
+	}
+	blockMaxAVX2(&dst[0], &x[0], full, bs)
+	blockMaxGo(dst[full:], x[full*bs:], bs)
+}

@@ -904,3 +904,678 @@ log2loop:
 	JLT     log2loop
 	VZEROUPPER
 	RET
+
+// EXPA8 sets X = exp(X) for the 8 lanes of X (the argument, already
+// computed): EXP8 without its lower clamp, which the final mask makes
+// redundant (arguments below lo give 0 whatever the polynomial made of
+// them; NaN stays NaN). HI holds the upper clamp; N, Y, M, T are scratch.
+#define EXPA8(X, N, Y, M, T, HI) \
+	VCMPPS       $1, explo<>(SB), X, M;    \
+	VMINPS       X, HI, X;                 \
+	VMULPS       log2e<>(SB), X, N;        \
+	VROUNDPS     $0, N, N;                 \
+	VFNMADD231PS expc1<>(SB), N, X;        \
+	VFNMADD231PS expc2<>(SB), N, X;        \
+	VMOVUPS      expp0<>(SB), Y;           \
+	VFMADD213PS  expp1<>(SB), X, Y;        \
+	VFMADD213PS  expp2<>(SB), X, Y;        \
+	VFMADD213PS  expp3<>(SB), X, Y;        \
+	VFMADD213PS  expp4<>(SB), X, Y;        \
+	VFMADD213PS  expp5<>(SB), X, Y;        \
+	VMULPS       X, X, T;                  \
+	VFMADD213PS  X, T, Y;                  \
+	VADDPS       one<>(SB), Y, Y;          \
+	VCVTPS2DQ    N, N;                     \
+	VPADDD       i127<>(SB), N, N;         \
+	VPSLLD       $23, N, N;                \
+	VMULPS       N, Y, X;                  \
+	VANDNPS      X, M, X
+
+// EXPDIFF8 is one block of 8 lanes of ExpDiffDot at byte offset off (off2
+// = off+16): arg = a*x - b (x at SI; a Y15, b Y14), d = arg - (c*y - f) in
+// float64 (y at R9; c Y13, f Y12 as float64) in Y5, Y6, e = exp(arg) (upper
+// clamp Y11) stored to dst (DI) after x and y were read, e added into Y7,
+// Y8 and e*d into Y9, Y10 as float64.
+#define EXPDIFF8(off, off2) \
+	VMOVUPS      off(SI)(AX*4), Y0;     \
+	VFMSUB213PS  Y14, Y15, Y0;          \
+	VCVTPS2PD    X0, Y5;                \
+	VEXTRACTF128 $1, Y0, X1;            \
+	VCVTPS2PD    X1, Y6;                \
+	VCVTPS2PD    off(R9)(AX*4), Y1;     \
+	VCVTPS2PD    off2(R9)(AX*4), Y2;    \
+	VFMSUB213PD  Y12, Y13, Y1;          \
+	VFMSUB213PD  Y12, Y13, Y2;          \
+	VSUBPD       Y1, Y5, Y5;            \
+	VSUBPD       Y2, Y6, Y6;            \
+	EXPA8(Y0, Y1, Y2, Y3, Y4, Y11);     \
+	VCVTPS2PD    X0, Y1;                \
+	VEXTRACTF128 $1, Y0, X2;            \
+	VCVTPS2PD    X2, Y2;                \
+	VADDPD       Y1, Y7, Y7;            \
+	VADDPD       Y2, Y8, Y8;            \
+	VFMADD231PD  Y1, Y5, Y9;            \
+	VFMADD231PD  Y2, Y6, Y10;           \
+	VMOVUPS      Y0, off(DI)(AX*4)
+
+// func expDiffDotAVX2(dst, x, y, pf *float32, n int, a, b, c, f float32) (sum, dot float64)
+// n > 0 a multiple of 16; pf as expSumAVX2.
+TEXT ·expDiffDotAVX2(SB), NOSPLIT, $0-72
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), R9
+	MOVQ         pf+24(FP), R8
+	MOVQ         n+32(FP), CX
+	VBROADCASTSS a+40(FP), Y15
+	VBROADCASTSS b+44(FP), Y14
+	VBROADCASTSS c+48(FP), X13
+	VCVTPS2PD    X13, Y13
+	VBROADCASTSS f+52(FP), X12
+	VCVTPS2PD    X12, Y12
+	VMOVUPS      exphi<>(SB), Y11
+	VXORPD       Y7, Y7, Y7
+	VXORPD       Y8, Y8, Y8
+	VXORPD       Y9, Y9, Y9
+	VXORPD       Y10, Y10, Y10
+	XORQ         AX, AX
+
+edloop:
+	PREFETCHT0 (R8)(AX*4)
+	EXPDIFF8(0, 16)
+	EXPDIFF8(32, 48)
+	ADDQ       $16, AX
+	CMPQ       AX, CX
+	JLT        edloop
+
+	VADDPD Y8, Y7, Y7
+	HSUMPD(Y7, X7, X8)
+	VMOVSD X7, sum+56(FP)
+	VADDPD Y10, Y9, Y9
+	HSUMPD(Y9, X9, X10)
+	VMOVSD X9, dot+64(FP)
+	VZEROUPPER
+	RET
+
+// EXPARG8 is one block of 8 lanes of ExpDiffDot with c = f = 0 at byte
+// offset off: arg = a*x - b (x at SI; a Y15, b Y14), e = exp(arg) (upper
+// clamp Y11) stored to dst (DI), e added into Y7, Y8 and e*arg into Y9,
+// Y10 as float64.
+#define EXPARG8(off) \
+	VMOVUPS      off(SI)(AX*4), Y0;     \
+	VFMSUB213PS  Y14, Y15, Y0;          \
+	VCVTPS2PD    X0, Y5;                \
+	VEXTRACTF128 $1, Y0, X1;            \
+	VCVTPS2PD    X1, Y6;                \
+	EXPA8(Y0, Y1, Y2, Y3, Y4, Y11);     \
+	VCVTPS2PD    X0, Y1;                \
+	VEXTRACTF128 $1, Y0, X2;            \
+	VCVTPS2PD    X2, Y2;                \
+	VADDPD       Y1, Y7, Y7;            \
+	VADDPD       Y2, Y8, Y8;            \
+	VFMADD231PD  Y1, Y5, Y9;            \
+	VFMADD231PD  Y2, Y6, Y10;           \
+	VMOVUPS      Y0, off(DI)(AX*4)
+
+// func expArgDotAVX2(dst, x, pf *float32, n int, a, b float32) (sum, dot float64)
+// ExpDiffDot with c = f = 0: dot = sum e*arg. n > 0 a multiple of 16.
+TEXT ·expArgDotAVX2(SB), NOSPLIT, $0-56
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         pf+16(FP), R8
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS a+32(FP), Y15
+	VBROADCASTSS b+36(FP), Y14
+	VMOVUPS      exphi<>(SB), Y11
+	VXORPD       Y7, Y7, Y7
+	VXORPD       Y8, Y8, Y8
+	VXORPD       Y9, Y9, Y9
+	VXORPD       Y10, Y10, Y10
+	XORQ         AX, AX
+
+ealoop:
+	PREFETCHT0 (R8)(AX*4)
+	EXPARG8(0)
+	EXPARG8(32)
+	ADDQ       $16, AX
+	CMPQ       AX, CX
+	JLT        ealoop
+
+	VADDPD Y8, Y7, Y7
+	HSUMPD(Y7, X7, X8)
+	VMOVSD X7, sum+40(FP)
+	VADDPD Y10, Y9, Y9
+	HSUMPD(Y9, X9, X10)
+	VMOVSD X9, dot+48(FP)
+	VZEROUPPER
+	RET
+
+// func expDiffDotAVX512(dst, x, y, pf *float32, n int, a, b, c, f float32) (sum, dot float64)
+// n > 0 a multiple of 16. Constants as EXP16 (Z15 a, Z14 b), c in Z20, f in
+// Z21; sums in Z0, Z1 (e) and Z24, Z25 (e*d). Arguments below -103.9 give
+// 0, as expSumAVX512.
+TEXT ·expDiffDotAVX512(SB), NOSPLIT, $0-72
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), R9
+	MOVQ         pf+24(FP), R8
+	MOVQ         n+32(FP), CX
+	VBROADCASTSS a+40(FP), Z15
+	VBROADCASTSS b+44(FP), Z14
+	VBROADCASTSS c+48(FP), Y20
+	VCVTPS2PD    Y20, Z20
+	VBROADCASTSS f+52(FP), Y21
+	VCVTPS2PD    Y21, Z21
+	VBROADCASTSS log2e<>(SB), Z13
+	VBROADCASTSS explo512<>(SB), Z12
+	VBROADCASTSS exphi<>(SB), Z11
+	VBROADCASTSS expc1<>(SB), Z10
+	VBROADCASTSS expc2<>(SB), Z9
+	VBROADCASTSS expp0<>(SB), Z8
+	VBROADCASTSS expp1<>(SB), Z7
+	VBROADCASTSS expp2<>(SB), Z6
+	VBROADCASTSS expp3<>(SB), Z5
+	VBROADCASTSS expp4<>(SB), Z4
+	VBROADCASTSS expp5<>(SB), Z3
+	VBROADCASTSS one<>(SB), Z2
+	VXORPD       Z0, Z0, Z0
+	VXORPD       Z1, Z1, Z1
+	VXORPD       Z24, Z24, Z24
+	VXORPD       Z25, Z25, Z25
+	XORQ         AX, AX
+
+ed512loop:
+	PREFETCHT0    (R8)(AX*4)
+	VMOVUPS       (SI)(AX*4), Z16
+	VFMSUB213PS   Z14, Z15, Z16
+	VCVTPS2PD     Y16, Z22
+	VEXTRACTF64X4 $1, Z16, Y23
+	VCVTPS2PD     Y23, Z23
+	VCVTPS2PD     (R9)(AX*4), Z26
+	VCVTPS2PD     32(R9)(AX*4), Z27
+	VFMSUB213PD   Z21, Z20, Z26
+	VFMSUB213PD   Z21, Z20, Z27
+	VSUBPD        Z26, Z22, Z22
+	VSUBPD        Z27, Z23, Z23
+	VMAXPS        Z16, Z12, Z16
+	VMINPS        Z16, Z11, Z16
+	VMULPS        Z13, Z16, Z17
+	VRNDSCALEPS   $0, Z17, Z17
+	VFNMADD231PS  Z10, Z17, Z16
+	VFNMADD231PS  Z9, Z17, Z16
+	VMOVAPS       Z8, Z18
+	VFMADD213PS   Z7, Z16, Z18
+	VFMADD213PS   Z6, Z16, Z18
+	VFMADD213PS   Z5, Z16, Z18
+	VFMADD213PS   Z4, Z16, Z18
+	VFMADD213PS   Z3, Z16, Z18
+	VMULPS        Z16, Z16, Z19
+	VFMADD213PS   Z16, Z19, Z18
+	VADDPS        Z2, Z18, Z18
+	VSCALEFPS     Z17, Z18, Z16
+	VCVTPS2PD     Y16, Z17
+	VEXTRACTF64X4 $1, Z16, Y18
+	VCVTPS2PD     Y18, Z18
+	VADDPD        Z17, Z0, Z0
+	VADDPD        Z18, Z1, Z1
+	VFMADD231PD   Z17, Z22, Z24
+	VFMADD231PD   Z18, Z23, Z25
+	VMOVUPS       Z16, (DI)(AX*4)
+	ADDQ          $16, AX
+	CMPQ          AX, CX
+	JLT           ed512loop
+
+	VADDPD        Z1, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPD        Y1, Y0, Y0
+	HSUMPD(Y0, X0, X1)
+	VMOVSD        X0, sum+56(FP)
+	VADDPD        Z25, Z24, Z24
+	VEXTRACTF64X4 $1, Z24, Y25
+	VADDPD        Y25, Y24, Y24
+	VMOVAPD       Y24, Y0
+	HSUMPD(Y0, X0, X1)
+	VMOVSD        X0, dot+64(FP)
+	VZEROUPPER
+	RET
+
+// LOGMIX8 is one block of 8 lanes of LogMixDot at byte offset off: m = cp*p
+// + cq*e (p at R9, e at R10; cp in Y12, cq in Y13), lm = log m by LOG8 (in
+// Y0, out Y2; Y3..Y6 scratch), PL = p*lm (float32) and DS = dst = e*((a*z -
+// b) - lm) (z at SI; a in Y15, b in Y14), stored to DI after every read of
+// the block.
+#define LOGMIX8(off, PL, DS) \
+	VMULPS       off(R9)(AX*4), Y12, Y0;  \
+	VFMADD231PS  off(R10)(AX*4), Y13, Y0; \
+	LOG8;                                 \
+	VMULPS       off(R9)(AX*4), Y2, PL;   \
+	VMOVUPS      off(SI)(AX*4), DS;       \
+	VFMSUB213PS  Y14, Y15, DS;            \
+	VSUBPS       Y2, DS, DS;              \
+	VMULPS       off(R10)(AX*4), DS, DS;  \
+	VMOVUPS      DS, off(DI)(AX*4)
+
+// func logMixDotAVX2(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, ds float64)
+// n > 0 a multiple of 16.
+TEXT ·logMixDotAVX2(SB), NOSPLIT, $0-72
+	MOVQ         dst+0(FP), DI
+	MOVQ         z+8(FP), SI
+	MOVQ         p+16(FP), R9
+	MOVQ         e+24(FP), R10
+	MOVQ         n+32(FP), CX
+	VBROADCASTSS cp+40(FP), Y12
+	VBROADCASTSS cq+44(FP), Y13
+	VBROADCASTSS a+48(FP), Y15
+	VBROADCASTSS b+52(FP), Y14
+	VXORPD       Y8, Y8, Y8
+	VXORPD       Y9, Y9, Y9
+	VXORPD       Y10, Y10, Y10
+	VXORPD       Y11, Y11, Y11
+	XORQ         AX, AX
+
+lmloop:
+	LOGMIX8(0, Y7, Y1)
+	LOGMIX8(32, Y3, Y5)
+	VADDPS       Y7, Y3, Y3
+	VADDPS       Y1, Y5, Y5
+	VCVTPS2PD    X3, Y4
+	VEXTRACTF128 $1, Y3, X3
+	VCVTPS2PD    X3, Y3
+	VADDPD       Y4, Y8, Y8
+	VADDPD       Y3, Y9, Y9
+	VCVTPS2PD    X5, Y4
+	VEXTRACTF128 $1, Y5, X5
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y4, Y10, Y10
+	VADDPD       Y5, Y11, Y11
+	ADDQ         $16, AX
+	CMPQ AX, CX
+	JLT  lmloop
+
+	VADDPD Y9, Y8, Y8
+	HSUMPD(Y8, X8, X9)
+	VMOVSD X8, pl+56(FP)
+	VADDPD Y11, Y10, Y10
+	HSUMPD(Y10, X10, X11)
+	VMOVSD X10, ds+64(FP)
+	VZEROUPPER
+	RET
+
+// func logMixDotAVX512(dst, z, p, e *float32, n int, cp, cq, a, b float32) (pl, ds float64)
+// n > 0 a multiple of 16. The logarithm of XLOGX16 (constants in Z17..Z31);
+// cp Z12, cq Z13, b Z14, a Z15; sums Z8, Z9 (p*lm) and Z10, Z11 (dst).
+TEXT ·logMixDotAVX512(SB), NOSPLIT, $0-72
+	MOVQ         dst+0(FP), DI
+	MOVQ         z+8(FP), SI
+	MOVQ         p+16(FP), R9
+	MOVQ         e+24(FP), R10
+	MOVQ         n+32(FP), CX
+	VBROADCASTSS cp+40(FP), Z12
+	VBROADCASTSS cq+44(FP), Z13
+	VBROADCASTSS a+48(FP), Z15
+	VBROADCASTSS b+52(FP), Z14
+	VBROADCASTSS minnorm<>(SB), Z31
+	VBROADCASTSS sqrt2<>(SB), Z30
+	VBROADCASTSS half<>(SB), Z29
+	VBROADCASTSS one<>(SB), Z28
+	VBROADCASTSS logp0<>(SB), Z27
+	VBROADCASTSS logp1<>(SB), Z26
+	VBROADCASTSS logp2<>(SB), Z25
+	VBROADCASTSS logp3<>(SB), Z24
+	VBROADCASTSS logp4<>(SB), Z23
+	VBROADCASTSS logp5<>(SB), Z22
+	VBROADCASTSS logp6<>(SB), Z21
+	VBROADCASTSS logp7<>(SB), Z20
+	VBROADCASTSS logp8<>(SB), Z19
+	VBROADCASTSS logq1<>(SB), Z18
+	VBROADCASTSS logq2<>(SB), Z17
+	VXORPD       Z8, Z8, Z8
+	VXORPD       Z9, Z9, Z9
+	VXORPD       Z10, Z10, Z10
+	VXORPD       Z11, Z11, Z11
+	XORQ         AX, AX
+
+lm512loop:
+	VMULPS        (R9)(AX*4), Z12, Z0
+	VFMADD231PS   (R10)(AX*4), Z13, Z0
+	VMAXPS        Z31, Z0, Z2
+	VGETMANTPS    $0, Z2, Z3
+	VGETEXPPS     Z2, Z4
+	VCMPPS        $14, Z30, Z3, K1
+	VMULPS        Z29, Z3, K1, Z3
+	VADDPS        Z28, Z4, K1, Z4
+	VSUBPS        Z28, Z3, Z3
+	VMULPS        Z3, Z3, Z5
+	VMOVAPS       Z27, Z6
+	VFMADD213PS   Z26, Z3, Z6
+	VFMADD213PS   Z25, Z3, Z6
+	VFMADD213PS   Z24, Z3, Z6
+	VFMADD213PS   Z23, Z3, Z6
+	VFMADD213PS   Z22, Z3, Z6
+	VFMADD213PS   Z21, Z3, Z6
+	VFMADD213PS   Z20, Z3, Z6
+	VFMADD213PS   Z19, Z3, Z6
+	VMULPS        Z3, Z6, Z6
+	VMULPS        Z5, Z6, Z6
+	VFMADD231PS   Z18, Z4, Z6
+	VFNMADD231PS  Z29, Z5, Z6
+	VADDPS        Z6, Z3, Z3
+	VFMADD231PS   Z17, Z4, Z3
+	VMULPS        (R9)(AX*4), Z3, Z4
+	VCVTPS2PD     Y4, Z5
+	VEXTRACTF64X4 $1, Z4, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z5, Z8, Z8
+	VADDPD        Z4, Z9, Z9
+	VMOVUPS       (SI)(AX*4), Z6
+	VFMSUB213PS   Z14, Z15, Z6
+	VSUBPS        Z3, Z6, Z6
+	VMULPS        (R10)(AX*4), Z6, Z6
+	VCVTPS2PD     Y6, Z5
+	VEXTRACTF64X4 $1, Z6, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z5, Z10, Z10
+	VADDPD        Z4, Z11, Z11
+	VMOVUPS       Z6, (DI)(AX*4)
+	ADDQ          $16, AX
+	CMPQ          AX, CX
+	JLT           lm512loop
+
+	VADDPD        Z9, Z8, Z8
+	VEXTRACTF64X4 $1, Z8, Y9
+	VADDPD        Y9, Y8, Y8
+	HSUMPD(Y8, X8, X9)
+	VMOVSD        X8, pl+56(FP)
+	VADDPD        Z11, Z10, Z10
+	VEXTRACTF64X4 $1, Z10, Y11
+	VADDPD        Y11, Y10, Y10
+	HSUMPD(Y10, X10, X11)
+	VMOVSD        X10, ds+64(FP)
+	VZEROUPPER
+	RET
+
+// LOGMIXC8 is one block of 8 lanes of LogMixConst at byte offset off: m =
+// pc + cq*e (e at R10; pc in Y12, cq in Y13), lm = log m by LOG8 (in Y0,
+// out Y2; Y3..Y6 scratch), LM = lm, DS = dst = e*((a*z - b) - lm) (z at SI;
+// a in Y15, b in Y14), stored to DI after every read of the block.
+#define LOGMIXC8(off, LM, DS) \
+	VMOVAPS      Y12, Y0;                 \
+	VFMADD231PS  off(R10)(AX*4), Y13, Y0; \
+	LOG8;                                 \
+	VMOVAPS      Y2, LM;                  \
+	VMOVUPS      off(SI)(AX*4), DS;       \
+	VFMSUB213PS  Y14, Y15, DS;            \
+	VSUBPS       Y2, DS, DS;              \
+	VMULPS       off(R10)(AX*4), DS, DS;  \
+	VMOVUPS      DS, off(DI)(AX*4)
+
+// func logMixConstAVX2(dst, z, e *float32, n int, pc, cq, a, b float32) (sl, ds float64)
+// n > 0 a multiple of 16.
+TEXT ·logMixConstAVX2(SB), NOSPLIT, $0-64
+	MOVQ         dst+0(FP), DI
+	MOVQ         z+8(FP), SI
+	MOVQ         e+16(FP), R10
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS pc+32(FP), Y12
+	VBROADCASTSS cq+36(FP), Y13
+	VBROADCASTSS a+40(FP), Y15
+	VBROADCASTSS b+44(FP), Y14
+	VXORPD       Y8, Y8, Y8
+	VXORPD       Y9, Y9, Y9
+	VXORPD       Y10, Y10, Y10
+	VXORPD       Y11, Y11, Y11
+	XORQ         AX, AX
+
+lcloop:
+	LOGMIXC8(0, Y7, Y1)
+	LOGMIXC8(32, Y3, Y5)
+	VADDPS       Y7, Y3, Y3
+	VADDPS       Y1, Y5, Y5
+	VCVTPS2PD    X3, Y4
+	VEXTRACTF128 $1, Y3, X3
+	VCVTPS2PD    X3, Y3
+	VADDPD       Y4, Y8, Y8
+	VADDPD       Y3, Y9, Y9
+	VCVTPS2PD    X5, Y4
+	VEXTRACTF128 $1, Y5, X5
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y4, Y10, Y10
+	VADDPD       Y5, Y11, Y11
+	ADDQ         $16, AX
+	CMPQ         AX, CX
+	JLT          lcloop
+
+	VADDPD Y9, Y8, Y8
+	HSUMPD(Y8, X8, X9)
+	VMOVSD X8, sl+48(FP)
+	VADDPD Y11, Y10, Y10
+	HSUMPD(Y10, X10, X11)
+	VMOVSD X10, ds+56(FP)
+	VZEROUPPER
+	RET
+
+// func logMixConstAVX512(dst, z, e *float32, n int, pc, cq, a, b float32) (sl, ds float64)
+// n > 0 a multiple of 16. Registers as logMixDotAVX512 (pc in Z12).
+TEXT ·logMixConstAVX512(SB), NOSPLIT, $0-64
+	MOVQ         dst+0(FP), DI
+	MOVQ         z+8(FP), SI
+	MOVQ         e+16(FP), R10
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS pc+32(FP), Z12
+	VBROADCASTSS cq+36(FP), Z13
+	VBROADCASTSS a+40(FP), Z15
+	VBROADCASTSS b+44(FP), Z14
+	VBROADCASTSS minnorm<>(SB), Z31
+	VBROADCASTSS sqrt2<>(SB), Z30
+	VBROADCASTSS half<>(SB), Z29
+	VBROADCASTSS one<>(SB), Z28
+	VBROADCASTSS logp0<>(SB), Z27
+	VBROADCASTSS logp1<>(SB), Z26
+	VBROADCASTSS logp2<>(SB), Z25
+	VBROADCASTSS logp3<>(SB), Z24
+	VBROADCASTSS logp4<>(SB), Z23
+	VBROADCASTSS logp5<>(SB), Z22
+	VBROADCASTSS logp6<>(SB), Z21
+	VBROADCASTSS logp7<>(SB), Z20
+	VBROADCASTSS logp8<>(SB), Z19
+	VBROADCASTSS logq1<>(SB), Z18
+	VBROADCASTSS logq2<>(SB), Z17
+	VXORPD       Z8, Z8, Z8
+	VXORPD       Z9, Z9, Z9
+	VXORPD       Z10, Z10, Z10
+	VXORPD       Z11, Z11, Z11
+	XORQ         AX, AX
+
+lc512loop:
+	VMOVAPS       Z12, Z0
+	VFMADD231PS   (R10)(AX*4), Z13, Z0
+	VMAXPS        Z31, Z0, Z2
+	VGETMANTPS    $0, Z2, Z3
+	VGETEXPPS     Z2, Z4
+	VCMPPS        $14, Z30, Z3, K1
+	VMULPS        Z29, Z3, K1, Z3
+	VADDPS        Z28, Z4, K1, Z4
+	VSUBPS        Z28, Z3, Z3
+	VMULPS        Z3, Z3, Z5
+	VMOVAPS       Z27, Z6
+	VFMADD213PS   Z26, Z3, Z6
+	VFMADD213PS   Z25, Z3, Z6
+	VFMADD213PS   Z24, Z3, Z6
+	VFMADD213PS   Z23, Z3, Z6
+	VFMADD213PS   Z22, Z3, Z6
+	VFMADD213PS   Z21, Z3, Z6
+	VFMADD213PS   Z20, Z3, Z6
+	VFMADD213PS   Z19, Z3, Z6
+	VMULPS        Z3, Z6, Z6
+	VMULPS        Z5, Z6, Z6
+	VFMADD231PS   Z18, Z4, Z6
+	VFNMADD231PS  Z29, Z5, Z6
+	VADDPS        Z6, Z3, Z3
+	VFMADD231PS   Z17, Z4, Z3
+	VCVTPS2PD     Y3, Z5
+	VEXTRACTF64X4 $1, Z3, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z5, Z8, Z8
+	VADDPD        Z4, Z9, Z9
+	VMOVUPS       (SI)(AX*4), Z6
+	VFMSUB213PS   Z14, Z15, Z6
+	VSUBPS        Z3, Z6, Z6
+	VMULPS        (R10)(AX*4), Z6, Z6
+	VCVTPS2PD     Y6, Z5
+	VEXTRACTF64X4 $1, Z6, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z5, Z10, Z10
+	VADDPD        Z4, Z11, Z11
+	VMOVUPS       Z6, (DI)(AX*4)
+	ADDQ          $16, AX
+	CMPQ          AX, CX
+	JLT           lc512loop
+
+	VADDPD        Z9, Z8, Z8
+	VEXTRACTF64X4 $1, Z8, Y9
+	VADDPD        Y9, Y8, Y8
+	HSUMPD(Y8, X8, X9)
+	VMOVSD        X8, sl+48(FP)
+	VADDPD        Z11, Z10, Z10
+	VEXTRACTF64X4 $1, Z10, Y11
+	VADDPD        Y11, Y10, Y10
+	HSUMPD(Y10, X10, X11)
+	VMOVSD        X10, ds+56(FP)
+	VZEROUPPER
+	RET
+
+// MULDIFF8 is one block of 8 lanes of MulDiff at byte offset off (off2 =
+// off+16): r = (a*y - b) - (c*x - d) + s in float64 (y at DI, x at R9; a
+// Y10, b Y11, c Y12, d Y13, s Y14 as float64), then y = alpha*e*r in float32
+// (e at SI, alpha in Y15).
+#define MULDIFF8(off, off2) \
+	VCVTPS2PD   off(DI)(AX*4), Y0;      \
+	VCVTPS2PD   off2(DI)(AX*4), Y1;     \
+	VFMSUB213PD Y11, Y10, Y0;           \
+	VFMSUB213PD Y11, Y10, Y1;           \
+	VCVTPS2PD   off(R9)(AX*4), Y2;      \
+	VCVTPS2PD   off2(R9)(AX*4), Y3;     \
+	VFMSUB213PD Y13, Y12, Y2;           \
+	VFMSUB213PD Y13, Y12, Y3;           \
+	VSUBPD      Y2, Y0, Y0;             \
+	VSUBPD      Y3, Y1, Y1;             \
+	VADDPD      Y14, Y0, Y0;            \
+	VADDPD      Y14, Y1, Y1;            \
+	VCVTPD2PSY  Y0, X0;                 \
+	VCVTPD2PSY  Y1, X1;                 \
+	VINSERTF128 $1, X1, Y0, Y0;         \
+	VMULPS      off(SI)(AX*4), Y15, Y1; \
+	VMULPS      Y1, Y0, Y0;             \
+	VMOVUPS     Y0, off(DI)(AX*4)
+
+// func mulDiffAVX2(y, e, x *float32, n int, alpha, a, b, c, d float32, s float64)
+// n > 0 a multiple of 16.
+TEXT ·mulDiffAVX2(SB), NOSPLIT, $0-64
+	MOVQ         y+0(FP), DI
+	MOVQ         e+8(FP), SI
+	MOVQ         x+16(FP), R9
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS alpha+32(FP), Y15
+	VBROADCASTSS a+36(FP), X10
+	VCVTPS2PD    X10, Y10
+	VBROADCASTSS b+40(FP), X11
+	VCVTPS2PD    X11, Y11
+	VBROADCASTSS c+44(FP), X12
+	VCVTPS2PD    X12, Y12
+	VBROADCASTSS d+48(FP), X13
+	VCVTPS2PD    X13, Y13
+	VBROADCASTSD s+56(FP), Y14
+	XORQ         AX, AX
+
+mdloop:
+	MULDIFF8(0, 16)
+	MULDIFF8(32, 48)
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JLT  mdloop
+	VZEROUPPER
+	RET
+
+// func indexAboveAVX2(dst *int32, ndst int, x *float32, n int, thr float32, base int) (cnt, next int)
+// Writes base+i for every x[i] > thr (ordered: NaN never is), i < n, into
+// dst until ndst are written; n > 0 a multiple of 16, ndst > 0. Returns the
+// count and the offset after the last index written when dst filled up,
+// else n.
+TEXT ·indexAboveAVX2(SB), NOSPLIT, $0-64
+	MOVQ         dst+0(FP), DI
+	MOVQ         ndst+8(FP), R10
+	MOVQ         x+16(FP), SI
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS thr+32(FP), Y15
+	MOVQ         base+40(FP), R11
+	XORQ         AX, AX
+	XORQ         R9, R9
+
+ialoop:
+	VCMPPS    $1, (SI)(AX*4), Y15, Y0
+	VCMPPS    $1, 32(SI)(AX*4), Y15, Y1
+	VMOVMSKPS Y0, DX
+	VMOVMSKPS Y1, BX
+	SHLQ      $8, BX
+	ORQ       BX, DX
+	JZ        ianext
+
+iabit:
+	BSFQ DX, BX
+	LEAQ (AX)(BX*1), R8
+	LEAQ (R8)(R11*1), BX
+	MOVL BX, (DI)(R9*4)
+	INCQ R9
+	CMPQ R9, R10
+	JEQ  iafull
+	LEAQ -1(DX), BX
+	ANDQ BX, DX
+	JNZ  iabit
+
+ianext:
+	ADDQ $16, AX
+	CMPQ AX, CX
+	JLT  ialoop
+	MOVQ R9, cnt+48(FP)
+	MOVQ CX, next+56(FP)
+	VZEROUPPER
+	RET
+
+iafull:
+	INCQ R8
+	MOVQ R9, cnt+48(FP)
+	MOVQ R8, next+56(FP)
+	VZEROUPPER
+	RET
+
+// func blockMaxAVX2(dst, x *float32, nblocks, bs int)
+// dst[j] = max of x[j*bs:(j+1)*bs], j < nblocks; bs > 0 a multiple of 16.
+TEXT ·blockMaxAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ nblocks+16(FP), CX
+	MOVQ bs+24(FP), DX
+	XORQ R8, R8
+
+bmblock:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	MOVQ    $16, AX
+
+bminner:
+	CMPQ   AX, DX
+	JGE    bmreduce
+	VMAXPS (SI)(AX*4), Y0, Y0
+	VMAXPS 32(SI)(AX*4), Y1, Y1
+	ADDQ   $16, AX
+	JMP    bminner
+
+bmreduce:
+	VMAXPS Y1, Y0, Y0
+	HREDPS(VMAXPS, Y0, X0, X1)
+	VMOVSS X0, (DI)(R8*4)
+	LEAQ   (SI)(DX*4), SI
+	INCQ   R8
+	CMPQ   R8, CX
+	JLT    bmblock
+	VZEROUPPER
+	RET

@@ -62,3 +62,75 @@ func archLogs() []namedLog {
 	}
 	return out
 }
+
+// archDistillImpls returns the assembly variants of the kernels of
+// exp_distill.go that the CPU runs, each with the Go tail the dispatcher adds.
+func archDistillImpls() []distillImpl {
+	edd := func(f func(dst, x, y, pf *float32, n int, a, b, c, g float32) (float64, float64)) func(dst, x, y []float32, a, b, c, g float32) (float64, float64) {
+		return func(dst, x, y []float32, a, b, c, g float32) (float64, float64) {
+			n := len(x) &^ 15
+			var s, d float64
+			if n > 0 {
+				s, d = f(&dst[0], &x[0], &y[0], &x[0], n, a, b, c, g)
+			}
+			s2, d2 := expDiffDotGo(dst[n:], x[n:], y[n:], a, b, c, g)
+			return s + s2, d + d2
+		}
+	}
+	lmd := func(f func(dst, z, p, e *float32, n int, cp, cq, a, b float32) (float64, float64)) func(dst, z, p, e []float32, cp, cq, a, b float32) (float64, float64) {
+		return func(dst, z, p, e []float32, cp, cq, a, b float32) (float64, float64) {
+			n := len(z) &^ 15
+			var pl, el float64
+			if n > 0 {
+				pl, el = f(&dst[0], &z[0], &p[0], &e[0], n, cp, cq, a, b)
+			}
+			p2, e2 := logMixDotGo(dst[n:], z[n:], p[n:], e[n:], cp, cq, a, b)
+			return pl + p2, el + e2
+		}
+	}
+	var out []distillImpl
+	if useAVX2Row() {
+		out = append(out, distillImpl{"avx2", edd(expDiffDotAVX2), lmd(logMixDotAVX2), mulDiff, indexAbove})
+		// The c = f = 0 kernel, on the cases with c = f = 0.
+		arg := edd(func(dst, x, y, pf *float32, n int, a, b, c, f float32) (float64, float64) {
+			if c != 0 || f != 0 {
+				return expDiffDotAVX2(dst, x, y, pf, n, a, b, c, f)
+			}
+			return expArgDotAVX2(dst, x, pf, n, a, b)
+		})
+		out = append(out, distillImpl{"avx2-arg", arg, lmd(logMixDotAVX2), mulDiff, indexAbove})
+	}
+	if useAVX512Row() {
+		out = append(out, distillImpl{"avx512", edd(expDiffDotAVX512), lmd(logMixDotAVX512), mulDiff, indexAbove})
+	}
+	return out
+}
+
+type namedLogMixConst = struct {
+	name string
+	f    func(dst, z, e []float32, pc, cq, a, b float32) (float64, float64)
+}
+
+// archLogMixConst returns the assembly LogMixConst kernels the CPU runs,
+// with the Go tail.
+func archLogMixConst() []namedLogMixConst {
+	withTail := func(f func(dst, z, e *float32, n int, pc, cq, a, b float32) (float64, float64)) func(dst, z, e []float32, pc, cq, a, b float32) (float64, float64) {
+		return func(dst, z, e []float32, pc, cq, a, b float32) (float64, float64) {
+			n := len(z) &^ 15
+			var sl, ds float64
+			if n > 0 {
+				sl, ds = f(&dst[0], &z[0], &e[0], n, pc, cq, a, b)
+			}
+			s2, d2 := logMixConstGo(dst[n:], z[n:], e[n:], pc, cq, a, b)
+			return sl + s2, ds + d2
+		}
+	}
+	var out []namedLogMixConst
+	if useAVX2Row() {
+		out = append(out, namedLogMixConst{"avx2", withTail(logMixConstAVX2)})
+	}
+	if useAVX512Row() {
+		out = append(out, namedLogMixConst{"avx512", withTail(logMixConstAVX512)})
+	}
+	return out
+}

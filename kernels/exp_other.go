@@ -24,3 +24,25 @@ func mulShift(y, x []float32, alpha, beta float32) { mulShiftGo(y, x, alpha, bet
 
 // useAVX2Row reports whether the row kernels run assembly: never here.
 func useAVX2Row() bool { return false }
+
+func expDiffDot(dst, x, y []float32, a, b, c, f float32, next []float32) (sum, dot float64) {
+	return expDiffDotGo(dst, x, y, a, b, c, f)
+}
+
+func logMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) {
+	return logMixDotGo(dst, z, p, e, cp, cq, a, b)
+}
+
+func mulDiff(y, e, x []float32, alpha, a, b, c, d float32, s float64) {
+	mulDiffGo(y, e, x, alpha, a, b, c, d, s)
+}
+
+func indexAbove(dst []int32, x []float32, from int, thr float32) (n, next int) {
+	return indexAboveGo(dst, x, from, thr)
+}
+
+func blockMax(dst, x []float32, bs int) { blockMaxGo(dst, x, bs) }
+
+func logMixConst(dst, z, e []float32, pc, cq, a, b float32) (sl, ds float64) {
+	return logMixConstGo(dst, z, e, pc, cq, a, b)
+}

@@ -10,3 +10,12 @@ type namedLog struct {
 }
 
 func archLogs() []namedLog { return nil }
+
+func archDistillImpls() []distillImpl { return nil }
+
+type namedLogMixConst = struct {
+	name string
+	f    func(dst, z, e []float32, pc, cq, a, b float32) (float64, float64)
+}
+
+func archLogMixConst() []namedLogMixConst { return nil }

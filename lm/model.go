@@ -34,6 +34,7 @@ type Model struct {
 	run    *runner
 	pv, gv views // parameter and gradient views
 	act    *arena
+	hidden int // rows of act.lnf the last pass computed, for HeadLogits (teacher.go)
 }
 
 // New returns a model of shape cfg with zero parameters (call Init or load a
@@ -223,7 +224,7 @@ func (m *Model) checkInput(tokens []int32, B, T int) error {
 	if len(tokens) != B*T {
 		panic(fmt.Sprintf("lm: %d tokens, want B*T = %d", len(tokens), B*T))
 	}
-	m.checkBuffers()
+	m.checkParams()
 	V := int32(m.Config.Vocab)
 	for i, t := range tokens {
 		if t < 0 || t >= V {
@@ -255,6 +256,7 @@ func (m *Model) forward(a *arena, tokens []int32, B, T int) {
 		x = s.res3
 	}
 	layernormForward(p, a.lnf, a.lnfMean, a.lnfRstd, x, m.pv.lnfw, m.pv.lnfb, N, C)
+	m.hidden = N
 }
 
 // Forward runs the model over tokens [B, T] (1 <= T <= Ctx) and hands the
@@ -284,6 +286,7 @@ func (m *Model) Forward(tokens []int32, B, T int, head HeadFunc) error {
 // untouched; if head fails, the error is returned wrapped and Grads hold a
 // partial sum (zero them before reuse).
 func (m *Model) ForwardBackward(tokens []int32, B, T int, head HeadFunc) error {
+	m.checkTrainable()
 	if err := m.checkInput(tokens, B, T); err != nil {
 		return fmt.Errorf("forward-backward: %w", err)
 	}

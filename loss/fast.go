@@ -29,34 +29,116 @@ import (
 
 // rowFast computes row r on a fast path when one applies to the job and the
 // row is ordinary (finite logits, valid target); ok is false otherwise and
-// the caller runs rowGeneric.
-func (j *job) rowFast(sc *scratch, r int) (loss float64, ok bool) {
-	if j.o.Direction == Reverse && (j.kind == kindProbs || j.kind == kindLogProbs) {
-		return j.reverseFast(sc, r)
+// the caller runs rowGeneric. It never declines after it wrote the logits.
+func (j *job) rowFast(sc *scratch, r int) (out rowOut, ok bool) {
+	V := j.vocab
+	z := j.logits[r*V : (r+1)*V : (r+1)*V]
+	// The cross-entropy of the hard token at temperature 1, while z is
+	// intact. With hard targets alone at T = 1 it is the loss itself.
+	var ce ceRow
+	ceIsDiv := j.kind == kindHard && j.a == 1 && j.o.LabelSmoothing == 0
+	if j.hasHard && !ceIsDiv && !j.ceStart(sc, z, r, &ce) {
+		return out, false
 	}
-	if j.o.Direction == JSD && (j.kind == kindProbs || j.kind == kindLogProbs) {
-		return j.jsdFast(sc, r)
+	div, kept, ok := j.divFast(sc, r, z)
+	if !ok {
+		return out, false
 	}
-	if j.o.Direction != Forward {
-		return 0, false
+	if ceIsDiv {
+		ce.val = div
 	}
+	if j.backward && j.gh != 0 {
+		j.ceFinish(sc, z, &ce)
+	}
+	w := j.o.HardWeight
+	return rowOut{loss: (1-w)*div + w*ce.val, div: div, ce: ce.val, kept: kept}, true
+}
+
+// ceRow is the cross-entropy of a row's hard token at temperature 1.
+type ceRow struct {
+	val   float64 // -log softmax(z)[id]
+	id    int32
+	zid   float64 // z[id]
+	lse   float64 // log sum exp z
+	sumE  float64 // sum of the exp row in scratch.e1, exp(z - max)
+	shift float32 // max z
+}
+
+// ceStart computes the cross-entropy of row r's hard token and keeps
+// exp(z - max) in sc.e1 for its gradient.
+func (j *job) ceStart(sc *scratch, z []float32, r int, ce *ceRow) bool {
+	id := j.t.Hard[r]
+	if id < 0 || int(id) >= len(z) {
+		return false
+	}
+	mx, mn, sum := kernels.MaxMinSum(z)
+	if math.IsNaN(sum) || mx > math.MaxFloat32 || mn < -math.MaxFloat32 {
+		return false
+	}
+	ce.id, ce.zid, ce.shift = id, float64(z[id]), mx
+	ce.sumE = kernels.ExpSum(sc.e1[:len(z)], z, 1, mx)
+	ce.lse = float64(mx) + math.Log(ce.sumE)
+	ce.val = ce.lse - ce.zid
+	return true
+}
+
+// ceFinish adds the cross-entropy's gradient, gh*(softmax(z) - onehot), to
+// the divergence's gradient in z. The hard token's own entry is done in
+// float64: q - 1 cancels when q is near 1.
+func (j *job) ceFinish(sc *scratch, z []float32, ce *ceRow) {
+	if ce.sumE == 0 { // hard targets alone at T = 1: no ceStart, and w = 0
+		return
+	}
+	d := float64(z[ce.id])
+	kernels.Axpby(float32(j.gh/ce.sumE), sc.e1[:len(z)], 1, z)
+	z[ce.id] = float32(d + j.gh*math.Expm1(ce.zid-ce.lse))
+}
+
+// divFast computes the divergence of row r (times t2) and its gradient
+// (times gc) on the fast path of the job's target, and the target mass
+// kept by top-k.
+func (j *job) divFast(sc *scratch, r int, z []float32) (div, kept float64, ok bool) {
+	V := j.vocab
 	switch j.kind {
 	case kindHard:
-		return j.hardFast(sc, r)
-	case kindProbs:
-		V := j.vocab
-		return j.probsFast(sc, r, j.t.Probs[r*V:(r+1)*V:(r+1)*V])
-	case kindLogProbs:
-		// P = exp(log P) into scratch, then as dense probabilities. NaN or
-		// +Inf log-probabilities make the sum fail its check; -Inf gives 0.
-		V := j.vocab
-		p := sc.p32[:V]
-		kernels.ExpSum(p, j.t.LogProbs[r*V:(r+1)*V], 1, 0)
-		return j.probsFast(sc, r, p)
+		if j.dir != Forward {
+			return 0, 0, false
+		}
+		div, ok = j.hardFast(sc, r)
+		return div, 1, ok
+	case kindProbs, kindLogProbs:
+		var p, next []float32
+		if j.kind == kindProbs {
+			p, next = j.t.Probs[r*V:(r+1)*V:(r+1)*V], j.t.Probs
+		} else {
+			next = j.t.LogProbs
+		}
+		switch j.dir {
+		case Reverse:
+			div, ok = j.reverseFast(sc, r)
+		case JSD:
+			div, ok = j.jsdFast(sc, r)
+		default:
+			if p == nil {
+				// P = exp(log P) into scratch. NaN or +Inf log-probabilities
+				// make the sum fail its check; -Inf gives 0.
+				p = sc.p32[:V]
+				kernels.ExpSum(p, j.t.LogProbs[r*V:(r+1)*V], 1, 0)
+			}
+			div, ok = j.probsFast(sc, r, z, p, next)
+		}
+		return div, 1, ok
 	case kindSparse:
-		return j.sparseFast(sc, r)
+		tk, ok := j.sparseTop(sc, r, z)
+		if !ok {
+			return 0, 0, false
+		}
+		div, ok = j.topkFast(sc, r, z, tk, j.logits)
+		return div, tk.kept, ok
+	case kindTeacher:
+		return j.teacherFast(sc, r, z)
 	}
-	return 0, false
+	return 0, 0, false
 }
 
 // maxFastLogit bounds |z/T| on the fast paths. Their sums (sum p*z, sum z)
@@ -96,7 +178,7 @@ func (j *job) expRow(sc *scratch, z []float32, a, b float32, next []float32) (e 
 // the fast paths prefetch it while they compute row r, so the memory traffic
 // of one row overlaps the arithmetic of the other.
 func (j *job) nextRow(buf []float32, r int) []float32 {
-	if r+1 >= j.rows {
+	if buf == nil || r+1 >= j.rows {
 		return nil
 	}
 	V := j.vocab
@@ -139,10 +221,9 @@ func (j *job) hardFast(sc *scratch, r int) (float64, bool) {
 	return L * j.t2, true
 }
 
-// probsFast is the fast path for a dense target row p [vocab].
-func (j *job) probsFast(sc *scratch, r int, p []float32) (float64, bool) {
-	V := j.vocab
-	z := j.logits[r*V : (r+1)*V : (r+1)*V]
+// probsFast is the fast path for a dense target row p [vocab]; it
+// prefetches row r+1 of next (the target's buffer, may be nil).
+func (j *job) probsFast(sc *scratch, r int, z, p, next []float32) (float64, bool) {
 	a, b, _, ok := j.shift(z)
 	if !ok {
 		return 0, false
@@ -150,10 +231,6 @@ func (j *job) probsFast(sc *scratch, r int, p []float32) (float64, bool) {
 	plogp, S, pz, pmin := kernels.XLogXDotPrefetch(p, z, j.nextRow(j.logits, r))
 	if !(pmin >= 0) || !(math.Abs(S-1) <= probTolerance) {
 		return 0, false
-	}
-	next := j.t.Probs
-	if next == nil {
-		next = j.t.LogProbs
 	}
 	_, sumE, _ := j.expRow(sc, z, a, b, j.nextRow(next, r))
 	L := plogp - (float64(a)*pz - S*float64(b)) + S*math.Log(sumE)
@@ -164,74 +241,12 @@ func (j *job) probsFast(sc *scratch, r int, p []float32) (float64, bool) {
 	return L * j.t2, true
 }
 
-func (j *job) sparseFast(sc *scratch, r int) (float64, bool) {
-	V, K := j.vocab, j.t.K
-	z := j.logits[r*V : (r+1)*V : (r+1)*V]
-	ids := j.t.SparseIDs[r*K : (r+1)*K : (r+1)*K]
-	ps := j.t.SparseProbs[r*K : (r+1)*K : (r+1)*K]
-	sc.gen++
-	if sc.gen == 0 { // wrapped: forget every old mark
-		clear(sc.mark)
-		sc.gen = 1
-	}
-	zk := sc.s[:K] // the listed logits, kept for the gradient
-	var S, plogp, pz, zkSum float64
-	for k, id := range ids {
-		v := ps[k]
-		if id < 0 || int(id) >= V || !(v >= 0 && v <= math.MaxFloat32) || sc.mark[id] == sc.gen {
-			return 0, false
-		}
-		sc.mark[id] = sc.gen
-		pv, zv := float64(v), float64(z[id])
-		zk[k] = zv
-		S += pv
-		pz += pv * zv
-		zkSum += zv
-		if pv > 0 {
-			plogp += pv * math.Log(pv)
-		}
-	}
-	tail, err := sparseTail(S, K, V)
-	if err != nil {
-		return 0, false
-	}
-	a, b, zsum, ok := j.shift(z)
-	if !ok {
-		return 0, false
-	}
-	af := float64(a)
-	nt := float64(V - K)
-	Stot := S + tail*nt
-	if tail > 0 {
-		plogp += nt * tail * math.Log(tail)
-		pz += tail * (zsum - zkSum)
-	}
-	_, sumE, lse := j.expRow(sc, z, a, b, j.nextRow(j.logits, r))
-	L := plogp - (af*pz - Stot*float64(b)) + Stot*math.Log(sumE)
-	if j.backward {
-		c := j.gc
-		kernels.ScaleShift(z, float32(c*Stot/sumE), float32(-c*tail))
-		for k, id := range ids {
-			z[id] = float32(c * (math.Exp(af*zk[k]-lse)*Stot - float64(ps[k])))
-		}
-	}
-	return L * j.t2, true
-}
-
 // reverseFast is reverse KL against a dense target whose probabilities are
 // all normal floats (a zero is an infinite divergence or a masked token:
-// rowGeneric decides). With d = a*z - b - log p = log q - log p + l, where
-// l = log(sum e),
-//
-//	D_KL(Q||P) = sum q (d - l) = (sum e*d)/(sum e) - l
-//	dL/ds      = q (d - l - D_KL)
+// rowGeneric decides).
 func (j *job) reverseFast(sc *scratch, r int) (float64, bool) {
 	V := j.vocab
 	z := j.logits[r*V : (r+1)*V : (r+1)*V]
-	a, b, _, ok := j.shift(z)
-	if !ok {
-		return 0, false
-	}
 	var lp, next []float32
 	if j.kind == kindProbs {
 		p := j.t.Probs[r*V : (r+1)*V : (r+1)*V]
@@ -253,39 +268,42 @@ func (j *job) reverseFast(sc *scratch, r int) (float64, bool) {
 		}
 		next = j.t.LogProbs
 	}
-	d := sc.f[:V]
-	copy(d, z)
-	kernels.ScaleShift(d, a, -b) // a*z - b, one rounding: exact enough where q matters
-	kernels.Axpby(-1, lp, 1, d)
-	e := z
-	if !j.backward {
-		e = sc.g[:V]
+	return j.reverseDense(sc, r, z, lp, next)
+}
+
+// gradBound is a bound of |log q - log p - D| on the fast paths of reverse
+// KL and JSD, whose logits and log-probabilities are within maxFastLogit
+// (and their log-sum-exps within log V of them): a factor gc with
+// |gc|*gradBound <= MaxFloat32 cannot overflow a gradient.
+const gradBound = 8*maxFastLogit + 256
+
+// reverseDense is reverse KL against the log-probabilities lp [vocab], each
+// >= -maxFastLogit. With arg = a*z - b and l = log(sum e),
+//
+//	D_KL(Q||P) = sum e*(arg - log p)/(sum e) - l     (ExpDiffDot)
+//	dL/ds      = q (arg - log p - l - D_KL)           (MulDiff, in float64:
+//	                                                  log p may be far below)
+func (j *job) reverseDense(sc *scratch, r int, z, lp, next []float32) (float64, bool) {
+	V := j.vocab
+	a, b, _, ok := j.shift(z)
+	if !ok || math.Abs(j.gc)*gradBound > math.MaxFloat32 {
+		return 0, false
 	}
-	sumE := kernels.ExpSumPrefetch(e, z, a, b, j.nextRow(next, r))
+	e := sc.g[:V]
+	sumE, dq := kernels.ExpDiffDot(e, z, lp, a, b, 1, 0, j.nextRow(next, r))
 	l := math.Log(sumE)
-	L := kernels.Dot(e, d)/sumE - l
+	L := dq/sumE - l
 	if j.backward {
-		kernels.MulShift(z, d, float32(j.gc/sumE), float32(-(l + L)))
+		kernels.MulDiff(z, e, lp, float32(j.gc/sumE), a, b, 1, 0, -(l + L))
 	}
 	return L * j.t2, true
 }
 
-// jsdFast is JSD against a dense target. With arg = a*z - b (log q =
-// arg - l), m = beta*p + (1-beta)*q and KQ = D_KL(Q||M):
-//
-//	D_KL(P||M) = sum p log p - sum p log m
-//	KQ         = (sum e*arg - sum e*log m)/(sum e) - l
-//	dL/ds      = (1-beta) q (arg - l - log m - KQ)
-//
-// Tiny m (below the smallest normal float) only meets tiny p and q, whose
-// terms vanish.
+// jsdFast is JSD against a dense target of probabilities or
+// log-probabilities.
 func (j *job) jsdFast(sc *scratch, r int) (float64, bool) {
 	V := j.vocab
 	z := j.logits[r*V : (r+1)*V : (r+1)*V]
-	a, b, _, ok := j.shift(z)
-	if !ok {
-		return 0, false
-	}
 	var p, next []float32
 	if j.kind == kindProbs {
 		p, next = j.t.Probs[r*V:(r+1)*V:(r+1)*V], j.t.Probs
@@ -296,6 +314,24 @@ func (j *job) jsdFast(sc *scratch, r int) (float64, bool) {
 		}
 		p, next = sc.p32[:V], j.t.LogProbs
 		kernels.ExpSum(p, lp, 1, 0)
+	}
+	return j.jsdDense(sc, r, z, p, next)
+}
+
+// jsdDense is JSD against the probabilities p [vocab]. With arg = a*z - b
+// (log q = arg - l), m = beta*p + (1-beta)*q and KQ = D_KL(Q||M):
+//
+//	D_KL(P||M) = sum p log p - sum p log m
+//	KQ         = (sum e*arg - sum e*log m)/(sum e) - l
+//	dL/ds      = (1-beta) q (arg - l - log m - KQ)
+//
+// Tiny m (below the smallest normal float) only meets tiny p and q, whose
+// terms vanish.
+func (j *job) jsdDense(sc *scratch, r int, z, p, next []float32) (float64, bool) {
+	V := j.vocab
+	a, b, _, ok := j.shift(z)
+	if !ok || math.Abs(j.gc)*gradBound > math.MaxFloat32 {
+		return 0, false
 	}
 	plogp, S, _, pmin := kernels.XLogXDot(p, z)
 	if !(pmin >= 0) || !(math.Abs(S-1) <= probTolerance) {

@@ -1,0 +1,166 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+)
+
+// Row kernels for losses against a second row of logits (a teacher's):
+// ExpDiffDot, LogMixDot, LogMixConst, MulDiff, IndexAbove and BlockMax. Like the kernels of exp.go they
+// run in AVX2 (and, for the exp and log heavy ExpDiffDot and LogMixDot,
+// AVX-512) assembly where the CPU has it, in the Go loops below elsewhere and
+// for the last elements of a row, and accumulate their sums in float64.
+
+// ExpDiffDot sets dst[i] = exp(arg) with arg = a*x[i] - b, rounded once,
+// as ExpSum does, and returns in float64 sum = sum dst[i] and dot = sum
+// dst[i]*d, where d = arg - (c*y[i] - f) is computed in float64 (from the
+// float32 arg; c*y[i] - f is exact there), as are the products: the
+// difference of two log-probabilities keeps its digits when both are large
+// (with c = f = 0, d is the argument itself). It also prefetches the first
+// len(x) floats of next (may be nil), as ExpSumPrefetch. dst may be x or y:
+// every element is read before it is written. Accuracy and range of the
+// exponential as ExpSum.
+func ExpDiffDot(dst, x, y []float32, a, b, c, f float32, next []float32) (sum, dot float64) {
+	if len(dst) != len(x) || len(y) != len(x) {
+		panic(fmt.Sprintf("kernels: ExpDiffDot len(dst) = %d, len(x) = %d, len(y) = %d, want equal", len(dst), len(x), len(y)))
+	}
+	return expDiffDot(dst, x, y, a, b, c, f, next)
+}
+
+// LogMixDot computes, for every i, the mixture m = cp*p[i] + cq*e[i] and its
+// logarithm lm = log(m) (m below the smallest normal float is raised to it,
+// as Log), writes dst[i] = e[i] * ((a*z[i] - b) - lm), with a*z[i] - b
+// rounded once, and returns in float64 pl = sum p[i]*lm (each product
+// rounded to float32) and ds = sum dst[i]. dst may be z or e. Accuracy: lm
+// within 2 ulp of log(m) where m is a positive normal float.
+func LogMixDot(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) {
+	if len(dst) != len(z) || len(p) != len(z) || len(e) != len(z) {
+		panic(fmt.Sprintf("kernels: LogMixDot len(dst) = %d, len(z) = %d, len(p) = %d, len(e) = %d, want equal",
+			len(dst), len(z), len(p), len(e)))
+	}
+	return logMixDot(dst, z, p, e, cp, cq, a, b)
+}
+
+// LogMixConst is LogMixDot with every p[i] equal: m = pc + cq*e[i], lm =
+// log(m), dst[i] = e[i] * ((a*z[i] - b) - lm), and it returns sl = sum lm
+// and ds = sum dst[i] in float64. dst may be z or e.
+func LogMixConst(dst, z, e []float32, pc, cq, a, b float32) (sl, ds float64) {
+	if len(dst) != len(z) || len(e) != len(z) {
+		panic(fmt.Sprintf("kernels: LogMixConst len(dst) = %d, len(z) = %d, len(e) = %d, want equal", len(dst), len(z), len(e)))
+	}
+	return logMixConst(dst, z, e, pc, cq, a, b)
+}
+
+// MulDiff sets y[i] = alpha * e[i] * r with r = (a*y[i] - b) - (c*x[i] - d)
+// + s computed in float64 (the products of float32 values are exact there)
+// and rounded to float32 once, so r keeps its digits when two large
+// arguments cancel (the gradient of reverse KL against a target whose log p
+// is far below the model's log q). x may be y.
+func MulDiff(y, e, x []float32, alpha, a, b, c, d float32, s float64) {
+	if len(e) != len(y) || len(x) != len(y) {
+		panic(fmt.Sprintf("kernels: MulDiff len(y) = %d, len(e) = %d, len(x) = %d, want equal", len(y), len(e), len(x)))
+	}
+	mulDiff(y, e, x, alpha, a, b, c, d, s)
+}
+
+// IndexAbove writes the indices i >= from with x[i] > thr into dst, in
+// increasing order, until dst is full, and returns how many it wrote and
+// where to resume (one past the last index written when dst filled up, else
+// len(x)). NaN is never above. It is the scan of a top-k selection: most
+// elements of a row fall below the running threshold and are passed over 16
+// at a time.
+func IndexAbove(dst []int32, x []float32, from int, thr float32) (n, next int) {
+	if from < 0 || from > len(x) {
+		panic(fmt.Sprintf("kernels: IndexAbove from %d, len(x) = %d", from, len(x)))
+	}
+	return indexAbove(dst, x, from, thr)
+}
+
+// BlockMax sets dst[j] to the largest element of block j of x, the blocks
+// being x[j*bs : (j+1)*bs] (the last one shorter when len(x) is not a
+// multiple of bs), so len(dst) must be ceil(len(x)/bs). With a NaN in a
+// block its maximum is unspecified.
+func BlockMax(dst, x []float32, bs int) {
+	if bs < 1 || len(dst) != (len(x)+bs-1)/bs {
+		panic(fmt.Sprintf("kernels: BlockMax len(dst) = %d, len(x) = %d, block %d, want len(dst) = ceil(len(x)/block)", len(dst), len(x), bs))
+	}
+	blockMax(dst, x, bs)
+}
+
+func blockMaxGo(dst, x []float32, bs int) {
+	for j := range dst {
+		b := x[j*bs : min((j+1)*bs, len(x))]
+		m := b[0]
+		for _, v := range b[1:] {
+			m = max(m, v)
+		}
+		dst[j] = m
+	}
+}
+
+func expDiffDotGo(dst, x, y []float32, a, b, c, f float32) (sum, dot float64) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	for i := range dst {
+		arg := float32(math.FMA(float64(a), float64(x[i]), -float64(b)))
+		d := float64(arg) - math.FMA(float64(c), float64(y[i]), -float64(f))
+		e := expGo(arg)
+		sum += float64(e)
+		dot += float64(e) * d
+		dst[i] = e
+	}
+	return sum, dot
+}
+
+func logMixDotGo(dst, z, p, e []float32, cp, cq, a, b float32) (pl, ds float64) {
+	z, p, e = z[:len(dst)], p[:len(dst)], e[:len(dst)]
+	for i := range dst {
+		pv, ev := p[i], e[i]
+		m := float32(math.FMA(float64(cq), float64(ev), float64(cp*pv)))
+		lm := logGo(m)
+		pl += float64(pv * lm)
+		arg := float32(math.FMA(float64(a), float64(z[i]), -float64(b)))
+		v := ev * (arg - lm)
+		ds += float64(v)
+		dst[i] = v
+	}
+	return pl, ds
+}
+
+func logMixConstGo(dst, z, e []float32, pc, cq, a, b float32) (sl, ds float64) {
+	z, e = z[:len(dst)], e[:len(dst)]
+	for i := range dst {
+		ev := e[i]
+		lm := logGo(float32(math.FMA(float64(cq), float64(ev), float64(pc))))
+		sl += float64(lm)
+		arg := float32(math.FMA(float64(a), float64(z[i]), -float64(b)))
+		v := ev * (arg - lm)
+		ds += float64(v)
+		dst[i] = v
+	}
+	return sl, ds
+}
+
+func mulDiffGo(y, e, x []float32, alpha, a, b, c, d float32, s float64) {
+	e, x = e[:len(y)], x[:len(y)]
+	for i, v := range y {
+		u := math.FMA(float64(a), float64(v), -float64(b))
+		w := math.FMA(float64(c), float64(x[i]), -float64(d))
+		y[i] = (alpha * e[i]) * float32(u-w+s)
+	}
+}
+
+func indexAboveGo(dst []int32, x []float32, from int, thr float32) (n, next int) {
+	if len(dst) == 0 {
+		return 0, from
+	}
+	for i := from; i < len(x); i++ {
+		if x[i] > thr {
+			dst[n] = int32(i)
+			n++
+			if n == len(dst) {
+				return n, i + 1
+			}
+		}
+	}
+	return n, len(x)
+}
