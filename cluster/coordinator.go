@@ -16,6 +16,7 @@ import (
 	"github.com/klring/klring/allreduce"
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/engine"
+	"github.com/klring/klring/loss"
 	"github.com/klring/klring/natsnet"
 	"github.com/klring/klring/outputs"
 	"github.com/klring/klring/protocol"
@@ -527,13 +528,14 @@ func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr, norm float6
 	// compute: the slowest rank's gradient; all-reduce: from the moment the
 	// last rank entered the ring to the moment the last rank left it (a
 	// rank waiting in the ring for a slower neighbour counts as waiting).
-	var compute, computeCPU, ceSum, kdSum float64
+	var compute, computeCPU, ceSum, kdSum, keptSum float64
 	var lastIn, lastOut int64
 	entry := outputs.LedgerEntry{Step: a.Step, Epoch: a.Epoch, Batch: a.Batch}
 	for i, d := range a.Dones {
 		compute, computeCPU = max(compute, d.ComputeS), max(computeCPU, d.ComputeCPUS)
 		ceSum += d.CESum
 		kdSum += d.KDSum
+		keptSum += d.KeptSum
 		lastIn, lastOut = max(lastIn, d.ARStart), max(lastOut, d.AREnd)
 		entry.Ranks = append(entry.Ranks, outputs.LedgerShare{Worker: a.Members[i], Windows: d.Windows})
 	}
@@ -551,6 +553,14 @@ func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr, norm float6
 	if c.job.lossIsKLToTruth() {
 		v := loss
 		m.KLToTruth = &v
+	}
+	if c.spec.Teacher != "" || c.spec.HardWeight > 0 {
+		kd, ce := kdSum/tokens, ceSum/tokens
+		m.KD, m.CE = &kd, &ce
+	}
+	if c.spec.Teacher != "" && c.spec.TeacherTopK > 0 {
+		kept := keptSum / tokens
+		m.TeacherTopKMass = &kept
 	}
 	c.prom.Step.Set(float64(a.Step))
 	c.prom.Loss.Set(loss)
@@ -590,6 +600,24 @@ func (c *Coordinator) evaluate(limit int) (engine.Eval, error) {
 	return c.job.eng.Evaluate(w)
 }
 
+// teacherKLToTruth is the teacher's own held-out KL to the synthetic truth.
+func (c *Coordinator) teacherKLToTruth() (float64, error) {
+	t, err := c.job.env.teacherModel(c.spec)
+	if err != nil {
+		return 0, err
+	}
+	lo := loss.DefaultOptions()
+	e, err := engine.New(engine.Options{Loss: lo, Target: engine.TargetHard, MaxWindows: c.cfg.Train.BatchWindows}, t, c.job.data, c.job.env.Pool)
+	if err != nil {
+		return 0, fmt.Errorf("evaluating the teacher: %w", err)
+	}
+	ev, err := e.Evaluate(c.job.data.ValWindows())
+	if err != nil {
+		return 0, fmt.Errorf("evaluating the teacher: %w", err)
+	}
+	return ev.KL, nil
+}
+
 // finish writes the last checkpoint, evaluation, plot and summary.json.
 func (c *Coordinator) finish(sum Summary, start time.Time) (Summary, error) {
 	ckpt, err := c.checkpoint()
@@ -605,6 +633,14 @@ func (c *Coordinator) finish(sum Summary, start time.Time) (Summary, error) {
 	}
 	if ev.BPB > 0 {
 		sum.ValBPB = ev.BPB
+	}
+	sum.ValTeacherKL = ev.TeacherKLPtr()
+	if c.spec.Teacher != "" && c.job.data.HasTruth() {
+		kl, err := c.teacherKLToTruth()
+		if err != nil {
+			return sum, err
+		}
+		sum.TeacherKLToTruth = &kl
 	}
 	floor := -1.0
 	if ev.Floor >= 0 {

@@ -366,3 +366,24 @@ func TestVerify(t *testing.T) {
 		t.Error("Verify with other data passed")
 	}
 }
+
+// A worker whose teacher is not the coordinator's refuses to join, naming
+// both identities.
+func TestWorkerWithAnotherTeacherRefusesToJoin(t *testing.T) {
+	cfg := testConfig(t, 1, 6)
+	cfg.Data.Source, cfg.Data.ValFraction = "tokens:testdata/gpt_micro/tokens.bin", 0
+	cfg.Model.Init, cfg.Model.Ctx = "testdata/distill_micro/student", 0
+	cfg.Loss.Teacher = "testdata/gpt_micro"
+	c, err := NewCoordinator(cfg, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.spec.TeacherSHA256) != 64 {
+		t.Fatalf("the welcome's teacher identity %q; want a SHA-256", c.spec.TeacherSHA256)
+	}
+	spec := c.spec
+	spec.TeacherSHA256 = strings.Repeat("a", 64)
+	if _, err := newWorkerJob(spec, NewEnv(1)); err == nil || !strings.Contains(err.Error(), "another teacher") {
+		t.Errorf("newWorkerJob(another teacher) = %v; want a refusal", err)
+	}
+}

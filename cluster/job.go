@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,6 +58,7 @@ type dataCache struct {
 	mu       sync.Mutex
 	datasets map[string]*shard.Dataset
 	toks     map[string]tokenizer.Tokenizer
+	teachers map[string]*teacherWeights
 }
 
 // NewEnv returns an environment with a budget of threads kernel goroutines
@@ -69,6 +72,51 @@ func (e *Env) withPool(p *kernels.Pool) *Env {
 	c := *e
 	c.Pool = p
 	return &c
+}
+
+// teacherWeights is a teacher loaded once per process: every in-process
+// replica runs it over the same read-only parameters.
+type teacherWeights struct {
+	cfg    lm.Config
+	params []float32
+	sha    string // of its model.safetensors
+}
+
+// teacher loads the teacher in dir once per Env.
+func (e *Env) teacher(dir string) (*teacherWeights, error) {
+	e.data.mu.Lock()
+	defer e.data.mu.Unlock()
+	if t := e.data.teachers[dir]; t != nil {
+		return t, nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, lm.ModelFile))
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	m, _, err := lm.LoadCheckpoint(dir, e.Pool)
+	if err != nil {
+		return nil, err
+	}
+	t := &teacherWeights{cfg: m.Config, params: m.Params, sha: hex.EncodeToString(sum[:])}
+	if e.data.teachers == nil {
+		e.data.teachers = map[string]*teacherWeights{}
+	}
+	e.data.teachers[dir] = t
+	return t, nil
+}
+
+// teacherModel is a forward-only model of the job's teacher over the
+// process's one copy of its weights; nil without a teacher.
+func (e *Env) teacherModel(spec JobSpec) (*lm.Model, error) {
+	if spec.Teacher == "" {
+		return nil, nil
+	}
+	t, err := e.teacher(spec.Teacher)
+	if err != nil {
+		return nil, fmt.Errorf("loss.teacher: %w", err)
+	}
+	return lm.NewInference(t.cfg, t.params, e.Pool)
 }
 
 // dataRequest builds the data request of a job spec.
@@ -171,9 +219,12 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 	// The data fixes the vocabulary; the model fixes the context.
 	spec := JobSpec{
 		DataSource: cfg.Data.Source, ValFraction: cfg.Data.ValFraction, DataSeed: cfg.Data.Seed, Tokenizer: cfg.Data.Tokenizer,
-		Direction: cfg.Loss.Direction, Target: cfg.Loss.Target, Beta: cfg.Loss.Beta,
+		Direction: cfg.Loss.Direction.String(), Target: cfg.Loss.Target.String(), Beta: cfg.Loss.Beta,
 		Temperature: cfg.Loss.Temperature, Smoothing: cfg.Loss.LabelSmoothing,
-		Optimizer: cfg.Train.Optimizer, WeightDecay: cfg.Train.WeightDecay, GradClip: cfg.Train.GradClip,
+		Teacher: cfg.Loss.Teacher, TeacherTemperature: cfg.Loss.LossOptions().TeacherTemperature,
+		ScaleT2: cfg.Loss.ScaleT2, HardWeight: cfg.Loss.HardWeight, TeacherTopK: cfg.Loss.TeacherTopK,
+		TeacherTail: cfg.Loss.TeacherTail.String(),
+		Optimizer:   cfg.Train.Optimizer, WeightDecay: cfg.Train.WeightDecay, GradClip: cfg.Train.GradClip,
 		BatchWindows: cfg.Train.BatchWindows, ChunkBytes: cfg.AllReduce.ChunkBytes,
 		ARDeadline: cfg.AllReduce.Deadline, Heartbeat: cfg.Cluster.Heartbeat,
 	}
@@ -234,6 +285,13 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 	if data.NumTrain() < 1 {
 		return nil, false, fmt.Errorf("data.source %s: no training windows of %d tokens", cfg.Data.Source, ctx+1)
 	}
+	if spec.Teacher != "" {
+		t, err := env.teacher(spec.Teacher)
+		if err != nil {
+			return nil, false, fmt.Errorf("loss.teacher: %w", err)
+		}
+		spec.TeacherSHA256 = t.sha
+	}
 	if err := resolveTarget(&spec, data); err != nil {
 		return nil, false, err
 	}
@@ -281,7 +339,7 @@ func resolveTarget(spec *JobSpec, data *shard.Dataset) error {
 	if err != nil {
 		return err
 	}
-	if t, err = engine.Resolve(t, data); err != nil {
+	if t, err = engine.Resolve(t, data, spec.Teacher != ""); err != nil {
 		return err
 	}
 	spec.Target = t.String()
@@ -292,19 +350,37 @@ func resolveTarget(spec *JobSpec, data *shard.Dataset) error {
 	return o.Validate()
 }
 
-// engineOptions are the engine's options of a job.
+// engineOptions are the engine's options of a job (without its teacher
+// model and token sizes, which come from the Env).
 func engineOptions(spec JobSpec) (engine.Options, error) {
 	lo := loss.DefaultOptions()
-	d, err := loss.ParseDirection(spec.Direction)
-	if err != nil {
+	var err error
+	if lo.Direction, err = loss.ParseDirection(spec.Direction); err != nil {
 		return engine.Options{}, err
 	}
-	lo.Direction, lo.Beta, lo.Temperature = d, spec.Beta, spec.Temperature
 	t, err := engine.ParseTarget(spec.Target)
 	if err != nil {
 		return engine.Options{}, err
 	}
-	return engine.Options{Loss: lo, Target: t, LabelSmoothing: spec.Smoothing, MaxWindows: max(spec.BatchWindows, 1)}, nil
+	lo.Beta, lo.Temperature, lo.LabelSmoothing = spec.Beta, spec.Temperature, spec.Smoothing
+	lo.TeacherTemperature = spec.TeacherTemperature
+	if lo.TeacherTemperature == 0 {
+		lo.TeacherTemperature = spec.Temperature
+	}
+	lo.ScaleT2, lo.HardWeight = spec.ScaleT2, spec.HardWeight
+	if t == engine.TargetTeacher {
+		lo.TeacherTopK = spec.TeacherTopK
+		if lo.TeacherTail, err = loss.ParseTail(spec.TeacherTail); err != nil {
+			return engine.Options{}, err
+		}
+	}
+	o := engine.Options{Loss: lo, Target: t, MaxWindows: max(spec.BatchWindows, 1)}
+	if t == engine.TargetTeacher {
+		// A stand-in, so that Validate checks the combination; the
+		// engine gets the real one from the Env.
+		o.Teacher = &lm.Model{}
+	}
+	return o, nil
 }
 
 // newWorkerJob builds a worker's replica from the spec the coordinator sent.
@@ -319,6 +395,15 @@ func newWorkerJob(spec JobSpec, env *Env) (*jobState, error) {
 	}
 	if d := spec.Data.Diff(data.Fingerprint()); d != "" {
 		return nil, fmt.Errorf("this worker's data.source %s is not the coordinator's (coordinator's, this worker's): %s", spec.DataSource, d)
+	}
+	if spec.Teacher != "" {
+		t, err := env.teacher(spec.Teacher)
+		if err != nil {
+			return nil, fmt.Errorf("the job's teacher: %w", err)
+		}
+		if t.sha != spec.TeacherSHA256 {
+			return nil, fmt.Errorf("this worker's teacher %s has weights of SHA-256 %s, the coordinator's %s: it is another teacher", spec.Teacher, t.sha, spec.TeacherSHA256)
+		}
 	}
 	model, err := lm.New(spec.Model, env.Pool)
 	if err != nil {
@@ -346,6 +431,9 @@ func newJobState(spec JobSpec, env *Env, model *lm.Model, data *shard.Dataset) (
 		return nil, err
 	}
 	if o.TokenBytes, err = env.tokenBytes(spec); err != nil {
+		return nil, err
+	}
+	if o.Teacher, err = env.teacherModel(spec); err != nil {
 		return nil, err
 	}
 	if j.eng, err = engine.New(o, model, data, env.Pool); err != nil {
@@ -393,7 +481,8 @@ func (j *jobState) lr(s uint64) float64 { return j.sched.LR(int64(s) - 1) }
 // lossIsKLToTruth says whether the training loss is exactly the KL divergence
 // from the true distribution (forward KL on the synthetic source's truth).
 func (j *jobState) lossIsKLToTruth() bool {
-	return j.spec.Target == "soft" && j.spec.Direction == "forward" && j.spec.Temperature == 1 && j.spec.Smoothing == 0
+	s := j.spec
+	return s.Target == "soft" && s.Direction == "forward" && s.Temperature == 1 && s.Smoothing == 0 && !s.ScaleT2 && s.HardWeight == 0
 }
 
 // finishGradient divides the summed gradient by the global token count that

@@ -84,6 +84,9 @@ func (c *Coordinator) evaluateAsync() error {
 		if o.TokenBytes, err = c.job.env.tokenBytes(c.spec); err != nil {
 			return err
 		}
+		if o.Teacher, err = c.job.env.teacherModel(c.spec); err != nil {
+			return err
+		}
 		if s.evalEng, err = engine.New(o, m, c.job.data, c.job.env.Pool); err != nil {
 			return err
 		}
@@ -124,6 +127,7 @@ func (c *Coordinator) onSide(d sideDone) error {
 	for i := range c.side.rows {
 		if r := &c.side.rows[i]; r.m.Step == d.step && r.eval {
 			r.m.ValLoss, r.m.ValKL, r.m.ValBPB, r.eval = &d.ev.CE, d.ev.KLPtr(), bpbPtr(d.ev), false
+			r.m.ValTeacherKL = d.ev.TeacherKLPtr()
 		}
 	}
 	return c.flushRows()

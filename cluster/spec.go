@@ -16,23 +16,33 @@ import (
 // it from its configuration and hands it to each worker that joins, so workers
 // need only the NATS address and the job name.
 type JobSpec struct {
-	Model        lm.Config     `msgpack:"model" json:"model"`
-	DataSource   string        `msgpack:"data_source" json:"data_source"`
-	ValFraction  float64       `msgpack:"val_fraction" json:"val_fraction"`
-	DataSeed     uint64        `msgpack:"data_seed" json:"data_seed"`
-	Tokenizer    string        `msgpack:"tokenizer" json:"tokenizer"`
-	Direction    string        `msgpack:"direction" json:"direction"`
-	Target       string        `msgpack:"target" json:"target"` // hard or soft, resolved from auto
-	Beta         float64       `msgpack:"beta" json:"beta"`
-	Temperature  float64       `msgpack:"temperature" json:"temperature"`
-	Smoothing    float64       `msgpack:"label_smoothing" json:"label_smoothing"`
-	Optimizer    string        `msgpack:"optimizer" json:"optimizer"`
-	WeightDecay  float64       `msgpack:"weight_decay" json:"weight_decay"`
-	GradClip     float64       `msgpack:"grad_clip" json:"grad_clip"`
-	BatchWindows int           `msgpack:"batch_windows" json:"batch_windows"`
-	ChunkBytes   int           `msgpack:"chunk_bytes" json:"chunk_bytes"`
-	ARDeadline   time.Duration `msgpack:"allreduce_deadline" json:"allreduce_deadline"`
-	Heartbeat    time.Duration `msgpack:"heartbeat" json:"heartbeat"`
+	Model       lm.Config `msgpack:"model" json:"model"`
+	DataSource  string    `msgpack:"data_source" json:"data_source"`
+	ValFraction float64   `msgpack:"val_fraction" json:"val_fraction"`
+	DataSeed    uint64    `msgpack:"data_seed" json:"data_seed"`
+	Tokenizer   string    `msgpack:"tokenizer" json:"tokenizer"`
+	Direction   string    `msgpack:"direction" json:"direction"`
+	Target      string    `msgpack:"target" json:"target"` // hard or soft, resolved from auto
+	Beta        float64   `msgpack:"beta" json:"beta"`
+	Temperature float64   `msgpack:"temperature" json:"temperature"`
+	Smoothing   float64   `msgpack:"label_smoothing" json:"label_smoothing"`
+	// Distillation: the teacher's folder and the SHA-256 of its weights (a
+	// worker whose teacher differs refuses to join), and the loss's
+	// distillation settings.
+	Teacher            string        `msgpack:"teacher,omitempty" json:"teacher,omitempty"`
+	TeacherSHA256      string        `msgpack:"teacher_sha256,omitempty" json:"teacher_sha256,omitempty"`
+	TeacherTemperature float64       `msgpack:"teacher_temperature" json:"teacher_temperature"`
+	ScaleT2            bool          `msgpack:"scale_t2" json:"scale_t2"`
+	HardWeight         float64       `msgpack:"hard_weight" json:"hard_weight"`
+	TeacherTopK        int           `msgpack:"teacher_top_k" json:"teacher_top_k"`
+	TeacherTail        string        `msgpack:"teacher_tail" json:"teacher_tail"`
+	Optimizer          string        `msgpack:"optimizer" json:"optimizer"`
+	WeightDecay        float64       `msgpack:"weight_decay" json:"weight_decay"`
+	GradClip           float64       `msgpack:"grad_clip" json:"grad_clip"`
+	BatchWindows       int           `msgpack:"batch_windows" json:"batch_windows"`
+	ChunkBytes         int           `msgpack:"chunk_bytes" json:"chunk_bytes"`
+	ARDeadline         time.Duration `msgpack:"allreduce_deadline" json:"allreduce_deadline"`
+	Heartbeat          time.Duration `msgpack:"heartbeat" json:"heartbeat"`
 	// Data is the coordinator's fingerprint of the data: a worker whose own
 	// copy differs refuses to join.
 	Data shard.Fingerprint `msgpack:"data" json:"data"`

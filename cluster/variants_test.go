@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,6 +13,10 @@ import (
 	"time"
 
 	"github.com/klring/klring/config"
+	"github.com/klring/klring/engine"
+	"github.com/klring/klring/kernels"
+	"github.com/klring/klring/lm"
+	"github.com/klring/klring/loss"
 	"github.com/klring/klring/outputs"
 )
 
@@ -42,9 +47,9 @@ func TestSimulateVariants(t *testing.T) {
 		{"text", func(c *config.Config) { c.Data.Source = "text:" + text }},
 		{"text as GPT-2 tokens", func(c *config.Config) { c.Data.Source = "text:" + text; c.Data.Tokenizer = "gpt2" }},
 		{"tokens", func(c *config.Config) { c.Data.Source = "tokens:" + tokens }},
-		{"hard targets", func(c *config.Config) { c.Loss.Target = "hard"; c.Loss.LabelSmoothing = 0.1 }},
-		{"reverse KL", func(c *config.Config) { c.Loss.Direction = "reverse"; c.Loss.LabelSmoothing = 0.01 }},
-		{"JSD", func(c *config.Config) { c.Loss.Direction = "jsd" }},
+		{"hard targets", func(c *config.Config) { c.Loss.Target = engine.TargetHard; c.Loss.LabelSmoothing = 0.1 }},
+		{"reverse KL", func(c *config.Config) { c.Loss.Direction = loss.Reverse; c.Loss.LabelSmoothing = 0.01 }},
+		{"JSD", func(c *config.Config) { c.Loss.Direction = loss.JSD }},
 		{"temperature", func(c *config.Config) { c.Loss.Temperature = 2 }},
 		{"sgd constant", func(c *config.Config) { c.Train.Optimizer = "sgd"; c.Train.Schedule = "constant"; c.Train.LR = 0.5 }},
 		{"model.init", func(c *config.Config) {
@@ -54,7 +59,7 @@ func TestSimulateVariants(t *testing.T) {
 	}
 	// Reverse KL against a truth with zeros is infinite: refused before the start.
 	bad := testConfig(t, 2, 4)
-	bad.Loss.Direction = "reverse"
+	bad.Loss.Direction = loss.Reverse
 	if _, err := NewCoordinator(bad, testLogger(t), nil); err == nil || !strings.Contains(err.Error(), "label_smoothing") {
 		t.Errorf("NewCoordinator(reverse KL, no smoothing) = %v; want an error naming loss.label_smoothing", err)
 	}
@@ -117,4 +122,116 @@ func TestSimulateSecure(t *testing.T) {
 		t.Errorf("secure simulation: %d steps, %d aborted attempts; want 6 and 0", sum.Steps, sum.Aborts)
 	}
 	checkLedger(t, cfg.Run.Dir, 6)
+}
+
+// Distillation, distributed: two workers each take half of the golden
+// windows, the teacher runs beside the student on each, and one SGD step of
+// learning rate 1 moves the student by exactly PyTorch's gradient of the
+// mean distillation loss (forward, reverse at T=1.5, JSD at beta 0.1, top 8
+// with the rest bucket, T^2 with a hard-label mix).
+func TestDistillationTwoWorkersMatchPyTorch(t *testing.T) {
+	for _, name := range []string{"fwd-T1", "rev-T15", "jsd-b01", "fwd-top8-rest", "fwd-T2-t2-hard03"} {
+		t.Run(name, func(t *testing.T) {
+			c := distillCase(t, name)
+			cfg := testConfig(t, 1, 6)
+			cfg.Cluster.Workers = 2
+			cfg.Data.Source, cfg.Data.ValFraction = "tokens:testdata/gpt_micro/tokens.bin", 0
+			cfg.Model.Init, cfg.Model.Ctx, cfg.Model.Vocab = "testdata/distill_micro/student", 0, 0
+			cfg.Loss.Teacher = "testdata/gpt_micro"
+			var err error
+			if cfg.Loss.Direction, err = loss.ParseDirection(c.Direction); err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Loss.TeacherTail, err = loss.ParseTail(c.Tail); err != nil {
+				t.Fatal(err)
+			}
+			cfg.Loss.Temperature, cfg.Loss.TeacherTemperature, cfg.Loss.ScaleT2 = c.Temperature, c.TeacherTemperature, c.ScaleT2
+			cfg.Loss.HardWeight, cfg.Loss.Beta, cfg.Loss.TeacherTopK = c.HardWeight, c.Beta, c.TopK
+			cfg.Train.Optimizer, cfg.Train.Schedule, cfg.Train.LR, cfg.Train.MinLR, cfg.Train.GradClip = "sgd", "constant", 1, 0, 0
+			cfg.Train.WarmupSteps = 0
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			sum, err := Simulate(ctx, cfg, testLogger(t), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := math.Abs(sum.TrainLoss-c.Loss) / c.Loss; d > 1e-5 {
+				t.Errorf("loss %.9f; PyTorch %.9f", sum.TrainLoss, c.Loss)
+			}
+			pool := kernels.NewPool(1)
+			before, _, err := lm.LoadCheckpoint("testdata/distill_micro/student", pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after, _, err := lm.LoadCheckpoint(sum.Checkpoint, pool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := readGrads(t, pool, "testdata/distill_micro/grads-"+name+".safetensors")
+			for _, ts := range before.Layout() {
+				b, a, r := ts.View(before.Params), ts.View(after.Params), ts.View(ref)
+				var diff, norm float64
+				for i := range b {
+					d := float64(b[i]-a[i]) - float64(r[i])
+					diff += d * d
+					norm += float64(r[i]) * float64(r[i])
+				}
+				if math.Sqrt(diff) > 1e-4*math.Sqrt(norm) {
+					t.Errorf("%s moved by the gradient within %.2g of its norm %.3g; want 1e-4", ts.Name, math.Sqrt(diff/norm), math.Sqrt(norm))
+				}
+			}
+		})
+	}
+}
+
+type goldenCase struct {
+	Name, Direction, Tail                       string
+	Temperature, TeacherTemperature, Beta, Loss float64
+	HardWeight                                  float64 `json:"hard_weight"`
+	ScaleT2                                     bool    `json:"scale_t2"`
+	TopK                                        int     `json:"top_k"`
+}
+
+func distillCase(t *testing.T, name string) goldenCase {
+	t.Helper()
+	var f struct {
+		Cases []struct {
+			goldenCase
+			TeacherTemperature float64 `json:"teacher_temperature"`
+		} `json:"cases"`
+	}
+	b, err := os.ReadFile("testdata/distill_micro/cases.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range f.Cases {
+		if c.Name == name {
+			c.goldenCase.TeacherTemperature = c.TeacherTemperature
+			return c.goldenCase
+		}
+	}
+	t.Fatalf("no golden case %s", name)
+	return goldenCase{}
+}
+
+// readGrads reads a gradient file with a model's keys through the
+// checkpoint reader (which transposes the Conv1D matrices).
+func readGrads(t *testing.T, pool *kernels.Pool, path string) []float32 {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range [][2]string{{"testdata/distill_micro/student/config.json", lm.ConfigFile}, {path, lm.ModelFile}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, f[1]), b, 0o644)
+	}
+	g, _, err := lm.LoadCheckpoint(dir, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g.Params
 }

@@ -378,7 +378,7 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 	if !finiteGradient(g) {
 		return fail(protocol.FailNonFinite, "the loss or the gradient of windows %v is not finite in float32 (loss sum %v)", a.Windows, sums.Loss)
 	}
-	d.Tokens, d.LossSum, d.CESum = int64(sums.Tokens), sums.Loss, sums.CE
+	d.Tokens, d.LossSum, d.CESum, d.KDSum, d.KeptSum = int64(sums.Tokens), sums.Loss, sums.CE, sums.Div, sums.Kept
 	d.ComputeS, d.ComputeCPUS = time.Since(t0).Seconds(), cpu.Seconds()
 
 	t1 := time.Now()

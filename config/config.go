@@ -7,6 +7,9 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/klring/klring/engine"
+	"github.com/klring/klring/loss"
 )
 
 // Config is the whole configuration of a klring job. Field tags are the
@@ -63,11 +66,38 @@ type Data struct {
 
 // Loss chooses the divergence the workers minimise.
 type Loss struct {
-	Direction      string  `mapstructure:"direction"` // forward, reverse, jsd
-	Target         string  `mapstructure:"target"`    // auto, hard, soft
-	Beta           float64 `mapstructure:"beta"`
-	Temperature    float64 `mapstructure:"temperature"`
-	LabelSmoothing float64 `mapstructure:"label_smoothing"`
+	Direction      loss.Direction `mapstructure:"direction"` // forward, reverse, jsd
+	Target         engine.Target  `mapstructure:"target"`    // auto, hard, soft, teacher
+	Beta           float64        `mapstructure:"beta"`
+	Temperature    float64        `mapstructure:"temperature"`
+	LabelSmoothing float64        `mapstructure:"label_smoothing"`
+
+	// Distillation (docs/distill.md).
+	Teacher            string    `mapstructure:"teacher"`             // a Hugging Face GPT-2 folder; "": none
+	TeacherTemperature float64   `mapstructure:"teacher_temperature"` // 0: loss.temperature
+	ScaleT2            bool      `mapstructure:"scale_t2"`
+	HardWeight         float64   `mapstructure:"hard_weight"`
+	TeacherTopK        int       `mapstructure:"teacher_top_k"`
+	TeacherTail        loss.Tail `mapstructure:"teacher_tail"`
+	TeacherStore       string    `mapstructure:"teacher_store"` // a precomputed top-k store; "": none
+	OnPolicy           float64   `mapstructure:"on_policy"`
+	OnPolicyPrefix     int       `mapstructure:"on_policy_prefix"` // 0: ctx/2
+	OnPolicyTemp       float64   `mapstructure:"on_policy_temperature"`
+}
+
+// LossOptions are the options of package loss that the configuration sets.
+func (l Loss) LossOptions() loss.Options {
+	o := loss.DefaultOptions()
+	o.Direction, o.Beta, o.Temperature, o.LabelSmoothing = l.Direction, l.Beta, l.Temperature, l.LabelSmoothing
+	o.TeacherTemperature = l.TeacherTemperature
+	if o.TeacherTemperature == 0 {
+		o.TeacherTemperature = l.Temperature
+	}
+	o.ScaleT2, o.HardWeight = l.ScaleT2, l.HardWeight
+	if l.Teacher != "" || l.TeacherStore != "" {
+		o.TeacherTopK, o.TeacherTail = l.TeacherTopK, l.TeacherTail
+	}
+	return o
 }
 
 // Train holds the optimisation settings.
@@ -143,10 +173,20 @@ func Keys() []Key {
 		{"data.tokenizer", "bytes", "bytes (a token per byte, vocabulary 256) or gpt2 (GPT-2's BPE, vocabulary 50257) for text:PATH; with tokens:PATH, what the ids are"},
 		{"data.cache_dir", "", "folder of tokenized texts; empty: run.dir/tokens (coordinator), the user's cache folder (worker)"},
 		{"loss.direction", "forward", "forward D_KL(P||Q), reverse D_KL(Q||P) or jsd"},
-		{"loss.target", "auto", "auto (soft where the data has it), hard or soft"},
-		{"loss.beta", 0.5, "JSD weight of the target, in (0, 1)"},
-		{"loss.temperature", 1.0, "softmax temperature of the model, > 0"},
-		{"loss.label_smoothing", 0.0, "label smoothing eps in [0, 1): P = (1-eps) P + eps/vocab, for hard and soft targets"},
+		{"loss.target", "auto", "auto (the teacher's distribution with loss.teacher, else soft where the data has it), hard, soft or teacher"},
+		{"loss.beta", 0.5, "JSD weight of the target, in [0, 1]; 0 is forward KL, 1 reverse KL"},
+		{"loss.temperature", 1.0, "softmax temperature of the model (the student), > 0"},
+		{"loss.label_smoothing", 0.0, "label smoothing eps in [0, 1): P = (1-eps) P + eps/vocab, for hard, soft and teacher targets"},
+		{"loss.teacher", "", "a Hugging Face GPT-2 folder whose next-token distribution is the target (distillation); empty: none"},
+		{"loss.teacher_temperature", 0.0, "softmax temperature of the teacher; 0: loss.temperature"},
+		{"loss.scale_t2", false, "multiply the divergence by temperature^2 (the student's)"},
+		{"loss.hard_weight", 0.0, "w in [0, 1]: loss = (1-w) divergence + w cross-entropy of the next token (temperature 1)"},
+		{"loss.teacher_top_k", 0, "keep the teacher's k most likely tokens (0: all)"},
+		{"loss.teacher_tail", "renormalize", "the rest of a top-k teacher: renormalize, uniform, or rest (one bucket; forward KL only)"},
+		{"loss.teacher_store", "", "a teacher's precomputed top-k store (coordinator teacher-dump) to train from instead of a live teacher"},
+		{"loss.on_policy", 0.0, "fraction of each global batch's windows on which the student first samples a continuation that the teacher (or the synthetic truth) then scores"},
+		{"loss.on_policy_prefix", 0, "tokens of a window kept before the student's continuation; 0: half the context"},
+		{"loss.on_policy_temperature", 1.0, "sampling temperature of the student's continuations"},
 		{"train.steps", 300, "number of optimizer steps"},
 		{"train.batch_windows", 16, "global batch, in windows of ctx+1 tokens"},
 		{"train.optimizer", "adamw", "adamw or sgd"},
@@ -250,16 +290,31 @@ func (c Config) Validate() error {
 		bad("data.val_fraction", c.Data.ValFraction, "must be in [0, 0.5]")
 	}
 
-	oneOf("loss.direction", c.Loss.Direction, "forward", "reverse", "jsd")
-	oneOf("loss.target", c.Loss.Target, "auto", "hard", "soft")
-	if !(c.Loss.Beta > 0 && c.Loss.Beta < 1) {
-		bad("loss.beta", c.Loss.Beta, "must be in (0, 1)")
+	// loss's own options check their ranges (and combinations that cannot
+	// give a finite loss whatever the data).
+	if err := c.Loss.LossOptions().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: loss: %w", ErrInvalid, err))
 	}
-	if !(c.Loss.Temperature > 0) || !finite(c.Loss.Temperature) {
-		bad("loss.temperature", c.Loss.Temperature, "must be a finite number > 0")
+	if c.Loss.Teacher != "" && c.Loss.TeacherStore != "" {
+		bad("loss.teacher_store", fmt.Sprintf("%q", c.Loss.TeacherStore), "cannot be combined with loss.teacher: train from the live teacher or from its store")
 	}
-	if !(c.Loss.LabelSmoothing >= 0 && c.Loss.LabelSmoothing < 1) {
-		bad("loss.label_smoothing", c.Loss.LabelSmoothing, "must be in [0, 1)")
+	if (c.Loss.Teacher != "" || c.Loss.TeacherStore != "") && (c.Loss.Target == engine.TargetHard || c.Loss.Target == engine.TargetSoft) {
+		bad("loss.target", c.Loss.Target, "must be auto or teacher with a teacher (hard and soft targets would leave it unused)")
+	}
+	if c.Loss.Target == engine.TargetTeacher && c.Loss.Teacher == "" && c.Loss.TeacherStore == "" {
+		bad("loss.target", c.Loss.Target, "needs loss.teacher or loss.teacher_store")
+	}
+	if c.Loss.TeacherTopK < 0 {
+		bad("loss.teacher_top_k", c.Loss.TeacherTopK, "must be >= 0 (0 keeps the whole distribution)")
+	}
+	if !(c.Loss.OnPolicy >= 0 && c.Loss.OnPolicy <= 1) {
+		bad("loss.on_policy", c.Loss.OnPolicy, "must be in [0, 1]")
+	}
+	if c.Loss.OnPolicyPrefix < 0 {
+		bad("loss.on_policy_prefix", c.Loss.OnPolicyPrefix, "must be >= 0 (0: half the context)")
+	}
+	if !(c.Loss.OnPolicyTemp > 0) || !finite(c.Loss.OnPolicyTemp) {
+		bad("loss.on_policy_temperature", c.Loss.OnPolicyTemp, "must be a finite number > 0")
 	}
 
 	if c.Train.Steps < 1 {

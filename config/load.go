@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 )
@@ -24,6 +25,8 @@ func AddFlags(fs *pflag.FlagSet) {
 			fs.Uint64(k.Name, d, k.Usage)
 		case float64:
 			fs.Float64(k.Name, d, k.Usage)
+		case bool:
+			fs.Bool(k.Name, d, k.Usage)
 		case time.Duration:
 			fs.Duration(k.Name, d, k.Usage)
 		default:
@@ -71,7 +74,9 @@ func Load(fs *pflag.FlagSet) (Config, error) {
 	}
 
 	var c Config
-	if err := v.UnmarshalExact(&c); err != nil {
+	hook := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		mapstructure.TextUnmarshallerHookFunc(), mapstructure.StringToTimeDurationHookFunc()))
+	if err := v.UnmarshalExact(&c, hook); err != nil {
 		return Config{}, fmt.Errorf("config: decoding: %w", err)
 	}
 	if err := c.Validate(); err != nil {

@@ -19,9 +19,10 @@ const (
 	TargetAuto Target = iota // soft where the data knows its true distribution, else hard
 	TargetHard               // the actual next token (KL is then the cross-entropy)
 	TargetSoft               // the data's exact next-token distribution (synthetic data)
+	TargetTeacher            // a teacher model's next-token distribution (distillation)
 )
 
-var targetNames = [...]string{"auto", "hard", "soft"}
+var targetNames = [...]string{"auto", "hard", "soft", "teacher"}
 
 func (t Target) String() string {
 	if t >= 0 && int(t) < len(targetNames) {
@@ -40,7 +41,7 @@ func ParseTarget(s string) (Target, error) {
 			return Target(i), nil
 		}
 	}
-	return 0, fmt.Errorf("%w: target %q, want auto, hard or soft", ErrOption, s)
+	return 0, fmt.Errorf("%w: target %q, want auto, hard, soft or teacher", ErrOption, s)
 }
 
 // MarshalText and UnmarshalText make a Target a configuration value.
@@ -55,14 +56,17 @@ func (t *Target) UnmarshalText(b []byte) error {
 
 // Options configure an Engine.
 type Options struct {
-	// Loss is the divergence: direction, beta, temperature. Its label
-	// smoothing is ignored: LabelSmoothing below applies to both targets.
+	// Loss is the training loss: direction, beta, temperatures, T^2,
+	// hard weight, top-k and its tail, label smoothing (applied by loss to
+	// hard, soft and teacher targets alike; evaluation uses plain targets).
 	Loss loss.Options
-	// Target is TargetHard or TargetSoft (Resolve turns auto into one).
+	// Target is TargetHard, TargetSoft or TargetTeacher (Resolve turns auto
+	// into one).
 	Target Target
-	// LabelSmoothing eps in [0, 1): P' = (1-eps) P + eps/V, for hard and soft
-	// targets (training only; evaluation uses the plain targets).
-	LabelSmoothing float64
+	// Teacher is the model whose distribution is the target of
+	// TargetTeacher, run forward only (lm.NewInference); its vocabulary is
+	// the model's and its context at least the model's.
+	Teacher *lm.Model
 	// MaxWindows is the largest number of windows of one Gradient or
 	// evaluation batch; buffers are sized for it once.
 	MaxWindows int
@@ -73,36 +77,39 @@ type Options struct {
 
 // Validate checks the options and that they make a finite loss.
 func (o Options) Validate() error {
-	lo := o.Loss
-	lo.LabelSmoothing = 0
-	if err := lo.Validate(); err != nil {
+	if err := o.Loss.Validate(); err != nil {
 		return err
 	}
 	switch {
-	case o.Target != TargetHard && o.Target != TargetSoft:
+	case o.Target != TargetHard && o.Target != TargetSoft && o.Target != TargetTeacher:
 		return fmt.Errorf("%w: target %v (resolve auto first)", ErrOption, o.Target)
-	case !(o.LabelSmoothing >= 0 && o.LabelSmoothing < 1):
-		return fmt.Errorf("%w: label smoothing %v, want [0, 1)", ErrOption, o.LabelSmoothing)
 	case o.MaxWindows < 1:
 		return fmt.Errorf("%w: max windows %d", ErrOption, o.MaxWindows)
+	case (o.Target == TargetTeacher) != (o.Teacher != nil):
+		return fmt.Errorf("%w: target %v with teacher %v", ErrOption, o.Target, o.Teacher != nil)
 	case o.Target == TargetHard && o.Loss.Direction != loss.Forward:
-		return fmt.Errorf("%w: loss.direction = %v needs soft targets (synthetic data); with hard targets only forward KL is finite", ErrOption, o.Loss.Direction)
-	case o.Target == TargetSoft && o.Loss.Direction == loss.Reverse && o.LabelSmoothing == 0:
+		return fmt.Errorf("%w: loss.direction = %v needs soft targets (synthetic data, or a teacher); with hard targets only forward KL is finite", ErrOption, o.Loss.Direction)
+	case o.Target == TargetSoft && o.Loss.Direction == loss.Reverse && o.Loss.LabelSmoothing == 0:
 		return fmt.Errorf("%w: loss.direction = reverse with soft targets needs loss.label_smoothing > 0: the true distribution gives zero probability to most tokens, where D_KL(Q||P) is infinite", ErrOption)
 	}
 	return nil
 }
 
-// Resolve turns TargetAuto into hard or soft for data, and checks that soft
-// targets are there.
-func Resolve(t Target, data *shard.Dataset) (Target, error) {
+// Resolve turns TargetAuto into the teacher's distribution (with a
+// teacher), the data's truth (synthetic data) or the next tokens, and
+// checks that soft targets are there.
+func Resolve(t Target, data *shard.Dataset, teacher bool) (Target, error) {
 	switch {
+	case t == TargetAuto && teacher:
+		return TargetTeacher, nil
 	case t == TargetAuto && data.HasTruth():
 		return TargetSoft, nil
 	case t == TargetAuto:
 		return TargetHard, nil
 	case t == TargetSoft && !data.HasTruth():
 		return 0, fmt.Errorf("%w: loss.target = soft: data.source %s has no soft targets (only synthetic does)", ErrOption, data.Source())
+	case t == TargetTeacher && !teacher:
+		return 0, fmt.Errorf("%w: loss.target = teacher needs loss.teacher", ErrOption)
 	}
 	return t, nil
 }
@@ -111,23 +118,24 @@ func Resolve(t Target, data *shard.Dataset) (Target, error) {
 // Its buffers are sized once for MaxWindows windows and reused. An Engine is
 // not safe for concurrent use.
 type Engine struct {
-	model *lm.Model
-	lossc *loss.Computer
-	opts  loss.Options // training loss
-	data  *shard.Dataset
-	soft  bool
-	keep  float32 // soft targets: 1 - label smoothing
-	T     int
-	maxB  int
-	K     int
+	model   *lm.Model
+	teacher *lm.Model // nil without distillation
+	lossc   *loss.Computer
+	opts    loss.Options // training loss
+	kind    Target
+	data    *shard.Dataset
+	T       int
+	maxB    int
+	K       int
 
 	tokenBytes func(int32) int
 
-	win   []int32   // [T+1] one window
-	in    []int32   // [maxB*T] inputs
-	hard  []int32   // [maxB*T] next tokens
-	ids   []int32   // [maxB*T*K] true next-token ids (soft targets)
-	probs []float32 // [maxB*T*K] their probabilities
+	win     []int32   // [T+1] one window
+	in      []int32   // [maxB*T] inputs
+	hard    []int32   // [maxB*T] next tokens
+	ids     []int32   // [maxB*T*K] true next-token ids (synthetic data)
+	probs   []float32 // [maxB*T*K] their probabilities
+	tlogits []float32 // [rows of a head chunk x V] the teacher's logits
 }
 
 // New returns an engine for model on data, its loss split over pool.
@@ -135,20 +143,20 @@ func New(o Options, model *lm.Model, data *shard.Dataset, pool *kernels.Pool) (*
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	if data.Vocab() > model.Config.Vocab {
-		return nil, fmt.Errorf("%w: data %s has vocabulary %d, the model only %d", ErrOption, data.Source(), data.Vocab(), model.Config.Vocab)
+	cfg := model.Config
+	if data.Vocab() > cfg.Vocab {
+		return nil, fmt.Errorf("%w: data %s has vocabulary %d, the model only %d", ErrOption, data.Source(), data.Vocab(), cfg.Vocab)
 	}
-	if data.Ctx() != model.Config.Ctx {
-		return nil, fmt.Errorf("%w: data windows of %d tokens, the model's context is %d", ErrOption, data.Ctx(), model.Config.Ctx)
+	if data.Ctx() != cfg.Ctx {
+		return nil, fmt.Errorf("%w: data windows of %d tokens, the model's context is %d", ErrOption, data.Ctx(), cfg.Ctx)
 	}
-	lo := o.Loss
-	lo.LabelSmoothing = 0
-	if o.Target == TargetHard {
-		lo.LabelSmoothing = o.LabelSmoothing
+	if t := o.Teacher; t != nil && (t.Config.Vocab != cfg.Vocab || t.Config.Ctx < cfg.Ctx) {
+		return nil, fmt.Errorf("%w: the teacher's vocabulary %d and context %d; the student's vocabulary %d and context %d (the vocabularies must be equal, the teacher's context at least the student's)",
+			ErrOption, t.Config.Vocab, t.Config.Ctx, cfg.Vocab, cfg.Ctx)
 	}
-	T, B := model.Config.Ctx, o.MaxWindows
-	e := &Engine{model: model, lossc: loss.NewComputer(pool), opts: lo, data: data,
-		soft: o.Target == TargetSoft, keep: float32(1 - o.LabelSmoothing), T: T, maxB: B, tokenBytes: o.TokenBytes,
+	T, B := cfg.Ctx, o.MaxWindows
+	e := &Engine{model: model, teacher: o.Teacher, lossc: loss.NewComputer(pool), opts: o.Loss, kind: o.Target, data: data,
+		T: T, maxB: B, tokenBytes: o.TokenBytes,
 		win: make([]int32, T+1), in: make([]int32, B*T), hard: make([]int32, B*T)}
 	if data.HasTruth() {
 		e.K = data.TruthK()
@@ -161,43 +169,47 @@ func New(o Options, model *lm.Model, data *shard.Dataset, pool *kernels.Pool) (*
 // Model is the engine's model.
 func (e *Engine) Model() *lm.Model { return e.model }
 
-// load fills the input and target buffers with windows; smooth applies the
-// soft targets' label smoothing (training, not evaluation).
-func (e *Engine) load(windows []int32, smooth bool) {
+// load fills the input and target buffers with windows.
+func (e *Engine) load(windows []int32) {
 	T := e.T
 	for b, id := range windows {
 		e.data.Window(int(id), e.win)
 		copy(e.in[b*T:(b+1)*T], e.win[:T])
 		copy(e.hard[b*T:(b+1)*T], e.win[1:T+1])
 		if e.K > 0 {
-			p := e.probs[b*T*e.K : (b+1)*T*e.K]
-			e.data.Truth(int(id), e.ids[b*T*e.K:(b+1)*T*e.K], p)
-			if smooth && e.keep != 1 && e.soft {
-				// P' = (1-eps) P + eps/V: the listed tokens here, the
-				// unlisted ones by loss/, which spreads a sparse row's
-				// missing mass evenly over them.
-				u := (1 - e.keep) / float32(e.model.Config.Vocab)
-				for i := range p {
-					p[i] = p[i]*e.keep + u
-				}
-			}
+			e.data.Truth(int(id), e.ids[b*T*e.K:(b+1)*T*e.K], e.probs[b*T*e.K:(b+1)*T*e.K])
 		}
 	}
 }
 
-func (e *Engine) target(first, rows int, soft bool) loss.Target {
-	if soft {
+// target is the loss's target of rows first..first+rows: the next tokens
+// (for the cross-entropy) beside the soft target of kind t, if any; a
+// teacher's logits are computed into e.tlogits.
+func (e *Engine) target(t Target, first, rows int) loss.Target {
+	tg := loss.Target{Hard: e.hard[first : first+rows]}
+	switch t {
+	case TargetSoft:
 		K := e.K
-		return loss.Target{SparseIDs: e.ids[first*K : (first+rows)*K], SparseProbs: e.probs[first*K : (first+rows)*K], K: K}
+		tg.SparseIDs, tg.SparseProbs, tg.K = e.ids[first*K:(first+rows)*K], e.probs[first*K:(first+rows)*K], K
+	case TargetTeacher:
+		n := rows * e.model.Config.Vocab
+		if cap(e.tlogits) < n {
+			e.tlogits = make([]float32, n) // once: the head's chunk
+		}
+		buf := e.tlogits[:n:n]
+		e.teacher.HeadLogits(buf, first, rows)
+		tg.TeacherLogits = buf
 	}
-	return loss.Target{Hard: e.hard[first : first+rows]}
+	return tg
 }
 
-// Sums are the totals of a Gradient call.
+// Sums are the totals of a Gradient call, over its target tokens.
 type Sums struct {
-	Loss   float64 // sum of the per-token training losses
-	CE     float64 // sum of the cross-entropies of the actual next tokens
-	Tokens int     // target tokens
+	Loss   float64 // the training loss: (1-w) divergence + w cross-entropy
+	CE     float64 // the cross-entropy of the actual next tokens
+	Div    float64 // the divergence from the target (times T^2 with ScaleT2)
+	Kept   float64 // the teacher's mass kept by its top k (1 per token otherwise)
+	Tokens int
 }
 
 // Gradient zeroes the model's gradient and accumulates into it the gradient
@@ -212,29 +224,22 @@ func (e *Engine) Gradient(windows []int32) (Sums, error) {
 	if len(windows) == 0 {
 		return s, nil
 	}
-	e.load(windows, true)
+	e.load(windows)
 	B, T, V := len(windows), e.T, e.model.Config.Vocab
-	ceOpts := loss.DefaultOptions()
-	plainCE := !e.soft && e.opts == ceOpts
-	err := e.model.ForwardBackward(e.in[:B*T], B, T, func(logits []float32, first, rows int) error {
-		if !plainCE {
-			r, err := e.lossc.Forward(logits, rows, V, e.target(first, rows, false), ceOpts, nil)
-			if err != nil {
-				return err
-			}
-			s.CE += r.Sum
+	if e.teacher != nil {
+		if err := e.teacher.ForwardHidden(e.in[:B*T], B, T); err != nil {
+			return s, fmt.Errorf("the teacher: %w", err)
 		}
-		r, err := e.lossc.ForwardBackward(logits, rows, V, e.target(first, rows, e.soft), e.opts, 1, nil)
+	}
+	err := e.model.ForwardBackward(e.in[:B*T], B, T, func(logits []float32, first, rows int) error {
+		r, err := e.lossc.ForwardBackward(logits, rows, V, e.target(e.kind, first, rows), e.opts, 1, nil)
 		if err != nil {
 			return err
 		}
-		s.Loss += r.Sum
+		s.Loss, s.CE, s.Div, s.Kept = s.Loss+r.Sum, s.CE+r.CE, s.Div+r.Div, s.Kept+r.Kept
 		s.Tokens += r.Rows
 		return nil
 	})
-	if plainCE {
-		s.CE = s.Loss
-	}
 	if err == nil && (math.IsNaN(s.Loss) || math.IsInf(s.Loss, 0)) {
 		err = fmt.Errorf("loss sum %v over %d tokens", s.Loss, s.Tokens)
 	}
@@ -243,49 +248,70 @@ func (e *Engine) Gradient(windows []int32) (Sums, error) {
 
 // Eval is a held-out evaluation.
 type Eval struct {
-	CE      float64 // mean cross-entropy of the actual next tokens, nats/token
-	KL      float64 // mean exact KL from the true distribution (synthetic), else -1
-	Floor   float64 // mean entropy of the true distribution (synthetic), else -1
-	BPB     float64 // bits per byte of text (Options.TokenBytes), else -1
-	Bytes   int64   // bytes of text the target tokens stand for
-	Tokens  int
-	Windows int
+	CE        float64 // mean cross-entropy of the actual next tokens, nats/token
+	KL        float64 // mean exact KL from the true distribution (synthetic), else -1
+	TeacherKL float64 // mean KL(teacher || model) at temperature 1 (with a teacher), else -1
+	Floor     float64 // mean entropy of the true distribution (synthetic), else -1
+	BPB       float64 // bits per byte of text (Options.TokenBytes), else -1
+	Bytes     int64   // bytes of text the target tokens stand for
+	Tokens    int
+	Windows   int
 }
 
 // KLPtr is KL, or nil when it is unknown.
-func (r Eval) KLPtr() *float64 {
-	if r.KL < 0 {
+func (r Eval) KLPtr() *float64 { return known(r.KL) }
+
+// TeacherKLPtr is TeacherKL, or nil when there is no teacher.
+func (r Eval) TeacherKLPtr() *float64 { return known(r.TeacherKL) }
+
+func known(v float64) *float64 {
+	if v < 0 {
 		return nil
 	}
-	v := r.KL
 	return &v
 }
 
-// Evaluate computes the mean cross-entropy (and, for synthetic data, the
-// exact KL to the truth and the entropy floor) over windows, in batches of
-// MaxWindows.
+// Evaluate computes, over windows, in batches of MaxWindows: the mean
+// cross-entropy of the next tokens; for synthetic data the exact KL to the
+// truth and the entropy floor; with a teacher KL(teacher || model) at
+// temperature 1; for text, bits per byte. Every divergence is plain (no
+// temperature, smoothing or top k).
 func (e *Engine) Evaluate(windows []int) (Eval, error) {
-	res := Eval{KL: -1, Floor: -1, BPB: -1, Windows: len(windows)}
+	res := Eval{KL: -1, TeacherKL: -1, Floor: -1, BPB: -1, Windows: len(windows)}
 	T, V := e.T, e.model.Config.Vocab
-	var ce, kl float64
+	var ce, kl, tkl float64
 	opts := loss.DefaultOptions()
+	ws := make([]int32, 0, e.maxB)
 	for lo := 0; lo < len(windows); lo += e.maxB {
-		hi := min(lo+e.maxB, len(windows))
-		ws := make([]int32, hi-lo)
-		for i, w := range windows[lo:hi] {
-			ws[i] = int32(w)
+		ws = ws[:0]
+		for _, w := range windows[lo:min(lo+e.maxB, len(windows))] {
+			ws = append(ws, int32(w))
 		}
-		e.load(ws, false)
+		e.load(ws)
 		B := len(ws)
+		if e.teacher != nil {
+			if err := e.teacher.ForwardHidden(e.in[:B*T], B, T); err != nil {
+				return res, fmt.Errorf("evaluating: the teacher: %w", err)
+			}
+		}
 		err := e.model.Forward(e.in[:B*T], B, T, func(logits []float32, first, rows int) error {
-			if e.K > 0 {
-				r, err := e.lossc.Forward(logits, rows, V, e.target(first, rows, true), opts, nil)
+			for _, t := range []Target{TargetSoft, TargetTeacher} {
+				if t == TargetSoft && e.K == 0 || t == TargetTeacher && e.teacher == nil {
+					continue
+				}
+				tg := e.target(t, first, rows)
+				tg.Hard = nil
+				r, err := e.lossc.Forward(logits, rows, V, tg, opts, nil)
 				if err != nil {
 					return err
 				}
-				kl += r.Sum
+				if t == TargetSoft {
+					kl += r.Sum
+				} else {
+					tkl += r.Sum
+				}
 			}
-			r, err := e.lossc.Forward(logits, rows, V, e.target(first, rows, false), opts, nil)
+			r, err := e.lossc.Forward(logits, rows, V, loss.Target{Hard: e.hard[first : first+rows]}, opts, nil)
 			if err != nil {
 				return err
 			}
@@ -302,10 +328,13 @@ func (e *Engine) Evaluate(windows []int) (Eval, error) {
 			return res, fmt.Errorf("evaluating: %w", err)
 		}
 	}
-	if res.Tokens > 0 {
-		res.CE = ce / float64(res.Tokens)
+	if n := float64(res.Tokens); n > 0 {
+		res.CE = ce / n
 		if e.K > 0 {
-			res.KL = kl / float64(res.Tokens)
+			res.KL = kl / n
+		}
+		if e.teacher != nil {
+			res.TeacherKL = tkl / n
 		}
 		if res.Bytes > 0 {
 			res.BPB = ce / math.Ln2 / float64(res.Bytes)

@@ -62,11 +62,12 @@ type Done struct {
 	Rank     int     `msgpack:"rank"`
 	Windows  []int32 `msgpack:"windows"`
 	Tokens   int64   `msgpack:"tokens"`
-	LossSum  float64 `msgpack:"loss_sum"` // this rank's loss sum (before the reduction)
-	CESum    float64 `msgpack:"ce_sum"`   // cross-entropy of the actual next tokens, summed
-	KDSum    float64 `msgpack:"kd_sum,omitempty"`
-	Checksum uint64  `msgpack:"checksum"` // of the parameters the gradient was computed from (step Base)
-	SegSum   uint64  `msgpack:"seg_sum"`  // of the segment this rank owns, fully reduced
+	LossSum  float64 `msgpack:"loss_sum"`           // this rank's loss sum (before the reduction)
+	CESum    float64 `msgpack:"ce_sum"`             // cross-entropy of the actual next tokens, summed
+	KDSum    float64 `msgpack:"kd_sum,omitempty"`   // the divergence part of the loss, summed
+	KeptSum  float64 `msgpack:"kept_sum,omitempty"` // the teacher's mass kept by its top k, summed
+	Checksum uint64  `msgpack:"checksum"`           // of the parameters the gradient was computed from (step Base)
+	SegSum   uint64  `msgpack:"seg_sum"`            // of the segment this rank owns, fully reduced
 	// Timings: compute in wall and thread-CPU seconds, the all-reduce, and
 	// the wall-clock times (Unix ns) the rank entered and left the ring.
 	ComputeS    float64 `msgpack:"compute_s"`

@@ -234,6 +234,12 @@ func printSummary(w io.Writer, s cluster.Summary) {
 	if s.ValBPB > 0 {
 		fmt.Fprintf(w, "  held-out bits/byte  %.4f (the same loss per byte of text)\n", s.ValBPB)
 	}
+	if s.ValTeacherKL != nil {
+		fmt.Fprintf(w, "  KL from the teacher %.4f nats/token (held-out, KL(teacher || student))\n", *s.ValTeacherKL)
+	}
+	if s.TeacherKLToTruth != nil {
+		fmt.Fprintf(w, "  teacher KL to truth %.4f nats/token (exact, held-out; the student's is below)\n", *s.TeacherKLToTruth)
+	}
 	if s.EntropyFloor >= 0 {
 		fmt.Fprintf(w, "  entropy floor       %.4f nats/token (no model can do better)\n", s.EntropyFloor)
 		fmt.Fprintf(w, "  KL to the truth     %.4f nats/token (exact, held-out)\n", s.ValKL)
