@@ -16,10 +16,10 @@ type Target int
 
 // Targets.
 const (
-	TargetAuto Target = iota // soft where the data knows its true distribution, else hard
-	TargetHard               // the actual next token (KL is then the cross-entropy)
-	TargetSoft               // the data's exact next-token distribution (synthetic data)
-	TargetTeacher            // a teacher model's next-token distribution (distillation)
+	TargetAuto    Target = iota // soft where the data knows its true distribution, else hard
+	TargetHard                  // the actual next token (KL is then the cross-entropy)
+	TargetSoft                  // the data's exact next-token distribution (synthetic data)
+	TargetTeacher               // a teacher model's next-token distribution (distillation)
 )
 
 var targetNames = [...]string{"auto", "hard", "soft", "teacher"}
