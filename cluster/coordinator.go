@@ -629,12 +629,15 @@ func (c *Coordinator) finish(sum Summary, start time.Time) (Summary, error) {
 		return sum, err
 	}
 	if k := len(c.out.Rows); k > 0 && c.out.Rows[k-1].Step == c.job.step {
-		c.out.Rows[k-1].ValLoss, c.out.Rows[k-1].ValKL = &ev.CE, ev.KLPtr()
+		r := &c.out.Rows[k-1]
+		h := ev.Entropy
+		r.ValLoss, r.ValKL, r.ValEntropy, r.ValTeacherKL = &ev.CE, ev.KLPtr(), &h, ev.TeacherKLPtr()
 	}
 	if ev.BPB > 0 {
 		sum.ValBPB = ev.BPB
 	}
 	sum.ValTeacherKL = ev.TeacherKLPtr()
+	sum.ValEntropy = ev.Entropy
 	if c.spec.Teacher != "" && c.job.data.HasTruth() {
 		kl, err := c.teacherKLToTruth()
 		if err != nil {

@@ -128,6 +128,8 @@ func (c *Coordinator) onSide(d sideDone) error {
 		if r := &c.side.rows[i]; r.m.Step == d.step && r.eval {
 			r.m.ValLoss, r.m.ValKL, r.m.ValBPB, r.eval = &d.ev.CE, d.ev.KLPtr(), bpbPtr(d.ev), false
 			r.m.ValTeacherKL = d.ev.TeacherKLPtr()
+			h := d.ev.Entropy
+			r.m.ValEntropy = &h
 		}
 	}
 	return c.flushRows()

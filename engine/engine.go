@@ -136,6 +136,7 @@ type Engine struct {
 	ids     []int32   // [maxB*T*K] true next-token ids (synthetic data)
 	probs   []float32 // [maxB*T*K] their probabilities
 	tlogits []float32 // [rows of a head chunk x V] the teacher's logits
+	unif    []float32 // [rows of a head chunk x V] 1/V
 }
 
 // New returns an engine for model on data, its loss split over pool.
@@ -246,11 +247,25 @@ func (e *Engine) Gradient(windows []int32) (Sums, error) {
 	return s, err
 }
 
+// uniform is n probabilities of 1/V (rows of the uniform distribution),
+// made once.
+func (e *Engine) uniform(n int) []float32 {
+	if len(e.unif) < n {
+		e.unif = make([]float32, n)
+		u := 1 / float32(e.model.Config.Vocab)
+		for i := range e.unif {
+			e.unif[i] = u
+		}
+	}
+	return e.unif[:n:n]
+}
+
 // Eval is a held-out evaluation.
 type Eval struct {
 	CE        float64 // mean cross-entropy of the actual next tokens, nats/token
 	KL        float64 // mean exact KL from the true distribution (synthetic), else -1
 	TeacherKL float64 // mean KL(teacher || model) at temperature 1 (with a teacher), else -1
+	Entropy   float64 // mean entropy of the model's next-token distribution, nats/token
 	Floor     float64 // mean entropy of the true distribution (synthetic), else -1
 	BPB       float64 // bits per byte of text (Options.TokenBytes), else -1
 	Bytes     int64   // bytes of text the target tokens stand for
@@ -279,8 +294,10 @@ func known(v float64) *float64 {
 func (e *Engine) Evaluate(windows []int) (Eval, error) {
 	res := Eval{KL: -1, TeacherKL: -1, Floor: -1, BPB: -1, Windows: len(windows)}
 	T, V := e.T, e.model.Config.Vocab
-	var ce, kl, tkl float64
+	var ce, kl, tkl, ent float64
 	opts := loss.DefaultOptions()
+	rev := opts
+	rev.Direction = loss.Reverse
 	ws := make([]int32, 0, e.maxB)
 	for lo := 0; lo < len(windows); lo += e.maxB {
 		ws = ws[:0]
@@ -311,7 +328,13 @@ func (e *Engine) Evaluate(windows []int) (Eval, error) {
 					tkl += r.Sum
 				}
 			}
-			r, err := e.lossc.Forward(logits, rows, V, loss.Target{Hard: e.hard[first : first+rows]}, opts, nil)
+			// H(Q) = log V - KL(Q || uniform).
+			r, err := e.lossc.Forward(logits, rows, V, loss.Target{Probs: e.uniform(rows * V)}, rev, nil)
+			if err != nil {
+				return err
+			}
+			ent += float64(rows)*math.Log(float64(V)) - r.Sum
+			r, err = e.lossc.Forward(logits, rows, V, loss.Target{Hard: e.hard[first : first+rows]}, opts, nil)
 			if err != nil {
 				return err
 			}
@@ -329,7 +352,7 @@ func (e *Engine) Evaluate(windows []int) (Eval, error) {
 		}
 	}
 	if n := float64(res.Tokens); n > 0 {
-		res.CE = ce / n
+		res.CE, res.Entropy = ce/n, ent/n
 		if e.K > 0 {
 			res.KL = kl / n
 		}

@@ -174,3 +174,33 @@ func TestSampleWithTheCheckpointsTokenizer(t *testing.T) {
 		t.Errorf("sample %q; want the prompt and more text", out)
 	}
 }
+
+// The entropy of a model's distribution: log V for a model whose logits are
+// all equal (zero weights), and less once it has learned anything.
+func TestEvaluateEntropy(t *testing.T) {
+	pool := kernels.NewPool(1)
+	data, err := shard.Open(shard.Options{Source: "synthetic", Ctx: 8, Tokens: 4096, ValFraction: 0.1, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	m, err := lm.New(lm.Config{Vocab: 64, Ctx: 8, NEmbd: 8, NLayer: 1, NHead: 1}, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Options{Loss: loss.DefaultOptions(), Target: TargetSoft, MaxWindows: 4}, m, data, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := e.Evaluate(data.ValWindows())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(ev.Entropy-math.Log(64)) > 1e-5 {
+		t.Errorf("entropy of a model with zero weights %v; want log 64 = %v", ev.Entropy, math.Log(64))
+	}
+	m.Init(1)
+	if ev, _ = e.Evaluate(data.ValWindows()); !(ev.Entropy < math.Log(64)) || !(ev.Entropy > 0) {
+		t.Errorf("entropy of an initialised model %v; want in (0, log 64)", ev.Entropy)
+	}
+}

@@ -30,6 +30,7 @@ type StepMetrics struct {
 	ValKL        *float64 `json:"val_kl_to_truth,omitempty"`
 	ValBPB       *float64 `json:"val_bits_per_byte,omitempty"`
 	ValTeacherKL *float64 `json:"val_kl_from_teacher,omitempty"` // held-out KL(teacher || student)
+	ValEntropy   *float64 `json:"val_entropy,omitempty"`         // held-out entropy of the model's next-token distribution
 }
 
 // LedgerEntry is one line of ledger.jsonl: which windows each worker
@@ -60,6 +61,7 @@ type Summary struct {
 	// without a teacher.
 	ValTeacherKL     *float64 `json:"val_kl_from_teacher,omitempty"`
 	TeacherKLToTruth *float64 `json:"teacher_kl_to_truth,omitempty"`
+	ValEntropy       float64  `json:"val_entropy"`   // of the model's next-token distribution, nats/token
 	EntropyFloor     float64  `json:"entropy_floor"` // -1 when unknown
 	TokensPerS       float64  `json:"tokens_per_s"`
 	Seconds          float64  `json:"seconds"`
