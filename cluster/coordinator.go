@@ -638,6 +638,7 @@ func (c *Coordinator) finish(sum Summary, start time.Time) (Summary, error) {
 	}
 	sum.ValTeacherKL = ev.TeacherKLPtr()
 	sum.ValEntropy = ev.Entropy
+	sum.ValSampleKL = c.sampleKL(c.job.eng, nil)
 	if c.spec.Teacher != "" && c.job.data.HasTruth() {
 		kl, err := c.teacherKLToTruth()
 		if err != nil {

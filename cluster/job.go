@@ -224,7 +224,8 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		Teacher: cfg.Loss.Teacher, TeacherTemperature: cfg.Loss.LossOptions().TeacherTemperature,
 		ScaleT2: cfg.Loss.ScaleT2, HardWeight: cfg.Loss.HardWeight, TeacherTopK: cfg.Loss.TeacherTopK,
 		TeacherTail: cfg.Loss.TeacherTail.String(),
-		Optimizer:   cfg.Train.Optimizer, WeightDecay: cfg.Train.WeightDecay, GradClip: cfg.Train.GradClip,
+		OnPolicy:    cfg.Loss.OnPolicy, OnPolicyPrefix: cfg.Loss.OnPolicyPrefix, OnPolicyTemp: cfg.Loss.OnPolicyTemp, Seed: cfg.Train.Seed,
+		Optimizer: cfg.Train.Optimizer, WeightDecay: cfg.Train.WeightDecay, GradClip: cfg.Train.GradClip,
 		BatchWindows: cfg.Train.BatchWindows, ChunkBytes: cfg.AllReduce.ChunkBytes,
 		ARDeadline: cfg.AllReduce.Deadline, Heartbeat: cfg.Cluster.Heartbeat,
 	}
@@ -374,7 +375,8 @@ func engineOptions(spec JobSpec) (engine.Options, error) {
 			return engine.Options{}, err
 		}
 	}
-	o := engine.Options{Loss: lo, Target: t, MaxWindows: max(spec.BatchWindows, 1)}
+	o := engine.Options{Loss: lo, Target: t, MaxWindows: max(spec.BatchWindows, 1),
+		OnPolicy: engine.OnPolicy{Fraction: spec.OnPolicy, Prefix: spec.OnPolicyPrefix, Temperature: spec.OnPolicyTemp, Seed: spec.Seed}}
 	if t == engine.TargetTeacher {
 		// A stand-in, so that Validate checks the combination; the
 		// engine gets the real one from the Env.

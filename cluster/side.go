@@ -15,11 +15,12 @@ import (
 
 // sideDone is the end of an evaluation or a checkpoint.
 type sideDone struct {
-	eval bool
-	step uint64
-	ev   engine.Eval
-	dir  string
-	err  error
+	eval     bool
+	step     uint64
+	ev       engine.Eval
+	sampleKL *float64
+	dir      string
+	err      error
 }
 
 // side is the state of the background work.
@@ -102,7 +103,8 @@ func (c *Coordinator) evaluateAsync() error {
 	step, eng := c.job.step, s.evalEng
 	go func() {
 		ev, err := eng.Evaluate(w)
-		s.done <- sideDone{eval: true, step: step, ev: ev, err: err}
+		sk := c.sampleKL(eng, err)
+		s.done <- sideDone{eval: true, step: step, ev: ev, sampleKL: sk, err: err}
 	}()
 	return nil
 }
@@ -130,9 +132,35 @@ func (c *Coordinator) onSide(d sideDone) error {
 			r.m.ValTeacherKL = d.ev.TeacherKLPtr()
 			h := d.ev.Entropy
 			r.m.ValEntropy = &h
+			r.m.ValSampleKL = d.sampleKL
 		}
 	}
 	return c.flushRows()
+}
+
+// sampleKL is, when run.sample_kl_windows asks for it, the reverse KL to
+// the truth on the model's own samples of held-out windows (nil otherwise,
+// or when err is set).
+func (c *Coordinator) sampleKL(eng *engine.Engine, err error) *float64 {
+	n := c.cfg.Run.SampleKLWindows
+	if n == 0 || err != nil || !c.job.data.HasTruth() {
+		return nil
+	}
+	w := c.job.data.ValWindows()
+	w = w[:min(n, len(w))]
+	prefix, temp := c.spec.OnPolicyPrefix, c.spec.OnPolicyTemp
+	if prefix == 0 {
+		prefix = c.spec.Model.Ctx / 2
+	}
+	if !(temp > 0) {
+		temp = 1
+	}
+	v, err := eng.SampleKL(w, prefix, temp, 0.01, c.spec.Seed)
+	if err != nil {
+		c.log.Warn("the KL on the model's samples", "err", err)
+		return nil
+	}
+	return &v
 }
 
 func bpbPtr(ev engine.Eval) *float64 {

@@ -29,20 +29,27 @@ type JobSpec struct {
 	// Distillation: the teacher's folder and the SHA-256 of its weights (a
 	// worker whose teacher differs refuses to join), and the loss's
 	// distillation settings.
-	Teacher            string        `msgpack:"teacher,omitempty" json:"teacher,omitempty"`
-	TeacherSHA256      string        `msgpack:"teacher_sha256,omitempty" json:"teacher_sha256,omitempty"`
-	TeacherTemperature float64       `msgpack:"teacher_temperature" json:"teacher_temperature"`
-	ScaleT2            bool          `msgpack:"scale_t2" json:"scale_t2"`
-	HardWeight         float64       `msgpack:"hard_weight" json:"hard_weight"`
-	TeacherTopK        int           `msgpack:"teacher_top_k" json:"teacher_top_k"`
-	TeacherTail        string        `msgpack:"teacher_tail" json:"teacher_tail"`
-	Optimizer          string        `msgpack:"optimizer" json:"optimizer"`
-	WeightDecay        float64       `msgpack:"weight_decay" json:"weight_decay"`
-	GradClip           float64       `msgpack:"grad_clip" json:"grad_clip"`
-	BatchWindows       int           `msgpack:"batch_windows" json:"batch_windows"`
-	ChunkBytes         int           `msgpack:"chunk_bytes" json:"chunk_bytes"`
-	ARDeadline         time.Duration `msgpack:"allreduce_deadline" json:"allreduce_deadline"`
-	Heartbeat          time.Duration `msgpack:"heartbeat" json:"heartbeat"`
+	Teacher            string  `msgpack:"teacher,omitempty" json:"teacher,omitempty"`
+	TeacherSHA256      string  `msgpack:"teacher_sha256,omitempty" json:"teacher_sha256,omitempty"`
+	TeacherTemperature float64 `msgpack:"teacher_temperature" json:"teacher_temperature"`
+	ScaleT2            bool    `msgpack:"scale_t2" json:"scale_t2"`
+	HardWeight         float64 `msgpack:"hard_weight" json:"hard_weight"`
+	TeacherTopK        int     `msgpack:"teacher_top_k" json:"teacher_top_k"`
+	TeacherTail        string  `msgpack:"teacher_tail" json:"teacher_tail"`
+	// On-policy training: the fraction of windows the student rolls out,
+	// the prefix it keeps, its sampling temperature, and the seed (with the
+	// step and the window) of what it samples.
+	OnPolicy       float64       `msgpack:"on_policy,omitempty" json:"on_policy,omitempty"`
+	OnPolicyPrefix int           `msgpack:"on_policy_prefix,omitempty" json:"on_policy_prefix,omitempty"`
+	OnPolicyTemp   float64       `msgpack:"on_policy_temperature,omitempty" json:"on_policy_temperature,omitempty"`
+	Seed           uint64        `msgpack:"seed" json:"seed"`
+	Optimizer      string        `msgpack:"optimizer" json:"optimizer"`
+	WeightDecay    float64       `msgpack:"weight_decay" json:"weight_decay"`
+	GradClip       float64       `msgpack:"grad_clip" json:"grad_clip"`
+	BatchWindows   int           `msgpack:"batch_windows" json:"batch_windows"`
+	ChunkBytes     int           `msgpack:"chunk_bytes" json:"chunk_bytes"`
+	ARDeadline     time.Duration `msgpack:"allreduce_deadline" json:"allreduce_deadline"`
+	Heartbeat      time.Duration `msgpack:"heartbeat" json:"heartbeat"`
 	// Data is the coordinator's fingerprint of the data: a worker whose own
 	// copy differs refuses to join.
 	Data shard.Fingerprint `msgpack:"data" json:"data"`

@@ -138,6 +138,10 @@ type Run struct {
 	CheckpointEvery int    `mapstructure:"checkpoint_every"`
 	Keep            int    `mapstructure:"keep"`
 	EvalEvery       int    `mapstructure:"eval_every"`
+	// SampleKLWindows, with synthetic data, adds to every evaluation the
+	// exact reverse KL from the model to the truth on the model's own
+	// samples, over this many held-out windows (0: none).
+	SampleKLWindows int    `mapstructure:"sample_kl_windows"`
 	MetricsAddr     string `mapstructure:"metrics_addr"`
 }
 
@@ -210,6 +214,7 @@ func Keys() []Key {
 		{"run.keep", 3, "number of checkpoints kept"},
 		{"run.eval_every", 50, "evaluate on held-out windows every N steps (and at the end); 0: only at the end"},
 		{"run.metrics_addr", "", "address of the Prometheus metrics endpoint, e.g. :9090; empty disables it"},
+		{"run.sample_kl_windows", 0, "synthetic data: also evaluate the reverse KL to the truth (smoothed by 0.01) on the model's own samples, over this many held-out windows; 0: not"},
 	}
 }
 
@@ -372,6 +377,9 @@ func (c Config) Validate() error {
 	}
 	if c.Run.Keep < 1 {
 		bad("run.keep", c.Run.Keep, "must be >= 1")
+	}
+	if c.Run.SampleKLWindows < 0 {
+		bad("run.sample_kl_windows", c.Run.SampleKLWindows, "must be >= 0")
 	}
 	if c.Run.EvalEvery < 0 {
 		bad("run.eval_every", c.Run.EvalEvery, "must be >= 0")

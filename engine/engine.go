@@ -73,6 +73,23 @@ type Options struct {
 	// TokenBytes, when not nil, is the number of bytes of text a token id
 	// stands for: evaluations then report bits per byte.
 	TokenBytes func(id int32) int
+	// OnPolicy makes some windows of each batch the model's own: see
+	// OnPolicy.
+	OnPolicy OnPolicy
+}
+
+// OnPolicy configures on-policy training (GKD, MiniLLM): on a fraction of
+// each batch's windows the model first samples a continuation of the
+// window's first Prefix tokens, then the target (the teacher, or the
+// synthetic truth) scores every position that predicts a sampled token,
+// and only those positions count. Which windows, and what is sampled,
+// depend only on (Seed, step, window): a retried step samples the same
+// tokens whatever the world size.
+type OnPolicy struct {
+	Fraction    float64 // of the windows, in [0, 1]; 0: off
+	Prefix      int     // tokens kept, 1..T-1; 0: T/2
+	Temperature float64 // of the sampling, > 0
+	Seed        uint64
 }
 
 // Validate checks the options and that they make a finite loss.
@@ -87,6 +104,12 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: max windows %d", ErrOption, o.MaxWindows)
 	case (o.Target == TargetTeacher) != (o.Teacher != nil):
 		return fmt.Errorf("%w: target %v with teacher %v", ErrOption, o.Target, o.Teacher != nil)
+	case !(o.OnPolicy.Fraction >= 0 && o.OnPolicy.Fraction <= 1):
+		return fmt.Errorf("%w: on-policy fraction %v, want [0, 1]", ErrOption, o.OnPolicy.Fraction)
+	case o.OnPolicy.Fraction > 0 && !(o.OnPolicy.Temperature > 0):
+		return fmt.Errorf("%w: on-policy temperature %v, want > 0", ErrOption, o.OnPolicy.Temperature)
+	case o.OnPolicy.Fraction > 0 && o.Target == TargetHard:
+		return fmt.Errorf("%w: on-policy training needs a target that scores the model's own tokens: a teacher, or the synthetic truth", ErrOption)
 	case o.Target == TargetHard && o.Loss.Direction != loss.Forward:
 		return fmt.Errorf("%w: loss.direction = %v needs soft targets (synthetic data, or a teacher); with hard targets only forward KL is finite", ErrOption, o.Loss.Direction)
 	case o.Target == TargetSoft && o.Loss.Direction == loss.Reverse && o.Loss.LabelSmoothing == 0:
@@ -129,6 +152,10 @@ type Engine struct {
 	K       int
 
 	tokenBytes func(int32) int
+	onPolicy   OnPolicy
+	rolled     []int     // batch positions of the windows rolled out this step
+	roll       []int32   // [maxB*(T+1)] their tokens
+	probs64    []float64 // [V] sampling scratch
 
 	win     []int32   // [T+1] one window
 	in      []int32   // [maxB*T] inputs
@@ -157,12 +184,20 @@ func New(o Options, model *lm.Model, data *shard.Dataset, pool *kernels.Pool) (*
 	}
 	T, B := cfg.Ctx, o.MaxWindows
 	e := &Engine{model: model, teacher: o.Teacher, lossc: loss.NewComputer(pool), opts: o.Loss, kind: o.Target, data: data,
-		T: T, maxB: B, tokenBytes: o.TokenBytes,
+		T: T, maxB: B, tokenBytes: o.TokenBytes, onPolicy: o.OnPolicy,
 		win: make([]int32, T+1), in: make([]int32, B*T), hard: make([]int32, B*T)}
 	if data.HasTruth() {
 		e.K = data.TruthK()
 		e.ids = make([]int32, B*T*e.K)
 		e.probs = make([]float32, B*T*e.K)
+	}
+	if p := &e.onPolicy; p.Fraction > 0 {
+		if p.Prefix == 0 {
+			p.Prefix = T / 2
+		}
+		if p.Prefix < 1 || p.Prefix >= T {
+			return nil, fmt.Errorf("%w: on-policy prefix %d, want 1..%d", ErrOption, p.Prefix, T-1)
+		}
 	}
 	return e, nil
 }
@@ -214,9 +249,9 @@ type Sums struct {
 }
 
 // Gradient zeroes the model's gradient and accumulates into it the gradient
-// of the SUM of the per-token losses over windows. A non-finite loss is an
-// error (the gradient is then not to be used).
-func (e *Engine) Gradient(windows []int32) (Sums, error) {
+// of the SUM of the per-token losses over windows of training step step.
+// A non-finite loss is an error (the gradient is then not to be used).
+func (e *Engine) Gradient(windows []int32, step uint64) (Sums, error) {
 	var s Sums
 	if len(windows) > e.maxB {
 		return s, fmt.Errorf("%d windows, more than the %d the engine was sized for", len(windows), e.maxB)
@@ -226,6 +261,11 @@ func (e *Engine) Gradient(windows []int32) (Sums, error) {
 		return s, nil
 	}
 	e.load(windows)
+	if e.onPolicy.Fraction > 0 {
+		if err := e.rollout(windows, step); err != nil {
+			return s, err
+		}
+	}
 	B, T, V := len(windows), e.T, e.model.Config.Vocab
 	if e.teacher != nil {
 		if err := e.teacher.ForwardHidden(e.in[:B*T], B, T); err != nil {

@@ -31,6 +31,9 @@ type StepMetrics struct {
 	ValBPB       *float64 `json:"val_bits_per_byte,omitempty"`
 	ValTeacherKL *float64 `json:"val_kl_from_teacher,omitempty"` // held-out KL(teacher || student)
 	ValEntropy   *float64 `json:"val_entropy,omitempty"`         // held-out entropy of the model's next-token distribution
+	// ValSampleKL is the reverse KL from the model to the truth (smoothed
+	// by 0.01) on its own samples of held-out windows (run.sample_kl_windows).
+	ValSampleKL *float64 `json:"val_sample_kl,omitempty"`
 }
 
 // LedgerEntry is one line of ledger.jsonl: which windows each worker
@@ -61,8 +64,9 @@ type Summary struct {
 	// without a teacher.
 	ValTeacherKL     *float64 `json:"val_kl_from_teacher,omitempty"`
 	TeacherKLToTruth *float64 `json:"teacher_kl_to_truth,omitempty"`
-	ValEntropy       float64  `json:"val_entropy"`   // of the model's next-token distribution, nats/token
-	EntropyFloor     float64  `json:"entropy_floor"` // -1 when unknown
+	ValEntropy       float64  `json:"val_entropy"`             // of the model's next-token distribution, nats/token
+	ValSampleKL      *float64 `json:"val_sample_kl,omitempty"` // reverse KL to the truth on the model's own samples (run.sample_kl_windows)
+	EntropyFloor     float64  `json:"entropy_floor"`           // -1 when unknown
 	TokensPerS       float64  `json:"tokens_per_s"`
 	Seconds          float64  `json:"seconds"`
 	Aborts           int      `json:"aborts"`

@@ -342,3 +342,24 @@ func TestSyntheticModes(t *testing.T) {
 		}
 	}
 }
+
+// TruthOf a window's own tokens is its Truth.
+func TestTruthOfAWindowIsItsTruth(t *testing.T) {
+	d, err := Open(Options{Source: "synthetic", Ctx: 16, Tokens: 4096, Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	K := d.TruthK()
+	w := make([]int32, 17)
+	a, pa := make([]int32, 16*K), make([]float32, 16*K)
+	b, pb := make([]int32, 16*K), make([]float32, 16*K)
+	for id := 0; id < 10; id++ {
+		d.Window(id, w)
+		d.Truth(id, a, pa)
+		d.TruthOf(w[:16], b, pb)
+		if !slices.Equal(a, b) || !slices.Equal(pa, pb) {
+			t.Fatalf("window %d: TruthOf its tokens differs from Truth", id)
+		}
+	}
+}

@@ -51,6 +51,37 @@ func (d *Dataset) Truth(id int, ids []int32, probs []float32) {
 	}
 }
 
+// TruthOf writes the true distribution of the token after each position of
+// an arbitrary token sequence (such as a model's own samples), as Truth does
+// for a window: row t is the distribution of token t+1 given tokens 0..t,
+// row 0 the stationary mixture given token 0 alone. It panics without a
+// truth, on a token outside the vocabulary, or if ids or probs is shorter
+// than len(tokens)*K.
+func (d *Dataset) TruthOf(tokens []int32, ids []int32, probs []float32) {
+	sy := d.syn
+	if sy == nil {
+		panic("shard: TruthOf a source without a truth (" + d.source + ")")
+	}
+	K, V := sy.K, sy.V
+	if len(ids) < len(tokens)*K || len(probs) < len(tokens)*K {
+		panic(fmt.Sprintf("shard: TruthOf %d tokens into %d ids and %d probs, want %d", len(tokens), len(ids), len(probs), len(tokens)*K))
+	}
+	for t, tok := range tokens {
+		if tok < 0 || int(tok) >= V {
+			panic(fmt.Sprintf("shard: TruthOf token %d at %d, vocabulary %d", tok, t, V))
+		}
+		var row int
+		if t == 0 {
+			copy(ids[:K], sy.ids1[int(tok)*K:(int(tok)+1)*K])
+			copy(probs[:K], sy.p1[int(tok)*K:(int(tok)+1)*K])
+			continue
+		}
+		row = int(sy.class[tokens[t-1]])*V + int(tok)
+		copy(ids[t*K:(t+1)*K], sy.ids2[row*K:(row+1)*K])
+		copy(probs[t*K:(t+1)*K], sy.p2[row*K:(row+1)*K])
+	}
+}
+
 // EntropyFloor returns the mean, over the target positions of windows, of the
 // entropy of the true distribution (Truth) in nats: the loss no model can
 // beat in expectation on those windows, and the cross-entropy whose excess
