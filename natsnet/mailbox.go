@@ -75,7 +75,12 @@ func NewMailbox(ctx context.Context, c *Conn, job, worker string) (*Mailbox, err
 	if err != nil {
 		return nil, fmt.Errorf("natsnet: subscribing to %s: %w", ring, err)
 	}
-	sub.SetClosedHandler(func(string) { close(m.done) })
+	// The subscription ends when the mailbox closes or, for good, when the
+	// connection does: a Recv waiting then returns ErrClosed.
+	sub.SetClosedHandler(func(string) {
+		m.in.Close()
+		close(m.done)
+	})
 	m.sub = sub
 	fail := func(err error) (*Mailbox, error) {
 		m.Close()

@@ -14,6 +14,7 @@ import (
 	"github.com/klring/klring/allreduce"
 	"github.com/klring/klring/allreduce/allreducetest"
 	"github.com/klring/klring/natsnet"
+	"github.com/klring/klring/netem"
 )
 
 // natsNet runs the conformance suite over one embedded server, one
@@ -22,6 +23,7 @@ type natsNet struct {
 	url     string
 	foreign *natsnet.Conn
 	opts    natsnet.Options // of every mailbox's connection
+	shape   netem.LinkProfile
 
 	mu    sync.Mutex
 	boxes map[[2]string]*natsnet.Mailbox
@@ -50,7 +52,14 @@ func (n *natsNet) Mailbox(t testing.TB, job, worker string) allreduce.Mailbox {
 	n.mu.Lock()
 	n.boxes[[2]string{job, worker}] = mb
 	n.mu.Unlock()
-	return &ownConn{Mailbox: mb, conn: c}
+	if !n.shape.Shaped() {
+		return &ownConn{Mailbox: mb, conn: c}
+	}
+	w, err := netem.Wrap(&ownConn{Mailbox: mb, conn: c}, worker, n.shape, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
 
 func (n *natsNet) Inject(t testing.TB, job, worker string, h allreduce.Header, msg []byte) {
@@ -95,6 +104,18 @@ func TestConformanceNATS(t *testing.T) {
 		t.Fatalf("Limits() = %+v; want %+v", got, want)
 	}
 	allreducetest.Run(t, net)
+}
+
+// TestConformanceShapedNATS runs the suite over NATS mailboxes behind
+// modelled links (netem wraps either mailbox).
+func TestConformanceShapedNATS(t *testing.T) {
+	checkGoroutines(t)
+	s := startServer(t, natsnet.ServerOptions{})
+	foreign := connect(t, natsnet.Options{URL: s.URL(), Name: "foreign"})
+	t.Cleanup(foreign.Close)
+	allreducetest.Run(t, &natsNet{url: s.URL(), foreign: foreign, boxes: map[[2]string]*natsnet.Mailbox{},
+		opts:  natsnet.Options{URL: s.URL(), ChunkBytes: 64 << 10, PartsInFlight: 1024},
+		shape: netem.LinkProfile{Name: "test", Bandwidth: 1e9, Latency: 100 * time.Microsecond, Jitter: 100 * time.Microsecond}})
 }
 
 func TestMailboxLimitsFromOptions(t *testing.T) {
@@ -392,5 +413,48 @@ func TestSubjects(t *testing.T) {
 	}
 	if _, err := (natsnet.Subjects{}).Ring("w"); !errors.Is(err, natsnet.ErrBadName) {
 		t.Errorf("Subjects{}.Ring(w) = %v; want %v", err, natsnet.ErrBadName)
+	}
+}
+
+// TestMailboxCloseAfterConn closes the connection under a mailbox with an
+// all-reduce waiting on it: Recv ends with ErrClosed, and Close, after it,
+// returns at once (the subscription's goroutine has already ended).
+func TestMailboxCloseAfterConn(t *testing.T) {
+	checkGoroutines(t)
+	s := startServer(t, natsnet.ServerOptions{})
+	c := connect(t, natsnet.Options{URL: s.URL()})
+	mb, err := natsnet.NewMailbox(context.Background(), c, "j", "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := allreduce.Header{Run: "r", Epoch: 1, Step: 1}
+	tr, err := mb.Begin(h, []string{"w", "v"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := make(chan error, 1)
+	go func() {
+		_, err := tr.Recv(context.Background())
+		recv <- err
+	}()
+	c.Close()
+	if err := <-recv; !errors.Is(err, allreduce.ErrClosed) {
+		t.Errorf("Recv waiting when the connection closed = %v; want %v", err, allreduce.ErrClosed)
+	}
+	if err := tr.Send(context.Background(), 1, []byte("x")); !errors.Is(err, allreduce.ErrClosed) {
+		t.Errorf("Send on a closed connection = %v; want %v", err, allreduce.ErrClosed)
+	}
+	t0 := time.Now()
+	if err := mb.Close(); err != nil {
+		t.Errorf("Close after the connection's = %v; want nil", err)
+	}
+	if el := time.Since(t0); el > 5*time.Second {
+		t.Errorf("Close after the connection's took %v; want it at once", el)
+	}
+	if _, err := tr.Recv(context.Background()); !errors.Is(err, allreduce.ErrClosed) {
+		t.Errorf("Recv after Close = %v; want %v", err, allreduce.ErrClosed)
+	}
+	if err := mb.Close(); err != nil {
+		t.Errorf("Close twice = %v", err)
 	}
 }
