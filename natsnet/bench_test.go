@@ -17,13 +17,14 @@ import (
 const benchChunk = 1 << 20
 
 // benchRing is n ranks ready to all-reduce vectors of length floats, each
-// with its persistent mailbox.
+// with its persistent mailbox (and, over NATS, its connection).
 type benchRing struct {
 	mbs      []allreduce.Mailbox
 	members  []string
 	reducers []*allreduce.Reducer
 	data     [][]float32
 	close    func()
+	conns    []*natsnet.Conn
 }
 
 func members(n int) []string {
@@ -55,22 +56,21 @@ func memRing(b *testing.B, n int) *benchRing {
 
 // natsRing is a ring of NATS mailboxes, one connection each, as in
 // production: pending limits sized for one all-reduce of length floats.
-func natsRing(b *testing.B, url string, n, length int, opts allreduce.Options) *benchRing {
+func natsRing(b *testing.B, url, job string, n, length int, opts allreduce.Options) *benchRing {
 	br := &benchRing{members: members(n)}
-	var conns []*natsnet.Conn
 	parts := allreduce.MaxMessages(length, n, opts) + 16
 	for _, w := range br.members {
 		c := connect(b, natsnet.Options{URL: url, ChunkBytes: opts.ChunkBytes + natsnet.HeaderRoom, PartsInFlight: parts})
-		mb, err := natsnet.NewMailbox(context.Background(), c, "bench", w)
+		mb, err := natsnet.NewMailbox(context.Background(), c, job, w)
 		if err != nil {
 			b.Fatal(err)
 		}
-		conns, br.mbs = append(conns, c), append(br.mbs, mb)
+		br.conns, br.mbs = append(br.conns, c), append(br.mbs, mb)
 	}
 	br.close = func() {
 		for r := range br.mbs {
 			br.mbs[r].Close()
-			conns[r].Close()
+			br.conns[r].Close()
 		}
 	}
 	return br
@@ -94,6 +94,12 @@ func (br *benchRing) run(b *testing.B, n int, step uint64, opts allreduce.Option
 	wg.Wait()
 	for r, err := range errs {
 		if err != nil {
+			for r2, err2 := range errs {
+				b.Logf("rank %d: %v; mailbox %+v", r2, err2, br.mbs[r2].Stats())
+				if br.conns != nil {
+					b.Logf("rank %d: connection reconnected %d times, %d slow-consumer events", r2, br.conns[r2].NC.Stats().Reconnects, br.conns[r2].SlowConsumers())
+				}
+			}
 			b.Fatalf("AllReduce(rank %d) = %v", r, err)
 		}
 	}
@@ -119,7 +125,7 @@ func BenchmarkAllReduce(b *testing.B) {
 					if tr == "mem" {
 						br = memRing(b, n)
 					} else {
-						br = natsRing(b, s.URL(), n, length, opts)
+						br = natsRing(b, s.URL(), "bench", n, length, opts)
 					}
 					defer br.close()
 					for range n {
@@ -257,7 +263,7 @@ func BenchmarkNATSRingEfficiency(b *testing.B) {
 	for _, n := range []int{2, 4, 8} {
 		b.Run(fmt.Sprintf("n=%d/MiB=%d", n, mib), func(b *testing.B) {
 			length := mib << 20 / 4
-			br := natsRing(b, s.URL(), n, length, opts)
+			br := natsRing(b, s.URL(), "bench", n, length, opts)
 			defer br.close()
 			for range n {
 				br.reducers = append(br.reducers, allreduce.NewReducer())
