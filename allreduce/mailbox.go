@@ -226,6 +226,10 @@ func (in *Inbox) file(h Header, msg []byte) bool {
 			return false
 		}
 	}
+	if len(msg) > in.lim.Bytes {
+		in.st.OverLimit++
+		return false
+	}
 	q := in.queues[h]
 	if q == nil {
 		if len(in.queues)-in.curCount() >= in.lim.Ahead && !in.evictFor(h) {

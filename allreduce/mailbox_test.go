@@ -128,7 +128,7 @@ func TestInboxSameAttemptAgain(t *testing.T) {
 }
 
 func TestInboxMessageAndByteLimits(t *testing.T) {
-	in := newInbox(t, "w", allreduce.Limits{Ahead: 2, Messages: 3, Bytes: 10})
+	in := newInbox(t, "w", allreduce.Limits{Ahead: 3, Messages: 3, Bytes: 10})
 	h := hdr("r", 1, 1)
 	for _, m := range []string{"1234", "5678", "90", "x"} { // 10 bytes, then an 11th
 		in.File(h, []byte(m))
@@ -142,6 +142,12 @@ func TestInboxMessageAndByteLimits(t *testing.T) {
 	in.File(hdr("r", 1, 2), []byte("d"))
 	if st := in.Stats(); st.Queued != 6 || st.OverLimit != 2 {
 		t.Errorf("after 4 messages into a limit of 3: %+v; want 6 held, 2 over the limit", st)
+	}
+	// A message larger than a whole queue takes no attempt's place.
+	in.File(hdr("r", 1, 3), []byte("12345678901"))
+	in.File(hdr("r", 1, 4), []byte("z"))
+	if st := in.Stats(); st.Queued != 7 || st.OverLimit != 3 {
+		t.Errorf("after a message over the byte limit: %+v; want 7 held, 3 over the limit", st)
 	}
 	rx := begin(t, in, h)
 	if got := fmt.Sprint(recvAll(t, rx, 3)); got != "[1234 5678 90]" {
