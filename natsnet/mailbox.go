@@ -33,7 +33,9 @@ const ahead = 8
 // (allreduce.Inbox): a neighbour that starts an attempt before this worker
 // does loses nothing. A message without a readable header is dropped and
 // counted; so are the messages nats.go drops when the subscription's pending
-// limits are exceeded (a slow consumer).
+// limits are exceeded (a slow consumer). The subscription survives
+// reconnects (nats.go subscribes again); when the connection closes for good,
+// the mailbox closes with it and a waiting Recv returns ErrClosed.
 type Mailbox struct {
 	conn   *Conn
 	worker string
