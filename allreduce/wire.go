@@ -151,6 +151,15 @@ func floatView(b []byte) []float32 {
 	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), len(b)/4)
 }
 
+// byteView returns the bytes of x, its little-endian floats on a
+// little-endian machine, else nil.
+func byteView(x []float32) []byte {
+	if len(x) == 0 || binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&x[0])), 4*len(x))
+}
+
 func appendUint(dst []byte, v uint64) []byte {
 	switch {
 	case v < 128:
@@ -284,8 +293,8 @@ func readUint(b []byte, field string) (v uint64, rest []byte, err error) {
 // putFloats writes x into b as little-endian floats; len(b) must be 4*len(x).
 func putFloats(b []byte, x []float32) {
 	b = b[:4*len(x)]
-	if f := floatView(b); f != nil {
-		copy(f, x)
+	if xb := byteView(x); xb != nil {
+		copy(b, xb) // any alignment of b
 		return
 	}
 	for i, v := range x {
@@ -322,8 +331,8 @@ func addFloats(dst []float32, b []byte) {
 
 func copyFloats(dst []float32, b []byte) {
 	b = b[:4*len(dst)]
-	if f := floatView(b); f != nil {
-		copy(dst, f)
+	if db := byteView(dst); db != nil {
+		copy(db, b) // any alignment of b
 		return
 	}
 	for i := range dst {

@@ -34,7 +34,10 @@
 // (FormatAttempt; ParseAttempt accepts exactly that, fuzzed), and the mailbox
 // files it under that attempt (allreduce.Inbox), so a neighbour that starts an
 // attempt before this worker does loses nothing; a message without a readable
-// header is dropped and counted. Begin(h, members, self) returns the attempt's
+// header is dropped and counted. A second header, Klring-Pad (1 to 8 dots),
+// pads the header block to a multiple of 8 bytes, so the payload nats.go
+// hands the receiver is aligned and allreduce reads its floats in place
+// (without it, the floats of most attempts would be read byte by byte). Begin(h, members, self) returns the attempt's
 // Transport: Send publishes to members[to]'s ring subject with the attempt
 // header (nats.go copies the payload into its write buffer and flushes it from
 // its own goroutine); Recv returns the payload nats.go allocated. The envelope

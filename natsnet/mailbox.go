@@ -18,9 +18,15 @@ import (
 // attempt: "<epoch>.<step>.<run>" (FormatAttempt).
 const AttemptHeader = "Klring-Attempt"
 
-// HeaderRoom bounds the bytes the attempt header adds to a ring message on
-// the wire, for any attempt: a connection's ChunkBytes must be at least the
-// all-reduce's chunk plus HeaderRoom.
+// PadHeader pads the header block of a ring message (with 1 to 8 dots) to a
+// multiple of 8 bytes, so that the payload nats.go hands the receiver starts
+// 8-byte aligned, as the envelope's floats need to be read in place.
+// Receivers ignore it.
+const PadHeader = "Klring-Pad"
+
+// HeaderRoom bounds the bytes the attempt and pad headers add to a ring
+// message on the wire, for any attempt: a connection's ChunkBytes must be at
+// least the all-reduce's chunk plus HeaderRoom.
 const HeaderRoom = 160
 
 // ahead is how many attempts besides the current one a Mailbox holds
@@ -142,7 +148,16 @@ func (mb *Mailbox) Begin(h allreduce.Header, members []string, self int) (allred
 	if err != nil {
 		return nil, fmt.Errorf("natsnet: %w", err)
 	}
-	return &transport{mb: mb, rx: rx, subj: subj, hdr: nats.Header{AttemptHeader: []string{FormatAttempt(h)}}}, nil
+	return &transport{mb: mb, rx: rx, subj: subj, hdr: ringHeader(h)}, nil
+}
+
+// ringHeader is the NATS header of attempt h's messages. Its block, as
+// nats.go writes it ("NATS/1.0\r\n", then "Key: value\r\n" per field, then
+// "\r\n"), is 44 bytes plus the two values: the pad makes it a multiple of 8.
+func ringHeader(h allreduce.Header) nats.Header {
+	v := FormatAttempt(h)
+	pad := 8 - (44+len(v))%8 // 1 to 8
+	return nats.Header{AttemptHeader: []string{v}, PadHeader: []string{"........"[:pad]}}
 }
 
 // Stats implements allreduce.Mailbox; Lost is nats.go's count of messages
