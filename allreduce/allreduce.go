@@ -8,9 +8,14 @@ import (
 )
 
 // Transport moves encoded ring messages from one rank to the others of one
-// ring (one job, one membership epoch). Each rank has its own Transport.
-// Messages between two ranks arrive in the order they were sent, or not at
-// all: a lost message is detected by the all-reduce's deadline.
+// ring (one attempt: run, membership epoch and step). Each rank has its own
+// Transport; Mailbox.Begin makes them. Messages between two ranks arrive in
+// the order they were sent, or not at all: a lost message is detected by the
+// all-reduce's deadline.
+//
+// A Transport that also has a method Dropped() uint64 (a Mailbox's count of
+// dropped messages) has the messages it dropped during an all-reduce named
+// in the all-reduce's AbortError.
 type Transport interface {
 	// Send delivers msg to rank to of the ring. It must not keep msg
 	// after it returns.
@@ -54,14 +59,15 @@ type AbortError struct {
 	Received int    // parts received
 	Expected int    // parts expected in all
 	Dropped  uint64 // messages dropped by the Reducer during the call
-	// Lost is the transport's own count of messages it dropped (nats.go's
-	// slow-consumer drops), if the transport has a Dropped() int method.
-	Lost int
-	Err  error // ErrDeadline, ErrClosed, context.Canceled or a transport error
+	// Lost is the number of messages the transport's mailbox dropped during
+	// the call (stale, unlabelled, over its limits, nats.go's slow-consumer
+	// drops), if the transport has a Dropped() uint64 method.
+	Lost uint64
+	Err  error // ErrDeadline, ErrClosed, ErrSuperseded, context.Canceled or a transport error
 }
 
 func (e *AbortError) Error() string {
-	return fmt.Sprintf("allreduce: rank %d of %d waiting on link %d->%d for (epoch %d, step %d, from %d, %v): received %d of %d parts, dropped %d messages, transport lost %d: %v",
+	return fmt.Sprintf("allreduce: rank %d of %d waiting on link %d->%d for (epoch %d, step %d, from %d, %v): received %d of %d parts, dropped %d messages, mailbox dropped %d: %v",
 		e.Rank, e.N, e.From, e.Rank, e.Header.Epoch, e.Header.Step, e.From, e.Missing, e.Received, e.Expected, e.Dropped, e.Lost, e.Err)
 }
 
@@ -147,6 +153,7 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 	}
 	right, left := ring.Right(), ring.Left()
 	dropped0 := r.Stats().Dropped()
+	lost0 := transportDropped(t)
 
 	// send sends part id with the floats x, or x + in when in is not nil.
 	send := func(id PartID, x []float32, in []byte) error {
@@ -168,16 +175,12 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
 			err = fmt.Errorf("%w: %w", ErrDeadline, err)
-		case errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled):
+		case errors.Is(err, ErrClosed) || errors.Is(err, ErrSuperseded) || errors.Is(err, context.Canceled):
 		default:
 			err = fmt.Errorf("transport: %w", err)
 		}
-		lost := 0
-		if d, ok := t.(interface{ Dropped() int }); ok {
-			lost = d.Dropped()
-		}
 		return &AbortError{Rank: rank, N: n, From: left, Header: h, Missing: miss,
-			Received: ring.Received(), Expected: ring.Expected(), Dropped: r.Stats().Dropped() - dropped0, Lost: lost, Err: err}
+			Received: ring.Received(), Expected: ring.Expected(), Dropped: r.Stats().Dropped() - dropped0, Lost: transportDropped(t) - lost0, Err: err}
 	}
 
 	r.start = ring.Start(r.start[:0])
@@ -256,4 +259,12 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 		}
 	}
 	return nil
+}
+
+// transportDropped is t's count of dropped messages, if it keeps one.
+func transportDropped(t Transport) uint64 {
+	if d, ok := t.(interface{ Dropped() uint64 }); ok {
+		return d.Dropped()
+	}
+	return 0
 }

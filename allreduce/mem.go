@@ -6,12 +6,13 @@ import (
 	"sync"
 )
 
-// MemNetwork is an in-memory message network for tests and single-process
-// use, shaped like NATS core: a message sent to an address nobody listens on
-// is lost, messages from one sender to one receiver keep their order, and
-// every message is copied, so no two ranks share a payload. Receive queues
-// are unbounded and their buffers recycled, so a steady stream of messages
-// allocates nothing.
+// MemNetwork is an in-memory ring of one job and epoch with addresses by
+// rank, for unit tests of the Reducer (MemHub is the in-memory Mailbox, with
+// the semantics of the NATS one). It is shaped like NATS core: a message
+// sent to an address nobody listens on is lost, messages from one sender to
+// one receiver keep their order, and every message is copied, so no two
+// ranks share a payload. Receive queues are unbounded and their buffers
+// recycled, so a steady stream of messages allocates nothing.
 type MemNetwork struct {
 	mu      sync.Mutex
 	inboxes map[memAddr]*memInbox

@@ -10,22 +10,28 @@ import (
 	"github.com/klring/klring/allreduce/allreducetest"
 )
 
-type memNet struct{ net *allreduce.MemNetwork }
+// memNet runs the conformance suite over one MemHub.
+type memNet struct{ hub *allreduce.MemHub }
 
-func (m memNet) Ring(t testing.TB, job string, epoch uint64, n int) []allreducetest.Endpoint {
-	eps := make([]allreducetest.Endpoint, n)
-	for r := range n {
-		eps[r] = m.net.Endpoint(job, epoch, r)
+func (m memNet) Mailbox(t testing.TB, job, worker string) allreduce.Mailbox {
+	mb, err := m.hub.Mailbox(job, worker)
+	if err != nil {
+		t.Fatalf("Mailbox(%s, %s) = %v", job, worker, err)
 	}
-	return eps
+	return mb
 }
 
-func (m memNet) Inject(t testing.TB, job string, epoch uint64, rank int, msg []byte) {
-	m.net.Publish(job, epoch, rank, msg)
+func (m memNet) Inject(t testing.TB, job, worker string, h allreduce.Header, msg []byte) {
+	m.hub.Inject(job, worker, h, msg)
 }
+
+func (m memNet) Limits() allreduce.Limits { return memLimits }
+
+// memLimits are small enough for the suite to flood.
+var memLimits = allreduce.Limits{Ahead: 8, Messages: 1024, Bytes: 4 << 20}
 
 func TestConformanceMem(t *testing.T) {
-	allreducetest.Run(t, memNet{allreduce.NewMemNetwork()})
+	allreducetest.Run(t, memNet{allreduce.NewMemHub(memLimits)})
 }
 
 func TestNoDeadline(t *testing.T) {
@@ -53,17 +59,6 @@ func TestOptionsValidate(t *testing.T) {
 		err := tc.o.Validate()
 		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, allreduce.ErrBadOptions)) {
 			t.Errorf("%+v.Validate() = %v; want ok=%v", tc.o, err, tc.ok)
-		}
-	}
-}
-
-func TestValidJob(t *testing.T) {
-	for _, tc := range []struct {
-		job string
-		ok  bool
-	}{{"a", true}, {"job_1-X", true}, {"", false}, {"a.b", false}, {"a b", false}, {"a*", false}, {"a>", false}, {"é", false}} {
-		if err := allreduce.ValidJob(tc.job); (err == nil) != tc.ok {
-			t.Errorf("ValidJob(%q) = %v; want ok=%v", tc.job, err, tc.ok)
 		}
 	}
 }
@@ -98,5 +93,53 @@ func TestReducerReusesBuffers(t *testing.T) {
 	}
 	for _, e := range eps {
 		e.Close()
+	}
+}
+
+// TestMailboxAllReduceAllocations checks that an attempt over persistent
+// in-memory mailboxes, Begin included, allocates a bounded number of times,
+// however many parts it moves: no allocation per message.
+func TestMailboxAllReduceAllocations(t *testing.T) {
+	const n, L = 2, 1 << 14 // 64 parts of 256 floats per segment at 1152-byte chunks
+	hub := allreduce.NewMemHub(allreduce.Limits{})
+	members := []string{"a", "b"}
+	var mbs []*allreduce.MemMailbox
+	for _, w := range members {
+		mb, err := hub.Mailbox("alloc", w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mb.Close()
+		mbs = append(mbs, mb)
+	}
+	reds := []*allreduce.Reducer{allreduce.NewReducer(), allreduce.NewReducer()}
+	data := [][]float32{make([]float32, L), make([]float32, L)}
+	opts := allreduce.Options{ChunkBytes: 1024 + allreduce.EnvelopeOverhead, Deadline: time.Minute}
+	step := uint64(0)
+	run := func() {
+		step++
+		h := allreduce.Header{Run: "r", Epoch: 1, Step: step}
+		trs := make([]allreduce.Transport, n)
+		for r := range n {
+			tr, err := mbs[r].Begin(h, members, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			trs[r] = tr
+		}
+		done := make(chan error, 1)
+		go func() { done <- reds[1].AllReduce(context.Background(), trs[1], h, 1, n, data[1], opts, nil) }()
+		if err := reds[0].AllReduce(context.Background(), trs[0], h, 0, n, data[0], opts, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	run()
+	a := testing.AllocsPerRun(10, run)
+	t.Logf("%v allocations per attempt", a)
+	if parts := 2 * allreduce.MaxMessages(L, n, opts); a > 40 {
+		t.Errorf("allocations per attempt of %d messages = %v; want <= 40", parts, a)
 	}
 }

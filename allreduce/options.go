@@ -18,7 +18,9 @@ var (
 	ErrUnexpected = errors.New("allreduce: unexpected part")
 	ErrDuplicate  = errors.New("allreduce: duplicate part")
 	ErrOutOfOrder = errors.New("allreduce: part arrived before its reduction")
-	ErrBadJobName = errors.New("allreduce: invalid job name")
+	ErrSuperseded = errors.New("allreduce: attempt superseded by a later Begin")
+	ErrBadRing    = errors.New("allreduce: invalid ring")
+	ErrBadLimits  = errors.New("allreduce: invalid mailbox limits")
 )
 
 // Limits of the wire format.
@@ -33,20 +35,38 @@ const (
 	MaxChunkBytes = 64 << 20
 )
 
-// Header names one all-reduce: every message of it carries these fields, and
-// a receiver applies only messages whose header matches its own.
+// Header names one all-reduce, an attempt: every message of it carries
+// these fields, and a receiver applies only messages whose header matches its
+// own. Within a run, attempts are ordered by (Epoch, Step) (Less).
 type Header struct {
-	Run   string // run id (one coordinator incarnation), at most MaxRunLen bytes
+	Run   string // run id (one coordinator incarnation): at most MaxRunLen bytes of printable ASCII, no space
 	Epoch uint64 // membership epoch: fixes the ring order
 	Step  uint64 // training step
 }
 
-// Validate reports whether h can be put on the wire.
+// Validate reports whether h can be put on the wire (in the envelope and in
+// a transport's attempt label): a run id of at most MaxRunLen bytes, each
+// one of '!' to '~'.
 func (h Header) Validate() error {
 	if len(h.Run) > MaxRunLen {
 		return fmt.Errorf("%w: run id of %d bytes, at most %d", ErrBadHeader, len(h.Run), MaxRunLen)
 	}
+	for i := 0; i < len(h.Run); i++ {
+		if c := h.Run[i]; c < '!' || c > '~' {
+			return fmt.Errorf("%w: run id %q has %q at byte %d (want printable ASCII, no space)", ErrBadHeader, h.Run, c, i)
+		}
+	}
 	return nil
+}
+
+func (h Header) String() string {
+	return fmt.Sprintf("(run %q, epoch %d, step %d)", h.Run, h.Epoch, h.Step)
+}
+
+// Less reports whether h comes before o in their run: a lower epoch, or the
+// same epoch and a lower step. It ignores the run ids.
+func (h Header) Less(o Header) bool {
+	return h.Epoch < o.Epoch || h.Epoch == o.Epoch && h.Step < o.Step
 }
 
 // Options tune an all-reduce.
@@ -79,24 +99,3 @@ func (o Options) Validate() error {
 
 // PartFloats is the number of floats one message carries at most.
 func (o Options) PartFloats() int { return (o.ChunkBytes - EnvelopeOverhead) / 4 }
-
-// ValidJob reports whether job may name a job in subjects: one or more of
-// [A-Za-z0-9_-].
-func ValidJob(job string) error {
-	if job == "" {
-		return fmt.Errorf("%w: empty", ErrBadJobName)
-	}
-	for i := 0; i < len(job); i++ {
-		c := job[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: %q has %q at byte %d (want [A-Za-z0-9_-]+)", ErrBadJobName, job, c, i)
-		}
-	}
-	return nil
-}
-
-// Subject is the subject on which rank listens in job's ring of epoch:
-// klring.<job>.ring.<epoch>.<rank>. job must pass ValidJob.
-func Subject(job string, epoch uint64, rank int) string {
-	return fmt.Sprintf("klring.%s.ring.%d.%d", job, epoch, rank)
-}

@@ -192,3 +192,56 @@ func TestFloatsUnaligned(t *testing.T) {
 		}
 	}
 }
+
+// TestFloatKernels checks the unrolled aligned paths of sumFloats and
+// addFloats against plain float32 additions, bit for bit, on lengths around
+// the unrolling, with infinities, NaNs, signed zeros and subnormals.
+func TestFloatKernels(t *testing.T) {
+	special := []float32{0, float32(math.Copysign(0, -1)), 1e-45, -3e-39, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 3.4e38, 1.5, -7.25}
+	for n := range 42 {
+		x := make([]float32, n)
+		y := make([]float32, n)
+		for i := range n {
+			x[i] = special[(3*i)%len(special)] * float32(i%5+1)
+			y[i] = special[(7*i+1)%len(special)] - float32(i)
+		}
+		in := floatBytes(y)
+		out := make([]byte, 4*n)
+		sumFloats(out, x, in)
+		got := make([]float32, n)
+		copyFloats(got, out)
+		acc := append([]float32(nil), x...)
+		addFloats(acc, in)
+		for i := range n {
+			want := x[i] + y[i]
+			if math.Float32bits(got[i]) != math.Float32bits(want) || math.Float32bits(acc[i]) != math.Float32bits(want) {
+				t.Errorf("n=%d [%d]: sum %v (%08x), add %v (%08x); want %v (%08x)", n, i, got[i], math.Float32bits(got[i]), acc[i], math.Float32bits(acc[i]), want, math.Float32bits(want))
+			}
+		}
+	}
+}
+
+func BenchmarkFloatKernels(b *testing.B) {
+	const n = 1 << 18 // 1 MiB of floats, the default chunk
+	x := make([]float32, n)
+	in := make([]byte, 4*n)
+	out := make([]byte, 4*n)
+	b.Run("sum", func(b *testing.B) {
+		b.SetBytes(4 * n)
+		for b.Loop() {
+			sumFloats(out, x, in)
+		}
+	})
+	b.Run("add", func(b *testing.B) {
+		b.SetBytes(4 * n)
+		for b.Loop() {
+			addFloats(x, in)
+		}
+	})
+	b.Run("copy", func(b *testing.B) {
+		b.SetBytes(4 * n)
+		for b.Loop() {
+			copyFloats(x, in)
+		}
+	})
+}

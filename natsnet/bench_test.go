@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/klring/klring/allreduce"
 	"github.com/klring/klring/natsnet"
 )
@@ -14,73 +16,99 @@ import (
 // benchChunk is the message size of the benchmarks: the default chunk.
 const benchChunk = 1 << 20
 
-// benchRing is n ranks ready to all-reduce vectors of length floats.
+// benchRing is n ranks ready to all-reduce vectors of length floats, each
+// with its persistent mailbox (and, over NATS, its connection).
 type benchRing struct {
-	eps      []allreduce.Transport
+	mbs      []allreduce.Mailbox
+	members  []string
 	reducers []*allreduce.Reducer
 	data     [][]float32
 	close    func()
+	conns    []*natsnet.Conn
 }
 
-func memRing(n, length int) *benchRing {
-	net := allreduce.NewMemNetwork()
-	br := &benchRing{}
-	var eps []*allreduce.MemEndpoint
-	for r := range n {
-		e := net.Endpoint("bench", 1, r)
-		eps = append(eps, e)
-		br.eps = append(br.eps, e)
+func members(n int) []string {
+	m := make([]string, n)
+	for r := range m {
+		m[r] = fmt.Sprintf("w%d", r)
 	}
-	br.close = func() {
-		for _, e := range eps {
-			e.Close()
-		}
-	}
-	return br
+	return m
 }
 
-func natsRing(b *testing.B, url string, n, length int, opts allreduce.Options) *benchRing {
-	br := &benchRing{}
-	var conns []*natsnet.Conn
-	var rings []*natsnet.Ring
-	parts := allreduce.MaxMessages(length, n, opts) + 16
-	for r := range n {
-		c := connect(b, natsnet.Options{URL: url, ChunkBytes: opts.ChunkBytes, PartsInFlight: parts})
-		ring, err := c.Ring(context.Background(), "bench", 1, r)
+// memRing is a ring of in-memory mailboxes.
+func memRing(b *testing.B, n int) *benchRing {
+	hub := allreduce.NewMemHub(allreduce.Limits{})
+	br := &benchRing{members: members(n)}
+	for _, w := range br.members {
+		mb, err := hub.Mailbox("bench", w)
 		if err != nil {
 			b.Fatal(err)
 		}
-		conns, rings = append(conns, c), append(rings, ring)
-		br.eps = append(br.eps, ring)
+		br.mbs = append(br.mbs, mb)
 	}
 	br.close = func() {
-		for r := range rings {
-			rings[r].Close()
-			conns[r].Close()
+		for _, mb := range br.mbs {
+			mb.Close()
 		}
 	}
 	return br
 }
 
+// natsRing is a ring of NATS mailboxes, one connection each, as in
+// production: pending limits sized for one all-reduce of length floats.
+func natsRing(b *testing.B, url, job string, n, length int, opts allreduce.Options) *benchRing {
+	br := &benchRing{members: members(n)}
+	parts := allreduce.MaxMessages(length, n, opts) + 16
+	for _, w := range br.members {
+		c := connect(b, natsnet.Options{URL: url, ChunkBytes: opts.ChunkBytes + natsnet.HeaderRoom, PartsInFlight: parts})
+		mb, err := natsnet.NewMailbox(context.Background(), c, job, w)
+		if err != nil {
+			b.Fatal(err)
+		}
+		br.conns, br.mbs = append(br.conns, c), append(br.mbs, mb)
+	}
+	br.close = func() {
+		for r := range br.mbs {
+			br.mbs[r].Close()
+			br.conns[r].Close()
+		}
+	}
+	return br
+}
+
+// run runs one attempt, step, on every rank: Begin, then AllReduce.
 func (br *benchRing) run(b *testing.B, n int, step uint64, opts allreduce.Options) {
 	h := allreduce.Header{Run: "bench", Epoch: 1, Step: step}
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for r := range n {
 		wg.Go(func() {
-			errs[r] = br.reducers[r].AllReduce(context.Background(), br.eps[r], h, r, n, br.data[r], opts, nil)
+			t, err := br.mbs[r].Begin(h, br.members, r)
+			if err != nil {
+				errs[r] = err
+				return
+			}
+			errs[r] = br.reducers[r].AllReduce(context.Background(), t, h, r, n, br.data[r], opts, nil)
 		})
 	}
 	wg.Wait()
 	for r, err := range errs {
 		if err != nil {
+			for r2, err2 := range errs {
+				b.Logf("rank %d: %v; mailbox %+v", r2, err2, br.mbs[r2].Stats())
+				if br.conns != nil {
+					b.Logf("rank %d: connection reconnected %d times, %d slow-consumer events", r2, br.conns[r2].NC.Stats().Reconnects, br.conns[r2].SlowConsumers())
+				}
+			}
 			b.Fatalf("AllReduce(rank %d) = %v", r, err)
 		}
 	}
 }
 
 // BenchmarkAllReduce reports, as nccl-tests does, algbw = S/t and busbw =
-// algbw * 2(n-1)/n in GB/s, for a vector of S bytes over n ranks.
+// algbw * 2(n-1)/n in GB/s, for a vector of S bytes over n ranks, over the
+// in-memory mailboxes (mem) and the NATS mailboxes production uses (nats),
+// one connection per rank through one embedded server.
 func BenchmarkAllReduce(b *testing.B) {
 	s, err := natsnet.StartServer(natsnet.ServerOptions{})
 	if err != nil {
@@ -95,9 +123,9 @@ func BenchmarkAllReduce(b *testing.B) {
 					length := mib << 20 / 4
 					var br *benchRing
 					if tr == "mem" {
-						br = memRing(n, length)
+						br = memRing(b, n)
 					} else {
-						br = natsRing(b, s.URL(), n, length, opts)
+						br = natsRing(b, s.URL(), "bench", n, length, opts)
 					}
 					defer br.close()
 					for range n {
@@ -123,29 +151,38 @@ func BenchmarkAllReduce(b *testing.B) {
 	}
 }
 
-// pairs is n publisher -> subscriber pairs of connections through one server.
+// pairs is n publisher -> subscriber pairs of connections through one
+// server, with plain synchronous subscriptions: what NATS itself moves.
 type pairs struct {
 	pub, sub []*natsnet.Conn
-	rings    []*natsnet.Ring
+	subs     []*nats.Subscription
 }
+
+func tputSubject(i int) string { return fmt.Sprintf("klring.tput.pair.%d", i) }
 
 func newPairs(b *testing.B, url string, n, msgs int) *pairs {
 	p := &pairs{}
 	for i := range n {
 		pub := connect(b, natsnet.Options{URL: url, ChunkBytes: benchChunk})
 		sub := connect(b, natsnet.Options{URL: url, ChunkBytes: benchChunk, PartsInFlight: 4 * msgs})
-		ring, err := sub.Ring(context.Background(), "tput", 1, i)
+		s, err := sub.NC.SubscribeSync(tputSubject(i))
 		if err != nil {
 			b.Fatal(err)
 		}
-		p.pub, p.sub, p.rings = append(p.pub, pub), append(p.sub, sub), append(p.rings, ring)
+		if err := s.SetPendingLimits(sub.PendingLimits()); err != nil {
+			b.Fatal(err)
+		}
+		if err := sub.NC.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		p.pub, p.sub, p.subs = append(p.pub, pub), append(p.sub, sub), append(p.subs, s)
 	}
 	return p
 }
 
 func (p *pairs) close() {
-	for i := range p.rings {
-		p.rings[i].Close()
+	for i := range p.subs {
+		p.subs[i].Unsubscribe()
 		p.sub[i].Close()
 		p.pub[i].Close()
 	}
@@ -155,8 +192,8 @@ func (p *pairs) close() {
 // and returns when every subscriber has them all.
 func (p *pairs) transfer(b *testing.B, msgs int, payload []byte) {
 	var wg sync.WaitGroup
-	for i := range p.rings {
-		subj := allreduce.Subject("tput", 1, i)
+	for i := range p.subs {
+		subj := tputSubject(i)
 		wg.Go(func() {
 			for range msgs {
 				if err := p.pub[i].NC.Publish(subj, payload); err != nil {
@@ -169,7 +206,7 @@ func (p *pairs) transfer(b *testing.B, msgs int, payload []byte) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			for range msgs {
-				if _, err := p.rings[i].Recv(ctx); err != nil {
+				if _, err := p.subs[i].NextMsgWithContext(ctx); err != nil {
 					b.Error(err)
 					return
 				}
@@ -226,7 +263,7 @@ func BenchmarkNATSRingEfficiency(b *testing.B) {
 	for _, n := range []int{2, 4, 8} {
 		b.Run(fmt.Sprintf("n=%d/MiB=%d", n, mib), func(b *testing.B) {
 			length := mib << 20 / 4
-			br := natsRing(b, s.URL(), n, length, opts)
+			br := natsRing(b, s.URL(), "bench", n, length, opts)
 			defer br.close()
 			for range n {
 				br.reducers = append(br.reducers, allreduce.NewReducer())

@@ -1,7 +1,7 @@
-// Package natsnet connects klring to NATS: the ring transport of package
-// allreduce over core NATS (nats.go), a connection helper with the options
-// every klring process uses, and an embedded nats-server for tests and the
-// simulation mode.
+// Package natsnet connects klring to NATS: the ring mailbox of package
+// allreduce over core NATS (nats.go), the subjects of a job, a connection
+// helper with the options every klring process uses, and an embedded
+// nats-server for tests and the simulation mode.
 //
 // # Connections
 //
@@ -31,22 +31,47 @@
 // Credentials in URLs (nats://user:password@host) are replaced by
 // "redacted@" (RedactURL) in every log line and error natsnet writes.
 //
-// # Ring transport
+// # Subjects
 //
-// (*Conn).Ring(ctx, job, epoch, rank) subscribes to
-// klring.<job>.ring.<epoch>.<rank> (job checked by allreduce.ValidJob) and
-// waits until the server has the subscription. Core NATS is at-most-once:
-// a message published before the receiver subscribed is lost, so every rank
-// makes its Ring when the epoch starts, before any rank starts an
-// all-reduce. The subscription's pending limits are PartsInFlight messages
-// and PartsInFlight*ChunkBytes bytes; size PartsInFlight with
-// allreduce.MaxMessages so that a whole all-reduce fits, since messages
-// beyond it are dropped by nats.go (counted by Ring.Dropped and reported in
-// the all-reduce's abort error). Send publishes asynchronously (nats.go
-// flushes from its own goroutine); Recv returns the payload nats.go
-// allocated for the message.
+// Every subject of a job is spelled in one place, Subjects (NewSubjects(job)):
+// klring.<job>.{hello,plan,done,seg,hb,snap} for the step protocol,
+// klring.<job>.ring.<worker> for each worker's ring mailbox (Ring(worker)),
+// and the wildcards All and Rings for permissions. Job and worker names are
+// 1 to 64 bytes of [A-Za-z0-9_-] (ValidName): NATS itself only rejects
+// whitespace, and a dot or a wildcard in a name would change what a subject
+// means.
 //
-// One connection per rank carries both directions of its ring links and the
+// # Ring mailbox
+//
+// NewMailbox(ctx, conn, job, worker) is the NATS allreduce.Mailbox, the one
+// transport of the ring in production, in tests and in benchmarks. It
+// subscribes once, when the worker starts, to klring.<job>.ring.<worker>, and
+// waits until the server has the subscription. Every ring message carries its
+// attempt in the NATS header Klring-Attempt: <epoch>.<step>.<run>
+// (FormatAttempt; ParseAttempt accepts exactly that, fuzzed), and the mailbox
+// files it under that attempt (allreduce.Inbox), so a neighbour that starts an
+// attempt before this worker does loses nothing; a message without a readable
+// header is dropped and counted. A second header, Klring-Pad (1 to 8 dots),
+// pads the header block to a multiple of 8 bytes, so the payload nats.go
+// hands the receiver is aligned and allreduce reads its floats in place
+// (without it, the floats of most attempts would be read byte by byte). Begin(h, members, self) returns the attempt's
+// Transport: Send publishes to members[to]'s ring subject with the attempt
+// header (nats.go copies the payload into its write buffer and flushes it from
+// its own goroutine); Recv returns the payload nats.go allocated. The envelope
+// inside is still checked by allreduce.
+//
+// Core NATS is at-most-once. The subscription's pending limits are the
+// connection's PendingLimits (PartsInFlight messages, PartsInFlight*ChunkBytes
+// bytes); beyond them nats.go drops messages as a slow consumer, and the
+// mailbox reads those drops into Stats().Lost and Dropped(), so the all-reduce
+// waiting on a lost part says so in its abort error. The mailbox holds the
+// current attempt and 8 ahead, each within PartsInFlight messages and
+// PartsInFlight*ChunkBytes bytes. Size PartsInFlight with
+// allreduce.MaxMessages for the largest vector, and ChunkBytes as the
+// all-reduce's chunk plus HeaderRoom (the attempt header's bytes on the wire).
+// Sync waits until everything the server has sent has been filed (tests).
+//
+// One connection per worker carries both directions of its ring links and the
 // rest of the step protocol.
 //
 // # Embedded server
@@ -64,5 +89,7 @@
 // worker can publish neither plans nor to any reply inbox.
 //
 // natsnet knows nothing of models or training: it moves bytes for allreduce
-// and hands the step protocol a configured *nats.Conn.
+// and hands the step protocol a configured *nats.Conn and its subjects. The
+// rules of the mailbox (attempts, limits, counting) are allreduce's; natsnet
+// only supplies the wire.
 package natsnet

@@ -6,15 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/klring/klring/allreduce"
-	"github.com/klring/klring/allreduce/allreducetest"
 	"github.com/klring/klring/natsnet"
 )
 
@@ -63,59 +59,6 @@ func connect(t testing.TB, o natsnet.Options) *natsnet.Conn {
 		t.Fatalf("Connect(%s) = %v", o.URL, err)
 	}
 	return c
-}
-
-// natsNet runs the conformance suite over one embedded server, one
-// connection per rank as in a real deployment.
-type natsNet struct {
-	url     string
-	foreign *natsnet.Conn
-}
-
-type endpoint struct {
-	*natsnet.Ring
-	conn *natsnet.Conn
-	once sync.Once
-}
-
-func (e *endpoint) Close() error {
-	var err error
-	e.once.Do(func() {
-		err = e.Ring.Close()
-		e.conn.Close()
-	})
-	return err
-}
-
-func (n *natsNet) Ring(t testing.TB, job string, epoch uint64, size int) []allreducetest.Endpoint {
-	eps := make([]allreducetest.Endpoint, size)
-	for r := range size {
-		c := connect(t, natsnet.Options{URL: n.url, ChunkBytes: 1 << 20, PartsInFlight: 4096})
-		ring, err := c.Ring(context.Background(), job, epoch, r)
-		if err != nil {
-			t.Fatalf("Ring(%s, %d, %d) = %v", job, epoch, r, err)
-		}
-		eps[r] = &endpoint{Ring: ring, conn: c}
-	}
-	return eps
-}
-
-func (n *natsNet) Inject(t testing.TB, job string, epoch uint64, rank int, msg []byte) {
-	if err := n.foreign.NC.Publish(allreduce.Subject(job, epoch, rank), msg); err != nil {
-		t.Errorf("foreign Publish = %v", err)
-		return
-	}
-	if err := n.foreign.NC.FlushTimeout(10 * time.Second); err != nil {
-		t.Errorf("foreign Flush = %v", err)
-	}
-}
-
-func TestConformanceNATS(t *testing.T) {
-	checkGoroutines(t)
-	s := startServer(t, natsnet.ServerOptions{})
-	foreign := connect(t, natsnet.Options{URL: s.URL(), Name: "foreign"})
-	t.Cleanup(foreign.Close)
-	allreducetest.Run(t, &natsNet{url: s.URL(), foreign: foreign})
 }
 
 func TestAuth(t *testing.T) {
@@ -179,56 +122,6 @@ func TestOptionsValidate(t *testing.T) {
 		if err := o.Validate(); (err == nil) != tc.ok || (err != nil && !errors.Is(err, natsnet.ErrBadOptions)) {
 			t.Errorf("%s: Validate() = %v; want ok=%v", tc.name, err, tc.ok)
 		}
-	}
-}
-
-func TestRingRejectsBadJob(t *testing.T) {
-	checkGoroutines(t)
-	s := startServer(t, natsnet.ServerOptions{})
-	c := connect(t, natsnet.Options{URL: s.URL()})
-	defer c.Close()
-	for _, job := range []string{"", "a.b", "a*", "a>", "a b"} {
-		if _, err := c.Ring(context.Background(), job, 1, 0); !errors.Is(err, allreduce.ErrBadJobName) {
-			t.Errorf("Ring(%q) = %v; want %v", job, err, allreduce.ErrBadJobName)
-		}
-	}
-}
-
-// TestSlowConsumerCounted overfills a ring subscription's pending limits and
-// checks that the drop is counted, both by the connection and the ring, and
-// that the all-reduce waiting on the lost part says so.
-func TestSlowConsumerCounted(t *testing.T) {
-	checkGoroutines(t)
-	s := startServer(t, natsnet.ServerOptions{})
-	rx := connect(t, natsnet.Options{URL: s.URL(), PartsInFlight: 4, ChunkBytes: 1024})
-	defer rx.Close()
-	tx := connect(t, natsnet.Options{URL: s.URL()})
-	defer tx.Close()
-	ring, err := rx.Ring(context.Background(), "slow", 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ring.Close()
-	for range 20 {
-		if err := tx.NC.Publish(allreduce.Subject("slow", 1, 1), []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tx.NC.FlushTimeout(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	// The server has sent all 20; wait for rx to have read them all.
-	if err := rx.NC.FlushTimeout(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if rx.SlowConsumers() == 0 || ring.Dropped() == 0 {
-		t.Errorf("SlowConsumers() = %d, Dropped() = %d after 20 messages into a limit of 4; want both > 0", rx.SlowConsumers(), ring.Dropped())
-	}
-	opts := allreduce.Options{ChunkBytes: 1024, Deadline: 200 * time.Millisecond}
-	err = allreduce.AllReduce(context.Background(), ring, allreduce.Header{Run: "r", Epoch: 1}, 1, 2, make([]float32, 10), opts, nil)
-	var ae *allreduce.AbortError
-	if !errors.As(err, &ae) || ae.Lost == 0 || !strings.Contains(err.Error(), "transport lost") {
-		t.Errorf("AllReduce after drops = %v; want an *AbortError with Lost > 0", err)
 	}
 }
 

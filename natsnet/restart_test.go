@@ -16,7 +16,7 @@ import (
 
 // signalling calls f once, at the k-th Send.
 type signalling struct {
-	*natsnet.Ring
+	allreduce.Transport
 	sends atomic.Int64
 	k     int64
 	f     func()
@@ -26,13 +26,13 @@ func (s *signalling) Send(ctx context.Context, to int, msg []byte) error {
 	if s.sends.Add(1) == s.k {
 		s.f()
 	}
-	return s.Ring.Send(ctx, to, msg)
+	return s.Transport.Send(ctx, to, msg)
 }
 
 // TestServerRestart restarts the server in the middle of an all-reduce.
 // Every rank must end with either an abort error or the exact sum, never a
 // wrong sum; after the clients have reconnected, a retry in a new epoch must
-// succeed.
+// succeed on the same mailboxes: nats.go subscribes them again.
 func TestServerRestart(t *testing.T) {
 	checkGoroutines(t)
 	s1, err := natsnet.StartServer(natsnet.ServerOptions{})
@@ -46,9 +46,17 @@ func TestServerRestart(t *testing.T) {
 	port, _ := strconv.Atoi(u.Port())
 	const n, L = 3, 300_000
 	conns := make([]*natsnet.Conn, n)
+	mbs := make([]*natsnet.Mailbox, n)
+	members := []string{"w0", "w1", "w2"}
 	for r := range n {
-		conns[r] = connect(t, natsnet.Options{URL: s1.URL(), ChunkBytes: 64 << 10, PartsInFlight: 1 << 14, ReconnectWait: 20 * time.Millisecond})
+		conns[r] = connect(t, natsnet.Options{URL: s1.URL(), ChunkBytes: 64<<10 + natsnet.HeaderRoom, PartsInFlight: 1 << 14, ReconnectWait: 20 * time.Millisecond})
 		defer conns[r].Close()
+		mb, err := natsnet.NewMailbox(context.Background(), conns[r], "restart", members[r])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mb.Close()
+		mbs[r] = mb
 	}
 	restart := make(chan struct{})
 	var s2 *natsnet.Server
@@ -62,19 +70,17 @@ func TestServerRestart(t *testing.T) {
 	}()
 
 	attempt := func(epoch uint64, hook bool) []error {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
+		h := allreduce.Header{Run: "run-restart", Epoch: epoch, Step: 1}
 		eps := make([]allreduce.Transport, n)
 		for r := range n {
-			ring, err := conns[r].Ring(ctx, "restart", epoch, r)
+			tr, err := mbs[r].Begin(h, members, r)
 			if err != nil {
-				t.Fatalf("epoch %d: Ring(rank %d) = %v", epoch, r, err)
+				t.Fatalf("epoch %d: Begin(rank %d) = %v", epoch, r, err)
 			}
-			defer ring.Close()
-			eps[r] = ring
+			eps[r] = tr
 			if hook && r == 0 {
 				var once sync.Once
-				eps[r] = &signalling{Ring: ring, k: 10, f: func() { once.Do(func() { close(restart) }) }}
+				eps[r] = &signalling{Transport: tr, k: 10, f: func() { once.Do(func() { close(restart) }) }}
 			}
 		}
 		data := make([][]float32, n)
@@ -85,7 +91,6 @@ func TestServerRestart(t *testing.T) {
 			}
 		}
 		opts := allreduce.Options{ChunkBytes: 64 << 10, Deadline: 3 * time.Second}
-		h := allreduce.Header{Run: "run-restart", Epoch: epoch, Step: 1}
 		errs := make([]error, n)
 		var wg sync.WaitGroup
 		for r := range n {
@@ -115,6 +120,23 @@ func TestServerRestart(t *testing.T) {
 	}
 	defer s2.Shutdown()
 	t.Logf("attempt during the restart: %v", errs)
+	// Wait until every client has reconnected and the server has its
+	// subscriptions again (nats.go sends them before anything else).
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for r, c := range conns {
+		for {
+			fctx, fcancel := context.WithTimeout(ctx, time.Second)
+			err := c.NC.FlushWithContext(fctx)
+			fcancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("rank %d has not reconnected after 20s: %v", r, err)
+			}
+		}
+	}
 	for r, err := range attempt(2, false) {
 		if err != nil {
 			t.Errorf("retry after the restart: AllReduce(rank %d) = %v; want nil", r, err)

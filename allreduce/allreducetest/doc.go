@@ -1,12 +1,17 @@
-// Package allreducetest is the conformance suite every allreduce.Transport
-// must pass: exact sums, bit-identical results on every rank, float
-// tolerance against a float64 reference, isolation between jobs, a rank
-// that dies mid-way, and foreign garbage on the ring's subjects. The
-// in-memory transport runs it in package allreduce, the NATS transport in
-// package natsnet, against a real embedded server.
+// Package allreducetest is the conformance suite every allreduce.Mailbox
+// must pass, with the Transports its Begin returns: exact sums,
+// bit-identical results on every rank, float tolerance against a float64
+// reference, isolation between jobs, a neighbour that sends before the
+// receiver begins the attempt, stale attempts dropped and counted, a new run
+// after a higher epoch of an old one, a flood of future attempts held within
+// the mailbox's limits, foreign garbage, a rank killed mid-way (an abort
+// naming the missing part, not a hang), and the Begin/Close contract.
 //
-// Network is what a transport supplies: rings of n endpoints that listen
-// before any rank sends, and a way to inject messages as a foreign client.
-// Run runs every case; each uses its own epoch, so one Network can serve
-// them all. allreducetest knows nothing of any particular transport.
+// Network is what an implementation supplies: persistent mailboxes by job
+// and worker, a way to hand one a labelled message as a foreign client, and
+// their limits. Run runs every case, each in a job of its own, so one
+// Network serves them all. The in-memory mailbox runs it in package
+// allreduce, the NATS mailbox in package natsnet (a real embedded server),
+// the shaped mailbox in package netem. allreducetest knows nothing of any
+// particular implementation.
 package allreducetest
