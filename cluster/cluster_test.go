@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klring/klring/natsnet"
 	"github.com/klring/klring/protocol"
 )
 
@@ -339,7 +340,7 @@ func TestI6ForeignMessagesChangeNothing(t *testing.T) {
 	tc.startWorker("w1", workerHooks{})
 	spam := tc.conn("spammer")
 	defer spam.Close()
-	subj := newSubjects(cfg.Job)
+	subj, _ := natsnet.NewSubjects(cfg.Job)
 	junk := [][]byte{
 		{}, {0xc1}, {0xdb, 0xff, 0xff, 0xff, 0xff}, {0xdd, 0x7f, 0xff, 0xff, 0xff},
 		mustEncode(t, protocol.Plan{Run: "other", Epoch: 99, Step: 3, Base: 2, Members: []string{"w0"}, Final: true}),
@@ -350,7 +351,9 @@ func TestI6ForeignMessagesChangeNothing(t *testing.T) {
 	}
 	hooks := coordHooks{afterCommit: func(s uint64) {
 		for _, j := range junk {
-			for _, sj := range []string{subj.plan, subj.done, subj.seg, subj.hb, subj.prefix + "ring.w0", subj.prefix + "ring.w1"} {
+			r0, _ := subj.Ring("w0")
+			r1, _ := subj.Ring("w1")
+			for _, sj := range []string{subj.Plan, subj.Done, subj.Seg, subj.HB, r0, r1} {
 				spam.NC.Publish(sj, j)
 			}
 		}

@@ -38,7 +38,7 @@ type Coordinator struct {
 	cfg  config.Config
 	spec JobSpec
 	log  *slog.Logger
-	subj subjects
+	subj natsnet.Subjects
 	run  string
 
 	job     *jobState // the master copy: model, optimizer, data cursor
@@ -94,11 +94,15 @@ func NewCoordinator(cfg config.Config, log *slog.Logger, env *Env) (*Coordinator
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	subj, err := natsnet.NewSubjects(cfg.Job)
+	if err != nil {
+		return nil, err
+	}
 	job, resumed, err := openJob(cfg, env, log)
 	if err != nil {
 		return nil, err
 	}
-	return &Coordinator{cfg: cfg, spec: job.spec, log: log, subj: newSubjects(cfg.Job), run: newRunID(),
+	return &Coordinator{cfg: cfg, spec: job.spec, log: log, subj: subj, run: newRunID(),
 		job: job, resumed: resumed, prom: outputs.NewProm(), abortKinds: map[string]int{}}, nil
 }
 
@@ -190,7 +194,7 @@ func (c *Coordinator) subscribe() (*inbox, func(), error) {
 	for _, x := range []struct {
 		subj string
 		ch   chan *nats.Msg
-	}{{c.subj.hello, in.hello}, {c.subj.done, in.done}, {c.subj.seg, in.seg}, {c.subj.hb, in.hb}, {c.subj.snap, in.snap}} {
+	}{{c.subj.Hello, in.hello}, {c.subj.Done, in.done}, {c.subj.Seg, in.seg}, {c.subj.HB, in.hb}, {c.subj.Snap, in.snap}} {
 		s, err := c.nc.ChanSubscribe(x.subj, x.ch)
 		if err != nil {
 			unsub()
@@ -304,7 +308,7 @@ func (c *Coordinator) onMsg(m *nats.Msg) error {
 
 func (c *Coordinator) decodeMsg(m *nats.Msg) (protocol.Event, string, error) {
 	switch m.Subject {
-	case c.subj.hello:
+	case c.subj.Hello:
 		var h protocol.Hello
 		if err := decodeValid(m.Data, &h); err != nil {
 			return nil, "hello", err
@@ -313,16 +317,16 @@ func (c *Coordinator) decodeMsg(m *nats.Msg) (protocol.Event, string, error) {
 			return nil, "hello", errors.New("a hello without a reply subject")
 		}
 		return protocol.HelloMsg{Hello: h, Reply: m.Reply}, "", nil
-	case c.subj.hb:
+	case c.subj.HB:
 		h := new(protocol.Heartbeat)
 		return h, "heartbeat", decodeValid(m.Data, h)
-	case c.subj.done:
+	case c.subj.Done:
 		d := new(protocol.Done)
 		return d, "done", decodeValid(m.Data, d)
-	case c.subj.seg:
+	case c.subj.Seg:
 		s := new(protocol.Segment)
 		return s, "segment", decodeValid(m.Data, s)
-	case c.subj.snap:
+	case c.subj.Snap:
 		var r protocol.SnapRequest
 		if err := decodeValid(m.Data, &r); err != nil {
 			return nil, "snap", err
@@ -368,7 +372,7 @@ func (c *Coordinator) nextStep() protocol.Event {
 func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
 	switch a := a.(type) {
 	case protocol.SendPlan:
-		return nil, c.publish(c.subj.plan, a.Plan)
+		return nil, c.publish(c.subj.Plan, a.Plan)
 	case protocol.BeginAttempt:
 		clear(c.gsum)
 		c.attemptAt = time.Now()

@@ -11,10 +11,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klring/klring/allreduce"
 	"github.com/klring/klring/certs"
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/kernels"
 	"github.com/klring/klring/natsnet"
+	"github.com/klring/klring/netem"
 	"github.com/klring/klring/outputs"
 )
 
@@ -40,7 +42,7 @@ func Work(ctx context.Context, cfg config.Config, id string, log *slog.Logger) e
 		host, _ := os.Hostname()
 		id = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	if err := validName(id); err != nil {
+	if err := natsnet.ValidName(id); err != nil {
 		return fmt.Errorf("worker id: %w", err)
 	}
 	env := NewEnv(cfg.Cluster.Threads)
@@ -50,7 +52,7 @@ func Work(ctx context.Context, cfg config.Config, id string, log *slog.Logger) e
 		return err
 	}
 	defer nc.Close()
-	w, err := NewWorker(id, cfg.Job, nc.NC, log, env)
+	w, err := NewWorker(ctx, id, cfg.Job, nc, log, env)
 	if err != nil {
 		return err
 	}
@@ -74,7 +76,7 @@ func Simulate(ctx context.Context, cfg config.Config, log *slog.Logger, progress
 // experiments).
 type SimOptions struct {
 	// Link shapes every ring link between two workers.
-	Link LinkProfile
+	Link netem.LinkProfile
 	// IsolateWorkers gives each worker a budget of one kernel thread of its
 	// own and accounts its compute in that thread's CPU time, as if it ran on
 	// a core of its own.
@@ -103,7 +105,7 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 	env.StartWorkers = cfg.Cluster.Workers
 	env.Link = so.Link
 	if so.LocalRing {
-		env.local = newLocalNet()
+		env.hub = allreduce.NewMemHub(allreduce.Limits{})
 	}
 	c, err := NewCoordinator(cfg, log, env)
 	if err != nil {
@@ -163,7 +165,7 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 			wenv = env.withPool(kernels.NewPool(1))
 			wenv.MeasureCPU = true
 		}
-		w, err := NewWorker(id, cfg.Job, wnc.NC, log, wenv)
+		w, err := NewWorker(ctx, id, cfg.Job, wnc, log, wenv)
 		if err != nil {
 			return Summary{}, err
 		}
@@ -226,14 +228,10 @@ func connect(ctx context.Context, cfg config.Config, name string, log *slog.Logg
 	c, err := natsnet.Connect(ctx, natsnet.Options{
 		URL: cfg.NATS.URL, User: cfg.NATS.User, Password: cfg.NATS.Password, Token: cfg.NATS.Token, Creds: cfg.NATS.Creds,
 		TLSCA: cfg.NATS.TLSCA, TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey,
-		Name: "klring " + cfg.Job + " " + name, ChunkBytes: cfg.AllReduce.ChunkBytes + headerRoom, Logger: log,
+		Name: "klring " + cfg.Job + " " + name, ChunkBytes: cfg.AllReduce.ChunkBytes + natsnet.HeaderRoom, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connecting %s: %w", name, err)
 	}
 	return c, nil
 }
-
-// headerRoom is what a ring part needs beyond allreduce.chunk_bytes: the NATS
-// header that names its attempt.
-const headerRoom = 256

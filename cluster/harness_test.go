@@ -125,7 +125,7 @@ func (tc *testCluster) restartServer() error {
 func (tc *testCluster) startWorker(id string, hooks workerHooks) *testWorker {
 	tc.t.Helper()
 	nc := tc.conn(id)
-	w, err := NewWorker(id, tc.cfg.Job, nc.NC, tc.log, tc.env)
+	w, err := NewWorker(context.Background(), id, tc.cfg.Job, nc, tc.log, tc.env)
 	if err != nil {
 		tc.t.Fatal(err)
 	}

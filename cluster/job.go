@@ -20,11 +20,13 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/klring/klring/allreduce"
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/engine"
 	"github.com/klring/klring/kernels"
 	"github.com/klring/klring/lm"
 	"github.com/klring/klring/loss"
+	"github.com/klring/klring/netem"
 	"github.com/klring/klring/shard"
 	"github.com/klring/klring/tokenizer"
 )
@@ -37,8 +39,10 @@ type Env struct {
 	// mode waits for all of them); 0 means cluster.min_workers.
 	StartWorkers int
 	// Link shapes the ring's links between in-process workers (scaling
-	// experiments); the zero value leaves them as they are.
-	Link LinkProfile
+	// experiments); the zero value leaves them as they are. LinkSeed seeds
+	// the links' random draws (loss, jitter).
+	Link     netem.LinkProfile
+	LinkSeed uint64
 	// MeasureCPU makes workers account their compute in the CPU time of the
 	// thread that runs it (scaling experiments, with a budget of one thread
 	// per worker).
@@ -50,7 +54,7 @@ type Env struct {
 	Log *slog.Logger
 
 	data  *dataCache
-	local *localNet // in-process ring links (simulation mode's scaling experiments)
+	hub *allreduce.MemHub // in-process ring mailboxes (simulation mode's scaling experiments)
 }
 
 // dataCache opens each data source once per process.

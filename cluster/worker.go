@@ -14,6 +14,8 @@ import (
 
 	"github.com/klring/klring/allreduce"
 	"github.com/klring/klring/engine"
+	"github.com/klring/klring/natsnet"
+	"github.com/klring/klring/netem"
 	"github.com/klring/klring/protocol"
 )
 
@@ -29,10 +31,10 @@ type Worker struct {
 	id   string
 	log  *slog.Logger
 	nc   *nats.Conn
-	subj subjects
+	subj natsnet.Subjects
 	env  *Env
-	mb   *mailbox
-	ring ringFactory
+	mb   allreduce.Mailbox // this worker's end of the ring, for the whole job
+	red  *allreduce.Reducer
 
 	core    *protocol.Worker
 	timeout time.Duration // cluster.coordinator_timeout
@@ -83,18 +85,32 @@ type workerHooks struct {
 const DefaultCoordinatorTimeout = 10 * time.Minute
 
 // NewWorker returns a worker named id (unique within the job) that talks over
-// nc. It listens on its ring subject from now on, so that it never misses a
+// conn. It listens on its ring subject from now on, so that it never misses a
 // part a neighbour sends before it starts a step.
-func NewWorker(id, job string, nc *nats.Conn, log *slog.Logger, env *Env) (*Worker, error) {
-	if err := validName(id); err != nil {
-		return nil, fmt.Errorf("worker id: %w", err)
-	}
-	mb, err := newMailbox(nc, job, id, 1<<16, env.Link, env.local)
+func NewWorker(ctx context.Context, id, job string, conn *natsnet.Conn, log *slog.Logger, env *Env) (*Worker, error) {
+	subj, err := natsnet.NewSubjects(job)
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{id: id, log: log.With("worker", id), nc: nc, subj: newSubjects(job), env: env, mb: mb,
-		ring: natsRing(mb), timeout: DefaultCoordinatorTimeout, events: make(chan any, 16)}, nil
+	if err := natsnet.ValidName(id); err != nil {
+		return nil, fmt.Errorf("worker id: %w", err)
+	}
+	var mb allreduce.Mailbox
+	if env.hub != nil {
+		mb, err = env.hub.Mailbox(job, id)
+	} else {
+		mb, err = natsnet.NewMailbox(ctx, conn, job, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the ring mailbox: %w", err)
+	}
+	if env.Link.Shaped() {
+		if mb, err = netem.Wrap(mb, id, env.Link, env.LinkSeed); err != nil {
+			return nil, err
+		}
+	}
+	return &Worker{id: id, log: log.With("worker", id), nc: conn.NC, subj: subj, env: env, mb: mb,
+		red: allreduce.NewReducer(), timeout: DefaultCoordinatorTimeout, events: make(chan any, 16)}, nil
 }
 
 // SetCoordinatorTimeout sets how long the worker waits for a silent or
@@ -107,12 +123,12 @@ func (w *Worker) SetCoordinatorTimeout(d time.Duration) { w.timeout = d }
 // coordinator it leaves, and returns ctx's error.
 func (w *Worker) Run(ctx context.Context) error {
 	plans := make(chan *nats.Msg, 64)
-	sub, err := w.nc.ChanSubscribe(w.subj.plan, plans)
+	sub, err := w.nc.ChanSubscribe(w.subj.Plan, plans)
 	if err != nil {
 		return fmt.Errorf("subscribing to plans: %w", err)
 	}
 	defer sub.Unsubscribe()
-	defer w.mb.close()
+	defer w.mb.Close()
 	defer w.stopBG(&w.load)
 	defer w.stopBG(&w.step)
 	core, err := protocol.NewWorker(protocol.WorkerConfig{Name: w.id, CoordinatorTimeout: w.timeout, HelloRetry: 500 * time.Millisecond})
@@ -203,9 +219,9 @@ func (w *Worker) do(a protocol.Action) {
 	case protocol.CancelLoad:
 		w.stopBG(&w.load)
 	case protocol.SendDone:
-		w.publish(w.subj.done, a.Done)
+		w.publish(w.subj.Done, a.Done)
 	case protocol.SendHeartbeat:
-		w.publish(w.subj.hb, a.Heartbeat)
+		w.publish(w.subj.HB, a.Heartbeat)
 	case protocol.Exit:
 		e := a
 		w.exit = &e
@@ -269,7 +285,7 @@ func (w *Worker) sayHello() {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		msg, err := w.nc.RequestWithContext(ctx, w.subj.hello, req)
+		msg, err := w.nc.RequestWithContext(ctx, w.subj.Hello, req)
 		w.events <- helloReply{msg: msg, err: err}
 	}()
 }
@@ -315,7 +331,7 @@ func (w *Worker) resync(ctx context.Context, run string, base uint64) error {
 			return err
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		msg, err := w.nc.RequestWithContext(rctx, w.subj.snap, req)
+		msg, err := w.nc.RequestWithContext(rctx, w.subj.Snap, req)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("requesting snapshot bytes at %d: %w", off, err)
@@ -385,7 +401,7 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 	d.ARStart = t1.UnixNano()
 	actx, cancel := context.WithTimeout(ctx, w.job.spec.ARDeadline)
 	defer cancel()
-	ring := w.ring(w.job.spec.ChunkBytes)
+	var ring stepRing = w.allReduce
 	if w.hooks.ringWrap != nil {
 		ring = w.hooks.ringWrap(p.Step, ring)
 	}
@@ -396,7 +412,7 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 	end := time.Now()
 	d.AllReduceS, d.AREnd = end.Sub(t1).Seconds(), end.UnixNano()
 	if err != nil {
-		return fail(protocol.FailAllReduce, "all-reduce: %v (this worker's mailbox has dropped %d stale or unexpected ring messages)", err, w.mb.dropped.Load())
+		return fail(protocol.FailAllReduce, "all-reduce: %v (this worker's mailbox: %+v)", err, w.mb.Stats())
 	}
 	n := len(p.Members)
 	plan := allreduce.NewPlan(len(g), n, allreduce.Options{ChunkBytes: w.job.spec.ChunkBytes}.PartFloats())
@@ -404,6 +420,50 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 	d.SegSum = checksum(g[off : off+l])
 	finishGradient(g)
 	return protocol.StepDone{Report: d}
+}
+
+// ringCall is one all-reduce of a step.
+type ringCall struct {
+	run     string
+	epoch   uint64
+	step    uint64
+	rank    int
+	members []string
+	data    []float32
+	onSend  func(sent int) // tests: called after each part sent
+}
+
+// stepRing runs one all-reduce (tests wrap it).
+type stepRing func(ctx context.Context, c ringCall, owned func(off int, seg []float32)) error
+
+// allReduce sums c.data over the ring of the attempt, through this worker's
+// mailbox.
+func (w *Worker) allReduce(ctx context.Context, c ringCall, owned func(off int, seg []float32)) error {
+	h := allreduce.Header{Run: c.run, Epoch: c.epoch, Step: c.step}
+	t, err := w.mb.Begin(h, c.members, c.rank)
+	if err != nil {
+		return err
+	}
+	if c.onSend != nil {
+		t = &countingTransport{Transport: t, onSend: c.onSend}
+	}
+	return w.red.AllReduce(ctx, t, h, c.rank, len(c.members), c.data, allreduce.Options{ChunkBytes: w.job.spec.ChunkBytes}, owned)
+}
+
+// countingTransport calls onSend after every part it sends.
+type countingTransport struct {
+	allreduce.Transport
+	sent   int
+	onSend func(int)
+}
+
+func (t *countingTransport) Send(ctx context.Context, to int, msg []byte) error {
+	if err := t.Transport.Send(ctx, to, msg); err != nil {
+		return err
+	}
+	t.sent++
+	t.onSend(t.sent)
+	return nil
 }
 
 // gradient computes this rank's gradient. With Env.MeasureCPU it runs on a
@@ -441,7 +501,7 @@ func (w *Worker) sendSegment(buf []byte, p protocol.Plan, off int, seg []float32
 		}
 		b, err := encode(protocol.Segment{Run: p.Run, Epoch: p.Epoch, Step: p.Step, Sender: w.id, Offset: int64(off + lo), Data: buf})
 		if err == nil {
-			w.nc.Publish(w.subj.seg, b)
+			w.nc.Publish(w.subj.Seg, b)
 		}
 	}
 	return buf

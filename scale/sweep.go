@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/klring/klring/cluster"
+	"github.com/klring/klring/netem"
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/outputs"
 )
@@ -17,11 +18,11 @@ import (
 type Options struct {
 	Workers  []int                 // worker counts, e.g. 1, 2, 4, 8
 	Presets  []string              // model presets; empty: the configuration's
-	Networks []cluster.LinkProfile // link profiles; empty: none (unshaped)
+	Networks []netem.LinkProfile // link profiles; empty: none (unshaped)
 	Steps    int                   // steps of each point; default 12
 	Warmup   int                   // first steps left out of the medians; default 2
 	// Project is the network of the projection table; default 1GbE.
-	Project cluster.LinkProfile
+	Project netem.LinkProfile
 	// ProjectTo is the largest worker count of the projection table; default 1024.
 	ProjectTo int
 }
@@ -50,10 +51,10 @@ func (o Options) withDefaults() Options {
 		o.Warmup = 2
 	}
 	if len(o.Networks) == 0 {
-		o.Networks = []cluster.LinkProfile{{Name: "none"}}
+		o.Networks = []netem.LinkProfile{{Name: "none"}}
 	}
 	if o.Project.Name == "" {
-		o.Project, _ = cluster.ParseProfile("1GbE")
+		o.Project, _ = netem.ParseProfile("1GbE")
 	}
 	if o.ProjectTo == 0 {
 		o.ProjectTo = 1024
@@ -150,7 +151,7 @@ func Run(ctx context.Context, base config.Config, o Options, dir string, log *sl
 }
 
 // measure turns a point's metrics into medians and the projection.
-func measure(rows []outputs.StepMetrics, warmup int, preset string, net cluster.LinkProfile, n int) Point {
+func measure(rows []outputs.StepMetrics, warmup int, preset string, net netem.LinkProfile, n int) Point {
 	if len(rows) > warmup {
 		rows = rows[warmup:]
 	}

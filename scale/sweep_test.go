@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klring/klring/cluster"
+	"github.com/klring/klring/netem"
 	"github.com/klring/klring/config"
 )
 
@@ -37,11 +37,11 @@ func TestSweepMatchesCostModel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a sweep of seven simulations; run without -short")
 	}
-	link, err := cluster.ParseProfile("100MB/s:1ms")
+	link, err := netem.ParseProfile("100MB/s:1ms")
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Workers: []int{2, 3, 4, 5, 6, 7, 8}, Networks: []cluster.LinkProfile{link}, Steps: 6, Warmup: 2, ProjectTo: 64}
+	o := Options{Workers: []int{2, 3, 4, 5, 6, 7, 8}, Networks: []netem.LinkProfile{link}, Steps: 6, Warmup: 2, ProjectTo: 64}
 	dir := t.TempDir()
 	rep, err := Run(t.Context(), sweepConfig(t), o, dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

@@ -60,7 +60,7 @@ func TestBadInputIsAClearError(t *testing.T) {
 		{[]string{"sim", "--job", "a.b"}, `job = "a.b"`},
 		{[]string{"eval"}, "--checkpoint is required"},
 		{[]string{"sample", "--checkpoint", "/nonexistent"}, "/nonexistent"},
-		{[]string{"scale", "--network", "fast"}, `network profile "fast"`},
+		{[]string{"scale", "--network", "fast"}, `link profile: "fast"`},
 	}
 	for _, tt := range tests {
 		c := Coordinator()

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/klring/klring/cluster"
+	"github.com/klring/klring/netem"
 	"github.com/klring/klring/scale"
 )
 
@@ -38,13 +38,13 @@ func scaleCmd() *cobra.Command {
 			}
 			o.Workers, o.Presets, o.ProjectTo = workers, presets, projectTo
 			for _, n := range networks {
-				p, err := cluster.ParseProfile(n)
+				p, err := netem.ParseProfile(n)
 				if err != nil {
 					return err
 				}
 				o.Networks = append(o.Networks, p)
 			}
-			if o.Project, err = cluster.ParseProfile(project); err != nil {
+			if o.Project, err = netem.ParseProfile(project); err != nil {
 				return err
 			}
 			rep, err := scale.Run(cmd.Context(), cfg, o, cfg.Run.Dir, log)
