@@ -9,18 +9,18 @@ import (
 	"time"
 
 	"github.com/klring/klring/cluster"
-	"github.com/klring/klring/netem"
 	"github.com/klring/klring/config"
+	"github.com/klring/klring/netem"
 	"github.com/klring/klring/outputs"
 )
 
 // Options describe a sweep.
 type Options struct {
-	Workers  []int                 // worker counts, e.g. 1, 2, 4, 8
-	Presets  []string              // model presets; empty: the configuration's
+	Workers  []int               // worker counts, e.g. 1, 2, 4, 8
+	Presets  []string            // model presets; empty: the configuration's
 	Networks []netem.LinkProfile // link profiles; empty: none (unshaped)
-	Steps    int                   // steps of each point; default 12
-	Warmup   int                   // first steps left out of the medians; default 2
+	Steps    int                 // steps of each point; default 12
+	Warmup   int                 // first steps left out of the medians; default 2
 	// Project is the network of the projection table; default 1GbE.
 	Project netem.LinkProfile
 	// ProjectTo is the largest worker count of the projection table; default 1024.

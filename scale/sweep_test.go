@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klring/klring/netem"
 	"github.com/klring/klring/config"
+	"github.com/klring/klring/netem"
 )
 
 func sweepConfig(t *testing.T) config.Config {
