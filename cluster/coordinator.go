@@ -78,6 +78,10 @@ type coordHooks struct {
 	// crashAfter ends Run as a crash would right after step crashAfter
 	// is committed: no pause, no checkpoint (errCrashed).
 	crashAfter uint64
+	// crash ends Run as a crash would when it is closed (errCrashed).
+	crash <-chan struct{}
+	// onAbort sees every aborted attempt's kind.
+	onAbort func(kind string)
 }
 
 // errCrashed is what Run returns after coordHooks.crashAfter.
@@ -254,6 +258,8 @@ func (c *Coordinator) serve(ctx context.Context, in *inbox) error {
 			}
 		case d := <-c.side.done:
 			err = c.onSide(d)
+		case <-c.hooks.crash:
+			return errCrashed
 		case <-c.conn.Disconnected():
 			err = c.feed(protocol.Disconnected{}, time.Now())
 		case <-c.conn.Reconnected():
@@ -392,6 +398,9 @@ func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
 		c.aborts++
 		c.abortKinds[a.Kind]++
 		c.prom.Aborts.WithLabelValues(a.Kind).Inc()
+		if c.hooks.onAbort != nil {
+			c.hooks.onAbort(a.Kind)
+		}
 		c.log.Warn("step aborted; retrying", "step", a.Step, "epoch", a.Epoch, "kind", a.Kind, "reason", a.Reason)
 	case protocol.Membership:
 		c.prom.Workers.Set(float64(len(a.Members)))

@@ -53,8 +53,9 @@ type Env struct {
 	// Log receives the data's messages (tokenizing, the token cache).
 	Log *slog.Logger
 
-	data *dataCache
-	hub  *allreduce.MemHub // in-process ring mailboxes (simulation mode's scaling experiments)
+	data   *dataCache
+	hub    *allreduce.MemHub // in-process ring mailboxes (simulation mode's scaling experiments)
+	faults *ringFaults       // ring parts to lose or damage (coordinator chaos)
 }
 
 // dataCache opens each data source once per process.

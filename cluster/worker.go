@@ -78,6 +78,9 @@ type workerHooks struct {
 	ringWrap func(step uint64, r stepRing) stepRing
 	// coordTimeout replaces cluster.coordinator_timeout.
 	coordTimeout time.Duration
+	// freeze stops the worker's loop for the duration it receives, as
+	// SIGSTOP would (its computation goes on; nothing is heard from it).
+	freeze <-chan time.Duration
 }
 
 // DefaultCoordinatorTimeout is how long a worker waits for a silent or
@@ -103,6 +106,9 @@ func NewWorker(ctx context.Context, id, job string, conn *natsnet.Conn, log *slo
 	}
 	if err != nil {
 		return nil, fmt.Errorf("the ring mailbox: %w", err)
+	}
+	if env.faults != nil {
+		mb = env.faults.wrap(mb, id)
 	}
 	if env.Link.Shaped() {
 		if mb, err = netem.Wrap(mb, id, env.Link, env.LinkSeed); err != nil {
@@ -156,6 +162,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.onEvent(ctx, e)
 		case <-w.tick.C:
 			w.feed(protocol.Tick{})
+		case d := <-w.hooks.freeze:
+			time.Sleep(d) // the fault itself: this worker is stopped
 		}
 	}
 	switch err := w.exit.Err; {
