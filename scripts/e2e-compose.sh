@@ -15,10 +15,13 @@
 #      (every window of every step counted exactly once: the batch is the
 #      disjoint union of the ranks' windows);
 #   6. `down` (keeping the run volume), `up` with more steps, and check that
-#      the coordinator resumes from the newest checkpoint (step N); kill the
-#      coordinator mid-run and start it again: it resumes from its newest
-#      checkpoint, the workers follow it, and metrics.jsonl ends up with every
-#      step exactly once, lines 1..N unchanged;
+#      the coordinator resumes from the newest checkpoint (step N); stop a
+#      worker (SIGTERM: it leaves) and start a new one, E2E_CHURN times, so
+#      the membership epoch climbs; then kill the coordinator mid-run and
+#      start it again: it resumes from its newest checkpoint, the workers
+#      (which remember a later epoch of the old run) follow it at once, and
+#      metrics.jsonl ends up with every step exactly once, lines 1..N
+#      unchanged; `coordinator verify` audits the run dir;
 #   7. tear everything down (`down -v`), also on failure, after printing the
 #      last logs of every service;
 #   8. run scripts/e2e-multihost.sh: the head node and a worker node as two
@@ -30,6 +33,7 @@
 #   E2E_MORE_STEPS=60     steps added for the resumed run
 #   E2E_RESTART_AFTER=15  kill the resumed coordinator this many steps past N
 #   E2E_KILL_AT=10        kill a worker once this step is committed
+#   E2E_CHURN=3           worker leave/rejoin cycles before the coordinator is killed
 #   E2E_SKIP_BUILD=1      reuse the klring/*:$E2E_IMAGE_TAG images
 #   E2E_IMAGE_TAG=e2e     tag of the images built and used
 #   E2E_SKIP_MULTIHOST=1  skip step 8
@@ -41,6 +45,7 @@ steps=${E2E_STEPS:-60}
 more=${E2E_MORE_STEPS:-60}
 restart_after=${E2E_RESTART_AFTER:-15}
 kill_at=${E2E_KILL_AT:-10}
+churn=${E2E_CHURN:-3}
 workers=3
 tag=${E2E_IMAGE_TAG:-e2e}
 start=$(date +%s)
@@ -397,6 +402,18 @@ resumed=$(grep -i -m1 "resum" "$work/coordinator2.log" || true)
 grep -Eq "step=$steps([^0-9]|$)" <<<"$resumed" || fail "the coordinator's log does not say it resumed from step $steps (got: '${resumed:-nothing}')"
 stamp "coordinator: $(cut -c1-160 <<<"$resumed")"
 [ -n "$reached" ] || fail "the resumed run did not reach step $restart_at before its end ($total) or within ${phase_timeout}s"
+# Membership churn: a worker leaves (SIGTERM) and a new one joins, so the
+# epoch climbs past what a restarted coordinator starts from.
+for i in $(seq 1 "$churn"); do
+  leaver=${worker_ids[0]}
+  docker stop -t 20 "$leaver" >/dev/null || fail "docker stop of worker ${leaver:0:12} failed"
+  compose up -d --no-deps --scale "worker=$((workers - 1))" worker >/dev/null 2>&1 || fail "starting a worker again (cycle $i)"
+  mapfile -t worker_ids < <(compose ps -q worker)
+  stamp "churn $i/$churn: worker ${leaver:0:12} left, ${#worker_ids[@]} workers running"
+done
+epoch=$(grep -Eo 'msg=membership epoch=[0-9]+' "$work/coordinator2.log" | tail -1 | tr -dc 0-9)
+stamp "membership epoch is ${epoch:-?} before the coordinator is killed"
+[ "${epoch:-0}" -gt "$churn" ] || fail "the epoch did not climb with the churn (epoch ${epoch:-none})"
 docker kill "$coord" >/dev/null || fail "docker kill of the coordinator failed"
 wait "$follower" 2>/dev/null || true
 follower=""
@@ -442,6 +459,11 @@ for e in ledger:
 print(f"    steps 1..{steps} unchanged, {steps + 1}..{total} each once, in metrics and ledger; every window counted once")
 EOF
 stamp "metrics and ledger continue at step $((steps + 1)) through $total, each step once"
+vol=$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/data"}}{{.Name}}{{end}}{{end}}' "$coord")
+[ -n "$vol" ] || fail "the coordinator's run volume was not found"
+docker run --rm -v "$vol:/data" "klring/coordinator:$tag" verify /data 2>&1 | sed 's/^/    /'
+[ "${PIPESTATUS[0]}" = 0 ] || fail "coordinator verify found a problem in the run dir"
+stamp "coordinator verify: the run dir is consistent"
 
 stamp "single-host checks passed in $(($(date +%s) - start))s; tearing down project $project"
 compose down -v --remove-orphans >/dev/null 2>&1 || compose down -v --remove-orphans
