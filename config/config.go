@@ -8,8 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klring/klring/allreduce"
 	"github.com/klring/klring/engine"
+	"github.com/klring/klring/lm"
 	"github.com/klring/klring/loss"
+	"github.com/klring/klring/shard"
 )
 
 // Config is the whole configuration of a klring job. Field tags are the
@@ -221,7 +224,7 @@ func Keys() []Key {
 // ErrInvalid is wrapped by every validation error.
 var ErrInvalid = errors.New("config: invalid value")
 
-var jobName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+var jobName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Validate checks every value and returns all problems found, each naming the
 // key, the value and what is allowed.
@@ -241,7 +244,7 @@ func (c Config) Validate() error {
 	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
 	if !jobName.MatchString(c.Job) {
-		bad("job", fmt.Sprintf("%q", c.Job), "must match [A-Za-z0-9_-]+ (it becomes a NATS subject token)")
+		bad("job", fmt.Sprintf("%q", c.Job), "must match [A-Za-z0-9_-]{1,64} (it becomes a NATS subject token)")
 	}
 	if c.NATS.Token != "" && (c.NATS.User != "" || c.NATS.Password != "") {
 		bad("nats.token", "(set)", "cannot be combined with nats.user/nats.password")
@@ -280,12 +283,8 @@ func (c Config) Validate() error {
 	}
 
 	src := c.Data.Source
-	switch {
-	case src == "synthetic" || strings.HasPrefix(src, "synthetic:"):
-	case strings.HasPrefix(src, "text:") && len(src) > len("text:"):
-	case strings.HasPrefix(src, "tokens:") && len(src) > len("tokens:"):
-	default:
-		bad("data.source", fmt.Sprintf("%q", src), "must be synthetic[:SETTINGS], text:PATH or tokens:PATH")
+	if err := (shard.Options{Source: src, Ctx: 1, ValFraction: c.Data.ValFraction}).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: data: %w", ErrInvalid, err))
 	}
 	oneOf("data.tokenizer", c.Data.Tokenizer, "bytes", "gpt2")
 	if c.Data.Tokenizer == "gpt2" && strings.HasPrefix(src, "synthetic") {
@@ -297,8 +296,13 @@ func (c Config) Validate() error {
 
 	// loss's own options check their ranges (and combinations that cannot
 	// give a finite loss whatever the data).
-	if err := c.Loss.LossOptions().Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("%w: loss: %w", ErrInvalid, err))
+	lo := c.Loss.LossOptions()
+	if err := lo.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
+	} else if c.Loss.Teacher != "" || c.Loss.TeacherStore != "" {
+		if err := lo.CheckTeacher(); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
+		}
 	}
 	if c.Loss.Teacher != "" && c.Loss.TeacherStore != "" {
 		bad("loss.teacher_store", fmt.Sprintf("%q", c.Loss.TeacherStore), "cannot be combined with loss.teacher: train from the live teacher or from its store")
@@ -329,25 +333,30 @@ func (c Config) Validate() error {
 		bad("train.batch_windows", c.Train.BatchWindows, "must be >= 1")
 	}
 	oneOf("train.optimizer", c.Train.Optimizer, "adamw", "sgd")
-	if !(c.Train.LR > 0) || !finite(c.Train.LR) {
-		bad("train.lr", c.Train.LR, "must be a finite number > 0")
+	sched := lm.Schedule{Kind: c.Train.Schedule, Base: c.Train.LR, Min: c.Train.MinLR,
+		WarmupSteps: int64(c.Train.WarmupSteps), TotalSteps: int64(max(c.Train.Steps, c.Train.WarmupSteps+1))}
+	if c.Train.Schedule == "" {
+		bad("train.schedule", `""`, "must be constant or cosine")
+	} else if err := sched.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: train: %w", ErrInvalid, err))
 	}
-	oneOf("train.schedule", c.Train.Schedule, "constant", "cosine")
-	if c.Train.WarmupSteps < 0 {
-		bad("train.warmup_steps", c.Train.WarmupSteps, "must be >= 0")
-	}
-	if !(c.Train.MinLR >= 0) || !finite(c.Train.MinLR) || c.Train.MinLR > c.Train.LR {
+	if c.Train.MinLR > c.Train.LR {
 		bad("train.min_lr", c.Train.MinLR, "must be in [0, train.lr]")
 	}
-	if !(c.Train.WeightDecay >= 0) || !finite(c.Train.WeightDecay) {
-		bad("train.weight_decay", c.Train.WeightDecay, "must be a finite number >= 0")
+	adam := lm.DefaultAdamWOptions()
+	adam.WeightDecay = c.Train.WeightDecay
+	if err := adam.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: train: %w", ErrInvalid, err))
 	}
 	if !(c.Train.GradClip >= 0) || !finite(c.Train.GradClip) {
 		bad("train.grad_clip", c.Train.GradClip, "must be a finite number >= 0 (0 disables clipping)")
 	}
 
-	if c.AllReduce.ChunkBytes < 1024 || c.AllReduce.ChunkBytes > 64<<20 {
-		bad("allreduce.chunk_bytes", c.AllReduce.ChunkBytes, "must be in [1024, 67108864]")
+	if err := (allreduce.Options{ChunkBytes: c.AllReduce.ChunkBytes, Deadline: c.AllReduce.Deadline}).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: allreduce: %w", ErrInvalid, err))
+	}
+	if c.AllReduce.ChunkBytes < 1024 {
+		bad("allreduce.chunk_bytes", c.AllReduce.ChunkBytes, "must be >= 1024 (a snapshot chunk and a segment part must fit)")
 	}
 	if c.AllReduce.Deadline <= 0 {
 		bad("allreduce.deadline", c.AllReduce.Deadline, "must be > 0 (an all-reduce without a deadline could hang)")

@@ -77,7 +77,7 @@ func Load(fs *pflag.FlagSet) (Config, error) {
 	hook := viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
 		mapstructure.TextUnmarshallerHookFunc(), mapstructure.StringToTimeDurationHookFunc()))
 	if err := v.UnmarshalExact(&c, hook); err != nil {
-		return Config{}, fmt.Errorf("config: decoding: %w", err)
+		return Config{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
