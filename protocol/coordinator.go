@@ -261,6 +261,7 @@ type Coordinator struct {
 	attempts    int // attempts of the current step
 	nonFinite   int // non-finite attempts of the current step in a row
 	retry       bool
+	regroup     bool // a member said hello again: its next attempt is a new epoch
 	lastTick    time.Time
 	offline     bool      // between Disconnected and Reconnected
 	freshBy     time.Time // after a reconnect: wait for the workers to be heard until then
@@ -425,7 +426,8 @@ func (c *Coordinator) form(now time.Time) {
 		}
 	}
 	c.waiting = false
-	if c.retry || c.epoch == 0 || !slices.Equal(next, c.members) {
+	if c.retry || c.regroup || c.epoch == 0 || !slices.Equal(next, c.members) {
+		c.regroup = false
 		c.epoch++
 		c.members = next
 		c.emit(Membership{Epoch: c.epoch, Members: slices.Clone(next)})
@@ -539,6 +541,12 @@ func (c *Coordinator) onHello(h HelloMsg, now time.Time) {
 	}
 	m.lastSeen, m.stale = now, false
 	m.leaving = false
+	if slices.Contains(c.members, h.Worker) {
+		// A member's new process (or one that left and came back) has
+		// none of the old one's state: the members are the same names,
+		// not the same ring.
+		c.regroup = true
+	}
 	c.emit(Welcome{Reply: h.Reply, Worker: h.Worker})
 	if c.phase == running {
 		if r, ok := c.att.rank[h.Worker]; ok && c.att.dones[r] == nil {

@@ -408,6 +408,8 @@ func (w *Worker) onLoaded(e SnapshotLoaded) {
 	st := w.deferred
 	w.deferred = nil
 	if e.Err != nil {
+		// A load that failed half way leaves the parameters half written.
+		w.initialised = false
 		w.log(slog.LevelWarn, "could not load the snapshot", "step", e.Step, "err", e.Err.Error())
 		if st != nil {
 			p := st.Plan
