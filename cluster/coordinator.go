@@ -57,7 +57,7 @@ type Coordinator struct {
 	attemptAt  time.Time  // when the attempt in flight was planned
 	metrics    *commitRow // the metrics of the step being committed
 	side       *side
-	snapBlob   []byte
+	snapBuf    []byte // one chunk of the snapshot, encoded
 	snapStep   uint64
 	snapSum    uint64 // checksum of the snapshot's parameters
 	snapValid  bool
@@ -456,12 +456,22 @@ func (c *Coordinator) respond(reply string, v any) {
 // serveSnap answers with bytes of the snapshot of the committed step.
 func (c *Coordinator) serveSnap(a protocol.ServeSnap) {
 	if !c.snapValid || c.snapStep != c.job.step {
-		c.snapBlob = c.job.snapshot(c.snapBlob[:0])
 		c.snapStep, c.snapSum, c.snapValid = c.job.step, c.job.checksum(), true
 	}
+	total := int64(c.job.snapshotBytes())
 	n := min(a.Len, int64(c.cfg.AllReduce.ChunkBytes-512))
-	c.respond(a.Reply, snapChunk{Run: c.run, Step: c.job.step, Total: len(c.snapBlob), Offset: int(a.Offset),
-		Data: c.snapBlob[a.Offset : a.Offset+n], OptStep: c.job.optStep(), Checksum: c.snapSum})
+	if a.Offset+n < total {
+		n &^= 3 // whole floats, so that the worker writes each chunk in place
+	}
+	if a.Offset%4 != 0 {
+		c.respond(a.Reply, snapChunk{Run: c.run, Err: fmt.Sprintf("offset %d is not a whole float", a.Offset)})
+		return
+	}
+	// The parameters change only on a commit, and none is served while one
+	// runs: chunks read from the live buffers make one consistent snapshot.
+	c.snapBuf = c.job.snapshotRange(c.snapBuf[:0], int(a.Offset), int(n))
+	c.respond(a.Reply, snapChunk{Run: c.run, Step: c.job.step, Total: int(total), Offset: int(a.Offset),
+		Data: c.snapBuf, OptStep: c.job.optStep(), Checksum: c.snapSum})
 }
 
 // commit applies an attempt's assembled gradient to the master copy and
@@ -610,7 +620,14 @@ func (c *Coordinator) evaluate(limit int) (engine.Eval, error) {
 	if limit > 0 && len(w) > limit {
 		w = w[:limit]
 	}
-	return c.job.eng.Evaluate(w)
+	if err := c.settleSide(); err != nil {
+		return engine.Eval{}, err
+	}
+	if err := c.evalEngine(); err != nil {
+		return engine.Eval{}, err
+	}
+	copy(c.side.evalModel.Params, c.job.model.Params)
+	return c.side.evalEng.Evaluate(w)
 }
 
 // teacherKLToTruth is the teacher's own held-out KL to the synthetic truth.
@@ -620,7 +637,7 @@ func (c *Coordinator) teacherKLToTruth() (float64, error) {
 		return 0, err
 	}
 	lo := loss.DefaultOptions()
-	e, err := engine.New(engine.Options{Loss: lo, Target: engine.TargetHard, MaxWindows: c.cfg.Train.BatchWindows}, t, c.job.data, c.job.env.Pool)
+	e, err := engine.New(engine.Options{Loss: lo, Target: engine.TargetHard, MaxWindows: evalWindows}, t, c.job.data, c.job.env.Pool)
 	if err != nil {
 		return 0, fmt.Errorf("evaluating the teacher: %w", err)
 	}
@@ -651,7 +668,7 @@ func (c *Coordinator) finish(sum Summary, start time.Time) (Summary, error) {
 	}
 	sum.ValTeacherKL = ev.TeacherKLPtr()
 	sum.ValEntropy = ev.Entropy
-	sum.ValSampleKL = c.sampleKL(c.job.eng, nil)
+	sum.ValSampleKL = c.sampleKL(c.side.evalEng, nil)
 	if c.spec.Teacher != "" && c.job.data.HasTruth() {
 		kl, err := c.teacherKLToTruth()
 		if err != nil {

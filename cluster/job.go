@@ -201,7 +201,6 @@ type jobState struct {
 	rng         uint64
 	initialised bool
 
-	snapBuf []byte
 	segBuf  []byte
 }
 
@@ -305,7 +304,9 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		return nil, false, fmt.Errorf("train.batch_windows = %d: data.source %s has only %d training windows of %d tokens", cfg.Train.BatchWindows, cfg.Data.Source, data.NumTrain(), ctx+1)
 	}
 	spec.Data = data.Fingerprint()
-	j, err := newJobState(spec, env, model, data)
+	// The coordinator computes no gradient: its engine evaluates, a few
+	// windows at a time, so its activations stay small.
+	j, err := newJobState(spec, env, model, data, evalWindows)
 	if err != nil {
 		return nil, false, err
 	}
@@ -416,10 +417,12 @@ func newWorkerJob(spec JobSpec, env *Env) (*jobState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newJobState(spec, env, model, data)
+	return newJobState(spec, env, model, data, max(spec.BatchWindows, 1))
 }
 
-func newJobState(spec JobSpec, env *Env, model *lm.Model, data *shard.Dataset) (*jobState, error) {
+// newJobState builds a replica whose engine takes up to maxWindows windows
+// at a time (a worker's shard; the coordinator's evaluation batches).
+func newJobState(spec JobSpec, env *Env, model *lm.Model, data *shard.Dataset, maxWindows int) (*jobState, error) {
 	j := &jobState{spec: spec, env: env, model: model, data: data}
 	switch spec.Optimizer {
 	case "sgd":
@@ -437,6 +440,7 @@ func newJobState(spec JobSpec, env *Env, model *lm.Model, data *shard.Dataset) (
 	if err != nil {
 		return nil, err
 	}
+	o.MaxWindows = maxWindows
 	if o.TokenBytes, err = env.tokenBytes(spec); err != nil {
 		return nil, err
 	}
@@ -448,6 +452,9 @@ func newJobState(spec JobSpec, env *Env, model *lm.Model, data *shard.Dataset) (
 	}
 	return j, nil
 }
+
+// evalWindows is how many windows an evaluation computes at once.
+const evalWindows = 2
 
 // dataState is what a checkpoint's trainer state records of the data: the
 // position in it, and what it was.
@@ -573,15 +580,31 @@ func (j *jobState) snapshotBytes() int {
 
 // snapshot appends the replica's state to dst.
 func (j *jobState) snapshot(dst []byte) []byte {
-	app := func(p []float32) {
-		for _, v := range p {
+	return j.snapshotRange(dst, 0, j.snapshotBytes())
+}
+
+// snapshotRange appends bytes [off, off+n) of the snapshot to dst, encoded
+// from the live buffers: a snapshot is served chunk by chunk with no copy
+// of its size. off and n are multiples of 4 (n may end the snapshot).
+func (j *jobState) snapshotRange(dst []byte, off, n int) []byte {
+	bufs := [][]float32{j.model.Params}
+	if j.adam != nil {
+		bufs = append(bufs, j.adam.State.M, j.adam.State.V)
+	}
+	i, left := off/4, (n+3)/4
+	for _, p := range bufs {
+		if i >= len(p) {
+			i -= len(p)
+			continue
+		}
+		k := min(len(p)-i, left)
+		for _, v := range p[i : i+k] {
 			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
 		}
-	}
-	app(j.model.Params)
-	if j.adam != nil {
-		app(j.adam.State.M)
-		app(j.adam.State.V)
+		left, i = left-k, 0
+		if left == 0 {
+			break
+		}
 	}
 	return dst
 }
@@ -591,17 +614,41 @@ func (j *jobState) restore(b []byte, optStep int) error {
 	if len(b) != j.snapshotBytes() {
 		return fmt.Errorf("snapshot of %d bytes, want %d", len(b), j.snapshotBytes())
 	}
-	get := func(p []float32) {
-		for i := range p {
-			p[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-		}
-		b = b[4*len(p):]
+	if err := j.restoreChunk(0, b); err != nil {
+		return err
 	}
-	get(j.model.Params)
 	if j.adam != nil {
-		get(j.adam.State.M)
-		get(j.adam.State.V)
 		j.adam.State.T = int64(optStep)
+	}
+	return nil
+}
+
+// restoreChunk writes bytes [off, off+len(b)) of a snapshot (the
+// parameters, then AdamW's m and v) into the replica: a snapshot is loaded
+// chunk by chunk as it arrives, with no buffer of its size. off and len(b)
+// are multiples of 4 within the snapshot.
+func (j *jobState) restoreChunk(off int, b []byte) error {
+	if off%4 != 0 || len(b)%4 != 0 || off < 0 || off > j.snapshotBytes()-len(b) {
+		return fmt.Errorf("snapshot bytes [%d, +%d) outside the %d-byte snapshot, or not whole floats", off, len(b), j.snapshotBytes())
+	}
+	bufs := [][]float32{j.model.Params}
+	if j.adam != nil {
+		bufs = append(bufs, j.adam.State.M, j.adam.State.V)
+	}
+	i := off / 4
+	for _, p := range bufs {
+		if i >= len(p) {
+			i -= len(p)
+			continue
+		}
+		n := min(len(p)-i, len(b)/4)
+		for k := range n {
+			p[i+k] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*k:]))
+		}
+		b, i = b[4*n:], 0
+		if len(b) == 0 {
+			break
+		}
 	}
 	return nil
 }

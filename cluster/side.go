@@ -72,26 +72,8 @@ func (c *Coordinator) evaluateAsync() error {
 		return err
 	}
 	s := c.side
-	if s.evalModel == nil {
-		m, err := lm.New(c.job.model.Config, c.job.env.Pool)
-		if err != nil {
-			return err
-		}
-		o, err := engineOptions(c.spec)
-		if err != nil {
-			return err
-		}
-		o.MaxWindows = min(o.MaxWindows, periodicEvalWindows)
-		if o.TokenBytes, err = c.job.env.tokenBytes(c.spec); err != nil {
-			return err
-		}
-		if o.Teacher, err = c.job.env.teacherModel(c.spec); err != nil {
-			return err
-		}
-		if s.evalEng, err = engine.New(o, m, c.job.data, c.job.env.Pool); err != nil {
-			return err
-		}
-		s.evalModel = m
+	if err := c.evalEngine(); err != nil {
+		return err
 	}
 	copy(s.evalModel.Params, c.job.model.Params)
 	s.evalBusy = true
@@ -106,6 +88,37 @@ func (c *Coordinator) evaluateAsync() error {
 		sk := c.sampleKL(eng, err)
 		s.done <- sideDone{eval: true, step: step, ev: ev, sampleKL: sk, err: err}
 	}()
+	return nil
+}
+
+// evalEngine makes, once, the engine evaluations run on: a forward-only
+// model over a copy of the committed parameters (so that the next commits
+// can go on meanwhile), evaluating evalWindows windows at a time.
+func (c *Coordinator) evalEngine() error {
+	s := c.side
+	if s.evalEng != nil {
+		return nil
+	}
+	cfg := c.job.model.Config
+	m, err := lm.NewInference(cfg, make([]float32, cfg.NumParams()), c.job.env.Pool)
+	if err != nil {
+		return err
+	}
+	o, err := engineOptions(c.spec)
+	if err != nil {
+		return err
+	}
+	o.MaxWindows, o.OnPolicy.Fraction = evalWindows, 0
+	if o.TokenBytes, err = c.job.env.tokenBytes(c.spec); err != nil {
+		return err
+	}
+	if o.Teacher, err = c.job.env.teacherModel(c.spec); err != nil {
+		return err
+	}
+	if s.evalEng, err = engine.New(o, m, c.job.data, c.job.env.Pool); err != nil {
+		return err
+	}
+	s.evalModel = m
 	return nil
 }
 

@@ -331,7 +331,6 @@ func (w *Worker) welcomed(r helloReply) protocol.Event {
 // resync loads the coordinator's committed state of step base.
 func (w *Worker) resync(ctx context.Context, run string, base uint64) error {
 	start := time.Now()
-	buf := w.job.snapBuf[:0]
 	var first snapChunk
 	for off := 0; ; {
 		req, err := encode(protocol.SnapRequest{Run: run, Sender: w.id, Step: base, Offset: int64(off), Max: int64(w.job.spec.ChunkBytes)})
@@ -363,21 +362,22 @@ func (w *Worker) resync(ctx context.Context, run string, base uint64) error {
 		if ch.Offset != off || len(ch.Data) == 0 && off < ch.Total || len(ch.Data) > ch.Total-off {
 			return fmt.Errorf("snapshot chunk at %d answered for %d with %d bytes", off, ch.Offset, len(ch.Data))
 		}
-		buf = append(buf, ch.Data...)
+		if err := w.job.restoreChunk(off, ch.Data); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
 		off += len(ch.Data)
 		if off >= ch.Total {
 			break
 		}
 	}
-	w.job.snapBuf = buf
-	if err := w.job.restore(buf, first.OptStep); err != nil {
-		return err
+	if w.job.adam != nil {
+		w.job.adam.State.T = int64(first.OptStep)
 	}
 	if got := w.job.checksum(); got != first.Checksum {
 		return fmt.Errorf("snapshot checksum %016x, want %016x", got, first.Checksum)
 	}
 	w.job.step = base
-	w.log.Info("loaded snapshot", "step", base, "bytes", len(buf), "took", time.Since(start).Round(time.Millisecond))
+	w.log.Info("loaded snapshot", "step", base, "bytes", first.Total, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

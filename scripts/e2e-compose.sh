@@ -29,8 +29,8 @@
 #
 # Works with `docker compose` and `docker-compose`, whichever exists.
 # Environment (all optional):
-#   E2E_STEPS=60          steps of the first run
-#   E2E_MORE_STEPS=60     steps added for the resumed run
+#   E2E_STEPS=150         steps of the first run
+#   E2E_MORE_STEPS=700    steps added for the resumed run (long enough for the churn)
 #   E2E_RESTART_AFTER=15  kill the resumed coordinator this many steps past N
 #   E2E_KILL_AT=10        kill a worker once this step is committed
 #   E2E_CHURN=3           worker leave/rejoin cycles before the coordinator is killed
@@ -41,8 +41,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-steps=${E2E_STEPS:-60}
-more=${E2E_MORE_STEPS:-60}
+steps=${E2E_STEPS:-150}
+more=${E2E_MORE_STEPS:-700}
 restart_after=${E2E_RESTART_AFTER:-15}
 kill_at=${E2E_KILL_AT:-10}
 churn=${E2E_CHURN:-3}
@@ -411,9 +411,15 @@ for i in $(seq 1 "$churn"); do
   mapfile -t worker_ids < <(compose ps -q worker)
   stamp "churn $i/$churn: worker ${leaver:0:12} left, ${#worker_ids[@]} workers running"
 done
-epoch=$(grep -Eo 'msg=membership epoch=[0-9]+' "$work/coordinator2.log" | tail -1 | tr -dc 0-9)
+epoch=0
+for _ in $(seq 1 60); do # the coordinator's log, as docker writes it
+  epoch=$(grep -Eo 'msg=membership epoch=[0-9]+' "$work/coordinator2.log" | tail -1 | tr -dc 0-9)
+  [ "${epoch:-0}" -le "$churn" ] || break
+  sleep 0.5
+done
 stamp "membership epoch is ${epoch:-?} before the coordinator is killed"
 [ "${epoch:-0}" -gt "$churn" ] || fail "the epoch did not climb with the churn (epoch ${epoch:-none})"
+running "$coord" || fail "the coordinator ended before it could be killed (make E2E_MORE_STEPS larger)"
 docker kill "$coord" >/dev/null || fail "docker kill of the coordinator failed"
 wait "$follower" 2>/dev/null || true
 follower=""

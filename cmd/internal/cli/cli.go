@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 
@@ -84,6 +85,11 @@ func trainCmd(use, short, long string, run func(context.Context, config.Config, 
 				defer stop()
 			}
 			sum, err := run(cmd.Context(), cfg, log, progressFor(os.Stderr, cfg, log))
+			if path, _ := cmd.Flags().GetString("memprofile"); path != "" {
+				if perr := writeHeapProfile(path); perr != nil {
+					log.Error("--memprofile", "err", perr)
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -93,7 +99,19 @@ func trainCmd(use, short, long string, run func(context.Context, config.Config, 
 	}
 	withConfigFlags(cmd)
 	cmd.Flags().String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	cmd.Flags().String("memprofile", "", "write a heap profile (what the run allocated) to this file at its end (go tool pprof)")
 	return cmd
+}
+
+// writeHeapProfile writes the heap profile of the process to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC()
+	return pprof.Lookup("allocs").WriteTo(f, 0)
 }
 
 // startCPUProfile profiles the process into path until stop is called.
