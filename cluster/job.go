@@ -201,7 +201,7 @@ type jobState struct {
 	rng         uint64
 	initialised bool
 
-	segBuf  []byte
+	segBuf []byte
 }
 
 // openJob builds the coordinator's master state from the configuration: the
