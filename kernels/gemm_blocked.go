@@ -101,6 +101,7 @@ type gemmArgs struct {
 	ldb         int
 	c           []float32 // [m, n], written
 	ldc         int
+	then        func(lo, hi int) // called on finished rows of C (SgemmThen), or nil
 }
 
 // gemmBuf holds one goroutine's packing buffers. Buffers grow to the largest
@@ -230,8 +231,10 @@ func (s *panels) at(x, r int) (*float32, int) {
 }
 
 // sgemm runs C = alpha*op(A)*op(B) + beta*C over the budget, in slabs when the
-// shared operand would be too large to pack whole.
-func (p *Pool) sgemm(g gemmArgs) {
+// shared operand would be too large to pack whole. It reports whether it
+// called g.then on every row of C (rows are final chunk by chunk only when C
+// is cut into blocks of rows and computed in one slab).
+func (p *Pool) sgemm(g gemmArgs) bool {
 	kern := p.kern
 	splitM := g.m >= g.n
 	small, nr := g.n, kern.nr
@@ -240,9 +243,13 @@ func (p *Pool) sgemm(g gemmArgs) {
 	}
 	slab := max(nr, p.maxShared/max(g.k, 1)/nr*nr)
 	if small <= slab {
+		if !splitM {
+			g.then = nil
+		}
 		p.sgemmSlab(kern, splitM, g)
-		return
+		return g.then != nil
 	}
+	g.then = nil
 	for lo := 0; lo < small; lo += slab {
 		s := g
 		hi := min(lo+slab, small)
@@ -265,6 +272,7 @@ func (p *Pool) sgemm(g gemmArgs) {
 		}
 		p.sgemmSlab(kern, splitM, s)
 	}
+	return false
 }
 
 func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
@@ -370,6 +378,9 @@ func (j *gemmJob) run(_, _ int) {
 					j.colChunk(buf, lo*j.tile, min(hi*j.tile, j.n), pc)
 				}
 			}
+		}
+		if j.then != nil { // splitM: the chunk's rows are final
+			j.then(lo*j.tile, min(hi*j.tile, j.m))
 		}
 	}
 }

@@ -26,7 +26,7 @@ func expSubAVX2(x *float32, n int, sub float32) float32
 // adamwAVX2 is adamwGo over n (a multiple of 8) parameters.
 //
 //go:noescape
-func adamwAVX2(p, grad, m, v *float32, n int, c *[9]float32)
+func adamwAVX2(p, grad, m, v *float32, n int, c *[10]float32)
 
 // maxAVX2 is the largest of x[:n], n a positive multiple of 8.
 //

@@ -76,7 +76,7 @@ func layernormForward(r *runner, out, mean, rstd, inp, weight, bias []float32, N
 	need("layernorm rstd", rstd, N)
 	need("layernorm weight", weight, C)
 	need("layernorm bias", bias, C)
-	r.args.s = [6][]float32{out, mean, rstd, inp, weight, bias}
+	r.args.s = [8][]float32{out, mean, rstd, inp, weight, bias}
 	r.args.n[0] = C
 	r.run(N, rowGrain, layernormForwardRows)
 }
@@ -84,27 +84,9 @@ func layernormForward(r *runner, out, mean, rstd, inp, weight, bias []float32, N
 func layernormForwardRows(a *loopArgs, lo, hi int) {
 	out, mean, rstd, inp, weight, bias := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5]
 	C := a.n[0]
-	const eps = 1e-5
-	w, bb := weight[:C], bias[:C]
 	for i := lo; i < hi; i++ {
 		x := inp[i*C : (i+1)*C]
-		var m float32
-		for _, v := range x {
-			m += v
-		}
-		m /= float32(C)
-		var v2 float32
-		for _, v := range x {
-			d := v - m
-			v2 += d * d
-		}
-		v2 /= float32(C)
-		s := float32(1 / math.Sqrt(float64(v2)+eps))
-		o := out[i*C : (i+1)*C]
-		for j, v := range x {
-			o[j] = (v-m)*s*w[j] + bb[j]
-		}
-		mean[i], rstd[i] = m, s
+		mean[i], rstd[i] = lnRow(out[i*C:(i+1)*C], x, weight, bias, sumRow(x))
 	}
 }
 
@@ -124,12 +106,12 @@ func layernormBackward(r *runner, dinp, dweight, dbias, dout, inp, weight, mean,
 	need("layernorm inp", inp, N*C)
 	need("layernorm dweight", dweight, C)
 	need("layernorm dbias", dbias, C)
-	r.args.s = [6][]float32{dinp, dout, inp, weight, mean, rstd}
+	r.args.s = [8][]float32{dinp, dout, inp, weight, mean, rstd}
 	r.args.n[0] = C
 	r.run(N, rowGrain, layernormBackwardRows)
 	// Parameter gradients: columns in disjoint chunks, rows in order, so the
 	// sums do not depend on how the work is split.
-	r.args.s = [6][]float32{dweight, dbias, dout, inp, mean, rstd}
+	r.args.s = [8][]float32{dweight, dbias, dout, inp, mean, rstd}
 	r.args.n[0], r.args.n[1] = N, C
 	r.run(C, 32, layernormBackwardCols)
 }
@@ -137,41 +119,19 @@ func layernormBackward(r *runner, dinp, dweight, dbias, dout, inp, weight, mean,
 func layernormBackwardRows(a *loopArgs, lo, hi int) {
 	dinp, dout, inp, weight, mean, rstd := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5]
 	C := a.n[0]
-	w := weight[:C]
 	for i := lo; i < hi; i++ {
-		x := inp[i*C : (i+1)*C]
-		d := dout[i*C : (i+1)*C]
-		di := dinp[i*C : (i+1)*C]
-		m, s := mean[i], rstd[i]
-		var dnMean, dnNormMean float32
-		for j := range x {
-			norm := (x[j] - m) * s
-			dn := w[j] * d[j]
-			dnMean += dn
-			dnNormMean += dn * norm
-		}
-		dnMean /= float32(C)
-		dnNormMean /= float32(C)
-		for j := range x {
-			norm := (x[j] - m) * s
-			dn := w[j] * d[j]
-			di[j] += (dn - dnMean - norm*dnNormMean) * s
-		}
+		lnBackwardRow(dinp[i*C:(i+1)*C], dout[i*C:(i+1)*C], inp[i*C:(i+1)*C], weight, mean[i], rstd[i])
 	}
 }
 
+// layernormBackwardCols adds the LayerNorm parameter gradients of columns
+// [lo, hi): every row in order, so the sums do not depend on the split.
 func layernormBackwardCols(a *loopArgs, lo, hi int) {
 	dweight, dbias, dout, inp, mean, rstd := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5]
 	N, C := a.n[0], a.n[1]
 	dw, db := dweight[lo:hi], dbias[lo:hi]
 	for i := 0; i < N; i++ {
-		x := inp[i*C+lo : i*C+hi]
-		d := dout[i*C+lo : i*C+hi]
-		m, s := mean[i], rstd[i]
-		for j := range x {
-			db[j] += d[j]
-			dw[j] += (x[j] - m) * s * d[j]
-		}
+		lnParamGradRow(dw, db, dout[i*C+lo:i*C+hi], inp[i*C+lo:i*C+hi], mean[i], rstd[i])
 	}
 }
 
@@ -219,9 +179,7 @@ func biasBackwardCols(a *loopArgs, lo, hi int) {
 	N, OC := a.n[0], a.n[1]
 	db := dbias[lo:hi]
 	for i := 0; i < N; i++ {
-		for j, v := range dout[i*OC+lo : i*OC+hi] {
-			db[j] += v
-		}
+		addRow(db, dout[i*OC+lo:i*OC+hi])
 	}
 }
 
@@ -306,7 +264,7 @@ func attentionForward(r *runner, out, lse, scratch, qkv []float32, B, T, C, NH i
 	need("attention out", out, B*T*C)
 	need("attention lse", lse, B*NH*T)
 	need("attention qkv", qkv, B*T*3*C)
-	r.attention(attentionForwardSlot, [6][]float32{out, lse, scratch, qkv}, B, T, C, NH)
+	r.attention(attentionForwardSlot, [8][]float32{out, lse, scratch, qkv}, B, T, C, NH)
 }
 
 // attentionBackward adds the gradients of attentionForward into dqkv.
@@ -321,11 +279,11 @@ func attentionBackward(r *runner, dqkv, scratch, dout, qkv, lse []float32, B, T,
 	need("attention dout", dout, B*T*C)
 	need("attention qkv", qkv, B*T*3*C)
 	need("attention lse", lse, B*NH*T)
-	r.attention(attentionBackwardSlot, [6][]float32{dqkv, lse, scratch, qkv, dout}, B, T, C, NH)
+	r.attention(attentionBackwardSlot, [8][]float32{dqkv, lse, scratch, qkv, dout}, B, T, C, NH)
 }
 
 // attention runs fn once per slot over a share of the B*NH (b, h) pairs.
-func (r *runner) attention(fn rangeFunc, s [6][]float32, B, T, C, NH int) {
+func (r *runner) attention(fn rangeFunc, s [8][]float32, B, T, C, NH int) {
 	per := attnScratch(T)
 	slots := min(len(s[2])/per, B*NH)
 	if slots < 1 {

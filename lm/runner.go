@@ -9,9 +9,12 @@ type rangeFunc func(a *loopArgs, lo, hi int)
 
 // loopArgs are the operands of one parallel loop.
 type loopArgs struct {
-	s    [6][]float32
+	s    [8][]float32
 	n    [6]int
-	x    [9]float32
+	x    [10]float32
+	p64  []float64     // float64 results (gradient norm blocks)
+	segs []segment     // AdamW's decay segments
+	tok  []int32       // tokens (encoder)
 	pool *kernels.Pool // for GEMMs inside a body
 	fn   rangeFunc
 }
