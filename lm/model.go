@@ -9,11 +9,15 @@ import (
 // HeadFunc is the loss at the output of the model. ForwardBackward and Forward
 // call it once per chunk of rows, in order, with logits [rows, V] of the batch
 // rows firstRow..firstRow+rows (row = b*T + t). A chunk holds
-// min(B*T, max(64, 2^20/V)) rows (the last one fewer), so the logits buffer
-// stays near 4 MiB whatever the vocabulary. In ForwardBackward it must
-// overwrite logits with dL/dlogits, where L is whatever the caller sums
-// (usually the sum of per-token losses); in Forward what it leaves is ignored.
-// The buffer belongs to the model and is reused by the next chunk.
+// min(B*T, max(256, 2^20/V)) rows (the last one fewer): about 4 MiB of
+// logits for vocabularies up to 4096, and 256 rows above, so that the passes
+// each chunk makes over the [V, C] embedding and its gradient (two products
+// read it, one adds into its gradient) stay small beside the chunk's work,
+// while the loss streams the chunk's rows one at a time through the cache. In
+// ForwardBackward it must overwrite logits with dL/dlogits, where L is
+// whatever the caller sums (usually the sum of per-token losses); in Forward
+// what it leaves is ignored. The buffer belongs to the model and is reused by
+// the next chunk.
 type HeadFunc func(logits []float32, firstRow, rows int) error
 
 // Model is a GPT-2 with its parameters, their gradient and the activation
@@ -148,7 +152,7 @@ type arena struct {
 func newArena(cfg Config, maxN, maxT, slots int) *arena {
 	C, V, L, NH := cfg.NEmbd, cfg.Vocab, cfg.NLayer, cfg.NHead
 	a := &arena{maxN: maxN, maxT: maxT}
-	a.headRows = min(maxN, max(64, (1<<20)/V))
+	a.headRows = min(maxN, max(headMinRows, (1<<20)/V))
 	N := maxN
 	var sizes []int
 	total := 0
@@ -190,6 +194,9 @@ func newArena(cfg Config, maxN, maxT, slots int) *arena {
 	cut(1)
 	return a
 }
+
+// headMinRows is the least number of rows of a head chunk (HeadFunc).
+const headMinRows = 256
 
 // ensure sizes the arena for B sequences of T tokens; it allocates only when
 // the arena is too small, so a training loop allocates once.

@@ -241,7 +241,7 @@ func TestThreadsDoNotChangeResults(t *testing.T) {
 // one big chunk.
 func TestHeadChunks(t *testing.T) {
 	cfg := Config{Vocab: 40000, NEmbd: 8, NLayer: 1, NHead: 2, Ctx: 50}
-	B, T := 3, 50 // 150 rows; chunks of max(64, 2^20/V) = 64 rows
+	B, T := 12, 50 // 600 rows; chunks of max(256, 2^20/V) = 256 rows
 	r := NewRNG(2)
 	toks, tgts := randTokens(r, B*T, cfg.Vocab), randTokens(r, B*T, cfg.Vocab)
 	m := newMicro(t, cfg, 2, 5)
@@ -261,8 +261,8 @@ func TestHeadChunks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(chunks, []int{64, 64, 22}) {
-		t.Errorf("head chunks = %v; want [64 64 22]", chunks)
+	if !slices.Equal(chunks, []int{256, 256, 88}) {
+		t.Errorf("head chunks = %v; want [256 256 88]", chunks)
 	}
 	for i, n := range seen {
 		if n != 1 {
