@@ -150,6 +150,11 @@ const (
 	// are read in place where the micro-kernels allow: packing would cost
 	// more than it saves.
 	defaultSmallFlops = 2 * 160 * 160 * 160
+	// rowAMaxN is the widest C (n) for which a row-major A is read in place
+	// (microKernel.fnRowA) whatever the size of the product: with at most
+	// rowAMaxN/nr B micro-panels, each A micro-panel is used too few times
+	// to pay for packing it.
+	rowAMaxN = 256
 	// defaultPackSpin is how many times a goroutine yields, waiting for a K
 	// block of the shared operand, before it parks.
 	defaultPackSpin = 64
@@ -297,7 +302,7 @@ func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 	} else {
 		tiles, tile, maxChunk = (g.n+kern.nr-1)/kern.nr, kern.nr, kern.nc
 		j.sharedDim, r = g.m, kern.mr
-		j.sharedDirect = !p.packAll && (g.tA || j.small && kern.fnRowA != nil)
+		j.sharedDirect = !p.packAll && (g.tA && !aliasing(g.lda) || j.small && kern.fnRowA != nil)
 	}
 	j.sharedFull = j.sharedDim / r * r
 	kBlocks := (g.k + kern.kc - 1) / kern.kc
@@ -483,7 +488,11 @@ func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1, jc, pc int) {
 		beta = 1
 	}
 	var pa panels
-	if (j.tA || j.small && kern.fnRowA != nil) && !j.p.packAll {
+	inPlace := !aliasing(j.lda) // A^T
+	if !j.tA {
+		inPlace = (j.small || j.n <= rowAMaxN) && kern.fnRowA != nil
+	}
+	if inPlace && !j.p.packAll {
 		full := mc / mr * mr
 		if j.tA {
 			pa = panels{base: j.a[pc*j.lda+i0:], mul: 1, ld: j.lda, full: full}
@@ -555,6 +564,11 @@ func (j *gemmJob) macro(buf *gemmBuf, pa, pb *panels, i0, j0, mc, nc, kc int, be
 }
 
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
+
+// aliasing reports whether k steps ld float32s apart fall on the same few
+// cache sets (a stride of a multiple of 4 KiB), so that an A^T read in place
+// would evict itself from L1 and L2 at every step: such an A is packed.
+func aliasing(ld int) bool { return ld%1024 == 0 }
 
 // mergeTile writes the top-left rows x cols of an edge tile into C:
 // C = alpha*tile + beta*C (beta == 0: C is not read).

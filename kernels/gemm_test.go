@@ -64,6 +64,9 @@ func gemmCases() []gemmCase {
 		{5, 15, 1}, {6, 16, 8}, {7, 17, 9}, {12, 32, 33}, {13, 31, 300},
 		{37, 45, 513}, {64, 64, 64}, {200, 70, 19}, {70, 200, 260},
 		{193, 35, 11}, {9, 1030, 20}, {3, 5, 1100},
+		// A^T with a leading dimension of 4 KiB (packed, not read in place),
+		// split by rows and by columns of C.
+		{1024, 20, 30}, {1024, 1030, 5},
 	}
 	scales := [][2]float32{{1, 0}, {1, 1}, {0.5, -1.5}, {-2, 0}, {0, 0.5}, {0, 0}}
 	var cases []gemmCase
