@@ -161,6 +161,84 @@ func epiLNBackward(a *loopArgs, lo, hi int) {
 	}
 }
 
+// headVocabBlock is the block of vocabulary rows the blocked head backward
+// handles at a time: its [rows, headVocabBlock] slice of dL/dlogits serves
+// both products while it is in cache, with the block's rows of wte and of
+// d(wte) (256 KiB each at C = 128).
+const headVocabBlock = 512
+
+// headGroups is the number of fixed groups of vocabulary blocks of the
+// blocked head backward, or 1 when the vocabulary is too small for it (the
+// products of the whole chunk then run split over the pool as usual).
+func headGroups(V int) int {
+	nb := (V + headVocabBlock - 1) / headVocabBlock
+	if nb < 16 {
+		return 1
+	}
+	return 8
+}
+
+// headBackwardBlocked runs the backward products of one head chunk by
+// blocks of headVocabBlock vocabulary rows: for each block, d(lnf) partial
+// += dlogits[:, blk] @ wte[blk] and dwte[blk] += dlogits[:, blk]^T @ lnf.
+// The blocks are cut into headGroups fixed groups of consecutive blocks;
+// each group sums its blocks in order into its own partial d(lnf) (part[g]),
+// and groups are spread over the pool. The sums do not depend on the split.
+//
+//	part   [G, rows, C]  written
+//	dlog   [rows, V]
+//	wte    [V, C]; dwte [V, C] accumulated
+//	lnf    [rows, C]
+func headBackwardBlocked(r *runner, part, dlog, wte, dwte, lnf []float32, rows, C, V int) {
+	G := headGroups(V)
+	need("head part", part, G*rows*C)
+	r.args.s = [8][]float32{part, dlog, wte, dwte, lnf}
+	r.args.n = [6]int{rows, C, V, G}
+	r.run(G, 1, headGroupRange)
+}
+
+func headGroupRange(a *loopArgs, lo, hi int) {
+	part, dlog, wte, dwte, lnf := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4]
+	rows, C, V, G := a.n[0], a.n[1], a.n[2], a.n[3]
+	nb := (V + headVocabBlock - 1) / headVocabBlock
+	for g := lo; g < hi; g++ {
+		pg := part[g*rows*C : (g+1)*rows*C]
+		beta := float32(0)
+		for blk := g * nb / G; blk < (g+1)*nb/G; blk++ {
+			v0 := blk * headVocabBlock
+			vb := min(headVocabBlock, V-v0)
+			a.pool.Sgemm(false, false, rows, C, vb, 1, dlog[v0:], V, wte[v0*C:], C, beta, pg, C)
+			a.pool.Sgemm(true, false, vb, C, rows, 1, dlog[v0:], V, lnf, C, 1, dwte[v0*C:], C)
+			beta = 1
+		}
+	}
+}
+
+// headPartsLN sums the G partial d(lnf) of headBackwardBlocked in order
+// into dln and sets dres to the final LayerNorm's backward of it, row by row.
+func headPartsLN(r *runner, dres, dln, part, x, lnw, mean, rstd []float32, G, rows, C int) {
+	need("head dres", dres, rows*C)
+	need("head dln", dln, rows*C)
+	r.args.s = [8][]float32{dres, dln, x, lnw, mean, rstd, part}
+	r.args.n = [6]int{C, G, rows}
+	r.run(rows, rowGrain, headPartsLNRows)
+}
+
+func headPartsLNRows(a *loopArgs, lo, hi int) {
+	dres, dln, x, w, mean, rstd, part := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5], a.s[6]
+	C, G, rows := a.n[0], a.n[1], a.n[2]
+	for i := lo; i < hi; i++ {
+		d := dln[i*C : (i+1)*C]
+		copy(d, part[i*C:(i+1)*C])
+		for g := 1; g < G; g++ {
+			addRow(d, part[(g*rows+i)*C:(g*rows+i+1)*C])
+		}
+		di := dres[i*C : (i+1)*C]
+		clear(di)
+		lnBackwardRow(di, d, x[i*C:(i+1)*C], w, mean[i], rstd[i])
+	}
+}
+
 // lnParamGrads adds the LayerNorm parameter gradients: dweight += column
 // sums of dout*norm, dbias += column sums of dout.
 func lnParamGrads(r *runner, dweight, dbias, dout, inp, mean, rstd []float32, N, C int) {

@@ -141,6 +141,7 @@ type arena struct {
 	blocks                []blockActs
 	lnf, lnfMean, lnfRstd []float32 // [N, C], [N], [N]
 	logits                []float32 // [headRows, V]
+	headPart              []float32 // [headGroups(V), headRows, C]: d(lnf) partial sums of the blocked head
 	attn                  []float32 // [slots, 2*attnBlock*maxT]
 	// Gradient scratch, one block's worth, reused by every block.
 	dres []float32 // [N, C]: d(residual stream)
@@ -185,6 +186,7 @@ func newArena(cfg Config, maxN, maxT, slots int) *arena {
 		}
 		a.lnf, a.lnfMean, a.lnfRstd = next(N*C), next(N), next(N)
 		a.logits = next(a.headRows * V)
+		a.headPart = next(headGroups(V) * a.headRows * C)
 		a.attn = next(slots * attnScratch(maxT))
 		a.dres, a.dC, a.dqkv = next(N*C), next(N*C), next(N*3*C)
 		a.dfch = next(N * 4 * C)
@@ -321,6 +323,13 @@ func (m *Model) ForwardBackward(tokens []int32, B, T int, head HeadFunc) error {
 			return fmt.Errorf("forward-backward: head rows %d..%d: %w", r0, r0+rows, err)
 		}
 		m.tick(opHeadLoss)
+		if G := headGroups(V); G > 1 && len(a.headPart) >= G*rows*C {
+			headBackwardBlocked(p, a.headPart, logits, m.pv.wte, m.gv.wte, a.lnf[r0*C:], rows, C, V)
+			m.tick(opHeadDwte)
+			headPartsLN(p, dres[r0*C:], dlnf[r0*C:], a.headPart, xL[r0*C:], m.pv.lnfw, a.lnfMean[r0:], a.lnfRstd[r0:], G, rows, C)
+			m.tick(opHeadDlnf)
+			continue
+		}
 		linearLNBackward(p, dres[r0*C:], dlnf[r0*C:], logits, m.pv.wte, xL[r0*C:], m.pv.lnfw, a.lnfMean[r0:], a.lnfRstd[r0:], rows, C, V, true)
 		m.tick(opHeadDlnf)
 		m.pool.Sgemm(true, false, V, C, rows, 1, logits, V, a.lnf[r0*C:], C, 1, m.gv.wte, C)
