@@ -143,12 +143,18 @@ func BenchmarkTrainStep(b *testing.B) {
 			tb.step(b) // the arena
 			var steps []time.Duration
 			b.ResetTimer()
+			cpu0 := processCPU()
 			for b.Loop() {
 				t0 := time.Now()
 				tb.step(b)
 				steps = append(steps, time.Since(t0))
 			}
 			sec := b.Elapsed().Seconds() / float64(b.N)
+			if cpu := processCPU() - cpu0; cpu > 0 {
+				// Tokens per CPU-second of the process: how fast the code
+				// runs while it has a core, whatever the load.
+				b.ReportMetric(float64(tb.B*tb.T*b.N)/cpu.Seconds(), "tokens/cpu-s")
+			}
 			// The median step, as torch_gpt.py reports it: on a shared
 			// machine the mean also counts the steps other processes
 			// interrupted.
@@ -249,16 +255,20 @@ func BenchmarkAttention(b *testing.B) {
 		scratch := make([]float32, r.pool.Threads()*attnScratch(c.T))
 		flops := float64(c.B) * 4 * float64(c.C) * float64(c.T*(c.T+1)/2)
 		b.Run(c.name+"/fwd", func(b *testing.B) {
+			cpu0 := processCPU()
 			for b.Loop() {
 				attentionForward(r, out, lse, scratch, qkv, c.B, c.T, c.C, c.NH)
 			}
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(flops*float64(b.N)/(processCPU()-cpu0).Seconds()/1e9, "GFLOP/cpu-s")
 		})
 		b.Run(c.name+"/bwd", func(b *testing.B) {
+			cpu0 := processCPU()
 			for b.Loop() {
 				attentionBackward(r, dqkv, scratch, out, qkv, lse, c.B, c.T, c.C, c.NH)
 			}
 			b.ReportMetric(2*flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(2*flops*float64(b.N)/(processCPU()-cpu0).Seconds()/1e9, "GFLOP/cpu-s")
 		})
 	}
 }

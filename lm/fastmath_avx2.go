@@ -42,3 +42,10 @@ func dotAVX2(a, b *float32, n int) float32
 //
 //go:noescape
 func softmaxGradAVX2(d, p *float32, n int, dot, scale float32)
+
+// attnTile6x16 is one 6x16 tile of c = alpha*a@b + beta*c, a read in place
+// (6 rows lda apart, k steps adjacent), b k steps of 16 values ldb apart
+// (attn_avx2_amd64.s).
+//
+//go:noescape
+func attnTile6x16(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)

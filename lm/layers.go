@@ -292,6 +292,7 @@ func (r *runner) attention(fn rangeFunc, s [8][]float32, B, T, C, NH int) {
 	r.args.s = s
 	r.args.n = [6]int{B, T, C, NH, slots, B * NH}
 	r.args.x[0] = float32(1 / math.Sqrt(float64(C/NH)))
+	r.args.noTiles = r.noTiles
 	r.run(slots, 1, fn)
 }
 
@@ -305,12 +306,17 @@ func attentionForwardSlot(a *loopArgs, lo, hi int) {
 	p := a.pool
 	HS, C3 := C/NH, 3*C
 	per := attnScratch(T)
+	fast := !a.noTiles && attnFastOK(HS, T, per)
 	for slot := lo; slot < hi; slot++ {
 		att := scratch[slot*per : slot*per+attnBlock*T]
 		sums := scratch[slot*per+attnBlock*T : slot*per+attnBlock*T+attnBlock]
 		b0, b1 := pairs(slot, n, slots)
 		for bh := b0; bh < b1; bh++ {
 			b, h := bh/NH, bh%NH
+			if fast {
+				attentionForwardPair(out, lse, scratch[slot*per:(slot+1)*per], qkv, b, h, bh, T, C, HS, scale)
+				continue
+			}
 			base := b * T * C3
 			q := qkv[base+h*HS:]
 			k := qkv[base+C+h*HS:]

@@ -196,3 +196,40 @@ func TestStepClipMatchesUnfused(t *testing.T) {
 		}
 	}
 }
+
+// TestAttentionTilesMatchGemm: attention on the tile kernel (head size 32,
+// T not a multiple of 6 or 16) gives what the Pool.Sgemm path gives, forward
+// and backward, for any number of threads.
+func TestAttentionTilesMatchGemm(t *testing.T) {
+	B, T, C, NH := 2, 37, 64, 2
+	r := NewRNG(31)
+	qkv := randVec(r, B*T*3*C, 1)
+	dout := randVec(r, B*T*C, 1)
+	run := func(threads int, noTiles bool) (out, lse, dqkv []float32) {
+		rn := newRunner(kernels.NewPool(threads))
+		rn.noTiles = noTiles
+		scratch := make([]float32, threads*attnScratch(T))
+		out, lse = make([]float32, B*T*C), make([]float32, B*NH*T)
+		attentionForward(rn, out, lse, scratch, qkv, B, T, C, NH)
+		dqkv = make([]float32, len(qkv))
+		attentionBackward(rn, dqkv, scratch, dout, qkv, lse, B, T, C, NH)
+		return out, lse, dqkv
+	}
+	wOut, wLse, wD := run(1, true)
+	for _, threads := range []int{1, 2, 3} {
+		out, lse, d := run(threads, false)
+		for _, c := range []struct {
+			name      string
+			got, want []float32
+		}{{"out", out, wOut}, {"lse", lse, wLse}, {"dqkv", d, wD}} {
+			for i := range c.got {
+				if e := math.Abs(float64(c.got[i] - c.want[i])); e > 2e-5*(1+math.Abs(float64(c.want[i]))) {
+					t.Fatalf("threads %d: %s[%d] = %g with tiles; %g on Sgemm", threads, c.name, i, c.got[i], c.want[i])
+				}
+			}
+		}
+	}
+	if !haveAVX2 {
+		t.Log("no AVX2: both runs took the Sgemm path")
+	}
+}

@@ -12,11 +12,14 @@ type loopArgs struct {
 	s    [8][]float32
 	n    [6]int
 	x    [10]float32
-	p64  []float64     // float64 results (gradient norm blocks)
-	segs []segment     // AdamW's decay segments
-	tok  []int32       // tokens (encoder)
-	pool *kernels.Pool // for GEMMs inside a body
-	fn   rangeFunc
+	p64  []float64 // float64 results (gradient norm blocks)
+	segs []segment // AdamW's decay segments
+	tok  []int32   // tokens (encoder)
+	// noTiles keeps attention on Pool.Sgemm (tests compare it with the
+	// tile kernel of attn_fast.go).
+	noTiles bool
+	pool    *kernels.Pool // for GEMMs inside a body
+	fn      rangeFunc
 }
 
 // runner runs parallel loops on a Pool without allocating: the closure handed
@@ -24,9 +27,10 @@ type loopArgs struct {
 // runs one loop at a time (it is not safe for concurrent use); bodies may call
 // Sgemm on the same pool but not run another loop on the same runner.
 type runner struct {
-	pool *kernels.Pool
-	args loopArgs
-	body func(lo, hi int)
+	pool    *kernels.Pool
+	args    loopArgs
+	noTiles bool // attention on Pool.Sgemm only (tests)
+	body    func(lo, hi int)
 }
 
 func newRunner(pool *kernels.Pool) *runner {
