@@ -20,7 +20,6 @@ func attnFastOK(HS, T, per int) bool {
 	return haveAVX2 && HS%16 == 0 && HS <= 64 && attnFastNeed(HS, T) <= per
 }
 
-
 // attnFastNeed is the scratch of the tile path: K^T panels, 6 rows of scores,
 // 6 padded rows of queries and outputs, and each row's max and sum.
 func attnFastNeed(HS, T int) int {
@@ -121,4 +120,3 @@ func attentionForwardPair(out, lse, sc, qkv []float32, b, h, bh, T, C, HS int, s
 		l[t] += mx
 	}
 }
-
