@@ -17,7 +17,7 @@ import (
 // attnFastOK reports whether the tile path runs for head size HS, T tokens and
 // per floats of scratch per slot.
 func attnFastOK(HS, T, per int) bool {
-	return haveAVX2 && HS%16 == 0 && HS <= 64 && attnFastNeed(HS, T) <= per
+	return haveAVX2 && HS%16 == 0 && HS <= 64 && max(attnFastNeed(HS, T), attnBwdNeed(HS, T)) <= per
 }
 
 // attnFastNeed is the scratch of the tile path: K^T panels, 6 rows of scores,
@@ -118,5 +118,77 @@ func attentionForwardPair(out, lse, sc, qkv []float32, b, h, bh, T, C, HS int, s
 	kernels.Log(l, sums)
 	for t, mx := range mxs {
 		l[t] += mx
+	}
+}
+
+// attnBwdNeed is the scratch of the tile path's backward: K^T and V^T
+// panels, probabilities and their gradient for a block of rows, padded rows
+// of queries and output gradients.
+func attnBwdNeed(HS, T int) int {
+	T16 := (T + 15) &^ 15
+	return 2*T16*HS + 2*attnBlock*T16 + 12*HS
+}
+
+// attentionBackwardPair is attentionBackward for one (b, h) pair: per block
+// of attnBlock query rows, the probabilities and dP = dout @ V^T on the tile
+// kernel, 6 rows at a time against the keys of their mask; then dV, dQ and dK
+// on Pool.Sgemm (inline: the caller is one of the pool's goroutines).
+func attentionBackwardPair(p *kernels.Pool, dqkv, sc, qkv, dout, lse []float32, b, h, bh, T, C, HS int, scale float32) {
+	C3 := 3 * C
+	base := b * T * C3
+	q, dq := qkv[base+h*HS:], dqkv[base+h*HS:]
+	k, dk := qkv[base+C+h*HS:], dqkv[base+C+h*HS:]
+	v, dv := qkv[base+2*C+h*HS:], dqkv[base+2*C+h*HS:]
+	T16 := (T + 15) &^ 15
+	off := 0
+	next := func(n int) []float32 { s := sc[off : off+n : off+n]; off += n; return s }
+	kt, vt := next(T16*HS), next(T16*HS)
+	P, dP := next(attnBlock*T16), next(attnBlock*T16)
+	qpad, dopad := next(6*HS), next(6*HS)
+	packKT(kt, k, T, HS, C3)
+	packKT(vt, v, T, HS, C3)
+	l := lse[bh*T : (bh+1)*T]
+	for r0 := 0; r0 < T; r0 += attnBlock {
+		r1 := min(r0+attnBlock, T)
+		rb := r1 - r0
+		do := dout[(b*T+r0)*C+h*HS:]
+		for i0 := r0; i0 < r1; i0 += 6 {
+			rows := min(6, r1-i0)
+			kmax := i0 + rows
+			npan := (kmax + 15) / 16
+			end := max(npan*16, r1)
+			aq, ldq := q[i0*C3:], C3
+			ado, lddo := dout[(b*T+i0)*C+h*HS:], C
+			if rows < 6 {
+				clear(qpad)
+				clear(dopad)
+				for r := 0; r < rows; r++ {
+					copy(qpad[r*HS:(r+1)*HS], q[(i0+r)*C3:][:HS])
+					copy(dopad[r*HS:(r+1)*HS], dout[(b*T+i0+r)*C+h*HS:][:HS])
+				}
+				aq, ldq, ado, lddo = qpad, HS, dopad, HS
+			}
+			pr, dpr := P[(i0-r0)*T16:], dP[(i0-r0)*T16:]
+			for pn := 0; pn < npan; pn++ {
+				attnTile6x16(HS, &aq[0], ldq, &kt[pn*16*HS], 16, &pr[pn*16], T16, scale, 0)
+				attnTile6x16(HS, &ado[0], lddo, &vt[pn*16*HS], 16, &dpr[pn*16], T16, 1, 0)
+			}
+			for r := 0; r < rows; r++ {
+				t := i0 + r
+				prow, dprow := pr[r*T16:r*T16+end], dpr[r*T16:r*T16+end]
+				n8 := min((t+8)&^7, end)
+				for j := t + 1; j < n8; j++ {
+					prow[j] = float32(math.Inf(-1))
+				}
+				expSub(prow[:n8], l[t])
+				clear(prow[t+1:])
+				softmaxGrad(dprow[:t+1], prow, dotSlice(prow[:t+1], dprow), scale)
+				clear(dprow[t+1:])
+			}
+		}
+		// dV += P^T @ dout; dQ += dS @ K; dK += dS^T @ Q.
+		p.Sgemm(true, false, r1, HS, rb, 1, P, T16, do, C, 1, dv, C3)
+		p.Sgemm(false, false, rb, HS, r1, 1, dP, T16, k, C3, 1, dq[r0*C3:], C3)
+		p.Sgemm(true, false, r1, HS, rb, 1, dP, T16, q[r0*C3:], C3, 1, dk, C3)
 	}
 }

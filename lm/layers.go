@@ -241,12 +241,19 @@ func residualRange(a *loopArgs, lo, hi int) {
 	}
 }
 
-// attnBlock is the number of query rows attention handles at a time.
-const attnBlock = 64
+// attnBlock is the number of query rows attention handles at a time (a
+// multiple of the tile kernel's 6 rows).
+const attnBlock = 48
 
 // attnScratch is the scratch one slot of attention needs: probabilities and
-// their gradient for one block of rows, [2, attnBlock, T].
-func attnScratch(T int) int { return 2 * attnBlock * T }
+// their gradient for one block of rows, [2, attnBlock, T] on the Sgemm path;
+// on the tile path (attn_fast.go) [2, attnBlock, T16] beside K^T and V^T
+// packed for head sizes up to 64 and a few padded rows (T16 is T rounded up
+// to 16).
+func attnScratch(T int) int {
+	T16 := (T + 15) &^ 15
+	return (2*attnBlock+2*64)*T16 + 12*64 + 2*T
+}
 
 // attentionForward is causal multi-head self-attention with softmax scale
 // 1/sqrt(HS). The (b, h) pairs are split over the pool's threads, each range
@@ -258,7 +265,7 @@ func attnScratch(T int) int { return 2 * attnBlock * T }
 //
 //	out     [B, T, C]        written; head h in columns h*HS..(h+1)*HS
 //	lse     [B, NH, T]       written: log sum_j exp(score)
-//	scratch [slots, 2*attnBlock*T]
+//	scratch [slots, attnScratch(T)]
 //	qkv     [B, T, 3C]       q, k, v in columns 0..C, C..2C, 2C..3C
 func attentionForward(r *runner, out, lse, scratch, qkv []float32, B, T, C, NH int) {
 	need("attention out", out, B*T*C)
@@ -270,7 +277,7 @@ func attentionForward(r *runner, out, lse, scratch, qkv []float32, B, T, C, NH i
 // attentionBackward adds the gradients of attentionForward into dqkv.
 //
 //	dqkv    [B, T, 3C]  accumulated
-//	scratch [slots, 2*attnBlock*T]
+//	scratch [slots, attnScratch(T)]
 //	dout    [B, T, C]
 //	qkv     [B, T, 3C]
 //	lse     [B, NH, T]
@@ -356,12 +363,17 @@ func attentionBackwardSlot(a *loopArgs, lo, hi int) {
 	p := a.pool
 	HS, C3 := C/NH, 3*C
 	per := attnScratch(T)
+	fast := !a.noTiles && attnFastOK(HS, T, per)
 	for slot := lo; slot < hi; slot++ {
 		P := scratch[slot*per : slot*per+attnBlock*T]
 		dP := scratch[slot*per+attnBlock*T : (slot+1)*per]
 		b0, b1 := pairs(slot, n, slots)
 		for bh := b0; bh < b1; bh++ {
 			b, h := bh/NH, bh%NH
+			if fast {
+				attentionBackwardPair(p, dqkv, scratch[slot*per:(slot+1)*per], qkv, dout, lse, b, h, bh, T, C, HS, scale)
+				continue
+			}
 			base := b * T * C3
 			q, dq := qkv[base+h*HS:], dqkv[base+h*HS:]
 			k, dk := qkv[base+C+h*HS:], dqkv[base+C+h*HS:]
