@@ -195,6 +195,46 @@ gsdone:
 	VZEROUPPER
 	RET
 
+// func geluFwdGradAVX2(out, gp, inp *float32, n int)
+// out = gelu(inp) and gp = gelu'(inp), both from one tanh (gp may be inp):
+// the forward keeps the derivative for backward instead of the input.
+TEXT ·geluFwdGradAVX2(SB), NOSPLIT, $0-32
+	MOVQ out+0(FP), DI
+	MOVQ gp+8(FP), DX
+	MOVQ inp+16(FP), SI
+	MOVQ n+24(FP), CX
+	GELUCONSTS
+
+gfgloop:
+	CMPQ CX, $8
+	JLT  gfgdone
+	VMOVUPS (SI), Y8
+	GELUTANH
+	VMULPS       Y5, Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VBROADCASTSS fmc<>+24(SB), Y1
+	VMULPS       Y1, Y5, Y5
+	VBROADCASTSS fmc<>+16(SB), Y1
+	VFMADD213PS  Y14, Y9, Y1
+	VMULPS       Y13, Y1, Y1
+	VMULPS       Y5, Y1, Y1
+	VMULPS       Y15, Y8, Y2
+	VMULPS       Y2, Y1, Y1
+	VFMADD231PS  Y6, Y15, Y1
+	VADDPS       Y15, Y1, Y1
+	VFMADD213PS  Y2, Y2, Y6
+	VMOVUPS      Y6, (DI)
+	VMOVUPS      Y1, (DX)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $32, DX
+	SUBQ $8, CX
+	JMP  gfgloop
+
+gfgdone:
+	VZEROUPPER
+	RET
+
 // func expSubAVX2(x *float32, n int, sub float32) float32
 // x[i] = exp(x[i] - sub); returns the sum of the new x[i] (8 partial sums,
 // then a fixed reduction order).

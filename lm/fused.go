@@ -38,25 +38,27 @@ func epiBias(a *loopArgs, lo, hi int) {
 	}
 }
 
-// linearBiasGelu computes pre = inp @ weight^T + bias and out = gelu(pre).
+// linearBiasGelu computes pre = inp @ weight^T + bias, out = gelu(pre) and
+// keeps gp = gelu'(pre) for the backward (the one use of pre), all from one
+// tanh per element, in the product's epilogue.
 //
 //	out    [N, OC]  written
-//	pre    [N, OC]  written (cache for backward)
-func linearBiasGelu(r *runner, out, pre, inp, weight, bias []float32, N, C, OC int) {
+//	gp     [N, OC]  written (cache for backward)
+func linearBiasGelu(r *runner, out, gp, inp, weight, bias []float32, N, C, OC int) {
 	need("linear gelu out", out, N*OC)
-	need("linear gelu pre", pre, N*OC)
+	need("linear gelu gp", gp, N*OC)
 	need("linear bias", bias, OC)
-	r.args.s[0], r.args.s[1], r.args.s[2] = pre, bias, out
+	r.args.s[0], r.args.s[1], r.args.s[2] = gp, bias, out
 	r.args.n[0] = OC
-	r.gemmThen(false, true, N, OC, C, inp, C, weight, C, pre, OC, epiBiasGelu)
+	r.gemmThen(false, true, N, OC, C, inp, C, weight, C, gp, OC, epiBiasGelu)
 }
 
 func epiBiasGelu(a *loopArgs, lo, hi int) {
-	pre, bias, out, OC := a.s[0], a.s[1][:a.n[0]], a.s[2], a.n[0]
+	gp, bias, out, OC := a.s[0], a.s[1][:a.n[0]], a.s[2], a.n[0]
 	for i := lo; i < hi; i++ {
-		p := pre[i*OC : (i+1)*OC]
+		p := gp[i*OC : (i+1)*OC]
 		addRow(p, bias)
-		geluSlice(out[i*OC:(i+1)*OC], p)
+		geluFwdGradRow(out[i*OC:(i+1)*OC], p, p)
 	}
 }
 
@@ -110,24 +112,24 @@ func encoderLNRows(a *loopArgs, lo, hi int) {
 	}
 }
 
-// linearGeluBackward computes d = (dout @ weight) * gelu'(pre), the
-// gradient at the input of GELU from the gradient at the output of the
-// layer after it (weight [OC, K]: d is [N, K]).
+// linearGeluBackward computes d = (dout @ weight) * gp, the gradient at the
+// input of GELU from the gradient at the output of the layer after it
+// (weight [OC, K]: d is [N, K]), with gp = gelu'(pre) kept by the forward.
 //
 //	d    [N, K]  written
-//	pre  [N, K]  GELU's input
+//	gp   [N, K]
 //	dout [N, OC]
-func linearGeluBackward(r *runner, d, pre, dout, weight []float32, N, K, OC int) {
+func linearGeluBackward(r *runner, d, gp, dout, weight []float32, N, K, OC int) {
 	need("gelu backward d", d, N*K)
-	need("gelu backward pre", pre, N*K)
-	r.args.s[0], r.args.s[1] = d, pre
+	need("gelu backward gp", gp, N*K)
+	r.args.s[0], r.args.s[1] = d, gp
 	r.args.n[0] = K
 	r.gemmThen(false, false, N, K, OC, dout, OC, weight, K, d, K, epiGeluBackward)
 }
 
 func epiGeluBackward(a *loopArgs, lo, hi int) {
-	d, pre, K := a.s[0], a.s[1], a.n[0]
-	geluGradSetSlice(d[lo*K:hi*K], pre[lo*K:hi*K], d[lo*K:hi*K])
+	d, gp, K := a.s[0], a.s[1], a.n[0]
+	mulRow(d[lo*K:hi*K], gp[lo*K:hi*K])
 }
 
 // linearLNBackward computes dln = dout @ weight, the gradient at the output

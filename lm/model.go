@@ -126,7 +126,7 @@ type blockActs struct {
 	lse                   []float32 // [B, NH, T]
 	res2                  []float32 // [N, C]: block input + attention
 	ln2, ln2Mean, ln2Rstd []float32 // [N, C], [N], [N]
-	fch, fchGelu          []float32 // [N, 4C]
+	fch, fchGelu          []float32 // [N, 4C]: gelu'(c_fc output), gelu(c_fc output)
 	res3                  []float32 // [N, C]: block output
 }
 

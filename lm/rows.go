@@ -26,6 +26,39 @@ func addRow(dst, src []float32) {
 	}
 }
 
+// mulRow sets dst[i] *= src[i].
+func mulRow(dst, src []float32) {
+	n := len(dst)
+	src = src[:n]
+	done := 0
+	if haveAVX2 && n >= 8 {
+		done = n &^ 7
+		mulAVX2(&dst[0], &src[0], done)
+	}
+	for i := done; i < n; i++ {
+		dst[i] *= src[i]
+	}
+}
+
+// geluFwdGradRow sets out[i] = gelu(inp[i]) and gp[i] = gelu'(inp[i]) (gp
+// may be inp): the forward keeps gelu' for the backward instead of inp.
+func geluFwdGradRow(out, gp, inp []float32) {
+	n := len(inp)
+	out, gp = out[:n], gp[:n]
+	done := 0
+	if haveAVX2 && n >= 8 {
+		done = n &^ 7
+		geluFwdGradAVX2(&out[0], &gp[0], &inp[0], done)
+	}
+	for i := done; i < n; i++ {
+		x := inp[i]
+		th, sech2 := tanhSech2(geluScale * x * (1 + geluCubic*x*x))
+		hx := 0.5 * x
+		out[i] = hx + hx*th
+		gp[i] = 0.5*(1+th) + 0.5*x*sech2*geluScale*(1+3*geluCubic*x*x)
+	}
+}
+
 // resBiasSumRow sets r[i] = x[i] + (r[i] + bias[i]) and returns the sum of
 // the new r (x == nil: r[i] + bias[i]).
 func resBiasSumRow(r, x, bias []float32) float32 {

@@ -33,3 +33,9 @@ func geluBwdSetAVX2(dinp, inp, dout *float32, n int)
 
 //go:noescape
 func sumSquaresAVX2(x *float32, n int, acc *[16]float64)
+
+//go:noescape
+func mulAVX2(dst, src *float32, n int)
+
+//go:noescape
+func geluFwdGradAVX2(out, gp, inp *float32, n int)

@@ -34,6 +34,27 @@ adddone:
 	VZEROUPPER
 	RET
 
+// func mulAVX2(dst, src *float32, n int)
+TEXT ·mulAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+mulloop:
+	CMPQ    CX, $8
+	JLT     muldone
+	VMOVUPS (DI), Y0
+	VMULPS  (SI), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+	JMP     mulloop
+
+muldone:
+	VZEROUPPER
+	RET
+
 // func resBiasSumAVX2(r, x, bias *float32, n int) float32
 // r = x + (r + bias); returns the sum of r.
 TEXT ·resBiasSumAVX2(SB), NOSPLIT, $0-36

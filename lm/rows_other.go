@@ -14,3 +14,6 @@ func lnBwdOutAVX2(di, d, x, w *float32, n int, mean, rstd, a, b float32) { panic
 func lnColsAVX2(dw, db, d, x *float32, n int, mean, rstd float32)        { panic("lm: no AVX2") }
 func geluBwdSetAVX2(dinp, inp, dout *float32, n int)                     { panic("lm: no AVX2") }
 func sumSquaresAVX2(x *float32, n int, acc *[16]float64)                 { panic("lm: no AVX2") }
+
+func mulAVX2(dst, src *float32, n int)             { panic("lm: no AVX2") }
+func geluFwdGradAVX2(out, gp, inp *float32, n int) { panic("lm: no AVX2") }

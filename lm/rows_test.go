@@ -95,6 +95,28 @@ func TestRowKernels(t *testing.T) {
 				t.Fatalf("n=%d: addRow[%d] = %g; want %g", n, i, sum2[i], x[i]+y[i])
 			}
 		}
+		// geluFwdGradRow: gelu and gelu' from one tanh, gp in place of x.
+		gout, gp := make([]float32, n), append([]float32(nil), x...)
+		geluFwdGradRow(gout, gp, gp)
+		wout, ones := make([]float32, n), make([]float32, n)
+		geluSlice(wout, x)
+		for i := range ones {
+			ones[i] = 1
+		}
+		wgp := make([]float32, n)
+		geluGradSetSlice(wgp, x, ones)
+		for i := range gout {
+			if math.Abs(float64(gout[i]-wout[i])) > 1e-6*(1+math.Abs(float64(wout[i]))) || math.Abs(float64(gp[i]-wgp[i])) > 1e-6 {
+				t.Fatalf("n=%d: geluFwdGradRow(%g) = %g, %g; want %g, %g", n, x[i], gout[i], gp[i], wout[i], wgp[i])
+			}
+		}
+		prod := append([]float32(nil), x...)
+		mulRow(prod, y)
+		for i := range prod {
+			if prod[i] != x[i]*y[i] {
+				t.Fatalf("n=%d: mulRow[%d] = %g; want %g", n, i, prod[i], x[i]*y[i])
+			}
+		}
 		set := append([]float32(nil), d...)
 		geluGradSetSlice(set, x, set)
 		acc := make([]float32, n)
