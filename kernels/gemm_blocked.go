@@ -34,6 +34,9 @@ type microKernel struct {
 	// packPanels, if not nil, packs kc rows (lds apart) of panels*nr columns
 	// of src into micro-panels: dst[q*nr*kc+p*nr+j] = src[p*lds+q*nr+j].
 	packPanels func(dst *float32, src *float32, lds int, kc int, panels int, nr int)
+	// packTA, if not nil, packs kc rows (lds apart) of panels*mr columns of
+	// src into micro-panels of A^T: dst[q*mr*kc+p*mr+i] = src[p*lds+q*mr+i].
+	packTA func(dst *float32, src *float32, lds int, kc int, panels int)
 }
 
 // kernelGo is the portable micro-kernel, used where no assembly kernel fits the
@@ -596,6 +599,19 @@ func packA(kern *microKernel, dst []float32, tA bool, a []float32, lda, i0, mc, 
 	if tA {
 		// op(A)[i][p] = a[p*lda+i]: step p of every micro-panel comes from
 		// one contiguous run of A.
+		if kern.packTA != nil && full > 0 {
+			kern.packTA(&dst[0], &a[p0*lda+i0], lda, kc, full/mr)
+			if full == mc {
+				return
+			}
+			for p := 0; p < kc; p++ {
+				src := a[(p0+p)*lda+i0:][:mc]
+				d := dst[full*kc+p*mr : full*kc+p*mr+mr]
+				copy(d, src[full:])
+				clear(d[mc-full:])
+			}
+			return
+		}
 		for p := 0; p < kc; p++ {
 			src := a[(p0+p)*lda+i0:][:mc]
 			switch mr {
