@@ -177,7 +177,7 @@ func headGroups(V int) int {
 	if nb < 16 {
 		return 1
 	}
-	return 8
+	return 16
 }
 
 // headBackwardBlocked runs the backward products of one head chunk by
@@ -185,7 +185,8 @@ func headGroups(V int) int {
 // += dlogits[:, blk] @ wte[blk] and dwte[blk] += dlogits[:, blk]^T @ lnf.
 // The blocks are cut into headGroups fixed groups of consecutive blocks;
 // each group sums its blocks in order into its own partial d(lnf) (part[g]),
-// and groups are spread over the pool. The sums do not depend on the split.
+// and the pool's goroutines claim groups one at a time. The sums do not
+// depend on which goroutine ran a group.
 //
 //	part   [G, rows, C]  written
 //	dlog   [rows, V]
@@ -203,7 +204,11 @@ func headGroupRange(a *loopArgs, lo, hi int) {
 	part, dlog, wte, dwte, lnf := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4]
 	rows, C, V, G := a.n[0], a.n[1], a.n[2], a.n[3]
 	nb := (V + headVocabBlock - 1) / headVocabBlock
-	for g := lo; g < hi; g++ {
+	for {
+		g, ok := a.claim(G)
+		if !ok {
+			return
+		}
 		pg := part[g*rows*C : (g+1)*rows*C]
 		beta := float32(0)
 		for blk := g * nb / G; blk < (g+1)*nb/G; blk++ {

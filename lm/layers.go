@@ -256,7 +256,7 @@ func attnScratch(T int) int {
 }
 
 // attentionForward is causal multi-head self-attention with softmax scale
-// 1/sqrt(HS). The (b, h) pairs are split over the pool's threads, each range
+// 1/sqrt(HS). The pool's goroutines claim the (b, h) pairs one at a time, each
 // with its own slot of scratch. For each pair and each block of attnBlock query
 // rows it forms the scores against the keys up to the block's last row with
 // one GEMM, takes the softmax, and multiplies by the values with another. It
@@ -289,7 +289,8 @@ func attentionBackward(r *runner, dqkv, scratch, dout, qkv, lse []float32, B, T,
 	r.attention(attentionBackwardSlot, [8][]float32{dqkv, lse, scratch, qkv, dout}, B, T, C, NH)
 }
 
-// attention runs fn once per slot over a share of the B*NH (b, h) pairs.
+// attention runs fn over the slots, whose goroutines claim the B*NH (b, h)
+// pairs one at a time.
 func (r *runner) attention(fn rangeFunc, s [8][]float32, B, T, C, NH int) {
 	per := attnScratch(T)
 	slots := min(len(s[2])/per, B*NH)
@@ -303,12 +304,9 @@ func (r *runner) attention(fn rangeFunc, s [8][]float32, B, T, C, NH int) {
 	r.run(slots, 1, fn)
 }
 
-// pairs returns the (b, h) pairs of slot i: [i*n/slots, (i+1)*n/slots).
-func pairs(i, n, slots int) (int, int) { return i * n / slots, (i + 1) * n / slots }
-
 func attentionForwardSlot(a *loopArgs, lo, hi int) {
 	out, lse, scratch, qkv := a.s[0], a.s[1], a.s[2], a.s[3]
-	T, C, NH, slots, n := a.n[1], a.n[2], a.n[3], a.n[4], a.n[5]
+	T, C, NH, n := a.n[1], a.n[2], a.n[3], a.n[5]
 	scale := a.x[0]
 	p := a.pool
 	HS, C3 := C/NH, 3*C
@@ -317,8 +315,11 @@ func attentionForwardSlot(a *loopArgs, lo, hi int) {
 	for slot := lo; slot < hi; slot++ {
 		att := scratch[slot*per : slot*per+attnBlock*T]
 		sums := scratch[slot*per+attnBlock*T : slot*per+attnBlock*T+attnBlock]
-		b0, b1 := pairs(slot, n, slots)
-		for bh := b0; bh < b1; bh++ {
+		for {
+			bh, ok := a.claim(n)
+			if !ok {
+				break
+			}
 			b, h := bh/NH, bh%NH
 			if fast {
 				attentionForwardPair(out, lse, scratch[slot*per:(slot+1)*per], qkv, b, h, bh, T, C, HS, scale)
@@ -358,7 +359,7 @@ func attentionForwardSlot(a *loopArgs, lo, hi int) {
 
 func attentionBackwardSlot(a *loopArgs, lo, hi int) {
 	dqkv, lse, scratch, qkv, dout := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4]
-	T, C, NH, slots, n := a.n[1], a.n[2], a.n[3], a.n[4], a.n[5]
+	T, C, NH, n := a.n[1], a.n[2], a.n[3], a.n[5]
 	scale := a.x[0]
 	p := a.pool
 	HS, C3 := C/NH, 3*C
@@ -367,8 +368,11 @@ func attentionBackwardSlot(a *loopArgs, lo, hi int) {
 	for slot := lo; slot < hi; slot++ {
 		P := scratch[slot*per : slot*per+attnBlock*T]
 		dP := scratch[slot*per+attnBlock*T : (slot+1)*per]
-		b0, b1 := pairs(slot, n, slots)
-		for bh := b0; bh < b1; bh++ {
+		for {
+			bh, ok := a.claim(n)
+			if !ok {
+				break
+			}
 			b, h := bh/NH, bh%NH
 			if fast {
 				attentionBackwardPair(p, dqkv, scratch[slot*per:(slot+1)*per], qkv, dout, lse, b, h, bh, T, C, HS, scale)

@@ -1,6 +1,10 @@
 package lm
 
-import "github.com/klring/klring/kernels"
+import (
+	"sync/atomic"
+
+	"github.com/klring/klring/kernels"
+)
 
 // A rangeFunc is the body of a parallel loop: it reads its operands from a
 // and handles [lo, hi). Bodies are top-level functions, so passing one
@@ -20,6 +24,16 @@ type loopArgs struct {
 	noTiles bool
 	pool    *kernels.Pool // for GEMMs inside a body
 	fn      rangeFunc
+	// next hands out work items one at a time to the goroutines of a loop
+	// (attention's (batch, head) pairs, the head's vocabulary groups): a
+	// goroutine slowed by another process leaves its share to the others.
+	next *atomic.Int64
+}
+
+// claim returns the next work item, or false once all n are taken.
+func (a *loopArgs) claim(n int) (int, bool) {
+	i := int(a.next.Add(1) - 1)
+	return i, i < n
 }
 
 // runner runs parallel loops on a Pool without allocating: the closure handed
@@ -31,6 +45,7 @@ type runner struct {
 	args    loopArgs
 	noTiles bool // attention on Pool.Sgemm only (tests)
 	body    func(lo, hi int)
+	next    atomic.Int64 // loopArgs.next
 }
 
 func newRunner(pool *kernels.Pool) *runner {
@@ -43,6 +58,8 @@ func newRunner(pool *kernels.Pool) *runner {
 // already stored in r.args, then drops the operands.
 func (r *runner) run(n, grain int, fn rangeFunc) {
 	r.args.fn, r.args.pool = fn, r.pool
+	r.next.Store(0)
+	r.args.next = &r.next
 	r.pool.For(n, grain, r.body)
 	r.args = loopArgs{}
 }
