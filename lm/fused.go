@@ -197,7 +197,7 @@ func headBackwardBlocked(r *runner, part, dlog, wte, dwte, lnf []float32, rows, 
 	need("head part", part, G*rows*C)
 	r.args.s = [8][]float32{part, dlog, wte, dwte, lnf}
 	r.args.n = [6]int{rows, C, V, G}
-	r.run(G, 1, headGroupRange)
+	r.runEach(G, headGroupRange)
 }
 
 func headGroupRange(a *loopArgs, lo, hi int) {

@@ -301,7 +301,7 @@ func (r *runner) attention(fn rangeFunc, s [8][]float32, B, T, C, NH int) {
 	r.args.n = [6]int{B, T, C, NH, slots, B * NH}
 	r.args.x[0] = float32(1 / math.Sqrt(float64(C/NH)))
 	r.args.noTiles = r.noTiles
-	r.run(slots, 1, fn)
+	r.runEach(slots, fn)
 }
 
 func attentionForwardSlot(a *loopArgs, lo, hi int) {

@@ -36,30 +36,66 @@ func (a *loopArgs) claim(n int) (int, bool) {
 	return i, i < n
 }
 
-// runner runs parallel loops on a Pool without allocating: the closure handed
-// to Pool.For is made once, and each loop's operands travel in args. A runner
-// runs one loop at a time (it is not safe for concurrent use); bodies may call
-// Sgemm on the same pool but not run another loop on the same runner.
+// runner runs parallel loops on a Pool without allocating: the closures
+// handed to Pool.For are made once, and each loop's operands travel in args.
+// A runner runs one loop at a time (it is not safe for concurrent use);
+// bodies may call Sgemm on the same pool but not run another loop on the same
+// runner.
 type runner struct {
 	pool    *kernels.Pool
 	args    loopArgs
 	noTiles bool // attention on Pool.Sgemm only (tests)
 	body    func(lo, hi int)
+	chunks  func(lo, hi int)
 	next    atomic.Int64 // loopArgs.next
+	// chunk, n, nc: the chunks of the loop run: [c*chunk, min((c+1)*chunk, n)), c < nc.
+	chunk, n, nc int
 }
 
 func newRunner(pool *kernels.Pool) *runner {
 	r := &runner{pool: pool}
 	r.body = func(lo, hi int) { r.args.fn(&r.args, lo, hi) }
+	r.chunks = func(int, int) {
+		a := &r.args
+		for {
+			c, ok := a.claim(r.nc)
+			if !ok {
+				return
+			}
+			a.fn(a, c*r.chunk, min((c+1)*r.chunk, r.n))
+		}
+	}
 	return r
 }
 
-// run calls fn over [0, n) in ranges of at least grain, with the operands
-// already stored in r.args, then drops the operands.
+// run calls fn over [0, n), with the operands already stored in r.args, in
+// chunks of at least grain that the pool's goroutines claim one at a time (a
+// goroutine slowed by another process leaves its share to the others), then
+// drops the operands. Bodies must not depend on how [0, n) is cut.
 func (r *runner) run(n, grain int, fn rangeFunc) {
+	threads := r.pool.Threads()
+	r.args.fn, r.args.pool = fn, r.pool
+	r.chunk = max(grain, 1, (n+4*threads-1)/(4*threads))
+	r.n, r.nc = n, (n+r.chunk-1)/r.chunk
+	if r.nc <= 1 || threads == 1 {
+		if n > 0 {
+			fn(&r.args, 0, n)
+		}
+	} else {
+		r.next.Store(0)
+		r.args.next = &r.next
+		r.pool.For(min(r.nc, threads), 1, r.chunks)
+	}
+	r.args = loopArgs{}
+}
+
+// runEach calls fn once per goroutine of the pool (at most n), each with a
+// range of [0, n); bodies claim their work items with loopArgs.claim. It
+// drops the operands after.
+func (r *runner) runEach(n int, fn rangeFunc) {
 	r.args.fn, r.args.pool = fn, r.pool
 	r.next.Store(0)
 	r.args.next = &r.next
-	r.pool.For(n, grain, r.body)
+	r.pool.For(n, 1, r.body)
 	r.args = loopArgs{}
 }
