@@ -158,3 +158,83 @@ overwrite_atile:
 	VZEROUPPER
 	RET
 
+
+// func attnTranspose8(dst *float32, ldd int, src *float32, lds int, n8 int)
+//
+// Transposes 8 rows of src (lds float32s apart) and 8*n8 columns into dst:
+// dst[p*ldd+i] = src[i*lds+p] for i < 8, p < 8*n8, an 8x8 transpose in
+// registers per block of 8 columns (the packing transpose of kernels), for
+// attention's K^T and V^T panels.
+TEXT ·attnTranspose8(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ ldd+8(FP), R8
+	SHLQ $2, R8
+	MOVQ src+16(FP), SI
+	MOVQ lds+24(FP), R10
+	SHLQ $2, R10
+	MOVQ n8+32(FP), CX
+	TESTQ CX, CX
+	JZ   attdone
+	LEAQ (R10)(R10*2), R11 // 3 rows
+	LEAQ (SI)(R10*4), R12  // row 4
+	LEAQ (R8)(R8*2), R13   // 3 dst steps
+	LEAQ (R8)(R8*4), BX    // 5 dst steps
+
+attloop:
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(R10*1), Y1
+	VMOVUPS (SI)(R10*2), Y2
+	VMOVUPS (SI)(R11*1), Y3
+	VMOVUPS (R12), Y4
+	VMOVUPS (R12)(R10*1), Y5
+	VMOVUPS (R12)(R10*2), Y6
+	VMOVUPS (R12)(R11*1), Y7
+
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VUNPCKLPS Y5, Y4, Y12
+	VUNPCKHPS Y5, Y4, Y13
+	VUNPCKLPS Y7, Y6, Y14
+	VUNPCKHPS Y7, Y6, Y15
+
+	VSHUFPS $0x44, Y10, Y8, Y0
+	VSHUFPS $0xEE, Y10, Y8, Y1
+	VSHUFPS $0x44, Y11, Y9, Y2
+	VSHUFPS $0xEE, Y11, Y9, Y3
+	VSHUFPS $0x44, Y14, Y12, Y4
+	VSHUFPS $0xEE, Y14, Y12, Y5
+	VSHUFPS $0x44, Y15, Y13, Y6
+	VSHUFPS $0xEE, Y15, Y13, Y7
+
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x31, Y7, Y3, Y15
+
+	// Column p of the block goes to dst + p*ldd.
+	MOVQ    DI, R9
+	VMOVUPS Y8, (R9)
+	VMOVUPS Y9, (R9)(R8*1)
+	VMOVUPS Y10, (R9)(R8*2)
+	VMOVUPS Y11, (R9)(R13*1)
+	VMOVUPS Y12, (R9)(R8*4)
+	VMOVUPS Y13, (R9)(BX*1)
+	LEAQ    (R9)(R13*2), R9 // 6 steps
+	VMOVUPS Y14, (R9)
+	VMOVUPS Y15, (R9)(R8*1)
+
+	ADDQ $32, SI
+	ADDQ $32, R12
+	LEAQ (DI)(R8*8), DI
+	DECQ CX
+	JNZ  attloop
+
+attdone:
+	VZEROUPPER
+	RET

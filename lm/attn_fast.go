@@ -33,6 +33,12 @@ func packKT(kt, k []float32, T, HS, ld int) {
 	var rows [16][]float32
 	for p := 0; p*16 < T; p++ {
 		n := min(16, T-p*16)
+		if n == 16 && haveAVX2 && HS%8 == 0 {
+			pan := kt[p*16*HS : (p+1)*16*HS]
+			attnTranspose8(&pan[0], 16, &k[p*16*ld], ld, HS/8)
+			attnTranspose8(&pan[8], 16, &k[(p*16+8)*ld], ld, HS/8)
+			continue
+		}
 		for j := 0; j < n; j++ {
 			rows[j] = k[(p*16+j)*ld : (p*16+j)*ld+HS]
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,8 @@ type benchHead struct {
 	pool    *kernels.Pool
 	logits  []float32 // the chunk being handled
 	first   int
+	n       int          // rows of the chunk
+	next    atomic.Int64 // first row not claimed yet
 	body    func(lo, hi int)
 }
 
@@ -32,13 +35,25 @@ func newBenchHead(pool *kernels.Pool, targets []int32, V int, scale float32) *be
 }
 
 func (h *benchHead) head(logits []float32, first, rows int) error {
-	h.logits, h.first = logits, first
-	h.pool.For(rows, 4, h.body)
+	h.logits, h.first, h.n = logits, first, rows
+	h.next.Store(0)
+	h.pool.For(h.pool.Threads(), 1, h.body)
 	h.logits = nil
 	return nil
 }
 
-func (h *benchHead) rows(lo, hi int) {
+// rows handles rows of the chunk claimed 4 at a time, until none is left.
+func (h *benchHead) rows(_, _ int) {
+	for {
+		lo := int(h.next.Add(4) - 4)
+		if lo >= h.n {
+			return
+		}
+		h.rowRange(lo, min(lo+4, h.n))
+	}
+}
+
+func (h *benchHead) rowRange(lo, hi int) {
 	for r := lo; r < hi; r++ {
 		row := h.logits[r*h.V : (r+1)*h.V]
 		tgt := h.targets[h.first+r]

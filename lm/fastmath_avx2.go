@@ -49,3 +49,9 @@ func softmaxGradAVX2(d, p *float32, n int, dot, scale float32)
 //
 //go:noescape
 func attnTile6x16(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+
+// attnTranspose8 transposes 8 rows of src (lds apart) and 8*n8 columns into
+// dst: dst[p*ldd+i] = src[i*lds+p] (attn_avx2_amd64.s).
+//
+//go:noescape
+func attnTranspose8(dst *float32, ldd int, src *float32, lds int, n8 int)

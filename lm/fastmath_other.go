@@ -15,3 +15,5 @@ func softmaxGradAVX2(d, p *float32, n int, dot, scale float32) { panic("lm: no A
 func attnTile6x16(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32) {
 	panic("lm: no AVX2")
 }
+
+func attnTranspose8(dst *float32, ldd int, src *float32, lds int, n8 int) { panic("lm: no AVX2") }
