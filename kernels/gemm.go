@@ -17,26 +17,42 @@ import (
 // beta == 0 overwrites C without reading it (NaNs in C do not propagate).
 // The work is split over the Pool's budget.
 func (p *Pool) Sgemm(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	p.SgemmThen(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil)
+}
+
+// SgemmThen is Sgemm followed by then(lo, hi) over rows [lo, hi) of C: each
+// row of C is handed to then exactly once, after its last product is stored,
+// in ranges that cover [0, m). Where C is computed in blocks of rows (m >= n,
+// the usual case of a layer's rows times its features), then runs on the
+// goroutine that computed the block, right after it, while the block is still
+// in cache: an epilogue (bias, activation, residual, normalisation) fused
+// with the product at no extra pass over memory. Otherwise the ranges are
+// split over the budget after the product. then may be nil; it must not
+// write C outside its rows, and must not depend on how [0, m) is cut.
+func (p *Pool) SgemmThen(tA, tB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, then func(lo, hi int)) {
 	checkGemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc)
-	if m == 0 || n == 0 {
+	if m == 0 {
 		return
 	}
-	if k == 0 || alpha == 0 {
+	switch {
+	case n == 0:
+	case k == 0 || alpha == 0:
 		scaleC(m, n, beta, c, ldc)
-		return
-	}
-	if p.useGonum {
+	case p.useGonum:
 		p.sgemmGonum(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		return
-	}
-	if m*n*k <= p.directMNK {
+	case m*n*k <= p.directMNK:
 		sgemmDirect(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		return
+	default:
+		if p.sgemm(gemmArgs{
+			tA: tA, tB: tB, m: m, n: n, k: k, alpha: alpha, beta: beta,
+			a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, then: then,
+		}) {
+			return // then ran on every block of rows
+		}
 	}
-	p.sgemm(gemmArgs{
-		tA: tA, tB: tB, m: m, n: n, k: k, alpha: alpha, beta: beta,
-		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-	})
+	if then != nil {
+		p.For(m, 16, then)
+	}
 }
 
 // sgemmGonum is Sgemm through gonum's pure-Go implementation, called through

@@ -32,6 +32,13 @@ func transpose4AVX(dst *float32, ldd int, src *float32, lds int, n8 int)
 //go:noescape
 func packPanelsAVX(dst *float32, src *float32, lds int, kc int, panels int, nr int)
 
+// packTA6AVX packs kc rows (lds apart) of panels*6 columns of src into
+// 6-wide micro-panels: dst[q*6*kc+p*6+i] = src[p*lds+q*6+i]
+// (gemm_amd64.s; SSE2 and general registers only).
+//
+//go:noescape
+func packTA6AVX(dst *float32, src *float32, lds int, kc int, panels int)
+
 // kernelAVX2 blocks for L1 48 KiB / L2 2 MiB per core: a packed B micro-panel
 // (kc x 16) is 16 KiB and stays in L1, the packed A block (mc x kc) is 192 KiB
 // and stays in L2.
@@ -44,6 +51,7 @@ var kernelAVX2 = microKernel{
 	transpose8: transpose8AVX,
 	transpose4: transpose4AVX,
 	packPanels: packPanelsAVX,
+	packTA:     packTA6AVX,
 }
 
 // sgemmKernel12x32AVX512 is the AVX-512 micro-kernel (gemm_amd64.s): one

@@ -1046,3 +1046,40 @@ ppgroup:
 ppdone:
 	VZEROUPPER
 	RET
+
+// func packTA6AVX(dst *float32, src *float32, lds int, kc int, panels int)
+//
+// Packs kc rows (lds float32s apart) of panels*6 columns of src into 6-wide
+// micro-panels: dst[q*6*kc + p*6 + i] = src[p*lds + q*6 + i] for p < kc,
+// q < panels, i < 6 (op(A) = A^T for the 6x16 kernel). Each 6-float group
+// moves as 16 + 8 bytes.
+TEXT ·packTA6AVX(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lds+16(FP), R8
+	SHLQ $2, R8
+	MOVQ kc+24(FP), CX
+	MOVQ panels+32(FP), R9
+	MOVQ CX, R10
+	IMULQ $24, R10 // bytes from one panel to the next
+
+ta6row:
+	MOVQ SI, AX
+	MOVQ DI, DX
+	MOVQ R9, BX
+
+ta6panel:
+	MOVUPS (AX), X0
+	MOVQ   16(AX), R11
+	MOVUPS X0, (DX)
+	MOVQ   R11, 16(DX)
+	ADDQ   $24, AX
+	ADDQ   R10, DX
+	DECQ   BX
+	JNZ    ta6panel
+
+	ADDQ R8, SI
+	ADDQ $24, DI
+	DECQ CX
+	JNZ  ta6row
+	RET

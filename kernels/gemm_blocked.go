@@ -34,6 +34,9 @@ type microKernel struct {
 	// packPanels, if not nil, packs kc rows (lds apart) of panels*nr columns
 	// of src into micro-panels: dst[q*nr*kc+p*nr+j] = src[p*lds+q*nr+j].
 	packPanels func(dst *float32, src *float32, lds int, kc int, panels int, nr int)
+	// packTA, if not nil, packs kc rows (lds apart) of panels*mr columns of
+	// src into micro-panels of A^T: dst[q*mr*kc+p*mr+i] = src[p*lds+q*mr+i].
+	packTA func(dst *float32, src *float32, lds int, kc int, panels int)
 }
 
 // kernelGo is the portable micro-kernel, used where no assembly kernel fits the
@@ -101,6 +104,7 @@ type gemmArgs struct {
 	ldb         int
 	c           []float32 // [m, n], written
 	ldc         int
+	then        func(lo, hi int) // called on finished rows of C (SgemmThen), or nil
 }
 
 // gemmBuf holds one goroutine's packing buffers. Buffers grow to the largest
@@ -149,6 +153,11 @@ const (
 	// are read in place where the micro-kernels allow: packing would cost
 	// more than it saves.
 	defaultSmallFlops = 2 * 160 * 160 * 160
+	// rowAMaxN is the widest C (n) for which a row-major A is read in place
+	// (microKernel.fnRowA) whatever the size of the product: with at most
+	// rowAMaxN/nr B micro-panels, each A micro-panel is used too few times
+	// to pay for packing it.
+	rowAMaxN = 256
 	// defaultPackSpin is how many times a goroutine yields, waiting for a K
 	// block of the shared operand, before it parks.
 	defaultPackSpin = 64
@@ -230,8 +239,10 @@ func (s *panels) at(x, r int) (*float32, int) {
 }
 
 // sgemm runs C = alpha*op(A)*op(B) + beta*C over the budget, in slabs when the
-// shared operand would be too large to pack whole.
-func (p *Pool) sgemm(g gemmArgs) {
+// shared operand would be too large to pack whole. It reports whether it
+// called g.then on every row of C (rows are final chunk by chunk only when C
+// is cut into blocks of rows and computed in one slab).
+func (p *Pool) sgemm(g gemmArgs) bool {
 	kern := p.kern
 	splitM := g.m >= g.n
 	small, nr := g.n, kern.nr
@@ -240,9 +251,13 @@ func (p *Pool) sgemm(g gemmArgs) {
 	}
 	slab := max(nr, p.maxShared/max(g.k, 1)/nr*nr)
 	if small <= slab {
+		if !splitM {
+			g.then = nil
+		}
 		p.sgemmSlab(kern, splitM, g)
-		return
+		return g.then != nil
 	}
+	g.then = nil
 	for lo := 0; lo < small; lo += slab {
 		s := g
 		hi := min(lo+slab, small)
@@ -265,6 +280,7 @@ func (p *Pool) sgemm(g gemmArgs) {
 		}
 		p.sgemmSlab(kern, splitM, s)
 	}
+	return false
 }
 
 func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
@@ -289,7 +305,7 @@ func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 	} else {
 		tiles, tile, maxChunk = (g.n+kern.nr-1)/kern.nr, kern.nr, kern.nc
 		j.sharedDim, r = g.m, kern.mr
-		j.sharedDirect = !p.packAll && (g.tA || j.small && kern.fnRowA != nil)
+		j.sharedDirect = !p.packAll && (g.tA && !aliasing(g.lda) || j.small && kern.fnRowA != nil)
 	}
 	j.sharedFull = j.sharedDim / r * r
 	kBlocks := (g.k + kern.kc - 1) / kern.kc
@@ -370,6 +386,9 @@ func (j *gemmJob) run(_, _ int) {
 					j.colChunk(buf, lo*j.tile, min(hi*j.tile, j.n), pc)
 				}
 			}
+		}
+		if j.then != nil { // splitM: the chunk's rows are final
+			j.then(lo*j.tile, min(hi*j.tile, j.m))
 		}
 	}
 }
@@ -472,7 +491,11 @@ func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1, jc, pc int) {
 		beta = 1
 	}
 	var pa panels
-	if (j.tA || j.small && kern.fnRowA != nil) && !j.p.packAll {
+	inPlace := !aliasing(j.lda) // A^T
+	if !j.tA {
+		inPlace = (j.small || j.n <= rowAMaxN) && kern.fnRowA != nil
+	}
+	if inPlace && !j.p.packAll {
 		full := mc / mr * mr
 		if j.tA {
 			pa = panels{base: j.a[pc*j.lda+i0:], mul: 1, ld: j.lda, full: full}
@@ -545,6 +568,11 @@ func (j *gemmJob) macro(buf *gemmBuf, pa, pb *panels, i0, j0, mc, nc, kc int, be
 
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
 
+// aliasing reports whether k steps ld float32s apart fall on the same few
+// cache sets (a stride of a multiple of 4 KiB), so that an A^T read in place
+// would evict itself from L1 and L2 at every step: such an A is packed.
+func aliasing(ld int) bool { return ld%1024 == 0 }
+
 // mergeTile writes the top-left rows x cols of an edge tile into C:
 // C = alpha*tile + beta*C (beta == 0: C is not read).
 func mergeTile(c []float32, ldc int, tile []float32, nr, rows, cols int, alpha, beta float32) {
@@ -571,6 +599,19 @@ func packA(kern *microKernel, dst []float32, tA bool, a []float32, lda, i0, mc, 
 	if tA {
 		// op(A)[i][p] = a[p*lda+i]: step p of every micro-panel comes from
 		// one contiguous run of A.
+		if kern.packTA != nil && full > 0 {
+			kern.packTA(&dst[0], &a[p0*lda+i0], lda, kc, full/mr)
+			if full == mc {
+				return
+			}
+			for p := 0; p < kc; p++ {
+				src := a[(p0+p)*lda+i0:][:mc]
+				d := dst[full*kc+p*mr : full*kc+p*mr+mr]
+				copy(d, src[full:])
+				clear(d[mc-full:])
+			}
+			return
+		}
 		for p := 0; p < kc; p++ {
 			src := a[(p0+p)*lda+i0:][:mc]
 			switch mr {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -63,6 +64,9 @@ func gemmCases() []gemmCase {
 		{5, 15, 1}, {6, 16, 8}, {7, 17, 9}, {12, 32, 33}, {13, 31, 300},
 		{37, 45, 513}, {64, 64, 64}, {200, 70, 19}, {70, 200, 260},
 		{193, 35, 11}, {9, 1030, 20}, {3, 5, 1100},
+		// A^T with a leading dimension of 4 KiB (packed, not read in place),
+		// split by rows and by columns of C.
+		{1024, 20, 30}, {1024, 1030, 5},
 	}
 	scales := [][2]float32{{1, 0}, {1, 1}, {0.5, -1.5}, {-2, 0}, {0, 0.5}, {0, 0}}
 	var cases []gemmCase
@@ -114,10 +118,36 @@ func checkSgemm(t *testing.T, p *Pool) {
 		a, lda, b, ldb, c, ldc := tc.operands(rng)
 		want := append([]float32(nil), c...)
 		SgemmNaive(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, want, ldc)
-		got := c
-		p.Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, got, ldc)
 		// Tolerance: float32 accumulation over k terms of size <= 1.
 		tol := 1e-6 * float64(tc.k+8)
+		// SgemmThen: every row handed to then once, already final.
+		fused := append([]float32(nil), c...)
+		seen := make([]atomic.Int32, tc.m)
+		p.SgemmThen(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, fused, ldc, func(lo, hi int) {
+			if lo < 0 || hi > tc.m || lo >= hi {
+				t.Errorf("SgemmThen(%v): then(%d, %d) out of [0, %d)", tc, lo, hi, tc.m)
+				return
+			}
+			for i := lo; i < hi; i++ {
+				seen[i].Add(1)
+				if e, at := maxRelErr(fused[i*ldc:], want[i*ldc:], 1, tc.n, ldc); e > tol {
+					t.Errorf("SgemmThen(%v): row %d not final when handed over: [%d] = %g; want %g", tc, i, at, fused[i*ldc+at], want[i*ldc+at])
+				}
+			}
+		})
+		for i := range seen {
+			if n := seen[i].Load(); n != 1 {
+				t.Errorf("SgemmThen(%v): row %d handed to then %d times; want once", tc, i, n)
+			}
+		}
+		got := c
+		p.Sgemm(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, got, ldc)
+		for i := range got {
+			if g, f := got[i], fused[i]; g != f && !(g != g && f != f) {
+				t.Errorf("SgemmThen(%v)[%d] = %g; Sgemm gives %g", tc, i, f, g)
+				break
+			}
+		}
 		if e, at := maxRelErr(got, want, tc.m, tc.n, ldc); e > tol {
 			t.Errorf("Sgemm(%v)[%d] = %g; want %g (relative error %.3g > %.3g)", tc, at, got[at], want[at], e, tol)
 		}

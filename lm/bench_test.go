@@ -3,88 +3,208 @@ package lm
 import (
 	"fmt"
 	"math"
+	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/klring/klring/kernels"
 )
 
-// benchHead is a fused cross-entropy head for benchmarks: one pass of exp32
-// per logit, the gradient of the mean written over the logits.
+// benchHead is lm's own cross-entropy head for benchmarks, fused with the
+// softmax: per row one vectorised pass for the max, one for exp and its sum,
+// one for the scaled gradient of the mean written over the logits; rows split
+// over the pool.
 type benchHead struct {
 	targets []int32
 	V       int
 	scale   float32
-	sum     float64
+	loss    []float64 // per row of the batch
+	pool    *kernels.Pool
+	logits  []float32 // the chunk being handled
+	first   int
+	n       int          // rows of the chunk
+	next    atomic.Int64 // first row not claimed yet
+	body    func(lo, hi int)
+}
+
+func newBenchHead(pool *kernels.Pool, targets []int32, V int, scale float32) *benchHead {
+	h := &benchHead{targets: targets, V: V, scale: scale, loss: make([]float64, len(targets)), pool: pool}
+	h.body = h.rows
+	return h
 }
 
 func (h *benchHead) head(logits []float32, first, rows int) error {
-	for r := 0; r < rows; r++ {
-		row := logits[r*h.V : (r+1)*h.V]
-		mx := row[0]
-		for _, v := range row {
-			mx = max(mx, v)
-		}
-		var s float32
-		for j, v := range row {
-			e := exp32(v - mx)
-			row[j] = e
-			s += e
-		}
-		tgt := h.targets[first+r]
-		h.sum += math.Log(float64(s)) - math.Log(float64(row[tgt]))
-		k := h.scale / s
-		for j := range row {
-			row[j] *= k
-		}
-		row[tgt] -= h.scale
-	}
+	h.logits, h.first, h.n = logits, first, rows
+	h.next.Store(0)
+	h.pool.For(h.pool.Threads(), 1, h.body)
+	h.logits = nil
 	return nil
 }
 
+// rows handles rows of the chunk claimed 4 at a time, until none is left.
+func (h *benchHead) rows(_, _ int) {
+	for {
+		lo := int(h.next.Add(4) - 4)
+		if lo >= h.n {
+			return
+		}
+		h.rowRange(lo, min(lo+4, h.n))
+	}
+}
+
+func (h *benchHead) rowRange(lo, hi int) {
+	for r := lo; r < hi; r++ {
+		row := h.logits[r*h.V : (r+1)*h.V]
+		tgt := h.targets[h.first+r]
+		mx, _, _ := kernels.MaxMinSum(row)
+		z := row[tgt] - mx
+		s := kernels.ExpSum(row, row, 1, mx)
+		h.loss[h.first+r] = math.Log(s) - float64(z)
+		kernels.ScaleShift(row, h.scale/float32(s), 0)
+		row[tgt] -= h.scale
+	}
+}
+
+// trainBench is one preset of BenchmarkTrainStep: the model, AdamW, a batch
+// and its head.
+type trainBench struct {
+	cfg  Config
+	B, T int
+	pool *kernels.Pool
+	m    *Model
+	opt  *AdamW
+	toks []int32
+	h    *benchHead
+}
+
+// trainPresets are the shapes of BenchmarkTrainStep: tiny with vocab 256 on
+// 16 windows of 128 tokens, small with vocab 512 on 8 windows of 256, and
+// tiny50k, tiny with GPT-2's vocabulary (50257) on 16 windows of 128, where
+// the head and the loss dominate.
+var trainPresets = []struct {
+	name, preset string
+	vocab, B     int
+}{{"tiny", "tiny", 256, 16}, {"small", "small", 512, 8}, {"tiny50k", "tiny", 50257, 16}}
+
+func newTrainBench(b *testing.B, preset string, vocab, B int) *trainBench {
+	cfg, err := Preset(preset)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.Vocab = vocab
+	pool := kernels.NewPool(0)
+	m, err := New(cfg, pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.Init(1)
+	opt, err := NewAdamW(m.Layout(), DefaultAdamWOptions(), pool)
+	if err != nil {
+		b.Fatal(err)
+	}
+	T := cfg.Ctx
+	r := NewRNG(2)
+	toks, tgts := randTokens(r, B*T, cfg.Vocab), randTokens(r, B*T, cfg.Vocab)
+	return &trainBench{cfg: cfg, B: B, T: T, pool: pool, m: m, opt: opt, toks: toks,
+		h: newBenchHead(pool, tgts, cfg.Vocab, 1/float32(B*T))}
+}
+
+// step is one training step: zero grad, forward, head, backward, the clip
+// folded into AdamW.
+func (tb *trainBench) step(b *testing.B) {
+	m := tb.m
+	if m.timer != nil {
+		m.timer.start()
+	}
+	m.ZeroGrad()
+	m.tick(opZeroGrad)
+	if err := m.ForwardBackward(tb.toks, tb.B, tb.T, tb.h.head); err != nil {
+		b.Fatal(err)
+	}
+	tb.opt.StepClip(m.Params, m.Grads, 1e-4, 1)
+	m.tick(opOptimizer)
+}
+
+// gemmPeak is the median GFLOP/s of a 1024^3 Sgemm on pool: the peak that
+// MFU is measured against, in the same run.
+func gemmPeak(pool *kernels.Pool) float64 {
+	const n = 1024
+	a, bb, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
+	for i := range a {
+		a[i], bb[i] = float32(i%7)-3, float32(i%5)-2
+	}
+	pool.Sgemm(false, false, n, n, n, 1, a, n, bb, n, 0, c, n)
+	var g []float64
+	for range 9 {
+		t0 := time.Now()
+		pool.Sgemm(false, false, n, n, n, 1, a, n, bb, n, 0, c, n)
+		g = append(g, 2*n*n*n/time.Since(t0).Seconds()/1e9)
+	}
+	slices.Sort(g)
+	return g[len(g)/2]
+}
+
 // BenchmarkTrainStep times one training step (zero grad, forward, the
-// cross-entropy head, backward, AdamW) of the presets: tiny with vocab 256 on
-// 16 windows of 128 tokens, small with vocab 512 on 8 windows of 256.
+// cross-entropy head, backward, clip + AdamW) of the presets (trainPresets)
+// on a pool of GOMAXPROCS threads (-cpu 1,2), and reports tokens/s (mean
+// step) and tokens/s-p50 (median step), GFLOP/s (Config.TrainFLOPs), the
+// median GFLOP/s of a 1024^3 Sgemm on the same pool right after
+// (gemm-GFLOP/s) and MFU-p50, the median step's GFLOP/s against it.
 func BenchmarkTrainStep(b *testing.B) {
-	for _, c := range []struct {
-		preset   string
-		vocab, B int
-	}{{"tiny", 256, 16}, {"small", 512, 8}} {
-		b.Run(c.preset, func(b *testing.B) {
-			cfg, err := Preset(c.preset)
-			if err != nil {
-				b.Fatal(err)
-			}
-			cfg.Vocab = c.vocab
-			pool := kernels.NewPool(0)
-			m, err := New(cfg, pool)
-			if err != nil {
-				b.Fatal(err)
-			}
-			m.Init(1)
-			opt, err := NewAdamW(m.Layout(), DefaultAdamWOptions(), pool)
-			if err != nil {
-				b.Fatal(err)
-			}
-			B, T := c.B, cfg.Ctx
-			r := NewRNG(2)
-			toks, tgts := randTokens(r, B*T, cfg.Vocab), randTokens(r, B*T, cfg.Vocab)
-			h := &benchHead{targets: tgts, V: cfg.Vocab, scale: 1 / float32(B*T)}
-			step := func() {
-				m.ZeroGrad()
-				if err := m.ForwardBackward(toks, B, T, h.head); err != nil {
-					b.Fatal(err)
-				}
-				ClipGradNorm(m.Grads, 1)
-				opt.Step(m.Params, m.Grads, 1e-4)
-			}
-			step() // the arena
+	for _, c := range trainPresets {
+		b.Run(c.name, func(b *testing.B) {
+			tb := newTrainBench(b, c.preset, c.vocab, c.B)
+			tb.step(b) // the arena
+			var steps []time.Duration
 			b.ResetTimer()
+			cpu0 := processCPU()
 			for b.Loop() {
-				step()
+				t0 := time.Now()
+				tb.step(b)
+				steps = append(steps, time.Since(t0))
 			}
 			sec := b.Elapsed().Seconds() / float64(b.N)
-			b.ReportMetric(float64(B*T)/sec, "tokens/s")
-			b.ReportMetric(cfg.TrainFLOPs(B, T)/sec/1e9, "GFLOP/s")
+			if cpu := processCPU() - cpu0; cpu > 0 {
+				// Tokens per CPU-second of the process: how fast the code
+				// runs while it has a core, whatever the load.
+				b.ReportMetric(float64(tb.B*tb.T*b.N)/cpu.Seconds(), "tokens/cpu-s")
+			}
+			// The median step, as torch_gpt.py reports it: on a shared
+			// machine the mean also counts the steps other processes
+			// interrupted.
+			slices.Sort(steps)
+			p50 := steps[len(steps)/2].Seconds()
+			flops := tb.cfg.TrainFLOPs(tb.B, tb.T)
+			peak := gemmPeak(tb.pool)
+			b.ReportMetric(float64(tb.B*tb.T)/sec, "tokens/s")
+			b.ReportMetric(float64(tb.B*tb.T)/p50, "tokens/s-p50")
+			b.ReportMetric(flops/sec/1e9, "GFLOP/s")
+			b.ReportMetric(peak, "gemm-GFLOP/s")
+			b.ReportMetric(flops/p50/1e9/peak, "MFU-p50")
+		})
+	}
+}
+
+// BenchmarkTrainStepOps is BenchmarkTrainStep with per-op wall-clock timers
+// in the model: it reports, per step, the milliseconds of each op of the
+// breakdown (opNames; every layer's share summed), and ms/step in total.
+func BenchmarkTrainStepOps(b *testing.B) {
+	for _, c := range trainPresets {
+		b.Run(c.name, func(b *testing.B) {
+			tb := newTrainBench(b, c.preset, c.vocab, c.B)
+			tb.step(b)
+			tb.m.timer = &opTimer{}
+			b.ResetTimer()
+			for b.Loop() {
+				tb.step(b)
+			}
+			var total time.Duration
+			for i, d := range tb.m.timer.d {
+				total += d
+				b.ReportMetric(float64(d.Microseconds())/1e3/float64(b.N), opNames[i]+"-ms")
+			}
+			b.ReportMetric(float64(total.Microseconds())/1e3/float64(b.N), "step-ms")
 		})
 	}
 }
@@ -150,16 +270,20 @@ func BenchmarkAttention(b *testing.B) {
 		scratch := make([]float32, r.pool.Threads()*attnScratch(c.T))
 		flops := float64(c.B) * 4 * float64(c.C) * float64(c.T*(c.T+1)/2)
 		b.Run(c.name+"/fwd", func(b *testing.B) {
+			cpu0 := processCPU()
 			for b.Loop() {
 				attentionForward(r, out, lse, scratch, qkv, c.B, c.T, c.C, c.NH)
 			}
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(flops*float64(b.N)/(processCPU()-cpu0).Seconds()/1e9, "GFLOP/cpu-s")
 		})
 		b.Run(c.name+"/bwd", func(b *testing.B) {
+			cpu0 := processCPU()
 			for b.Loop() {
 				attentionBackward(r, dqkv, scratch, out, qkv, lse, c.B, c.T, c.C, c.NH)
 			}
 			b.ReportMetric(2*flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(2*flops*float64(b.N)/(processCPU()-cpu0).Seconds()/1e9, "GFLOP/cpu-s")
 		})
 	}
 }

@@ -42,20 +42,35 @@
 // closure to the pool). The head and the loss run in chunks of rows through a
 // HeadFunc, so the [N, V] logits never exist at once: for each chunk the model
 // computes logits = lnf[chunk] @ wte^T, the HeadFunc overwrites them with
-// dL/dlogits, and the model adds d(lnf)[chunk] and d(wte). The loss is the
+// dL/dlogits, and the model adds d(lnf)[chunk] and d(wte) (for large
+// vocabularies by blocks of 512 vocabulary rows, in fixed groups, so that each
+// block of dL/dlogits serves both products while in cache). The loss is the
 // caller's: backward starts from whatever the HeadFunc writes (for klring, the
 // gradient of a SUM over tokens). Attention runs per (batch, head) in parallel
 // and per block of query rows, keeping only the log-sum-exp of each row;
-// backward recomputes the probabilities.
+// backward recomputes the probabilities. With AVX2 and a head size that is a
+// multiple of 16, scores, softmax and values run per 6 query rows on a tile
+// kernel against exactly the keys of their causal mask (attn_fast.go).
+//
+// The training step is fused (fused.go): every product of a layer's rows
+// hands its finished rows to an epilogue (kernels.Pool.SgemmThen) while they
+// are in cache: the bias, GELU, the residual add and the next LayerNorm in
+// the forward pass, GELU's and LayerNorm's backward in the backward pass. No
+// separate pass over [N, 4C] or [N, C] remains for them. The per-op times of
+// BenchmarkTrainStepOps come from timers the model marks between ops.
 //
 // Matrix products go through kernels.Pool.Sgemm, so a faster kernel changes
 // no code here. All parallel loops write disjoint outputs and sum in a fixed
 // order, so results do not depend on how the work is split. The element-wise
-// kernels (GELU, exp, the softmax rows, AdamW) have AVX2 versions in
-// fastmath_avx2_amd64.s beside their Go loops and are tested against them
-// (-tags purego runs everything on the Go loops). AdamW and ClipGradNorm round
-// every product on its own, so replicas on different CPUs apply bit-identical
-// updates.
+// kernels (GELU, exp, the softmax rows, LayerNorm rows, AdamW, the gradient
+// norm) have AVX2 versions in fastmath_avx2_amd64.s and rows_avx2_amd64.s
+// beside their Go loops and are tested against them (-tags purego runs
+// everything on the Go loops). AdamW and ClipGradNorm round every product on
+// its own (no fused multiply-add) and sum the gradient norm in a fixed order
+// (blocks of 16384 in order, 16 lanes within a block), so replicas on
+// different CPUs and thread counts apply bit-identical updates;
+// AdamW.StepClip fuses the clip into the update and leaves the same bits as
+// ClipGradNorm then Step.
 //
 // # What lm must not know
 //

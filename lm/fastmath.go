@@ -109,10 +109,11 @@ func expSub(x []float32, sub float32) float32 {
 }
 
 // adamwSlice applies one AdamW update to p, m, v from g; c = {b1, 1-b1, b2,
-// 1-b2, c1, c2, eps, step, keep} (see AdamW.Step). Every product is rounded
-// on its own (explicit conversions forbid fused multiply-adds), so the Go
-// loop and the assembly give the same bits on every CPU.
-func adamwSlice(p, g, m, v []float32, c *[9]float32) {
+// 1-b2, c1, c2, eps, step, keep, clip} (see AdamW.step; each gradient is
+// first multiplied by clip). Every product is rounded on its own (explicit
+// conversions forbid fused multiply-adds), so the Go loop and the assembly
+// give the same bits on every CPU.
+func adamwSlice(p, g, m, v []float32, c *[10]float32) {
 	n := len(p)
 	g, m, v = g[:n], m[:n], v[:n]
 	done := 0
@@ -120,9 +121,9 @@ func adamwSlice(p, g, m, v []float32, c *[9]float32) {
 		done = n &^ 7
 		adamwAVX2(&p[0], &g[0], &m[0], &v[0], done, c)
 	}
-	b1, omb1, b2, omb2, c1, c2, eps, step, keep := c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
+	b1, omb1, b2, omb2, c1, c2, eps, step, keep, clip := c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
 	for i := done; i < n; i++ {
-		gi := g[i]
+		gi := float32(g[i] * clip)
 		mi := float32(b1*m[i]) + float32(omb1*gi)
 		vi := float32(b2*v[i]) + float32(float32(omb2*gi)*gi)
 		m[i], v[i] = mi, vi
@@ -179,5 +180,22 @@ func softmaxGrad(d, p []float32, dot, scale float32) {
 	}
 	for i := done; i < n; i++ {
 		d[i] = (d[i] - dot) * p[i] * scale
+	}
+}
+
+// geluGradSetSlice sets dinp[i] = dout[i] * gelu'(inp[i]); dinp may be dout.
+func geluGradSetSlice(dinp, inp, dout []float32) {
+	n := len(inp)
+	dinp, dout = dinp[:n], dout[:n]
+	done := 0
+	if haveAVX2 && n >= 8 {
+		done = n &^ 7
+		geluBwdSetAVX2(&dinp[0], &inp[0], &dout[0], done)
+	}
+	for i := done; i < n; i++ {
+		x := inp[i]
+		th, sech2 := tanhSech2(geluScale * x * (1 + geluCubic*x*x))
+		g := 0.5*(1+th) + 0.5*x*sech2*geluScale*(1+3*geluCubic*x*x)
+		dinp[i] = g * dout[i]
 	}
 }

@@ -26,7 +26,7 @@ func expSubAVX2(x *float32, n int, sub float32) float32
 // adamwAVX2 is adamwGo over n (a multiple of 8) parameters.
 //
 //go:noescape
-func adamwAVX2(p, grad, m, v *float32, n int, c *[9]float32)
+func adamwAVX2(p, grad, m, v *float32, n int, c *[10]float32)
 
 // maxAVX2 is the largest of x[:n], n a positive multiple of 8.
 //
@@ -42,3 +42,16 @@ func dotAVX2(a, b *float32, n int) float32
 //
 //go:noescape
 func softmaxGradAVX2(d, p *float32, n int, dot, scale float32)
+
+// attnTile6x16 is one 6x16 tile of c = alpha*a@b + beta*c, a read in place
+// (6 rows lda apart, k steps adjacent), b k steps of 16 values ldb apart
+// (attn_avx2_amd64.s).
+//
+//go:noescape
+func attnTile6x16(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+
+// attnTranspose8 transposes 8 rows of src (lds apart) and 8*n8 columns into
+// dst: dst[p*ldd+i] = src[i*lds+p] (attn_avx2_amd64.s).
+//
+//go:noescape
+func attnTranspose8(dst *float32, ldd int, src *float32, lds int, n8 int)

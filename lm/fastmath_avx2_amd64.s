@@ -157,6 +157,84 @@ gbdone:
 	VZEROUPPER
 	RET
 
+// func geluBwdSetAVX2(dinp, inp, dout *float32, n int)
+// dinp = gelu'(inp) * dout (dinp may be dout): geluBwdAVX2 without the add.
+TEXT ·geluBwdSetAVX2(SB), NOSPLIT, $0-32
+	MOVQ dinp+0(FP), DI
+	MOVQ inp+8(FP), SI
+	MOVQ dout+16(FP), DX
+	MOVQ n+24(FP), CX
+	GELUCONSTS
+
+gsloop:
+	CMPQ CX, $8
+	JLT  gsdone
+	VMOVUPS (SI), Y8
+	GELUTANH
+	VMULPS       Y5, Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VBROADCASTSS fmc<>+24(SB), Y1
+	VMULPS       Y1, Y5, Y5
+	VBROADCASTSS fmc<>+16(SB), Y1
+	VFMADD213PS  Y14, Y9, Y1
+	VMULPS       Y13, Y1, Y1
+	VMULPS       Y5, Y1, Y1
+	VMULPS       Y15, Y8, Y2
+	VMULPS       Y2, Y1, Y1
+	VFMADD231PS  Y6, Y15, Y1
+	VADDPS       Y15, Y1, Y1
+	VMULPS       (DX), Y1, Y1
+	VMOVUPS      Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $32, DX
+	SUBQ $8, CX
+	JMP  gsloop
+
+gsdone:
+	VZEROUPPER
+	RET
+
+// func geluFwdGradAVX2(out, gp, inp *float32, n int)
+// out = gelu(inp) and gp = gelu'(inp), both from one tanh (gp may be inp):
+// the forward keeps the derivative for backward instead of the input.
+TEXT ·geluFwdGradAVX2(SB), NOSPLIT, $0-32
+	MOVQ out+0(FP), DI
+	MOVQ gp+8(FP), DX
+	MOVQ inp+16(FP), SI
+	MOVQ n+24(FP), CX
+	GELUCONSTS
+
+gfgloop:
+	CMPQ CX, $8
+	JLT  gfgdone
+	VMOVUPS (SI), Y8
+	GELUTANH
+	VMULPS       Y5, Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VBROADCASTSS fmc<>+24(SB), Y1
+	VMULPS       Y1, Y5, Y5
+	VBROADCASTSS fmc<>+16(SB), Y1
+	VFMADD213PS  Y14, Y9, Y1
+	VMULPS       Y13, Y1, Y1
+	VMULPS       Y5, Y1, Y1
+	VMULPS       Y15, Y8, Y2
+	VMULPS       Y2, Y1, Y1
+	VFMADD231PS  Y6, Y15, Y1
+	VADDPS       Y15, Y1, Y1
+	VFMADD213PS  Y2, Y2, Y6
+	VMOVUPS      Y6, (DI)
+	VMOVUPS      Y1, (DX)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $32, DX
+	SUBQ $8, CX
+	JMP  gfgloop
+
+gfgdone:
+	VZEROUPPER
+	RET
+
 // func expSubAVX2(x *float32, n int, sub float32) float32
 // x[i] = exp(x[i] - sub); returns the sum of the new x[i] (8 partial sums,
 // then a fixed reduction order).
@@ -187,8 +265,8 @@ exdone:
 	MOVSS        X0, ret+24(FP)
 	RET
 
-// func adamwAVX2(p, grad, m, v *float32, n int, c *[9]float32)
-// c = {b1, 1-b1, b2, 1-b2, c1, c2, eps, step, keep}. The same operations in
+// func adamwAVX2(p, grad, m, v *float32, n int, c *[10]float32)
+// c = {b1, 1-b1, b2, 1-b2, c1, c2, eps, step, keep, clip}. The same operations in
 // the same order as adamwSlice's Go loop, without fused multiply-adds, so
 // the result is bit-identical on every CPU.
 TEXT ·adamwAVX2(SB), NOSPLIT, $0-48
@@ -207,11 +285,14 @@ TEXT ·adamwAVX2(SB), NOSPLIT, $0-48
 	VBROADCASTSS 24(AX), Y13
 	VBROADCASTSS 28(AX), Y14
 	VBROADCASTSS 32(AX), Y15
+	VBROADCASTSS 36(AX), Y6
 
 adloop:
 	CMPQ CX, $8
 	JLT  addone
 	VMOVUPS (SI), Y0
+	// g = g*clip
+	VMULPS  Y6, Y0, Y0
 	VMOVUPS (R8), Y1
 	VMOVUPS (R9), Y2
 	VMOVUPS (DI), Y3

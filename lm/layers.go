@@ -76,7 +76,7 @@ func layernormForward(r *runner, out, mean, rstd, inp, weight, bias []float32, N
 	need("layernorm rstd", rstd, N)
 	need("layernorm weight", weight, C)
 	need("layernorm bias", bias, C)
-	r.args.s = [6][]float32{out, mean, rstd, inp, weight, bias}
+	r.args.s = [8][]float32{out, mean, rstd, inp, weight, bias}
 	r.args.n[0] = C
 	r.run(N, rowGrain, layernormForwardRows)
 }
@@ -84,27 +84,9 @@ func layernormForward(r *runner, out, mean, rstd, inp, weight, bias []float32, N
 func layernormForwardRows(a *loopArgs, lo, hi int) {
 	out, mean, rstd, inp, weight, bias := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5]
 	C := a.n[0]
-	const eps = 1e-5
-	w, bb := weight[:C], bias[:C]
 	for i := lo; i < hi; i++ {
 		x := inp[i*C : (i+1)*C]
-		var m float32
-		for _, v := range x {
-			m += v
-		}
-		m /= float32(C)
-		var v2 float32
-		for _, v := range x {
-			d := v - m
-			v2 += d * d
-		}
-		v2 /= float32(C)
-		s := float32(1 / math.Sqrt(float64(v2)+eps))
-		o := out[i*C : (i+1)*C]
-		for j, v := range x {
-			o[j] = (v-m)*s*w[j] + bb[j]
-		}
-		mean[i], rstd[i] = m, s
+		mean[i], rstd[i] = lnRow(out[i*C:(i+1)*C], x, weight, bias, sumRow(x))
 	}
 }
 
@@ -124,12 +106,12 @@ func layernormBackward(r *runner, dinp, dweight, dbias, dout, inp, weight, mean,
 	need("layernorm inp", inp, N*C)
 	need("layernorm dweight", dweight, C)
 	need("layernorm dbias", dbias, C)
-	r.args.s = [6][]float32{dinp, dout, inp, weight, mean, rstd}
+	r.args.s = [8][]float32{dinp, dout, inp, weight, mean, rstd}
 	r.args.n[0] = C
 	r.run(N, rowGrain, layernormBackwardRows)
 	// Parameter gradients: columns in disjoint chunks, rows in order, so the
 	// sums do not depend on how the work is split.
-	r.args.s = [6][]float32{dweight, dbias, dout, inp, mean, rstd}
+	r.args.s = [8][]float32{dweight, dbias, dout, inp, mean, rstd}
 	r.args.n[0], r.args.n[1] = N, C
 	r.run(C, 32, layernormBackwardCols)
 }
@@ -137,41 +119,19 @@ func layernormBackward(r *runner, dinp, dweight, dbias, dout, inp, weight, mean,
 func layernormBackwardRows(a *loopArgs, lo, hi int) {
 	dinp, dout, inp, weight, mean, rstd := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5]
 	C := a.n[0]
-	w := weight[:C]
 	for i := lo; i < hi; i++ {
-		x := inp[i*C : (i+1)*C]
-		d := dout[i*C : (i+1)*C]
-		di := dinp[i*C : (i+1)*C]
-		m, s := mean[i], rstd[i]
-		var dnMean, dnNormMean float32
-		for j := range x {
-			norm := (x[j] - m) * s
-			dn := w[j] * d[j]
-			dnMean += dn
-			dnNormMean += dn * norm
-		}
-		dnMean /= float32(C)
-		dnNormMean /= float32(C)
-		for j := range x {
-			norm := (x[j] - m) * s
-			dn := w[j] * d[j]
-			di[j] += (dn - dnMean - norm*dnNormMean) * s
-		}
+		lnBackwardRow(dinp[i*C:(i+1)*C], dout[i*C:(i+1)*C], inp[i*C:(i+1)*C], weight, mean[i], rstd[i])
 	}
 }
 
+// layernormBackwardCols adds the LayerNorm parameter gradients of columns
+// [lo, hi): every row in order, so the sums do not depend on the split.
 func layernormBackwardCols(a *loopArgs, lo, hi int) {
 	dweight, dbias, dout, inp, mean, rstd := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5]
 	N, C := a.n[0], a.n[1]
 	dw, db := dweight[lo:hi], dbias[lo:hi]
 	for i := 0; i < N; i++ {
-		x := inp[i*C+lo : i*C+hi]
-		d := dout[i*C+lo : i*C+hi]
-		m, s := mean[i], rstd[i]
-		for j := range x {
-			db[j] += d[j]
-			dw[j] += (x[j] - m) * s * d[j]
-		}
+		lnParamGradRow(dw, db, dout[i*C+lo:i*C+hi], inp[i*C+lo:i*C+hi], mean[i], rstd[i])
 	}
 }
 
@@ -219,9 +179,7 @@ func biasBackwardCols(a *loopArgs, lo, hi int) {
 	N, OC := a.n[0], a.n[1]
 	db := dbias[lo:hi]
 	for i := 0; i < N; i++ {
-		for j, v := range dout[i*OC+lo : i*OC+hi] {
-			db[j] += v
-		}
+		addRow(db, dout[i*OC+lo:i*OC+hi])
 	}
 }
 
@@ -283,15 +241,22 @@ func residualRange(a *loopArgs, lo, hi int) {
 	}
 }
 
-// attnBlock is the number of query rows attention handles at a time.
-const attnBlock = 64
+// attnBlock is the number of query rows attention handles at a time (a
+// multiple of the tile kernel's 6 rows).
+const attnBlock = 48
 
 // attnScratch is the scratch one slot of attention needs: probabilities and
-// their gradient for one block of rows, [2, attnBlock, T].
-func attnScratch(T int) int { return 2 * attnBlock * T }
+// their gradient for one block of rows, [2, attnBlock, T] on the Sgemm path;
+// on the tile path (attn_fast.go) [2, attnBlock, T16] beside K^T and V^T
+// packed for head sizes up to 64 and a few padded rows (T16 is T rounded up
+// to 16).
+func attnScratch(T int) int {
+	T16 := (T + 15) &^ 15
+	return (2*attnBlock+2*64)*T16 + 12*64 + 2*T
+}
 
 // attentionForward is causal multi-head self-attention with softmax scale
-// 1/sqrt(HS). The (b, h) pairs are split over the pool's threads, each range
+// 1/sqrt(HS). The pool's goroutines claim the (b, h) pairs one at a time, each
 // with its own slot of scratch. For each pair and each block of attnBlock query
 // rows it forms the scores against the keys up to the block's last row with
 // one GEMM, takes the softmax, and multiplies by the values with another. It
@@ -300,19 +265,19 @@ func attnScratch(T int) int { return 2 * attnBlock * T }
 //
 //	out     [B, T, C]        written; head h in columns h*HS..(h+1)*HS
 //	lse     [B, NH, T]       written: log sum_j exp(score)
-//	scratch [slots, 2*attnBlock*T]
+//	scratch [slots, attnScratch(T)]
 //	qkv     [B, T, 3C]       q, k, v in columns 0..C, C..2C, 2C..3C
 func attentionForward(r *runner, out, lse, scratch, qkv []float32, B, T, C, NH int) {
 	need("attention out", out, B*T*C)
 	need("attention lse", lse, B*NH*T)
 	need("attention qkv", qkv, B*T*3*C)
-	r.attention(attentionForwardSlot, [6][]float32{out, lse, scratch, qkv}, B, T, C, NH)
+	r.attention(attentionForwardSlot, [8][]float32{out, lse, scratch, qkv}, B, T, C, NH)
 }
 
 // attentionBackward adds the gradients of attentionForward into dqkv.
 //
 //	dqkv    [B, T, 3C]  accumulated
-//	scratch [slots, 2*attnBlock*T]
+//	scratch [slots, attnScratch(T)]
 //	dout    [B, T, C]
 //	qkv     [B, T, 3C]
 //	lse     [B, NH, T]
@@ -321,11 +286,12 @@ func attentionBackward(r *runner, dqkv, scratch, dout, qkv, lse []float32, B, T,
 	need("attention dout", dout, B*T*C)
 	need("attention qkv", qkv, B*T*3*C)
 	need("attention lse", lse, B*NH*T)
-	r.attention(attentionBackwardSlot, [6][]float32{dqkv, lse, scratch, qkv, dout}, B, T, C, NH)
+	r.attention(attentionBackwardSlot, [8][]float32{dqkv, lse, scratch, qkv, dout}, B, T, C, NH)
 }
 
-// attention runs fn once per slot over a share of the B*NH (b, h) pairs.
-func (r *runner) attention(fn rangeFunc, s [6][]float32, B, T, C, NH int) {
+// attention runs fn over the slots, whose goroutines claim the B*NH (b, h)
+// pairs one at a time.
+func (r *runner) attention(fn rangeFunc, s [8][]float32, B, T, C, NH int) {
 	per := attnScratch(T)
 	slots := min(len(s[2])/per, B*NH)
 	if slots < 1 {
@@ -334,25 +300,31 @@ func (r *runner) attention(fn rangeFunc, s [6][]float32, B, T, C, NH int) {
 	r.args.s = s
 	r.args.n = [6]int{B, T, C, NH, slots, B * NH}
 	r.args.x[0] = float32(1 / math.Sqrt(float64(C/NH)))
-	r.run(slots, 1, fn)
+	r.args.noTiles = r.noTiles
+	r.runEach(slots, fn)
 }
-
-// pairs returns the (b, h) pairs of slot i: [i*n/slots, (i+1)*n/slots).
-func pairs(i, n, slots int) (int, int) { return i * n / slots, (i + 1) * n / slots }
 
 func attentionForwardSlot(a *loopArgs, lo, hi int) {
 	out, lse, scratch, qkv := a.s[0], a.s[1], a.s[2], a.s[3]
-	T, C, NH, slots, n := a.n[1], a.n[2], a.n[3], a.n[4], a.n[5]
+	T, C, NH, n := a.n[1], a.n[2], a.n[3], a.n[5]
 	scale := a.x[0]
 	p := a.pool
 	HS, C3 := C/NH, 3*C
 	per := attnScratch(T)
+	fast := !a.noTiles && attnFastOK(HS, T, per)
 	for slot := lo; slot < hi; slot++ {
 		att := scratch[slot*per : slot*per+attnBlock*T]
 		sums := scratch[slot*per+attnBlock*T : slot*per+attnBlock*T+attnBlock]
-		b0, b1 := pairs(slot, n, slots)
-		for bh := b0; bh < b1; bh++ {
+		for {
+			bh, ok := a.claim(n)
+			if !ok {
+				break
+			}
 			b, h := bh/NH, bh%NH
+			if fast {
+				attentionForwardPair(out, lse, scratch[slot*per:(slot+1)*per], qkv, b, h, bh, T, C, HS, scale)
+				continue
+			}
 			base := b * T * C3
 			q := qkv[base+h*HS:]
 			k := qkv[base+C+h*HS:]
@@ -387,17 +359,25 @@ func attentionForwardSlot(a *loopArgs, lo, hi int) {
 
 func attentionBackwardSlot(a *loopArgs, lo, hi int) {
 	dqkv, lse, scratch, qkv, dout := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4]
-	T, C, NH, slots, n := a.n[1], a.n[2], a.n[3], a.n[4], a.n[5]
+	T, C, NH, n := a.n[1], a.n[2], a.n[3], a.n[5]
 	scale := a.x[0]
 	p := a.pool
 	HS, C3 := C/NH, 3*C
 	per := attnScratch(T)
+	fast := !a.noTiles && attnFastOK(HS, T, per)
 	for slot := lo; slot < hi; slot++ {
 		P := scratch[slot*per : slot*per+attnBlock*T]
 		dP := scratch[slot*per+attnBlock*T : (slot+1)*per]
-		b0, b1 := pairs(slot, n, slots)
-		for bh := b0; bh < b1; bh++ {
+		for {
+			bh, ok := a.claim(n)
+			if !ok {
+				break
+			}
 			b, h := bh/NH, bh%NH
+			if fast {
+				attentionBackwardPair(p, dqkv, scratch[slot*per:(slot+1)*per], qkv, dout, lse, b, h, bh, T, C, HS, scale)
+				continue
+			}
 			base := b * T * C3
 			q, dq := qkv[base+h*HS:], dqkv[base+h*HS:]
 			k, dk := qkv[base+C+h*HS:], dqkv[base+C+h*HS:]

@@ -347,16 +347,18 @@ func TestAdamWSliceMatchesGo(t *testing.T) {
 	for i := range v {
 		v[i] = float32(math.Abs(float64(v[i])))
 	}
-	c := [9]float32{0.9, 1 - float32(0.9), 0.95, 1 - float32(0.95), 1.5, 2.5, 1e-8, 1e-3, 0.999}
-	p1, m1, v1 := append([]float32(nil), p...), append([]float32(nil), m...), append([]float32(nil), v...)
-	adamwSlice(p1, g, m1, v1, &c) // assembly for the first 200
-	p2, m2, v2 := append([]float32(nil), p...), append([]float32(nil), m...), append([]float32(nil), v...)
-	for i := range p2 { // the Go tail loop, one element at a time
-		adamwSlice(p2[i:i+1], g[i:i+1], m2[i:i+1], v2[i:i+1], &c)
-	}
-	for i := range p1 {
-		if math.Float32bits(p1[i]) != math.Float32bits(p2[i]) || m1[i] != m2[i] || v1[i] != v2[i] {
-			t.Fatalf("adamwSlice[%d]: assembly p,m,v = %g,%g,%g; Go %g,%g,%g", i, p1[i], m1[i], v1[i], p2[i], m2[i], v2[i])
+	for _, clip := range []float32{1, 0.37} {
+		c := [10]float32{0.9, 1 - float32(0.9), 0.95, 1 - float32(0.95), 1.5, 2.5, 1e-8, 1e-3, 0.999, clip}
+		p1, m1, v1 := append([]float32(nil), p...), append([]float32(nil), m...), append([]float32(nil), v...)
+		adamwSlice(p1, g, m1, v1, &c) // assembly for the first 200
+		p2, m2, v2 := append([]float32(nil), p...), append([]float32(nil), m...), append([]float32(nil), v...)
+		for i := range p2 { // the Go tail loop, one element at a time
+			adamwSlice(p2[i:i+1], g[i:i+1], m2[i:i+1], v2[i:i+1], &c)
+		}
+		for i := range p1 {
+			if math.Float32bits(p1[i]) != math.Float32bits(p2[i]) || m1[i] != m2[i] || v1[i] != v2[i] {
+				t.Fatalf("clip %g: adamwSlice[%d]: assembly p,m,v = %g,%g,%g; Go %g,%g,%g", clip, i, p1[i], m1[i], v1[i], p2[i], m2[i], v2[i])
+			}
 		}
 	}
 }

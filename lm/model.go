@@ -9,11 +9,15 @@ import (
 // HeadFunc is the loss at the output of the model. ForwardBackward and Forward
 // call it once per chunk of rows, in order, with logits [rows, V] of the batch
 // rows firstRow..firstRow+rows (row = b*T + t). A chunk holds
-// min(B*T, max(64, 2^20/V)) rows (the last one fewer), so the logits buffer
-// stays near 4 MiB whatever the vocabulary. In ForwardBackward it must
-// overwrite logits with dL/dlogits, where L is whatever the caller sums
-// (usually the sum of per-token losses); in Forward what it leaves is ignored.
-// The buffer belongs to the model and is reused by the next chunk.
+// min(B*T, max(256, 2^20/V)) rows (the last one fewer): about 4 MiB of
+// logits for vocabularies up to 4096, and 256 rows above, so that the passes
+// each chunk makes over the [V, C] embedding and its gradient (two products
+// read it, one adds into its gradient) stay small beside the chunk's work,
+// while the loss streams the chunk's rows one at a time through the cache. In
+// ForwardBackward it must overwrite logits with dL/dlogits, where L is
+// whatever the caller sums (usually the sum of per-token losses); in Forward
+// what it leaves is ignored. The buffer belongs to the model and is reused by
+// the next chunk.
 type HeadFunc func(logits []float32, firstRow, rows int) error
 
 // Model is a GPT-2 with its parameters, their gradient and the activation
@@ -34,7 +38,8 @@ type Model struct {
 	run    *runner
 	pv, gv views // parameter and gradient views
 	act    *arena
-	hidden int // rows of act.lnf the last pass computed, for HeadLogits (teacher.go)
+	hidden int      // rows of act.lnf the last pass computed, for HeadLogits (teacher.go)
+	timer  *opTimer // per-op wall times of the benchmark's breakdown, or nil
 }
 
 // New returns a model of shape cfg with zero parameters (call Init or load a
@@ -104,7 +109,7 @@ func (m *Model) Init(seed uint64) {
 }
 
 // ZeroGrad clears Grads, including the two trailing slots.
-func (m *Model) ZeroGrad() { clear(m.Grads[:cap(m.Grads)]) }
+func (m *Model) ZeroGrad() { clearPar(m.run, m.Grads[:cap(m.Grads)]) }
 
 func (m *Model) checkBuffers() {
 	n := m.Config.NumParams()
@@ -122,7 +127,7 @@ type blockActs struct {
 	lse                   []float32 // [B, NH, T]
 	res2                  []float32 // [N, C]: block input + attention
 	ln2, ln2Mean, ln2Rstd []float32 // [N, C], [N], [N]
-	fch, fchGelu          []float32 // [N, 4C]
+	fch, fchGelu          []float32 // [N, 4C]: gelu'(c_fc output), gelu(c_fc output)
 	res3                  []float32 // [N, C]: block output
 }
 
@@ -136,21 +141,20 @@ type arena struct {
 	encoded               []float32 // [N, C]
 	blocks                []blockActs
 	lnf, lnfMean, lnfRstd []float32 // [N, C], [N], [N]
-	tmp                   []float32 // [N, C]: projection outputs
 	logits                []float32 // [headRows, V]
+	headPart              []float32 // [headGroups(V), headRows, C]: d(lnf) partial sums of the blocked head
 	attn                  []float32 // [slots, 2*attnBlock*maxT]
 	// Gradient scratch, one block's worth, reused by every block.
-	dres  []float32 // [N, C]: d(residual stream)
-	dC    []float32 // [N, C]
-	dqkv  []float32 // [N, 3C]
-	dfch  []float32 // [N, 4C]
-	dfchG []float32 // [N, 4C]
+	dres []float32 // [N, C]: d(residual stream)
+	dC   []float32 // [N, C]
+	dqkv []float32 // [N, 3C]
+	dfch []float32 // [N, 4C]
 }
 
 func newArena(cfg Config, maxN, maxT, slots int) *arena {
 	C, V, L, NH := cfg.NEmbd, cfg.Vocab, cfg.NLayer, cfg.NHead
 	a := &arena{maxN: maxN, maxT: maxT}
-	a.headRows = min(maxN, max(64, (1<<20)/V))
+	a.headRows = min(maxN, max(headMinRows, (1<<20)/V))
 	N := maxN
 	var sizes []int
 	total := 0
@@ -182,17 +186,20 @@ func newArena(cfg Config, maxN, maxT, slots int) *arena {
 			b.fch, b.fchGelu, b.res3 = next(N*4*C), next(N*4*C), next(N*C)
 		}
 		a.lnf, a.lnfMean, a.lnfRstd = next(N*C), next(N), next(N)
-		a.tmp = next(N * C)
 		a.logits = next(a.headRows * V)
+		a.headPart = next(headGroups(V) * a.headRows * C)
 		a.attn = next(slots * attnScratch(maxT))
 		a.dres, a.dC, a.dqkv = next(N*C), next(N*C), next(N*3*C)
-		a.dfch, a.dfchG = next(N*4*C), next(N*4*C)
+		a.dfch = next(N * 4 * C)
 	}
 	cut(0)
 	a.buf = make([]float32, total)
 	cut(1)
 	return a
 }
+
+// headMinRows is the least number of rows of a head chunk (HeadFunc).
+const headMinRows = 256
 
 // ensure sizes the arena for B sequences of T tokens; it allocates only when
 // the arena is too small, so a training loop allocates once.
@@ -235,28 +242,36 @@ func (m *Model) checkInput(tokens []int32, B, T int) error {
 }
 
 // forward runs the blocks and the final LayerNorm, leaving lnf in the arena.
+// Each LayerNorm runs in the epilogue of the product before it (the first in
+// the encoder's pass), the biases and GELU in their product's.
 func (m *Model) forward(a *arena, tokens []int32, B, T int) {
 	cfg := m.Config
 	C, NH, N := cfg.NEmbd, cfg.NHead, B*T
 	p := m.run
-	encoderForward(a.encoded, tokens, m.pv.wte, m.pv.wpe, B, T, C)
+	b0, w0 := &a.blocks[0], &m.pv.blocks[0]
+	encoderLN(p, a.encoded, b0.ln1, b0.ln1Mean, b0.ln1Rstd, tokens, m.pv.wte, m.pv.wpe, w0.ln1w, w0.ln1b, B, T, C)
+	m.tick(opEmbedLN)
 	x := a.encoded
 	for l := range a.blocks {
 		w, s := &m.pv.blocks[l], &a.blocks[l]
-		layernormForward(p, s.ln1, s.ln1Mean, s.ln1Rstd, x, w.ln1w, w.ln1b, N, C)
-		matmulForward(p, s.qkv, s.ln1, w.qkvw, w.qkvb, N, C, 3*C)
+		linearBias(p, s.qkv, s.ln1, w.qkvw, w.qkvb, N, C, 3*C)
+		m.tick(opQKV)
 		attentionForward(p, s.atty, s.lse, a.attn, s.qkv, B, T, C, NH)
-		matmulForward(p, a.tmp, s.atty, w.attprojw, w.attprojb, N, C, C)
-		residualForward(p, s.res2, x, a.tmp, N*C)
-		layernormForward(p, s.ln2, s.ln2Mean, s.ln2Rstd, s.res2, w.ln2w, w.ln2b, N, C)
-		matmulForward(p, s.fch, s.ln2, w.fcw, w.fcb, N, C, 4*C)
-		geluForward(p, s.fchGelu, s.fch, N*4*C)
-		matmulForward(p, a.tmp, s.fchGelu, w.fcprojw, w.fcprojb, N, 4*C, C)
-		residualForward(p, s.res3, s.res2, a.tmp, N*C)
+		m.tick(opAttn)
+		linearResidualLN(p, s.res2, s.ln2, s.ln2Mean, s.ln2Rstd, s.atty, w.attprojw, w.attprojb, x, w.ln2w, w.ln2b, N, C, C)
+		m.tick(opAttProjLN)
+		linearBiasGelu(p, s.fchGelu, s.fch, s.ln2, w.fcw, w.fcb, N, C, 4*C)
+		m.tick(opFCGelu)
+		ln, mean, rstd, lnw, lnb := a.lnf, a.lnfMean, a.lnfRstd, m.pv.lnfw, m.pv.lnfb
+		if l+1 < len(a.blocks) {
+			nb, nw := &a.blocks[l+1], &m.pv.blocks[l+1]
+			ln, mean, rstd, lnw, lnb = nb.ln1, nb.ln1Mean, nb.ln1Rstd, nw.ln1w, nw.ln1b
+		}
+		linearResidualLN(p, s.res3, ln, mean, rstd, s.fchGelu, w.fcprojw, w.fcprojb, s.res2, lnw, lnb, N, 4*C, C)
+		m.tick(opFCProjLN)
 		x = s.res3
 	}
-	layernormForward(p, a.lnf, a.lnfMean, a.lnfRstd, x, m.pv.lnfw, m.pv.lnfb, N, C)
-	m.hidden = N
+	m.hidden = N // the last block's epilogue wrote a.lnf
 }
 
 // Forward runs the model over tokens [B, T] (1 <= T <= Ctx) and hands the
@@ -297,52 +312,76 @@ func (m *Model) ForwardBackward(tokens []int32, B, T int, head HeadFunc) error {
 	m.forward(a, tokens, B, T)
 
 	// Tied head in row chunks: logits, the loss's gradient over them, then
-	// d(lnf) for the chunk and d(wte) accumulated.
+	// d(lnf) for the chunk with the final LayerNorm's backward in its
+	// epilogue (setting d(residual)), and d(wte) accumulated.
 	dlnf := a.dC[: N*C : N*C]
+	dres := a.dres[:N*C]
+	xL := a.blocks[len(a.blocks)-1].res3
 	for r0 := 0; r0 < N; r0 += a.headRows {
 		rows := min(a.headRows, N-r0)
 		logits := a.logits[: rows*V : rows*V]
 		m.pool.Sgemm(false, true, rows, V, C, 1, a.lnf[r0*C:], C, m.pv.wte, C, 0, logits, V)
+		m.tick(opHeadLogits)
 		if err := head(logits, r0, rows); err != nil {
 			return fmt.Errorf("forward-backward: head rows %d..%d: %w", r0, r0+rows, err)
 		}
-		m.pool.Sgemm(false, false, rows, C, V, 1, logits, V, m.pv.wte, C, 0, dlnf[r0*C:], C)
+		m.tick(opHeadLoss)
+		if G := headGroups(V); G > 1 && len(a.headPart) >= G*rows*C {
+			headBackwardBlocked(p, a.headPart, logits, m.pv.wte, m.gv.wte, a.lnf[r0*C:], rows, C, V)
+			m.tick(opHeadDwte)
+			headPartsLN(p, dres[r0*C:], dlnf[r0*C:], a.headPart, xL[r0*C:], m.pv.lnfw, a.lnfMean[r0:], a.lnfRstd[r0:], G, rows, C)
+			m.tick(opHeadDlnf)
+			continue
+		}
+		linearLNBackward(p, dres[r0*C:], dlnf[r0*C:], logits, m.pv.wte, xL[r0*C:], m.pv.lnfw, a.lnfMean[r0:], a.lnfRstd[r0:], rows, C, V, true)
+		m.tick(opHeadDlnf)
 		m.pool.Sgemm(true, false, V, C, rows, 1, logits, V, a.lnf[r0*C:], C, 1, m.gv.wte, C)
+		m.tick(opHeadDwte)
 	}
+	lnParamGrads(p, m.gv.lnfw, m.gv.lnfb, dlnf, xL, a.lnfMean, a.lnfRstd, N, C)
+	m.tick(opBiasLNGrads)
 
-	dres := a.dres[:N*C]
-	clear(dres)
-	xL := a.encoded
-	if len(a.blocks) > 0 {
-		xL = a.blocks[len(a.blocks)-1].res3
-	}
-	layernormBackward(p, dres, m.gv.lnfw, m.gv.lnfb, dlnf, xL, m.pv.lnfw, a.lnfMean, a.lnfRstd, N, C)
-
-	dC, dqkv := a.dC[:N*C], a.dqkv[:N*3*C]
-	dfch, dfchG := a.dfch[:N*4*C], a.dfchG[:N*4*C]
+	dC, dqkv, dfch := a.dC[:N*C], a.dqkv[:N*3*C], a.dfch[:N*4*C]
 	for l := len(a.blocks) - 1; l >= 0; l-- {
 		w, g, s := &m.pv.blocks[l], &m.gv.blocks[l], &a.blocks[l]
 		x := a.encoded
 		if l > 0 {
 			x = a.blocks[l-1].res3
 		}
-		// MLP: res3 = res2 + c_proj(gelu(c_fc(ln_2(res2)))).
-		clear(dfchG)
-		matmulBackward(p, dfchG, g.fcprojw, g.fcprojb, dres, s.fchGelu, w.fcprojw, N, 4*C, C)
-		clear(dfch)
-		geluBackward(p, dfch, s.fch, dfchG, N*4*C)
-		clear(dC)
-		matmulBackward(p, dC, g.fcw, g.fcb, dfch, s.ln2, w.fcw, N, C, 4*C)
-		layernormBackward(p, dres, g.ln2w, g.ln2b, dC, s.res2, w.ln2w, s.ln2Mean, s.ln2Rstd, N, C)
+		// MLP: res3 = res2 + c_proj(gelu(c_fc(ln_2(res2)))). dres holds
+		// d(res3) until ln_2's backward adds into it.
+		linearGeluBackward(p, dfch, s.fch, dres, w.fcprojw, N, 4*C, C)
+		m.tick(opFCProjBwdGelu)
+		m.pool.Sgemm(true, false, C, 4*C, N, 1, dres, C, s.fchGelu, 4*C, 1, g.fcprojw, 4*C)
+		m.tick(opWeightGrads)
+		biasGrad(p, g.fcprojb, dres, N, C)
+		m.tick(opBiasLNGrads)
+		linearLNBackward(p, dres, dC, dfch, w.fcw, s.res2, w.ln2w, s.ln2Mean, s.ln2Rstd, N, C, 4*C, false)
+		m.tick(opFCBwdLN)
+		m.pool.Sgemm(true, false, 4*C, C, N, 1, dfch, 4*C, s.ln2, C, 1, g.fcw, C)
+		m.tick(opWeightGrads)
+		biasGrad(p, g.fcb, dfch, N, 4*C)
+		lnParamGrads(p, g.ln2w, g.ln2b, dC, s.res2, s.ln2Mean, s.ln2Rstd, N, C)
+		m.tick(opBiasLNGrads)
 		// Attention: res2 = x + c_proj(attn(c_attn(ln_1(x)))).
-		clear(dC)
-		matmulBackward(p, dC, g.attprojw, g.attprojb, dres, s.atty, w.attprojw, N, C, C)
-		clear(dqkv)
+		m.pool.Sgemm(false, false, N, C, C, 1, dres, C, w.attprojw, C, 0, dC, C)
+		m.tick(opAttProjBwd)
+		m.pool.Sgemm(true, false, C, C, N, 1, dres, C, s.atty, C, 1, g.attprojw, C)
+		m.tick(opWeightGrads)
+		biasGrad(p, g.attprojb, dres, N, C)
+		clearPar(p, dqkv)
+		m.tick(opBiasLNGrads)
 		attentionBackward(p, dqkv, a.attn, dC, s.qkv, s.lse, B, T, C, NH)
-		clear(dC)
-		matmulBackward(p, dC, g.qkvw, g.qkvb, dqkv, s.ln1, w.qkvw, N, C, 3*C)
-		layernormBackward(p, dres, g.ln1w, g.ln1b, dC, x, w.ln1w, s.ln1Mean, s.ln1Rstd, N, C)
+		m.tick(opAttnBwd)
+		linearLNBackward(p, dres, dC, dqkv, w.qkvw, x, w.ln1w, s.ln1Mean, s.ln1Rstd, N, C, 3*C, false)
+		m.tick(opQKVBwdLN)
+		m.pool.Sgemm(true, false, 3*C, C, N, 1, dqkv, 3*C, s.ln1, C, 1, g.qkvw, C)
+		m.tick(opWeightGrads)
+		biasGrad(p, g.qkvb, dqkv, N, 3*C)
+		lnParamGrads(p, g.ln1w, g.ln1b, dC, x, s.ln1Mean, s.ln1Rstd, N, C)
+		m.tick(opBiasLNGrads)
 	}
 	encoderBackward(m.gv.wte, m.gv.wpe, dres, tokens, B, T, C)
+	m.tick(opEmbedBwd)
 	return nil
 }

@@ -71,6 +71,7 @@ type AdamW struct {
 	State   AdamState
 	segs    []segment
 	run     *runner
+	partial []float64 // per block of the gradient norm (StepClip)
 }
 
 // NewAdamW returns AdamW for parameters laid out by layout, with zero moments.
@@ -94,6 +95,57 @@ func NewAdamW(layout []Tensor, opts AdamWOptions, pool *kernels.Pool) (*AdamW, e
 // Step applies one update to params from grads ([NumParams] each; a longer
 // grads, such as Grads[:n+2] with its two trailing slots, is cut to n).
 func (o *AdamW) Step(params, grads []float32, lr float64) {
+	o.step(params, grads, lr, 1)
+}
+
+// StepClip is ClipGradNorm(grads, maxNorm) followed by Step, fused: one
+// parallel, vectorised pass computes the norm and a second applies the
+// update with the clip factor folded into it, leaving grads unchanged. It
+// returns the norm before clipping. A non-finite norm skips the step
+// (params and state stay as they are), as a trainer must. The parameters and
+// moments it leaves are bit for bit those of ClipGradNorm then Step, on every
+// CPU and for any number of threads.
+func (o *AdamW) StepClip(params, grads []float32, lr, maxNorm float64) float64 {
+	n := len(o.State.M)
+	if len(grads) < n {
+		panic(fmt.Sprintf("lm: adamw over %d params, %d grads", n, len(grads)))
+	}
+	norm := o.gradNorm(grads[:n])
+	if math.IsNaN(norm) || math.IsInf(norm, 0) {
+		return norm
+	}
+	o.step(params, grads, lr, clipFactor(norm, maxNorm))
+	return norm
+}
+
+// gradNorm is the norm of ClipGradNorm, its blocks summed in parallel.
+func (o *AdamW) gradNorm(g []float32) float64 {
+	nb := (len(g) + normBlock - 1) / normBlock
+	if cap(o.partial) < nb {
+		o.partial = make([]float64, nb)
+	}
+	part := o.partial[:nb]
+	o.run.args.s[0] = g
+	o.run.args.p64 = part
+	o.run.run(nb, 1, normBlocks)
+	o.run.args.p64 = nil
+	var s float64
+	for _, v := range part {
+		s += v
+	}
+	return math.Sqrt(s)
+}
+
+func normBlocks(a *loopArgs, lo, hi int) {
+	g := a.s[0]
+	for b := lo; b < hi; b++ {
+		a.p64[b] = blockSquares(g[b*normBlock : min((b+1)*normBlock, len(g))])
+	}
+}
+
+// step is Step with every gradient first multiplied by clip (rounded to
+// float32, as ClipGradNorm's in-place scaling; clip == 1 changes no bit).
+func (o *AdamW) step(params, grads []float32, lr float64, clip float32) {
 	n := len(o.State.M)
 	if len(params) != n || len(grads) < n || len(o.State.V) != n {
 		panic(fmt.Sprintf("lm: adamw over %d params, %d grads, moments %d/%d", len(params), len(grads), n, len(o.State.V)))
@@ -104,21 +156,30 @@ func (o *AdamW) Step(params, grads []float32, lr float64) {
 	c1 := float32(1 / (1 - math.Pow(o.Options.Beta1, t)))
 	c2 := float32(1 / (1 - math.Pow(o.Options.Beta2, t)))
 	keep := float32(1 - lr*o.Options.WeightDecay)
-	m, v := o.State.M, o.State.V
-	for _, s := range o.segs {
-		k := float32(1)
-		if s.decay {
-			k = keep
-		}
-		a := &o.run.args
-		a.s = [6][]float32{params[s.lo:s.hi], grads[s.lo:s.hi], m[s.lo:s.hi], v[s.lo:s.hi]}
-		a.x = [9]float32{b1, 1 - b1, b2, 1 - b2, c1, c2, float32(o.Options.Eps), float32(lr), k}
-		o.run.run(s.hi-s.lo, 16384, adamwRange)
-	}
+	a := &o.run.args
+	a.s = [8][]float32{params, grads[:n], o.State.M, o.State.V}
+	a.x = [10]float32{b1, 1 - b1, b2, 1 - b2, c1, c2, float32(o.Options.Eps), float32(lr), keep, clip}
+	a.segs = o.segs
+	o.run.run(n, 16384, adamwRange)
+	a.segs = nil
 }
 
+// adamwRange updates [lo, hi) of the flat buffer, segment by segment (the
+// decay factor is the segment's).
 func adamwRange(a *loopArgs, lo, hi int) {
-	adamwSlice(a.s[0][lo:hi], a.s[1][lo:hi], a.s[2][lo:hi], a.s[3][lo:hi], &a.x)
+	c := a.x
+	keep := c[8]
+	for _, s := range a.segs {
+		l, h := max(lo, s.lo), min(hi, s.hi)
+		if l >= h {
+			continue
+		}
+		c[8] = 1
+		if s.decay {
+			c[8] = keep
+		}
+		adamwSlice(a.s[0][l:h], a.s[1][l:h], a.s[2][l:h], a.s[3][l:h], &c)
+	}
 }
 
 // SGD is plain stochastic gradient descent: p -= lr * g.
@@ -147,23 +208,55 @@ func sgdRange(a *loopArgs, lo, hi int) {
 }
 
 // ClipGradNorm scales grads in place so their global L2 norm is at most
-// maxNorm (when maxNorm > 0), and returns the norm before clipping. The sum of
-// squares runs in float64 in index order, so the result is deterministic. A
-// non-finite norm is returned and grads are left as they are: the caller
-// decides (skip the step).
+// maxNorm (when maxNorm > 0), and returns the norm before clipping. The sum
+// of squares runs in float64 in a fixed order (blocks of normBlock elements
+// in index order; within a block 16 lanes, element i in lane i mod 16, each
+// lane in index order, then the lanes in order), whatever the CPU, so the
+// result is deterministic. A non-finite norm is returned and grads are left
+// as they are: the caller decides (skip the step).
 func ClipGradNorm(grads []float32, maxNorm float64) float64 {
 	var s float64
-	for _, g := range grads {
-		s += float64(float64(g) * float64(g)) // the conversion forbids a fused multiply-add
+	for lo := 0; lo < len(grads); lo += normBlock {
+		s += blockSquares(grads[lo:min(lo+normBlock, len(grads))])
 	}
 	norm := math.Sqrt(s)
-	if maxNorm > 0 && norm > maxNorm && !math.IsInf(norm, 0) && !math.IsNaN(norm) {
-		k := float32(maxNorm / (norm + 1e-6))
+	if k := clipFactor(norm, maxNorm); k != 1 {
 		for i := range grads {
 			grads[i] *= k
 		}
 	}
 	return norm
+}
+
+// normBlock is the block of the gradient norm's fixed summation order.
+const normBlock = 1 << 14
+
+// blockSquares is the float64 sum of squares of one block in the order of
+// ClipGradNorm. Squares of float32 values are exact in float64.
+func blockSquares(g []float32) float64 {
+	var acc [16]float64
+	done := 0
+	if haveAVX2 && len(g) >= 16 {
+		done = len(g) &^ 15
+		sumSquaresAVX2(&g[0], done, &acc)
+	}
+	for i := done; i < len(g); i++ {
+		acc[i%16] += float64(float64(g[i]) * float64(g[i])) // the conversion forbids a fused multiply-add
+	}
+	var s float64
+	for _, v := range acc {
+		s += v
+	}
+	return s
+}
+
+// clipFactor is the factor ClipGradNorm scales by: 1 unless maxNorm > 0 and
+// the norm is finite and above it.
+func clipFactor(norm, maxNorm float64) float32 {
+	if maxNorm > 0 && norm > maxNorm && !math.IsInf(norm, 0) && !math.IsNaN(norm) {
+		return float32(maxNorm / (norm + 1e-6))
+	}
+	return 1
 }
 
 // Schedule is a learning-rate schedule.

@@ -44,7 +44,7 @@ func randomTokens(n, V int, seed uint64) []int32 {
 // Forward's logits bit for bit, and other chunkings the same values.
 func TestHeadLogitsChunks(t *testing.T) {
 	// V large enough that Forward cuts the head into several chunks of
-	// max(64, 2^20/V) rows.
+	// min(B*T, max(256, 2^20/V)) rows.
 	cfg := Config{Vocab: 8191, Ctx: 64, NEmbd: 32, NLayer: 2, NHead: 4}
 	pool := kernels.NewPool(2)
 	m, err := New(cfg, pool)
@@ -52,7 +52,7 @@ func TestHeadLogitsChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Init(7)
-	const B, T = 3, 64
+	const B, T = 9, 64
 	tokens := randomTokens(B*T, cfg.Vocab, 1)
 	want, chunks := forwardLogits(t, m, tokens, B, T)
 	if len(chunks) < 2 {
@@ -72,7 +72,7 @@ func TestHeadLogitsChunks(t *testing.T) {
 		}
 	}
 	// Other chunkings: one row, odd sizes, everything at once.
-	for _, ch := range [][2]int{{0, 1}, {5, 37}, {100, 92}, {0, B * T}} {
+	for _, ch := range [][2]int{{0, 1}, {5, 37}, {100, 292}, {0, B * T}} {
 		got := make([]float32, ch[1]*V)
 		m.HeadLogits(got, ch[0], ch[1])
 		for i, v := range got {

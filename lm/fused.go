@@ -1,0 +1,332 @@
+package lm
+
+import "time"
+
+// Fused layers of the training step. Each matrix product of a layer's rows
+// hands its finished rows to an epilogue (kernels.Pool.SgemmThen) that runs
+// on the goroutine that computed them while they are still in cache: the
+// bias, GELU, the residual add and the next LayerNorm in the forward pass;
+// GELU's and LayerNorm's backward in the backward pass. Every epilogue works
+// row by row, so results do not depend on how the rows are split.
+
+// gemmThen computes c = op(a) @ op(b) (beta 0) and runs fn over its
+// finished rows with the operands already stored in r.args.
+func (r *runner) gemmThen(tA, tB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, fn rangeFunc) {
+	r.args.fn, r.args.pool = fn, r.pool
+	r.pool.SgemmThen(tA, tB, m, n, k, 1, a, lda, b, ldb, 0, c, ldc, r.body)
+	r.args = loopArgs{}
+}
+
+// linearBias computes out = inp @ weight^T + bias.
+//
+//	out    [N, OC]  written
+//	inp    [N, C]
+//	weight [OC, C]
+//	bias   [OC]
+func linearBias(r *runner, out, inp, weight, bias []float32, N, C, OC int) {
+	need("linear out", out, N*OC)
+	need("linear bias", bias, OC)
+	r.args.s[0], r.args.s[1] = out, bias
+	r.args.n[0] = OC
+	r.gemmThen(false, true, N, OC, C, inp, C, weight, C, out, OC, epiBias)
+}
+
+func epiBias(a *loopArgs, lo, hi int) {
+	out, bias, OC := a.s[0], a.s[1][:a.n[0]], a.n[0]
+	for i := lo; i < hi; i++ {
+		addRow(out[i*OC:(i+1)*OC], bias)
+	}
+}
+
+// linearBiasGelu computes pre = inp @ weight^T + bias, out = gelu(pre) and
+// keeps gp = gelu'(pre) for the backward (the one use of pre), all from one
+// tanh per element, in the product's epilogue.
+//
+//	out    [N, OC]  written
+//	gp     [N, OC]  written (cache for backward)
+func linearBiasGelu(r *runner, out, gp, inp, weight, bias []float32, N, C, OC int) {
+	need("linear gelu out", out, N*OC)
+	need("linear gelu gp", gp, N*OC)
+	need("linear bias", bias, OC)
+	r.args.s[0], r.args.s[1], r.args.s[2] = gp, bias, out
+	r.args.n[0] = OC
+	r.gemmThen(false, true, N, OC, C, inp, C, weight, C, gp, OC, epiBiasGelu)
+}
+
+func epiBiasGelu(a *loopArgs, lo, hi int) {
+	gp, bias, out, OC := a.s[0], a.s[1][:a.n[0]], a.s[2], a.n[0]
+	for i := lo; i < hi; i++ {
+		p := gp[i*OC : (i+1)*OC]
+		addRow(p, bias)
+		geluFwdGradRow(out[i*OC:(i+1)*OC], p, p)
+	}
+}
+
+// linearResidualLN computes res = x + (inp @ weight^T + bias) and the
+// LayerNorm of res: ln, mean, rstd.
+//
+//	res  [N, C]  written (the residual stream after the layer)
+//	ln   [N, C]  written; mean, rstd [N] written
+//	inp  [N, K], weight [C, K], bias [C], x [N, C]
+//	lnw, lnb [C]
+func linearResidualLN(r *runner, res, ln, mean, rstd, inp, weight, bias, x, lnw, lnb []float32, N, K, C int) {
+	need("linear res", res, N*C)
+	need("linear ln", ln, N*C)
+	need("linear x", x, N*C)
+	need("linear bias", bias, C)
+	r.args.s = [8][]float32{res, bias, x, ln, mean, rstd, lnw, lnb}
+	r.args.n[0] = C
+	r.gemmThen(false, true, N, C, K, inp, K, weight, K, res, C, epiResidualLN)
+}
+
+func epiResidualLN(a *loopArgs, lo, hi int) {
+	res, bias, x, ln, mean, rstd, w, b := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5], a.s[6], a.s[7]
+	C := a.n[0]
+	bias, w, b = bias[:C], w[:C], b[:C]
+	for i := lo; i < hi; i++ {
+		row := res[i*C : (i+1)*C]
+		sum := resBiasSumRow(row, x[i*C:(i+1)*C], bias)
+		mean[i], rstd[i] = lnRow(ln[i*C:(i+1)*C], row, w, b, sum)
+	}
+}
+
+// encoderLN is encoderForward and the first LayerNorm, row by row in
+// parallel.
+func encoderLN(r *runner, enc, ln, mean, rstd []float32, tokens []int32, wte, wpe, lnw, lnb []float32, B, T, C int) {
+	need("encoder out", enc, B*T*C)
+	need("encoder ln", ln, B*T*C)
+	r.args.s = [8][]float32{enc, ln, mean, rstd, wte, wpe, lnw, lnb}
+	r.args.n[0], r.args.n[1] = T, C
+	r.args.tok = tokens
+	r.run(B*T, rowGrain, encoderLNRows)
+}
+
+func encoderLNRows(a *loopArgs, lo, hi int) {
+	enc, ln, mean, rstd, wte, wpe, w, b := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5], a.s[6], a.s[7]
+	T, C := a.n[0], a.n[1]
+	for i := lo; i < hi; i++ {
+		o := enc[i*C : (i+1)*C]
+		copy(o, wte[int(a.tok[i])*C:][:C])
+		addRow(o, wpe[(i%T)*C:][:C])
+		mean[i], rstd[i] = lnRow(ln[i*C:(i+1)*C], o, w, b, sumRow(o))
+	}
+}
+
+// linearGeluBackward computes d = (dout @ weight) * gp, the gradient at the
+// input of GELU from the gradient at the output of the layer after it
+// (weight [OC, K]: d is [N, K]), with gp = gelu'(pre) kept by the forward.
+//
+//	d    [N, K]  written
+//	gp   [N, K]
+//	dout [N, OC]
+func linearGeluBackward(r *runner, d, gp, dout, weight []float32, N, K, OC int) {
+	need("gelu backward d", d, N*K)
+	need("gelu backward gp", gp, N*K)
+	r.args.s[0], r.args.s[1] = d, gp
+	r.args.n[0] = K
+	r.gemmThen(false, false, N, K, OC, dout, OC, weight, K, d, K, epiGeluBackward)
+}
+
+func epiGeluBackward(a *loopArgs, lo, hi int) {
+	d, gp, K := a.s[0], a.s[1], a.n[0]
+	mulRow(d[lo*K:hi*K], gp[lo*K:hi*K])
+}
+
+// linearLNBackward computes dln = dout @ weight, the gradient at the output
+// of a LayerNorm, and adds the LayerNorm's backward into dres (set: dres is
+// overwritten instead).
+//
+//	dres [N, C]   accumulated (or written when set)
+//	dln  [N, C]   written (kept for the LayerNorm's parameter gradients)
+//	dout [N, OC], weight [OC, C]
+//	x    [N, C]   the LayerNorm's input; lnw [C]; mean, rstd [N]
+func linearLNBackward(r *runner, dres, dln, dout, weight, x, lnw, mean, rstd []float32, N, C, OC int, set bool) {
+	need("ln backward dres", dres, N*C)
+	need("ln backward dln", dln, N*C)
+	need("ln backward x", x, N*C)
+	r.args.s = [8][]float32{dres, dln, x, lnw, mean, rstd}
+	r.args.n[0] = C
+	if set {
+		r.args.n[1] = 1
+	}
+	r.gemmThen(false, false, N, C, OC, dout, OC, weight, C, dln, C, epiLNBackward)
+}
+
+func epiLNBackward(a *loopArgs, lo, hi int) {
+	dres, dln, x, w, mean, rstd := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5]
+	C := a.n[0]
+	if a.n[1] != 0 {
+		clear(dres[lo*C : hi*C])
+	}
+	for i := lo; i < hi; i++ {
+		lnBackwardRow(dres[i*C:(i+1)*C], dln[i*C:(i+1)*C], x[i*C:(i+1)*C], w, mean[i], rstd[i])
+	}
+}
+
+// headVocabBlock is the block of vocabulary rows the blocked head backward
+// handles at a time: its [rows, headVocabBlock] slice of dL/dlogits serves
+// both products while it is in cache, with the block's rows of wte and of
+// d(wte) (256 KiB each at C = 128).
+const headVocabBlock = 512
+
+// headGroups is the number of fixed groups of vocabulary blocks of the
+// blocked head backward, or 1 when the vocabulary is too small for it (the
+// products of the whole chunk then run split over the pool as usual).
+func headGroups(V int) int {
+	nb := (V + headVocabBlock - 1) / headVocabBlock
+	if nb < 16 {
+		return 1
+	}
+	return 16
+}
+
+// headBackwardBlocked runs the backward products of one head chunk by
+// blocks of headVocabBlock vocabulary rows: for each block, d(lnf) partial
+// += dlogits[:, blk] @ wte[blk] and dwte[blk] += dlogits[:, blk]^T @ lnf.
+// The blocks are cut into headGroups fixed groups of consecutive blocks;
+// each group sums its blocks in order into its own partial d(lnf) (part[g]),
+// and the pool's goroutines claim groups one at a time. The sums do not
+// depend on which goroutine ran a group.
+//
+//	part   [G, rows, C]  written
+//	dlog   [rows, V]
+//	wte    [V, C]; dwte [V, C] accumulated
+//	lnf    [rows, C]
+func headBackwardBlocked(r *runner, part, dlog, wte, dwte, lnf []float32, rows, C, V int) {
+	G := headGroups(V)
+	need("head part", part, G*rows*C)
+	r.args.s = [8][]float32{part, dlog, wte, dwte, lnf}
+	r.args.n = [6]int{rows, C, V, G}
+	r.runEach(G, headGroupRange)
+}
+
+func headGroupRange(a *loopArgs, lo, hi int) {
+	part, dlog, wte, dwte, lnf := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4]
+	rows, C, V, G := a.n[0], a.n[1], a.n[2], a.n[3]
+	nb := (V + headVocabBlock - 1) / headVocabBlock
+	for {
+		g, ok := a.claim(G)
+		if !ok {
+			return
+		}
+		pg := part[g*rows*C : (g+1)*rows*C]
+		beta := float32(0)
+		for blk := g * nb / G; blk < (g+1)*nb/G; blk++ {
+			v0 := blk * headVocabBlock
+			vb := min(headVocabBlock, V-v0)
+			a.pool.Sgemm(false, false, rows, C, vb, 1, dlog[v0:], V, wte[v0*C:], C, beta, pg, C)
+			a.pool.Sgemm(true, false, vb, C, rows, 1, dlog[v0:], V, lnf, C, 1, dwte[v0*C:], C)
+			beta = 1
+		}
+	}
+}
+
+// headPartsLN sums the G partial d(lnf) of headBackwardBlocked in order
+// into dln and sets dres to the final LayerNorm's backward of it, row by row.
+func headPartsLN(r *runner, dres, dln, part, x, lnw, mean, rstd []float32, G, rows, C int) {
+	need("head dres", dres, rows*C)
+	need("head dln", dln, rows*C)
+	r.args.s = [8][]float32{dres, dln, x, lnw, mean, rstd, part}
+	r.args.n = [6]int{C, G, rows}
+	r.run(rows, rowGrain, headPartsLNRows)
+}
+
+func headPartsLNRows(a *loopArgs, lo, hi int) {
+	dres, dln, x, w, mean, rstd, part := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5], a.s[6]
+	C, G, rows := a.n[0], a.n[1], a.n[2]
+	for i := lo; i < hi; i++ {
+		d := dln[i*C : (i+1)*C]
+		copy(d, part[i*C:(i+1)*C])
+		for g := 1; g < G; g++ {
+			addRow(d, part[(g*rows+i)*C:(g*rows+i+1)*C])
+		}
+		di := dres[i*C : (i+1)*C]
+		clear(di)
+		lnBackwardRow(di, d, x[i*C:(i+1)*C], w, mean[i], rstd[i])
+	}
+}
+
+// lnParamGrads adds the LayerNorm parameter gradients: dweight += column
+// sums of dout*norm, dbias += column sums of dout.
+func lnParamGrads(r *runner, dweight, dbias, dout, inp, mean, rstd []float32, N, C int) {
+	need("layernorm dweight", dweight, C)
+	need("layernorm dbias", dbias, C)
+	r.args.s = [8][]float32{dweight, dbias, dout, inp, mean, rstd}
+	r.args.n[0], r.args.n[1] = N, C
+	r.run(C, 32, layernormBackwardCols)
+}
+
+// biasGrad adds the column sums of dout [N, OC] into dbias [OC].
+func biasGrad(r *runner, dbias, dout []float32, N, OC int) {
+	need("matmul dbias", dbias, OC)
+	need("matmul dout", dout, N*OC)
+	r.args.s[0], r.args.s[1] = dbias, dout
+	r.args.n[0], r.args.n[1] = N, OC
+	r.run(OC, 32, biasBackwardCols)
+}
+
+// clearPar zeroes s with the pool's threads.
+func clearPar(r *runner, s []float32) {
+	r.args.s[0] = s
+	r.run(len(s), 1<<16, clearRange)
+}
+
+func clearRange(a *loopArgs, lo, hi int) { clear(a.s[0][lo:hi]) }
+
+// Per-op timers for the benchmark's breakdown of a step: when Model.timer is
+// set, the model adds the wall time since the previous mark to the op it
+// just finished.
+const (
+	opEmbedLN = iota
+	opQKV
+	opAttn
+	opAttProjLN
+	opFCGelu
+	opFCProjLN
+	opHeadLogits
+	opHeadLoss
+	opHeadDlnf
+	opHeadDwte
+	opFCProjBwdGelu
+	opFCBwdLN
+	opAttProjBwd
+	opAttnBwd
+	opQKVBwdLN
+	opWeightGrads
+	opBiasLNGrads
+	opEmbedBwd
+	opZeroGrad
+	opOptimizer
+	numOps
+)
+
+// opNames name the ops of the breakdown.
+var opNames = [numOps]string{
+	"embed+ln", "qkv", "attn", "attproj+res+ln", "fc+gelu", "fcproj+res+ln",
+	"head.logits", "head.loss", "head.dlnf+ln", "head.dwte",
+	"fcproj.dx+gelu'", "fc.dx+ln'", "attproj.dx", "attn.bwd", "qkv.dx+ln'",
+	"dW", "dbias+dln", "embed.bwd", "zerograd", "clip+adamw",
+}
+
+// opTimer accumulates wall time per op.
+type opTimer struct {
+	last time.Time
+	d    [numOps]time.Duration
+}
+
+// start marks the beginning of a step.
+func (t *opTimer) start() { t.last = time.Now() }
+
+// mark adds the time since the previous mark to op.
+func (t *opTimer) mark(op int) {
+	now := time.Now()
+	t.d[op] += now.Sub(t.last)
+	t.last = now
+}
+
+// tick marks op on the model's timer, if any.
+func (m *Model) tick(op int) {
+	if m.timer != nil {
+		m.timer.mark(op)
+	}
+}
