@@ -515,10 +515,14 @@ func finishGradient(g []float32) (lossSum, tokens float64) {
 	return lossSum, tokens
 }
 
-// apply clips the averaged gradient and takes one optimizer step. It returns
-// the gradient norm before clipping. The coordinator commits only gradients
+// apply clips the averaged gradient and takes one optimizer step (AdamW in
+// one pass, lm.AdamW.StepClip: the same bits as ClipGradNorm then Step). It
+// returns the gradient norm before clipping; a non-finite norm takes no step. The coordinator commits only gradients
 // whose norm is finite (gradNorm), so every replica applies finite updates.
 func (j *jobState) apply(g []float32, lr float32) float64 {
+	if a, ok := j.opt.(*lm.AdamW); ok {
+		return a.StepClip(j.model.Params, g, float64(lr), j.spec.GradClip)
+	}
 	norm := lm.ClipGradNorm(g, j.spec.GradClip)
 	j.opt.Step(j.model.Params, g, float64(lr))
 	return norm
