@@ -20,13 +20,19 @@ import (
 // I1: N workers with global batch G give the loss curve of 1 worker with G,
 // up to float summation order.
 func TestI1WorldSizeInvariance(t *testing.T) {
+	// 1 worker, 4 workers, and 2 workers in micro-batches: the same run.
 	cfg := testConfig(t, 20, 8)
 	one := trainRun(t, cfg, 1)
 	cfg.Run.Dir = t.TempDir()
 	cfg.Job += "b"
 	four := trainRun(t, cfg, 4)
-	if len(one) != 20 || len(four) != 20 {
-		t.Fatalf("steps: %d and %d; want 20 each", len(one), len(four))
+	// Two workers computing their shards one window per pass (micro-batches).
+	cfg.Run.Dir = t.TempDir()
+	cfg.Job += "m"
+	cfg.Train.MicroWindows = 1
+	micro := trainRun(t, cfg, 2)
+	if len(one) != 20 || len(four) != 20 || len(micro) != 20 {
+		t.Fatalf("steps: %d, %d and %d; want 20 each", len(one), len(four), len(micro))
 	}
 	for i := range one {
 		tol := 1e-3
@@ -35,6 +41,9 @@ func TestI1WorldSizeInvariance(t *testing.T) {
 		}
 		if d := relDiff(four[i].Loss, one[i].Loss); d > tol {
 			t.Errorf("step %d: loss with 4 workers %.8f, with 1 %.8f: relative difference %.2g > %g", i+1, four[i].Loss, one[i].Loss, d, tol)
+		}
+		if d := relDiff(micro[i].Loss, one[i].Loss); d > tol {
+			t.Errorf("step %d: loss with 2 workers in micro-batches of 1 window %.8f, with 1 worker %.8f: relative difference %.2g > %g", i+1, micro[i].Loss, one[i].Loss, d, tol)
 		}
 		if four[i].Workers != 4 || one[i].Workers != 1 {
 			t.Errorf("step %d: workers %d and %d", i+1, four[i].Workers, one[i].Workers)

@@ -230,7 +230,7 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		TeacherTail: cfg.Loss.TeacherTail.String(),
 		OnPolicy:    cfg.Loss.OnPolicy, OnPolicyPrefix: cfg.Loss.OnPolicyPrefix, OnPolicyTemp: cfg.Loss.OnPolicyTemp, Seed: cfg.Train.Seed,
 		Optimizer: cfg.Train.Optimizer, WeightDecay: cfg.Train.WeightDecay, GradClip: cfg.Train.GradClip,
-		BatchWindows: cfg.Train.BatchWindows, ChunkBytes: cfg.AllReduce.ChunkBytes,
+		BatchWindows: cfg.Train.BatchWindows, MicroWindows: cfg.Train.MicroWindows, ChunkBytes: cfg.AllReduce.ChunkBytes,
 		ARDeadline: cfg.AllReduce.Deadline, Heartbeat: cfg.Cluster.Heartbeat,
 	}
 	var (
@@ -417,7 +417,16 @@ func newWorkerJob(spec JobSpec, env *Env) (*jobState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newJobState(spec, env, model, data, max(spec.BatchWindows, 1))
+	return newJobState(spec, env, model, data, spec.passWindows())
+}
+
+// passWindows is the most windows a worker's engine takes in one pass: a
+// micro-batch, or at most the whole batch (the shard of a lone worker).
+func (s JobSpec) passWindows() int {
+	if s.MicroWindows > 0 {
+		return min(s.MicroWindows, max(s.BatchWindows, 1))
+	}
+	return max(s.BatchWindows, 1)
 }
 
 // newJobState builds a replica whose engine takes up to maxWindows windows

@@ -47,6 +47,7 @@ type JobSpec struct {
 	WeightDecay    float64       `msgpack:"weight_decay" json:"weight_decay"`
 	GradClip       float64       `msgpack:"grad_clip" json:"grad_clip"`
 	BatchWindows   int           `msgpack:"batch_windows" json:"batch_windows"`
+	MicroWindows   int           `msgpack:"micro_windows,omitempty" json:"micro_windows,omitempty"` // 0: the shard in one pass
 	ChunkBytes     int           `msgpack:"chunk_bytes" json:"chunk_bytes"`
 	ARDeadline     time.Duration `msgpack:"allreduce_deadline" json:"allreduce_deadline"`
 	Heartbeat      time.Duration `msgpack:"heartbeat" json:"heartbeat"`
@@ -65,6 +66,8 @@ func (s JobSpec) Validate() error {
 	switch {
 	case s.BatchWindows < 1 || s.BatchWindows > protocol.MaxBatch:
 		return fmt.Errorf("batch of %d windows, want [1, %d]", s.BatchWindows, protocol.MaxBatch)
+	case s.MicroWindows < 0 || s.MicroWindows > protocol.MaxBatch:
+		return fmt.Errorf("micro-batches of %d windows, want [0, %d]", s.MicroWindows, protocol.MaxBatch)
 	case s.ChunkBytes < allreduce.MinChunkBytes+512 || s.ChunkBytes > allreduce.MaxChunkBytes:
 		return fmt.Errorf("chunk of %d bytes, want [%d, %d]", s.ChunkBytes, allreduce.MinChunkBytes+512, allreduce.MaxChunkBytes)
 	case s.Heartbeat < minHeartbeat || s.Heartbeat > time.Hour:

@@ -107,6 +107,7 @@ func (l Loss) LossOptions() loss.Options {
 type Train struct {
 	Steps        int     `mapstructure:"steps"`
 	BatchWindows int     `mapstructure:"batch_windows"` // the global batch, in windows
+	MicroWindows int     `mapstructure:"micro_windows"` // windows per forward-backward pass of a worker; 0: its whole shard
 	Optimizer    string  `mapstructure:"optimizer"`     // adamw, sgd
 	LR           float64 `mapstructure:"lr"`
 	Schedule     string  `mapstructure:"schedule"` // constant, cosine
@@ -196,6 +197,7 @@ func Keys() []Key {
 		{"loss.on_policy_temperature", 1.0, "sampling temperature of the student's continuations"},
 		{"train.steps", 300, "number of optimizer steps"},
 		{"train.batch_windows", 16, "global batch, in windows of ctx+1 tokens"},
+		{"train.micro_windows", 0, "windows per forward-backward pass of a worker (micro-batches whose gradients add up before the ring: memory bounded whatever the batch); 0: a worker's whole shard at once"},
 		{"train.optimizer", "adamw", "adamw or sgd"},
 		{"train.lr", 6e-3, "peak learning rate"},
 		{"train.schedule", "cosine", "constant, or cosine (linear warmup then cosine decay to min_lr)"},
@@ -331,6 +333,9 @@ func (c Config) Validate() error {
 	}
 	if c.Train.BatchWindows < 1 {
 		bad("train.batch_windows", c.Train.BatchWindows, "must be >= 1")
+	}
+	if c.Train.MicroWindows < 0 {
+		bad("train.micro_windows", c.Train.MicroWindows, "must be >= 0 (0: a worker's whole shard in one pass)")
 	}
 	oneOf("train.optimizer", c.Train.Optimizer, "adamw", "sgd")
 	sched := lm.Schedule{Kind: c.Train.Schedule, Base: c.Train.LR, Min: c.Train.MinLR,

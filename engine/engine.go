@@ -67,8 +67,10 @@ type Options struct {
 	// TargetTeacher, run forward only (lm.NewInference); its vocabulary is
 	// the model's and its context at least the model's.
 	Teacher *lm.Model
-	// MaxWindows is the largest number of windows of one Gradient or
-	// evaluation batch; buffers are sized for it once.
+	// MaxWindows is the largest number of windows of one forward pass:
+	// Gradient and Evaluate take any number of windows, in passes of at
+	// most MaxWindows (micro-batches), and the buffers (the model's
+	// activations among them) are sized for one pass.
 	MaxWindows int
 	// TokenBytes, when not nil, is the number of bytes of text a token id
 	// stands for: evaluations then report bits per byte.
@@ -249,30 +251,40 @@ type Sums struct {
 }
 
 // Gradient zeroes the model's gradient and accumulates into it the gradient
-// of the SUM of the per-token losses over windows of training step step.
-// A non-finite loss is an error (the gradient is then not to be used).
+// of the SUM of the per-token losses over windows of training step step,
+// in passes (micro-batches) of at most MaxWindows windows: the activations
+// never hold more, whatever the number of windows. A non-finite loss is an
+// error (the gradient is then not to be used).
 func (e *Engine) Gradient(windows []int32, step uint64) (Sums, error) {
 	var s Sums
-	if len(windows) > e.maxB {
-		return s, fmt.Errorf("%d windows, more than the %d the engine was sized for", len(windows), e.maxB)
-	}
 	e.model.ZeroGrad()
-	if len(windows) == 0 {
-		return s, nil
+	for lo := 0; lo < len(windows); lo += e.maxB {
+		if err := e.pass(&s, windows[lo:min(lo+e.maxB, len(windows))], step); err != nil {
+			return s, err
+		}
 	}
+	if math.IsNaN(s.Loss) || math.IsInf(s.Loss, 0) {
+		return s, fmt.Errorf("loss sum %v over %d tokens", s.Loss, s.Tokens)
+	}
+	return s, nil
+}
+
+// pass adds the gradient of one micro-batch to the model's and its totals
+// to s.
+func (e *Engine) pass(s *Sums, windows []int32, step uint64) error {
 	e.load(windows)
 	if e.onPolicy.Fraction > 0 {
 		if err := e.rollout(windows, step); err != nil {
-			return s, err
+			return err
 		}
 	}
 	B, T, V := len(windows), e.T, e.model.Config.Vocab
 	if e.teacher != nil {
 		if err := e.teacher.ForwardHidden(e.in[:B*T], B, T); err != nil {
-			return s, fmt.Errorf("the teacher: %w", err)
+			return fmt.Errorf("the teacher: %w", err)
 		}
 	}
-	err := e.model.ForwardBackward(e.in[:B*T], B, T, func(logits []float32, first, rows int) error {
+	return e.model.ForwardBackward(e.in[:B*T], B, T, func(logits []float32, first, rows int) error {
 		r, err := e.lossc.ForwardBackward(logits, rows, V, e.target(e.kind, first, rows), e.opts, 1, nil)
 		if err != nil {
 			return err
@@ -281,10 +293,6 @@ func (e *Engine) Gradient(windows []int32, step uint64) (Sums, error) {
 		s.Tokens += r.Rows
 		return nil
 	})
-	if err == nil && (math.IsNaN(s.Loss) || math.IsInf(s.Loss, 0)) {
-		err = fmt.Errorf("loss sum %v over %d tokens", s.Loss, s.Tokens)
-	}
-	return s, err
 }
 
 // uniform is n probabilities of 1/V (rows of the uniform distribution),
