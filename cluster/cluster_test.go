@@ -49,6 +49,18 @@ func TestI1WorldSizeInvariance(t *testing.T) {
 			t.Errorf("step %d: workers %d and %d", i+1, four[i].Workers, one[i].Workers)
 		}
 	}
+	// MFU: the model's training FLOPs per second of the step over the
+	// configured peak.
+	mc, err := modelConfig(cfg.Model, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range four {
+		want := mc.TrainFLOPs(8, mc.Ctx) / m.StepS / 1e9 / 100
+		if relDiff(m.MFU, want) > 1e-9 || m.MFU <= 0 {
+			t.Fatalf("step %d: mfu %v, want %v (%g FLOPs in %v s against 100 GFLOP/s)", m.Step, m.MFU, want, mc.TrainFLOPs(8, mc.Ctx), m.StepS)
+		}
+	}
 	if !(one[19].Loss < one[0].Loss) {
 		t.Errorf("loss did not fall: %.4f -> %.4f", one[0].Loss, one[19].Loss)
 	}

@@ -65,7 +65,18 @@ type Coordinator struct {
 	aborts     int
 	abortKinds map[string]int // aborted attempts by kind, as the Prometheus counter
 
+	peak float64 // GFLOP/s that MFU is reported against
+
 	hooks coordHooks
+}
+
+// mfu is the model FLOPs utilisation of training on windows windows in
+// secs seconds.
+func (c *Coordinator) mfu(windows int, secs float64) float64 {
+	if secs <= 0 || c.peak <= 0 {
+		return 0
+	}
+	return c.spec.Model.TrainFLOPs(windows, c.spec.Model.Ctx) / secs / 1e9 / c.peak
 }
 
 // coordHooks let tests force rare cases.
@@ -106,8 +117,13 @@ func NewCoordinator(cfg config.Config, log *slog.Logger, env *Env) (*Coordinator
 	if err != nil {
 		return nil, err
 	}
+	peak := cfg.Run.PeakGFLOPs
+	if peak == 0 {
+		peak = env.Pool.PeakGFLOPs()
+		log.Info("measured the peak for MFU", "gflops", math.Round(peak), "threads", env.Pool.Threads())
+	}
 	return &Coordinator{cfg: cfg, spec: job.spec, log: log, subj: subj, run: newRunID(),
-		job: job, resumed: resumed, prom: outputs.NewProm(), abortKinds: map[string]int{}}, nil
+		job: job, resumed: resumed, prom: outputs.NewProm(), abortKinds: map[string]int{}, peak: peak}, nil
 }
 
 // SetProgress registers a function called after every committed step.
@@ -571,7 +587,7 @@ func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr, norm float6
 		Step: a.Step, Epoch: a.Epoch, Workers: len(a.Members), Loss: loss, TrainCE: ceSum / tokens, LR: lr, GradNorm: norm,
 		Tokens: int64(tokens), TotalTok: c.out.TotalTokens, TokensPerS: tokens / wall,
 		ComputeS: compute, ComputeCPUS: computeCPU, AllReduceS: ar, WaitS: max(0, wall-compute-ar), StepS: wall,
-		Attempts: a.Attempt, Bytes: int64(4 * len(c.gsum)),
+		Attempts: a.Attempt, Bytes: int64(4 * len(c.gsum)), MFU: c.mfu(len(a.Batch), wall),
 	}
 	if c.job.lossIsKLToTruth() {
 		v := loss
@@ -589,6 +605,7 @@ func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr, norm float6
 	c.prom.Loss.Set(loss)
 	c.prom.Tokens.Add(tokens)
 	c.prom.TokPerS.Set(m.TokensPerS)
+	c.prom.MFU.Set(m.MFU)
 	c.prom.StepTimes.Observe(wall)
 	return m, entry
 }
@@ -688,6 +705,8 @@ func (c *Coordinator) finish(sum Summary, start time.Time) (Summary, error) {
 	sum.Steps, sum.Tokens, sum.TrainLoss = c.job.step, c.out.TotalTokens, c.out.LastLoss
 	sum.ValLoss, sum.ValKL, sum.EntropyFloor = ev.CE, ev.KL, floor
 	sum.Seconds, sum.TokensPerS = secs, float64(c.out.TokensThisRun)/secs
+	sum.MFU = c.mfu(1, secs*float64(c.spec.Model.Ctx)/float64(max(c.out.TokensThisRun, 1)))
+	sum.PeakGFLOPs = c.peak
 	sum.Aborts, sum.Checkpoint, sum.Plot = c.aborts, ckpt, plotPath
 	sum.Stopped = c.ended != nil && errors.Is(c.ended.Err, protocol.ErrStopped)
 	if err := outputs.WriteJSON(filepath.Join(c.cfg.Run.Dir, "summary.json"), sum); err != nil {

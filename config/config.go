@@ -147,6 +147,10 @@ type Run struct {
 	// samples, over this many held-out windows (0: none).
 	SampleKLWindows int    `mapstructure:"sample_kl_windows"`
 	MetricsAddr     string `mapstructure:"metrics_addr"`
+	// PeakGFLOPs is the peak that model FLOPs utilisation (MFU) is
+	// reported against; 0: measured once at start on the coordinator's
+	// machine (right for simulation and for workers on that machine).
+	PeakGFLOPs float64 `mapstructure:"peak_gflops"`
 }
 
 // Key describes one configuration key: its name, default and help text.
@@ -219,6 +223,7 @@ func Keys() []Key {
 		{"run.keep", 3, "number of checkpoints kept"},
 		{"run.eval_every", 50, "evaluate on held-out windows every N steps (and at the end); 0: only at the end"},
 		{"run.metrics_addr", "", "address of the Prometheus metrics endpoint, e.g. :9090; empty disables it"},
+		{"run.peak_gflops", 0.0, "the hardware's peak GFLOP/s that MFU is reported against (the sum over the workers' machines); 0: measured at start with a matrix product on the coordinator's machine"},
 		{"run.sample_kl_windows", 0, "synthetic data: also evaluate the reverse KL to the truth (smoothed by 0.01) on the model's own samples, over this many held-out windows; 0: not"},
 	}
 }
@@ -394,6 +399,9 @@ func (c Config) Validate() error {
 	}
 	if c.Run.SampleKLWindows < 0 {
 		bad("run.sample_kl_windows", c.Run.SampleKLWindows, "must be >= 0")
+	}
+	if !(c.Run.PeakGFLOPs >= 0) || math.IsInf(c.Run.PeakGFLOPs, 0) {
+		bad("run.peak_gflops", c.Run.PeakGFLOPs, "must be a finite number >= 0 (0: measure)")
 	}
 	if c.Run.EvalEvery < 0 {
 		bad("run.eval_every", c.Run.EvalEvery, "must be >= 0")

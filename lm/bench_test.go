@@ -126,25 +126,6 @@ func (tb *trainBench) step(b *testing.B) {
 	m.tick(opOptimizer)
 }
 
-// gemmPeak is the median GFLOP/s of a 1024^3 Sgemm on pool: the peak that
-// MFU is measured against, in the same run.
-func gemmPeak(pool *kernels.Pool) float64 {
-	const n = 1024
-	a, bb, c := make([]float32, n*n), make([]float32, n*n), make([]float32, n*n)
-	for i := range a {
-		a[i], bb[i] = float32(i%7)-3, float32(i%5)-2
-	}
-	pool.Sgemm(false, false, n, n, n, 1, a, n, bb, n, 0, c, n)
-	var g []float64
-	for range 9 {
-		t0 := time.Now()
-		pool.Sgemm(false, false, n, n, n, 1, a, n, bb, n, 0, c, n)
-		g = append(g, 2*n*n*n/time.Since(t0).Seconds()/1e9)
-	}
-	slices.Sort(g)
-	return g[len(g)/2]
-}
-
 // BenchmarkTrainStep times one training step (zero grad, forward, the
 // cross-entropy head, backward, clip + AdamW) of the presets (trainPresets)
 // on a pool of GOMAXPROCS threads (-cpu 1,2), and reports tokens/s (mean
@@ -176,7 +157,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			slices.Sort(steps)
 			p50 := steps[len(steps)/2].Seconds()
 			flops := tb.cfg.TrainFLOPs(tb.B, tb.T)
-			peak := gemmPeak(tb.pool)
+			peak := tb.pool.PeakGFLOPs()
 			b.ReportMetric(float64(tb.B*tb.T)/sec, "tokens/s")
 			b.ReportMetric(float64(tb.B*tb.T)/p50, "tokens/s-p50")
 			b.ReportMetric(flops/sec/1e9, "GFLOP/s")

@@ -22,6 +22,7 @@ type Prom struct {
 	Workers   prometheus.Gauge
 	Tokens    prometheus.Counter
 	TokPerS   prometheus.Gauge
+	MFU       prometheus.Gauge
 	Aborts    *prometheus.CounterVec
 	Dropped   *prometheus.CounterVec
 	Evictions prometheus.Counter
@@ -38,12 +39,13 @@ func NewProm() *Prom {
 		Workers:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "klring_workers", Help: "Workers in the current membership epoch."}),
 		Tokens:    prometheus.NewCounter(prometheus.CounterOpts{Name: "klring_tokens_total", Help: "Tokens trained on."}),
 		TokPerS:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "klring_tokens_per_second", Help: "Throughput of the last committed step."}),
+		MFU:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "klring_mfu", Help: "Model FLOPs utilisation of the last committed step (training FLOPs per second over the peak)."}),
 		Aborts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "klring_step_aborts_total", Help: "Aborted step attempts, by kind (docs/protocol.md)."}, []string{"kind"}),
 		Dropped:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "klring_dropped_messages_total", Help: "Control messages dropped as malformed, foreign, stale or out of bounds, by message."}, []string{"message"}),
 		Evictions: prometheus.NewCounter(prometheus.CounterOpts{Name: "klring_evictions_total", Help: "Workers evicted for failing attempts in a row."}),
 		StepTimes: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "klring_step_seconds", Help: "Wall time of committed steps.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 	}
-	m.reg.MustRegister(m.Step, m.Loss, m.ValLoss, m.Workers, m.Tokens, m.TokPerS, m.Aborts, m.Dropped, m.Evictions, m.StepTimes)
+	m.reg.MustRegister(m.Step, m.Loss, m.ValLoss, m.Workers, m.Tokens, m.TokPerS, m.MFU, m.Aborts, m.Dropped, m.Evictions, m.StepTimes)
 	return m
 }
 

@@ -20,11 +20,15 @@ type StepMetrics struct {
 	ComputeS        float64  `json:"compute_s"`
 	// ComputeCPUS is the slowest rank's compute in CPU seconds of its own
 	// thread (scaling experiments); else its wall time.
-	ComputeCPUS  float64  `json:"compute_cpu_s"`
-	Bytes        int64    `json:"allreduce_bytes"` // size of the reduced vector
-	AllReduceS   float64  `json:"allreduce_s"`
-	WaitS        float64  `json:"wait_s"`
-	StepS        float64  `json:"step_s"`
+	ComputeCPUS float64 `json:"compute_cpu_s"`
+	Bytes       int64   `json:"allreduce_bytes"` // size of the reduced vector
+	AllReduceS  float64 `json:"allreduce_s"`
+	WaitS       float64 `json:"wait_s"`
+	StepS       float64 `json:"step_s"`
+	// MFU is the model FLOPs utilisation of the step: the student's
+	// training FLOPs (lm.Config.TrainFLOPs) per second of step_s over
+	// the peak (run.peak_gflops, or measured at start).
+	MFU          float64  `json:"mfu"`
 	Attempts     int      `json:"attempts"`
 	ValLoss      *float64 `json:"val_loss,omitempty"`
 	ValKL        *float64 `json:"val_kl_to_truth,omitempty"`
@@ -68,6 +72,8 @@ type Summary struct {
 	ValSampleKL      *float64 `json:"val_sample_kl,omitempty"` // reverse KL to the truth on the model's own samples (run.sample_kl_windows)
 	EntropyFloor     float64  `json:"entropy_floor"`           // -1 when unknown
 	TokensPerS       float64  `json:"tokens_per_s"`
+	MFU              float64  `json:"mfu"`         // over the run: model FLOPs per second / PeakGFLOPs
+	PeakGFLOPs       float64  `json:"peak_gflops"` // the peak MFU is against
 	Seconds          float64  `json:"seconds"`
 	Aborts           int      `json:"aborts"`
 	Stopped          bool     `json:"stopped,omitempty"` // paused at a step boundary on request; run again to resume

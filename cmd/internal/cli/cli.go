@@ -263,6 +263,9 @@ func printSummary(w io.Writer, s cluster.Summary) {
 		fmt.Fprintf(w, "  KL to the truth     %.4f nats/token (exact, held-out)\n", s.ValKL)
 		fmt.Fprintf(w, "  gap to the floor    %.4f nats/token\n", s.ValLoss-s.EntropyFloor)
 	}
+	if s.PeakGFLOPs > 0 {
+		fmt.Fprintf(w, "  MFU                 %.1f%% of %.0f GFLOP/s (model FLOPs over the whole run)\n", 100*s.MFU, s.PeakGFLOPs)
+	}
 	if s.Aborts > 0 {
 		fmt.Fprintf(w, "  aborted attempts    %d (retried)\n", s.Aborts)
 	}
