@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 
@@ -77,6 +78,7 @@ func trainCmd(use, short, long string, run func(context.Context, config.Config, 
 			if err != nil {
 				return err
 			}
+			tuneGC()
 			if path, _ := cmd.Flags().GetString("cpuprofile"); path != "" {
 				stop, err := startCPUProfile(path)
 				if err != nil {
@@ -101,6 +103,19 @@ func trainCmd(use, short, long string, run func(context.Context, config.Config, 
 	cmd.Flags().String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
 	cmd.Flags().String("memprofile", "", "write a heap profile (what the run allocated) to this file at its end (go tool pprof)")
 	return cmd
+}
+
+// tuneGC collects garbage when the heap has grown by a quarter over what
+// is live (Go's default waits for it to double), unless GOGC says
+// otherwise. A training process's live heap is mostly a few large buffers
+// without pointers (parameters, moments, activations), which a collection
+// does not scan, while its garbage is the messages of every step: a
+// collection is cheap and frequent ones keep the resident memory near what
+// is live (the main job: 390 MB -> 250 MB).
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(25)
+	}
 }
 
 // writeHeapProfile writes the heap profile of the process to path.
