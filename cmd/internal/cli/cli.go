@@ -60,7 +60,7 @@ func Coordinator() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), simCmd(), evalCmd(), sampleCmd(), scaleCmd(), tokenizeCmd(), certsCmd(), verifyCmd())
+	root.AddCommand(runCmd(), simCmd(), evalCmd(), sampleCmd(), scaleCmd(), tokenizeCmd(), certsCmd(), verifyCmd(), teacherDumpCmd(), compareCmd())
 	return root
 }
 
