@@ -24,6 +24,9 @@ import (
 func compareLive(t *testing.T, student, teacher *lm.Model, s *Store, windows []int32, o loss.Options) (dLoss, dGrad float64) {
 	t.Helper()
 	T, V, K := s.Ctx(), student.Config.Vocab, s.K()
+	if o.TeacherTopK > 0 {
+		K = o.TeacherTopK // the store's rows cut to the top k
+	}
 	B := len(windows)
 	data := tinyData(t, T, s.Header().Windows)
 	in := make([]int32, B*T)
@@ -33,7 +36,7 @@ func compareLive(t *testing.T, student, teacher *lm.Model, s *Store, windows []i
 		copy(in[b*T:], win[:T])
 	}
 	ids, probs := make([]int32, B*T*K), make([]float32, B*T*K)
-	if err := s.Targets(ids, probs, windows, T); err != nil {
+	if err := s.Targets(ids, probs, windows, T, K); err != nil {
 		t.Fatal(err)
 	}
 	if err := teacher.ForwardHidden(in, B, T); err != nil {
@@ -98,12 +101,13 @@ func TestStoreIsTheLiveTeacher(t *testing.T) {
 	}
 }
 
-// A store at k < V gives the live teacher's top k, with every tail.
+// A store at k < V gives the live teacher's top k, with every tail, also
+// cut to a smaller k.
 func TestStoreTopKIsTheLiveTopK(t *testing.T) {
 	pool := kernels.NewPool(2)
 	teacher, student := tinyModel(t, 3, pool), tinyModel(t, 4, pool)
 	data := tinyData(t, 16, 12)
-	path, st := dumpTiny(t, teacher, data, DumpOptions{K: 8, Dtype: Float32, Batch: 4, Pool: pool})
+	path, st := dumpTiny(t, teacher, data, DumpOptions{K: 12, Dtype: Float32, Batch: 4, Pool: pool})
 	if !(st.MeanKept > 0.1 && st.MeanKept < 1) {
 		t.Fatalf("mean kept mass %v", st.MeanKept)
 	}
@@ -119,7 +123,7 @@ func TestStoreTopKIsTheLiveTopK(t *testing.T) {
 	}{{loss.Forward, loss.TailRenormalize, 0}, {loss.Forward, loss.TailUniform, 0}, {loss.Forward, loss.TailRest, 0},
 		{loss.Reverse, loss.TailUniform, 0}, {loss.Reverse, loss.TailRenormalize, 0.01}, {loss.JSD, loss.TailRenormalize, 0}} {
 		o := loss.DefaultOptions()
-		o.Direction, o.TeacherTopK, o.TeacherTail, o.LabelSmoothing = tc.dir, 8, tc.tail, tc.eps
+		o.Direction, o.TeacherTopK, o.TeacherTail, o.LabelSmoothing = tc.dir, 8, tc.tail, tc.eps // the store's top 12 cut to 8
 		dl, dg := compareLive(t, student, teacher, s, []int32{1, 5, 11}, o)
 		if dl > 2e-6 || dg > 2e-6 {
 			t.Errorf("%v tail %v: store vs live top k: loss differs by %.3g, gradient by %.3g", tc.dir, tc.tail, dl, dg)
@@ -190,6 +194,14 @@ func TestDumpResumes(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Fatal("the resumed store differs from the one dumped in one go")
 	}
+	d1, d2 := digest(t, whole), digest(t, path)
+	if d1 != d2 || len(d1) != 64 {
+		t.Fatalf("digests %s, %s of one store", d1, d2)
+	}
+	other, _ := dumpTiny(t, teacher, data, DumpOptions{K: 5, Dtype: Float32, Batch: 4, Pool: pool})
+	if digest(t, other) == d1 {
+		t.Fatal("a float32 store has the digest of the float16 one")
+	}
 	st, err = Dump(context.Background(), path, teacher, data, o)
 	if err != nil || !st.Complete || st.NewTokens != 0 {
 		t.Fatalf("dump of a complete store: %+v, %v; want Complete", st, err)
@@ -248,4 +260,14 @@ func TestDataKeyIgnoresSeedAndSplit(t *testing.T) {
 		}
 		d.Close()
 	}
+}
+
+func digest(t *testing.T, path string) string {
+	t.Helper()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	return s.Digest()
 }

@@ -1,7 +1,9 @@
 package teacherstore
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"hash/crc32"
 	"math"
@@ -108,21 +110,29 @@ func (s *Store) checksum(w int) error {
 }
 
 // Rows writes the T = Ctx() rows of window w: ids [T*K] (row-major: the K
-// ids of position 0, then of 1, ...), probs [T*K] as float32, and, when
-// rest is not nil, rest [T], the teacher's mass outside each row's K ids.
-// Float16 rows are scaled so that each sums to 1 - rest (the mass the
-// teacher's top K held), which float16 rounding alone would miss by up to
-// 5e-4. It verifies the window's checksum first: a damaged window is an
-// error wrapping ErrFormat, as is an id outside the vocabulary. A window
-// out of range or a slice of the wrong length panics.
+// ids of position 0, then of 1, ...), in decreasing order of probability,
+// probs [T*K] as float32, and, when rest is not nil, rest [T], the
+// teacher's mass outside each row's K ids. Float16 rows are scaled so that
+// each sums to 1 - rest (the mass the teacher's top K held), which float16
+// rounding alone would miss by up to 5e-4. It verifies the window's
+// checksum first: a damaged window is an error wrapping ErrFormat, as is an
+// id outside the vocabulary. A window out of range or a slice of the wrong
+// length panics.
 func (s *Store) Rows(w int, ids []int32, probs []float32, rest []float32) error {
+	T, K := s.h.Ctx, s.h.K
+	if len(ids) != T*K || len(probs) != T*K || rest != nil && len(rest) != T {
+		panic(fmt.Sprintf("teacherstore: Rows len(ids) = %d, len(probs) = %d, len(rest) = %d, want %d, %d, %d or nil", len(ids), len(probs), len(rest), T*K, T*K, T))
+	}
+	return s.rows(w, K, ids, probs, rest)
+}
+
+// rows is Rows keeping the first k <= K entries of every row (its top k,
+// the rows being sorted): ids and probs [T*k].
+func (s *Store) rows(w, k int, ids []int32, probs []float32, rest []float32) error {
 	h := s.h
 	T, K := h.Ctx, h.K
 	if w < 0 || w >= h.Windows {
 		panic(fmt.Sprintf("teacherstore: window %d of a store of %d windows", w, h.Windows))
-	}
-	if len(ids) != T*K || len(probs) != T*K || rest != nil && len(rest) != T {
-		panic(fmt.Sprintf("teacherstore: Rows len(ids) = %d, len(probs) = %d, len(rest) = %d, want %d, %d, %d or nil", len(ids), len(probs), len(rest), T*K, T*K, T))
 	}
 	if err := s.checksum(w); err != nil {
 		return err
@@ -130,72 +140,83 @@ func (s *Store) Rows(w int, ids []int32, probs []float32, rest []float32) error 
 	rec := s.record(w)
 	le := binary.LittleEndian
 	n := T * K
-	ib := h.idBytes()
-	idb, pb, rb := rec[:n*ib], rec[n*ib:n*(ib+h.Dtype.Size())], rec[n*(ib+h.Dtype.Size()):]
+	ib, vb := h.idBytes(), h.Dtype.Size()
+	idb, pb, rb := rec[:n*ib], rec[n*ib:n*(ib+vb)], rec[n*(ib+vb):]
 	V := uint32(h.Vocab)
-	for i := range ids {
-		var id uint32
-		if ib == 2 {
-			id = uint32(le.Uint16(idb[2*i:]))
-		} else {
-			id = le.Uint32(idb[4*i:])
-		}
-		if id >= V {
-			return fmt.Errorf("teacher store %s: %w: window %d position %d holds id %d, vocab %d", s.path, ErrFormat, w, i/K, id, V)
-		}
-		ids[i] = int32(id)
-	}
-	if h.Dtype == Float32 {
-		for i := range probs {
-			probs[i] = math.Float32frombits(le.Uint32(pb[4*i:]))
-		}
-	} else {
-		for i := range probs {
-			probs[i] = halfToFloat32(le.Uint16(pb[2*i:]))
-		}
-	}
 	for t := range T {
+		for i := range k {
+			j := t*K + i
+			var id uint32
+			if ib == 2 {
+				id = uint32(le.Uint16(idb[2*j:]))
+			} else {
+				id = le.Uint32(idb[4*j:])
+			}
+			if id >= V {
+				return fmt.Errorf("teacher store %s: %w: window %d position %d holds id %d, vocab %d", s.path, ErrFormat, w, t, id, V)
+			}
+			ids[t*k+i] = int32(id)
+		}
 		r := math.Float32frombits(le.Uint32(rb[4*t:]))
 		if rest != nil {
 			rest[t] = r
 		}
-		if h.Dtype == Float16 {
-			row := probs[t*K : (t+1)*K]
-			var sum float64
-			for _, p := range row {
-				sum += float64(p)
+		row := probs[t*k : (t+1)*k]
+		if h.Dtype == Float32 {
+			for i := range row {
+				row[i] = math.Float32frombits(le.Uint32(pb[4*(t*K+i):]))
 			}
-			if sum > 0 {
-				f := (1 - float64(r)) / sum
-				for i, p := range row {
-					row[i] = float32(float64(p) * f)
-				}
-			}
+			continue
+		}
+		// float16: scale by the row's K values so that they sum to 1 -
+		// rest; the top k are the first k of them.
+		var sum float64
+		for i := range K {
+			sum += float64(halfToFloat32(le.Uint16(pb[2*(t*K+i):])))
+		}
+		f := 1.0
+		if sum > 0 {
+			f = (1 - float64(r)) / sum
+		}
+		for i := range row {
+			row[i] = float32(float64(halfToFloat32(le.Uint16(pb[2*(t*K+i):]))) * f)
 		}
 	}
 	return nil
 }
 
 // Targets fills the sparse targets of windows for loss.Target{SparseIDs:
-// ids, SparseProbs: probs, K: K()}: ids and probs [len(windows)*T*K], the
+// ids, SparseProbs: probs, K: k}: ids and probs [len(windows)*T*k], the
 // rows of windows[0] first, as engine lays out a batch of windows (row b*T
-// + t is position t of windows[b]). T must be Ctx() (the student's context
-// is the store's); another T, or slices of the wrong length, panic. A
-// damaged window is an error (Rows).
-func (s *Store) Targets(ids []int32, probs []float32, windows []int32, T int) error {
-	if T != s.h.Ctx {
-		panic(fmt.Sprintf("teacherstore: Targets for windows of %d positions, the store's have %d", T, s.h.Ctx))
+// + t is position t of windows[b]). k is 1..K() (0 means K()): the rows
+// being sorted, their first k entries are the teacher's top k, so one store
+// serves every loss.teacher_top_k up to its own. T must be Ctx() (the
+// student's context is the store's); another T or k, or slices of the
+// wrong length, panic. A damaged window is an error (Rows).
+func (s *Store) Targets(ids []int32, probs []float32, windows []int32, T, k int) error {
+	if k == 0 {
+		k = s.h.K
 	}
-	n := T * s.h.K
+	if T != s.h.Ctx || k < 1 || k > s.h.K {
+		panic(fmt.Sprintf("teacherstore: Targets for windows of %d positions and top %d, the store has %d positions and top %d", T, k, s.h.Ctx, s.h.K))
+	}
+	n := T * k
 	if len(ids) != len(windows)*n || len(probs) != len(windows)*n {
-		panic(fmt.Sprintf("teacherstore: Targets len(ids) = %d, len(probs) = %d, want len(windows)*T*K = %d", len(ids), len(probs), len(windows)*n))
+		panic(fmt.Sprintf("teacherstore: Targets len(ids) = %d, len(probs) = %d, want len(windows)*T*k = %d", len(ids), len(probs), len(windows)*n))
 	}
 	for b, w := range windows {
-		if err := s.Rows(int(w), ids[b*n:(b+1)*n:(b+1)*n], probs[b*n:(b+1)*n:(b+1)*n], nil); err != nil {
+		if err := s.rows(int(w), k, ids[b*n:(b+1)*n:(b+1)*n], probs[b*n:(b+1)*n:(b+1)*n], nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Digest is the hex SHA-256 of the table of window checksums: two stores
+// with the same digest hold the same records. It reads 4 bytes per window.
+func (s *Store) Digest() string {
+	sum := sha256.Sum256(s.data[HeaderSize : HeaderSize+4*s.h.Windows])
+	return hex.EncodeToString(sum[:])
 }
 
 // Verify checks the checksum of every window, and returns the mean mass

@@ -106,12 +106,26 @@ func TestRoundTrip(t *testing.T) {
 			// Targets lays windows out as engine's batch.
 			wins := []int32{3, 0, 24}
 			ti, tp := make([]int32, len(wins)*T*K), make([]float32, len(wins)*T*K)
-			if err := s.Targets(ti, tp, wins, T); err != nil {
+			if err := s.Targets(ti, tp, wins, T, 0); err != nil {
 				t.Fatal(err)
 			}
 			for b, w := range wins {
 				if !slices.Equal(ti[b*T*K:(b+1)*T*K], ids[w]) {
 					t.Fatalf("Targets: window %d (batch row %d) ids differ", w, b)
+				}
+			}
+			// Cut to the top 2 of each row: its first two entries.
+			ci, cp := make([]int32, len(wins)*T*2), make([]float32, len(wins)*T*2)
+			if err := s.Targets(ci, cp, wins, T, 2); err != nil {
+				t.Fatal(err)
+			}
+			for b := range wins {
+				for r := range T {
+					for i := range 2 {
+						if ci[(b*T+r)*2+i] != ti[(b*T+r)*K+i] || cp[(b*T+r)*2+i] != tp[(b*T+r)*K+i] {
+							t.Fatalf("Targets with k = 2: window %d row %d entry %d differs from the full row's", wins[b], r, i)
+						}
+					}
 				}
 			}
 			if kept, err := s.Verify(); err != nil || kept < 0.7 || kept > 1 {
