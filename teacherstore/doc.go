@@ -2,8 +2,10 @@
 // distribution over every window of a data source in one memory-mapped
 // file, so that distillation can train from it without running the teacher:
 // Dump writes a store (coordinator teacher-dump), Open maps one, Check
-// compares it with what a run needs, and Targets fills a batch's sparse
-// targets for loss (loss.Target{SparseIDs, SparseProbs, K}).
+// compares it with what a run needs, Digest tells two copies apart, and
+// Targets fills a batch's sparse targets for loss (loss.Target{SparseIDs,
+// SparseProbs, K}), cut to any k up to the store's (the rows are sorted,
+// so their first k entries are the teacher's top k).
 //
 // # What a store holds
 //

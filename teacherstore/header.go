@@ -75,26 +75,28 @@ func (d Dtype) Size() int {
 }
 
 // Header describes a store: what it was made from and how it is laid out.
+// It travels in a job's welcome (msgpack), so that every worker checks that
+// its store is the coordinator's.
 type Header struct {
 	// TeacherSHA256 is the hex SHA-256 of the teacher's model.safetensors.
-	TeacherSHA256 string
+	TeacherSHA256 string `json:"teacher_sha256" msgpack:"teacher_sha256"`
 	// Data is the fingerprint of the data source with Seed and ValFraction
 	// zero (DataKey): the windows are the same for every seed and held-out
 	// fraction.
-	Data shard.Fingerprint
+	Data shard.Fingerprint `json:"data" msgpack:"data"`
 	// Vocab is the teacher's vocabulary: every stored id is below it.
-	Vocab int
+	Vocab int `json:"vocab" msgpack:"vocab"`
 	// Ctx is T, the positions of a window (the data's ctx).
-	Ctx int
+	Ctx int `json:"ctx" msgpack:"ctx"`
 	// K is the entries kept per position, 1..Vocab.
-	K int
+	K int `json:"k" msgpack:"k"`
 	// Dtype is the type of the stored probabilities.
-	Dtype Dtype
+	Dtype Dtype `json:"dtype" msgpack:"dtype"`
 	// Temperature is the teacher's softmax temperature of the probabilities.
-	Temperature float64
+	Temperature float64 `json:"temperature" msgpack:"temperature"`
 	// Windows is the number of windows of the data at stride Ctx: (tokens -
 	// 1) / Ctx.
-	Windows int
+	Windows int `json:"windows" msgpack:"windows"`
 }
 
 // DataKey is the data fingerprint a store keys on: fp with Seed and

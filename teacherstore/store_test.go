@@ -3,6 +3,7 @@ package teacherstore
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -11,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // randomWindow is a window of distinct ids and probabilities summing to
@@ -375,4 +378,23 @@ func FuzzDecodeHeader(f *testing.F) {
 			t.Fatalf("header %+v does not encode back to its bytes", h)
 		}
 	})
+}
+
+// A header travels in a job's welcome: msgpack and JSON give it back whole.
+func TestHeaderOnTheWire(t *testing.T) {
+	h := testHeader()
+	h.Dtype = Float16
+	b, err := msgpack.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Header
+	if err := msgpack.Unmarshal(b, &got); err != nil || got != h {
+		t.Fatalf("msgpack round trip: %+v, %v; want %+v", got, err, h)
+	}
+	j, _ := json.Marshal(h)
+	got = Header{}
+	if err := json.Unmarshal(j, &got); err != nil || got != h || !strings.Contains(string(j), `"teacher_sha256"`) {
+		t.Fatalf("JSON round trip: %s -> %+v, %v", j, got, err)
+	}
 }
