@@ -231,6 +231,7 @@ type Row struct {
 	Setting    string            `json:"setting"`
 	Values     map[string]string `json:"values"`
 	RunDir     string            `json:"run_dir"`
+	Source     string            `json:"data_source"`
 	Steps      uint64            `json:"steps"`
 	Tokens     int64             `json:"tokens"`
 	KL         *float64          `json:"val_kl_to_truth,omitempty"` // exact, held-out (synthetic data)
@@ -294,7 +295,7 @@ func Run(ctx context.Context, vary []Vary, settings []Setting, o Options) (Resul
 
 // rowOf reads a finished run's metrics into a row.
 func rowOf(s Setting, sum outputs.Summary, secs float64) (Row, error) {
-	r := Row{Setting: s.Name, Values: map[string]string{}, RunDir: s.Config.Run.Dir, Steps: sum.Steps, Tokens: sum.Tokens,
+	r := Row{Setting: s.Name, Values: map[string]string{}, RunDir: s.Config.Run.Dir, Source: s.Config.Data.Source, Steps: sum.Steps, Tokens: sum.Tokens,
 		CE: sum.ValLoss, Entropy: sum.ValEntropy, TokensPerS: sum.TokensPerS, Seconds: secs}
 	for _, kv := range s.Values {
 		r.Values[kv[0]] = kv[1]

@@ -33,7 +33,11 @@ func write(res *Result, dir string) error {
 	}
 	res.Plots = nil
 	for _, pl := range plots {
-		c := charts.New(pl.title, "tokens", pl.y)
+		title := pl.title
+		if src := source(res.Rows); src != "" {
+			title += " (" + src + ")"
+		}
+		c := charts.New(title, "tokens", pl.y)
 		any := false
 		maxX := 0.0
 		for i, r := range res.Rows {
@@ -79,6 +83,19 @@ func deref(p *float64) (float64, bool) {
 		return 0, false
 	}
 	return *p, true
+}
+
+// source is the data source the runs share ("" if they differ).
+func source(rows []Row) string {
+	if len(rows) == 0 {
+		return ""
+	}
+	for _, r := range rows {
+		if r.Source != rows[0].Source {
+			return ""
+		}
+	}
+	return rows[0].Source
 }
 
 // floor is the entropy floor the runs share, if they share one.
