@@ -287,7 +287,7 @@ func Run(ctx context.Context, vary []Vary, settings []Setting, o Options) (Resul
 		}
 		res.Rows = append(res.Rows, row)
 	}
-	if err := write(&res, o.Dir); err != nil {
+	if err := Write(&res, o.Dir); err != nil {
 		return res, err
 	}
 	return res, nil

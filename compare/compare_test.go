@@ -89,6 +89,10 @@ func TestCompareRunsAndWrites(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil || len(back.Rows) != 2 || len(back.Rows[1].Curve) != 6 || back.Rows[1].Curve[5].KL == nil {
 		t.Fatalf("compare.json: %v, %+v", err, back)
 	}
+	again, err := ReadResult(dir)
+	if err != nil || len(again.Rows) != 2 || again.Rows[0].Setting != "loss.direction=forward" {
+		t.Fatalf("ReadResult: %+v, %v", again, err)
+	}
 	if len(res.Plots) != 3 {
 		t.Fatalf("plots %v; want KL, cross-entropy and entropy", res.Plots)
 	}

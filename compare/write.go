@@ -11,8 +11,9 @@ import (
 	"github.com/klring/klring/charts"
 )
 
-// write puts compare.csv, compare.json and the plots into dir.
-func write(res *Result, dir string) error {
+// Write puts compare.csv, compare.json and the plots of res into dir (Run
+// does it; ReadResult and Write redraw a comparison).
+func Write(res *Result, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("compare: %w", err)
 	}
@@ -57,7 +58,11 @@ func write(res *Result, dir string) error {
 			continue // no setting has this metric (the KL without synthetic data)
 		}
 		if f, ok := floor(res.Rows); ok && pl.file != "compare_kl.png" && maxX > 0 {
-			if err := c.HLine(fmt.Sprintf("entropy floor %.3f", f), f, 0, maxX); err != nil {
+			name := fmt.Sprintf("entropy floor %.3f", f)
+			if pl.file == "compare_entropy.png" {
+				name = fmt.Sprintf("entropy of the truth %.3f", f)
+			}
+			if err := c.HLine(name, f, 0, maxX); err != nil {
 				return err
 			}
 		}
@@ -147,4 +152,17 @@ func writeCSV(res *Result, path string) error {
 		return fmt.Errorf("compare: writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// ReadResult reads the compare.json of a comparison in dir.
+func ReadResult(dir string) (Result, error) {
+	var res Result
+	b, err := os.ReadFile(filepath.Join(dir, "compare.json"))
+	if err != nil {
+		return res, fmt.Errorf("compare: %w", err)
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return res, fmt.Errorf("compare: %s: %w", filepath.Join(dir, "compare.json"), err)
+	}
+	return res, nil
 }
