@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -396,5 +397,51 @@ func TestHeaderOnTheWire(t *testing.T) {
 	got = Header{}
 	if err := json.Unmarshal(j, &got); err != nil || got != h || !strings.Contains(string(j), `"teacher_sha256"`) {
 		t.Fatalf("JSON round trip: %s -> %+v, %v", j, got, err)
+	}
+}
+
+// Many goroutines read one store at once (in-process workers share it).
+func TestConcurrentReaders(t *testing.T) {
+	h := testHeader()
+	h.Dtype = Float16
+	path := filepath.Join(t.TempDir(), "s.topk")
+	writeStore(t, path, h, 4)
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	T, K := h.Ctx, h.K
+	want := make([]float32, h.Windows*T*K)
+	wantIDs := make([]int32, h.Windows*T*K)
+	all := make([]int32, h.Windows)
+	for i := range all {
+		all[i] = int32(i)
+	}
+	if err := s.Targets(wantIDs, want, all, T, 0); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			ids, probs := make([]int32, T*K), make([]float32, T*K)
+			for i := range 200 {
+				w := (g*7 + i) % h.Windows
+				if err := s.Targets(ids, probs, []int32{int32(w)}, T, 0); err != nil {
+					errs <- err
+					return
+				}
+				if !slices.Equal(ids, wantIDs[w*T*K:(w+1)*T*K]) || !slices.Equal(probs, want[w*T*K:(w+1)*T*K]) {
+					errs <- fmt.Errorf("goroutine %d read window %d differently", g, w)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
