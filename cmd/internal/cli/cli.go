@@ -62,7 +62,7 @@ func Coordinator() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), simCmd(), evalCmd(), sampleCmd(), scaleCmd(), tokenizeCmd(), certsCmd(), verifyCmd(), chaosCmd())
+	root.AddCommand(runCmd(), simCmd(), evalCmd(), sampleCmd(), scaleCmd(), tokenizeCmd(), certsCmd(), verifyCmd(), chaosCmd(), teacherDumpCmd(), compareCmd())
 	return root
 }
 

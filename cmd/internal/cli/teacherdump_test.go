@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klring/klring/kernels"
+	"github.com/klring/klring/lm"
+	"github.com/klring/klring/teacherstore"
+)
+
+// run runs `coordinator args...` and returns its standard output and error
+// streams.
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	c := Coordinator()
+	var out, errOut bytes.Buffer
+	c.SetOut(&out)
+	c.SetErr(&errOut)
+	c.SetArgs(args)
+	err := c.ExecuteContext(context.Background())
+	return out.String(), errOut.String(), err
+}
+
+// tinyTeacher saves a small random GPT-2 (vocabulary 256, context 16) as a
+// checkpoint folder.
+func tinyTeacher(t *testing.T) string {
+	t.Helper()
+	m, err := lm.New(lm.Config{Vocab: 256, NEmbd: 16, NLayer: 1, NHead: 2, Ctx: 16}, kernels.NewPool(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(1)
+	dir := filepath.Join(t.TempDir(), "teacher")
+	if err := lm.SaveCheckpoint(dir, m, nil); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestTeacherDump(t *testing.T) {
+	teacher := tinyTeacher(t)
+	dir := t.TempDir()
+	text := filepath.Join(dir, "a.txt")
+	if err := os.WriteFile(text, bytes.Repeat([]byte("the teacher knows the next byte. "), 40), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "t.topk")
+	stdout, _, err := run(t, "teacher-dump", "--teacher", teacher, "--data", "text:"+text, "--top-k", "8", "--dtype", "float16",
+		"--temperature", "2", "--out", out, "--batch", "3", "--threads", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"82 of 16 tokens (1312 tokens)", "8 of 256, float16, temperature 2", "mean kept mass", "(36.0 in the records", "tokens/s"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("teacher-dump output lacks %q:\n%s", want, stdout)
+		}
+	}
+	s, err := teacherstore.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	sha, _ := teacherstore.TeacherSHA256(teacher)
+	if err := s.Check(teacherstore.Header{TeacherSHA256: sha, Vocab: 256, Ctx: 16, K: 8, Temperature: 2}); err != nil {
+		t.Fatal(err)
+	}
+	// Again: the store is complete.
+	stdout, _, err = run(t, "teacher-dump", "--teacher", teacher, "--data", "text:"+text, "--top-k", "8", "--dtype", "float16",
+		"--temperature", "2", "--out", out)
+	if err != nil || !strings.Contains(stdout, "already complete") {
+		t.Fatalf("second teacher-dump: %v\n%s", err, stdout)
+	}
+	// Another k over the same output is refused, naming it.
+	if _, _, err := run(t, "teacher-dump", "--teacher", teacher, "--data", "text:"+text, "--top-k", "4", "--dtype", "float16",
+		"--temperature", "2", "--out", out); err == nil || !strings.Contains(err.Error(), "k: store 8, want 4") {
+		t.Fatalf("teacher-dump with another k over a store: %v", err)
+	}
+}
+
+func TestTeacherDumpBadInput(t *testing.T) {
+	teacher := tinyTeacher(t)
+	out := filepath.Join(t.TempDir(), "x.topk")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--data", "synthetic", "--top-k", "4", "--out", out}, "--teacher is required"},
+		{[]string{"--teacher", teacher, "--top-k", "4", "--out", out}, "--data is required"},
+		{[]string{"--teacher", teacher, "--data", "synthetic", "--out", out}, "--top-k = 0"},
+		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4"}, "--out is required"},
+		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "300", "--out", out}, "the teacher's vocabulary is 256"},
+		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--dtype", "int8"}, `dtype "int8"`},
+		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--ctx", "32"}, "--ctx = 32"},
+		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--temperature", "0"}, "--temperature = 0"},
+		{[]string{"--teacher", t.TempDir(), "--data", "synthetic", "--top-k", "4", "--out", out}, "--teacher"},
+	} {
+		_, _, err := run(t, append([]string{"teacher-dump"}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("teacher-dump %v: error %v; want one saying %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a refused teacher-dump wrote its output")
+	}
+}

@@ -1,0 +1,327 @@
+package compare
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/klring/klring/config"
+	"github.com/klring/klring/engine"
+	"github.com/klring/klring/loss"
+	"github.com/klring/klring/outputs"
+)
+
+// ErrSetting is wrapped by every error about what is compared: an unknown
+// or forbidden key, a bad value, a setting that cannot train.
+var ErrSetting = errors.New("compare: invalid setting")
+
+// Vary is one varied key and its values, as --vary KEY=a,b,c.
+type Vary struct {
+	Key    string
+	Values []string
+}
+
+// keys that a comparison owns or that cannot differ between its runs.
+var fixedKeys = map[string]string{
+	"run.dir":          "each setting runs in a folder of its own under the comparison's run.dir",
+	"run.metrics_addr": "the runs are one after the other on one address",
+	"job":              "the runs are named by their settings",
+}
+
+// ParseVary parses KEY=a,b,...: KEY must be a configuration key (config.Keys)
+// that a comparison may vary, with at least one value and no value twice.
+// Values are checked when the configurations are built (Plan).
+func ParseVary(s string) (Vary, error) {
+	key, vals, ok := strings.Cut(s, "=")
+	key = strings.TrimSpace(key)
+	if !ok || key == "" {
+		return Vary{}, fmt.Errorf("%w: --vary %q: want KEY=VALUE[,VALUE...], such as loss.direction=forward,reverse,jsd", ErrSetting, s)
+	}
+	known := false
+	for _, k := range config.Keys() {
+		known = known || k.Name == key
+	}
+	if !known {
+		return Vary{}, fmt.Errorf("%w: --vary %s: unknown configuration key %q (see --help for the keys)", ErrSetting, s, key)
+	}
+	if why, ok := fixedKeys[key]; ok {
+		return Vary{}, fmt.Errorf("%w: --vary %s: %s cannot be varied: %s", ErrSetting, s, key, why)
+	}
+	v := Vary{Key: key}
+	for _, x := range strings.Split(vals, ",") {
+		x = strings.TrimSpace(x)
+		if x == "" {
+			return Vary{}, fmt.Errorf("%w: --vary %s: an empty value", ErrSetting, s)
+		}
+		if slices.Contains(v.Values, x) {
+			return Vary{}, fmt.Errorf("%w: --vary %s: value %q twice", ErrSetting, s, x)
+		}
+		v.Values = append(v.Values, x)
+	}
+	return v, nil
+}
+
+// Setting is one combination of the varied values and its configuration.
+type Setting struct {
+	Name   string      // "loss.direction=reverse loss.beta=0.5"
+	Values [][2]string // the (key, value) pairs, in the order of the Varys
+	Config config.Config
+}
+
+// Loader builds a configuration with the given keys set (as flags would
+// set them) over the rest of the configuration.
+type Loader func(set [][2]string) (config.Config, error)
+
+// FlagLoader is the Loader of a command whose configuration flags are fs
+// (config.AddFlags): the flags the user set (but those in skip), then set,
+// over the --config file, KLRING_* variables and the defaults, as
+// config.Load layers them.
+func FlagLoader(fs *pflag.FlagSet, skip ...string) Loader {
+	return func(set [][2]string) (config.Config, error) {
+		nfs := pflag.NewFlagSet("compare", pflag.ContinueOnError)
+		config.AddFlags(nfs)
+		var err error
+		fs.Visit(func(f *pflag.Flag) {
+			if err != nil || slices.Contains(skip, f.Name) || nfs.Lookup(f.Name) == nil {
+				return
+			}
+			if e := nfs.Set(f.Name, f.Value.String()); e != nil {
+				err = fmt.Errorf("--%s: %w", f.Name, e)
+			}
+		})
+		if err != nil {
+			return config.Config{}, err
+		}
+		for _, kv := range set {
+			if e := nfs.Set(kv[0], kv[1]); e != nil {
+				return config.Config{}, fmt.Errorf("%w: %s=%s: %w", ErrSetting, kv[0], kv[1], e)
+			}
+		}
+		return config.Load(nfs)
+	}
+}
+
+// Plan builds the configuration of every combination of the varied values
+// (the first Vary varies slowest) and checks them all before anything
+// runs: each must load and validate, and train to a finite loss (Check).
+// Settings run in dir/NN-NAME with at least evalPoints held-out
+// evaluations, unless evalEvery > 0 fixes the interval.
+func Plan(vary []Vary, load Loader, dir string, evalEvery int) ([]Setting, error) {
+	if len(vary) == 0 {
+		return nil, fmt.Errorf("%w: nothing to compare: give --vary KEY=a,b (e.g. --vary loss.direction=forward,reverse,jsd)", ErrSetting)
+	}
+	seen := map[string]bool{}
+	for _, v := range vary {
+		if seen[v.Key] {
+			return nil, fmt.Errorf("%w: --vary %s given twice", ErrSetting, v.Key)
+		}
+		seen[v.Key] = true
+	}
+	combos := [][][2]string{nil}
+	for _, v := range vary {
+		var next [][][2]string
+		for _, c := range combos {
+			for _, x := range v.Values {
+				next = append(next, append(slices.Clone(c), [2]string{v.Key, x}))
+			}
+		}
+		combos = next
+	}
+	var out []Setting
+	var errs []error
+	for i, c := range combos {
+		parts := make([]string, len(c))
+		for j, kv := range c {
+			parts[j] = kv[0] + "=" + kv[1]
+		}
+		s := Setting{Name: strings.Join(parts, " "), Values: c}
+		cfg, err := load(c)
+		if err == nil {
+			err = Check(cfg)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("setting %q: %w", s.Name, err))
+			continue
+		}
+		cfg.Run.Dir = filepath.Join(dir, fmt.Sprintf("%02d-%s", i+1, slug(s.Name)))
+		if evalEvery > 0 {
+			cfg.Run.EvalEvery = evalEvery
+		} else {
+			cfg.Run.EvalEvery = max(1, cfg.Train.Steps/evalPoints)
+		}
+		cfg.Run.MetricsAddr = ""
+		s.Config = cfg
+		out = append(out, s)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// evalPoints is the evaluations a run makes when compare chooses.
+const evalPoints = 20
+
+var unsafe = regexp.MustCompile(`[^A-Za-z0-9_.=-]+`)
+
+func slug(s string) string { return strings.Trim(unsafe.ReplaceAllString(s, "_"), "_") }
+
+// Check refuses a configuration that cannot train to a finite loss, before
+// it runs: reverse KL (or JSD at beta 1, which is reverse KL) against the
+// synthetic truth without label smoothing, and any direction but forward
+// against hard targets, with what to do about it.
+func Check(cfg config.Config) error {
+	l := cfg.Loss
+	teacher := l.Teacher != "" || l.TeacherStore != ""
+	synthetic := cfg.Data.Source == "" || strings.HasPrefix(cfg.Data.Source, "synthetic")
+	t := l.Target
+	if t == engine.TargetAuto {
+		switch {
+		case teacher:
+			t = engine.TargetTeacher
+		case synthetic:
+			t = engine.TargetSoft
+		default:
+			t = engine.TargetHard
+		}
+	}
+	reverse := l.Direction == loss.Reverse || l.Direction == loss.JSD && l.Beta == 1
+	switch {
+	case t == engine.TargetSoft && reverse && l.LabelSmoothing == 0:
+		return fmt.Errorf("%w: loss.direction = %v against the synthetic truth needs loss.label_smoothing > 0 (e.g. --loss.label_smoothing 0.01): "+
+			"the true distribution gives zero probability to most tokens, where D_KL(Q||P) is infinite", ErrSetting, l.Direction)
+	case t == engine.TargetHard && l.Direction != loss.Forward:
+		return fmt.Errorf("%w: loss.direction = %v needs soft targets (synthetic data, or a teacher): against the actual next tokens only forward KL is finite", ErrSetting, l.Direction)
+	}
+	return nil
+}
+
+// Options configure Run.
+type Options struct {
+	// Dir receives compare.csv, compare.json and the plots.
+	Dir string
+	// Log receives each run's log lines (nil: discarded).
+	Log *slog.Logger
+	// Simulate runs one setting (cluster.Simulate).
+	Simulate func(context.Context, config.Config, *slog.Logger, func(outputs.StepMetrics)) (outputs.Summary, error)
+	// Progress, when not nil, is called with each setting's index before
+	// it starts, and returns the progress function of its run (or nil).
+	Progress func(i int, s Setting) func(outputs.StepMetrics)
+}
+
+// Point is one held-out evaluation of a run.
+type Point struct {
+	Step    uint64   `json:"step"`
+	Tokens  int64    `json:"tokens"`
+	KL      *float64 `json:"val_kl_to_truth,omitempty"`
+	CE      float64  `json:"val_loss"`
+	Entropy *float64 `json:"val_entropy,omitempty"`
+}
+
+// Row is what one setting's run gave.
+type Row struct {
+	Setting    string            `json:"setting"`
+	Values     map[string]string `json:"values"`
+	RunDir     string            `json:"run_dir"`
+	Source     string            `json:"data_source"`
+	Steps      uint64            `json:"steps"`
+	Tokens     int64             `json:"tokens"`
+	KL         *float64          `json:"val_kl_to_truth,omitempty"` // exact, held-out (synthetic data)
+	CE         float64           `json:"val_loss"`                  // held-out cross-entropy
+	Entropy    float64           `json:"val_entropy"`               // held-out entropy of the model
+	Floor      *float64          `json:"entropy_floor,omitempty"`
+	TokensPerS float64           `json:"tokens_per_s"`
+	Seconds    float64           `json:"seconds"`
+	Curve      []Point           `json:"curve"`
+}
+
+// Result is a finished comparison.
+type Result struct {
+	Vary  []Vary   `json:"vary"`
+	Rows  []Row    `json:"rows"`
+	CSV   string   `json:"-"`
+	JSON  string   `json:"-"`
+	Plots []string `json:"plots"`
+}
+
+// Run runs the settings one after the other with o.Simulate, each in its
+// own run.dir, then writes compare.csv, compare.json and the plots into
+// o.Dir. A failed run stops the comparison (the settings before it keep
+// their run folders).
+func Run(ctx context.Context, vary []Vary, settings []Setting, o Options) (Result, error) {
+	res := Result{Vary: vary}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for i, s := range settings {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		var progress func(outputs.StepMetrics)
+		if o.Progress != nil {
+			progress = o.Progress(i, s)
+		}
+		if progress == nil {
+			progress = func(outputs.StepMetrics) {}
+		}
+		start := time.Now()
+		sum, err := o.Simulate(ctx, s.Config, log.With("setting", s.Name), progress)
+		if err != nil {
+			return res, fmt.Errorf("setting %q: %w", s.Name, err)
+		}
+		if sum.Stopped {
+			return res, fmt.Errorf("setting %q: the run stopped at step %d before its end", s.Name, sum.Steps)
+		}
+		row, err := rowOf(s, sum, time.Since(start).Seconds())
+		if err != nil {
+			return res, err
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	if err := Write(&res, o.Dir); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// rowOf reads a finished run's metrics into a row.
+func rowOf(s Setting, sum outputs.Summary, secs float64) (Row, error) {
+	r := Row{Setting: s.Name, Values: map[string]string{}, RunDir: s.Config.Run.Dir, Source: s.Config.Data.Source, Steps: sum.Steps, Tokens: sum.Tokens,
+		CE: sum.ValLoss, Entropy: sum.ValEntropy, TokensPerS: sum.TokensPerS, Seconds: secs}
+	for _, kv := range s.Values {
+		r.Values[kv[0]] = kv[1]
+	}
+	if sum.ValKL >= 0 && sum.EntropyFloor >= 0 {
+		kl := sum.ValKL
+		r.KL = &kl
+	}
+	if sum.EntropyFloor >= 0 {
+		f := sum.EntropyFloor
+		r.Floor = &f
+	}
+	rows, err := outputs.ReadMetrics(s.Config.Run.Dir)
+	if err != nil {
+		return r, fmt.Errorf("setting %q: %w", s.Name, err)
+	}
+	for _, m := range rows {
+		if m.ValLoss == nil {
+			continue
+		}
+		r.Curve = append(r.Curve, Point{Step: m.Step, Tokens: m.TotalTok, KL: m.ValKL, CE: *m.ValLoss, Entropy: m.ValEntropy})
+	}
+	// The final evaluation, when metrics.jsonl ends before it.
+	if n := len(r.Curve); n == 0 || r.Curve[n-1].Step != sum.Steps {
+		h := r.Entropy
+		r.Curve = append(r.Curve, Point{Step: sum.Steps, Tokens: sum.Tokens, KL: r.KL, CE: r.CE, Entropy: &h})
+	}
+	return r, nil
+}

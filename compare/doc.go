@@ -1,0 +1,21 @@
+// Package compare runs the same training budget under several settings and
+// compares the results: for every combination of the varied configuration
+// keys (Vary, as --vary loss.direction=forward,reverse,jsd) it builds the
+// configuration over the rest of the user's (Plan, checking every
+// combination before anything runs), runs it in simulation mode one after
+// the other, each in a run.dir of its own under the comparison's, with
+// held-out evaluations every few steps, and writes compare.csv,
+// compare.json and three plots against tokens, one line per setting: the
+// held-out exact KL to the synthetic truth (compare_kl.png, synthetic data
+// only), the held-out cross-entropy (compare_ce.png) and the model's
+// held-out entropy (compare_entropy.png), from each run's metrics.jsonl.
+//
+// Check refuses what cannot train to a finite loss before any run starts:
+// reverse KL (or JSD at beta 1) against the synthetic truth without
+// loss.label_smoothing, and any direction but forward against the actual
+// next tokens.
+//
+// compare knows the configuration, engine's targets and the run's output
+// files; the run itself is handed in (Options.Simulate: cluster.Simulate),
+// so it knows nothing of NATS or the protocol.
+package compare

@@ -1,0 +1,18 @@
+//go:build !(linux || darwin || freebsd || netbsd || openbsd)
+
+package teacherstore
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// mapFile reads the whole file: this platform has no mmap here.
+func mapFile(f *os.File, size int64) (data []byte, unmap func() error, err error) {
+	b := make([]byte, size)
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", f.Name(), err)
+	}
+	return b, func() error { return nil }, nil
+}
