@@ -119,8 +119,8 @@ func NewCoordinator(cfg config.Config, log *slog.Logger, env *Env) (*Coordinator
 	}
 	peak := cfg.Run.PeakGFLOPs
 	if peak == 0 {
-		peak = env.Pool.PeakGFLOPs()
-		log.Info("measured the peak for MFU", "gflops", math.Round(peak), "threads", env.Pool.Threads())
+		peak = job.env.Pool.PeakGFLOPs()
+		log.Info("measured the peak for MFU", "gflops", math.Round(peak), "threads", job.env.Pool.Threads())
 	}
 	return &Coordinator{cfg: cfg, spec: job.spec, log: log, subj: subj, run: newRunID(),
 		job: job, resumed: resumed, prom: outputs.NewProm(), abortKinds: map[string]int{}, peak: peak}, nil
@@ -593,11 +593,11 @@ func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr, norm float6
 		v := loss
 		m.KLToTruth = &v
 	}
-	if c.spec.Teacher != "" || c.spec.HardWeight > 0 {
+	if c.spec.hasTeacher() || c.spec.HardWeight > 0 {
 		kd, ce := kdSum/tokens, ceSum/tokens
 		m.KD, m.CE = &kd, &ce
 	}
-	if c.spec.Teacher != "" && c.spec.TeacherTopK > 0 {
+	if c.spec.hasTeacher() && (c.spec.TeacherTopK > 0 || c.spec.TeacherStore != "" && c.spec.TeacherStoreHeader.K < c.spec.Model.Vocab) {
 		kept := keptSum / tokens
 		m.TeacherTopKMass = &kept
 	}

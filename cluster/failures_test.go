@@ -385,3 +385,37 @@ func TestWorkerWithAnotherTeacherRefusesToJoin(t *testing.T) {
 		t.Errorf("newWorkerJob(another teacher) = %v; want a refusal", err)
 	}
 }
+
+// A teacher store that does not fit the job (another temperature) is
+// refused at start naming the field; a worker whose store holds other
+// records than the coordinator's refuses to join.
+func TestTeacherStoreMismatchIsRefused(t *testing.T) {
+	cfg := testConfig(t, 1, 6)
+	cfg.Data.Source, cfg.Data.ValFraction = "tokens:testdata/gpt_micro/tokens.bin", 0
+	cfg.Model.Init, cfg.Model.Ctx = "testdata/distill_micro/student", 0
+	cfg.Loss.TeacherStore = dumpStore(t, "testdata/gpt_micro", 2)
+	if _, err := NewCoordinator(cfg, testLogger(t), nil); err == nil || !strings.Contains(err.Error(), "temperature") {
+		t.Fatalf("a store at temperature 2 for a teacher temperature of 1: %v; want a refusal naming the temperature", err)
+	}
+	cfg.Loss.TeacherTemperature = 2
+	c, err := NewCoordinator(cfg, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.spec.TeacherStoreDigest) != 64 || c.spec.TeacherStoreHeader.K != 64 {
+		t.Fatalf("the welcome's store: digest %q, header %+v", c.spec.TeacherStoreDigest, c.spec.TeacherStoreHeader)
+	}
+	if _, err := newWorkerJob(c.spec, NewEnv(1)); err != nil {
+		t.Fatalf("a worker with the same store: %v", err)
+	}
+	spec := c.spec
+	spec.TeacherStoreDigest = strings.Repeat("a", 64)
+	if _, err := newWorkerJob(spec, NewEnv(1)); err == nil || !strings.Contains(err.Error(), "another store") {
+		t.Errorf("newWorkerJob(another store) = %v; want a refusal", err)
+	}
+	spec = c.spec
+	spec.TeacherStoreHeader.K = 32
+	if _, err := newWorkerJob(spec, NewEnv(1)); err == nil || !strings.Contains(err.Error(), "not the coordinator's") {
+		t.Errorf("newWorkerJob(another header) = %v; want a refusal", err)
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"github.com/klring/klring/loss"
 	"github.com/klring/klring/netem"
 	"github.com/klring/klring/shard"
+	"github.com/klring/klring/teacherstore"
 	"github.com/klring/klring/tokenizer"
 )
 
@@ -64,6 +65,7 @@ type dataCache struct {
 	datasets map[string]*shard.Dataset
 	toks     map[string]tokenizer.Tokenizer
 	teachers map[string]*teacherWeights
+	stores   map[string]*teacherstore.Store
 }
 
 // NewEnv returns an environment with a budget of threads kernel goroutines
@@ -109,6 +111,44 @@ func (e *Env) teacher(dir string) (*teacherWeights, error) {
 	}
 	e.data.teachers[dir] = t
 	return t, nil
+}
+
+// teacherStore opens the teacher store at path once per Env: in-process
+// replicas read the one mapping (a Store is safe for concurrent use).
+func (e *Env) teacherStore(path string) (*teacherstore.Store, error) {
+	e.data.mu.Lock()
+	defer e.data.mu.Unlock()
+	if s := e.data.stores[path]; s != nil {
+		return s, nil
+	}
+	s, err := teacherstore.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if e.data.stores == nil {
+		e.data.stores = map[string]*teacherstore.Store{}
+	}
+	e.data.stores[path] = s
+	return s, nil
+}
+
+// jobStore is the job's teacher store, checked against the header and
+// digest the coordinator sent; nil without one.
+func (e *Env) jobStore(spec JobSpec) (*teacherstore.Store, error) {
+	if spec.TeacherStore == "" {
+		return nil, nil
+	}
+	s, err := e.teacherStore(spec.TeacherStore)
+	if err != nil {
+		return nil, fmt.Errorf("loss.teacher_store: %w", err)
+	}
+	if err := s.Check(spec.TeacherStoreHeader); err != nil {
+		return nil, fmt.Errorf("loss.teacher_store %s is not the coordinator's: %w", spec.TeacherStore, err)
+	}
+	if d := s.Digest(); d != spec.TeacherStoreDigest {
+		return nil, fmt.Errorf("loss.teacher_store %s holds other records than the coordinator's (digest %s, the coordinator's %s): it is another store", spec.TeacherStore, d, spec.TeacherStoreDigest)
+	}
+	return s, nil
 }
 
 // teacherModel is a forward-only model of the job's teacher over the
@@ -225,7 +265,7 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		DataSource: cfg.Data.Source, ValFraction: cfg.Data.ValFraction, DataSeed: cfg.Data.Seed, Tokenizer: cfg.Data.Tokenizer,
 		Direction: cfg.Loss.Direction.String(), Target: cfg.Loss.Target.String(), Beta: cfg.Loss.Beta,
 		Temperature: cfg.Loss.Temperature, Smoothing: cfg.Loss.LabelSmoothing,
-		Teacher: cfg.Loss.Teacher, TeacherTemperature: cfg.Loss.LossOptions().TeacherTemperature,
+		Teacher: cfg.Loss.Teacher, TeacherStore: cfg.Loss.TeacherStore, TeacherTemperature: cfg.Loss.LossOptions().TeacherTemperature,
 		ScaleT2: cfg.Loss.ScaleT2, HardWeight: cfg.Loss.HardWeight, TeacherTopK: cfg.Loss.TeacherTopK,
 		TeacherTail: cfg.Loss.TeacherTail.String(),
 		OnPolicy:    cfg.Loss.OnPolicy, OnPolicyPrefix: cfg.Loss.OnPolicyPrefix, OnPolicyTemp: cfg.Loss.OnPolicyTemp, Seed: cfg.Train.Seed,
@@ -297,6 +337,27 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		}
 		spec.TeacherSHA256 = t.sha
 	}
+	if spec.TeacherStore != "" {
+		st, err := env.teacherStore(spec.TeacherStore)
+		if err != nil {
+			return nil, false, fmt.Errorf("loss.teacher_store: %w", err)
+		}
+		want := teacherstore.Header{Data: teacherstore.DataKey(data.Fingerprint()), Vocab: spec.Model.Vocab, Ctx: spec.Model.Ctx,
+			Temperature: spec.TeacherTemperature}
+		if err := st.Check(want); err != nil {
+			return nil, false, fmt.Errorf("loss.teacher_store %s does not fit this job: %w", spec.TeacherStore, err)
+		}
+		if k := cfg.Loss.TeacherTopK; k > st.K() {
+			return nil, false, fmt.Errorf("loss.teacher_top_k = %d: the teacher store %s keeps only the top %d", k, spec.TeacherStore, st.K())
+		}
+		if lo := cfg.Loss.LossOptions(); lo.TeacherTopK == 0 && st.K() < spec.Model.Vocab {
+			lo.TeacherTopK = st.K() // the store's rows are a top k: their tail applies
+			if err := lo.CheckTeacher(); err != nil {
+				return nil, false, fmt.Errorf("loss.teacher_store %s keeps the top %d of %d tokens: %w", spec.TeacherStore, st.K(), spec.Model.Vocab, err)
+			}
+		}
+		spec.TeacherStoreHeader, spec.TeacherStoreDigest = st.Header(), st.Digest()
+	}
 	if err := resolveTarget(&spec, data); err != nil {
 		return nil, false, err
 	}
@@ -346,7 +407,7 @@ func resolveTarget(spec *JobSpec, data *shard.Dataset) error {
 	if err != nil {
 		return err
 	}
-	if t, err = engine.Resolve(t, data, spec.Teacher != ""); err != nil {
+	if t, err = engine.Resolve(t, data, spec.hasTeacher()); err != nil {
 		return err
 	}
 	spec.Target = t.String()
@@ -383,9 +444,12 @@ func engineOptions(spec JobSpec) (engine.Options, error) {
 	}
 	o := engine.Options{Loss: lo, Target: t, MaxWindows: max(spec.BatchWindows, 1),
 		OnPolicy: engine.OnPolicy{Fraction: spec.OnPolicy, Prefix: spec.OnPolicyPrefix, Temperature: spec.OnPolicyTemp, Seed: spec.Seed}}
-	if t == engine.TargetTeacher {
-		// A stand-in, so that Validate checks the combination; the
-		// engine gets the real one from the Env.
+	switch {
+	// Stand-ins, so that Validate checks the combination; the engine gets
+	// the real ones from the Env.
+	case t == engine.TargetTeacher && spec.TeacherStore != "":
+		o.Store = &teacherstore.Store{}
+	case t == engine.TargetTeacher:
 		o.Teacher = &lm.Model{}
 	}
 	return o, nil
@@ -403,6 +467,9 @@ func newWorkerJob(spec JobSpec, env *Env) (*jobState, error) {
 	}
 	if d := spec.Data.Diff(data.Fingerprint()); d != "" {
 		return nil, fmt.Errorf("this worker's data.source %s is not the coordinator's (coordinator's, this worker's): %s", spec.DataSource, d)
+	}
+	if _, err := env.jobStore(spec); err != nil {
+		return nil, err
 	}
 	if spec.Teacher != "" {
 		t, err := env.teacher(spec.Teacher)
@@ -454,6 +521,9 @@ func newJobState(spec JobSpec, env *Env, model *lm.Model, data *shard.Dataset, m
 		return nil, err
 	}
 	if o.Teacher, err = env.teacherModel(spec); err != nil {
+		return nil, err
+	}
+	if o.Store, err = env.jobStore(spec); err != nil {
 		return nil, err
 	}
 	if j.eng, err = engine.New(o, model, data, env.Pool); err != nil {

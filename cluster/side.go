@@ -115,6 +115,9 @@ func (c *Coordinator) evalEngine() error {
 	if o.Teacher, err = c.job.env.teacherModel(c.spec); err != nil {
 		return err
 	}
+	if o.Store, err = c.job.env.jobStore(c.spec); err != nil {
+		return err
+	}
 	if s.evalEng, err = engine.New(o, m, c.job.data, c.job.env.Pool); err != nil {
 		return err
 	}

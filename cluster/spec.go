@@ -10,6 +10,7 @@ import (
 	"github.com/klring/klring/lm"
 	"github.com/klring/klring/protocol"
 	"github.com/klring/klring/shard"
+	"github.com/klring/klring/teacherstore"
 )
 
 // JobSpec is what every replica of a job must agree on. The coordinator builds
@@ -36,6 +37,12 @@ type JobSpec struct {
 	HardWeight         float64 `msgpack:"hard_weight" json:"hard_weight"`
 	TeacherTopK        int     `msgpack:"teacher_top_k" json:"teacher_top_k"`
 	TeacherTail        string  `msgpack:"teacher_tail" json:"teacher_tail"`
+	// A teacher's precomputed top-k store instead of a live teacher: its
+	// path, its header and the digest of its window checksums (a worker
+	// whose store differs refuses to join).
+	TeacherStore       string              `msgpack:"teacher_store,omitempty" json:"teacher_store,omitempty"`
+	TeacherStoreHeader teacherstore.Header `msgpack:"teacher_store_header,omitempty" json:"teacher_store_header,omitempty"`
+	TeacherStoreDigest string              `msgpack:"teacher_store_digest,omitempty" json:"teacher_store_digest,omitempty"`
 	// On-policy training: the fraction of windows the student rolls out,
 	// the prefix it keeps, its sampling temperature, and the seed (with the
 	// step and the window) of what it samples.
@@ -79,11 +86,23 @@ func (s JobSpec) Validate() error {
 	case s.Optimizer != "adamw" && s.Optimizer != "sgd":
 		return fmt.Errorf("optimizer %q", s.Optimizer)
 	}
+	if s.TeacherStore != "" {
+		if s.Teacher != "" {
+			return fmt.Errorf("a teacher %q and a teacher store %q", s.Teacher, s.TeacherStore)
+		}
+		if err := s.TeacherStoreHeader.Validate(); err != nil {
+			return fmt.Errorf("teacher store header: %w", err)
+		}
+	}
 	if _, err := engineOptions(s); err != nil {
 		return err
 	}
 	return nil
 }
+
+// hasTeacher reports whether the job distils from a teacher, live or
+// stored.
+func (s JobSpec) hasTeacher() bool { return s.Teacher != "" || s.TeacherStore != "" }
 
 // minHeartbeat is the shortest heartbeat interval a job may have.
 const minHeartbeat = 10 * time.Millisecond

@@ -18,6 +18,8 @@ import (
 	"github.com/klring/klring/lm"
 	"github.com/klring/klring/loss"
 	"github.com/klring/klring/outputs"
+	"github.com/klring/klring/shard"
+	"github.com/klring/klring/teacherstore"
 )
 
 // Every data source, loss and optimizer of the configuration trains through
@@ -130,8 +132,9 @@ func TestSimulateSecure(t *testing.T) {
 // mean distillation loss (forward, reverse at T=1.5, JSD at beta 0.1, top 8
 // with the rest bucket, T^2 with a hard-label mix).
 func TestDistillationTwoWorkersMatchPyTorch(t *testing.T) {
-	for _, name := range []string{"fwd-T1", "rev-T15", "jsd-b01", "fwd-top8-rest", "fwd-T2-t2-hard03"} {
-		t.Run(name, func(t *testing.T) {
+	for _, run := range []string{"fwd-T1", "rev-T15", "jsd-b01", "fwd-top8-rest", "fwd-T2-t2-hard03", "fwd-T1/store", "fwd-top8-rest/store"} {
+		name, source, _ := strings.Cut(run, "/")
+		t.Run(run, func(t *testing.T) {
 			c := distillCase(t, name)
 			cfg := testConfig(t, 1, 6)
 			cfg.Cluster.Workers = 2
@@ -151,6 +154,10 @@ func TestDistillationTwoWorkersMatchPyTorch(t *testing.T) {
 			cfg.Train.WarmupSteps = 0
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
+			if source == "store" {
+				// The teacher's full distribution, precomputed.
+				cfg.Loss.TeacherStore, cfg.Loss.Teacher = dumpStore(t, cfg.Loss.Teacher, c.TeacherTemperature), ""
+			}
 			sum, err := Simulate(ctx, cfg, testLogger(t), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -182,6 +189,31 @@ func TestDistillationTwoWorkersMatchPyTorch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dumpStore writes the store of teacher's full distribution over
+// gpt_micro's tokens at temperature temp, and returns its path.
+func dumpStore(t *testing.T, teacher string, temp float64) string {
+	t.Helper()
+	pool := kernels.NewPool(1)
+	m, _, err := lm.LoadCheckpoint(teacher, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sha, err := teacherstore.TeacherSHA256(teacher)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := shard.Open(shard.Options{Source: "tokens:testdata/gpt_micro/tokens.bin", Ctx: m.Config.Ctx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	path := filepath.Join(t.TempDir(), "teacher.topk")
+	if _, err := teacherstore.Dump(context.Background(), path, m, data, teacherstore.DumpOptions{K: m.Config.Vocab, Temperature: temp, TeacherSHA256: sha}); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 type goldenCase struct {

@@ -1,16 +1,19 @@
 package engine
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/klring/klring/kernels"
 	"github.com/klring/klring/lm"
 	"github.com/klring/klring/loss"
 	"github.com/klring/klring/shard"
+	"github.com/klring/klring/teacherstore"
 )
 
 // distillCase is one setting of testdata/distill_micro/cases.json.
@@ -63,7 +66,8 @@ func readDistillCases(t *testing.T) []distillCase {
 // The student's gradient of every distillation setting (forward, reverse
 // and JSD KL; temperatures, T^2, a hard-label mix, a teacher temperature of
 // its own, top-k under each tail), computed with the teacher's logits chunk
-// by chunk beside the student's head, is PyTorch's, tensor by tensor.
+// by chunk beside the student's head, is PyTorch's, tensor by tensor; and so
+// is the gradient computed from a teacher store of the same teacher.
 func TestDistillationMatchesPyTorch(t *testing.T) {
 	pool := kernels.NewPool(2)
 	teacher, _, err := lm.LoadCheckpoint(golden, pool)
@@ -79,38 +83,63 @@ func TestDistillationMatchesPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer data.Close()
-	for _, c := range readDistillCases(t) {
-		t.Run(c.Name, func(t *testing.T) {
-			student, _, err := lm.LoadCheckpoint("testdata/distill_micro/student", pool)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e, err := New(Options{Loss: c.lossOptions(t), Target: TargetTeacher, Teacher: inf, MaxWindows: 6}, student, data, pool)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, err := e.Gradient([]int32{0, 1, 2, 3, 4, 5}, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n := float64(s.Tokens)
-			if got := s.Loss / n; math.Abs(got-c.Loss) > 1e-5*math.Abs(c.Loss) {
-				t.Errorf("mean loss %.9f; PyTorch %.9f", got, c.Loss)
-			}
-			ref := loadGradsFile(t, pool, "testdata/distill_micro/student/config.json", "testdata/distill_micro/grads-"+c.Name+".safetensors")
-			for _, ts := range student.Layout() {
-				g, r := ts.View(student.Grads), ts.View(ref)
-				var diff, norm float64
-				for i := range g {
-					d := float64(g[i])/n - float64(r[i])
-					diff += d * d
-					norm += float64(r[i]) * float64(r[i])
+	// The same teacher as a store of its full distribution (k = V) at
+	// each teacher temperature of the cases.
+	cases := readDistillCases(t)
+	stores := map[float64]*teacherstore.Store{}
+	for _, c := range cases {
+		if stores[c.TeacherTemperature] != nil {
+			continue
+		}
+		path := filepath.Join(t.TempDir(), "teacher.topk")
+		if _, err := teacherstore.Dump(context.Background(), path, inf, data, teacherstore.DumpOptions{K: 64, Temperature: c.TeacherTemperature, TeacherSHA256: strings.Repeat("0", 64)}); err != nil {
+			t.Fatal(err)
+		}
+		st, err := teacherstore.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		stores[c.TeacherTemperature] = st
+	}
+	for _, c := range cases {
+		for _, source := range []string{"live", "store"} {
+			t.Run(c.Name+"/"+source, func(t *testing.T) {
+				student, _, err := lm.LoadCheckpoint("testdata/distill_micro/student", pool)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if math.Sqrt(diff) > 1e-4*math.Sqrt(norm) {
-					t.Errorf("%s: |engine - PyTorch| is %.2g of the tensor's norm %.3g", ts.Name, math.Sqrt(diff/norm), math.Sqrt(norm))
+				o := Options{Loss: c.lossOptions(t), Target: TargetTeacher, Teacher: inf, MaxWindows: 6}
+				if source == "store" {
+					o.Teacher, o.Store = nil, stores[c.TeacherTemperature]
 				}
-			}
-		})
+				e, err := New(o, student, data, pool)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s, err := e.Gradient([]int32{0, 1, 2, 3, 4, 5}, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := float64(s.Tokens)
+				if got := s.Loss / n; math.Abs(got-c.Loss) > 1e-5*math.Abs(c.Loss) {
+					t.Errorf("mean loss %.9f; PyTorch %.9f", got, c.Loss)
+				}
+				ref := loadGradsFile(t, pool, "testdata/distill_micro/student/config.json", "testdata/distill_micro/grads-"+c.Name+".safetensors")
+				for _, ts := range student.Layout() {
+					g, r := ts.View(student.Grads), ts.View(ref)
+					var diff, norm float64
+					for i := range g {
+						d := float64(g[i])/n - float64(r[i])
+						diff += d * d
+						norm += float64(r[i]) * float64(r[i])
+					}
+					if math.Sqrt(diff) > 1e-4*math.Sqrt(norm) {
+						t.Errorf("%s: |engine - PyTorch| is %.2g of the tensor's norm %.3g", ts.Name, math.Sqrt(diff/norm), math.Sqrt(norm))
+					}
+				}
+			})
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/klring/klring/lm"
 	"github.com/klring/klring/loss"
 	"github.com/klring/klring/shard"
+	"github.com/klring/klring/teacherstore"
 )
 
 // Target says what the model is trained to match.
@@ -67,6 +68,11 @@ type Options struct {
 	// TargetTeacher, run forward only (lm.NewInference); its vocabulary is
 	// the model's and its context at least the model's.
 	Teacher *lm.Model
+	// Store, instead of Teacher, is a teacher's precomputed top-k
+	// distribution over every window of the data (teacherstore), at the
+	// store's temperature: TargetTeacher reads its rows rather than
+	// running a model. Loss.TeacherTopK, when not 0, cuts them to fewer.
+	Store *teacherstore.Store
 	// MaxWindows is the largest number of windows of one forward pass:
 	// Gradient and Evaluate take any number of windows, in passes of at
 	// most MaxWindows (micro-batches), and the buffers (the model's
@@ -104,8 +110,12 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: target %v (resolve auto first)", ErrOption, o.Target)
 	case o.MaxWindows < 1:
 		return fmt.Errorf("%w: max windows %d", ErrOption, o.MaxWindows)
-	case (o.Target == TargetTeacher) != (o.Teacher != nil):
-		return fmt.Errorf("%w: target %v with teacher %v", ErrOption, o.Target, o.Teacher != nil)
+	case o.Teacher != nil && o.Store != nil:
+		return fmt.Errorf("%w: a teacher model and a teacher store: one or the other", ErrOption)
+	case (o.Target == TargetTeacher) != (o.Teacher != nil || o.Store != nil):
+		return fmt.Errorf("%w: target %v with teacher %v", ErrOption, o.Target, o.Teacher != nil || o.Store != nil)
+	case o.Store != nil && o.OnPolicy.Fraction > 0:
+		return fmt.Errorf("%w: on-policy training with a teacher store: a store holds the teacher's distribution on the data's windows, not on the student's samples (use loss.teacher)", ErrOption)
 	case !(o.OnPolicy.Fraction >= 0 && o.OnPolicy.Fraction <= 1):
 		return fmt.Errorf("%w: on-policy fraction %v, want [0, 1]", ErrOption, o.OnPolicy.Fraction)
 	case o.OnPolicy.Fraction > 0 && !(o.OnPolicy.Temperature > 0):
@@ -144,7 +154,11 @@ func Resolve(t Target, data *shard.Dataset, teacher bool) (Target, error) {
 // not safe for concurrent use.
 type Engine struct {
 	model   *lm.Model
-	teacher *lm.Model // nil without distillation
+	teacher *lm.Model // nil without a live teacher
+	store   *teacherstore.Store
+	storeK  int       // entries per position read from the store
+	sids    []int32   // [maxB*T*storeK] the store's top-k ids
+	sprobs  []float32 // [maxB*T*storeK] their probabilities
 	lossc   *loss.Computer
 	opts    loss.Options // training loss
 	kind    Target
@@ -185,9 +199,25 @@ func New(o Options, model *lm.Model, data *shard.Dataset, pool *kernels.Pool) (*
 			ErrOption, t.Config.Vocab, t.Config.Ctx, cfg.Vocab, cfg.Ctx)
 	}
 	T, B := cfg.Ctx, o.MaxWindows
-	e := &Engine{model: model, teacher: o.Teacher, lossc: loss.NewComputer(pool), opts: o.Loss, kind: o.Target, data: data,
+	e := &Engine{model: model, teacher: o.Teacher, store: o.Store, lossc: loss.NewComputer(pool), opts: o.Loss, kind: o.Target, data: data,
 		T: T, maxB: B, tokenBytes: o.TokenBytes, onPolicy: o.OnPolicy,
 		win: make([]int32, T+1), in: make([]int32, B*T), hard: make([]int32, B*T)}
+	if st := o.Store; st != nil {
+		h := st.Header()
+		switch {
+		case h.Ctx != T:
+			return nil, fmt.Errorf("%w: the teacher store %s has windows of %d positions, the model's context is %d", ErrOption, st.Path(), h.Ctx, T)
+		case h.Vocab != cfg.Vocab:
+			return nil, fmt.Errorf("%w: the teacher store %s has vocabulary %d, the model %d", ErrOption, st.Path(), h.Vocab, cfg.Vocab)
+		case o.Loss.TeacherTopK > h.K:
+			return nil, fmt.Errorf("%w: loss.teacher_top_k = %d, the teacher store %s keeps only the top %d", ErrOption, o.Loss.TeacherTopK, st.Path(), h.K)
+		}
+		e.storeK = h.K
+		if o.Loss.TeacherTopK > 0 {
+			e.storeK = o.Loss.TeacherTopK
+		}
+		e.sids, e.sprobs = make([]int32, B*T*e.storeK), make([]float32, B*T*e.storeK)
+	}
 	if data.HasTruth() {
 		e.K = data.TruthK()
 		e.ids = make([]int32, B*T*e.K)
@@ -208,7 +238,7 @@ func New(o Options, model *lm.Model, data *shard.Dataset, pool *kernels.Pool) (*
 func (e *Engine) Model() *lm.Model { return e.model }
 
 // load fills the input and target buffers with windows.
-func (e *Engine) load(windows []int32) {
+func (e *Engine) load(windows []int32) error {
 	T := e.T
 	for b, id := range windows {
 		e.data.Window(int(id), e.win)
@@ -218,6 +248,13 @@ func (e *Engine) load(windows []int32) {
 			e.data.Truth(int(id), e.ids[b*T*e.K:(b+1)*T*e.K], e.probs[b*T*e.K:(b+1)*T*e.K])
 		}
 	}
+	if e.store != nil {
+		n := len(windows) * T * e.storeK
+		if err := e.store.Targets(e.sids[:n], e.sprobs[:n], windows, T, e.storeK); err != nil {
+			return fmt.Errorf("the teacher store: %w", err)
+		}
+	}
+	return nil
 }
 
 // target is the loss's target of rows first..first+rows: the next tokens
@@ -230,6 +267,11 @@ func (e *Engine) target(t Target, first, rows int) loss.Target {
 		K := e.K
 		tg.SparseIDs, tg.SparseProbs, tg.K = e.ids[first*K:(first+rows)*K], e.probs[first*K:(first+rows)*K], K
 	case TargetTeacher:
+		if e.store != nil {
+			k := e.storeK
+			tg.SparseIDs, tg.SparseProbs, tg.K = e.sids[first*k:(first+rows)*k], e.sprobs[first*k:(first+rows)*k], k
+			break
+		}
 		n := rows * e.model.Config.Vocab
 		if cap(e.tlogits) < n {
 			e.tlogits = make([]float32, n) // once: the head's chunk
@@ -272,7 +314,9 @@ func (e *Engine) Gradient(windows []int32, step uint64) (Sums, error) {
 // pass adds the gradient of one micro-batch to the model's and its totals
 // to s.
 func (e *Engine) pass(s *Sums, windows []int32, step uint64) error {
-	e.load(windows)
+	if err := e.load(windows); err != nil {
+		return err
+	}
 	if e.onPolicy.Fraction > 0 {
 		if err := e.rollout(windows, step); err != nil {
 			return err
@@ -352,7 +396,9 @@ func (e *Engine) Evaluate(windows []int) (Eval, error) {
 		for _, w := range windows[lo:min(lo+e.maxB, len(windows))] {
 			ws = append(ws, int32(w))
 		}
-		e.load(ws)
+		if err := e.load(ws); err != nil {
+			return res, fmt.Errorf("evaluating: %w", err)
+		}
 		B := len(ws)
 		if e.teacher != nil {
 			if err := e.teacher.ForwardHidden(e.in[:B*T], B, T); err != nil {
@@ -361,7 +407,7 @@ func (e *Engine) Evaluate(windows []int) (Eval, error) {
 		}
 		err := e.model.Forward(e.in[:B*T], B, T, func(logits []float32, first, rows int) error {
 			for _, t := range []Target{TargetSoft, TargetTeacher} {
-				if t == TargetSoft && e.K == 0 || t == TargetTeacher && e.teacher == nil {
+				if t == TargetSoft && e.K == 0 || t == TargetTeacher && e.teacher == nil && e.store == nil {
 					continue
 				}
 				tg := e.target(t, first, rows)
@@ -404,7 +450,7 @@ func (e *Engine) Evaluate(windows []int) (Eval, error) {
 		if e.K > 0 {
 			res.KL = kl / n
 		}
-		if e.teacher != nil {
+		if e.teacher != nil || e.store != nil {
 			res.TeacherKL = tkl / n
 		}
 		if res.Bytes > 0 {

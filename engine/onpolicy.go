@@ -144,7 +144,9 @@ func (e *Engine) SampleKL(windows []int, prefix int, temp, eps float64, seed uin
 		for i, w := range windows[lo:min(lo+e.maxB, len(windows))] {
 			ws, idx = append(ws, int32(w)), append(idx, i)
 		}
-		e.load(ws)
+		if err := e.load(ws); err != nil {
+			return 0, err
+		}
 		if err := e.sample(ws, 0, idx, prefix, temp); err != nil {
 			return 0, err
 		}
