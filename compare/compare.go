@@ -23,10 +23,50 @@ import (
 // or forbidden key, a bad value, a setting that cannot train.
 var ErrSetting = errors.New("compare: invalid setting")
 
-// Vary is one varied key and its values, as --vary KEY=a,b,c.
+// Vary is one varied key and its values, as --vary KEY=a,b,c; or, with Key
+// CaseKey, named cases (--case), each setting several keys at once.
 type Vary struct {
 	Key    string
 	Values []string
+	// Cases holds, for Key CaseKey, the keys each named value sets.
+	Cases map[string][][2]string `json:"cases,omitempty"`
+}
+
+// CaseKey is the Key of the Vary of named cases.
+const CaseKey = "case"
+
+// ParseCases parses --case NAME:KEY=V[;KEY=V...] (each a named setting of
+// several keys, such as "forward-T2:loss.temperature=2;loss.scale_t2=true")
+// into one Vary whose values are the names, in order.
+func ParseCases(cases []string) (Vary, error) {
+	v := Vary{Key: CaseKey, Cases: map[string][][2]string{}}
+	for _, c := range cases {
+		name, sets, ok := strings.Cut(c, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" {
+			return Vary{}, fmt.Errorf("%w: --case %q: want NAME:KEY=VALUE[;KEY=VALUE...], such as forward-T2:loss.temperature=2;loss.scale_t2=true", ErrSetting, c)
+		}
+		if _, dup := v.Cases[name]; dup {
+			return Vary{}, fmt.Errorf("%w: --case %s given twice", ErrSetting, name)
+		}
+		var kvs [][2]string
+		for _, kv := range strings.Split(sets, ";") {
+			if strings.TrimSpace(kv) == "" {
+				continue
+			}
+			one, err := ParseVary(kv)
+			if err != nil {
+				return Vary{}, fmt.Errorf("--case %s: %w", name, err)
+			}
+			if len(one.Values) != 1 {
+				return Vary{}, fmt.Errorf("%w: --case %s: %s has %d values; a case sets one", ErrSetting, name, one.Key, len(one.Values))
+			}
+			kvs = append(kvs, [2]string{one.Key, one.Values[0]})
+		}
+		v.Values = append(v.Values, name)
+		v.Cases[name] = kvs
+	}
+	return v, nil
 }
 
 // keys that a comparison owns or that cannot differ between its runs.
@@ -116,7 +156,7 @@ func FlagLoader(fs *pflag.FlagSet, skip ...string) Loader {
 // evaluations, unless evalEvery > 0 fixes the interval.
 func Plan(vary []Vary, load Loader, dir string, evalEvery int) ([]Setting, error) {
 	if len(vary) == 0 {
-		return nil, fmt.Errorf("%w: nothing to compare: give --vary KEY=a,b (e.g. --vary loss.direction=forward,reverse,jsd)", ErrSetting)
+		return nil, fmt.Errorf("%w: nothing to compare: give --vary KEY=a,b (e.g. --vary loss.direction=forward,reverse,jsd) or --case NAME:KEY=V;KEY=V", ErrSetting)
 	}
 	seen := map[string]bool{}
 	for _, v := range vary {
@@ -137,13 +177,26 @@ func Plan(vary []Vary, load Loader, dir string, evalEvery int) ([]Setting, error
 	}
 	var out []Setting
 	var errs []error
+	cases := map[string][][2]string{}
+	for _, v := range vary {
+		if v.Key == CaseKey {
+			cases = v.Cases
+		}
+	}
 	for i, c := range combos {
 		parts := make([]string, len(c))
+		var set [][2]string
 		for j, kv := range c {
 			parts[j] = kv[0] + "=" + kv[1]
+			if kv[0] == CaseKey {
+				parts[j] = kv[1]
+				set = append(set, cases[kv[1]]...)
+				continue
+			}
+			set = append(set, kv)
 		}
 		s := Setting{Name: strings.Join(parts, " "), Values: c}
-		cfg, err := load(c)
+		cfg, err := load(set)
 		if err == nil {
 			err = Check(cfg)
 		}

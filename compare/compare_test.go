@@ -155,3 +155,34 @@ func TestParseVary(t *testing.T) {
 		}
 	}
 }
+
+// Named cases set several keys at once, combine with --vary as a grid, and
+// are checked like varied values.
+func TestCasesSetSeveralKeys(t *testing.T) {
+	cases, err := ParseCases([]string{"hard:loss.target=hard", "smooth:loss.label_smoothing=0.1;train.lr=0.001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vary := []Vary{cases, mustVary(t, "train.seed=1,2")}
+	settings, err := Plan(vary, FlagLoader(tinyFlags(t)), t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(settings) != 4 || settings[2].Name != "smooth train.seed=1" {
+		t.Fatalf("settings %v; want hard x 2 seeds, then smooth x 2 seeds", settings)
+	}
+	c := settings[3].Config
+	if c.Loss.LabelSmoothing != 0.1 || c.Train.LR != 0.001 || c.Train.Seed != 2 || settings[0].Config.Loss.LabelSmoothing != 0 {
+		t.Errorf("smooth seed 2: smoothing %v, lr %v, seed %v", c.Loss.LabelSmoothing, c.Train.LR, c.Train.Seed)
+	}
+	for _, bad := range [][]string{{"x"}, {"a:nosuch.key=1"}, {"a:train.lr=1,2"}, {"a:train.lr=1", "a:train.lr=2"}} {
+		if _, err := ParseCases(bad); !errors.Is(err, ErrSetting) {
+			t.Errorf("ParseCases(%q) = %v; want ErrSetting", bad, err)
+		}
+	}
+	// A case that cannot train is refused before anything runs.
+	bad, _ := ParseCases([]string{"rev:loss.direction=reverse"})
+	if _, err := Plan([]Vary{bad}, FlagLoader(tinyFlags(t)), t.TempDir(), 0); !errors.Is(err, ErrSetting) {
+		t.Errorf("reverse KL against the truth without smoothing: %v; want refused", err)
+	}
+}

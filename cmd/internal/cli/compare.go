@@ -22,10 +22,11 @@ import (
 func compareCmd() *cobra.Command {
 	var (
 		varies []string
+		cases  []string
 		steps  int
 	)
 	cmd := &cobra.Command{
-		Use:   "compare --vary KEY=a,b[,...] [--vary KEY=...] [--steps N]",
+		Use:   "compare (--vary KEY=a,b[,...] | --case NAME:KEY=V[;KEY=V]) ... [--steps N]",
 		Short: "Train the same budget under several settings in simulation mode and compare them",
 		Long: "Train the same budget under every combination of the varied keys (the rest of the configuration from flags, " +
 			"KLRING_* variables and --config, as for sim), one simulation after the other, each in its own folder under run.dir, " +
@@ -43,6 +44,13 @@ func compareCmd() *cobra.Command {
 					return err
 				}
 				vary = append(vary, v)
+			}
+			if len(cases) > 0 {
+				v, err := compare.ParseCases(cases)
+				if err != nil {
+					return err
+				}
+				vary = append([]compare.Vary{v}, vary...)
 			}
 			base, log, err := loadConfig(fs)
 			if err != nil {
@@ -92,6 +100,7 @@ func compareCmd() *cobra.Command {
 	}
 	withConfigFlags(cmd)
 	cmd.Flags().StringArrayVar(&varies, "vary", nil, "KEY=a,b,...: a configuration key and its values to compare (repeat for a grid)")
+	cmd.Flags().StringArrayVar(&cases, "case", nil, "NAME:KEY=V[;KEY=V...]: a named setting of several keys (repeat for each; combined with --vary as a grid)")
 	cmd.Flags().IntVar(&steps, "steps", 0, "optimizer steps of every run (sets train.steps; 0: train.steps)")
 	return cmd
 }
