@@ -277,6 +277,9 @@ type Point struct {
 	KL      *float64 `json:"val_kl_to_truth,omitempty"`
 	CE      float64  `json:"val_loss"`
 	Entropy *float64 `json:"val_entropy,omitempty"`
+	// SampleKL is the reverse KL to the truth on the model's own samples
+	// (run.sample_kl_windows).
+	SampleKL *float64 `json:"val_sample_kl,omitempty"`
 }
 
 // Row is what one setting's run gave.
@@ -291,6 +294,7 @@ type Row struct {
 	CE         float64           `json:"val_loss"`                  // held-out cross-entropy
 	Entropy    float64           `json:"val_entropy"`               // held-out entropy of the model
 	Floor      *float64          `json:"entropy_floor,omitempty"`
+	SampleKL   *float64          `json:"val_sample_kl,omitempty"` // reverse KL to the truth on the model's samples
 	TokensPerS float64           `json:"tokens_per_s"`
 	Seconds    float64           `json:"seconds"`
 	Curve      []Point           `json:"curve"`
@@ -349,7 +353,7 @@ func Run(ctx context.Context, vary []Vary, settings []Setting, o Options) (Resul
 // rowOf reads a finished run's metrics into a row.
 func rowOf(s Setting, sum outputs.Summary, secs float64) (Row, error) {
 	r := Row{Setting: s.Name, Values: map[string]string{}, RunDir: s.Config.Run.Dir, Source: s.Config.Data.Source, Steps: sum.Steps, Tokens: sum.Tokens,
-		CE: sum.ValLoss, Entropy: sum.ValEntropy, TokensPerS: sum.TokensPerS, Seconds: secs}
+		CE: sum.ValLoss, Entropy: sum.ValEntropy, TokensPerS: sum.TokensPerS, Seconds: secs, SampleKL: sum.ValSampleKL}
 	for _, kv := range s.Values {
 		r.Values[kv[0]] = kv[1]
 	}
@@ -369,12 +373,12 @@ func rowOf(s Setting, sum outputs.Summary, secs float64) (Row, error) {
 		if m.ValLoss == nil {
 			continue
 		}
-		r.Curve = append(r.Curve, Point{Step: m.Step, Tokens: m.TotalTok, KL: m.ValKL, CE: *m.ValLoss, Entropy: m.ValEntropy})
+		r.Curve = append(r.Curve, Point{Step: m.Step, Tokens: m.TotalTok, KL: m.ValKL, CE: *m.ValLoss, Entropy: m.ValEntropy, SampleKL: m.ValSampleKL})
 	}
 	// The final evaluation, when metrics.jsonl ends before it.
 	if n := len(r.Curve); n == 0 || r.Curve[n-1].Step != sum.Steps {
 		h := r.Entropy
-		r.Curve = append(r.Curve, Point{Step: sum.Steps, Tokens: sum.Tokens, KL: r.KL, CE: r.CE, Entropy: &h})
+		r.Curve = append(r.Curve, Point{Step: sum.Steps, Tokens: sum.Tokens, KL: r.KL, CE: r.CE, Entropy: &h, SampleKL: r.SampleKL})
 	}
 	return r, nil
 }

@@ -31,6 +31,8 @@ func Write(res *Result, dir string) error {
 			func(p Point) (float64, bool) { return p.CE, true }},
 		{"compare_entropy.png", "held-out entropy of the model", "nats / token",
 			func(p Point) (float64, bool) { return deref(p.Entropy) }},
+		{"compare_sample_kl.png", "reverse KL to the truth on the model's own samples", "KL(model || truth), nats / token",
+			func(p Point) (float64, bool) { return deref(p.SampleKL) }},
 	}
 	res.Plots = nil
 	for _, pl := range plots {
@@ -57,7 +59,7 @@ func Write(res *Result, dir string) error {
 		if !any {
 			continue // no setting has this metric (the KL without synthetic data)
 		}
-		if f, ok := floor(res.Rows); ok && pl.file != "compare_kl.png" && maxX > 0 {
+		if f, ok := floor(res.Rows); ok && (pl.file == "compare_ce.png" || pl.file == "compare_entropy.png") && maxX > 0 {
 			name := fmt.Sprintf("entropy floor %.3f", f)
 			if pl.file == "compare_entropy.png" {
 				name = fmt.Sprintf("entropy of the truth %.3f", f)
@@ -125,7 +127,7 @@ func writeCSV(res *Result, path string) error {
 	for _, v := range res.Vary {
 		head = append(head, v.Key)
 	}
-	head = append(head, "steps", "tokens", "val_kl_to_truth", "val_loss", "val_entropy", "entropy_floor", "tokens_per_s", "seconds", "run_dir")
+	head = append(head, "steps", "tokens", "val_kl_to_truth", "val_loss", "val_entropy", "entropy_floor", "val_sample_kl", "tokens_per_s", "seconds", "run_dir")
 	w.Write(head)
 	num := func(x float64) string { return strconv.FormatFloat(x, 'g', 8, 64) }
 	opt := func(p *float64) string {
@@ -140,7 +142,7 @@ func writeCSV(res *Result, path string) error {
 			rec = append(rec, r.Values[v.Key])
 		}
 		rec = append(rec, strconv.FormatUint(r.Steps, 10), strconv.FormatInt(r.Tokens, 10), opt(r.KL), num(r.CE), num(r.Entropy),
-			opt(r.Floor), num(r.TokensPerS), num(r.Seconds), r.RunDir)
+			opt(r.Floor), opt(r.SampleKL), num(r.TokensPerS), num(r.Seconds), r.RunDir)
 		w.Write(rec)
 	}
 	w.Flush()

@@ -348,7 +348,7 @@ func (c Config) Validate() error {
 	if c.Train.Schedule == "" {
 		bad("train.schedule", `""`, "must be constant or cosine")
 	} else if err := sched.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("%w: train: %w", ErrInvalid, err))
+		errs = append(errs, fmt.Errorf("%w: train.%w", ErrInvalid, err))
 	}
 	if c.Train.MinLR > c.Train.LR {
 		bad("train.min_lr", c.Train.MinLR, "must be in [0, train.lr]")

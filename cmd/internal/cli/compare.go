@@ -119,16 +119,18 @@ func printCompare(w io.Writer, res compare.Result) {
 	for _, r := range res.Rows {
 		width = max(width, len(r.Setting))
 	}
-	fmt.Fprintf(w, "\n%-*s  %12s  %13s  %9s  %9s\n", width, "setting", "KL to truth", "cross-entropy", "entropy", "tokens/s")
-	for _, r := range res.Rows {
-		kl := "-"
-		if r.KL != nil {
-			kl = fmt.Sprintf("%.4f", *r.KL)
+	opt := func(p *float64) string {
+		if p == nil {
+			return "-"
 		}
-		fmt.Fprintf(w, "%-*s  %12s  %13.4f  %9.4f  %9.0f\n", width, r.Setting, kl, r.CE, r.Entropy, r.TokensPerS)
+		return fmt.Sprintf("%.4f", *p)
+	}
+	fmt.Fprintf(w, "\n%-*s  %12s  %13s  %9s  %10s  %9s\n", width, "setting", "KL to truth", "cross-entropy", "entropy", "sample KL", "tokens/s")
+	for _, r := range res.Rows {
+		fmt.Fprintf(w, "%-*s  %12s  %13.4f  %9.4f  %10s  %9.0f\n", width, r.Setting, opt(r.KL), r.CE, r.Entropy, opt(r.SampleKL), r.TokensPerS)
 	}
 	if len(res.Rows) > 0 && res.Rows[0].Floor != nil {
-		fmt.Fprintf(w, "(held-out, nats/token; the entropy floor of the data is %.4f)\n", *res.Rows[0].Floor)
+		fmt.Fprintf(w, "(held-out, nats/token; the entropy floor of the data is %.4f; sample KL: KL(model || truth) on the model's own samples, run.sample_kl_windows)\n", *res.Rows[0].Floor)
 	}
 	fmt.Fprintf(w, "\n  table  %s\n  data   %s\n  plots  %s\n", res.CSV, res.JSON, strings.Join(res.Plots, "\n         "))
 }
