@@ -112,8 +112,8 @@ func TestInvalidValuesNameKeyValueAndRule(t *testing.T) {
 	}{
 		{[]string{"--job", "a.b"}, `job = "a.b": must match`},
 		{[]string{"--job", "a b"}, `job = "a b"`},
-		{[]string{"--train.lr", "-1"}, "train: lr = -1, want > 0"},
-		{[]string{"--train.lr", "NaN"}, "train: lr = NaN"},
+		{[]string{"--train.lr", "-1"}, "train.lr = -1, want > 0"},
+		{[]string{"--train.lr", "NaN"}, "train.lr = NaN"},
 		{[]string{"--model.preset", "huge"}, `model.preset = "huge": must be one of tiny, small, custom`},
 		{[]string{"--data.source", "csv:x"}, `data: source "csv:x", want synthetic`},
 		{[]string{"--data.source", "synthetic:colour=2"}, `unknown setting "colour"`},
