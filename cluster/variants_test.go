@@ -267,3 +267,29 @@ func readGrads(t *testing.T, pool *kernels.Pool, path string) []float32 {
 	}
 	return g.Params
 }
+
+// A student trained from a float32 store of the teacher's full
+// distribution (k = V) follows the live-teacher run step by step.
+func TestTeacherStoreRunMatchesLiveTeacher(t *testing.T) {
+	cfg := testConfig(t, 6, 6)
+	cfg.Data.Source, cfg.Data.ValFraction = "tokens:testdata/gpt_micro/tokens.bin", 0
+	cfg.Model.Init, cfg.Model.Ctx, cfg.Model.Vocab = "testdata/distill_micro/student", 0, 0
+	cfg.Loss.Teacher, cfg.Loss.Temperature, cfg.Loss.ScaleT2 = "testdata/gpt_micro", 2, true
+	cfg.Run.EvalEvery = 0
+	live := trainRun(t, cfg, 2)
+	cfg.Run.Dir = t.TempDir()
+	cfg.Job += "s"
+	cfg.Loss.TeacherStore, cfg.Loss.Teacher = dumpStore(t, cfg.Loss.Teacher, 2), ""
+	stored := trainRun(t, cfg, 2)
+	if len(live) != 6 || len(stored) != 6 {
+		t.Fatalf("%d and %d steps; want 6", len(live), len(stored))
+	}
+	for i := range live {
+		if d := relDiff(stored[i].Loss, live[i].Loss); d > 1e-6 {
+			t.Errorf("step %d: loss from the store %.9f, from the live teacher %.9f: relative difference %.2g", i+1, stored[i].Loss, live[i].Loss, d)
+		}
+	}
+	if !(live[5].Loss < live[0].Loss) {
+		t.Errorf("the loss did not fall: %v -> %v", live[0].Loss, live[5].Loss)
+	}
+}
