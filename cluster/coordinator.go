@@ -65,7 +65,8 @@ type Coordinator struct {
 	aborts     int
 	abortKinds map[string]int // aborted attempts by kind, as the Prometheus counter
 
-	peak float64 // GFLOP/s that MFU is reported against
+	peak        float64 // GFLOP/s that MFU is reported against
+	evalSkipped int     // evaluations skipped because the one before still ran
 
 	hooks coordHooks
 }
@@ -86,6 +87,8 @@ type coordHooks struct {
 	// holdCheckpoint runs before a periodic checkpoint of step s is
 	// written, in the goroutine that writes it.
 	holdCheckpoint func(step uint64)
+	// holdEval runs before the evaluation of step s, in its goroutine.
+	holdEval func(step uint64)
 	// crashAfter ends Run as a crash would right after step crashAfter
 	// is committed: no pause, no checkpoint (errCrashed).
 	crashAfter uint64

@@ -9,7 +9,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -305,6 +307,72 @@ func TestSlowCheckpointIsOffTheCriticalPath(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.Run.Dir, "checkpoints", "step-000004", "trainer_state.json")); err != nil {
 		t.Errorf("the held checkpoint was not written: %v", err)
 	}
+}
+
+// An evaluation that takes longer than run.eval_every steps does not stop
+// the protocol: the steps go on, the evaluations that come due meanwhile are
+// skipped, and metrics.jsonl keeps every step in order, with the held
+// evaluation's result on its own step.
+func TestSlowEvaluationIsSkippedNotWaitedFor(t *testing.T) {
+	cfg := testConfig(t, 14, 4)
+	cfg.Run.EvalEvery = 2
+	cfg.Data.ValFraction = 0.2
+	tc := newTestCluster(t, cfg)
+	tc.startWorker("w0", workerHooks{})
+	tc.startWorker("w1", workerHooks{})
+	release := make(chan struct{})
+	held := make(chan struct{})
+	var committedWhileHeld []uint64
+	var heldStep atomic.Uint64
+	hooks := coordHooks{
+		holdEval: func(s uint64) {
+			if heldStep.CompareAndSwap(0, s) {
+				close(held)
+				<-release
+			}
+		},
+		afterCommit: func(s uint64) {
+			select {
+			case <-held:
+				committedWhileHeld = append(committedWhileHeld, s)
+				if len(committedWhileHeld) == 5 {
+					close(release)
+				}
+			default:
+			}
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, rows, kinds, err := tc.runCoordinatorKinds(ctx, tc.cfg, 2, hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(committedWhileHeld) < 5 {
+		t.Fatalf("steps committed while the evaluation of step %d was held: %v; want 5", heldStep.Load(), committedWhileHeld)
+	}
+	if len(kinds) != 0 {
+		t.Errorf("aborted attempts %v; want none", kinds)
+	}
+	if len(rows) != 14 {
+		t.Fatalf("%d metrics lines; want 14", len(rows))
+	}
+	var evaluated []uint64
+	for i, m := range rows {
+		if m.Step != uint64(i+1) {
+			t.Fatalf("metrics line %d is step %d", i+1, m.Step)
+		}
+		if m.ValLoss != nil {
+			evaluated = append(evaluated, m.Step)
+		}
+	}
+	// The held step evaluated; the next two came due while it ran (five
+	// steps committed meanwhile).
+	h := heldStep.Load()
+	if !slices.Contains(evaluated, h) || slices.Contains(evaluated, h+2) || slices.Contains(evaluated, h+4) {
+		t.Errorf("evaluated steps %v; want %d, not %d or %d", evaluated, h, h+2, h+4)
+	}
+	checkLedger(t, cfg.Run.Dir, 14)
 }
 
 // Verify passes on a run that had failures, and finds each kind of damage:

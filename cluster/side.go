@@ -66,12 +66,21 @@ func (c *Coordinator) checkpointAsync() error {
 }
 
 // evaluateAsync evaluates a copy of the committed model on held-out windows
-// in the background; the step's metrics line waits for it.
+// in the background; the step's metrics line waits for it. An evaluation
+// that comes due while the one before is still running is skipped (logged):
+// waiting for it would stall the protocol's loop (run.eval_every is then
+// shorter than an evaluation takes).
 func (c *Coordinator) evaluateAsync() error {
-	if err := c.waitSide(true); err != nil {
+	if err := c.pollSide(); err != nil {
 		return err
 	}
 	s := c.side
+	if s.evalBusy {
+		c.evalSkipped++
+		c.log.Info("evaluation skipped: the one before is still running (an evaluation takes longer than run.eval_every steps)",
+			"step", c.job.step, "skipped", c.evalSkipped)
+		return nil
+	}
 	if err := c.evalEngine(); err != nil {
 		return err
 	}
@@ -82,8 +91,11 @@ func (c *Coordinator) evaluateAsync() error {
 	}
 	w := c.job.data.ValWindows()
 	w = w[:min(len(w), periodicEvalWindows)]
-	step, eng := c.job.step, s.evalEng
+	step, eng, hold := c.job.step, s.evalEng, c.hooks.holdEval
 	go func() {
+		if hold != nil {
+			hold(step)
+		}
 		ev, err := eng.Evaluate(w)
 		sk := c.sampleKL(eng, err)
 		s.done <- sideDone{eval: true, step: step, ev: ev, sampleKL: sk, err: err}
@@ -185,6 +197,20 @@ func bpbPtr(ev engine.Eval) *float64 {
 	}
 	v := ev.BPB
 	return &v
+}
+
+// pollSide takes the background work that has ended, without waiting.
+func (c *Coordinator) pollSide() error {
+	for {
+		select {
+		case d := <-c.side.done:
+			if err := c.onSide(d); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
 }
 
 // waitSide waits for the running evaluation (eval) or checkpoint to end.
