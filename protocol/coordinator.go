@@ -233,7 +233,9 @@ type member struct {
 // attempt is the attempt in flight.
 type attempt struct {
 	epoch, step uint64
+	started     time.Time
 	deadline    time.Time
+	limit       time.Duration // deadline - started, without the load allowance
 	rank        map[string]int
 	dones       []*Done // by rank
 	ndone       int
@@ -261,6 +263,9 @@ type Coordinator struct {
 	attempts    int // attempts of the current step
 	nonFinite   int // non-finite attempts of the current step in a row
 	retry       bool
+	lateAborts  int              // deadline aborts of this step in a row in which no member reported
+	recent      [8]time.Duration // durations of the last committed attempts
+	nrecent     int
 	regroup     bool // a member said hello again: its next attempt is a new epoch
 	lastTick    time.Time
 	offline     bool      // between Disconnected and Reconnected
@@ -368,7 +373,7 @@ func (c *Coordinator) onNextStep(e NextStep) {
 		panic(fmt.Sprintf("protocol: NextStep of step %d while committed step is %d (phase %d)", e.Step, c.base, c.phase))
 	}
 	c.work = &e
-	c.attempts, c.nonFinite, c.retry = 0, 0, false
+	c.attempts, c.nonFinite, c.retry, c.lateAborts = 0, 0, false, 0
 	c.phase = forming
 	if c.stopping {
 		c.pause()
@@ -438,7 +443,8 @@ func (c *Coordinator) form(now time.Time) {
 // start plans an attempt of the next step with the current members.
 func (c *Coordinator) start(now time.Time) {
 	n := len(c.members)
-	a := &attempt{epoch: c.epoch, step: c.work.Step, deadline: now.Add(c.cfg.StepDeadline),
+	limit := c.stepDeadline()
+	a := &attempt{epoch: c.epoch, step: c.work.Step, started: now, deadline: now.Add(limit), limit: limit,
 		rank: make(map[string]int, n), dones: make([]*Done, n),
 		plan: allreduce.NewPlan(c.cfg.VectorLen, n, c.cfg.PartFloats)}
 	var resync []string
@@ -467,6 +473,20 @@ func (c *Coordinator) start(now time.Time) {
 			Members: slices.Clone(c.members), Batch: c.work.Batch, LR: c.work.LR, Resync: resync}})
 }
 
+// stepDeadline is how long an attempt may take: StepDeadline, doubled for
+// each attempt of this step in a row that passed it with no member
+// reporting (the step is slower than the deadline, not a worker stuck; at
+// most 8x), and at least three times the slowest of the last 8 committed
+// attempts, so that a job whose steps are slow (a large model, on-policy
+// sampling, a loaded machine) is not aborted for its speed.
+func (c *Coordinator) stepDeadline() time.Duration {
+	d := c.cfg.StepDeadline << min(c.lateAborts, 3)
+	for _, r := range c.recent[:min(c.nrecent, len(c.recent))] {
+		d = max(d, 3*r)
+	}
+	return d
+}
+
 func (c *Coordinator) onTick(now time.Time) {
 	gap := now.Sub(c.lastTick)
 	paused := !c.lastTick.IsZero() && gap > 3*c.cfg.Heartbeat
@@ -488,8 +508,16 @@ func (c *Coordinator) onTick(now time.Time) {
 	}
 	if !now.Before(a.deadline) {
 		blame := c.missing()
-		c.abort(now, AbortDeadline, fmt.Sprintf("deadline %v passed; waiting for %v; %d of %d gradient floats received",
-			c.cfg.StepDeadline, blame, a.covered.total, c.cfg.VectorLen), blame)
+		reason := fmt.Sprintf("deadline %v passed; waiting for %v; %d of %d gradient floats received", a.limit, blame, a.covered.total, c.cfg.VectorLen)
+		if a.ndone == 0 {
+			// No member reported: the step takes longer than the deadline
+			// (or every member is stuck, which their heartbeats tell).
+			// Blame none; the retry has twice the time.
+			c.lateAborts++
+			blame = nil
+			reason += "; no member reported: the next attempt has twice the time"
+		}
+		c.abort(now, AbortDeadline, reason, blame)
 		return
 	}
 	for i, id := range c.members {
@@ -602,7 +630,7 @@ func (c *Coordinator) onDone(d *Done, now time.Time) {
 	a.dones[r] = d
 	a.ndone++
 	m.synced = true
-	c.complete()
+	c.complete(now)
 }
 
 // judge checks a member's report against the attempt: an error, a checksum
@@ -654,16 +682,18 @@ func (c *Coordinator) onSegment(s *Segment, now time.Time) {
 		return
 	}
 	c.emit(StoreSegment{Offset: int(s.Offset), Data: s.Data})
-	c.complete()
+	c.complete(now)
 }
 
 // complete commits the attempt once every member reported and the segments
 // cover the whole vector.
-func (c *Coordinator) complete() {
+func (c *Coordinator) complete(now time.Time) {
 	a := c.att
 	if a.ndone < len(c.members) || a.covered.total < c.cfg.VectorLen {
 		return
 	}
+	c.recent[c.nrecent%len(c.recent)] = now.Sub(a.started)
+	c.nrecent++
 	dones := make([]Done, len(a.dones))
 	for i, d := range a.dones {
 		dones[i] = *d
