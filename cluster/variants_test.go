@@ -293,3 +293,27 @@ func TestTeacherStoreRunMatchesLiveTeacher(t *testing.T) {
 		t.Errorf("the loss did not fall: %v -> %v", live[0].Loss, live[5].Loss)
 	}
 }
+
+// I1 with on-policy training: the windows that roll out and what they
+// sample depend on (seed, step, window) alone, so 1 worker and 3 workers
+// train the same run.
+func TestOnPolicyWorldSizeInvariance(t *testing.T) {
+	cfg := testConfig(t, 6, 6)
+	cfg.Loss.Direction, cfg.Loss.LabelSmoothing = loss.Reverse, 0.01
+	cfg.Loss.OnPolicy, cfg.Loss.OnPolicyPrefix = 0.5, 6
+	one := trainRun(t, cfg, 1)
+	cfg.Run.Dir = t.TempDir()
+	cfg.Job += "p"
+	three := trainRun(t, cfg, 3)
+	if len(one) != 6 || len(three) != 6 {
+		t.Fatalf("%d and %d steps; want 6", len(one), len(three))
+	}
+	for i := range one {
+		if d := relDiff(three[i].Loss, one[i].Loss); d > 1e-5 {
+			t.Errorf("step %d: loss with 3 workers %.8f, with 1 %.8f: relative difference %.2g", i+1, three[i].Loss, one[i].Loss, d)
+		}
+		if three[i].Tokens != one[i].Tokens || one[i].Tokens >= int64(6*16) {
+			t.Errorf("step %d: %d and %d target tokens; want equal, fewer than the batch's %d (rolled-out prefixes do not count)", i+1, three[i].Tokens, one[i].Tokens, 6*16)
+		}
+	}
+}

@@ -394,7 +394,7 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 	t0 := time.Now()
 	N := w.job.model.Config.NumParams()
 	g := w.job.model.Grads[:N+2]
-	sums, cpu, err := w.gradient(a.Windows, p.Step)
+	sums, cpu, err := w.gradient(ctx, a.Windows, p.Step)
 	if err != nil {
 		return fail(protocol.FailCompute, "computing the gradient: %v", err)
 	}
@@ -478,17 +478,17 @@ func (t *countingTransport) Send(ctx context.Context, to int, msg []byte) error 
 // locked OS thread and also returns that thread's CPU time, the compute a
 // machine of its own would spend (the kernels' budget must then be one
 // thread, so that no work leaves the thread).
-func (w *Worker) gradient(windows []int32, step uint64) (sums engine.Sums, compute time.Duration, err error) {
+func (w *Worker) gradient(ctx context.Context, windows []int32, step uint64) (sums engine.Sums, compute time.Duration, err error) {
 	if !w.env.MeasureCPU {
 		t := time.Now()
-		sums, err = w.job.eng.Gradient(windows, step)
+		sums, err = w.job.eng.Gradient(ctx, windows, step)
 		return sums, time.Since(t), err
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	c0, ok0 := threadCPU()
 	t := time.Now()
-	sums, err = w.job.eng.Gradient(windows, step)
+	sums, err = w.job.eng.Gradient(ctx, windows, step)
 	compute = time.Since(t)
 	c1, ok1 := threadCPU()
 	if ok0 && ok1 {

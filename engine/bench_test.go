@@ -95,7 +95,7 @@ func BenchmarkStep(b *testing.B) {
 				for i := range windows {
 					windows[i] = int32((int(s)*B + i) % data.NumTrain())
 				}
-				if _, err := e.Gradient(windows, s); err != nil {
+				if _, err := e.Gradient(context.Background(), windows, s); err != nil {
 					b.Fatal(err)
 				}
 				opt.StepClip(m.Params, m.Grads, 1e-4, 1)

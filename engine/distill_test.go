@@ -117,7 +117,7 @@ func TestDistillationMatchesPyTorch(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				s, err := e.Gradient([]int32{0, 1, 2, 3, 4, 5}, 1)
+				s, err := e.Gradient(context.Background(), []int32{0, 1, 2, 3, 4, 5}, 1)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -167,11 +168,15 @@ type Engine struct {
 	maxB    int
 	K       int
 
-	tokenBytes func(int32) int
-	onPolicy   OnPolicy
-	rolled     []int     // batch positions of the windows rolled out this step
-	roll       []int32   // [maxB*(T+1)] their tokens
-	probs64    []float64 // [V] sampling scratch
+	tokenBytes   func(int32) int
+	onPolicy     OnPolicy
+	rolled       []int     // batch positions of the windows rolled out this step
+	roll         []int32   // [maxB*(T+1)] their tokens
+	probs64      []float64 // [V] sampling scratch
+	cancelHook   func()    // tests: called before each sampled token
+	sampleIn     []int32   // [maxB*T] the sequences of one sampling pass
+	sampleLogits []float32 // [V] one row's logits
+	rngs         []*lm.RNG // [maxB] one generator per sampled window
 
 	win     []int32   // [T+1] one window
 	in      []int32   // [maxB*T] inputs
@@ -296,12 +301,17 @@ type Sums struct {
 // of the SUM of the per-token losses over windows of training step step,
 // in passes (micro-batches) of at most MaxWindows windows: the activations
 // never hold more, whatever the number of windows. A non-finite loss is an
-// error (the gradient is then not to be used).
-func (e *Engine) Gradient(windows []int32, step uint64) (Sums, error) {
+// error (the gradient is then not to be used). Cancelling ctx stops the
+// work between passes and between the tokens of on-policy sampling (the
+// error is then ctx's).
+func (e *Engine) Gradient(ctx context.Context, windows []int32, step uint64) (Sums, error) {
 	var s Sums
 	e.model.ZeroGrad()
 	for lo := 0; lo < len(windows); lo += e.maxB {
-		if err := e.pass(&s, windows[lo:min(lo+e.maxB, len(windows))], step); err != nil {
+		if err := ctx.Err(); err != nil {
+			return s, err
+		}
+		if err := e.pass(ctx, &s, windows[lo:min(lo+e.maxB, len(windows))], step); err != nil {
 			return s, err
 		}
 	}
@@ -313,12 +323,12 @@ func (e *Engine) Gradient(windows []int32, step uint64) (Sums, error) {
 
 // pass adds the gradient of one micro-batch to the model's and its totals
 // to s.
-func (e *Engine) pass(s *Sums, windows []int32, step uint64) error {
+func (e *Engine) pass(ctx context.Context, s *Sums, windows []int32, step uint64) error {
 	if err := e.load(windows); err != nil {
 		return err
 	}
 	if e.onPolicy.Fraction > 0 {
-		if err := e.rollout(windows, step); err != nil {
+		if err := e.rollout(ctx, windows, step); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"math"
 	"testing"
 
@@ -43,7 +44,7 @@ func TestMicroBatchesEqualOnePass(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				s, err := e.Gradient(windows, 5)
+				s, err := e.Gradient(context.Background(), windows, 5)
 				if err != nil {
 					t.Fatal(err)
 				}

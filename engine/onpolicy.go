@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -32,7 +33,7 @@ func (p OnPolicy) rolls(step uint64, w int32) bool {
 // token by token; its positions before Prefix-1 are then ignored (they
 // predict no sampled token), and with synthetic data its truth rows are
 // those of the new tokens.
-func (e *Engine) rollout(windows []int32, step uint64) error {
+func (e *Engine) rollout(ctx context.Context, windows []int32, step uint64) error {
 	e.rolled = e.rolled[:0]
 	for b, w := range windows {
 		if e.onPolicy.rolls(step, w) {
@@ -43,7 +44,7 @@ func (e *Engine) rollout(windows []int32, step uint64) error {
 		return nil
 	}
 	T, p := e.T, e.onPolicy.Prefix
-	if err := e.sample(windows, step, e.rolled, p, e.onPolicy.Temperature); err != nil {
+	if err := e.sample(ctx, windows, step, e.rolled, p, e.onPolicy.Temperature); err != nil {
 		return err
 	}
 	for i, b := range e.rolled {
@@ -65,9 +66,12 @@ func (e *Engine) rollout(windows []int32, step uint64) error {
 // with the window's first p tokens and T+1-p tokens the model samples at
 // temperature temp, each from the model's distribution given the tokens
 // before it; window b's draws come from its own generator, seeded by
-// (seed, step, window). Each window is sampled on its own, so its tokens do
-// not depend on which windows share its batch (or its worker).
-func (e *Engine) sample(windows []int32, step uint64, idx []int, p int, temp float64) error {
+// (seed, step, window). The windows are sampled together, one forward pass
+// over all of them per sampled position and the head's logits of each
+// window's last position only; a window's tokens do not depend on which
+// windows share its batch (or its worker): every row of a pass is computed
+// alone (TestSamplesDoNotDependOnTheBatch).
+func (e *Engine) sample(ctx context.Context, windows []int32, step uint64, idx []int, p int, temp float64) error {
 	T, V, n := e.T, e.model.Config.Vocab, len(idx)
 	if cap(e.roll) < n*(T+1) {
 		e.roll = make([]int32, e.maxB*(T+1))
@@ -76,21 +80,35 @@ func (e *Engine) sample(windows []int32, step uint64, idx []int, p int, temp flo
 	if cap(e.probs64) < V {
 		e.probs64 = make([]float64, V)
 	}
+	if cap(e.sampleIn) < n*T {
+		e.sampleIn = make([]int32, e.maxB*T)
+		e.sampleLogits = make([]float32, V)
+		e.rngs = make([]*lm.RNG, e.maxB)
+	}
+	rngs := e.rngs[:n]
 	for i, b := range idx {
-		seq := e.roll[i*(T+1) : (i+1)*(T+1)]
-		copy(seq[:p], e.in[b*T:b*T+p])
-		rng := lm.NewRNG(e.onPolicy.seedOf(step, windows[b]))
-		for t := p; t <= T; t++ {
-			// The logits of position t-1 give token t.
-			err := e.model.Forward(seq[:t], 1, t, func(logits []float32, first, rows int) error {
-				if r := t - 1; r >= first && r < first+rows {
-					seq[t] = draw(logits[(r-first)*V:(r-first+1)*V], temp, e.probs64[:V], rng)
-				}
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("sampling on-policy continuations: %w", err)
-			}
+		copy(e.roll[i*(T+1):i*(T+1)+p], e.in[b*T:b*T+p])
+		rngs[i] = lm.NewRNG(e.onPolicy.seedOf(step, windows[b]))
+	}
+	lg := e.sampleLogits[:V]
+	for t := p; t <= T; t++ {
+		if e.cancelHook != nil {
+			e.cancelHook()
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		in := e.sampleIn[:n*t]
+		for i := range n {
+			copy(in[i*t:(i+1)*t], e.roll[i*(T+1):i*(T+1)+t])
+		}
+		if err := e.model.ForwardHidden(in, n, t); err != nil {
+			return fmt.Errorf("sampling on-policy continuations: %w", err)
+		}
+		// The logits of position t-1 give token t.
+		for i := range n {
+			e.model.HeadLogits(lg, i*t+t-1, 1)
+			e.roll[i*(T+1)+t] = draw(lg, temp, e.probs64[:V], rngs[i])
 		}
 	}
 	return nil
@@ -147,7 +165,7 @@ func (e *Engine) SampleKL(windows []int, prefix int, temp, eps float64, seed uin
 		if err := e.load(ws); err != nil {
 			return 0, err
 		}
-		if err := e.sample(ws, 0, idx, prefix, temp); err != nil {
+		if err := e.sample(context.Background(), ws, 0, idx, prefix, temp); err != nil {
 			return 0, err
 		}
 		B := len(ws)
