@@ -9,7 +9,13 @@
 // time; each all-reduce is timed from the moment the last rank entered the
 // ring, over links shaped by a network profile. The projected time of a step
 // on a cluster of N machines is the measured compute plus the cost model of a
-// ring all-reduce (CostModel), which the sweep validates against measurement.
+// ring all-reduce (RingAllReduce; RingAllReducePipelined with parts).
+//
+// VirtualAllReduce checks the model without a clock: it drives every rank's
+// ring schedule (allreduce.Ring) through netem's link model in virtual time,
+// so the model is tested deterministically (a timed test on a shared machine
+// would not be); the real sweep's agreement with it is a benchmark
+// (BenchmarkSweep), a measurement of the machine it runs on.
 //
 // scale knows the cluster layer's public API and nothing of NATS, models or
 // losses.

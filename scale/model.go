@@ -25,6 +25,38 @@ func RingAllReduce(n int, S float64, net Network) time.Duration {
 	return time.Duration(t * float64(time.Second))
 }
 
+// RingAllReducePipelined is the time of the same ring all-reduce when every
+// segment travels as parts parts that are forwarded as soon as they arrive
+// (what allreduce does), each message carrying overhead bytes of framing
+// besides its S/(n parts) bytes of data. Every link carries M = 2(n-1) parts
+// messages of wire time w = (S/(n parts) + overhead)/B, one after another:
+// a link starts with its own segment's parts and forwards each part it
+// receives, so message k can leave at the earliest when message k-1 has
+// left and message k-parts (the one it forwards) has arrived. That gives
+//
+//	T = max(M w + L, 2(n-1)(w + L) + (parts-1) w)
+//
+// the first when the latency hides behind a segment's parts (L <= (parts-1)
+// w: the links never idle), the second when every hop waits for it. With
+// parts = 1 and no overhead it is RingAllReduce; it is never more than
+// RingAllReduce of the bytes with their overhead, and never less than the
+// bandwidth term. Exact when the parts are all equal (n parts divides the
+// vector); VirtualAllReduce computes the uneven cases.
+func RingAllReducePipelined(n int, S float64, parts int, overhead float64, net Network) time.Duration {
+	if n <= 1 {
+		return 0
+	}
+	parts = max(parts, 1)
+	w := 0.0
+	if net.Bandwidth > 0 {
+		w = (S/float64(n*parts) + overhead) / net.Bandwidth
+	}
+	L := net.Latency.Seconds()
+	hops := 2 * float64(n-1)
+	t := max(hops*float64(parts)*w+L, hops*(w+L)+float64(parts-1)*w)
+	return time.Duration(t * float64(time.Second))
+}
+
 // LowerBound is the bandwidth term alone, 2(n-1)/n x S / B: no all-reduce
 // over such links can move the data faster.
 func LowerBound(n int, S float64, net Network) time.Duration {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/klring/klring/allreduce"
 	"github.com/klring/klring/cluster"
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/netem"
@@ -71,15 +72,19 @@ type Point struct {
 	Network string `json:"network"`
 	Workers int    `json:"workers"`
 
-	TokensPerStep  float64 `json:"tokens_per_step"`
-	Bytes          float64 `json:"allreduce_bytes"` // bytes all-reduced per step
-	MeasuredStepS  float64 `json:"measured_step_s"` // wall time on this machine
-	MeasuredTokS   float64 `json:"measured_tokens_per_s"`
-	ComputeS       float64 `json:"compute_s"` // slowest worker, CPU seconds of its own thread
-	AllReduceS     float64 `json:"allreduce_s"`
-	WaitS          float64 `json:"wait_s"`
-	ModelARS       float64 `json:"model_allreduce_s"` // cost model over the point's network
-	LowerBoundS    float64 `json:"lower_bound_s"`     // 2(n-1)/n S / B
+	TokensPerStep float64 `json:"tokens_per_step"`
+	Bytes         float64 `json:"allreduce_bytes"` // bytes all-reduced per step
+	MeasuredStepS float64 `json:"measured_step_s"` // wall time on this machine
+	MeasuredTokS  float64 `json:"measured_tokens_per_s"`
+	ComputeS      float64 `json:"compute_s"` // slowest worker, CPU seconds of its own thread
+	AllReduceS    float64 `json:"allreduce_s"`
+	WaitS         float64 `json:"wait_s"`
+	ModelARS      float64 `json:"model_allreduce_s"` // cost model over the point's network
+	// VirtualARS is the ring's schedule driven through the point's link
+	// model in virtual time (VirtualAllReduce): the all-reduce of a network
+	// that is exactly the model, pipelining included.
+	VirtualARS     float64 `json:"virtual_allreduce_s"`
+	LowerBoundS    float64 `json:"lower_bound_s"` // 2(n-1)/n S / B
 	BusBW          float64 `json:"busbw_bytes_per_s"`
 	ProjectedStepS float64 `json:"projected_step_s"` // compute + model all-reduce: N machines
 	ProjectedTokS  float64 `json:"projected_tokens_per_s"`
@@ -133,6 +138,13 @@ func Run(ctx context.Context, base config.Config, o Options, dir string, log *sl
 					return nil, err
 				}
 				p := measure(rows, o.Warmup, preset, net, n)
+				if net.Shaped() && net.Loss == 0 {
+					v, err := VirtualAllReduce(n, int(p.Bytes)/4, allreduce.Options{ChunkBytes: cfg.AllReduce.ChunkBytes}, net, cfg.Data.Seed)
+					if err != nil {
+						return nil, err
+					}
+					p.VirtualARS = v.Seconds()
+				}
 				p.RunDir = cfg.Run.Dir
 				if first == nil {
 					first = &p
