@@ -217,7 +217,11 @@ func (c *Coordinator) serve(ctx context.Context, in *inbox) error {
 	if c.job.env != nil && c.job.env.StartWorkers > 0 {
 		startWorkers = c.job.env.StartWorkers
 	}
-	core, err := protocol.NewCoordinator(c.coreConfig(startWorkers))
+	cc := c.coreConfig(startWorkers)
+	if e := c.job.env; e != nil {
+		cc.MaxWorkers, cc.Linger = e.MaxWorkers, e.Linger
+	}
+	core, err := protocol.NewCoordinator(cc)
 	if err != nil {
 		return err
 	}
