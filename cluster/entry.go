@@ -305,8 +305,8 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 }
 
 // startSimServers starts the embedded server of a simulation, or k of them
-// in a cluster (named nats-0 ...; routes with TLS and a random route
-// password when secure).
+// in a cluster (named nats-0 ...; when secure, routes with mutual TLS, the
+// route certificate beside the server's, and a random route password).
 func startSimServers(k int, so natsnet.ServerOptions, secure bool) ([]*natsnet.Server, error) {
 	if k <= 1 {
 		s, err := natsnet.StartServer(so)
@@ -318,7 +318,11 @@ func startSimServers(k int, so natsnet.ServerOptions, secure bool) ([]*natsnet.S
 	so.Name = "nats"
 	co := &natsnet.ClusterOptions{Name: "klring-sim"}
 	if secure {
+		// Routes as a deployment's: mutual TLS with the route certificate
+		// and a password of their own.
+		dir := filepath.Dir(so.TLSCert)
 		co.User, co.Password = "route", rand.Text()
+		co.TLSCert, co.TLSKey = filepath.Join(dir, "route.pem"), filepath.Join(dir, "route-key.pem")
 	}
 	so.Cluster = co
 	return natsnet.StartCluster(k, so)
@@ -327,7 +331,7 @@ func startSimServers(k int, so natsnet.ServerOptions, secure bool) ([]*natsnet.S
 // secureServer makes certificates for a simulation in dir, sets so to serve
 // mutual TLS with one user per role, and returns each role's credentials.
 func secureServer(so *natsnet.ServerOptions, dir, job string) (map[string]config.NATS, error) {
-	if _, err := certs.Generate(dir, certs.Request{Hosts: []string{"127.0.0.1", "localhost"}, Clients: []string{"coordinator", "worker"}}); err != nil {
+	if _, err := certs.Generate(dir, certs.Request{Hosts: []string{"127.0.0.1", "localhost"}, Clients: []string{"coordinator", "worker"}, Route: true}); err != nil {
 		return nil, fmt.Errorf("secure simulation: %w", err)
 	}
 	so.TLSCert, so.TLSKey = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")

@@ -41,15 +41,24 @@ type ClusterOptions struct {
 	// Default 1: every ring message between two servers keeps to one
 	// connection (nats-server's own default is 3).
 	PoolSize int
+	// TLSCert and TLSKey are the PEM files of the route certificate
+	// (`coordinator certs --routes`: route.pem, valid for the servers' hosts
+	// as a server and as a client). With them routes use mutual TLS: each
+	// end verifies the other's route certificate against the server's
+	// TLSCA, and the dialing end also the host of the route URL. Without
+	// them routes are plain TCP (authenticated by User and Password).
+	TLSCert, TLSKey string
 }
 
-// apply sets the cluster options of so. With the server's TLS (TLSCert,
-// TLSKey) routes use TLS too: a server verifies the certificate of the
-// server it connects to against TLSCA and the route's host; routes
-// authenticate with User and Password, not with client certificates.
+// apply sets the cluster options of so (opts gives the CA of route TLS).
 func (c *ClusterOptions) apply(so *server.Options, opts ServerOptions) error {
-	if (c.User == "") != (c.Password == "") {
+	switch {
+	case (c.User == "") != (c.Password == ""):
 		return fmt.Errorf("%w: cluster: set both of user and password, or neither", ErrBadOptions)
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return fmt.Errorf("%w: cluster: set both of the route certificate and its key, or neither", ErrBadOptions)
+	case c.TLSCert != "" && opts.TLSCA == "":
+		return fmt.Errorf("%w: cluster: route TLS needs TLSCA, the CA of the route certificates", ErrBadOptions)
 	}
 	name := c.Name
 	if name == "" {
@@ -83,18 +92,18 @@ func (c *ClusterOptions) apply(so *server.Options, opts ServerOptions) error {
 		}
 		so.Routes = append(so.Routes, u)
 	}
-	if opts.TLSCert != "" {
-		cert, err := loadKeyPair(opts.TLSCert, opts.TLSKey)
+	if c.TLSCert != "" {
+		cert, err := loadKeyPair(c.TLSCert, c.TLSKey)
 		if err != nil {
 			return err
 		}
-		tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, ClientAuth: tls.NoClientCert}
-		if opts.TLSCA != "" {
-			if tc.RootCAs, err = loadCAs(opts.TLSCA); err != nil {
-				return err
-			}
+		ca, err := loadCAs(opts.TLSCA)
+		if err != nil {
+			return err
 		}
-		so.Cluster.TLSConfig, so.Cluster.TLSTimeout = tc, 2
+		so.Cluster.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert},
+			RootCAs: ca, ClientCAs: ca, ClientAuth: tls.RequireAndVerifyClientCert}
+		so.Cluster.TLSTimeout = 2
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/klring/klring/allreduce"
+	"github.com/klring/klring/certs"
 	"github.com/klring/klring/natsnet"
 )
 
@@ -212,4 +214,39 @@ func serverKilledTrial(t *testing.T, trial int) (aborted bool) {
 		t.Errorf("rank 1 is on %q after the kill; want %q, the next server of its list", got, servers[2].Name())
 	}
 	return aborted
+}
+
+// TestClusterRouteTLS: servers whose routes present route certificates of
+// the cluster's CA join it over mutual TLS; a server whose route
+// certificate is of another CA is refused.
+func TestClusterRouteTLS(t *testing.T) {
+	checkGoroutines(t)
+	dir, other := t.TempDir(), t.TempDir()
+	for _, d := range []string{dir, other} {
+		if _, err := certs.Generate(d, certs.Request{Hosts: []string{"127.0.0.1"}, Route: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := func(d string, routes ...string) natsnet.ServerOptions {
+		return natsnet.ServerOptions{TLSCert: filepath.Join(d, "server.pem"), TLSKey: filepath.Join(d, "server-key.pem"), TLSCA: filepath.Join(d, "ca.pem"),
+			Cluster: &natsnet.ClusterOptions{User: "route", Password: "pw", Routes: routes,
+				TLSCert: filepath.Join(d, "route.pem"), TLSKey: filepath.Join(d, "route-key.pem")}}
+	}
+	a := startServer(t, opts(dir))
+	stranger := startServer(t, opts(other, a.RouteURL()))
+	b := startServer(t, opts(dir, a.RouteURL()))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.WaitPeers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitPeers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if a.Peers() != 1 || stranger.Peers() != 0 {
+		t.Errorf("a has %d peers, the server with another CA's route certificate %d; want 1 (b) and 0", a.Peers(), stranger.Peers())
+	}
+	if _, err := natsnet.StartServer(natsnet.ServerOptions{Cluster: &natsnet.ClusterOptions{TLSCert: filepath.Join(dir, "route.pem"), TLSKey: filepath.Join(dir, "route-key.pem")}}); !errors.Is(err, natsnet.ErrBadOptions) {
+		t.Errorf("StartServer(route TLS without a CA) = %v; want %v", err, natsnet.ErrBadOptions)
+	}
 }
