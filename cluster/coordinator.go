@@ -399,7 +399,7 @@ func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
 		c.log.Warn("step aborted; retrying", "step", a.Step, "epoch", a.Epoch, "kind", a.Kind, "reason", a.Reason)
 	case protocol.Membership:
 		c.prom.Workers.Set(float64(len(a.Members)))
-		c.log.Info("membership", "epoch", a.Epoch, "workers", len(a.Members), "members", a.Members)
+		c.log.Info("membership", "epoch", a.Epoch, "workers", len(a.Members), "members", a.Members, "servers", a.Servers)
 	case protocol.Evicted:
 		c.prom.Evictions.Inc()
 		c.log.Warn("worker evicted", "worker", a.Worker, "until", a.Until.Format(time.RFC3339), "reason", a.Reason)

@@ -168,10 +168,12 @@ type Abort struct {
 	Blame        []string
 }
 
-// Membership reports a new epoch.
+// Membership reports a new epoch. Servers are the NATS servers the members
+// last reported, in ring order ("": unknown).
 type Membership struct {
 	Epoch   uint64
 	Members []string
+	Servers []string
 }
 
 // Evicted reports a worker dropped from the membership until Until.
@@ -453,7 +455,11 @@ func (c *Coordinator) form(now time.Time) {
 	if c.retry || c.epoch == 0 || !slices.Equal(next, c.members) {
 		c.epoch++
 		c.members = next
-		c.emit(Membership{Epoch: c.epoch, Members: slices.Clone(next)})
+		srv := make([]string, len(next))
+		for i, id := range next {
+			srv[i] = c.workers[id].server
+		}
+		c.emit(Membership{Epoch: c.epoch, Members: slices.Clone(next), Servers: srv})
 	}
 	c.start(now)
 }

@@ -361,7 +361,7 @@ func (h *harness) doC(a Action) {
 		h.trace("c", "abort step=%d epoch=%d %s: %s%s", a.Step, a.Epoch, a.Kind, a.Reason, optList(" blame=", a.Blame))
 	case Membership:
 		if h.shown("membership") {
-			h.trace("c", "membership epoch=%d %v", a.Epoch, h.placed(a.Members))
+			h.trace("c", "membership epoch=%d %v", a.Epoch, placed(a.Members, a.Servers))
 		}
 	case Evicted:
 		h.trace("c", "evict %s until +%v: %s", a.Worker, a.Until.Sub(h.now), a.Reason)
@@ -388,11 +388,11 @@ func (h *harness) doC(a Action) {
 
 // placed shows members with the servers the coordinator knows them on
 // (w0@a), when it knows any.
-func (h *harness) placed(members []string) []string {
+func placed(members, servers []string) []string {
 	out := slices.Clone(members)
-	for i, m := range out {
-		if w := h.c.workers[m]; w != nil && w.server != "" {
-			out[i] = m + "@" + w.server
+	for i, s := range servers {
+		if s != "" {
+			out[i] += "@" + s
 		}
 	}
 	return out

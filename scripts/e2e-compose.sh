@@ -22,7 +22,10 @@
 #   7. tear everything down (`down -v`), also on failure, after printing the
 #      last logs of every service;
 #   8. run scripts/e2e-multihost.sh: the head node and a worker node as two
-#      compose projects, over TLS with client certificates.
+#      compose projects, over TLS with client certificates;
+#   9. run scripts/e2e-cluster.sh: three NATS servers joined by routes
+#      (docker-compose.cluster.yml), a worker on each, one server killed
+#      mid-run, and `coordinator verify` of the run directory.
 #
 # Works with `docker compose` and `docker-compose`, whichever exists.
 # Environment (all optional):
@@ -33,6 +36,7 @@
 #   E2E_SKIP_BUILD=1      reuse the klring/*:$E2E_IMAGE_TAG images
 #   E2E_IMAGE_TAG=e2e     tag of the images built and used
 #   E2E_SKIP_MULTIHOST=1  skip step 8
+#   E2E_SKIP_CLUSTER=1    skip step 9
 #   E2E_KEEP=1            do not tear down (debugging; prints the project name)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -451,6 +455,13 @@ if [ "${E2E_SKIP_MULTIHOST:-0}" = 1 ]; then
   stamp "E2E_SKIP_MULTIHOST=1: multi-host checks skipped"
 else
   E2E_IMAGE_TAG=$tag bash scripts/e2e-multihost.sh || fail "multi-host checks (scripts/e2e-multihost.sh)"
+fi
+
+# 9. Over a NATS cluster, one server killed mid-run.
+if [ "${E2E_SKIP_CLUSTER:-0}" = 1 ]; then
+  stamp "E2E_SKIP_CLUSTER=1: cluster checks skipped"
+else
+  E2E_IMAGE_TAG=$tag bash scripts/e2e-cluster.sh || fail "cluster checks (scripts/e2e-cluster.sh)"
 fi
 
 elapsed=$(($(date +%s) - start))
