@@ -250,3 +250,13 @@ func BenchmarkFloatKernels(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkChecksum is the CRC-32C every ring part costs its sender and
+// its receiver, on a part of the default chunk.
+func BenchmarkChecksum(b *testing.B) {
+	p := make([]byte, 1<<20)
+	b.SetBytes(int64(len(p)))
+	for b.Loop() {
+		checksum(p)
+	}
+}

@@ -167,6 +167,23 @@ type TopologyFit struct {
 	StarErr    float64 `json:"single_server_log_rms"`
 	ClusterErr float64 `json:"cluster_log_rms"`
 	Follows    string  `json:"follows,omitempty"`
+	// Bound is, when a server's throughput is known (CheckBound), the
+	// median of the measured all-reduce over what that throughput allows
+	// through one server (StarAllReduce): near 1 or below the points are
+	// bandwidth-bound; far above, something else (latency, CPU) sets
+	// their time, and neither bandwidth model explains them.
+	Bound float64 `json:"measured_over_single_server_bound,omitempty"`
+}
+
+// CheckBound sets f.Bound from the points and a server's throughput.
+func (f *TopologyFit) CheckBound(points []Point, server float64) {
+	var r []float64
+	for _, p := range points {
+		if p.Workers >= 2 && p.AllReduceS > 0 && p.Bytes > 0 && server > 0 {
+			r = append(r, p.AllReduceS/StarAllReduce(p.Workers, p.Bytes, server, 0).Seconds())
+		}
+	}
+	f.Bound = median(r)
 }
 
 // FitTopology fits both models to the points with two workers or more and

@@ -92,6 +92,14 @@ func TestFitTopology(t *testing.T) {
 	if clus.Follows != Cluster || math.Abs(clus.Link-1.2e9)/1.2e9 > 0.05 || clus.ClusterErr > 0.05 {
 		t.Errorf("FitTopology(cluster points) = %+v; want a cluster of 1.2 GB/s links", clus)
 	}
+	// Against the throughput they were made with, the star points are at
+	// the bound; points ten times slower are not bandwidth-bound.
+	star.CheckBound(pts(func(n float64) float64 { return 2 * (n - 1) * S / 0.9e9 }), 0.9e9)
+	slow := FitTopology("slow", nil)
+	slow.CheckBound(pts(func(n float64) float64 { return 10 * 2 * (n - 1) * S / 0.9e9 }), 0.9e9)
+	if math.Abs(star.Bound-1) > 1e-9 || math.Abs(slow.Bound-10) > 1e-9 {
+		t.Errorf("CheckBound: %v for points at the bound, %v for points 10x slower; want 1 and 10", star.Bound, slow.Bound)
+	}
 	// One worker count cannot tell them apart.
 	one := FitTopology("one", []Point{{Workers: 4, Bytes: S, AllReduceS: 0.01}, {Workers: 1, Bytes: S}})
 	if one.Follows != "" || one.Points != 1 {

@@ -109,6 +109,8 @@ func (r *Report) Markdown() string {
 			switch {
 			case follows == "":
 				follows = "(one worker count: cannot tell)"
+			case f.Bound > 2:
+				follows = fmt.Sprintf("neither: not bandwidth-bound (%.1fx what one server of %.2f GB/s allows; latency or CPU sets the time); nearer: %s", f.Bound, r.ServerThroughput/1e9, follows)
 			case min(f.StarErr, f.ClusterErr) > 0.2:
 				follows = "neither fits well; nearer: " + follows
 			}

@@ -290,7 +290,11 @@ func (rep *Report) finish(o Options) {
 		rep.Topology = append(rep.Topology, FitTopology(k, pts))
 	}
 	rep.ServerThroughput = o.ServerThroughput
-	if rep.ServerThroughput == 0 {
+	if rep.ServerThroughput > 0 {
+		for i := range rep.Topology {
+			rep.Topology[i].CheckBound(rep.series()[rep.Topology[i].Series], rep.ServerThroughput)
+		}
+	} else {
 		for _, f := range rep.Topology {
 			if f.Follows == SingleServer {
 				rep.ServerThroughput = f.Aggregate
