@@ -165,7 +165,9 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 	lost0 := transportDropped(t)
 
 	// send sends part id with the floats x, or x + in when in is not nil.
-	send := func(id PartID, x []float32, in []byte) error {
+	// crc, when not nil, is the CRC-32C of the floats sent, known already
+	// (a copy forwarded unchanged).
+	send := func(id PartID, x []float32, in []byte, crc *uint32) error {
 		var fl []byte
 		r.buf, fl = appendHeader(r.buf[:0], h, id, rank, 4*len(x))
 		if in == nil {
@@ -173,7 +175,11 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 		} else {
 			sumFloats(fl, x, in)
 		}
-		sealMessage(r.buf, fl)
+		if crc != nil {
+			sealMessageWith(r.buf, fl, *crc)
+		} else {
+			sealMessage(r.buf, fl)
+		}
 		if err := t.Send(ctx, right, r.buf); err != nil {
 			return err
 		}
@@ -196,7 +202,7 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 	r.start = ring.Start(r.start[:0])
 	for _, id := range r.start {
 		off, m := plan.Part(id.Segment, id.Part)
-		if err := send(id, data[off:off+m], nil); err != nil {
+		if err := send(id, data[off:off+m], nil, nil); err != nil {
 			return abort(err)
 		}
 	}
@@ -272,8 +278,15 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 		default:
 			copyFloats(x, e.data)
 		}
+		var same *uint32
+		if !st.Add {
+			// A copy goes on as it came: its checksum is the one just
+			// verified.
+			c := uint32(e.crc)
+			same = &c
+		}
 		if st.Send {
-			if err := send(st.Next, x, in); err != nil {
+			if err := send(st.Next, x, in, same); err != nil {
 				return abort(err)
 			}
 		}

@@ -113,9 +113,13 @@ func appendHeader(dst []byte, h Header, id PartID, sender int, nb int) (msg, flo
 
 // sealMessage writes the CRC-32C of floats, the float bytes of msg (as
 // appendHeader returned them, filled), into msg's crc field.
-func sealMessage(msg, floats []byte) {
+func sealMessage(msg, floats []byte) { sealMessageWith(msg, floats, checksum(floats)) }
+
+// sealMessageWith writes crc, known to be the CRC-32C of floats, into msg's
+// crc field.
+func sealMessageWith(msg, floats []byte, crc uint32) {
 	at := len(msg) - len(floats) - binHdrLen(len(floats)) - 4
-	binary.BigEndian.PutUint32(msg[at:], checksum(floats))
+	binary.BigEndian.PutUint32(msg[at:], crc)
 }
 
 func strHdrLen(n int) int {
