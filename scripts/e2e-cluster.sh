@@ -23,14 +23,14 @@
 #
 # Environment (all optional):
 #   E2E_IMAGE_TAG=e2e          tag of the klring images to use (they must exist)
-#   E2E_CLUSTER_STEPS=150       steps of the run
+#   E2E_CLUSTER_STEPS=400       steps of the run
 #   E2E_CLUSTER_KILL_AT=10     kill nats-b once this step is committed
 #   E2E_KEEP=1                 do not tear down (debugging)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tag=${E2E_IMAGE_TAG:-e2e}
-steps=${E2E_CLUSTER_STEPS:-150}
+steps=${E2E_CLUSTER_STEPS:-400}
 kill_at=${E2E_CLUSTER_KILL_AT:-10}
 workers=3
 start=$(date +%s)
@@ -146,10 +146,12 @@ while IFS= read -r line; do
   [ "$n" -lt "$steps" ] || break
   [ "$n" -ge "$kill_at" ] || continue
   if [[ $line =~ [[:space:]]workers=$workers([[:space:]]|$) ]]; then killed_after=$n; break; fi
-done < <(timeout "$phase_timeout" tail -n +1 --pid="$follower" -f "$work/coordinator.log")
+done < <(timeout "$phase_timeout" tail -s 0.05 -n +1 --pid="$follower" -f "$work/coordinator.log")
 [ -n "$killed_after" ] || fail "no step >= $kill_at with $workers workers before the end or within ${phase_timeout}s"
 docker kill "${server[b]}" >/dev/null || fail "docker kill nats-b failed"
-stamp "killed nats-b after step $killed_after"
+at=$(grep -Eo '(^|[[:space:]])step=[0-9]+' "$work/coordinator.log" | tail -1 | tr -dc 0-9)
+[ "${at:-0}" -lt "$steps" ] || fail "the run ended (step $at) before nats-b was killed: make it longer (E2E_CLUSTER_STEPS)"
+stamp "killed nats-b after step $killed_after (docker kill returned at step ${at:-?} of $steps)"
 
 # 4. Routes (the logs of the servers, nats-b's too).
 for s in a b c; do
