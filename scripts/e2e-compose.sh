@@ -29,8 +29,9 @@
 #
 # Works with `docker compose` and `docker-compose`, whichever exists.
 # Environment (all optional):
-#   E2E_STEPS=60          steps of the first run
-#   E2E_MORE_STEPS=60     steps added for the resumed run
+#   E2E_STEPS=200         steps of the first run (long enough that the kill of
+#                         a worker lands mid-run on an idle machine)
+#   E2E_MORE_STEPS=150    steps added for the resumed run
 #   E2E_RESTART_AFTER=15  kill the resumed coordinator this many steps past N
 #   E2E_KILL_AT=10        kill a worker once this step is committed
 #   E2E_SKIP_BUILD=1      reuse the klring/*:$E2E_IMAGE_TAG images
@@ -41,8 +42,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-steps=${E2E_STEPS:-60}
-more=${E2E_MORE_STEPS:-60}
+steps=${E2E_STEPS:-200}
+more=${E2E_MORE_STEPS:-150}
 restart_after=${E2E_RESTART_AFTER:-15}
 kill_at=${E2E_KILL_AT:-10}
 workers=3
@@ -234,7 +235,7 @@ while IFS= read -r line; do
     read -r _ nw < <(last_step)
   fi
   if [ "$nw" = "$workers" ]; then killed_after=$n; break; fi
-done < <(timeout "$phase_timeout" tail -n +1 --pid="$follower" -f "$work/coordinator.log")
+done < <(timeout "$phase_timeout" tail -s 0.05 -n +1 --pid="$follower" -f "$work/coordinator.log")
 if [ -z "$killed_after" ]; then
   read -r step nw < <(last_step)
   [ "$step" -lt "$steps" ] || fail "the run reached its last step ($step) before a step >= $kill_at with $workers workers"
@@ -396,7 +397,7 @@ while IFS= read -r line; do
   n=${BASH_REMATCH[2]}
   [ "$n" -lt "$total" ] || break
   if [ "$n" -ge "$restart_at" ]; then reached=$n; break; fi
-done < <(timeout "$phase_timeout" tail -n +1 --pid="$follower" -f "$work/coordinator2.log")
+done < <(timeout "$phase_timeout" tail -s 0.05 -n +1 --pid="$follower" -f "$work/coordinator2.log")
 resumed=$(grep -i -m1 "resum" "$work/coordinator2.log" || true)
 grep -Eq "step=$steps([^0-9]|$)" <<<"$resumed" || fail "the coordinator's log does not say it resumed from step $steps (got: '${resumed:-nothing}')"
 stamp "coordinator: $(cut -c1-160 <<<"$resumed")"
