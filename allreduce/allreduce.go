@@ -36,16 +36,17 @@ type Stats struct {
 	FutureStep  uint64 // a later step (read only when the current step is failing)
 	WrongSender uint64 // not from the left neighbour
 	BadLength   uint64 // float bytes that do not match the part's length
+	BadChecksum uint64 // float bytes whose CRC-32C is not the envelope's: corrupted on the way
 	Unexpected  uint64 // a part this rank does not receive, a duplicate or out of order
 }
 
 // Dropped is the number of messages dropped for any reason.
 func (s Stats) Dropped() uint64 {
-	return s.Malformed + s.ForeignRun + s.StaleEpoch + s.StaleStep + s.FutureStep + s.WrongSender + s.BadLength + s.Unexpected
+	return s.Malformed + s.ForeignRun + s.StaleEpoch + s.StaleStep + s.FutureStep + s.WrongSender + s.BadLength + s.BadChecksum + s.Unexpected
 }
 
 type counters struct {
-	applied, sent, malformed, foreignRun, staleEpoch, staleStep, futureStep, wrongSender, badLength, unexpected atomic.Uint64
+	applied, sent, malformed, foreignRun, staleEpoch, staleStep, futureStep, wrongSender, badLength, badChecksum, unexpected atomic.Uint64
 }
 
 // AbortError is the error of an all-reduce that could not finish. It names
@@ -59,6 +60,10 @@ type AbortError struct {
 	Received int    // parts received
 	Expected int    // parts expected in all
 	Dropped  uint64 // messages dropped by the Reducer during the call
+	// Corrupt is how many of them were dropped because their floats did not
+	// match their CRC-32C (Stats.BadChecksum): the part waited for may have
+	// arrived corrupted.
+	Corrupt uint64
 	// Lost is the number of messages the transport's mailbox dropped during
 	// the call (stale, unlabelled, over its limits, nats.go's slow-consumer
 	// drops), if the transport has a Dropped() uint64 method.
@@ -67,8 +72,12 @@ type AbortError struct {
 }
 
 func (e *AbortError) Error() string {
-	return fmt.Sprintf("allreduce: rank %d of %d waiting on link %d->%d for (epoch %d, step %d, from %d, %v): received %d of %d parts, dropped %d messages, mailbox dropped %d: %v",
-		e.Rank, e.N, e.From, e.Rank, e.Header.Epoch, e.Header.Step, e.From, e.Missing, e.Received, e.Expected, e.Dropped, e.Lost, e.Err)
+	corrupt := ""
+	if e.Corrupt > 0 {
+		corrupt = fmt.Sprintf(" (%d with a bad checksum)", e.Corrupt)
+	}
+	return fmt.Sprintf("allreduce: rank %d of %d waiting on link %d->%d for (epoch %d, step %d, from %d, %v): received %d of %d parts, dropped %d messages%s, mailbox dropped %d: %v",
+		e.Rank, e.N, e.From, e.Rank, e.Header.Epoch, e.Header.Step, e.From, e.Missing, e.Received, e.Expected, e.Dropped, corrupt, e.Lost, e.Err)
 }
 
 func (e *AbortError) Unwrap() error { return e.Err }
@@ -93,7 +102,7 @@ func (r *Reducer) Stats() Stats {
 		Applied: r.c.applied.Load(), Sent: r.c.sent.Load(), Malformed: r.c.malformed.Load(),
 		ForeignRun: r.c.foreignRun.Load(), StaleEpoch: r.c.staleEpoch.Load(), StaleStep: r.c.staleStep.Load(),
 		FutureStep: r.c.futureStep.Load(), WrongSender: r.c.wrongSender.Load(), BadLength: r.c.badLength.Load(),
-		Unexpected: r.c.unexpected.Load(),
+		BadChecksum: r.c.badChecksum.Load(), Unexpected: r.c.unexpected.Load(),
 	}
 }
 
@@ -152,17 +161,24 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 		r.buf = make([]byte, 0, opts.ChunkBytes)
 	}
 	right, left := ring.Right(), ring.Left()
-	dropped0 := r.Stats().Dropped()
+	dropped0, corrupt0 := r.Stats().Dropped(), r.c.badChecksum.Load()
 	lost0 := transportDropped(t)
 
 	// send sends part id with the floats x, or x + in when in is not nil.
-	send := func(id PartID, x []float32, in []byte) error {
+	// crc, when not nil, is the CRC-32C of the floats sent, known already
+	// (a copy forwarded unchanged).
+	send := func(id PartID, x []float32, in []byte, crc *uint32) error {
 		var fl []byte
 		r.buf, fl = appendHeader(r.buf[:0], h, id, rank, 4*len(x))
 		if in == nil {
 			putFloats(fl, x)
 		} else {
 			sumFloats(fl, x, in)
+		}
+		if crc != nil {
+			sealMessageWith(r.buf, fl, *crc)
+		} else {
+			sealMessage(r.buf, fl)
 		}
 		if err := t.Send(ctx, right, r.buf); err != nil {
 			return err
@@ -180,13 +196,13 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 			err = fmt.Errorf("transport: %w", err)
 		}
 		return &AbortError{Rank: rank, N: n, From: left, Header: h, Missing: miss,
-			Received: ring.Received(), Expected: ring.Expected(), Dropped: r.Stats().Dropped() - dropped0, Lost: transportDropped(t) - lost0, Err: err}
+			Received: ring.Received(), Expected: ring.Expected(), Dropped: r.Stats().Dropped() - dropped0, Corrupt: r.c.badChecksum.Load() - corrupt0, Lost: transportDropped(t) - lost0, Err: err}
 	}
 
 	r.start = ring.Start(r.start[:0])
 	for _, id := range r.start {
 		off, m := plan.Part(id.Segment, id.Part)
-		if err := send(id, data[off:off+m], nil); err != nil {
+		if err := send(id, data[off:off+m], nil, nil); err != nil {
 			return abort(err)
 		}
 	}
@@ -230,6 +246,16 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 			r.c.badLength.Add(1)
 			continue
 		}
+		if !ring.Awaits(id) {
+			r.c.unexpected.Add(1)
+			continue
+		}
+		if checksum(e.data) != uint32(e.crc) {
+			// Corrupted on the way: never applied. The part stays
+			// missing, and the call ends in an abort naming it.
+			r.c.badChecksum.Add(1)
+			continue
+		}
 		st, err := ring.Deliver(id)
 		if err != nil {
 			r.c.unexpected.Add(1)
@@ -252,8 +278,15 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 		default:
 			copyFloats(x, e.data)
 		}
+		var same *uint32
+		if !st.Add {
+			// A copy goes on as it came: its checksum is the one just
+			// verified.
+			c := uint32(e.crc)
+			same = &c
+		}
 		if st.Send {
-			if err := send(st.Next, x, in); err != nil {
+			if err := send(st.Next, x, in, same); err != nil {
 				return abort(err)
 			}
 		}

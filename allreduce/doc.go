@@ -24,13 +24,18 @@
 // # Wire format
 //
 // A message is one msgpack array [run, epoch, step, phase, hop, segment,
-// part, sender, data] with the floats as little-endian bytes in the bin field
-// data (AppendMessage). It is decoded by hand, with every length checked
-// against the bytes present and nothing allocated, and then matched against
-// the receiver's Header, its left neighbour and the Plan; anything that does
-// not match (another run, epoch or step, a wrong sender, hop, segment or
-// part, a wrong length, a duplicate) is dropped and counted in Stats, never
-// applied.
+// part, sender, crc, data] with the floats as little-endian bytes in the bin
+// field data and crc the CRC-32C (Castagnoli, hash/crc32, computed with the
+// CPU's CRC32 instructions where it has them) of those bytes
+// (AppendMessage). It is decoded by hand, with every length checked against
+// the bytes present (package msgcheck) and nothing allocated, and then
+// matched against the receiver's Header, its left neighbour and the Plan;
+// anything that does not match (another run, epoch or step, a wrong sender,
+// hop, segment or part, a wrong length, a duplicate) is dropped and counted
+// in Stats, never applied. A part whose floats do not match their crc was
+// corrupted on the way: it is dropped and counted (Stats.BadChecksum), so the
+// part stays missing and the call ends in an abort that names it
+// (AbortError.Corrupt says how many were dropped so), never in a wrong sum.
 //
 // # Failure
 //
@@ -84,5 +89,6 @@
 // single parts.
 //
 // allreduce knows nothing of models, training or NATS: it imports no network
-// client, and its only encoding is msgpack's format, written by hand.
+// client, and its only encoding is msgpack's format, written by hand with
+// msgcheck's readers.
 package allreduce

@@ -147,33 +147,52 @@ type Step struct {
 	Next  PartID // the part to send
 }
 
-// Deliver records part id as received from the left neighbour and returns
-// what to do with it. It returns an error wrapping ErrUnexpected,
-// ErrDuplicate or ErrOutOfOrder for a part that must not be applied; the
-// state is then unchanged.
-func (r *Ring) Deliver(id PartID) (Step, error) {
+// Awaits reports whether Deliver would accept part id now: the rank
+// receives it, it is not a duplicate, and it does not come before its
+// reduction. The state is unchanged.
+func (r *Ring) Awaits(id PartID) bool {
+	_, _, err := r.check(id)
+	return err == nil
+}
+
+// check validates part id for Deliver and returns its hop and its index in
+// got.
+func (r *Ring) check(id PartID) (h, i int, err error) {
 	n := r.plan.N
 	if n == 1 || id.Phase > AllGather || id.Segment < 0 || id.Segment >= n ||
 		id.Part < 0 || id.Part >= r.plan.Parts(id.Segment) {
-		return Step{}, fmt.Errorf("%w: %v at rank %d of %d", ErrUnexpected, id, r.rank, n)
+		return 0, 0, fmt.Errorf("%w: %v at rank %d of %d", ErrUnexpected, id, r.rank, n)
 	}
 	h, ok := r.Hop(id.Phase, id.Segment)
 	if !ok || h != id.Hop {
-		return Step{}, fmt.Errorf("%w: %v at rank %d of %d", ErrUnexpected, id, r.rank, n)
+		return 0, 0, fmt.Errorf("%w: %v at rank %d of %d", ErrUnexpected, id, r.rank, n)
 	}
-	i := r.base[id.Segment] + id.Part
+	i = r.base[id.Segment] + id.Part
 	if id.Phase == AllGather {
 		// The all-gather copy of a part follows its reduce-scatter pass
 		// through this rank, except for the rank's own segment, which it
 		// sent first.
 		if id.Segment != r.rank && !r.got[i] {
-			return Step{}, fmt.Errorf("%w: %v at rank %d of %d", ErrOutOfOrder, id, r.rank, n)
+			return 0, 0, fmt.Errorf("%w: %v at rank %d of %d", ErrOutOfOrder, id, r.rank, n)
 		}
 		i += r.total
 	}
 	if r.got[i] {
-		return Step{}, fmt.Errorf("%w: %v at rank %d of %d", ErrDuplicate, id, r.rank, n)
+		return 0, 0, fmt.Errorf("%w: %v at rank %d of %d", ErrDuplicate, id, r.rank, n)
 	}
+	return h, i, nil
+}
+
+// Deliver records part id as received from the left neighbour and returns
+// what to do with it. It returns an error wrapping ErrUnexpected,
+// ErrDuplicate or ErrOutOfOrder for a part that must not be applied; the
+// state is then unchanged.
+func (r *Ring) Deliver(id PartID) (Step, error) {
+	h, i, err := r.check(id)
+	if err != nil {
+		return Step{}, err
+	}
+	n := r.plan.N
 	r.got[i] = true
 	r.received++
 	s := Step{Add: id.Phase == ReduceScatter}

@@ -3,42 +3,41 @@ package allreduce
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"unsafe"
+
+	"github.com/klring/klring/msgcheck"
 )
 
-// The envelope of a ring message is one msgpack array of nine elements:
+// The envelope of a ring message is one msgpack array of ten elements:
 //
 //	[run str, epoch uint, step uint, phase uint, hop uint, segment uint,
-//	 part uint, sender uint, data bin]
+//	 part uint, sender uint, crc uint, data bin]
 //
-// data holds the part's floats as little-endian IEEE 754 bits, 4 bytes each.
-// It is what github.com/vmihailenco/msgpack/v5 makes of a struct tagged
+// data holds the part's floats as little-endian IEEE 754 bits, 4 bytes each;
+// crc is the CRC-32C (Castagnoli) of data's bytes, so that a part corrupted
+// on its way is dropped rather than summed. The envelope is what
+// github.com/vmihailenco/msgpack/v5 makes of a struct tagged
 // `msgpack:",as_array"` with those fields (the tests check both directions),
 // but it is written and read by hand: encoding writes the floats straight
-// into the message buffer, and decoding checks every length against the
-// bytes it has before it believes it, allocates nothing, and hands back the
-// float bytes in place, so a peer's header can never size an allocation.
+// into the message buffer (and the CRC after them, into a uint32 field of
+// fixed width), and decoding checks every length against the bytes it has
+// before it believes it (package msgcheck), allocates nothing, and hands
+// back the float bytes in place, so a peer's header can never size an
+// allocation.
 
-// msgpack format bytes used by the envelope.
-const (
-	mpFixArray9 = 0x99
-	mpFixStr    = 0xa0 // | len, len < 32
-	mpStr8      = 0xd9
-	mpStr16     = 0xda
-	mpStr32     = 0xdb
-	mpBin8      = 0xc4
-	mpBin16     = 0xc5
-	mpBin32     = 0xc6
-	mpUint8     = 0xcc
-	mpUint16    = 0xcd
-	mpUint32    = 0xce
-	mpUint64    = 0xcf
-	mpInt8      = 0xd0
-	mpInt16     = 0xd1
-	mpInt32     = 0xd2
-	mpInt64     = 0xd3
-)
+// envelopeFields is the number of elements of the envelope's array.
+const envelopeFields = 10
+
+// crcLen is the width of the crc field: msgcheck.Uint32 and 4 bytes, always,
+// so that it can be written after the floats it covers.
+const crcLen = 5
+
+// checksum is the CRC-32C of a part's float bytes (hash/crc32 computes it
+// with the CPU's CRC32 instructions where it has them; the table is made
+// once, by hash/crc32).
+func checksum(b []byte) uint32 { return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)) }
 
 // envelope is a decoded message. data aliases the message.
 type envelope struct {
@@ -50,40 +49,43 @@ type envelope struct {
 	segment uint64
 	part    uint64
 	sender  uint64
+	crc     uint64
 	data    []byte
 }
 
 // AppendMessage appends to dst the message of part id of h sent by sender
-// carrying the floats x. The envelope is padded (by choosing wider msgpack
-// encodings of the run id and the phase) so that the floats start at a
-// multiple of 4 bytes from the start of the message.
+// carrying the floats x, with their CRC-32C. The envelope is padded (by
+// choosing wider msgpack encodings of the run id and the phase) so that the
+// floats start at a multiple of 4 bytes from the start of the message.
 func AppendMessage(dst []byte, h Header, id PartID, sender int, x []float32) []byte {
+	start := len(dst)
 	dst, b := appendHeader(dst, h, id, sender, 4*len(x))
 	putFloats(b, x)
+	sealMessage(dst[start:], b)
 	return dst
 }
 
 // appendHeader appends the envelope of a message carrying nb bytes of floats
 // and reserves them: it returns the message and its float bytes, to be
-// filled by the caller.
+// filled by the caller, who then seals the message (sealMessage).
 func appendHeader(dst []byte, h Header, id PartID, sender int, nb int) (msg, floats []byte) {
 	hdr := 1 + strHdrLen(len(h.Run)) + len(h.Run) + uintLen(h.Epoch) + uintLen(h.Step) + uintLen(uint64(id.Phase)) +
-		uintLen(uint64(id.Hop)) + uintLen(uint64(id.Segment)) + uintLen(uint64(id.Part)) + uintLen(uint64(sender)) + binHdrLen(nb)
+		uintLen(uint64(id.Hop)) + uintLen(uint64(id.Segment)) + uintLen(uint64(id.Part)) + uintLen(uint64(sender)) + crcLen + binHdrLen(nb)
 	pad := (4 - hdr%4) % 4
-	dst = append(dst, mpFixArray9)
+	dst = append(dst, msgcheck.FixArray|envelopeFields)
 	switch n := len(h.Run); {
 	case n < 32 && pad&1 == 0:
-		dst = append(dst, mpFixStr|byte(n))
+		dst = append(dst, msgcheck.FixStr|byte(n))
 	case n < 32 || n <= math.MaxUint8 && pad&1 == 0:
-		dst = append(dst, mpStr8, byte(n))
+		dst = append(dst, msgcheck.Str8, byte(n))
 	default:
-		dst = append(dst, mpStr16, byte(n>>8), byte(n))
+		dst = append(dst, msgcheck.Str16, byte(n>>8), byte(n))
 	}
 	dst = append(dst, h.Run...)
 	dst = appendUint(dst, h.Epoch)
 	dst = appendUint(dst, h.Step)
 	if pad&2 != 0 && id.Phase < 128 {
-		dst = append(dst, mpUint16, 0, byte(id.Phase))
+		dst = append(dst, msgcheck.Uint16, 0, byte(id.Phase))
 	} else {
 		dst = appendUint(dst, uint64(id.Phase))
 	}
@@ -91,13 +93,14 @@ func appendHeader(dst []byte, h Header, id PartID, sender int, nb int) (msg, flo
 	dst = appendUint(dst, uint64(id.Segment))
 	dst = appendUint(dst, uint64(id.Part))
 	dst = appendUint(dst, uint64(sender))
+	dst = append(dst, msgcheck.Uint32, 0, 0, 0, 0) // the crc, sealed later
 	switch {
 	case nb <= math.MaxUint8:
-		dst = append(dst, mpBin8, byte(nb))
+		dst = append(dst, msgcheck.Bin8, byte(nb))
 	case nb <= math.MaxUint16:
-		dst = append(dst, mpBin16, byte(nb>>8), byte(nb))
+		dst = append(dst, msgcheck.Bin16, byte(nb>>8), byte(nb))
 	default:
-		dst = append(dst, mpBin32, byte(nb>>24), byte(nb>>16), byte(nb>>8), byte(nb))
+		dst = append(dst, msgcheck.Bin32, byte(nb>>24), byte(nb>>16), byte(nb>>8), byte(nb))
 	}
 	o := len(dst)
 	if cap(dst)-o >= nb {
@@ -106,6 +109,17 @@ func appendHeader(dst []byte, h Header, id PartID, sender int, nb int) (msg, flo
 		dst = append(dst, make([]byte, nb)...)
 	}
 	return dst, dst[o : o+nb : o+nb]
+}
+
+// sealMessage writes the CRC-32C of floats, the float bytes of msg (as
+// appendHeader returned them, filled), into msg's crc field.
+func sealMessage(msg, floats []byte) { sealMessageWith(msg, floats, checksum(floats)) }
+
+// sealMessageWith writes crc, known to be the CRC-32C of floats, into msg's
+// crc field.
+func sealMessageWith(msg, floats []byte, crc uint32) {
+	at := len(msg) - len(floats) - binHdrLen(len(floats)) - 4
+	binary.BigEndian.PutUint32(msg[at:], crc)
 }
 
 func strHdrLen(n int) int {
@@ -165,129 +179,49 @@ func appendUint(dst []byte, v uint64) []byte {
 	case v < 128:
 		return append(dst, byte(v))
 	case v <= math.MaxUint8:
-		return append(dst, mpUint8, byte(v))
+		return append(dst, msgcheck.Uint8, byte(v))
 	case v <= math.MaxUint16:
-		return append(dst, mpUint16, byte(v>>8), byte(v))
+		return append(dst, msgcheck.Uint16, byte(v>>8), byte(v))
 	case v <= math.MaxUint32:
-		return append(dst, mpUint32, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+		return append(dst, msgcheck.Uint32, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 	}
-	return append(dst, mpUint64, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	return append(dst, msgcheck.Uint64, byte(v>>56), byte(v>>48), byte(v>>40), byte(v>>32), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 }
 
 // decodeEnvelope parses b into e. Slices in e alias b. Any msgpack encoding
-// of the fields is accepted (non-negative ints for uints, str or bin for the
-// run id); anything else, or trailing bytes, wraps ErrMalformed.
+// of the fields is accepted (an array of any width, non-negative ints of any
+// width for uints, str or bin for the run id); anything else, a crc beyond
+// 32 bits, or trailing bytes, wraps ErrMalformed. The crc is not checked
+// here (the receiver checks it before it applies the data).
 func decodeEnvelope(b []byte, e *envelope) error {
-	if len(b) < 1 || b[0] != mpFixArray9 {
-		if len(b) >= 3 && b[0] == 0xdc && b[1] == 0 && b[2] == 9 {
-			b = b[2:] // array16 of 9
-		} else if len(b) >= 5 && b[0] == 0xdd && b[1] == 0 && b[2] == 0 && b[3] == 0 && b[4] == 9 {
-			b = b[4:] // array32 of 9
-		} else {
-			return fmt.Errorf("%w: not an array of 9", ErrMalformed)
-		}
+	n, b, err := msgcheck.ReadArray(b)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	b = b[1:]
-	var err error
-	if e.run, b, err = readBytes(b, "run"); err != nil {
-		return err
+	if n != envelopeFields {
+		return fmt.Errorf("%w: an array of %d, not %d", ErrMalformed, n, envelopeFields)
+	}
+	if e.run, b, err = msgcheck.ReadBytes(b); err != nil {
+		return fmt.Errorf("%w: run: %w", ErrMalformed, err)
 	}
 	for _, f := range [...]struct {
 		p    *uint64
 		name string
-	}{{&e.epoch, "epoch"}, {&e.step, "step"}, {&e.phase, "phase"}, {&e.hop, "hop"}, {&e.segment, "segment"}, {&e.part, "part"}, {&e.sender, "sender"}} {
-		if *f.p, b, err = readUint(b, f.name); err != nil {
-			return err
+	}{{&e.epoch, "epoch"}, {&e.step, "step"}, {&e.phase, "phase"}, {&e.hop, "hop"}, {&e.segment, "segment"}, {&e.part, "part"}, {&e.sender, "sender"}, {&e.crc, "crc"}} {
+		if *f.p, b, err = msgcheck.ReadUint(b); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrMalformed, f.name, err)
 		}
 	}
-	if e.data, b, err = readBytes(b, "data"); err != nil {
-		return err
+	if e.crc > math.MaxUint32 {
+		return fmt.Errorf("%w: crc %d is wider than 32 bits", ErrMalformed, e.crc)
+	}
+	if e.data, b, err = msgcheck.ReadBytes(b); err != nil {
+		return fmt.Errorf("%w: data: %w", ErrMalformed, err)
 	}
 	if len(b) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(b))
 	}
 	return nil
-}
-
-// readBytes reads a str or bin, checking its length against len(b).
-func readBytes(b []byte, field string) (v, rest []byte, err error) {
-	if len(b) == 0 {
-		return nil, nil, fmt.Errorf("%w: %s: truncated", ErrMalformed, field)
-	}
-	c := b[0]
-	var n, h int
-	switch {
-	case c&0xe0 == mpFixStr:
-		n, h = int(c&0x1f), 1
-	case c == mpStr8 || c == mpBin8:
-		if len(b) < 2 {
-			return nil, nil, fmt.Errorf("%w: %s: truncated", ErrMalformed, field)
-		}
-		n, h = int(b[1]), 2
-	case c == mpStr16 || c == mpBin16:
-		if len(b) < 3 {
-			return nil, nil, fmt.Errorf("%w: %s: truncated", ErrMalformed, field)
-		}
-		n, h = int(binary.BigEndian.Uint16(b[1:])), 3
-	case c == mpStr32 || c == mpBin32:
-		if len(b) < 5 {
-			return nil, nil, fmt.Errorf("%w: %s: truncated", ErrMalformed, field)
-		}
-		u := binary.BigEndian.Uint32(b[1:])
-		if uint64(u) > uint64(len(b)) {
-			return nil, nil, fmt.Errorf("%w: %s: length %d exceeds the %d bytes left", ErrMalformed, field, u, len(b))
-		}
-		n, h = int(u), 5
-	default:
-		return nil, nil, fmt.Errorf("%w: %s: format byte 0x%02x is not str or bin", ErrMalformed, field, c)
-	}
-	if n > len(b)-h {
-		return nil, nil, fmt.Errorf("%w: %s: length %d exceeds the %d bytes left", ErrMalformed, field, n, len(b)-h)
-	}
-	return b[h : h+n : h+n], b[h+n:], nil
-}
-
-// readUint reads a non-negative msgpack integer.
-func readUint(b []byte, field string) (v uint64, rest []byte, err error) {
-	if len(b) == 0 {
-		return 0, nil, fmt.Errorf("%w: %s: truncated", ErrMalformed, field)
-	}
-	c := b[0]
-	if c < 0x80 {
-		return uint64(c), b[1:], nil
-	}
-	var w int
-	signed := false
-	switch c {
-	case mpUint8:
-		w = 1
-	case mpUint16:
-		w = 2
-	case mpUint32:
-		w = 4
-	case mpUint64:
-		w = 8
-	case mpInt8:
-		w, signed = 1, true
-	case mpInt16:
-		w, signed = 2, true
-	case mpInt32:
-		w, signed = 4, true
-	case mpInt64:
-		w, signed = 8, true
-	default:
-		return 0, nil, fmt.Errorf("%w: %s: format byte 0x%02x is not an unsigned integer", ErrMalformed, field, c)
-	}
-	if len(b) < 1+w {
-		return 0, nil, fmt.Errorf("%w: %s: truncated", ErrMalformed, field)
-	}
-	for _, x := range b[1 : 1+w] {
-		v = v<<8 | uint64(x)
-	}
-	if signed && v>>(8*w-1) != 0 {
-		return 0, nil, fmt.Errorf("%w: %s: negative", ErrMalformed, field)
-	}
-	return v, b[1+w:], nil
 }
 
 // putFloats writes x into b as little-endian floats; len(b) must be 4*len(x).

@@ -3,6 +3,7 @@ package allreduce
 import (
 	"bytes"
 	"errors"
+	"hash/crc32"
 	"math"
 	"testing"
 
@@ -20,6 +21,7 @@ type wireEnvelope struct {
 	Segment  uint32
 	Part     uint32
 	Sender   uint32
+	CRC      uint32
 	Data     []byte
 }
 
@@ -69,9 +71,9 @@ func TestMessageMsgpackRoundTrip(t *testing.T) {
 			t.Fatalf("msgpack.Unmarshal(AppendMessage(%v, %v)) = %v", tc.h, tc.id, err)
 		}
 		want := wireEnvelope{Run: tc.h.Run, Epoch: tc.h.Epoch, Step: tc.h.Step, Phase: uint8(tc.id.Phase), Hop: uint32(tc.id.Hop),
-			Segment: uint32(tc.id.Segment), Part: uint32(tc.id.Part), Sender: uint32(tc.sender), Data: floatBytes(x)}
+			Segment: uint32(tc.id.Segment), Part: uint32(tc.id.Part), Sender: uint32(tc.sender), CRC: crc32.Checksum(floatBytes(x), crc32.MakeTable(crc32.Castagnoli)), Data: floatBytes(x)}
 		if w.Run != want.Run || w.Epoch != want.Epoch || w.Step != want.Step || w.Phase != want.Phase || w.Hop != want.Hop ||
-			w.Segment != want.Segment || w.Part != want.Part || w.Sender != want.Sender || !bytes.Equal(w.Data, want.Data) {
+			w.Segment != want.Segment || w.Part != want.Part || w.Sender != want.Sender || w.CRC != want.CRC || !bytes.Equal(w.Data, want.Data) {
 			t.Errorf("msgpack.Unmarshal(AppendMessage(...)) = %+v; want %+v", w, want)
 		}
 		// We decode the library's.
@@ -86,7 +88,7 @@ func TestMessageMsgpackRoundTrip(t *testing.T) {
 			}
 			if string(e.run) != tc.h.Run || e.epoch != tc.h.Epoch || e.step != tc.h.Step || e.phase != uint64(tc.id.Phase) ||
 				e.hop != uint64(tc.id.Hop) || e.segment != uint64(tc.id.Segment) || e.part != uint64(tc.id.Part) ||
-				e.sender != uint64(tc.sender) || !bytes.Equal(e.data, want.Data) {
+				e.sender != uint64(tc.sender) || e.crc != uint64(want.CRC) || !bytes.Equal(e.data, want.Data) {
 				t.Errorf("decodeEnvelope(%x...) = %+v; want %+v", b[:min(len(b), 40)], e, want)
 			}
 		}
@@ -101,15 +103,17 @@ func TestDecodeRejects(t *testing.T) {
 	}{
 		{"empty", nil},
 		{"map", []byte{0x80}},
-		{"array of 8", append([]byte{0x98}, good[1:]...)},
+		{"array of 9 (the envelope without a crc)", append([]byte{0x99}, good[1:]...)},
+		{"array16 of 65535", append([]byte{0xdc, 0xff, 0xff}, good[1:]...)},
 		{"truncated", good[:len(good)-1]},
 		{"trailing", append(append([]byte(nil), good...), 0)},
-		{"str32 of 4 GiB", []byte{0x99, 0xdb, 0xff, 0xff, 0xff, 0xff, 'a'}},
-		{"bin32 of 2 GiB", []byte{0x99, 0xa0, 1, 1, 1, 1, 1, 1, 1, 0xc6, 0x7f, 0xff, 0xff, 0xff, 0}},
-		{"negative int", []byte{0x99, 0xa0, 0xd0, 0xff, 1, 1, 1, 1, 1, 1, 0xc4, 0}},
-		{"negative fixint", []byte{0x99, 0xa0, 0xff, 1, 1, 1, 1, 1, 1, 0xc4, 0}},
-		{"float epoch", []byte{0x99, 0xa0, 0xca, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0xc4, 0}},
-		{"nil run", []byte{0x99, 0xc0, 1, 1, 1, 1, 1, 1, 1, 0xc4, 0}},
+		{"str32 of 4 GiB", []byte{0x9a, 0xdb, 0xff, 0xff, 0xff, 0xff, 'a'}},
+		{"bin32 of 2 GiB", []byte{0x9a, 0xa0, 1, 1, 1, 1, 1, 1, 1, 0, 0xc6, 0x7f, 0xff, 0xff, 0xff, 0}},
+		{"negative int", []byte{0x9a, 0xa0, 0xd0, 0xff, 1, 1, 1, 1, 1, 1, 0, 0xc4, 0}},
+		{"negative fixint", []byte{0x9a, 0xa0, 0xff, 1, 1, 1, 1, 1, 1, 0, 0xc4, 0}},
+		{"float epoch", []byte{0x9a, 0xa0, 0xca, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0xc4, 0}},
+		{"nil run", []byte{0x9a, 0xc0, 1, 1, 1, 1, 1, 1, 1, 0, 0xc4, 0}},
+		{"crc of 33 bits", []byte{0x9a, 0xa0, 1, 1, 1, 1, 1, 1, 1, 0xcf, 0, 0, 0, 1, 0, 0, 0, 0, 0xc4, 0}},
 	} {
 		var e envelope
 		if err := decodeEnvelope(tc.b, &e); !errors.Is(err, ErrMalformed) {
@@ -136,8 +140,8 @@ func TestDecodeAllocatesNothing(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add(AppendMessage(nil, Header{"run", 1, 2}, PartID{AllGather, 1, 2, 3}, 4, []float32{1, 2}))
 	f.Add(AppendMessage(nil, Header{"", 1 << 33, 300}, PartID{}, 70000, nil))
-	f.Add([]byte{0x99, 0xdb, 0xff, 0xff, 0xff, 0xff})
-	f.Add([]byte{0xdc, 0, 9, 0xa0, 1, 1, 1, 1, 1, 1, 1, 0xc4, 0})
+	f.Add([]byte{0x9a, 0xdb, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0xdc, 0, 10, 0xa0, 1, 1, 1, 1, 1, 1, 1, 0xd2, 0, 0, 0, 0, 0xc4, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var e envelope
 		if err := decodeEnvelope(b, &e); err != nil {
@@ -159,13 +163,14 @@ func FuzzDecode(f *testing.F) {
 			Segment  uint64
 			Part     uint64
 			Sender   uint64
+			CRC      uint64
 			Data     []byte
 		}
 		if err := msgpack.Unmarshal(b, &w); err != nil {
 			t.Fatalf("decodeEnvelope(%x) accepted what msgpack.Unmarshal rejects: %v", b, err)
 		}
 		if !bytes.Equal(w.Run, e.run) || w.Epoch != e.epoch || w.Step != e.step || w.Phase != e.phase || w.Hop != e.hop ||
-			w.Segment != e.segment || w.Part != e.part || w.Sender != e.sender || !bytes.Equal(w.Data, e.data) {
+			w.Segment != e.segment || w.Part != e.part || w.Sender != e.sender || w.CRC != e.crc || !bytes.Equal(w.Data, e.data) {
 			t.Fatalf("decodeEnvelope(%x) = %+v; msgpack.Unmarshal = %+v", b, e, w)
 		}
 	})
@@ -244,4 +249,14 @@ func BenchmarkFloatKernels(b *testing.B) {
 			copyFloats(x, in)
 		}
 	})
+}
+
+// BenchmarkChecksum is the CRC-32C every ring part costs its sender and
+// its receiver, on a part of the default chunk.
+func BenchmarkChecksum(b *testing.B) {
+	p := make([]byte, 1<<20)
+	b.SetBytes(int64(len(p)))
+	for b.Loop() {
+		checksum(p)
+	}
 }

@@ -84,6 +84,19 @@ func (ca *CA) CertPEM() []byte {
 // Server issues a certificate for a server reachable as hosts: DNS names
 // (a leading "*." makes a wildcard) or IP addresses.
 func (ca *CA) Server(hosts []string, validity time.Duration) (Pair, error) {
+	return ca.host(hosts, validity, x509.ExtKeyUsageServerAuth)
+}
+
+// Route issues a certificate for the servers of a NATS cluster reachable as
+// hosts, valid both as a server's and as a client's: a server presents it
+// on the routes it accepts and on those it makes, and the other end
+// verifies it either way.
+func (ca *CA) Route(hosts []string, validity time.Duration) (Pair, error) {
+	return ca.host(hosts, validity, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+}
+
+// host issues a certificate for hosts with the given usages.
+func (ca *CA) host(hosts []string, validity time.Duration, usage ...x509.ExtKeyUsage) (Pair, error) {
 	if len(hosts) == 0 {
 		return Pair{}, fmt.Errorf("%w: a server certificate needs at least one host name or IP address", ErrBadRequest)
 	}
@@ -101,7 +114,7 @@ func (ca *CA) Server(hosts []string, validity time.Duration) (Pair, error) {
 		}
 		tmpl.DNSNames = append(tmpl.DNSNames, strings.ToLower(h))
 	}
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	tmpl.ExtKeyUsage = usage
 	return ca.sign(tmpl)
 }
 

@@ -242,3 +242,40 @@ func TestServerAndClientTalk(t *testing.T) {
 		t.Errorf("worker's TLS state: %d verified chains, %v; want the server verified against ca.pem", len(st.VerifiedChains), err)
 	}
 }
+
+// The route certificate verifies for every host both as a server's and as
+// a client's certificate (routes verify both ends); it is written only on
+// request, after the others.
+func TestRouteCertificate(t *testing.T) {
+	dir := t.TempDir()
+	hosts := []string{"nats-a", "nats-b", "10.0.0.3"}
+	files, err := certs.Generate(dir, certs.Request{Hosts: hosts, Clients: []string{"worker"}, Route: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(files); n != 7 || filepath.Base(files[5].Path) != "route.pem" || filepath.Base(files[6].Path) != "route-key.pem" || files[6].Mode != 0o600 {
+		t.Fatalf("Generate(Route) wrote %v; want ca, server, worker, then route.pem and route-key.pem (0600)", files)
+	}
+	roots := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	roots.AppendCertsFromPEM(caPEM)
+	b, _ := os.ReadFile(filepath.Join(dir, "route.pem"))
+	blk, _ := pem.Decode(b)
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		for _, u := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+			if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: h, KeyUsages: []x509.ExtKeyUsage{u}}); err != nil {
+				t.Errorf("route.pem for %s, usage %v: Verify = %v", h, u, err)
+			}
+		}
+	}
+	if _, err := certs.Generate(t.TempDir(), certs.Request{Hosts: hosts, Clients: []string{"route"}, Route: true}); !errors.Is(err, certs.ErrBadRequest) {
+		t.Errorf("Generate(a client named route, Route) = %v; want %v", err, certs.ErrBadRequest)
+	}
+	if files, err := certs.Generate(t.TempDir(), certs.Request{Hosts: hosts}); err != nil || len(files) != 3 {
+		t.Errorf("Generate without Route wrote %d files (%v); want 3", len(files), err)
+	}
+}

@@ -9,10 +9,14 @@
 // written: to add a host name, make a new set. Server certificates carry
 // ExtKeyUsageServerAuth and the hosts as subject alternative names (IP
 // addresses as IP SANs, the rest as DNS names); client certificates carry
-// ExtKeyUsageClientAuth and the client's name as common name.
+// ExtKeyUsageClientAuth and the client's name as common name. A route
+// certificate, for the routes between the servers of a NATS cluster, carries
+// the hosts and both usages: each server presents it on the routes it
+// accepts and on those it makes, and both ends verify it.
 //
 // Generate writes a whole set into a folder: ca.pem, server.pem,
-// server-key.pem, and <client>.pem, <client>-key.pem per client. Private
+// server-key.pem, <client>.pem, <client>-key.pem per client, and on request
+// route.pem, route-key.pem. Private
 // keys are PKCS #8 PEM files of mode 0600, certificates mode 0644. Generate
 // refuses to replace an existing file unless told to.
 //

@@ -22,6 +22,11 @@ type Request struct {
 	Validity time.Duration
 	// Force replaces files that exist; without it Generate refuses to.
 	Force bool
+	// Route also makes a route certificate (route.pem, route-key.pem) for
+	// the servers of a NATS cluster: valid for r.Hosts as a server and as a
+	// client, since a server presents it on the routes it accepts and on
+	// those it makes, and routes verify both ends.
+	Route bool
 }
 
 // File is one file Generate writes.
@@ -31,10 +36,14 @@ type File struct {
 }
 
 // Files are the files Generate writes into dir for r, in order: ca.pem,
-// server.pem, server-key.pem, then <client>.pem, <client>-key.pem per client.
+// server.pem, server-key.pem, then <client>.pem, <client>-key.pem per client,
+// then route.pem and route-key.pem with r.Route.
 func (r Request) Files(dir string) []File {
 	names := []string{"server"}
 	names = append(names, r.Clients...)
+	if r.Route {
+		names = append(names, "route")
+	}
 	files := []File{{filepath.Join(dir, "ca.pem"), 0o644}}
 	for _, n := range names {
 		files = append(files, File{filepath.Join(dir, n+".pem"), 0o644}, File{filepath.Join(dir, n+"-key.pem"), 0o600})
@@ -59,11 +68,15 @@ func (r Request) validate() error {
 	if r.Validity < 0 {
 		return fmt.Errorf("%w: validity %v, want > 0", ErrBadRequest, r.Validity)
 	}
+	if r.Route && seen["route"] {
+		return fmt.Errorf("%w: a client named \"route\" and the route certificate would share route.pem", ErrBadRequest)
+	}
 	return nil
 }
 
-// Generate makes a new CA, a server certificate for r.Hosts and a client
-// certificate per r.Clients, and writes them into dir (made, mode 0755, if
+// Generate makes a new CA, a server certificate for r.Hosts, a client
+// certificate per r.Clients and, with r.Route, a route certificate for
+// r.Hosts, and writes them into dir (made, mode 0755, if
 // missing) as listed by r.Files. It checks the request and, unless r.Force,
 // that none of the files exists, before it writes anything. Each file is
 // written to a temporary file of its final mode in dir and renamed into
@@ -102,6 +115,13 @@ func Generate(dir string, r Request) ([]File, error) {
 	contents := [][]byte{ca.CertPEM(), server.CertPEM, server.KeyPEM}
 	for _, c := range r.Clients {
 		p, err := ca.Client(c, r.Validity)
+		if err != nil {
+			return nil, err
+		}
+		contents = append(contents, p.CertPEM, p.KeyPEM)
+	}
+	if r.Route {
+		p, err := ca.Route(r.Hosts, r.Validity)
 		if err != nil {
 			return nil, err
 		}

@@ -240,7 +240,11 @@ func (c *Coordinator) serve(ctx context.Context, in *inbox) error {
 	if c.job.env != nil && c.job.env.StartWorkers > 0 {
 		startWorkers = c.job.env.StartWorkers
 	}
-	core, err := protocol.NewCoordinator(c.coreConfig(startWorkers))
+	cc := c.coreConfig(startWorkers)
+	if e := c.job.env; e != nil {
+		cc.MaxWorkers, cc.Linger = e.MaxWorkers, e.Linger
+	}
+	core, err := protocol.NewCoordinator(cc)
 	if err != nil {
 		return err
 	}
@@ -423,7 +427,7 @@ func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
 		c.log.Warn("step aborted; retrying", "step", a.Step, "epoch", a.Epoch, "kind", a.Kind, "reason", a.Reason)
 	case protocol.Membership:
 		c.prom.Workers.Set(float64(len(a.Members)))
-		c.log.Info("membership", "epoch", a.Epoch, "workers", len(a.Members), "members", a.Members)
+		c.log.Info("membership", "epoch", a.Epoch, "workers", len(a.Members), "members", a.Members, "servers", a.Servers)
 	case protocol.Evicted:
 		c.prom.Evictions.Inc()
 		c.log.Warn("worker evicted", "worker", a.Worker, "until", a.Until.Format(time.RFC3339), "reason", a.Reason)

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,14 +23,44 @@ import (
 	"github.com/klring/klring/outputs"
 )
 
-// Serve runs `coordinator run`: the coordinator of cfg.Job on cfg.NATS.URL.
+// Serve runs `coordinator run`: the coordinator of cfg.Job on cfg.NATS.URL
+// (or, with nats.embed, on a NATS server of its own in this process, joined
+// to the cluster of nats.routes).
 func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(outputs.StepMetrics)) (Summary, error) {
+	return ServeWith(ctx, cfg, log, progress, ServeOptions{})
+}
+
+// ServeOptions change how Serve runs the coordinator (sweeps over workers
+// started elsewhere: scale.RunExternal).
+type ServeOptions struct {
+	// MaxWorkers caps the members of every epoch (0: every eligible
+	// worker): the run uses that many of the workers that are there.
+	MaxWorkers int
+	// Linger ends the run with a pause plan instead of a final one: the
+	// workers wait for the next coordinator instead of exiting.
+	Linger bool
+}
+
+// ServeWith is Serve with options.
+func ServeWith(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(outputs.StepMetrics), so ServeOptions) (Summary, error) {
+	if so.MaxWorkers > 0 && so.MaxWorkers < cfg.Cluster.MinWorkers {
+		return Summary{}, fmt.Errorf("%w: at most %d workers, but cluster.min_workers = %d", config.ErrInvalid, so.MaxWorkers, cfg.Cluster.MinWorkers)
+	}
 	env := NewEnv(cfg.Cluster.Threads)
+	env.MaxWorkers, env.Linger = so.MaxWorkers, so.Linger
 	c, err := NewCoordinator(cfg, log, env)
 	if err != nil {
 		return Summary{}, err
 	}
 	c.SetProgress(progress)
+	if cfg.NATS.Embed {
+		srv, err := startEmbedded(cfg, log)
+		if err != nil {
+			return Summary{}, err
+		}
+		defer srv.Shutdown()
+		cfg.NATS.URL = srv.URL()
+	}
 	nc, err := connect(ctx, cfg, "coordinator", log)
 	if err != nil {
 		return Summary{}, err
@@ -36,7 +69,9 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, progress fu
 	return c.Run(ctx, nc)
 }
 
-// Work runs `worker`: one worker of cfg.Job on cfg.NATS.URL.
+// Work runs `worker`: one worker of cfg.Job on cfg.NATS.URL (or, with
+// nats.embed, on a NATS server of its own in this process, joined to the
+// cluster of nats.routes: a node's worker and its server in one process).
 func Work(ctx context.Context, cfg config.Config, id string, log *slog.Logger) error {
 	if id == "" {
 		host, _ := os.Hostname()
@@ -47,6 +82,14 @@ func Work(ctx context.Context, cfg config.Config, id string, log *slog.Logger) e
 	}
 	env := NewEnv(cfg.Cluster.Threads)
 	env.CacheDir, env.Log = cfg.Data.CacheDir, log
+	if cfg.NATS.Embed {
+		srv, err := startEmbedded(cfg, log)
+		if err != nil {
+			return err
+		}
+		defer srv.Shutdown()
+		cfg.NATS.URL = srv.URL()
+	}
 	nc, err := connect(ctx, cfg, "worker "+id, log)
 	if err != nil {
 		return err
@@ -63,6 +106,54 @@ func Work(ctx context.Context, cfg config.Config, id string, log *slog.Logger) e
 		return nil
 	}
 	return err
+}
+
+// startEmbedded starts the NATS server of nats.embed: named nats.server_name
+// (default the host name), for clients on nats.listen, admitting this
+// process's nats.user and nats.password (if set), and joined to the cluster
+// nats.cluster_name through nats.routes, listening for routes on
+// nats.cluster_listen with nats.cluster_user and nats.cluster_password.
+func startEmbedded(cfg config.Config, log *slog.Logger) (*natsnet.Server, error) {
+	n := cfg.NATS
+	host, port, err := splitHostPort(n.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("%w: nats.listen: %w", config.ErrInvalid, err)
+	}
+	name := n.ServerName
+	if name == "" {
+		if name, err = os.Hostname(); err != nil || name == "" {
+			name = "klring"
+		}
+	}
+	so := natsnet.ServerOptions{Name: name, Host: host, Port: port, User: n.User, Password: n.Password,
+		MaxPayload: int32(max(8<<20, cfg.AllReduce.ChunkBytes+64<<10))}
+	if n.ClusterListen != "" || n.Routes != "" {
+		co := &natsnet.ClusterOptions{Name: n.ClusterName, User: n.ClusterUser, Password: n.ClusterPassword, Routes: strings.Split(n.Routes, ",")}
+		if n.ClusterListen != "" {
+			if co.Host, co.Port, err = splitHostPort(n.ClusterListen); err != nil {
+				return nil, fmt.Errorf("%w: nats.cluster_listen: %w", config.ErrInvalid, err)
+			}
+		}
+		so.Cluster = co
+	}
+	srv, err := natsnet.StartServer(so)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("embedded NATS server", "name", srv.Name(), "url", srv.URL(), "routes", srv.RouteURL(), "cluster", n.ClusterName)
+	return srv, nil
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q", p)
+	}
+	return host, port, nil
 }
 
 // Simulate runs `coordinator sim`: an embedded NATS server, the coordinator
@@ -89,8 +180,14 @@ type SimOptions struct {
 	// Secure runs the embedded server as a deployment should: mutual TLS
 	// with certificates made for the run, and one user per role with the
 	// permissions of docs/security.md (the coordinator's may publish plans
-	// and answer requests, the workers' may not).
+	// and answer requests, the workers' may not). Routes between clustered
+	// servers use TLS and a user and password of their own.
 	Secure bool
+	// Servers is the number of clustered embedded servers (0: nats.servers):
+	// worker i connects to server i mod Servers first (and fails over to
+	// the others), the coordinator to server 0; with one worker per server
+	// every ring link crosses one route.
+	Servers int
 }
 
 // SimulateWith is Simulate with options.
@@ -129,19 +226,27 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 			return Summary{}, err
 		}
 	}
-	srv, err := natsnet.StartServer(so2)
+	k := cfg.NATS.Servers
+	if so.Servers > 0 {
+		k = so.Servers
+	}
+	servers, err := startSimServers(k, so2, so.Secure)
 	if err != nil {
 		return Summary{}, err
 	}
-	defer srv.Shutdown()
-	cfg.NATS.URL = srv.URL()
+	defer func() {
+		for _, s := range servers {
+			s.Shutdown()
+		}
+	}()
+	cfg.NATS.URL = natsnet.URLs(servers, 0)
 	role := func(name string) config.Config {
 		c := cfg
 		r := roles[name]
 		c.NATS.User, c.NATS.Password, c.NATS.TLSCA, c.NATS.TLSCert, c.NATS.TLSKey = r.User, r.Password, r.TLSCA, r.TLSCert, r.TLSKey
 		return c
 	}
-	log.Info("simulation", "nats", cfg.NATS.URL, "workers", cfg.Cluster.Workers, "run_dir", cfg.Run.Dir)
+	log.Info("simulation", "nats", cfg.NATS.URL, "servers", len(servers), "workers", cfg.Cluster.Workers, "run_dir", cfg.Run.Dir)
 
 	nc, err := connect(ctx, role("coordinator"), "coordinator", log)
 	if err != nil {
@@ -155,7 +260,9 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 	errs := make([]error, cfg.Cluster.Workers)
 	for i := range cfg.Cluster.Workers {
 		id := fmt.Sprintf("w%d", i)
-		wnc, err := connect(ctx, role("worker"), "worker "+id, log)
+		wcfg := role("worker")
+		wcfg.NATS.URL = natsnet.URLs(servers, i%len(servers))
+		wnc, err := connect(ctx, wcfg, "worker "+id, log)
 		if err != nil {
 			return Summary{}, err
 		}
@@ -197,10 +304,34 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 	return sum, nil
 }
 
+// startSimServers starts the embedded server of a simulation, or k of them
+// in a cluster (named nats-0 ...; when secure, routes with mutual TLS, the
+// route certificate beside the server's, and a random route password).
+func startSimServers(k int, so natsnet.ServerOptions, secure bool) ([]*natsnet.Server, error) {
+	if k <= 1 {
+		s, err := natsnet.StartServer(so)
+		if err != nil {
+			return nil, err
+		}
+		return []*natsnet.Server{s}, nil
+	}
+	so.Name = "nats"
+	co := &natsnet.ClusterOptions{Name: "klring-sim"}
+	if secure {
+		// Routes as a deployment's: mutual TLS with the route certificate
+		// and a password of their own.
+		dir := filepath.Dir(so.TLSCert)
+		co.User, co.Password = "route", rand.Text()
+		co.TLSCert, co.TLSKey = filepath.Join(dir, "route.pem"), filepath.Join(dir, "route-key.pem")
+	}
+	so.Cluster = co
+	return natsnet.StartCluster(k, so)
+}
+
 // secureServer makes certificates for a simulation in dir, sets so to serve
 // mutual TLS with one user per role, and returns each role's credentials.
 func secureServer(so *natsnet.ServerOptions, dir, job string) (map[string]config.NATS, error) {
-	if _, err := certs.Generate(dir, certs.Request{Hosts: []string{"127.0.0.1", "localhost"}, Clients: []string{"coordinator", "worker"}}); err != nil {
+	if _, err := certs.Generate(dir, certs.Request{Hosts: []string{"127.0.0.1", "localhost"}, Clients: []string{"coordinator", "worker"}, Route: true}); err != nil {
 		return nil, fmt.Errorf("secure simulation: %w", err)
 	}
 	so.TLSCert, so.TLSKey = filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")

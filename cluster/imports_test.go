@@ -25,6 +25,8 @@ func TestImportDirection(t *testing.T) {
 		"tokenizer": {"lm", "loss", "allreduce", "natsnet", "cluster", "config", "nats.go"},
 		"certs":     {"lm", "loss", "shard", "allreduce", "natsnet", "cluster", "config", "nats.go"},
 		"natsnet":   {"lm", "loss", "shard", "cluster", "config", "protocol", "engine"},
+		// msgcheck knows the msgpack format and nothing else.
+		"msgcheck": {"lm", "loss", "shard", "kernels", "allreduce", "natsnet", "cluster", "config", "protocol", "engine", "outputs", "nats.go", "msgpack"},
 	}
 	for pkg, bad := range forbidden {
 		out, err := exec.Command("go", "list", "-deps", "github.com/klring/klring/"+pkg).CombinedOutput()

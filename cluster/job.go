@@ -39,6 +39,11 @@ type Env struct {
 	// StartWorkers is how many workers the first step waits for (simulation
 	// mode waits for all of them); 0 means cluster.min_workers.
 	StartWorkers int
+	// MaxWorkers caps the members of an epoch (0: no cap); Linger ends the
+	// run with a pause plan, so the workers wait for the next coordinator
+	// (ServeOptions: sweeps over workers started elsewhere).
+	MaxWorkers int
+	Linger     bool
 	// Link shapes the ring's links between in-process workers (scaling
 	// experiments); the zero value leaves them as they are. LinkSeed seeds
 	// the links' random draws (loss, jitter).

@@ -30,6 +30,7 @@ var ErrCoordinatorGone = protocol.ErrCoordinatorGone
 type Worker struct {
 	id   string
 	log  *slog.Logger
+	conn *natsnet.Conn
 	nc   *nats.Conn
 	subj natsnet.Subjects
 	env  *Env
@@ -115,7 +116,7 @@ func NewWorker(ctx context.Context, id, job string, conn *natsnet.Conn, log *slo
 			return nil, err
 		}
 	}
-	return &Worker{id: id, log: log.With("worker", id), nc: conn.NC, subj: subj, env: env, mb: mb,
+	return &Worker{id: id, log: log.With("worker", id), conn: conn, nc: conn.NC, subj: subj, env: env, mb: mb,
 		red: allreduce.NewReducer(), timeout: DefaultCoordinatorTimeout, events: make(chan any, 16)}, nil
 }
 
@@ -229,6 +230,7 @@ func (w *Worker) do(a protocol.Action) {
 	case protocol.SendDone:
 		w.publish(w.subj.Done, a.Done)
 	case protocol.SendHeartbeat:
+		a.Heartbeat.Server = w.conn.ServerName() // for ring placement
 		w.publish(w.subj.HB, a.Heartbeat)
 	case protocol.Exit:
 		e := a
@@ -285,7 +287,7 @@ func (w *Worker) sayHello() {
 		return
 	}
 	w.hello = true
-	req, err := encode(protocol.Hello{Worker: w.id})
+	req, err := encode(protocol.Hello{Worker: w.id, Server: w.conn.ServerName()})
 	if err != nil {
 		w.events <- helloReply{err: err}
 		return

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"regexp"
 	"strings"
 	"time"
@@ -41,6 +42,19 @@ type NATS struct {
 	TLSCA    string `mapstructure:"tls_ca"`   // CA of the server's certificate
 	TLSCert  string `mapstructure:"tls_cert"` // client certificate (mutual TLS)
 	TLSKey   string `mapstructure:"tls_key"`  // its private key
+
+	// A NATS cluster (docs/cluster.md): an embedded server in this process
+	// (Embed), joined by routes to the other servers of the cluster, and
+	// the number of clustered servers of a simulation (Servers).
+	Embed           bool   `mapstructure:"embed"`
+	Listen          string `mapstructure:"listen"`      // the embedded server's client address
+	ServerName      string `mapstructure:"server_name"` // its name; empty: the host name
+	ClusterName     string `mapstructure:"cluster_name"`
+	ClusterListen   string `mapstructure:"cluster_listen"` // its route address; empty: none
+	Routes          string `mapstructure:"routes"`         // comma-separated route URLs
+	ClusterUser     string `mapstructure:"cluster_user"`
+	ClusterPassword string `mapstructure:"cluster_password"`
+	Servers         int    `mapstructure:"servers"` // simulation mode
 }
 
 // Model chooses the network.
@@ -172,6 +186,15 @@ func Keys() []Key {
 		{"nats.tls_ca", "", "PEM file of the CA that signed the NATS server's certificate; set, or a tls:// nats.url, to use TLS (empty: the system's roots)"},
 		{"nats.tls_cert", "", "PEM file of this process's client certificate, for a NATS server that requires one (mutual TLS); with nats.tls_key"},
 		{"nats.tls_key", "", "PEM file of the private key of nats.tls_cert"},
+		{"nats.embed", false, "run a NATS server in this process, joined to the cluster of nats.routes, and connect to it instead of nats.url (a node's worker and its server in one process)"},
+		{"nats.listen", "127.0.0.1:0", "client address of the embedded server (nats.embed); port 0: a free one, for this process alone"},
+		{"nats.server_name", "", "name of the embedded server, which its workers report for ring placement; empty: the host name"},
+		{"nats.cluster_name", "klring", "name of the NATS cluster the embedded server joins"},
+		{"nats.cluster_listen", "", "address the embedded server listens on for routes from the other servers of the cluster, e.g. 0.0.0.0:6222; empty: none"},
+		{"nats.routes", "", "route URLs of other servers of the cluster, comma separated, e.g. nats-route://node2:6222"},
+		{"nats.cluster_user", "", "user name routes present to the embedded server (and it to theirs); with nats.cluster_password"},
+		{"nats.cluster_password", "", "password of nats.cluster_user"},
+		{"nats.servers", 1, "simulation mode: clustered embedded NATS servers the workers are spread over, one route between neighbours (1: one server)"},
 		{"model.preset", "tiny", "model size: tiny, small or custom"},
 		{"model.vocab", 0, "vocabulary size; 0 takes it from the data"},
 		{"model.n_embd", 0, "embedding width (custom, or overrides the preset when > 0)"},
@@ -261,6 +284,21 @@ func (c Config) Validate() error {
 	}
 	if (c.NATS.TLSCert == "") != (c.NATS.TLSKey == "") {
 		bad("nats.tls_cert", fmt.Sprintf("%q", c.NATS.TLSCert), fmt.Sprintf("nats.tls_cert and nats.tls_key must be set together (nats.tls_key = %q)", c.NATS.TLSKey))
+	}
+
+	if (c.NATS.ClusterUser == "") != (c.NATS.ClusterPassword == "") {
+		bad("nats.cluster_user", fmt.Sprintf("%q", c.NATS.ClusterUser), "nats.cluster_user and nats.cluster_password must be set together")
+	}
+	for _, kv := range []struct{ key, v string }{{"nats.listen", c.NATS.Listen}, {"nats.cluster_listen", c.NATS.ClusterListen}} {
+		if _, port, err := net.SplitHostPort(kv.v); kv.v != "" && (err != nil || port == "") {
+			bad(kv.key, fmt.Sprintf("%q", kv.v), "must be HOST:PORT, such as 0.0.0.0:6222")
+		}
+	}
+	if c.NATS.Embed && c.NATS.Listen == "" {
+		bad("nats.listen", `""`, "must be HOST:PORT with nats.embed")
+	}
+	if c.NATS.Servers < 1 || c.NATS.Servers > 64 {
+		bad("nats.servers", c.NATS.Servers, "must be in [1, 64]")
 	}
 
 	oneOf("model.preset", c.Model.Preset, "tiny", "small", "custom")

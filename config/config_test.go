@@ -167,8 +167,36 @@ func TestNATSTLSKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := NATS{URL: "tls://head.example.com:4222", TLSCA: "/certs/ca.pem", TLSCert: "/certs/worker.pem", TLSKey: "/certs/worker-key.pem"}
+	want := NATS{URL: "tls://head.example.com:4222", TLSCA: "/certs/ca.pem", TLSCert: "/certs/worker.pem", TLSKey: "/certs/worker-key.pem",
+		Listen: "127.0.0.1:0", ClusterName: "klring", Servers: 1}
 	if c.NATS != want {
 		t.Errorf("nats = %+v; want %+v", c.NATS, want)
+	}
+}
+
+func TestNATSClusterKeys(t *testing.T) {
+	t.Setenv("KLRING_NATS_ROUTES", "nats-route://n1:6222,nats-route://n2:6222")
+	t.Setenv("KLRING_NATS_EMBED", "true")
+	c, err := Load(flags(t, "--nats.server_name", "n0", "--nats.cluster_listen", "0.0.0.0:6222", "--nats.cluster_user", "route",
+		"--nats.cluster_password", "pw", "--nats.servers", "3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.NATS.Embed || c.NATS.Routes != "nats-route://n1:6222,nats-route://n2:6222" || c.NATS.ServerName != "n0" ||
+		c.NATS.ClusterListen != "0.0.0.0:6222" || c.NATS.ClusterUser != "route" || c.NATS.ClusterPassword != "pw" || c.NATS.Servers != 3 {
+		t.Errorf("nats = %+v", c.NATS)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nats.servers", "0"}, "nats.servers = 0"},
+		{[]string{"--nats.cluster_user", "route"}, "nats.cluster_user"},
+		{[]string{"--nats.cluster_listen", "6222"}, "nats.cluster_listen"},
+		{[]string{"--nats.embed", "--nats.listen", ""}, "nats.listen"},
+	} {
+		if _, err := Load(flags(t, tc.args...)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Load(%v) = %v; want ErrInvalid naming %q", tc.args, err, tc.want)
+		}
 	}
 }

@@ -55,17 +55,26 @@ func memRing(b *testing.B, n int) *benchRing {
 }
 
 // natsRing is a ring of NATS mailboxes, one connection each, as in
-// production: pending limits sized for one all-reduce of length floats.
-func natsRing(b *testing.B, url, job string, n, length int, opts allreduce.Options) *benchRing {
+// production: pending limits sized for one all-reduce of length floats. Rank
+// r connects to servers[r mod len(servers)] (and fails over to the others);
+// the ring's subscriptions are known to every server when it returns.
+func natsRing(b *testing.B, servers []*natsnet.Server, job string, n, length int, opts allreduce.Options) *benchRing {
 	br := &benchRing{members: members(n)}
 	parts := allreduce.MaxMessages(length, n, opts) + 16
-	for _, w := range br.members {
-		c := connect(b, natsnet.Options{URL: url, ChunkBytes: opts.ChunkBytes + natsnet.HeaderRoom, PartsInFlight: parts})
+	for r, w := range br.members {
+		c := connect(b, natsnet.Options{URL: natsnet.URLs(servers, r%len(servers)), ChunkBytes: opts.ChunkBytes + natsnet.HeaderRoom, PartsInFlight: parts})
 		mb, err := natsnet.NewMailbox(context.Background(), c, job, w)
 		if err != nil {
 			b.Fatal(err)
 		}
 		br.conns, br.mbs = append(br.conns, c), append(br.mbs, mb)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, w := range br.members {
+		if err := natsnet.WaitInterest(ctx, "klring."+job+".ring."+w, servers...); err != nil {
+			b.Fatal(err)
+		}
 	}
 	br.close = func() {
 		for r := range br.mbs {
@@ -107,8 +116,11 @@ func (br *benchRing) run(b *testing.B, n int, step uint64, opts allreduce.Option
 
 // BenchmarkAllReduce reports, as nccl-tests does, algbw = S/t and busbw =
 // algbw * 2(n-1)/n in GB/s, for a vector of S bytes over n ranks, over the
-// in-memory mailboxes (mem) and the NATS mailboxes production uses (nats),
-// one connection per rank through one embedded server.
+// in-memory mailboxes (mem), the NATS mailboxes production uses through one
+// embedded server (nats: every flow of the ring crosses that server, a
+// star), and through a cluster of n embedded servers joined by routes, one
+// rank on each (nats-cluster: each ring hop crosses one route, between the
+// servers of two neighbours).
 func BenchmarkAllReduce(b *testing.B) {
 	s, err := natsnet.StartServer(natsnet.ServerOptions{})
 	if err != nil {
@@ -116,16 +128,20 @@ func BenchmarkAllReduce(b *testing.B) {
 	}
 	defer s.Shutdown()
 	opts := allreduce.Options{ChunkBytes: benchChunk, Deadline: time.Minute}
-	for _, tr := range []string{"mem", "nats"} {
+	for _, tr := range []string{"mem", "nats", "nats-cluster"} {
 		for _, n := range []int{2, 4, 8} {
 			for _, mib := range []int{1, 16, 64} {
 				b.Run(fmt.Sprintf("%s/n=%d/MiB=%d", tr, n, mib), func(b *testing.B) {
 					length := mib << 20 / 4
 					var br *benchRing
-					if tr == "mem" {
+					switch tr {
+					case "mem":
 						br = memRing(b, n)
-					} else {
-						br = natsRing(b, s.URL(), "bench", n, length, opts)
+					case "nats":
+						br = natsRing(b, []*natsnet.Server{s}, "bench", n, length, opts)
+					default:
+						servers := benchCluster(b, n)
+						br = natsRing(b, servers, "bench", n, length, opts)
 					}
 					defer br.close()
 					for range n {
@@ -151,6 +167,20 @@ func BenchmarkAllReduce(b *testing.B) {
 	}
 }
 
+// benchCluster starts k clustered embedded servers for one benchmark.
+func benchCluster(b *testing.B, k int) []*natsnet.Server {
+	servers, err := natsnet.StartCluster(k, natsnet.ServerOptions{})
+	if err != nil {
+		b.Fatalf("StartCluster(%d) = %v", k, err)
+	}
+	b.Cleanup(func() {
+		for _, s := range servers {
+			s.Shutdown()
+		}
+	})
+	return servers
+}
+
 // pairs is n publisher -> subscriber pairs of connections through one
 // server, with plain synchronous subscriptions: what NATS itself moves.
 type pairs struct {
@@ -160,11 +190,15 @@ type pairs struct {
 
 func tputSubject(i int) string { return fmt.Sprintf("klring.tput.pair.%d", i) }
 
-func newPairs(b *testing.B, url string, n, msgs int) *pairs {
+// newPairs connects n pairs; pair i's publisher is on servers[i mod k] and
+// its subscriber on servers[(i+1) mod k], so that with k servers in a
+// cluster every pair crosses one route, as a ring hop does.
+func newPairs(b *testing.B, servers []*natsnet.Server, n, msgs int) *pairs {
 	p := &pairs{}
+	k := len(servers)
 	for i := range n {
-		pub := connect(b, natsnet.Options{URL: url, ChunkBytes: benchChunk})
-		sub := connect(b, natsnet.Options{URL: url, ChunkBytes: benchChunk, PartsInFlight: 4 * msgs})
+		pub := connect(b, natsnet.Options{URL: servers[i%k].URL(), ChunkBytes: benchChunk})
+		sub := connect(b, natsnet.Options{URL: servers[(i+1)%k].URL(), ChunkBytes: benchChunk, PartsInFlight: 4 * msgs})
 		s, err := sub.NC.SubscribeSync(tputSubject(i))
 		if err != nil {
 			b.Fatal(err)
@@ -173,6 +207,12 @@ func newPairs(b *testing.B, url string, n, msgs int) *pairs {
 			b.Fatal(err)
 		}
 		if err := sub.NC.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = natsnet.WaitInterest(ctx, tputSubject(i), servers...)
+		cancel()
+		if err != nil {
 			b.Fatal(err)
 		}
 		p.pub, p.sub, p.subs = append(p.pub, pub), append(p.sub, sub), append(p.subs, s)
@@ -217,9 +257,11 @@ func (p *pairs) transfer(b *testing.B, msgs int, payload []byte) {
 }
 
 // BenchmarkNATSThroughput measures the aggregate GB/s that n concurrent
-// publisher -> subscriber pairs (2n connections) move through one embedded
-// server in messages of benchChunk bytes: a ring all-reduce through one
-// server cannot exceed busbw = aggregate/n.
+// publisher -> subscriber pairs (2n connections) move in messages of
+// benchChunk bytes, through one embedded server (server/pairs=n: a ring
+// all-reduce through one server cannot exceed busbw = aggregate/n) and
+// through a cluster of n servers where every pair crosses a route
+// (cluster/pairs=n: the traffic of a ring placed one rank per server).
 func BenchmarkNATSThroughput(b *testing.B) {
 	s, err := natsnet.StartServer(natsnet.ServerOptions{})
 	if err != nil {
@@ -229,20 +271,29 @@ func BenchmarkNATSThroughput(b *testing.B) {
 	const perPair = 16 << 20
 	const msgs = perPair / benchChunk
 	payload := make([]byte, benchChunk)
-	for _, n := range []int{1, 2, 4, 8} {
-		b.Run(fmt.Sprintf("pairs=%d", n), func(b *testing.B) {
-			p := newPairs(b, s.URL(), n, msgs)
-			defer p.close()
-			p.transfer(b, msgs, payload)
-			b.SetBytes(int64(n) * perPair)
-			b.ResetTimer()
-			start := time.Now()
-			for b.Loop() {
-				p.transfer(b, msgs, payload)
+	for _, topo := range []string{"server", "cluster"} {
+		for _, n := range []int{1, 2, 4, 8} {
+			if topo == "cluster" && n == 1 {
+				continue // a cluster of one is a server
 			}
-			per := time.Since(start).Seconds() / float64(b.N)
-			b.ReportMetric(float64(n*perPair)/per/1e9, "aggregate_GB/s")
-		})
+			b.Run(fmt.Sprintf("%s/pairs=%d", topo, n), func(b *testing.B) {
+				servers := []*natsnet.Server{s}
+				if topo == "cluster" {
+					servers = benchCluster(b, n)
+				}
+				p := newPairs(b, servers, n, msgs)
+				defer p.close()
+				p.transfer(b, msgs, payload)
+				b.SetBytes(int64(n) * perPair)
+				b.ResetTimer()
+				start := time.Now()
+				for b.Loop() {
+					p.transfer(b, msgs, payload)
+				}
+				per := time.Since(start).Seconds() / float64(b.N)
+				b.ReportMetric(float64(n*perPair)/per/1e9, "aggregate_GB/s")
+			})
+		}
 	}
 }
 
@@ -263,14 +314,14 @@ func BenchmarkNATSRingEfficiency(b *testing.B) {
 	for _, n := range []int{2, 4, 8} {
 		b.Run(fmt.Sprintf("n=%d/MiB=%d", n, mib), func(b *testing.B) {
 			length := mib << 20 / 4
-			br := natsRing(b, s.URL(), "bench", n, length, opts)
+			br := natsRing(b, []*natsnet.Server{s}, "bench", n, length, opts)
 			defer br.close()
 			for range n {
 				br.reducers = append(br.reducers, allreduce.NewReducer())
 				br.data = append(br.data, make([]float32, length))
 			}
 			msgs := 2 * (n - 1) * (mib << 20) / n / benchChunk
-			p := newPairs(b, s.URL(), n, msgs)
+			p := newPairs(b, []*natsnet.Server{s}, n, msgs)
 			defer p.close()
 			step := uint64(0)
 			br.run(b, n, step, opts)

@@ -32,8 +32,11 @@ var (
 
 // Options configure a client connection.
 type Options struct {
-	// URL of the server(s), comma separated. Default nats.DefaultURL. A
-	// tls:// URL requires TLS; so does any TLS field below. Credentials in
+	// URL of the server(s), comma separated. Default nats.DefaultURL. The
+	// client connects to the first that answers, in the order given (the
+	// nearest server of a cluster first), and reconnects to the others in
+	// that order when it loses its server. A tls:// URL requires TLS; so
+	// does any TLS field below. Credentials in
 	// the URL (nats://user:password@host) work but are never logged or put
 	// in errors (RedactURL).
 	URL string
@@ -162,6 +165,7 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		nats.PingInterval(opts.PingInterval),
 		nats.MaxPingsOutstanding(2),
 		nats.NoEcho(),
+		nats.DontRandomize(),
 		nats.SyncQueueLen(opts.PartsInFlight + 64),
 		nats.ErrorHandler(c.onAsyncError),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -367,6 +371,11 @@ func (c *Conn) Reconnected() <-chan struct{} { return c.reconnected }
 // Disconnected receives a value when the connection is lost (it is being
 // made again); see Reconnected.
 func (c *Conn) Disconnected() <-chan struct{} { return c.disconnected }
+
+// ServerName is the name of the server the connection is on now, as the
+// server's INFO gives it ("" while disconnected). Workers report it so the
+// coordinator can place the ring (protocol.Place).
+func (c *Conn) ServerName() string { return c.NC.ConnectedServerName() }
 
 // PermissionViolations is the number of publications and subscriptions the
 // server refused because the connection's user may not use the subject.

@@ -5,7 +5,9 @@
 //
 // # Connections
 //
-// Connect dials with MaxReconnects(-1) (reconnect forever), a ping every
+// Connect dials the servers of its URL list in the order given (the nearest
+// first: DontRandomize) with MaxReconnects(-1) (reconnect forever, to the
+// next server of the list when it loses its own), a ping every
 // PingInterval (1s) with two outstanding at most, NoEcho (a connection never
 // receives what it publishes), an error handler that counts asynchronous
 // errors, slow-consumer events (SlowConsumers) and refused subjects
@@ -77,9 +79,26 @@
 // # Embedded server
 //
 // StartServer runs nats-server/v2 inside the process on a free loopback port
-// (or a given one), with no logging and no signal handlers, max_payload
+// (or a given one), named Name (default: its ID), with no logging and no
+// signal handlers, max_payload
 // 8 MiB and max_pending 256 MiB by default, and optional user/password
 // authentication. Tests start one per test and fail if it cannot start.
+//
+// # Clusters
+//
+// Through one server the ring is physically a star: every flow of the
+// all-reduce crosses it, so its throughput is shared by all n flows and
+// busbw falls as 1/n. With ServerOptions.Cluster a server joins a cluster:
+// servers joined by routes (nats-route://host:port, optional route user and
+// password, TLS with the server's certificate), each forwarding to the
+// others what their clients subscribed to. With one server per node and
+// each worker on its node's server (its URL list starts with it: URLs), a
+// ring message crosses one route, between the servers of two neighbours.
+// StartCluster starts k clustered servers in this process (the simulation
+// mode's nats.servers, the tests, the benchmarks nats-cluster); WaitPeers
+// and WaitInterest wait until routes are up and a subscription has reached
+// every server. Routes use one connection per pair of servers (PoolSize 1)
+// and no compression.
 //
 // With TLSCert and TLSKey the server requires TLS (its URL is tls://); with
 // TLSVerify also a client certificate signed by TLSCA. Users gives every

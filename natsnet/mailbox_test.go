@@ -17,16 +17,33 @@ import (
 	"github.com/klring/klring/netem"
 )
 
-// natsNet runs the conformance suite over one embedded server, one
-// connection per mailbox as in a real deployment.
+// natsNet runs the conformance suite over one embedded server, or over a
+// cluster of them, one connection per mailbox as in a real deployment.
 type natsNet struct {
-	url     string
-	foreign *natsnet.Conn
-	opts    natsnet.Options // of every mailbox's connection
+	// servers are the cluster's servers (one for a single server); the
+	// i-th mailbox opened connects to servers[i mod len] first.
+	servers []*natsnet.Server
+	// foreign are clients outside the ring, one on each server: a message
+	// is injected through the target mailbox's server, so that Sync on the
+	// mailbox sees it.
+	foreign []*natsnet.Conn
+	opts    natsnet.Options // of every mailbox's connection (URL aside)
 	shape   netem.LinkProfile
 
-	mu    sync.Mutex
-	boxes map[[2]string]*natsnet.Mailbox
+	mu     sync.Mutex
+	boxes  map[[2]string]*natsnet.Mailbox
+	server map[[2]string]int
+	opened int
+}
+
+func newNATSNet(t *testing.T, servers []*natsnet.Server, opts natsnet.Options) *natsNet {
+	n := &natsNet{servers: servers, opts: opts, boxes: map[[2]string]*natsnet.Mailbox{}, server: map[[2]string]int{}}
+	for _, s := range servers {
+		f := connect(t, natsnet.Options{URL: s.URL(), Name: "foreign"})
+		t.Cleanup(f.Close)
+		n.foreign = append(n.foreign, f)
+	}
+	return n
 }
 
 // ownConn is a Mailbox that closes its connection with it.
@@ -43,14 +60,35 @@ func (o *ownConn) Close() error {
 }
 
 func (n *natsNet) Mailbox(t testing.TB, job, worker string) allreduce.Mailbox {
-	c := connect(t, n.opts)
+	n.mu.Lock()
+	i := n.opened % len(n.servers)
+	n.opened++
+	n.mu.Unlock()
+	o := n.opts
+	o.URL = natsnet.URLs(n.servers, i)
+	c := connect(t, o)
 	mb, err := natsnet.NewMailbox(context.Background(), c, job, worker)
 	if err != nil {
 		c.Close()
 		t.Fatalf("NewMailbox(%s, %s) = %v", job, worker, err)
 	}
+	if len(n.servers) > 1 {
+		if got, want := c.ServerName(), n.servers[i].Name(); got != want {
+			t.Fatalf("mailbox %d of %s is on server %q; want %q, the first of its URLs", i, worker, got, want)
+		}
+		// The subscription reaches the other servers over the routes:
+		// until they know of it, what their clients send it is lost.
+		ring, _ := mb.Subjects().Ring(worker)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := natsnet.WaitInterest(ctx, ring, n.servers...)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	n.mu.Lock()
 	n.boxes[[2]string{job, worker}] = mb
+	n.server[[2]string{job, worker}] = i
 	n.mu.Unlock()
 	if !n.shape.Shaped() {
 		return &ownConn{Mailbox: mb, conn: c}
@@ -71,19 +109,19 @@ func (n *natsNet) Inject(t testing.TB, job, worker string, h allreduce.Header, m
 	if err != nil {
 		t.Fatal(err)
 	}
+	n.mu.Lock()
+	mb, foreign := n.boxes[[2]string{job, worker}], n.foreign[n.server[[2]string{job, worker}]]
+	n.mu.Unlock()
 	m := &nats.Msg{Subject: ring, Header: nats.Header{natsnet.AttemptHeader: []string{natsnet.FormatAttempt(h)}}, Data: msg}
-	if err := n.foreign.NC.PublishMsg(m); err != nil {
+	if err := foreign.NC.PublishMsg(m); err != nil {
 		t.Errorf("foreign Publish = %v", err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := n.foreign.NC.FlushWithContext(ctx); err != nil {
+	if err := foreign.NC.FlushWithContext(ctx); err != nil {
 		t.Errorf("foreign Flush = %v", err)
 	}
-	n.mu.Lock()
-	mb := n.boxes[[2]string{job, worker}]
-	n.mu.Unlock()
 	if err := mb.Sync(ctx); err != nil {
 		t.Errorf("Sync(mailbox of %s) = %v", worker, err)
 	}
@@ -96,14 +134,20 @@ func (n *natsNet) Limits() allreduce.Limits {
 func TestConformanceNATS(t *testing.T) {
 	checkGoroutines(t)
 	s := startServer(t, natsnet.ServerOptions{})
-	foreign := connect(t, natsnet.Options{URL: s.URL(), Name: "foreign"})
-	t.Cleanup(foreign.Close)
-	net := &natsNet{url: s.URL(), foreign: foreign, boxes: map[[2]string]*natsnet.Mailbox{},
-		opts: natsnet.Options{URL: s.URL(), ChunkBytes: 64 << 10, PartsInFlight: 1024}}
+	net := newNATSNet(t, []*natsnet.Server{s}, natsnet.Options{ChunkBytes: 64 << 10, PartsInFlight: 1024})
 	if got, want := net.Limits(), (allreduce.Limits{Ahead: 8, Messages: 1024, Bytes: 64 << 20}); got != want {
 		t.Fatalf("Limits() = %+v; want %+v", got, want)
 	}
 	allreducetest.Run(t, net)
+}
+
+// TestConformanceNATSCluster runs the suite over a cluster of three
+// servers joined by routes: consecutive mailboxes are on different
+// servers, so every ring link crosses a route.
+func TestConformanceNATSCluster(t *testing.T) {
+	checkGoroutines(t)
+	servers := startCluster(t, 3, natsnet.ServerOptions{})
+	allreducetest.Run(t, newNATSNet(t, servers, natsnet.Options{ChunkBytes: 64 << 10, PartsInFlight: 1024}))
 }
 
 // TestConformanceShapedNATS runs the suite over NATS mailboxes behind
@@ -111,11 +155,9 @@ func TestConformanceNATS(t *testing.T) {
 func TestConformanceShapedNATS(t *testing.T) {
 	checkGoroutines(t)
 	s := startServer(t, natsnet.ServerOptions{})
-	foreign := connect(t, natsnet.Options{URL: s.URL(), Name: "foreign"})
-	t.Cleanup(foreign.Close)
-	allreducetest.Run(t, &natsNet{url: s.URL(), foreign: foreign, boxes: map[[2]string]*natsnet.Mailbox{},
-		opts:  natsnet.Options{URL: s.URL(), ChunkBytes: 64 << 10, PartsInFlight: 1024},
-		shape: netem.LinkProfile{Name: "test", Bandwidth: 1e9, Latency: 100 * time.Microsecond, Jitter: 100 * time.Microsecond}})
+	net := newNATSNet(t, []*natsnet.Server{s}, natsnet.Options{ChunkBytes: 64 << 10, PartsInFlight: 1024})
+	net.shape = netem.LinkProfile{Name: "test", Bandwidth: 1e9, Latency: 100 * time.Microsecond, Jitter: 100 * time.Microsecond}
+	allreducetest.Run(t, net)
 }
 
 func TestMailboxLimitsFromOptions(t *testing.T) {

@@ -49,6 +49,22 @@ func startServer(t testing.TB, o natsnet.ServerOptions) *natsnet.Server {
 	return s
 }
 
+// startCluster starts k clustered embedded servers for one test; it fails
+// the test if they cannot start or join.
+func startCluster(t testing.TB, k int, o natsnet.ServerOptions) []*natsnet.Server {
+	t.Helper()
+	servers, err := natsnet.StartCluster(k, o)
+	if err != nil {
+		t.Fatalf("StartCluster(%d) = %v", k, err)
+	}
+	t.Cleanup(func() {
+		for _, s := range servers {
+			s.Shutdown()
+		}
+	})
+	return servers
+}
+
 func connect(t testing.TB, o natsnet.Options) *natsnet.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

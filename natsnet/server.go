@@ -44,6 +44,13 @@ type ServerOptions struct {
 	// ReadyTimeout bounds the wait for the server to accept connections.
 	// Default 10s.
 	ReadyTimeout time.Duration
+	// Name is the server's name, which its clients read from the INFO it
+	// sends them (nats.Conn.ConnectedServerName) and which klring's ring
+	// placement plans with. Default: nats-server's own (its ID).
+	Name string
+	// Cluster, when not nil, joins the server to a cluster of servers
+	// joined by routes (ClusterOptions).
+	Cluster *ClusterOptions
 }
 
 // User is one user of an embedded server.
@@ -156,8 +163,9 @@ func StartServer(opts ServerOptions) (*Server, error) {
 		MaxPending: opts.MaxPending,
 		Username:   opts.User,
 		Password:   opts.Password,
-		// An embedded server serves this process's own tests and
-		// simulations: no monitoring, no clustering, no JetStream.
+		ServerName: opts.Name,
+		// An embedded server serves this process's own tests, simulations
+		// and a node's worker: no monitoring, no JetStream.
 		HTTPPort: 0,
 	}
 	seen := map[string]bool{}
@@ -179,6 +187,11 @@ func StartServer(opts ServerOptions) (*Server, error) {
 	if tc != nil {
 		so.TLSConfig, so.TLSVerify, so.TLSTimeout = tc, opts.TLSVerify, 2
 		scheme = "tls://"
+	}
+	if opts.Cluster != nil {
+		if err := opts.Cluster.apply(so, opts); err != nil {
+			return nil, err
+		}
 	}
 	srv, err := server.NewServer(so)
 	if err != nil {

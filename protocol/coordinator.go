@@ -36,6 +36,14 @@ type CoordinatorConfig struct {
 	// after every so many committed steps (0: never); the last step's are
 	// the runtime's, at End.
 	CheckpointEvery, EvalEvery uint64
+	// MaxWorkers, when > 0, caps the members of an epoch: the current
+	// members first, then newcomers by name (a sweep over workers started
+	// elsewhere runs each point with exactly its number of them).
+	MaxWorkers int
+	// Linger ends the run with a pause plan instead of a final one: the
+	// workers apply the last commit and wait for the next coordinator (the
+	// next run of a sweep) instead of exiting.
+	Linger bool
 }
 
 // Validate checks the configuration.
@@ -53,6 +61,8 @@ func (c CoordinatorConfig) Validate() error {
 		return fmt.Errorf("protocol: vector %d floats, parts of %d, snapshot %d bytes", c.VectorLen, c.PartFloats, c.SnapBytes)
 	case c.Base > c.Steps:
 		return fmt.Errorf("protocol: base step %d beyond the last step %d", c.Base, c.Steps)
+	case c.MaxWorkers < 0 || c.MaxWorkers > 0 && c.MaxWorkers < c.StartWorkers:
+		return fmt.Errorf("protocol: max workers %d, start workers %d", c.MaxWorkers, c.StartWorkers)
 	}
 	return nil
 }
@@ -158,10 +168,12 @@ type Abort struct {
 	Blame        []string
 }
 
-// Membership reports a new epoch.
+// Membership reports a new epoch. Servers are the NATS servers the members
+// last reported, in ring order ("": unknown).
 type Membership struct {
 	Epoch   uint64
 	Members []string
+	Servers []string
 }
 
 // Evicted reports a worker dropped from the membership until Until.
@@ -228,6 +240,7 @@ type member struct {
 	failures     int  // attempts failed in a row
 	evictions    int
 	evictedUntil time.Time
+	server       string // the NATS server it last reported (hello, heartbeat)
 }
 
 // attempt is the attempt in flight.
@@ -386,7 +399,8 @@ func (c *Coordinator) eligible(m *member, now time.Time) bool {
 }
 
 // nextMembers lists the eligible workers: the current members in their
-// order, then newcomers by name.
+// order, then newcomers by name (at most MaxWorkers of them), placed on
+// their servers (Place).
 func (c *Coordinator) nextMembers(now time.Time) []string {
 	var next, joiners []string
 	for _, id := range c.members {
@@ -400,7 +414,20 @@ func (c *Coordinator) nextMembers(now time.Time) []string {
 		}
 	}
 	slices.Sort(joiners)
-	return append(next, joiners...)
+	next = append(next, joiners...)
+	if k := c.cfg.MaxWorkers; k > 0 && len(next) > k {
+		next = next[:k]
+	}
+	return Place(next, c.servers(next))
+}
+
+// servers maps members to the NATS server each last reported.
+func (c *Coordinator) servers(members []string) map[string]string {
+	s := make(map[string]string, len(members))
+	for _, id := range members {
+		s[id] = c.workers[id].server
+	}
+	return s
 }
 
 // form starts the next attempt when enough workers are there; otherwise it
@@ -435,7 +462,11 @@ func (c *Coordinator) form(now time.Time) {
 		c.regroup = false
 		c.epoch++
 		c.members = next
-		c.emit(Membership{Epoch: c.epoch, Members: slices.Clone(next)})
+		srv := make([]string, len(next))
+		for i, id := range next {
+			srv[i] = c.workers[id].server
+		}
+		c.emit(Membership{Epoch: c.epoch, Members: slices.Clone(next), Servers: srv})
 	}
 	c.start(now)
 }
@@ -569,6 +600,7 @@ func (c *Coordinator) onHello(h HelloMsg, now time.Time) {
 	}
 	m.lastSeen, m.stale = now, false
 	m.leaving = false
+	m.server = h.Server
 	if slices.Contains(c.members, h.Worker) {
 		// A member's new process (or one that left and came back) has
 		// none of the old one's state: the members are the same names,
@@ -595,6 +627,9 @@ func (c *Coordinator) onHeartbeat(h *Heartbeat, now time.Time) {
 		return
 	}
 	m.lastSeen, m.stale = now, false
+	if h.Server != "" {
+		m.server = h.Server
+	}
 	if !h.Leaving || m.leaving {
 		return
 	}
@@ -782,11 +817,11 @@ func (c *Coordinator) onCommitted(e Committed) {
 }
 
 // finish ends the run after its last commit. Core NATS may lose a message:
-// the final plan goes out three times; a worker acts on the first and is gone
-// for the others.
+// the final plan (with Linger, a pause plan) goes out three times; a worker
+// acts on the first and is gone for the others.
 func (c *Coordinator) finish() {
 	p := c.endPlan()
-	p.Final = true
+	p.Final, p.Pause = !c.cfg.Linger, c.cfg.Linger
 	c.emit(SendPlan{p}, SendPlan{p}, SendPlan{p}, End{})
 	c.phase = ended
 }

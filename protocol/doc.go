@@ -14,7 +14,8 @@
 //
 // Every rule of the protocol lives here and only here: membership and
 // liveness (three missed heartbeats, judged after the runtime has drained
-// the heartbeats that arrived), epoch formation, the plan of every attempt,
+// the heartbeats that arrived), epoch formation and the ring's placement on
+// the NATS servers the workers report (Place), the plan of every attempt,
 // the checks of every report and segment (run, epoch, step, sender, rank,
 // windows, checksum, finiteness, overflow-safe bounds, overlaps), commit,
 // abort and retry, eviction of a worker that keeps failing, snapshots, pause

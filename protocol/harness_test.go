@@ -50,6 +50,7 @@ type hWorker struct {
 	exited   bool
 	corrupt  bool // its parameters differ from its history's (a bit flip)
 	helloGen int
+	server   string // the NATS server it is connected to ("": unknown)
 }
 
 func (w *hWorker) checksum() uint64 {
@@ -214,15 +215,22 @@ func (h *harness) nextStep(s uint64) NextStep {
 	return NextStep{Step: s, Batch: b, LR: 0.01}
 }
 
-func (h *harness) addWorker(name string) {
+// addWorker starts worker process name, connected to NATS server server
+// ("": the server it was on before, if it ran before).
+func (h *harness) addWorker(name, server string) {
 	m, err := NewWorker(WorkerConfig{Name: name, CoordinatorTimeout: h.coordTimeout, HelloRetry: 500 * time.Millisecond})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if w := h.workers[name]; w != nil && !w.exited && !w.dead {
-		h.t.Fatalf("worker %s is running", name)
+	if w := h.workers[name]; w != nil {
+		if !w.exited && !w.dead {
+			h.t.Fatalf("worker %s is running", name)
+		}
+		if server == "" {
+			server = w.server // a restart on the same node
+		}
 	}
-	h.workers[name] = &hWorker{name: name, m: m, behave: "ok"}
+	h.workers[name] = &hWorker{name: name, m: m, behave: "ok", server: server}
 	if !slices.Contains(h.order, name) {
 		h.order = append(h.order, name)
 	}
@@ -353,7 +361,7 @@ func (h *harness) doC(a Action) {
 		h.trace("c", "abort step=%d epoch=%d %s: %s%s", a.Step, a.Epoch, a.Kind, a.Reason, optList(" blame=", a.Blame))
 	case Membership:
 		if h.shown("membership") {
-			h.trace("c", "membership epoch=%d %v", a.Epoch, a.Members)
+			h.trace("c", "membership epoch=%d %v", a.Epoch, placed(a.Members, a.Servers))
 		}
 	case Evicted:
 		h.trace("c", "evict %s until +%v: %s", a.Worker, a.Until.Sub(h.now), a.Reason)
@@ -376,6 +384,18 @@ func (h *harness) doC(a Action) {
 	default:
 		h.t.Fatalf("coordinator action %T", a)
 	}
+}
+
+// placed shows members with the servers the coordinator knows them on
+// (w0@a), when it knows any.
+func placed(members, servers []string) []string {
+	out := slices.Clone(members)
+	for i, s := range servers {
+		if s != "" {
+			out[i] += "@" + s
+		}
+	}
+	return out
 }
 
 // snapReply is the harness's snapshot: the master's history.
@@ -442,7 +462,7 @@ func (h *harness) doW(w *hWorker, a Action) {
 			}
 		})
 		if !h.cDead {
-			h.send(w.name, "c", "hello", HelloMsg{Hello: Hello{Worker: w.name}, Reply: w.name})
+			h.send(w.name, "c", "hello", HelloMsg{Hello: Hello{Worker: w.name, Server: w.server}, Reply: w.name})
 		}
 	case StartStep:
 		h.startStep(w, a)
@@ -492,6 +512,7 @@ func (h *harness) doW(w *hWorker, a Action) {
 		h.send(w.name, "c", "done", &d)
 	case SendHeartbeat:
 		hb := a.Heartbeat
+		hb.Server = w.server // the runtime fills in where it is connected
 		h.send(w.name, "c", "hb", &hb)
 	case Exit:
 		w.exited, w.exitErr = true, a.Err

@@ -32,8 +32,8 @@ func chaosRun(t *testing.T, seed uint64, check func(h *harness)) *harness {
 	h.lateWelcome = time.Duration(seed%3) * 3 * time.Millisecond
 	h.newCoordinator(0)
 	names := []string{"w0", "w1", "w2", "w3"}
-	for _, n := range names[:3] {
-		h.addWorker(n)
+	for i, n := range names[:3] {
+		h.addWorker(n, []string{"a", "b"}[i%2]) // two NATS servers: placement reorders the ring
 	}
 	h.settle()
 	h.check = check
@@ -46,7 +46,7 @@ func chaosRun(t *testing.T, seed uint64, check func(h *harness)) *harness {
 	// Heal: everything that was killed or left comes back.
 	for _, n := range names {
 		if w := h.workers[n]; w == nil || w.dead || w.exited && w.exitErr != nil {
-			h.addWorker(n)
+			h.addWorker(n, "")
 		}
 		if w := h.workers[n]; w != nil {
 			w.slow, w.behave = 0, "ok"
@@ -86,7 +86,7 @@ func (h *harness) fault(rng *rand.Rand, names []string) {
 	n := names[rng.IntN(len(names))]
 	w := h.workers[n]
 	d := time.Duration(rng.IntN(8000)) * time.Millisecond
-	switch k := rng.IntN(12); {
+	switch k := rng.IntN(13); {
 	case k == 11 && !h.cDead && h.ended == nil:
 		c := h.c
 		h.feedC(Disconnected{})
@@ -103,7 +103,7 @@ func (h *harness) fault(rng *rand.Rand, names []string) {
 		if w != nil {
 			w.dead = true
 		}
-		h.addWorker(n)
+		h.addWorker(n, "")
 		h.trace(n, "(re)started")
 	case k == 2:
 		h.cut[n] = h.now.Add(d)
@@ -135,6 +135,11 @@ func (h *harness) fault(rng *rand.Rand, names []string) {
 		h.feedW(w, Stop{})
 	case k == 10 && w != nil:
 		w.behave = []string{"ok", "fail", "hang", "badsnap"}[rng.IntN(4)]
+	case k == 12 && w != nil:
+		// Its server went down and it reconnected to another: the ring
+		// may be placed anew.
+		w.server = []string{"a", "b", "c"}[rng.IntN(3)]
+		h.trace(n, "now on server %s", w.server)
 	}
 	h.settle()
 }

@@ -21,15 +21,21 @@ const (
 	MaxMembers = 1024    // workers in one epoch
 	MaxBatch   = 1 << 20 // windows in one global batch
 	MaxErrLen  = 4096    // bytes of an error text
+	// MaxServerLen bounds the name of a NATS server a worker reports (a
+	// nats-server's default name is its 56-byte ID).
+	MaxServerLen = 128
 )
 
 // ErrInvalid is wrapped by every Validate error.
 var ErrInvalid = errors.New("protocol: invalid message")
 
 // Hello is a worker's request to join; the coordinator answers it with the
-// job's description (the runtime's welcome).
+// job's description (the runtime's welcome). Server is the name of the NATS
+// server the worker is connected to, as that server's INFO gives it ("":
+// unknown); the coordinator places the ring with it (Place).
 type Hello struct {
 	Worker string `msgpack:"worker"`
+	Server string `msgpack:"server,omitempty"`
 }
 
 // Plan starts, retries or ends a step. Step Step is computed from the
@@ -102,12 +108,15 @@ type Segment struct {
 	Data   []byte `msgpack:"data"`
 }
 
-// Heartbeat says a worker is alive; Step is its committed step.
+// Heartbeat says a worker is alive; Step is its committed step. Server is
+// the NATS server it is connected to now, as in Hello: a worker that
+// reconnected to another server says so in its next heartbeat.
 type Heartbeat struct {
 	Run     string `msgpack:"run"`
 	Sender  string `msgpack:"sender"`
 	Step    uint64 `msgpack:"step"`
 	Leaving bool   `msgpack:"leaving,omitempty"` // the worker leaves at this step boundary
+	Server  string `msgpack:"server,omitempty"`
 }
 
 // SnapRequest asks for bytes [Offset, Offset+Max) of the snapshot of
@@ -142,8 +151,28 @@ func validRun(run string) error {
 	return nil
 }
 
+// validServer reports whether s can be a server name in a hello or a
+// heartbeat: empty (unknown), or at most MaxServerLen bytes of printable
+// ASCII without spaces.
+func validServer(s string) error {
+	if len(s) > MaxServerLen {
+		return fmt.Errorf("%w: server name of %d bytes, at most %d", ErrInvalid, len(s), MaxServerLen)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < '!' || c > '~' {
+			return fmt.Errorf("%w: server name %q: byte %d is not printable ASCII", ErrInvalid, s, i)
+		}
+	}
+	return nil
+}
+
 // Validate checks the bounds of a hello.
-func (h *Hello) Validate() error { return ValidName(h.Worker) }
+func (h *Hello) Validate() error {
+	if err := ValidName(h.Worker); err != nil {
+		return err
+	}
+	return validServer(h.Server)
+}
 
 // Validate checks the bounds of a plan: names, sizes, no duplicate member,
 // window ids >= 0, a finite learning rate, Base = Step-1 for a step's plan.
@@ -235,7 +264,10 @@ func (h *Heartbeat) Validate() error {
 	if err := validRun(h.Run); err != nil {
 		return err
 	}
-	return ValidName(h.Sender)
+	if err := ValidName(h.Sender); err != nil {
+		return err
+	}
+	return validServer(h.Server)
 }
 
 // Validate checks the bounds of a snapshot request.

@@ -65,14 +65,23 @@ func (h *harness) run(d *datadriven.TestData) {
 		h.tick = h.ccfg.Heartbeat / 2
 		h.newCoordinator(0)
 	case "workers":
-		// workers w0 w1 [behave=badsnap]: start worker processes.
+		// workers w0 w1 [behave=badsnap] [server=a]: start worker
+		// processes (connected to NATS server a: they say so in their
+		// hello and heartbeats).
 		for _, n := range names {
-			h.addWorker(n)
+			h.addWorker(n, args["server"])
 			if v, ok := args["behave"]; ok {
 				h.workers[n].behave = v
 			}
 		}
 		h.settle()
+	case "move":
+		// move w1 server=b: w1 reconnected to NATS server b (its own
+		// went down); its next heartbeat says so.
+		for _, n := range names {
+			h.workers[n].server = args["server"]
+			h.trace(n, "now on server %s", args["server"])
+		}
 	case "run":
 		h.runCmd(names, args)
 	case "kill":
@@ -88,7 +97,7 @@ func (h *harness) run(d *datadriven.TestData) {
 		for _, n := range names {
 			h.trace(n, "restarted")
 			h.workers[n].dead = true
-			h.addWorker(n)
+			h.addWorker(n, "")
 		}
 		h.settle()
 	case "set":

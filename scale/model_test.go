@@ -51,3 +51,58 @@ func TestProjectByHand(t *testing.T) {
 		t.Errorf("Project(1) = %+v; want speedup 1 and no all-reduce", one)
 	}
 }
+
+func TestStarAndClusterByHand(t *testing.T) {
+	// 4 ranks, 4 MB through one server of 1 GB/s: 6 x 4e6 / 1e9 = 24 ms.
+	if got := StarAllReduce(4, 4e6, 1e9, 0); got != 24*time.Millisecond {
+		t.Errorf("StarAllReduce(4, 4 MB, 1 GB/s) = %v; want 24ms", got)
+	}
+	// Through a cluster on 1 GB/s links with servers of 1 GB/s: half a
+	// server, 0.5 GB/s, per hop: 6/4 x 4e6 / 5e8 = 12 ms; with servers
+	// of 4 GB/s the link is the limit: 6 ms.
+	if got := ClusterAllReduce(4, 4e6, 1e9, 1e9, 0); got != 12*time.Millisecond {
+		t.Errorf("ClusterAllReduce(4, 4 MB, link 1 GB/s, server 1 GB/s) = %v; want 12ms", got)
+	}
+	if got := ClusterAllReduce(4, 4e6, 1e9, 4e9, 0); got != 6*time.Millisecond {
+		t.Errorf("ClusterAllReduce(4, 4 MB, link 1 GB/s, server 4 GB/s) = %v; want 6ms", got)
+	}
+	// 8 ranks: the star grows as n-1, the cluster stays flat.
+	if s, c := StarAllReduce(8, 4e6, 1e9, 0), ClusterAllReduce(8, 4e6, 1e9, 4e9, 0); s != 56*time.Millisecond || c != 7*time.Millisecond {
+		t.Errorf("n=8: star %v, cluster %v; want 56ms and 7ms", s, c)
+	}
+}
+
+func TestFitTopology(t *testing.T) {
+	const S = 16e6
+	pts := func(f func(n float64) float64) []Point {
+		var out []Point
+		for _, n := range []int{1, 2, 4, 8} {
+			out = append(out, Point{Workers: n, Bytes: S, AllReduceS: f(float64(n))})
+		}
+		return out
+	}
+	// Through one server of 0.9 GB/s (with 5% noise): a single server.
+	noise := map[float64]float64{2: 1.05, 4: 0.97, 8: 1.02}
+	star := FitTopology("star", pts(func(n float64) float64 { return 2 * (n - 1) * S / 0.9e9 * noise[n] }))
+	if star.Follows != SingleServer || math.Abs(star.Aggregate-0.9e9)/0.9e9 > 0.05 || star.Points != 3 || star.StarErr > 0.05 {
+		t.Errorf("FitTopology(star points) = %+v; want a single server of 0.9 GB/s", star)
+	}
+	// Over links of 1.2 GB/s each: a cluster.
+	clus := FitTopology("cluster", pts(func(n float64) float64 { return 2 * (n - 1) / n * S / 1.2e9 * noise[n] }))
+	if clus.Follows != Cluster || math.Abs(clus.Link-1.2e9)/1.2e9 > 0.05 || clus.ClusterErr > 0.05 {
+		t.Errorf("FitTopology(cluster points) = %+v; want a cluster of 1.2 GB/s links", clus)
+	}
+	// Against the throughput they were made with, the star points are at
+	// the bound; points ten times slower are not bandwidth-bound.
+	star.CheckBound(pts(func(n float64) float64 { return 2 * (n - 1) * S / 0.9e9 }), 0.9e9)
+	slow := FitTopology("slow", nil)
+	slow.CheckBound(pts(func(n float64) float64 { return 10 * 2 * (n - 1) * S / 0.9e9 }), 0.9e9)
+	if math.Abs(star.Bound-1) > 1e-6 || math.Abs(slow.Bound-10) > 1e-5 {
+		t.Errorf("CheckBound: %v for points at the bound, %v for points 10x slower; want 1 and 10", star.Bound, slow.Bound)
+	}
+	// One worker count cannot tell them apart.
+	one := FitTopology("one", []Point{{Workers: 4, Bytes: S, AllReduceS: 0.01}, {Workers: 1, Bytes: S}})
+	if one.Follows != "" || one.Points != 1 {
+		t.Errorf("FitTopology(one count) = %+v; want no verdict", one)
+	}
+}

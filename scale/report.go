@@ -14,10 +14,16 @@ import (
 
 // Report is the outcome of a sweep.
 type Report struct {
-	Options    Options      `json:"options"`
-	Dir        string       `json:"dir"`
-	Points     []Point      `json:"points"`
-	Projection []Projection `json:"projection"`
+	Options Options `json:"options"`
+	Dir     string  `json:"dir"`
+	Points  []Point `json:"points"`
+	// Topology fits the single-server and the cluster model to every series
+	// whose ring went through NATS (FitTopology).
+	Topology   []TopologyFit `json:"topology,omitempty"`
+	Projection []Projection  `json:"projection"`
+	// ServerThroughput is the bytes per second of one NATS server the
+	// projection's single-server and cluster columns use (0: none known).
+	ServerThroughput float64 `json:"server_throughput_bytes_per_s,omitempty"`
 }
 
 // Files are the paths Write produced.
@@ -61,8 +67,8 @@ func (r *Report) Write() (Files, error) {
 	return f, nil
 }
 
-var csvHeader = []string{"preset", "network", "workers", "measured_tokens_per_s", "projected_tokens_per_s", "speedup", "efficiency",
-	"measured_speedup", "compute_s", "allreduce_s", "wait_s", "step_s", "model_allreduce_s", "lower_bound_s", "allreduce_bytes", "busbw_GBps", "final_loss"}
+var csvHeader = []string{"preset", "network", "ring", "real_processes", "workers", "measured_tokens_per_s", "projected_tokens_per_s", "speedup", "efficiency",
+	"measured_speedup", "compute_s", "allreduce_s", "wait_s", "step_s", "model_allreduce_s", "virtual_allreduce_s", "lower_bound_s", "allreduce_bytes", "busbw_GBps", "final_loss"}
 
 func (r *Report) csv() []byte {
 	var b bytes.Buffer
@@ -70,8 +76,8 @@ func (r *Report) csv() []byte {
 	w.Write(csvHeader)
 	g := func(x float64) string { return strconv.FormatFloat(x, 'g', 6, 64) }
 	for _, p := range r.Points {
-		w.Write([]string{p.Preset, p.Network, strconv.Itoa(p.Workers), g(p.MeasuredTokS), g(p.ProjectedTokS), g(p.Speedup), g(p.Efficiency),
-			g(p.MeasuredSpeed), g(p.ComputeS), g(p.AllReduceS), g(p.WaitS), g(p.MeasuredStepS), g(p.ModelARS), g(p.LowerBoundS),
+		w.Write([]string{p.Preset, p.Network, p.Ring, strconv.FormatBool(p.Real), strconv.Itoa(p.Workers), g(p.MeasuredTokS), g(p.ProjectedTokS), g(p.Speedup), g(p.Efficiency),
+			g(p.MeasuredSpeed), g(p.ComputeS), g(p.AllReduceS), g(p.WaitS), g(p.MeasuredStepS), g(p.ModelARS), g(p.VirtualARS), g(p.LowerBoundS),
 			g(p.Bytes), g(p.BusBW / 1e9), g(p.FinalLoss)})
 	}
 	w.Flush()
@@ -81,19 +87,44 @@ func (r *Report) csv() []byte {
 // Markdown renders the report as tables a person can read.
 func (r *Report) Markdown() string {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# Scaling report\n\nEach point is a %d-step simulation run (the first %d steps left out of the medians); every worker computes on one thread of its own and is accounted in that thread's CPU time; all-reduce time runs from the moment the last rank entered the ring. Projected: the measured compute plus the ring cost model 2(n-1) x latency + 2(n-1)/n x S / bandwidth, i.e. a cluster of N one-core machines on the point's network.\n\n", r.Options.Steps, r.Options.Warmup)
-	b.WriteString("| preset | network | workers | measured tok/s | projected tok/s | speedup | efficiency | compute ms | all-reduce ms | model ms | lower bound ms | wait ms | MB/step | busbw GB/s |\n")
-	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "# Scaling report\n\nEach point is a %d-step run (the first %d steps left out of the medians). Simulated points (ring mem or nats) run their workers in this process, each computing on one thread of its own and accounted in that thread's CPU time; points over real processes (ring external, marked *real*) are workers started elsewhere, accounted in their wall time. All-reduce time runs from the moment the last rank entered the ring. Projected: the measured compute plus the ring cost model 2(n-1) x latency + 2(n-1)/n x S / bandwidth, i.e. a cluster of N one-core machines on the point's network.\n\n", r.Options.Steps, r.Options.Warmup)
+	b.WriteString("| preset | network | ring | workers | measured tok/s | projected tok/s | speedup | efficiency | compute ms | all-reduce ms | model ms | virtual ms | lower bound ms | wait ms | MB/step | busbw GB/s |\n")
+	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, p := range r.Points {
-		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %.2f | %.0f%% | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.3f |\n",
-			p.Preset, p.Network, p.Workers, p.MeasuredTokS, p.ProjectedTokS, p.Speedup, 100*p.Efficiency, p.ComputeS*1e3,
-			p.AllReduceS*1e3, p.ModelARS*1e3, p.LowerBoundS*1e3, p.WaitS*1e3, p.Bytes/1e6, p.BusBW/1e9)
+		ring := p.Ring
+		if p.Real {
+			ring += " (*real*)"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %.0f | %.0f | %.2f | %.0f%% | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.3f |\n",
+			p.Preset, p.Network, ring, p.Workers, p.MeasuredTokS, p.ProjectedTokS, p.Speedup, 100*p.Efficiency, p.ComputeS*1e3,
+			p.AllReduceS*1e3, p.ModelARS*1e3, p.VirtualARS*1e3, p.LowerBoundS*1e3, p.WaitS*1e3, p.Bytes/1e6, p.BusBW/1e9)
+	}
+	b.WriteString("\nVirtual: the ring's own schedule driven through the link model in virtual time (no CPU, no sleeping): what the all-reduce takes on a network that is exactly the model, pipelining of parts included.\n")
+	if len(r.Topology) > 0 {
+		b.WriteString("\n## Through one NATS server or a cluster\n\n")
+		b.WriteString("Through one server the ring is physically a star: the 2(n-1) S bytes all ranks send share the server's throughput A, so the all-reduce takes 2(n-1) S / A and busbw falls as A/n. Through a cluster, one server per node and the ring placed on them, each hop crosses one route: 2(n-1)/n S / B with B the smaller of a link and half a server's throughput, and busbw stays B. Each model is fitted to the measured all-reduces with one rate; the smaller error (RMS of the log deviation, 0.1 is about 10%) says which one the points follow.\n\n")
+		b.WriteString("| series | points | one server: A GB/s | error | cluster: B GB/s | error | the points follow |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
+		for _, f := range r.Topology {
+			follows := f.Follows
+			switch {
+			case follows == "":
+				follows = "(one worker count: cannot tell)"
+			case f.Bound > 2:
+				follows = fmt.Sprintf("neither: not bandwidth-bound (%.1fx what one server of %.2f GB/s allows; latency or CPU sets the time); nearer: %s", f.Bound, r.ServerThroughput/1e9, follows)
+			case min(f.StarErr, f.ClusterErr) > 0.2:
+				follows = "neither fits well; nearer: " + follows
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.3f | %.2f | %.3f | %.2f | %s |\n", f.Series, f.Points, f.Aggregate/1e9, f.StarErr, f.Link/1e9, f.ClusterErr, follows)
+		}
 	}
 	if len(r.Projection) > 0 {
 		net := r.Options.Project
 		fmt.Fprintf(&b, "\n## Projection to %d workers on %s (%.0f MB/s per link, %v latency)\n\n", r.Options.ProjectTo, net.Name, net.Bandwidth/1e6, net.Latency)
-		b.WriteString("Weak scaling: each worker keeps the share of the global batch it had at the largest measured point, with the compute per token measured at the smallest.\n\n")
-		b.WriteString("| workers | tokens/step | compute ms | all-reduce ms | step ms | tokens/s | efficiency | communication share |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		b.WriteString("Weak scaling: each worker keeps the share of the global batch it had at the largest measured point, with the compute per token measured at the smallest.")
+		if r.ServerThroughput > 0 {
+			fmt.Fprintf(&b, " The last two columns are the all-reduce through one NATS server of %.2f GB/s (capped by its node's link) and through a cluster of such servers, one per node.", r.ServerThroughput/1e9)
+		}
+		b.WriteString("\n\n| workers | tokens/step | compute ms | all-reduce ms | step ms | tokens/s | efficiency | communication share | one server ms | cluster ms |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		dominated := 0
 		for _, p := range r.Projection {
 			mark := ""
@@ -101,8 +132,12 @@ func (r *Report) Markdown() string {
 				dominated = p.Workers
 				mark = " **<- communication dominates**"
 			}
-			fmt.Fprintf(&b, "| %d | %.0f | %.1f | %.1f | %.1f | %.0f | %.0f%% | %.0f%%%s |\n", p.Workers, p.Tokens, p.Compute.Seconds()*1e3,
-				p.AllReduce.Seconds()*1e3, p.Step.Seconds()*1e3, p.TokensPerS, 100*p.Efficiency, 100*p.CommShare, mark)
+			star, clus := "-", "-"
+			if r.ServerThroughput > 0 {
+				star, clus = fmt.Sprintf("%.1f", p.StarAllReduce.Seconds()*1e3), fmt.Sprintf("%.1f", p.ClusterAllReduce.Seconds()*1e3)
+			}
+			fmt.Fprintf(&b, "| %d | %.0f | %.1f | %.1f | %.1f | %.0f | %.0f%% | %.0f%%%s | %s | %s |\n", p.Workers, p.Tokens, p.Compute.Seconds()*1e3,
+				p.AllReduce.Seconds()*1e3, p.Step.Seconds()*1e3, p.TokensPerS, 100*p.Efficiency, 100*p.CommShare, mark, star, clus)
 		}
 		if dominated == 0 {
 			b.WriteString("\nCommunication stays below half of the step up to the largest size.\n")
@@ -111,10 +146,18 @@ func (r *Report) Markdown() string {
 	return b.String()
 }
 
+func seriesKey(p Point) string {
+	k := p.Preset + " / " + p.Network
+	if p.Ring != "" && p.Ring != "mem" && p.Ring != p.Network {
+		k += " / " + p.Ring
+	}
+	return k
+}
+
 func (r *Report) series() map[string][]Point {
 	m := map[string][]Point{}
 	for _, p := range r.Points {
-		k := p.Preset + " / " + p.Network
+		k := seriesKey(p)
 		m[k] = append(m[k], p)
 	}
 	return m
@@ -124,7 +167,7 @@ func (r *Report) keys() []string {
 	var ks []string
 	seen := map[string]bool{}
 	for _, p := range r.Points {
-		k := p.Preset + " / " + p.Network
+		k := seriesKey(p)
 		if !seen[k] {
 			seen[k] = true
 			ks = append(ks, k)
@@ -144,7 +187,11 @@ func (r *Report) plotThroughput(path string) error {
 		if err := c.Add(charts.Line{Name: k + ": projected, N machines", Points: proj, Color: i, Marks: true}); err != nil {
 			return err
 		}
-		if err := c.Add(charts.Line{Name: k + ": measured, this machine", Points: meas, Color: i, Dashed: true, Marks: true}); err != nil {
+		what := ": measured, this machine"
+		if pts := r.series()[k]; len(pts) > 0 && pts[0].Real {
+			what = ": measured, real processes"
+		}
+		if err := c.Add(charts.Line{Name: k + what, Points: meas, Color: i, Dashed: true, Marks: true}); err != nil {
 			return err
 		}
 	}

@@ -3,9 +3,9 @@ package scale
 import (
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"testing"
 	"time"
@@ -14,7 +14,7 @@ import (
 	"github.com/klring/klring/netem"
 )
 
-func sweepConfig(t *testing.T) config.Config {
+func sweepConfig(t testing.TB) config.Config {
 	t.Helper()
 	cfg, err := config.Load(nil)
 	if err != nil {
@@ -30,31 +30,31 @@ func sweepConfig(t *testing.T) config.Config {
 	return cfg
 }
 
-// The cost model of the ring all-reduce is within 25% of the measured time
-// for n = 2..8 on in-process links shaped to 100 MB/s and 1 ms, and the
-// report's files exist, parse, and have a row per point.
-func TestSweepMatchesCostModel(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a sweep of seven simulations; run without -short")
-	}
+// TestSweepReportFiles runs a small real sweep (1 and 2 in-process workers
+// over shaped links) and checks the report's files: they exist, parse, and
+// have a row per point. It asserts no time: whether the measured all-reduce
+// follows the cost model is BenchmarkSweep's question, and the model itself
+// is checked in virtual time (TestVirtualRingMatchesCostModel).
+func TestSweepReportFiles(t *testing.T) {
 	link, err := netem.ParseProfile("100MB/s:1ms")
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{Workers: []int{2, 3, 4, 5, 6, 7, 8}, Networks: []netem.LinkProfile{link}, Steps: 6, Warmup: 2, ProjectTo: 64}
+	o := Options{Workers: []int{1, 2}, Networks: []netem.LinkProfile{link}, Steps: 3, Warmup: 1, ProjectTo: 64}
 	dir := t.TempDir()
 	rep, err := Run(t.Context(), sweepConfig(t), o, dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Points) != 7 {
-		t.Fatalf("%d points; want 7", len(rep.Points))
+	if len(rep.Points) != 2 {
+		t.Fatalf("%d points; want 2", len(rep.Points))
 	}
 	for _, p := range rep.Points {
-		rel := math.Abs(p.AllReduceS-p.ModelARS) / p.ModelARS
-		t.Logf("n=%d: measured all-reduce %.2f ms, model %.2f ms (%.0f%%), lower bound %.2f ms, %.2f MB", p.Workers, p.AllReduceS*1e3, p.ModelARS*1e3, 100*rel, p.LowerBoundS*1e3, p.Bytes/1e6)
-		if rel > 0.25 {
-			t.Errorf("n=%d: measured all-reduce %.2f ms, model %.2f ms: off by %.0f%% > 25%%", p.Workers, p.AllReduceS*1e3, p.ModelARS*1e3, 100*rel)
+		if p.TokensPerStep <= 0 || p.Bytes <= 0 || p.MeasuredStepS <= 0 || p.FinalLoss <= 0 {
+			t.Errorf("point n=%d: %+v; want tokens, bytes, a step time and a loss", p.Workers, p)
+		}
+		if p.Workers == 2 && (p.ModelARS <= 0 || p.VirtualARS <= 0 || p.AllReduceS <= 0) {
+			t.Errorf("point n=2: all-reduce %v s, model %v s, virtual %v s; want all > 0", p.AllReduceS, p.ModelARS, p.VirtualARS)
 		}
 	}
 	files, err := rep.Write()
@@ -89,5 +89,35 @@ func TestSweepMatchesCostModel(t *testing.T) {
 	}
 	if len(rep.Projection) != 7 { // 1, 2, 4, ..., 64
 		t.Errorf("projection has %d rows; want 7", len(rep.Projection))
+	}
+}
+
+// BenchmarkSweep runs the real sweep, n = 2..8 in-process workers over links
+// shaped to 100 MB/s and 1 ms, and reports the measured all-reduce against
+// the cost model and the virtual-time schedule. It is a measurement of this
+// machine (a loaded machine measures slower), never a pass/fail check:
+//
+//	go test ./scale -run '^$' -bench Sweep -benchtime 1x
+func BenchmarkSweep(b *testing.B) {
+	link, err := netem.ParseProfile("100MB/s:1ms")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for n := 2; n <= 8; n++ {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			o := Options{Workers: []int{n}, Networks: []netem.LinkProfile{link}, Steps: 6, Warmup: 2, ProjectTo: 64}
+			var p Point
+			for b.Loop() {
+				rep, err := Run(b.Context(), sweepConfig(b), o, b.TempDir(), slog.New(slog.DiscardHandler))
+				if err != nil {
+					b.Fatal(err)
+				}
+				p = rep.Points[0]
+			}
+			b.ReportMetric(p.AllReduceS*1e3, "allreduce_ms")
+			b.ReportMetric(p.ModelARS*1e3, "model_ms")
+			b.ReportMetric(p.VirtualARS*1e3, "virtual_ms")
+			b.ReportMetric(p.AllReduceS/p.ModelARS, "measured/model")
+		})
 	}
 }

@@ -3,7 +3,8 @@
 # docker-compose.worker.yml) needs: static binaries of the coordinator, the
 # worker and the official nats-server (from the Go module klring depends on),
 # each in a FROM scratch image; the nats-server image holds
-# docker/nats-server.conf and docker/nats-server-tls.conf. No image registry
+# docker/nats-server.conf, docker/nats-server-tls.conf and
+# docker/nats-cluster.conf. No image registry
 # is contacted.
 #
 #   bash scripts/build-images.sh            # or: make images
@@ -60,7 +61,7 @@ for name in coordinator worker nats-server; do
   printf 'root:x:0:\nklring:x:65532:\n' >"$ctx/rootfs/etc/group"
   if [ "$name" = nats-server ]; then
     mkdir -p "$ctx/rootfs/etc/nats"
-    cp docker/nats-server.conf docker/nats-server-tls.conf "$ctx/rootfs/etc/nats/"
+    cp docker/nats-server.conf docker/nats-server-tls.conf docker/nats-cluster.conf "$ctx/rootfs/etc/nats/"
   fi
   stamp "docker build klring/$name:$tag"
   if ! out=$(docker build --build-arg "REVISION=$revision" -t "klring/$name:$tag" "$ctx" 2>&1); then

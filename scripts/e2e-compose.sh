@@ -25,11 +25,15 @@
 #   7. tear everything down (`down -v`), also on failure, after printing the
 #      last logs of every service;
 #   8. run scripts/e2e-multihost.sh: the head node and a worker node as two
-#      compose projects, over TLS with client certificates.
+#      compose projects, over TLS with client certificates;
+#   9. run scripts/e2e-cluster.sh: three NATS servers joined by routes
+#      (docker-compose.cluster.yml), a worker on each, one server killed
+#      mid-run, and `coordinator verify` of the run directory.
 #
 # Works with `docker compose` and `docker-compose`, whichever exists.
 # Environment (all optional):
-#   E2E_STEPS=150         steps of the first run
+#   E2E_STEPS=200         steps of the first run (long enough that the kill of
+#                         a worker lands mid-run on an idle machine)
 #   E2E_MORE_STEPS=700    steps added for the resumed run (long enough for the churn)
 #   E2E_RESTART_AFTER=15  kill the resumed coordinator this many steps past N
 #   E2E_KILL_AT=10        kill a worker once this step is committed
@@ -37,11 +41,12 @@
 #   E2E_SKIP_BUILD=1      reuse the klring/*:$E2E_IMAGE_TAG images
 #   E2E_IMAGE_TAG=e2e     tag of the images built and used
 #   E2E_SKIP_MULTIHOST=1  skip step 8
+#   E2E_SKIP_CLUSTER=1    skip step 9
 #   E2E_KEEP=1            do not tear down (debugging; prints the project name)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-steps=${E2E_STEPS:-150}
+steps=${E2E_STEPS:-200}
 more=${E2E_MORE_STEPS:-700}
 restart_after=${E2E_RESTART_AFTER:-15}
 kill_at=${E2E_KILL_AT:-10}
@@ -235,7 +240,7 @@ while IFS= read -r line; do
     read -r _ nw < <(last_step)
   fi
   if [ "$nw" = "$workers" ]; then killed_after=$n; break; fi
-done < <(timeout "$phase_timeout" tail -n +1 --pid="$follower" -f "$work/coordinator.log")
+done < <(timeout "$phase_timeout" tail -s 0.05 -n +1 --pid="$follower" -f "$work/coordinator.log")
 if [ -z "$killed_after" ]; then
   read -r step nw < <(last_step)
   [ "$step" -lt "$steps" ] || fail "the run reached its last step ($step) before a step >= $kill_at with $workers workers"
@@ -397,7 +402,7 @@ while IFS= read -r line; do
   n=${BASH_REMATCH[2]}
   [ "$n" -lt "$total" ] || break
   if [ "$n" -ge "$restart_at" ]; then reached=$n; break; fi
-done < <(timeout "$phase_timeout" tail -n +1 --pid="$follower" -f "$work/coordinator2.log")
+done < <(timeout "$phase_timeout" tail -s 0.05 -n +1 --pid="$follower" -f "$work/coordinator2.log")
 resumed=$(grep -i -m1 "resum" "$work/coordinator2.log" || true)
 grep -Eq "step=$steps([^0-9]|$)" <<<"$resumed" || fail "the coordinator's log does not say it resumed from step $steps (got: '${resumed:-nothing}')"
 stamp "coordinator: $(cut -c1-160 <<<"$resumed")"
@@ -479,6 +484,13 @@ if [ "${E2E_SKIP_MULTIHOST:-0}" = 1 ]; then
   stamp "E2E_SKIP_MULTIHOST=1: multi-host checks skipped"
 else
   E2E_IMAGE_TAG=$tag bash scripts/e2e-multihost.sh || fail "multi-host checks (scripts/e2e-multihost.sh)"
+fi
+
+# 9. Over a NATS cluster, one server killed mid-run.
+if [ "${E2E_SKIP_CLUSTER:-0}" = 1 ]; then
+  stamp "E2E_SKIP_CLUSTER=1: cluster checks skipped"
+else
+  E2E_IMAGE_TAG=$tag bash scripts/e2e-cluster.sh || fail "cluster checks (scripts/e2e-cluster.sh)"
 fi
 
 elapsed=$(($(date +%s) - start))

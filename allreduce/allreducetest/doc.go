@@ -4,7 +4,8 @@
 // reference, isolation between jobs, a neighbour that sends before the
 // receiver begins the attempt, stale attempts dropped and counted, a new run
 // after a higher epoch of an old one, a flood of future attempts held within
-// the mailbox's limits, foreign garbage, a rank killed mid-way (an abort
+// the mailbox's limits, foreign garbage (a part whose checksum fails among
+// it), a rank killed mid-way (an abort
 // naming the missing part, not a hang), and the Begin/Close contract.
 //
 // Network is what an implementation supplies: persistent mailboxes by job

@@ -543,8 +543,9 @@ func (s *suite) foreignGarbage(t *testing.T) {
 			nil,
 			{0x00},
 			[]byte("PUB klring garbage"),
-			{0x99, 0xdb, 0xff, 0xff, 0xff, 0xff}, // run of 4 GiB claimed
-			{0x99, 0xa1, 'x', 1, 1, 1, 1, 1, 1, 1, 0xc6, 0x7f, 0, 0, 0}, // bin of 2 GiB claimed
+			{0x9a, 0xdb, 0xff, 0xff, 0xff, 0xff}, // run of 4 GiB claimed
+			{0x9a, 0xa1, 'x', 1, 1, 1, 1, 1, 1, 1, 0, 0xc6, 0x7f, 0, 0, 0}, // bin of 2 GiB claimed
+			corrupt(enc(h, ok, left, ones)),                                // one float byte flipped: a bad checksum
 			enc(other, ok, left, ones),
 			enc(stale, ok, left, ones),
 			enc(old, ok, left, ones),
@@ -608,12 +609,19 @@ func (s *suite) foreignGarbage(t *testing.T) {
 		for _, c := range []struct {
 			name string
 			v    uint64
-		}{{"Malformed", st.Malformed}, {"ForeignRun", st.ForeignRun}, {"StaleEpoch", st.StaleEpoch}, {"StaleStep", st.StaleStep}, {"WrongSender", st.WrongSender}, {"BadLength", st.BadLength}, {"Unexpected", st.Unexpected}} {
+		}{{"Malformed", st.Malformed}, {"ForeignRun", st.ForeignRun}, {"StaleEpoch", st.StaleEpoch}, {"StaleStep", st.StaleStep}, {"WrongSender", st.WrongSender}, {"BadLength", st.BadLength}, {"BadChecksum", st.BadChecksum}, {"Unexpected", st.Unexpected}} {
 			if c.v == 0 {
 				t.Errorf("rank %d: Stats().%s = 0; want > 0", r, c.name)
 			}
 		}
 	}
+}
+
+// corrupt flips the lowest bit of the last byte of msg, a byte of its last
+// float.
+func corrupt(msg []byte) []byte {
+	msg[len(msg)-1] ^= 1
+	return msg
 }
 
 // dying is a transport that closes its worker's mailbox after a number of

@@ -17,6 +17,7 @@ func certsCmd() *cobra.Command {
 		clients []string
 		days    int
 		force   bool
+		routes  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "certs --out DIR --hosts NAME,IP,...",
@@ -26,7 +27,8 @@ func certsCmd() *cobra.Command {
 			"--clients (<client>.pem, <client>-key.pem) for mutual TLS. Keys are ECDSA P-256 in files of mode 0600. The CA's key " +
 			"is not kept: to add a host name, make a new set. Existing files are not replaced unless --force.\n\n" +
 			"Give the NATS server ca.pem, server.pem and server-key.pem; give every klring process ca.pem (nats.tls_ca) and its " +
-			"role's certificate and key (nats.tls_cert, nats.tls_key). docs/security.md explains the rest.",
+			"role's certificate and key (nats.tls_cert, nats.tls_key). With --routes, also route.pem and route-key.pem for the routes between " +
+			"the servers of a NATS cluster (docs/cluster.md). docs/security.md explains the rest.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
@@ -35,7 +37,7 @@ func certsCmd() *cobra.Command {
 			if days < 1 {
 				return fmt.Errorf("--days = %d: must be >= 1", days)
 			}
-			files, err := certs.Generate(out, certs.Request{Hosts: hosts, Clients: clients, Validity: time.Duration(days) * 24 * time.Hour, Force: force})
+			files, err := certs.Generate(out, certs.Request{Hosts: hosts, Clients: clients, Validity: time.Duration(days) * 24 * time.Hour, Force: force, Route: routes})
 			if err != nil {
 				return err
 			}
@@ -49,6 +51,7 @@ func certsCmd() *cobra.Command {
 	f.StringSliceVar(&clients, "clients", []string{"coordinator", "worker"}, "names of the client certificates (comma separated)")
 	f.IntVar(&days, "days", 365, "validity of the certificates, in days")
 	f.BoolVar(&force, "force", false, "replace files that exist")
+	f.BoolVar(&routes, "routes", false, "also make route.pem and route-key.pem: the certificate the servers of a NATS cluster present to each other on routes (valid for --hosts as server and client)")
 	return cmd
 }
 

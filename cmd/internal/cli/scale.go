@@ -20,12 +20,17 @@ func scaleCmd() *cobra.Command {
 		project   string
 		o         scale.Options
 		projectTo int
+		external  bool
+		serverGBs float64
 	)
 	cmd := &cobra.Command{
 		Use:   "scale",
-		Short: "Run a scaling sweep in simulation mode and write a report",
+		Short: "Run a scaling sweep (in simulation mode, or over workers started elsewhere) and write a report",
 		Long: "Run a scaling sweep: one short simulation run per worker count, model preset and network profile, each worker on a thread of its own, " +
-			"links shaped by the profile. Writes scaling.csv, scaling.json, report.md and PNG plots into run.dir. " +
+			"links shaped by the profile (--ring mem) or the ring through the embedded NATS server, nats.servers of them in a cluster (--ring nats). " +
+			"With --external, the runs are served to workers started elsewhere that reach nats.url (docker compose up --scale worker=4): " +
+			"each point waits for and uses exactly that many of them. " +
+			"Writes scaling.csv, scaling.json, report.md and PNG plots into run.dir; the report fits a single-server and a cluster model to points whose ring went through NATS. " +
 			"Network profiles: none, 10GbE, 1GbE, 100MBps, wan, or BANDWIDTH:LATENCY such as 100MB/s:1ms.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -37,6 +42,7 @@ func scaleCmd() *cobra.Command {
 				cfg.Run.Dir = filepath.Join("runs", "scale-"+time.Now().Format("20060102-150405"))
 			}
 			o.Workers, o.Presets, o.ProjectTo = workers, presets, projectTo
+			o.Servers, o.ServerThroughput = cfg.NATS.Servers, serverGBs*1e9
 			for _, n := range networks {
 				p, err := netem.ParseProfile(n)
 				if err != nil {
@@ -47,7 +53,11 @@ func scaleCmd() *cobra.Command {
 			if o.Project, err = netem.ParseProfile(project); err != nil {
 				return err
 			}
-			rep, err := scale.Run(cmd.Context(), cfg, o, cfg.Run.Dir, log)
+			run := scale.Run
+			if external {
+				run = scale.RunExternal
+			}
+			rep, err := run(cmd.Context(), cfg, o, cfg.Run.Dir, log)
 			if err != nil {
 				return err
 			}
@@ -70,5 +80,8 @@ func scaleCmd() *cobra.Command {
 	f.IntVar(&o.Warmup, "warmup", 2, "first steps of each point left out of the medians")
 	f.StringVar(&project, "project", "1GbE", "network of the projection table")
 	f.IntVar(&projectTo, "project-to", 1024, "largest worker count of the projection table")
+	f.BoolVar(&external, "external", false, "serve the runs to workers started elsewhere on nats.url instead of simulating them")
+	f.StringVar(&o.Ring, "ring", "mem", "simulated ring: mem (in-process links shaped by --network) or nats (through the embedded NATS server, nats.servers of them in a cluster)")
+	f.Float64Var(&serverGBs, "server-throughput", 0, "GB/s one NATS server moves in all (natsnet BenchmarkNATSThroughput), for the projection through one server and a cluster; 0: fitted from the points")
 	return cmd
 }
