@@ -250,6 +250,7 @@ func (c *Coordinator) serve(ctx context.Context, in *inbox) error {
 	}
 	c.core = core
 	c.side = newSide()
+	c.side.written = c.job.step // metrics.jsonl holds the lines up to the committed step
 	n := c.job.model.Config.NumParams()
 	c.gsum = make([]float32, n+2)
 	if err := c.feed(c.nextStep(), time.Now()); err != nil {

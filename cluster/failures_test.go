@@ -375,6 +375,53 @@ func TestSlowEvaluationIsSkippedNotWaitedFor(t *testing.T) {
 	checkLedger(t, cfg.Run.Dir, 14)
 }
 
+// A checkpoint is renamed into place only once metrics.jsonl holds its
+// step's line: while the line waits for a held evaluation, the checkpoint
+// of that step is not on disk, so a run resumed from it never lacks a
+// metrics line.
+func TestCheckpointWaitsForItsMetricsLine(t *testing.T) {
+	cfg := testConfig(t, 12, 4)
+	cfg.Run.EvalEvery, cfg.Run.CheckpointEvery, cfg.Run.Keep = 4, 4, 10
+	cfg.Data.ValFraction = 0.2
+	tc := newTestCluster(t, cfg)
+	tc.startWorker("w0", workerHooks{})
+	release := make(chan struct{})
+	var early []uint64
+	hooks := coordHooks{
+		holdEval: func(s uint64) {
+			if s == 4 {
+				<-release
+			}
+		},
+		afterCommit: func(s uint64) {
+			if s < 5 || s > 8 {
+				return
+			}
+			if _, err := os.Stat(filepath.Join(cfg.Run.Dir, "checkpoints", "step-000004")); err == nil {
+				early = append(early, s)
+			}
+			if s == 8 {
+				close(release)
+			}
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, rows, _, err := tc.runCoordinatorKinds(ctx, tc.cfg, 1, hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(early) > 0 {
+		t.Errorf("the checkpoint of step 4 was on disk at steps %v, before its metrics line", early)
+	}
+	if len(rows) != 12 || rows[3].ValLoss == nil {
+		t.Fatalf("%d metrics lines, step 4 evaluated: %v", len(rows), len(rows) > 3 && rows[3].ValLoss != nil)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Run.Dir, "checkpoints", "step-000004", "trainer_state.json")); err != nil {
+		t.Errorf("the checkpoint of step 4 was not written: %v", err)
+	}
+}
+
 // Verify passes on a run that had failures, and finds each kind of damage:
 // a step committed twice, a window in two ranks, a batch off the data's
 // stream, a metrics line that disagrees, a checkpoint that does not verify.

@@ -760,6 +760,9 @@ type ckptState struct {
 	model     *lm.Model
 	st        *lm.TrainerState
 	tokenizer string // written beside the model when the data is text
+	// ready, when not nil, is closed once the step's metrics line is
+	// written: the checkpoint is renamed into place only then.
+	ready <-chan struct{}
 }
 
 // checkpointState copies the committed state into into (allocated when nil
@@ -819,6 +822,9 @@ func (c *ckptState) write(runDir string, keep int) (string, error) {
 		if err := engine.WriteTokenizerConfig(tmp, c.tokenizer, c.model.Config.Ctx); err != nil {
 			return "", fmt.Errorf("saving checkpoint of step %d: %w", c.step, err)
 		}
+	}
+	if c.ready != nil {
+		<-c.ready
 	}
 	if err := os.RemoveAll(dir); err != nil { // an earlier incarnation's step-N
 		return "", fmt.Errorf("saving checkpoint of step %d: %w", c.step, err)

@@ -30,9 +30,25 @@ type side struct {
 	ckptBusy  bool
 	evalModel *lm.Model
 	evalEng   *engine.Engine
-	ckpt      *ckptState
+	ckpt      *ckptState // the copy being written (or last written)
+	queued    *ckptState // a copy due while ckpt was being written
+	spare     *ckptState // a buffer for the next queued copy
 	rows      []pendingRow
 	lastCkpt  string
+	// gates are closed when metrics.jsonl holds their step's line: a
+	// checkpoint of step s is renamed into place only then, so a run
+	// resumed from it never lacks a metrics line (the line may wait for
+	// an evaluation that is still running).
+	gates []ckptGate
+	// written is the last step metrics.jsonl holds a line of.
+	written uint64
+}
+
+// ckptGate holds back the checkpoint of a step until its metrics line is
+// written.
+type ckptGate struct {
+	step uint64
+	open chan struct{}
 }
 
 // pendingRow is a metrics line that waits for its step's evaluation.
@@ -44,25 +60,54 @@ type pendingRow struct {
 func newSide() *side { return &side{done: make(chan sideDone, 2)} }
 
 // checkpointAsync copies the committed state and writes it in the
-// background (after the checkpoint before it is written).
+// background. A checkpoint that comes due while the one before is still
+// being written (a slow disk, or its metrics line waiting for an
+// evaluation) is copied now and written after it; of several such, the
+// newest is kept (logged). The protocol's loop never waits for a disk.
 func (c *Coordinator) checkpointAsync() error {
-	if err := c.waitSide(false); err != nil {
+	if err := c.pollSide(); err != nil {
 		return err
 	}
-	snap, err := c.job.checkpointState(c.side.ckpt)
+	s := c.side
+	if !s.ckptBusy {
+		snap, err := c.job.checkpointState(s.ckpt)
+		if err != nil {
+			return fmt.Errorf("checkpoint of step %d: %w", c.job.step, err)
+		}
+		s.ckpt = snap
+		c.startCheckpoint(snap)
+		return nil
+	}
+	if s.queued != nil {
+		c.log.Info("checkpoint replaced: a newer one is due before it could be written", "step", s.queued.step, "by", c.job.step)
+	}
+	snap, err := c.job.checkpointState(s.spare)
 	if err != nil {
 		return fmt.Errorf("checkpoint of step %d: %w", c.job.step, err)
 	}
-	c.side.ckpt, c.side.ckptBusy = snap, true
+	s.queued, s.spare = snap, nil
+	return nil
+}
+
+// startCheckpoint writes snap in the background, renamed into place once
+// its step's metrics line is written.
+func (c *Coordinator) startCheckpoint(snap *ckptState) {
+	s := c.side
+	s.ckptBusy = true
+	snap.ready = nil
+	if s.written < snap.step {
+		g := ckptGate{step: snap.step, open: make(chan struct{})}
+		s.gates = append(s.gates, g)
+		snap.ready = g.open
+	}
 	dir, keep, hold := c.cfg.Run.Dir, c.cfg.Run.Keep, c.hooks.holdCheckpoint
 	go func() {
 		if hold != nil {
 			hold(snap.step)
 		}
 		d, err := snap.write(dir, keep)
-		c.side.done <- sideDone{step: snap.step, dir: d, err: err}
+		s.done <- sideDone{step: snap.step, dir: d, err: err}
 	}()
-	return nil
 }
 
 // evaluateAsync evaluates a copy of the committed model on held-out windows
@@ -148,8 +193,14 @@ func (c *Coordinator) onSide(d sideDone) error {
 		return d.err
 	}
 	if !d.eval {
-		c.side.lastCkpt = d.dir
+		s := c.side
+		s.lastCkpt = d.dir
 		c.log.Info("checkpoint", "step", d.step, "dir", d.dir)
+		if q := s.queued; q != nil {
+			// The written copy's buffers take the queued one's place.
+			s.spare, s.ckpt, s.queued = s.ckpt, q, nil
+			c.startCheckpoint(q)
+		}
 		return nil
 	}
 	c.prom.ValLoss.Set(d.ev.CE)
@@ -249,8 +300,18 @@ func (c *Coordinator) flushRows() error {
 		if err := c.out.AppendMetrics(rows[0].m); err != nil {
 			return err
 		}
+		c.side.written = rows[0].m.Step
 		rows = rows[1:]
 	}
+	gates := c.side.gates[:0]
+	for _, g := range c.side.gates {
+		if g.step <= c.side.written {
+			close(g.open)
+		} else {
+			gates = append(gates, g)
+		}
+	}
+	c.side.gates = gates
 	c.side.rows = append(c.side.rows[:0], rows...)
 	return nil
 }
