@@ -16,7 +16,8 @@ import (
 func BenchmarkKL(b *testing.B) {
 	const rows = 8192
 	for _, kind := range []targetKind{kindHard, kindProbs} {
-		for _, V := range []int{256, 4096, 32768} {
+		for _, shape := range [][2]int{{rows, 256}, {rows, 4096}, {rows, 32768}, {512, 50257}} {
+			rows, V := shape[0], shape[1]
 			b.Run(fmt.Sprintf("%s/V=%d/rows=%d", kindNames[kind], V, rows), func(b *testing.B) {
 				rng := rand.New(rand.NewPCG(1, uint64(V)))
 				logits := randLogits(rng, rows*V, 2)
@@ -35,7 +36,7 @@ func BenchmarkKL(b *testing.B) {
 				for b.Loop() {
 					// The gradient of one iteration is the next one's logits:
 					// finite and of ordinary size, so the work is the same.
-					if _, err := c.ForwardBackward(logits, rows, V, tg, o, 1.0/rows, nil); err != nil {
+					if _, err := c.ForwardBackward(logits, rows, V, tg, o, 1/float32(rows), nil); err != nil {
 						b.Fatal(err)
 					}
 				}
