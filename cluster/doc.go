@@ -1,25 +1,36 @@
-// Package cluster is klring's training system: the coordinator and worker
-// roles, the step protocol between them (docs/protocol.md), simulation mode
-// (an embedded NATS server, or nats.servers of them in a cluster, the
-// coordinator and N workers in one process), elastic membership, checkpoints
-// and the run's outputs (metrics.jsonl, ledger.jsonl, loss.png, Prometheus
-// metrics).
+// Package cluster is klring's training system at run time: the thin
+// runtimes of the coordinator and the worker around the pure state machines
+// of package protocol (docs/protocol.md), simulation mode (an embedded NATS
+// server, or nats.servers of them in a cluster, the coordinator and N
+// workers in one process), checkpoints and resume, the coordinator's
+// background evaluations and checkpoints (side.go), and the audits of a run:
+// chaos (a run with random faults, checked against the run without them)
+// and verify (a run directory against its data and checkpoints).
+//
+// A runtime owns the I/O: NATS subscriptions, timers, the compute and
+// snapshot goroutines, files. It turns what happens into protocol events,
+// steps the state machine, and carries out the actions it returns; every
+// decision (admit, plan, commit, abort, evict, resync, end) is taken in
+// protocol, where it is tested by replaying events with a fake clock.
 //
 // A process may run its own NATS server (nats.embed), joined by routes to
 // the cluster of nats.routes, so that a node's worker and its server are one
-// process. Workers report the server they are on (its name, from INFO) in
-// their hellos and heartbeats, and the coordinator places the ring on the
-// servers (protocol.Place): docs/cluster.md.
+// process. Workers report the server they are on in their hellos and
+// heartbeats, and the coordinator places the ring on the servers
+// (protocol.Place): docs/cluster.md.
 //
-// It composes the packages below it: lm (the model), loss (logits -> loss
-// gradient), shard (which windows each rank computes) and allreduce (the ring).
-// Those packages know nothing of each other or of cluster; cluster is where
-// logits meet the loss and gradients meet the network.
+// It composes the packages below it: engine (the model and the loss over
+// windows: gradients, evaluations, teachers), shard (the data and its
+// fingerprint), allreduce over natsnet's mailbox (the ring), outputs
+// (metrics, ledger, summary, Prometheus). Those packages know nothing of
+// cluster.
 //
 // The coordinator's state is owned by the goroutine that runs it; NATS
-// callbacks only hand messages over channels. A worker's step runs in a
-// goroutine of its own so that a newer plan can cancel it.
+// callbacks only hand messages over channels. A worker's step and its
+// snapshot loads run in goroutines of their own so that a newer plan can
+// cancel them.
 //
 // cluster must not know the command line: cmd/ builds a config.Config and
-// calls Serve, Work, Simulate, EvaluateCheckpoint or SampleCheckpoint.
+// calls Serve, Work, Simulate, Chaos or Verify (and engine's
+// EvaluateCheckpoint and SampleCheckpoint for the offline commands).
 package cluster
