@@ -3,6 +3,7 @@ package shard
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/klring/klring/internal/mmap"
 	"os"
 	"sync"
 )
@@ -115,7 +116,7 @@ func (d *Dataset) openFile(path string, o Options, width int) (err error) {
 	if size == 0 {
 		return fmt.Errorf("%s: %w", path, ErrEmpty)
 	}
-	mapped, unmap, err := mapFile(f, size)
+	mapped, unmap, err := mmap.File(f, size)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/klring/klring/internal/mmap"
 	"hash/crc32"
 	"math"
 	"os"
@@ -52,7 +53,7 @@ func Open(path string) (*Store, error) {
 	if want := h.FileBytes(); st.Size() != want {
 		return nil, fmt.Errorf("teacher store %s: %w: file length %d, the header (%d windows of %d bytes) implies %d", path, ErrFormat, st.Size(), h.Windows, h.RecordBytes(), want)
 	}
-	data, unmap, err := mapFile(f, st.Size())
+	data, unmap, err := mmap.File(f, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("teacher store %s: %w", path, err)
 	}

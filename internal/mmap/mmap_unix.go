@@ -1,6 +1,6 @@
 //go:build linux || darwin || freebsd || netbsd || openbsd
 
-package teacherstore
+package mmap
 
 import (
 	"fmt"
@@ -8,9 +8,9 @@ import (
 	"syscall"
 )
 
-// mapFile maps a file of size bytes read-only. The pages live in the page
+// File maps a file of size bytes read-only. The pages live in the page
 // cache, not on the Go heap; unmap releases them.
-func mapFile(f *os.File, size int64) (data []byte, unmap func() error, err error) {
+func File(f *os.File, size int64) (data []byte, unmap func() error, err error) {
 	if int64(int(size)) != size {
 		return nil, nil, fmt.Errorf("mapping %s: %d bytes do not fit in an int", f.Name(), size)
 	}

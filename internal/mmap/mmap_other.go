@@ -1,6 +1,6 @@
 //go:build !(linux || darwin || freebsd || netbsd || openbsd)
 
-package teacherstore
+package mmap
 
 import (
 	"fmt"
@@ -8,8 +8,8 @@ import (
 	"os"
 )
 
-// mapFile reads the whole file: this platform has no mmap here.
-func mapFile(f *os.File, size int64) (data []byte, unmap func() error, err error) {
+// File reads the whole file: this platform has no mmap here.
+func File(f *os.File, size int64) (data []byte, unmap func() error, err error) {
 	b := make([]byte, size)
 	if _, err := io.ReadFull(f, b); err != nil {
 		return nil, nil, fmt.Errorf("reading %s: %w", f.Name(), err)
