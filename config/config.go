@@ -388,9 +388,6 @@ func (c Config) Validate() error {
 	} else if err := sched.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%w: train.%w", ErrInvalid, err))
 	}
-	if c.Train.MinLR > c.Train.LR {
-		bad("train.min_lr", c.Train.MinLR, "must be in [0, train.lr]")
-	}
 	adam := lm.DefaultAdamWOptions()
 	adam.WeightDecay = c.Train.WeightDecay
 	if err := adam.Validate(); err != nil {

@@ -54,7 +54,8 @@ func TestBadInputIsAClearError(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"sim", "--train.lr", "-1"}, "train: lr = -1"},
+		{[]string{"sim", "--train.lr", "-1"}, "train.lr = -1"},
+		{[]string{"sim", "--train.min_lr", "1"}, "train.min_lr = 1"},
 		{[]string{"sim", "--train.steps", "many"}, "train.steps"},
 		{[]string{"sim", "--no-such-flag"}, "no-such-flag"},
 		{[]string{"sim", "--job", "a.b"}, `job = "a.b"`},
