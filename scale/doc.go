@@ -9,7 +9,9 @@
 // time; each all-reduce is timed from the moment the last rank entered the
 // ring, over links shaped by a network profile. The projected time of a step
 // on a cluster of N machines is the measured compute plus the cost model of a
-// ring all-reduce (RingAllReduce; RingAllReducePipelined with parts).
+// ring all-reduce (RingAllReduce; RingAllReducePipelined with parts). The
+// projection also models the ring overlapped with backward in buckets
+// (OverlappedStep) and bfloat16 parts on the wire (half the bytes).
 //
 // VirtualAllReduce checks the model without a clock: it drives every rank's
 // ring schedule (allreduce.Ring) through netem's link model in virtual time,

@@ -92,6 +92,61 @@ type Projection struct {
 	// report knows a server's throughput (Report.ServerThroughput).
 	StarAllReduce    time.Duration
 	ClusterAllReduce time.Duration
+	// Variants of the same step (Variants): the ring overlapped with
+	// backward, the parts in bfloat16, and both. Each is the step's time
+	// and its efficiency.
+	Overlap, BF16, OverlapBF16 Variant
+}
+
+// Variant is one projected variant of a step.
+type Variant struct {
+	Step       time.Duration
+	Efficiency float64
+}
+
+// BackwardShare is the part of a training step's compute that is the
+// backward pass: twice the forward's FLOPs, so two thirds.
+const BackwardShare = 2.0 / 3
+
+// OverlappedStep is the time of a step whose all-reduce overlaps backward
+// (PyTorch DDP's bucketed scheme): the flat gradient is cut into buckets
+// equal buckets that backward finishes one after another, evenly over its
+// BackwardShare of compute; bucket k's ring, a ring all-reduce of S/buckets
+// bytes (latency and all), starts when bucket k is ready and bucket k-1's
+// ring is done, and the step ends when backward and the last bucket's ring
+// are both done. buckets <= 1 is no overlap: compute + ar(S).
+func OverlappedStep(n int, compute time.Duration, S float64, buckets int, net Network) time.Duration {
+	if buckets <= 1 || n <= 1 {
+		return compute + RingAllReduce(n, S, net)
+	}
+	bwd := compute.Seconds() * BackwardShare
+	fwd := compute.Seconds() - bwd
+	each := RingAllReduce(n, S/float64(buckets), net).Seconds()
+	done := 0.0
+	for k := 1; k <= buckets; k++ {
+		ready := fwd + bwd*float64(k)/float64(buckets)
+		done = max(done, ready) + each
+	}
+	return time.Duration(math.Round(max(done, compute.Seconds()) * float64(time.Second)))
+}
+
+// OverlapBuckets is the number of buckets Variants' overlap assumes.
+const OverlapBuckets = 8
+
+// Variants fills p's Overlap, BF16 and OverlapBF16 from its compute, for a
+// gradient of S bytes in float32: bf16 halves the bytes on the wire.
+func (p *Projection) Variants(S float64, net Network) {
+	one := p.Compute.Seconds() * float64(p.Workers) // one worker, the whole step
+	v := func(step time.Duration) Variant {
+		out := Variant{Step: step}
+		if step > 0 && p.Workers > 0 {
+			out.Efficiency = one / step.Seconds() / float64(p.Workers)
+		}
+		return out
+	}
+	p.Overlap = v(OverlappedStep(p.Workers, p.Compute, S, OverlapBuckets, net))
+	p.BF16 = v(p.Compute + RingAllReduce(p.Workers, S/2, net))
+	p.OverlapBF16 = v(OverlappedStep(p.Workers, p.Compute, S/2, OverlapBuckets, net))
 }
 
 // Project is the cost model of one synchronous data-parallel step: every
@@ -109,6 +164,7 @@ func Project(n int, tokens float64, computePerToken time.Duration, S float64, ne
 		p.Efficiency = p.Speedup / float64(n)
 		p.CommShare = ar.Seconds() / step.Seconds()
 	}
+	p.Variants(S, net)
 	return p
 }
 

@@ -52,6 +52,51 @@ func TestProjectByHand(t *testing.T) {
 	}
 }
 
+func TestOverlapAndBF16ByHand(t *testing.T) {
+	net := Network{Bandwidth: 1e9}
+	// 2 workers, 300 ms of compute (100 forward, 200 backward), 8e7 bytes:
+	// the whole ring takes 2/2 x 8e7/1e9 = 80 ms, a bucket of 8 takes 10 ms.
+	// Bucket k is ready at 100 + 25k ms and its ring takes 10 ms, so each
+	// ring ends before the next bucket is ready; the last is ready at 300
+	// ms and done at 310: only one bucket's ring is not hidden.
+	if got := OverlappedStep(2, 300*time.Millisecond, 8e7, 8, net); got != 310*time.Millisecond {
+		t.Errorf("OverlappedStep(compute 300ms, ring 80ms) = %v; want 310ms", got)
+	}
+	// A ring slower than backward: buckets of 100 ms queue behind each
+	// other from the first one (ready at 125 ms): 125 + 8 x 100 = 925 ms.
+	if got := OverlappedStep(2, 300*time.Millisecond, 8e8, 8, net); got != 925*time.Millisecond {
+		t.Errorf("OverlappedStep(compute 300ms, ring 800ms) = %v; want 925ms", got)
+	}
+	// One bucket is no overlap.
+	if got := OverlappedStep(2, 300*time.Millisecond, 8e7, 1, net); got != 380*time.Millisecond {
+		t.Errorf("OverlappedStep(1 bucket) = %v; want 380ms", got)
+	}
+	// Latency is paid per bucket: 8 buckets of 2 hops of 5 ms and no
+	// bandwidth term: the last bucket is ready at 300 ms and its ring
+	// ends 10 ms later.
+	if got := OverlappedStep(2, 300*time.Millisecond, 0, 8, Network{Latency: 5 * time.Millisecond}); got != 310*time.Millisecond {
+		t.Errorf("OverlappedStep(latency only) = %v; want 310ms", got)
+	}
+	// When latency sets the ring's time, overlap loses: 8 buckets pay 8
+	// rings of latency. 2 hops of 20 ms: 40 ms unbucketed, 300 + 40 = 340
+	// ms; bucketed, 125 + 8 x 40 = 445 ms.
+	lat := Network{Latency: 20 * time.Millisecond}
+	if got := OverlappedStep(2, 300*time.Millisecond, 0, 8, lat); got != 445*time.Millisecond {
+		t.Errorf("OverlappedStep(latency-bound) = %v; want 445ms", got)
+	}
+	p := Project(2, 600, time.Millisecond, 8e8, net) // compute 300 ms, ring 800 ms
+	if p.Step != 1100*time.Millisecond || p.BF16.Step != 700*time.Millisecond || p.Overlap.Step != 925*time.Millisecond {
+		t.Fatalf("steps: plain %v, bf16 %v, overlap %v; want 1.1s, 700ms, 925ms", p.Step, p.BF16.Step, p.Overlap.Step)
+	}
+	// bf16 and overlap: buckets of 50 ms from 125 ms: 525 ms.
+	if p.OverlapBF16.Step != 525*time.Millisecond {
+		t.Errorf("overlap with bf16 %v; want 525ms", p.OverlapBF16.Step)
+	}
+	if math.Abs(p.BF16.Efficiency-600.0/700/2) > 1e-12 || math.Abs(p.Efficiency-600.0/1100/2) > 1e-12 {
+		t.Errorf("efficiency %g, bf16 %g; want %g and %g", p.Efficiency, p.BF16.Efficiency, 600.0/1100/2, 600.0/700/2)
+	}
+}
+
 func TestStarAndClusterByHand(t *testing.T) {
 	// 4 ranks, 4 MB through one server of 1 GB/s: 6 x 4e6 / 1e9 = 24 ms.
 	if got := StarAllReduce(4, 4e6, 1e9, 0); got != 24*time.Millisecond {

@@ -142,6 +142,13 @@ func (r *Report) Markdown() string {
 		if dominated == 0 {
 			b.WriteString("\nCommunication stays below half of the step up to the largest size.\n")
 		}
+		fmt.Fprintf(&b, "\n### Overlap and bfloat16 on the wire\n\nThe same steps when the ring overlaps backward (%d buckets that backward, two thirds of the compute, finishes one after another; each bucket's ring starts when it is ready: OverlappedStep), with parts in bfloat16 (`allreduce.wire bf16`: half the bytes), and both. Each bucket pays the ring's latency, so where latency sets the ring's time (small gradients, many workers) overlap loses. klring's runtime does not overlap its ring with backward yet: that column is the model of what it would give.\n\n", OverlapBuckets)
+		b.WriteString("| workers | step ms | efficiency | overlap: step ms | efficiency | bf16: step ms | efficiency | overlap + bf16: step ms | efficiency |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		for _, p := range r.Projection {
+			fmt.Fprintf(&b, "| %d | %.1f | %.0f%% | %.1f | %.0f%% | %.1f | %.0f%% | %.1f | %.0f%% |\n", p.Workers, p.Step.Seconds()*1e3, 100*p.Efficiency,
+				p.Overlap.Step.Seconds()*1e3, 100*p.Overlap.Efficiency, p.BF16.Step.Seconds()*1e3, 100*p.BF16.Efficiency,
+				p.OverlapBF16.Step.Seconds()*1e3, 100*p.OverlapBF16.Efficiency)
+		}
 	}
 	return b.String()
 }

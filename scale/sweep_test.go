@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,6 +90,18 @@ func TestSweepReportFiles(t *testing.T) {
 	}
 	if len(rep.Projection) != 7 { // 1, 2, 4, ..., 64
 		t.Errorf("projection has %d rows; want 7", len(rep.Projection))
+	}
+	for _, p := range rep.Projection[1:] {
+		// Halving the ring's bytes shortens a step whose ring costs
+		// something, with or without overlap; overlap never beats the
+		// compute alone. (Overlap itself may lose: each bucket pays the
+		// ring's latency, TestOverlapAndBF16ByHand.)
+		if !(p.BF16.Step < p.Step && p.OverlapBF16.Step <= p.Overlap.Step && p.OverlapBF16.Step >= p.Compute) {
+			t.Errorf("n=%d: step %v, overlap %v, bf16 %v, both %v, compute %v", p.Workers, p.Step, p.Overlap.Step, p.BF16.Step, p.OverlapBF16.Step, p.Compute)
+		}
+	}
+	if md := rep.Markdown(); !strings.Contains(md, "### Overlap and bfloat16 on the wire") {
+		t.Errorf("the report has no overlap and bf16 table:\n%s", md)
 	}
 }
 
