@@ -224,7 +224,7 @@ func Keys() []Key {
 		{"loss.on_policy_temperature", 1.0, "sampling temperature of the student's continuations"},
 		{"train.steps", 300, "number of optimizer steps"},
 		{"train.batch_windows", 16, "global batch, in windows of ctx+1 tokens"},
-		{"train.micro_windows", 0, "windows per forward-backward pass of a worker (micro-batches whose gradients add up before the ring: memory bounded whatever the batch); 0: a worker's whole shard at once"},
+		{"train.micro_windows", 2, "windows per forward-backward pass of a worker (micro-batches whose gradients add up before the ring: a worker's activations are sized for this many windows, whatever the batch); 0: a worker's whole shard at once"},
 		{"train.optimizer", "adamw", "adamw or sgd"},
 		{"train.lr", 6e-3, "peak learning rate"},
 		{"train.schedule", "cosine", "constant, or cosine (linear warmup then cosine decay to min_lr)"},

@@ -105,16 +105,17 @@ func trainCmd(use, short, long string, run func(context.Context, config.Config, 
 	return cmd
 }
 
-// tuneGC collects garbage when the heap has grown by a quarter over what
-// is live (Go's default waits for it to double), unless GOGC says
-// otherwise. A training process's live heap is mostly a few large buffers
-// without pointers (parameters, moments, activations), which a collection
-// does not scan, while its garbage is the messages of every step: a
-// collection is cheap and frequent ones keep the resident memory near what
-// is live (the main job: 390 MB -> 250 MB).
+// tuneGC collects garbage when the heap has grown by a tenth over what is
+// live (Go's default waits for it to double), unless GOGC says otherwise. A
+// training process's live heap is mostly a few large buffers without
+// pointers (parameters, moments, activations), which a collection does not
+// scan, while its garbage is the messages of every step: a collection is
+// cheap (about 3% of the main job's CPU at this setting, 1% at 25) and frequent ones
+// keep the resident memory near what is live (the main job: 390 MB at Go's
+// default, 250 MB at GOGC 25, 233 MB at 10 with micro-batches of 2 windows).
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(25)
+		debug.SetGCPercent(10)
 	}
 }
 
