@@ -54,7 +54,9 @@ type Coordinator struct {
 	gsum       []float32 // [N+2] the vector of the attempt, assembled from the segments
 	batch      []int32
 	nextCursor shard.Cursor
-	attemptAt  time.Time  // when the attempt in flight was planned
+	attemptAt  time.Time  // when the attempt in flight was planned, or its step began
+	stepEnded  time.Time  // when the last committed step's wall time ended
+	begun      uint64     // the step of the last BeginAttempt
 	metrics    *commitRow // the metrics of the step being committed
 	side       *side
 	snapBuf    []byte // one chunk of the snapshot, encoded
@@ -406,6 +408,14 @@ func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
 	case protocol.BeginAttempt:
 		clear(c.gsum)
 		c.attemptAt = time.Now()
+		if a.Step != c.begun && !c.stepEnded.IsZero() {
+			// A step's first attempt: its wall time runs from the end of
+			// the step before, so that whatever the coordinator does
+			// between them (its own update, the ledger) counts as
+			// waiting. A retry counts from its own plan.
+			c.attemptAt = c.stepEnded
+		}
+		c.begun = a.Step
 	case protocol.Welcome:
 		c.respond(a.Reply, welcome{Run: c.run, Spec: c.spec})
 	case protocol.ServeSnap:
@@ -570,8 +580,13 @@ func (c *Coordinator) checkSegments(a protocol.Commit) error {
 }
 
 // record builds the metrics line and the ledger line of a committed step.
+// step_s (and tokens_per_s, MFU) run from the end of the step before to
+// this commit (a retry: from its own plan), so consecutive steps tile the
+// run's time; wait_s is step_s less the slowest compute and the all-reduce:
+// plans, segments, and whatever the coordinator does between two steps.
 func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr, norm float64) (outputs.StepMetrics, outputs.LedgerEntry) {
-	wall := time.Since(c.attemptAt).Seconds()
+	c.stepEnded = time.Now()
+	wall := c.stepEnded.Sub(c.attemptAt).Seconds()
 	// compute: the slowest rank's gradient; all-reduce: from the moment the
 	// last rank entered the ring to the moment the last rank left it (a
 	// rank waiting in the ring for a slower neighbour counts as waiting).
