@@ -522,10 +522,10 @@ func (c *Coordinator) serveSnap(a protocol.ServeSnap) {
 		Data: c.snapBuf, OptStep: c.job.optStep(), Checksum: c.snapSum})
 }
 
-// commit checks an attempt's assembled gradient, records it in the ledger
-// and starts applying it to the master copy in a goroutine of its own: the
-// next step's plan goes out meanwhile (Committed, NextStep), and the end of
-// the apply is the event Applied (onApplied). It refuses (and the attempt
+// commit checks an attempt's assembled gradient and starts applying it to
+// the master copy in a goroutine of its own, which also writes (and syncs)
+// its ledger line: the next step's plan goes out meanwhile (Committed,
+// NextStep), and the end of the apply is the event Applied (onApplied). It refuses (and the attempt
 // is retried) a gradient that is not finite or whose segments are not what
 // their owners reduced. The machine asks for a commit only when no apply is
 // pending, so there is one at a time, in step order.
@@ -562,20 +562,22 @@ func (c *Coordinator) commit(a protocol.Commit) ([]protocol.Event, error) {
 	c.job.cursor = c.nextCursor
 	c.snapValid = false
 	m, entry := c.record(a, lossSum, tokens, lr)
-	if err := c.out.AppendLedger(entry); err != nil {
-		return nil, err
-	}
 	g := c.gsum
 	c.gsum, c.applyBuf = c.applyBuf, g
 	c.apply = &pendingApply{step: a.Step, m: m}
-	job, done, hold, step := c.job, c.applied, c.hooks.holdApply, a.Step
+	// The ledger is written only here, one step at a time, in step order.
+	// Its line is on disk before Applied, so before the step's metrics
+	// line and any checkpoint of the step (a resumed run truncates the
+	// ledger to its checkpoint).
+	job, out, done, hold, step := c.job, c.out, c.applied, c.hooks.holdApply, a.Step
 	go func() {
 		if hold != nil {
 			hold(step)
 		}
+		err := out.AppendLedger(entry)
 		finishGradient(g)
 		norm := job.apply(g[:n], float32(lr))
-		done <- appliedStep{step: step, norm: norm, sum: job.checksum()}
+		done <- appliedStep{step: step, norm: norm, sum: job.checksum(), err: err}
 	}()
 	if err := c.feed(protocol.Committed{Step: a.Step}, time.Now()); err != nil {
 		return nil, err
@@ -598,6 +600,7 @@ type appliedStep struct {
 	step uint64
 	norm float64
 	sum  uint64
+	err  error // writing the ledger line
 }
 
 // onApplied takes the end of the apply of a committed step: the state
@@ -611,6 +614,9 @@ func (c *Coordinator) onApplied(r appliedStep) error {
 		return fmt.Errorf("cluster: the apply of step %d ended unasked", r.step)
 	}
 	c.apply = nil
+	if r.err != nil {
+		return r.err
+	}
 	c.snapStep, c.snapSum, c.snapValid = r.step, r.sum, true
 	m := p.m
 	m.GradNorm = r.norm

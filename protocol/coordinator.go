@@ -79,9 +79,9 @@ type NextStep struct {
 }
 
 // Committed says the runtime accepted the assembled gradient of step Step
-// (its segments are what their owners reduced, it and its loss are finite),
-// recorded it in the ledger, and started applying it to the master copy in
-// the background. The next plan may go out at once: the workers compute
+// (its segments are what their owners reduced, it and its loss are finite)
+// and started recording it and applying it to the master copy in the
+// background. The next plan may go out at once: the workers compute
 // step Step+1 while the master takes step Step.
 type Committed struct {
 	Step uint64
@@ -162,10 +162,10 @@ type StoreSegment struct {
 }
 
 // Commit asks the runtime to commit an attempt: check the assembled vector
-// (segments, finiteness), record the ledger line and send Committed, or
-// CommitRefused; then divide by the global token count, clip and apply the
-// optimizer step to the master copy off the protocol's path, one update at
-// a time, and send Applied. The machine emits Commit only when no apply is
+// (segments, finiteness) and send Committed, or CommitRefused; then, off
+// the protocol's path, one update at a time, record the ledger line, divide
+// by the global token count, clip and apply the optimizer step to the
+// master copy, and send Applied. The machine emits Commit only when no apply is
 // pending. Dones are in rank order.
 type Commit struct {
 	Step, Epoch uint64
