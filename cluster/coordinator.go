@@ -54,7 +54,7 @@ type Coordinator struct {
 	gsum []float32 // [N+2] the vector of the attempt, assembled from the segments
 	// applyBuf is the vector of the committed step being applied to the
 	// master copy (gsum and applyBuf swap at every commit); apply is that
-	// step's pending work (nil: none), applied its end.
+	// step's pending work (nil: none), and applied receives its end.
 	applyBuf   []float32
 	apply      *pendingApply
 	applied    chan appliedStep
@@ -525,9 +525,9 @@ func (c *Coordinator) serveSnap(a protocol.ServeSnap) {
 // commit checks an attempt's assembled gradient and starts applying it to
 // the master copy in a goroutine of its own, which also writes (and syncs)
 // its ledger line: the next step's plan goes out meanwhile (Committed,
-// NextStep), and the end of the apply is the event Applied (onApplied). It refuses (and the attempt
-// is retried) a gradient that is not finite or whose segments are not what
-// their owners reduced. The machine asks for a commit only when no apply is
+// NextStep), and the end of the apply is the event Applied (onApplied). It
+// refuses (and the attempt is retried) a gradient that is not finite or
+// whose segments are not what their owners reduced. The machine asks for a commit only when no apply is
 // pending, so there is one at a time, in step order.
 func (c *Coordinator) commit(a protocol.Commit) ([]protocol.Event, error) {
 	if c.apply != nil {

@@ -478,11 +478,19 @@ func (h *harness) commit(a Commit) {
 	}
 	if h.applyDelay > 0 {
 		c := h.c
-		h.at(h.applyDelay, func() {
-			if h.c == c && !h.cDead {
+		var done func()
+		done = func() {
+			switch {
+			case h.c != c || h.cDead:
+			case h.now.Before(h.cPause):
+				// A frozen coordinator takes its apply's end when it
+				// resumes.
+				h.at(h.cPause.Sub(h.now), done)
+			default:
 				h.applied(a.Step, sum)
 			}
-		})
+		}
+		h.at(h.applyDelay, done)
 	}
 }
 
