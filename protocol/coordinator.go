@@ -165,8 +165,8 @@ type StoreSegment struct {
 // (segments, finiteness) and send Committed, or CommitRefused; then, off
 // the protocol's path, one update at a time, record the ledger line, divide
 // by the global token count, clip and apply the optimizer step to the
-// master copy, and send Applied. The machine emits Commit only when no apply is
-// pending. Dones are in rank order.
+// master copy, and send Applied. The machine emits Commit only when no
+// apply is pending. Dones are in rank order.
 type Commit struct {
 	Step, Epoch uint64
 	Attempt     int
