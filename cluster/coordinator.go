@@ -51,11 +51,19 @@ type Coordinator struct {
 
 	progress func(outputs.StepMetrics)
 
-	gsum       []float32 // [N+2] the vector of the attempt, assembled from the segments
+	gsum []float32 // [N+2] the vector of the attempt, assembled from the segments
+	// applyBuf is the vector of the committed step being applied to the
+	// master copy (gsum and applyBuf swap at every commit); apply is that
+	// step's pending work (nil: none), and applied receives its end.
+	applyBuf   []float32
+	apply      *pendingApply
+	applied    chan appliedStep
 	batch      []int32
 	nextCursor shard.Cursor
-	attemptAt  time.Time  // when the attempt in flight was planned
-	metrics    *commitRow // the metrics of the step being committed
+	attemptAt  time.Time  // when the attempt in flight was planned, or its step began
+	stepEnded  time.Time  // when the last committed step's wall time ended
+	begun      uint64     // the step of the last BeginAttempt
+	metrics    *commitRow // the metrics of the step being applied
 	side       *side
 	snapBuf    []byte // one chunk of the snapshot, encoded
 	snapStep   uint64
@@ -82,15 +90,19 @@ func (c *Coordinator) mfu(windows int, secs float64) float64 {
 
 // coordHooks let tests force rare cases.
 type coordHooks struct {
-	// afterCommit runs after step s is committed on the master copy.
+	// afterCommit runs after step s is committed and applied to the
+	// master copy.
 	afterCommit func(step uint64)
+	// holdApply runs before the update of step s is applied to the
+	// master copy, in the goroutine that applies it.
+	holdApply func(step uint64)
 	// holdCheckpoint runs before a periodic checkpoint of step s is
 	// written, in the goroutine that writes it.
 	holdCheckpoint func(step uint64)
 	// holdEval runs before the evaluation of step s, in its goroutine.
 	holdEval func(step uint64)
 	// crashAfter ends Run as a crash would right after step crashAfter
-	// is committed: no pause, no checkpoint (errCrashed).
+	// is committed and applied: no pause, no checkpoint (errCrashed).
 	crashAfter uint64
 	// crash ends Run as a crash would when it is closed (errCrashed).
 	crash <-chan struct{}
@@ -252,7 +264,9 @@ func (c *Coordinator) serve(ctx context.Context, in *inbox) error {
 	c.side = newSide()
 	c.side.written = c.job.step // metrics.jsonl holds the lines up to the committed step
 	n := c.job.model.Config.NumParams()
-	c.gsum = make([]float32, n+2)
+	c.gsum, c.applyBuf = make([]float32, n+2), make([]float32, n+2)
+	c.applied = make(chan appliedStep, 1)
+	defer c.settleApply()
 	if err := c.feed(c.nextStep(), time.Now()); err != nil {
 		return err
 	}
@@ -282,6 +296,8 @@ func (c *Coordinator) serve(ctx context.Context, in *inbox) error {
 			}
 		case d := <-c.side.done:
 			err = c.onSide(d)
+		case r := <-c.applied:
+			err = c.onApplied(r)
 		case <-c.hooks.crash:
 			return errCrashed
 		case <-c.conn.Disconnected():
@@ -406,6 +422,14 @@ func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
 	case protocol.BeginAttempt:
 		clear(c.gsum)
 		c.attemptAt = time.Now()
+		if a.Step != c.begun && !c.stepEnded.IsZero() {
+			// A step's first attempt: its wall time runs from the end of
+			// the step before, so that whatever the coordinator does
+			// between them (its own update, the ledger) counts as
+			// waiting. A retry counts from its own plan.
+			c.attemptAt = c.stepEnded
+		}
+		c.begun = a.Step
 	case protocol.Welcome:
 		c.respond(a.Reply, welcome{Run: c.run, Spec: c.spec})
 	case protocol.ServeSnap:
@@ -498,15 +522,24 @@ func (c *Coordinator) serveSnap(a protocol.ServeSnap) {
 		Data: c.snapBuf, OptStep: c.job.optStep(), Checksum: c.snapSum})
 }
 
-// commit applies an attempt's assembled gradient to the master copy and
-// records it; it refuses (and the attempt is retried) a gradient that is not
-// finite or whose segments are not what their owners reduced.
+// commit checks an attempt's assembled gradient and starts applying it to
+// the master copy in a goroutine of its own, which also writes (and syncs)
+// its ledger line: the next step's plan goes out meanwhile (Committed,
+// NextStep), and the end of the apply is the event Applied (onApplied). It
+// refuses (and the attempt is retried) a gradient that is not finite or
+// whose segments are not what their owners reduced. The machine asks for a commit only when no apply is
+// pending, so there is one at a time, in step order.
 func (c *Coordinator) commit(a protocol.Commit) ([]protocol.Event, error) {
+	if c.apply != nil {
+		return nil, fmt.Errorf("cluster: commit of step %d while step %d is being applied", a.Step, c.apply.step)
+	}
 	if err := c.checkSegments(a); err != nil {
 		return []protocol.Event{protocol.CommitRefused{Step: a.Step, Kind: protocol.AbortSegments, Reason: err.Error()}}, nil
 	}
-	lossSum, tokens := finishGradient(c.gsum)
 	n := len(c.gsum) - 2
+	// The sums, not yet divided by the token count: a finite sum divided
+	// by a count of tokens (>= 1) is finite, so the check is the same.
+	lossSum, tokens := float64(c.gsum[n]), float64(c.gsum[n+1])
 	if !finiteGradient(c.gsum[:n]) || math.IsNaN(lossSum) || math.IsInf(lossSum, 0) || !(tokens > 0) {
 		// Every rank's own sums were finite: their sum is not. Name the
 		// rank that contributed the largest loss.
@@ -521,38 +554,104 @@ func (c *Coordinator) commit(a protocol.Commit) ([]protocol.Event, error) {
 				lossSum, tokens, worst.Sender, worst.Rank, worst.LossSum)}}, nil
 	}
 	lr := c.job.lr(a.Step)
-	norm := c.job.apply(c.gsum[:n], float32(lr))
+	// The step and the data cursor move now (the next step's batch is
+	// drawn from them); the parameters and the optimizer's state are the
+	// goroutine's until Applied, and nothing reads them meanwhile: the
+	// machine holds snapshots, checkpoints, evaluations and the end.
 	c.job.step = a.Step
 	c.job.cursor = c.nextCursor
 	c.snapValid = false
-	m, entry := c.record(a, lossSum, tokens, lr, norm)
-	if err := c.out.AppendLedger(entry); err != nil {
+	m, entry := c.record(a, lossSum, tokens, lr)
+	g := c.gsum
+	c.gsum, c.applyBuf = c.applyBuf, g
+	c.apply = &pendingApply{step: a.Step, m: m}
+	// The ledger is written only here, one step at a time, in step order.
+	// Its line is on disk before Applied, so before the step's metrics
+	// line and any checkpoint of the step (a resumed run truncates the
+	// ledger to its checkpoint).
+	job, out, done, hold, step := c.job, c.out, c.applied, c.hooks.holdApply, a.Step
+	go func() {
+		if hold != nil {
+			hold(step)
+		}
+		err := out.AppendLedger(entry)
+		finishGradient(g)
+		norm := job.apply(g[:n], float32(lr))
+		done <- appliedStep{step: step, norm: norm, sum: job.checksum(), err: err}
+	}()
+	if err := c.feed(protocol.Committed{Step: a.Step}, time.Now()); err != nil {
 		return nil, err
 	}
+	if !c.core.WantsWork() {
+		return nil, nil // the run ends (or pauses) once the apply is done
+	}
+	return []protocol.Event{c.nextStep()}, nil
+}
+
+// pendingApply is a committed step being applied to the master copy.
+type pendingApply struct {
+	step uint64
+	m    outputs.StepMetrics // its metrics line, less the gradient norm
+}
+
+// appliedStep is the end of an apply: the gradient norm before clipping
+// and the checksum of the new parameters.
+type appliedStep struct {
+	step uint64
+	norm float64
+	sum  uint64
+	err  error // writing the ledger line
+}
+
+// onApplied takes the end of the apply of a committed step: the state
+// machine learns the master's checksum (and lets what waited for it go
+// ahead: the checkpoint and evaluation of the step, snapshots, the commit
+// of the next step, the end of the run), then the step's metrics line is
+// queued, after its evaluation if it has one.
+func (c *Coordinator) onApplied(r appliedStep) error {
+	p := c.apply
+	if p == nil || p.step != r.step {
+		return fmt.Errorf("cluster: the apply of step %d ended unasked", r.step)
+	}
+	c.apply = nil
+	if r.err != nil {
+		return r.err
+	}
+	c.snapStep, c.snapSum, c.snapValid = r.step, r.sum, true
+	m := p.m
+	m.GradNorm = r.norm
 	c.metrics = &commitRow{}
-	if err := c.feed(protocol.Committed{Step: a.Step, Checksum: c.job.checksum()}, time.Now()); err != nil {
-		return nil, err
+	if err := c.feed(protocol.Applied{Step: r.step, Checksum: r.sum}, time.Now()); err != nil {
+		return err
 	}
-	// The actions of Committed (a checkpoint, an evaluation) have started:
+	// The actions of Applied (a checkpoint, an evaluation) have started:
 	// the line waits for the evaluation, if there is one.
-	if err := c.queueRow(m, c.metrics.wait); err != nil {
-		return nil, err
+	wait := c.metrics.wait
+	c.metrics = nil
+	if err := c.queueRow(m, wait); err != nil {
+		return err
 	}
 	if c.hooks.afterCommit != nil {
-		c.hooks.afterCommit(a.Step)
+		c.hooks.afterCommit(r.step)
 	}
-	if c.hooks.crashAfter == a.Step {
+	if c.hooks.crashAfter == r.step {
 		c.waitSide(false) // a checkpoint the test counts on is on disk
-		return nil, errCrashed
+		return errCrashed
 	}
 	if c.progress != nil {
 		c.progress(m)
 	}
-	c.metrics = nil
-	if c.ended != nil {
-		return nil, nil
+	return nil
+}
+
+// settleApply waits for the apply in flight, if any, when the loop stops
+// before it was done (an error, a crash): the master copy then holds the
+// committed step, as a checkpoint of c.job.step must.
+func (c *Coordinator) settleApply() {
+	if c.apply != nil {
+		<-c.applied
+		c.apply = nil
 	}
-	return []protocol.Event{c.nextStep()}, nil
 }
 
 // checkSegments checks that each owner's segment, as assembled, is the one
@@ -570,8 +669,13 @@ func (c *Coordinator) checkSegments(a protocol.Commit) error {
 }
 
 // record builds the metrics line and the ledger line of a committed step.
-func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr, norm float64) (outputs.StepMetrics, outputs.LedgerEntry) {
-	wall := time.Since(c.attemptAt).Seconds()
+// step_s (and tokens_per_s, MFU) run from the end of the step before to
+// this commit (a retry: from its own plan), so consecutive steps tile the
+// run's time; wait_s is step_s less the slowest compute and the all-reduce:
+// plans, segments, and whatever the coordinator does between two steps.
+func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr float64) (outputs.StepMetrics, outputs.LedgerEntry) {
+	c.stepEnded = time.Now()
+	wall := c.stepEnded.Sub(c.attemptAt).Seconds()
 	// compute: the slowest rank's gradient; all-reduce: from the moment the
 	// last rank entered the ring to the moment the last rank left it (a
 	// rank waiting in the ring for a slower neighbour counts as waiting).
@@ -592,7 +696,7 @@ func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr, norm float6
 	c.out.TokensThisRun += int64(tokens)
 	c.out.LastLoss = loss
 	m := outputs.StepMetrics{
-		Step: a.Step, Epoch: a.Epoch, Workers: len(a.Members), Loss: loss, TrainCE: ceSum / tokens, LR: lr, GradNorm: norm,
+		Step: a.Step, Epoch: a.Epoch, Workers: len(a.Members), Loss: loss, TrainCE: ceSum / tokens, LR: lr,
 		Tokens: int64(tokens), TotalTok: c.out.TotalTokens, TokensPerS: tokens / wall,
 		ComputeS: compute, ComputeCPUS: computeCPU, AllReduceS: ar, WaitS: max(0, wall-compute-ar), StepS: wall,
 		Attempts: a.Attempt, Bytes: int64(4 * len(c.gsum)), MFU: c.mfu(len(a.Batch), wall),

@@ -26,7 +26,12 @@
 // cluster.
 //
 // The coordinator's state is owned by the goroutine that runs it; NATS
-// callbacks only hand messages over channels. A worker's step and its
+// callbacks only hand messages over channels. Its own optimizer step is off
+// the critical path: once a step's gradient is checked and committed the
+// next plan goes out, and the master copy is updated in a goroutine of its
+// own (one at a time, its gradient in a buffer of its own), whose end is
+// the event Applied; snapshots, checkpoints, evaluations and the end of the
+// run wait for it in the state machine. A worker's step and its
 // snapshot loads run in goroutines of their own so that a newer plan can
 // cancel them.
 //

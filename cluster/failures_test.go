@@ -309,6 +309,66 @@ func TestSlowCheckpointIsOffTheCriticalPath(t *testing.T) {
 	}
 }
 
+// The coordinator's own optimizer step is off the critical path: while the
+// master's apply of step 3 is held, the plan of step 4 reaches the workers
+// (they apply step 3 from it). The reports of step 4 are checked against the
+// master's checksum once the apply is done, the checkpoint of step 3 waits
+// for it, and the run is the same, bit for bit, as one whose applies are not
+// held.
+func TestSlowMasterApplyIsOffTheCriticalPath(t *testing.T) {
+	cfg := testConfig(t, 10, 4)
+	cfg.Run.CheckpointEvery, cfg.Run.Keep = 3, 10
+	clean := trainRun(t, cfg, 2)
+
+	cfg.Run.Dir = t.TempDir()
+	cfg.Job += "a"
+	tc := newTestCluster(t, cfg)
+	planned := make(chan struct{})
+	var once atomic.Bool
+	for _, id := range []string{"w0", "w1"} {
+		tc.startWorker(id, workerHooks{afterApply: func(_ *Worker, s uint64) {
+			if s == 3 && once.CompareAndSwap(false, true) {
+				close(planned) // the plan of step 4 arrived
+			}
+		}})
+	}
+	var stuck atomic.Bool
+	hooks := coordHooks{holdApply: func(s uint64) {
+		if s != 3 {
+			return
+		}
+		select {
+		case <-planned:
+		case <-time.After(time.Minute):
+			stuck.Store(true) // the plan of step 4 waited for the apply
+		}
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, rows, kinds, err := tc.runCoordinatorKinds(ctx, tc.cfg, 2, hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stuck.Load() {
+		t.Fatal("the plan of step 4 did not go out while the master applied step 3")
+	}
+	if len(kinds) != 0 {
+		t.Errorf("aborted attempts %v; want none (a checksum abort: a replica is not the master)", kinds)
+	}
+	if len(rows) != len(clean) {
+		t.Fatalf("%d metrics lines; want %d", len(rows), len(clean))
+	}
+	for i := range rows {
+		if rows[i].Loss != clean[i].Loss || rows[i].GradNorm != clean[i].GradNorm {
+			t.Errorf("step %d: loss %v, grad norm %v; without the held apply %v, %v", i+1, rows[i].Loss, rows[i].GradNorm, clean[i].Loss, clean[i].GradNorm)
+		}
+	}
+	checkLedger(t, cfg.Run.Dir, 10)
+	if _, err := Verify(cfg.Run.Dir, ""); err != nil {
+		t.Errorf("verify: %v", err)
+	}
+}
+
 // An evaluation that takes longer than run.eval_every steps does not stop
 // the protocol: the steps go on, the evaluations that come due meanwhile are
 // skipped, and metrics.jsonl keeps every step in order, with the held

@@ -10,7 +10,9 @@ import (
 
 // The coordinator's evaluations and checkpoints run on copies of the
 // committed state, in goroutines of their own, off the protocol's path: a
-// long one delays neither plans nor heartbeats. A metrics line waits for its
+// long one delays neither plans nor heartbeats. The state machine asks for
+// them only once the master has applied the step (protocol.Applied), so
+// the copies are taken while no apply is running. A metrics line waits for its
 // step's evaluation, so metrics.jsonl keeps its order and its val_loss.
 
 // sideDone is the end of an evaluation or a checkpoint.

@@ -71,16 +71,28 @@ func (c CoordinatorConfig) Validate() error {
 
 // NextStep gives the work of the next step: the window ids of its global
 // batch and its learning rate. The runtime sends it at the start and after
-// every Committed but the last.
+// every Committed that leaves the machine waiting for work (WantsWork).
 type NextStep struct {
 	Step  uint64
 	Batch []int32
 	LR    float32
 }
 
-// Committed says the runtime applied the update of step Step to the master
-// copy and recorded it (ledger, metrics). Checksum is of the new parameters.
+// Committed says the runtime accepted the assembled gradient of step Step
+// (its segments are what their owners reduced, it and its loss are finite)
+// and started recording it and applying it to the master copy in the
+// background. The next plan may go out at once: the workers compute
+// step Step+1 while the master takes step Step.
 type Committed struct {
+	Step uint64
+}
+
+// Applied says the runtime finished applying the update of committed step
+// Step to the master copy. Checksum is of the new parameters: the workers'
+// reports of step Step+1 are checked against it. Until Applied, whatever
+// needs the master at Step (snapshots, checkpoints, evaluations, the end
+// of the run, the commit of the next step) waits in the machine.
+type Applied struct {
 	Step     uint64
 	Checksum uint64
 }
@@ -107,6 +119,7 @@ func (Disconnected) event()  {}
 func (Reconnected) event()   {}
 func (NextStep) event()      {}
 func (Committed) event()     {}
+func (Applied) event()       {}
 func (CommitRefused) event() {}
 
 // Actions of the coordinator.
@@ -148,10 +161,12 @@ type StoreSegment struct {
 	Data   []byte
 }
 
-// Commit asks the runtime to commit an attempt: divide the assembled vector
-// by the global token count, check it, clip, apply the optimizer step to the
-// master copy, record the ledger line and the metrics, then send Committed
-// (or CommitRefused). Dones are in rank order.
+// Commit asks the runtime to commit an attempt: check the assembled vector
+// (segments, finiteness) and send Committed, or CommitRefused; then, off
+// the protocol's path, one update at a time, record the ledger line, divide
+// by the global token count, clip and apply the optimizer step to the
+// master copy, and send Applied. The machine emits Commit only when no
+// apply is pending. Dones are in rank order.
 type Commit struct {
 	Step, Epoch uint64
 	Attempt     int
@@ -226,7 +241,8 @@ const (
 	waitWork   coordPhase = iota // no work given for the next step yet
 	forming                      // waiting for enough workers
 	running                      // an attempt is in flight
-	committing                   // the runtime is committing an attempt
+	committing                   // the runtime is checking an attempt's gradient
+	ending                       // the run ends once the pending apply is done
 	ended
 )
 
@@ -286,8 +302,19 @@ type Coordinator struct {
 	waiting     bool      // "waiting for workers" was logged
 	announced   time.Time // last announcement of the run while waiting
 	stopping    bool
-	out         []Action
+	// applying is the committed step whose update the runtime is applying
+	// to the master copy (0: none); baseSum is unknown until Applied.
+	applying uint64
+	// heldSnaps are snapshot requests of the committed step that wait for
+	// its apply; heldEnd the end of the run that waits for it.
+	heldSnaps []SnapRequestMsg
+	heldEnd   func()
+	out       []Action
 }
+
+// maxHeldSnaps bounds the snapshot requests held during an apply (each
+// worker has one in flight); more are refused.
+const maxHeldSnaps = 1024
 
 // NewCoordinator returns the machine of a coordinator that starts from
 // committed step cfg.Base, waiting for NextStep.
@@ -301,9 +328,14 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 // Step applies one event at time now and returns the actions to carry out.
 func (c *Coordinator) Step(ev Event, now time.Time) []Action {
 	c.out = nil
-	if c.phase == ended {
-		if r, ok := ev.(SnapRequestMsg); ok {
-			c.emit(RefuseSnap{Reply: r.Reply, Reason: "the run has ended"})
+	if c.phase == ended || c.phase == ending {
+		switch e := ev.(type) {
+		case SnapRequestMsg:
+			c.emit(RefuseSnap{Reply: e.Reply, Reason: "the run has ended"})
+		case Applied:
+			if c.phase == ending {
+				c.onApplied(e, now)
+			}
 		}
 		return c.out
 	}
@@ -324,6 +356,8 @@ func (c *Coordinator) Step(ev Event, now time.Time) []Action {
 		c.onSnap(e, now)
 	case Committed:
 		c.onCommitted(e)
+	case Applied:
+		c.onApplied(e, now)
 	case CommitRefused:
 		c.onRefused(e, now)
 	case Stop:
@@ -380,6 +414,14 @@ func (c *Coordinator) Failures(w string) int {
 	}
 	return 0
 }
+
+// WantsWork reports whether the machine waits for NextStep: the runtime
+// sends it after Committed only then (not when the run ends or pauses).
+func (c *Coordinator) WantsWork() bool { return c.phase == waitWork }
+
+// Applying is the committed step whose update is being applied to the
+// master copy (0: none).
+func (c *Coordinator) Applying() uint64 { return c.applying }
 
 func (c *Coordinator) onNextStep(e NextStep) {
 	if c.phase != waitWork || e.Step != c.base+1 {
@@ -533,6 +575,11 @@ func (c *Coordinator) onTick(now time.Time) {
 		return
 	}
 	a := c.att
+	if c.waitsForApply() {
+		// Every member reported and the vector is complete: the attempt
+		// waits for the coordinator's own apply, not for a worker.
+		return
+	}
 	if paused && !now.Before(a.deadline) {
 		c.abort(now, AbortPaused, fmt.Sprintf("the coordinator was paused for %v, past the step deadline", gap), nil)
 		return
@@ -677,9 +724,11 @@ func (c *Coordinator) judge(d *Done, r int) (kind, reason string) {
 		return AbortNonFinite, who + ": " + d.Err
 	case d.Err != "":
 		return AbortWorkerError, who + ": " + d.Err
-	case d.Checksum != c.baseSum:
+	case c.applying == 0 && d.Checksum != c.baseSum:
+		// While the master's apply is pending the checksum is compared
+		// when Applied gives it (onApplied).
 		c.workers[d.Sender].resync = true
-		return AbortChecksum, fmt.Sprintf("%s computed from parameters with checksum %016x, the master's is %016x; it will be re-seeded", who, d.Checksum, c.baseSum)
+		return AbortChecksum, mismatch(who, d.Checksum, c.baseSum)
 	case math.IsNaN(d.LossSum) || math.IsInf(d.LossSum, 0):
 		return AbortNonFinite, fmt.Sprintf("%s: loss sum %v", who, d.LossSum)
 	}
@@ -720,11 +769,23 @@ func (c *Coordinator) onSegment(s *Segment, now time.Time) {
 	c.complete(now)
 }
 
-// complete commits the attempt once every member reported and the segments
-// cover the whole vector.
+func mismatch(who string, got, master uint64) string {
+	return fmt.Sprintf("%s computed from parameters with checksum %016x, the master's is %016x; it will be re-seeded", who, got, master)
+}
+
+// waitsForApply reports whether the attempt in flight is complete and waits
+// only for the master's apply of the step before.
+func (c *Coordinator) waitsForApply() bool {
+	a := c.att
+	return c.applying != 0 && a != nil && a.ndone == len(c.members) && a.covered.total >= c.cfg.VectorLen
+}
+
+// complete commits the attempt once every member reported, the segments
+// cover the whole vector and the master has applied the step before (its
+// checksum has checked every report).
 func (c *Coordinator) complete(now time.Time) {
 	a := c.att
-	if a.ndone < len(c.members) || a.covered.total < c.cfg.VectorLen {
+	if a.ndone < len(c.members) || a.covered.total < c.cfg.VectorLen || c.applying != 0 {
 		return
 	}
 	c.recent[c.nrecent%len(c.recent)] = now.Sub(a.started)
@@ -795,12 +856,35 @@ func (c *Coordinator) onCommitted(e Committed) {
 	if c.phase != committing || e.Step != c.att.step {
 		panic(fmt.Sprintf("protocol: Committed of step %d while not committing it", e.Step))
 	}
-	c.base, c.baseSum, c.commitEpoch = e.Step, e.Checksum, c.att.epoch
+	if c.applying != 0 {
+		panic(fmt.Sprintf("protocol: Committed of step %d while step %d is being applied", e.Step, c.applying))
+	}
+	// The master's checksum of the new base is known at Applied.
+	c.base, c.baseSum, c.commitEpoch = e.Step, 0, c.att.epoch
+	c.applying = e.Step
 	for _, id := range c.members {
 		c.workers[id].failures = 0
 	}
 	c.att, c.work = nil, nil
 	c.phase = waitWork
+	switch {
+	case c.base >= c.cfg.Steps:
+		c.finish()
+	case c.stopping:
+		c.pause()
+	}
+}
+
+// onApplied takes the master's checksum of the committed step: the
+// checkpoint and the evaluation of that step, the snapshot requests and the
+// end of the run that waited for it go ahead, and the reports of the
+// attempt in flight, computed from the workers' copies of that step, are
+// checked against it.
+func (c *Coordinator) onApplied(e Applied, now time.Time) {
+	if c.applying == 0 || e.Step != c.applying {
+		panic(fmt.Sprintf("protocol: Applied of step %d while applying step %d", e.Step, c.applying))
+	}
+	c.applying, c.baseSum = 0, e.Checksum
 	last := c.base >= c.cfg.Steps
 	if k := c.cfg.CheckpointEvery; k > 0 && c.base%k == 0 && !last {
 		c.emit(Checkpoint{Step: c.base})
@@ -808,18 +892,61 @@ func (c *Coordinator) onCommitted(e Committed) {
 	if k := c.cfg.EvalEvery; k > 0 && c.base%k == 0 && !last {
 		c.emit(Evaluate{Step: c.base})
 	}
-	switch {
-	case last:
-		c.finish()
-	case c.stopping:
-		c.pause()
+	held := c.heldSnaps
+	c.heldSnaps = nil
+	for _, r := range held {
+		c.onSnap(r, now)
 	}
+	if c.phase == ending {
+		end := c.heldEnd
+		c.heldEnd = nil
+		end()
+		return
+	}
+	if c.phase != running {
+		return
+	}
+	var blame []string
+	var reason string
+	for r, d := range c.att.dones {
+		if d != nil && d.Checksum != c.baseSum {
+			c.workers[d.Sender].resync = true
+			blame = append(blame, d.Sender)
+			if reason == "" {
+				reason = mismatch(fmt.Sprintf("worker %s (rank %d)", d.Sender, r), d.Checksum, c.baseSum)
+			}
+		}
+	}
+	if len(blame) > 0 {
+		if len(blame) > 1 {
+			reason += fmt.Sprintf(" (and %d more)", len(blame)-1)
+		}
+		c.abort(now, AbortChecksum, reason, blame)
+		return
+	}
+	c.complete(now)
+}
+
+// endAfterApply holds the end of the run until the pending apply is done:
+// the final or pause plan commits a step the master must hold, and the
+// runtime checkpoints the master at End.
+func (c *Coordinator) endAfterApply(end func()) bool {
+	if c.applying == 0 {
+		return false
+	}
+	c.heldEnd = end
+	c.phase = ending
+	c.att = nil
+	return true
 }
 
 // finish ends the run after its last commit. Core NATS may lose a message:
 // the final plan (with Linger, a pause plan) goes out three times; a worker
 // acts on the first and is gone for the others.
 func (c *Coordinator) finish() {
+	if c.endAfterApply(c.finish) {
+		return
+	}
 	p := c.endPlan()
 	p.Final, p.Pause = !c.cfg.Linger, c.cfg.Linger
 	c.emit(SendPlan{p}, SendPlan{p}, SendPlan{p}, End{})
@@ -851,6 +978,9 @@ func (c *Coordinator) endPlan() Plan {
 // pause ends the incarnation at a step boundary: the workers apply the last
 // commit and wait for a coordinator; the runtime checkpoints.
 func (c *Coordinator) pause() {
+	if c.endAfterApply(c.pause) {
+		return
+	}
 	p := c.endPlan()
 	p.Pause = true
 	c.emit(SendPlan{p}, SendPlan{p}, SendPlan{p}, End{Err: ErrStopped})
@@ -859,6 +989,9 @@ func (c *Coordinator) pause() {
 
 // fail ends the run with err; the workers are told the job is over.
 func (c *Coordinator) fail(err error) {
+	if c.endAfterApply(func() { c.fail(err) }) {
+		return
+	}
 	p := c.endPlan()
 	p.Final = true
 	c.emit(SendPlan{p}, End{Err: err})
@@ -881,6 +1014,11 @@ func (c *Coordinator) onSnap(r SnapRequestMsg, now time.Time) {
 		refuse("step %d is not the committed step %d", r.Step, c.base)
 	case r.Offset > c.cfg.SnapBytes:
 		refuse("offset %d outside the %d-byte snapshot", r.Offset, c.cfg.SnapBytes)
+	case c.applying != 0 && len(c.heldSnaps) >= maxHeldSnaps:
+		refuse("step %d is being applied; ask again", c.base)
+	case c.applying != 0:
+		// The master is taking this step: served once it is applied.
+		c.heldSnaps = append(c.heldSnaps, r)
 	default:
 		n := min(max(r.Max, 1), c.cfg.SnapBytes-r.Offset)
 		c.emit(ServeSnap{Reply: r.Reply, Step: c.base, Offset: r.Offset, Len: n})

@@ -5,7 +5,8 @@
 // Events are decoded messages (Plan, Done, Segment, Heartbeat, HelloMsg,
 // SnapRequestMsg), the passing of time (Tick, with the time handed in), and
 // completions of what the runtime was asked to do (NextStep, Committed,
-// CommitRefused; Welcomed, HelloFailed, StepDone, SnapshotLoaded; Stop).
+// CommitRefused, Applied; Welcomed, HelloFailed, StepDone, SnapshotLoaded;
+// Stop).
 // Actions are messages to send (SendPlan, Welcome, ServeSnap, SendDone,
 // SendHeartbeat, ...), computations to start or cancel (StartStep,
 // CancelStep, LoadSnapshot, ApplyPending, Commit), files to write
@@ -19,10 +20,12 @@
 // the checks of every report and segment (run, epoch, step, sender, rank,
 // windows, checksum, finiteness, overflow-safe bounds, overlaps), commit,
 // abort and retry, eviction of a worker that keeps failing, snapshots, pause
-// and the end of the run; on the worker's side, following the coordinator's
-// run, staging an update until a plan commits exactly that attempt
-// (Plan.CommitEpoch), resync, leaving, and giving up on a coordinator that is
-// silent for too long. docs/protocol.md has the tables of states, events and
+// and the end of the run, and what waits for the master's apply of a
+// committed step, which runs concurrently with the next step (Committed,
+// then Applied with the master's checksum); on the worker's side,
+// following the coordinator's run, staging an update until a plan commits
+// exactly that attempt (Plan.CommitEpoch), resync, leaving, and giving up on
+// a coordinator that is silent for too long. docs/protocol.md has the tables of states, events and
 // actions.
 //
 // The machines do no I/O: no goroutines, channels, NATS, files or clocks.

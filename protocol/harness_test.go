@@ -141,7 +141,12 @@ type harness struct {
 	lastLine string
 	repeat   int
 
-	lateWelcome  time.Duration // welcomes arrive this much after they are sent
+	lateWelcome time.Duration // welcomes arrive this much after they are sent
+	// applyDelay is how long the runtime's apply of a committed step to
+	// the master copy takes (0: Applied follows Committed at once, before
+	// the next step's work is given).
+	applyDelay   time.Duration
+	applying     uint64 // the step being applied to the master copy (0: none)
 	batchSize    int
 	coordTimeout time.Duration
 }
@@ -202,7 +207,7 @@ func (h *harness) newCoordinator(base uint64) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.c, h.cDead, h.ended = c, false, nil
+	h.c, h.cDead, h.ended, h.applying = c, false, nil, 0
 	h.trace("c", "start run=%s base=%d", cfg.Run, base)
 	if base < cfg.Steps {
 		h.feedC(h.nextStep(base + 1))
@@ -348,6 +353,12 @@ func (h *harness) doC(a Action) {
 		}
 		h.send("c", a.Reply, "welcome", ev)
 	case ServeSnap:
+		if h.applying != 0 {
+			h.fatalf("the coordinator serves a snapshot of step %d while step %d is being applied", a.Step, h.applying)
+		}
+		if h.applyDelay > 0 && h.shown("serve") {
+			h.trace("c", "serve snapshot step=%d to %s", a.Step, a.Reply)
+		}
 		h.send("c", a.Reply, "snapchunk", snapReply{step: a.Step, history: slices.Clone(h.master)})
 	case RefuseSnap:
 		h.send("c", a.Reply, "snapchunk", snapReply{err: a.Reason})
@@ -366,10 +377,19 @@ func (h *harness) doC(a Action) {
 	case Evicted:
 		h.trace("c", "evict %s until +%v: %s", a.Worker, a.Until.Sub(h.now), a.Reason)
 	case Checkpoint:
+		if h.applying != 0 {
+			h.fatalf("checkpoint of step %d while step %d is being applied", a.Step, h.applying)
+		}
 		h.trace("c", "checkpoint step=%d", a.Step)
 	case Evaluate:
+		if h.applying != 0 {
+			h.fatalf("evaluation of step %d while step %d is being applied", a.Step, h.applying)
+		}
 		h.trace("c", "evaluate step=%d", a.Step)
 	case End:
+		if h.applying != 0 {
+			h.fatalf("the run ends while step %d is being applied", h.applying)
+		}
 		e := a
 		h.ended = &e
 		h.trace("c", "end err=%v", a.Err)
@@ -444,10 +464,43 @@ func (h *harness) commit(a Commit) {
 	if h.shown("commit") {
 		h.trace("c", "commit step=%d epoch=%d attempt=%d members=%v", a.Step, a.Epoch, a.Attempt, a.Members)
 	}
-	h.feedC(Committed{Step: a.Step, Checksum: hash(h.master)})
-	if a.Step < h.ccfg.Steps && !h.c.Ended() {
+	if h.applying != 0 {
+		h.fatalf("commit of step %d while step %d is being applied", a.Step, h.applying)
+	}
+	h.applying = a.Step
+	h.feedC(Committed{Step: a.Step})
+	sum := hash(h.master)
+	if h.applyDelay == 0 {
+		h.applied(a.Step, sum)
+	}
+	if h.c.WantsWork() {
 		h.feedC(h.nextStep(a.Step + 1))
 	}
+	if h.applyDelay > 0 {
+		c := h.c
+		var done func()
+		done = func() {
+			switch {
+			case h.c != c || h.cDead:
+			case h.now.Before(h.cPause):
+				// A frozen coordinator takes its apply's end when it
+				// resumes.
+				h.at(h.cPause.Sub(h.now), done)
+			default:
+				h.applied(a.Step, sum)
+			}
+		}
+		h.at(h.applyDelay, done)
+	}
+}
+
+// applied is the end of the runtime's apply of step s to the master copy.
+func (h *harness) applied(s, sum uint64) {
+	h.applying = 0
+	if h.applyDelay > 0 && h.shown("applied") {
+		h.trace("c", "applied step=%d", s)
+	}
+	h.feedC(Applied{Step: s, Checksum: sum})
 }
 
 func (h *harness) doW(w *hWorker, a Action) {

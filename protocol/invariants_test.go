@@ -30,6 +30,9 @@ func chaosRun(t *testing.T, seed uint64, check func(h *harness)) *harness {
 	h.tick = h.ccfg.Heartbeat / 2
 	h.quiet = map[string]bool{}
 	h.lateWelcome = time.Duration(seed%3) * 3 * time.Millisecond
+	// The master's apply: at once, or concurrently with the next step,
+	// shorter or longer than a step's compute.
+	h.applyDelay = time.Duration(seed%4) * 60 * time.Millisecond
 	h.newCoordinator(0)
 	names := []string{"w0", "w1", "w2", "w3"}
 	for i, n := range names[:3] {

@@ -61,6 +61,9 @@ func (h *harness) run(d *datadriven.TestData) {
 			VectorLen: hVector, PartFloats: hPartFloats, SnapBytes: 4096, LoadAllowance: time.Second,
 			CheckpointEvery: uint64(atoi(t, arg("ckpt", "0"))), EvalEvery: uint64(atoi(t, arg("eval", "0")))}
 		h.batchSize = atoi(t, arg("batch", "6"))
+		// apply=150ms: the master's apply of a committed step takes that
+		// long, concurrently with the next step (default: at once).
+		h.applyDelay = parseDur(t, arg("apply", "0s"))
 		h.coordTimeout = parseDur(t, arg("timeout", "10m"))
 		h.tick = h.ccfg.Heartbeat / 2
 		h.newCoordinator(0)
