@@ -366,17 +366,7 @@ func (c *Coordinator) Step(ev Event, now time.Time) []Action {
 		c.offline = true
 		c.log(slog.LevelWarn, "the coordinator lost its connection to the server")
 	case Reconnected:
-		c.offline = false
-		c.refresh(now)
-		// Plan the retry once every worker has been heard from again (it
-		// has reconnected too), or after three heartbeats.
-		c.freshBy = now.Add(3 * c.cfg.Heartbeat)
-		for _, m := range c.workers {
-			m.stale = true
-		}
-		if c.phase == running {
-			c.abort(now, AbortReconnect, "the coordinator's connection to the server was lost and made again; what was sent meanwhile is lost", nil)
-		}
+		c.onReconnected(now)
 	default:
 		panic(fmt.Sprintf("protocol: coordinator given %T", ev))
 	}
@@ -389,6 +379,20 @@ func (c *Coordinator) Step(ev Event, now time.Time) []Action {
 		c.finish()
 	}
 	return c.out
+}
+
+// onReconnected plans the retry once every worker has been heard from
+// again (it has reconnected too), or after three heartbeats.
+func (c *Coordinator) onReconnected(now time.Time) {
+	c.offline = false
+	c.refresh(now)
+	c.freshBy = now.Add(3 * c.cfg.Heartbeat)
+	for _, m := range c.workers {
+		m.stale = true
+	}
+	if c.phase == running {
+		c.abort(now, AbortReconnect, "the coordinator's connection to the server was lost and made again; what was sent meanwhile is lost", nil)
+	}
 }
 
 func (c *Coordinator) emit(a ...Action) { c.out = append(c.out, a...) }
