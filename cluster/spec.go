@@ -61,9 +61,9 @@ type JobSpec struct {
 	// of the job must use it, since a ring drops the parts of another wire.
 	// ErrorFeedback (bf16 only) makes each worker feed its rounding residual
 	// back into its next gradient.
-	Wire          string `msgpack:"wire" json:"wire"`
-	ErrorFeedback bool   `msgpack:"error_feedback,omitempty" json:"error_feedback,omitempty"`
-	Heartbeat      time.Duration `msgpack:"heartbeat" json:"heartbeat"`
+	Wire          string        `msgpack:"wire" json:"wire"`
+	ErrorFeedback bool          `msgpack:"error_feedback,omitempty" json:"error_feedback,omitempty"`
+	Heartbeat     time.Duration `msgpack:"heartbeat" json:"heartbeat"`
 	// Data is the coordinator's fingerprint of the data: a worker whose own
 	// copy differs refuses to join.
 	Data shard.Fingerprint `msgpack:"data" json:"data"`
