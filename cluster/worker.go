@@ -397,6 +397,7 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 		d.Err, d.ErrKind = fmt.Sprintf(format, args...), kind
 		return protocol.StepDone{Report: d}
 	}
+	w.job.stagedAt = nil // what the ring stages belongs to this attempt, once its ring succeeds
 	t0 := time.Now()
 	N := w.job.model.Config.NumParams()
 	g := w.job.model.Grads[:N+2]
@@ -405,7 +406,6 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 		return fail(protocol.FailCompute, "computing the gradient: %v", err)
 	}
 	g[N], g[N+1] = float32(sums.Loss), float32(sums.Tokens)
-	w.job.stagedAt = nil // what the ring stages now belongs to this attempt only once it succeeds
 	if w.job.resid != nil {
 		// Error feedback: what rounding lost of this worker's last
 		// committed contribution goes into this one (in the summed
