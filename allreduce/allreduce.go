@@ -29,6 +29,7 @@ type Transport interface {
 type Stats struct {
 	Applied     uint64 // parts added or copied into a vector
 	Sent        uint64 // parts sent
+	SentBytes   uint64 // bytes of the parts sent, envelopes included
 	Malformed   uint64 // not a well-formed envelope
 	ForeignRun  uint64 // another run id
 	StaleEpoch  uint64 // another epoch
@@ -36,17 +37,18 @@ type Stats struct {
 	FutureStep  uint64 // a later step (read only when the current step is failing)
 	WrongSender uint64 // not from the left neighbour
 	BadLength   uint64 // float bytes that do not match the part's length
+	WrongWire   uint64 // a part encoded on another wire (Options.Wire) than this rank's
 	BadChecksum uint64 // float bytes whose CRC-32C is not the envelope's: corrupted on the way
 	Unexpected  uint64 // a part this rank does not receive, a duplicate or out of order
 }
 
 // Dropped is the number of messages dropped for any reason.
 func (s Stats) Dropped() uint64 {
-	return s.Malformed + s.ForeignRun + s.StaleEpoch + s.StaleStep + s.FutureStep + s.WrongSender + s.BadLength + s.BadChecksum + s.Unexpected
+	return s.Malformed + s.ForeignRun + s.StaleEpoch + s.StaleStep + s.FutureStep + s.WrongSender + s.BadLength + s.WrongWire + s.BadChecksum + s.Unexpected
 }
 
 type counters struct {
-	applied, sent, malformed, foreignRun, staleEpoch, staleStep, futureStep, wrongSender, badLength, badChecksum, unexpected atomic.Uint64
+	applied, sent, sentBytes, malformed, foreignRun, staleEpoch, staleStep, futureStep, wrongSender, badLength, wrongWire, badChecksum, unexpected atomic.Uint64
 }
 
 // AbortError is the error of an all-reduce that could not finish. It names
@@ -64,6 +66,12 @@ type AbortError struct {
 	// match their CRC-32C (Stats.BadChecksum): the part waited for may have
 	// arrived corrupted.
 	Corrupt uint64
+	// Wire is this rank's wire (Options.Wire).
+	Wire Wire
+	// WrongWire is how many of them were dropped because they were encoded
+	// on another wire than this rank's (Stats.WrongWire): a neighbour runs
+	// with another allreduce wire.
+	WrongWire uint64
 	// Lost is the number of messages the transport's mailbox dropped during
 	// the call (stale, unlabelled, over its limits, nats.go's slow-consumer
 	// drops), if the transport has a Dropped() uint64 method.
@@ -75,6 +83,9 @@ func (e *AbortError) Error() string {
 	corrupt := ""
 	if e.Corrupt > 0 {
 		corrupt = fmt.Sprintf(" (%d with a bad checksum)", e.Corrupt)
+	}
+	if e.WrongWire > 0 {
+		corrupt += fmt.Sprintf(" (%d encoded on another wire than this rank's %v)", e.WrongWire, e.Wire)
 	}
 	return fmt.Sprintf("allreduce: rank %d of %d waiting on link %d->%d for (epoch %d, step %d, from %d, %v): received %d of %d parts, dropped %d messages%s, mailbox dropped %d: %v",
 		e.Rank, e.N, e.From, e.Rank, e.Header.Epoch, e.Header.Step, e.From, e.Missing, e.Received, e.Expected, e.Dropped, corrupt, e.Lost, e.Err)
@@ -99,9 +110,9 @@ func NewReducer() *Reducer { return new(Reducer) }
 // Stats returns the counters accumulated over all calls.
 func (r *Reducer) Stats() Stats {
 	return Stats{
-		Applied: r.c.applied.Load(), Sent: r.c.sent.Load(), Malformed: r.c.malformed.Load(),
+		Applied: r.c.applied.Load(), Sent: r.c.sent.Load(), SentBytes: r.c.sentBytes.Load(), Malformed: r.c.malformed.Load(),
 		ForeignRun: r.c.foreignRun.Load(), StaleEpoch: r.c.staleEpoch.Load(), StaleStep: r.c.staleStep.Load(),
-		FutureStep: r.c.futureStep.Load(), WrongSender: r.c.wrongSender.Load(), BadLength: r.c.badLength.Load(),
+		FutureStep: r.c.futureStep.Load(), WrongSender: r.c.wrongSender.Load(), BadLength: r.c.badLength.Load(), WrongWire: r.c.wrongWire.Load(),
 		BadChecksum: r.c.badChecksum.Load(), Unexpected: r.c.unexpected.Load(),
 	}
 }
@@ -148,6 +159,11 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 	} else if _, ok := ctx.Deadline(); !ok {
 		return ErrNoDeadline
 	}
+	resid := opts.Residual
+	if resid != nil && len(resid) != len(data) {
+		return fmt.Errorf("%w: a Residual of %d floats for a vector of %d", ErrBadOptions, len(resid), len(data))
+	}
+	clear(resid)
 	if n == 1 {
 		if owned != nil {
 			owned(0, data)
@@ -161,19 +177,41 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 		r.buf = make([]byte, 0, opts.ChunkBytes)
 	}
 	right, left := ring.Right(), ring.Left()
-	dropped0, corrupt0 := r.Stats().Dropped(), r.c.badChecksum.Load()
+	dropped0, corrupt0, wrongWire0 := r.Stats().Dropped(), r.c.badChecksum.Load(), r.c.wrongWire.Load()
 	lost0 := transportDropped(t)
+	bf16 := opts.Wire == WireBF16
+	exact := len(data) - min(opts.ExactTail, len(data)) // floats from exact on travel as float32
+	rounded := func(off, m int) int { return rounded(opts.Wire, exact, off, m) }
+	// res is where the residuals of the part at off of nb rounded floats
+	// go, nil when they are not kept.
+	res := func(off, nb int) []float32 {
+		if resid == nil {
+			return nil
+		}
+		return resid[off : off+nb]
+	}
 
-	// send sends part id with the floats x, or x + in when in is not nil.
-	// crc, when not nil, is the CRC-32C of the floats sent, known already
-	// (a copy forwarded unchanged).
-	send := func(id PartID, x []float32, in []byte, crc *uint32) error {
+	// send sends part id, at offset off, with the floats x, or x + in when
+	// in is not nil; on the bf16 wire it rounds what it sends, keeping the
+	// residuals when round is set. crc, when not nil, is the CRC-32C of the
+	// bytes sent, known already (a copy forwarded unchanged).
+	send := func(id PartID, off int, x []float32, in []byte, crc *uint32, round bool) error {
 		var fl []byte
-		r.buf, fl = appendHeader(r.buf[:0], h, id, rank, 4*len(x))
-		if in == nil {
+		nb := rounded(off, len(x))
+		r.buf, fl = appendHeader(r.buf[:0], h, id, rank, opts.Wire, wireBytes(len(x), nb))
+		var rs []float32
+		if round {
+			rs = res(off, nb)
+		}
+		switch {
+		case !bf16 && in == nil:
 			putFloats(fl, x)
-		} else {
+		case !bf16:
 			sumFloats(fl, x, in)
+		case in == nil:
+			putBF16(fl, x, nb, rs)
+		default:
+			sumBF16(fl, x, in, nb, rs)
 		}
 		if crc != nil {
 			sealMessageWith(r.buf, fl, *crc)
@@ -184,6 +222,7 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 			return err
 		}
 		r.c.sent.Add(1)
+		r.c.sentBytes.Add(uint64(len(r.buf)))
 		return nil
 	}
 	abort := func(err error) error {
@@ -196,13 +235,14 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 			err = fmt.Errorf("transport: %w", err)
 		}
 		return &AbortError{Rank: rank, N: n, From: left, Header: h, Missing: miss,
-			Received: ring.Received(), Expected: ring.Expected(), Dropped: r.Stats().Dropped() - dropped0, Corrupt: r.c.badChecksum.Load() - corrupt0, Lost: transportDropped(t) - lost0, Err: err}
+			Received: ring.Received(), Expected: ring.Expected(), Dropped: r.Stats().Dropped() - dropped0, Corrupt: r.c.badChecksum.Load() - corrupt0,
+			Wire: opts.Wire, WrongWire: r.c.wrongWire.Load() - wrongWire0, Lost: transportDropped(t) - lost0, Err: err}
 	}
 
 	r.start = ring.Start(r.start[:0])
 	for _, id := range r.start {
 		off, m := plan.Part(id.Segment, id.Part)
-		if err := send(id, data[off:off+m], nil, nil); err != nil {
+		if err := send(id, off, data[off:off+m], nil, nil, true); err != nil {
 			return abort(err)
 		}
 	}
@@ -216,34 +256,9 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 			r.c.malformed.Add(1)
 			continue
 		}
-		switch {
-		case string(e.run) != h.Run:
-			r.c.foreignRun.Add(1)
-			continue
-		case e.epoch != h.Epoch:
-			r.c.staleEpoch.Add(1)
-			continue
-		case e.step < h.Step:
-			r.c.staleStep.Add(1)
-			continue
-		case e.step > h.Step:
-			r.c.futureStep.Add(1)
-			continue
-		case e.sender != uint64(left):
-			r.c.wrongSender.Add(1)
-			continue
-		case e.phase > uint64(AllGather) || e.hop >= uint64(n) || e.segment >= uint64(n) || e.part > uint64(len(data)):
-			r.c.unexpected.Add(1)
-			continue
-		}
-		id := PartID{Phase(e.phase), int(e.hop), int(e.segment), int(e.part)}
-		if id.Part >= plan.Parts(id.Segment) {
-			r.c.unexpected.Add(1)
-			continue
-		}
-		off, m := plan.Part(id.Segment, id.Part)
-		if len(e.data) != 4*m {
-			r.c.badLength.Add(1)
+		id, off, m, nb, bad := accept(&e, h, left, plan, opts.Wire, exact, &r.c)
+		if bad != nil {
+			bad.Add(1)
 			continue
 		}
 		if !ring.Awaits(id) {
@@ -268,30 +283,84 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 		case st.Add && !st.Owned:
 			// A partial sum on its way: this rank's copy of the segment is
 			// overwritten in the all-gather, so the sum is written into
-			// the outgoing message only.
+			// the outgoing message only (rounded there, on the bf16 wire).
 			in = e.data
+		case st.Add && bf16:
+			// The owner rounds the full sum in place: the all-gather
+			// copies exactly these bits to every other rank, and the owned
+			// callback sees them too.
+			addBF16(x, e.data, nb, res(off, nb))
+			if owned != nil {
+				owned(off, x)
+			}
 		case st.Add:
 			addFloats(x, e.data)
 			if owned != nil {
 				owned(off, x)
 			}
+		case bf16:
+			copyBF16(x, e.data, nb)
 		default:
 			copyFloats(x, e.data)
 		}
 		var same *uint32
 		if !st.Add {
 			// A copy goes on as it came: its checksum is the one just
-			// verified.
+			// verified (x holds exactly the floats of its bytes).
 			c := uint32(e.crc)
 			same = &c
 		}
 		if st.Send {
-			if err := send(st.Next, x, in, same); err != nil {
+			if err := send(st.Next, off, x, in, same, in != nil); err != nil {
 				return abort(err)
 			}
 		}
 	}
 	return nil
+}
+
+// rounded is how many floats of the part at off of m floats travel as
+// bfloat16 on wire w when the floats from exact on travel as float32.
+func rounded(w Wire, exact, off, m int) int {
+	if w != WireBF16 {
+		return 0
+	}
+	return min(max(exact-off, 0), m)
+}
+
+// accept checks a decoded envelope against the all-reduce a rank is in (its
+// header h, its left neighbour, the plan, its wire and where the exact tail
+// starts) and returns the part's id, offset, length and bfloat16 floats, or
+// the counter of the reason it must be dropped. Whether the ring awaits the
+// part and its checksum are checked after.
+func accept(e *envelope, h Header, left int, plan Plan, w Wire, exact int, c *counters) (id PartID, off, m, nb int, bad *atomic.Uint64) {
+	n := plan.N
+	switch {
+	case string(e.run) != h.Run:
+		return id, 0, 0, 0, &c.foreignRun
+	case e.epoch != h.Epoch:
+		return id, 0, 0, 0, &c.staleEpoch
+	case e.step < h.Step:
+		return id, 0, 0, 0, &c.staleStep
+	case e.step > h.Step:
+		return id, 0, 0, 0, &c.futureStep
+	case e.sender != uint64(left):
+		return id, 0, 0, 0, &c.wrongSender
+	case e.phase > uint64(AllGather) || e.hop >= uint64(n) || e.segment >= uint64(n) || e.part > uint64(plan.Len):
+		return id, 0, 0, 0, &c.unexpected
+	case e.wire != uint64(w):
+		return id, 0, 0, 0, &c.wrongWire
+	}
+	id = PartID{Phase(e.phase), int(e.hop), int(e.segment), int(e.part)}
+	if id.Part >= plan.Parts(id.Segment) {
+		return id, 0, 0, 0, &c.unexpected
+	}
+	off, m = plan.Part(id.Segment, id.Part)
+	nb = rounded(w, exact, off, m)
+	if len(e.data) != wireBytes(m, nb) {
+		return id, 0, 0, 0, &c.badLength
+	}
+	return id, off, m, nb, nil
 }
 
 // transportDropped is t's count of dropped messages, if it keeps one.

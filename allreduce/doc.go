@@ -24,18 +24,47 @@
 // # Wire format
 //
 // A message is one msgpack array [run, epoch, step, phase, hop, segment,
-// part, sender, crc, data] with the floats as little-endian bytes in the bin
-// field data and crc the CRC-32C (Castagnoli, hash/crc32, computed with the
-// CPU's CRC32 instructions where it has them) of those bytes
-// (AppendMessage). It is decoded by hand, with every length checked against
+// part, sender, wire, crc, data] with the floats as little-endian bytes in
+// the bin field data, wire their encoding (0 float32, 1 bfloat16: Wire) and
+// crc the CRC-32C (Castagnoli, hash/crc32, computed with the CPU's CRC32
+// instructions where it has them) of those bytes (AppendMessage,
+// AppendMessageWire). It is decoded by hand, with every length checked against
 // the bytes present (package msgcheck) and nothing allocated, and then
 // matched against the receiver's Header, its left neighbour and the Plan;
 // anything that does not match (another run, epoch or step, a wrong sender,
-// hop, segment or part, a wrong length, a duplicate) is dropped and counted
+// hop, segment or part, another wire, a wrong length, a duplicate) is
+// dropped and counted
 // in Stats, never applied. A part whose floats do not match their crc was
 // corrupted on the way: it is dropped and counted (Stats.BadChecksum), so the
 // part stays missing and the call ends in an abort that names it
 // (AbortError.Corrupt says how many were dropped so), never in a wrong sum.
+//
+// # The bf16 wire
+//
+// With Options.Wire = WireBF16 every float but the vector's last
+// Options.ExactTail crosses the wire as a bfloat16 (BF16: the float32's high
+// 16 bits, rounded to nearest, ties to even; infinities kept, overflow to
+// infinity, every NaN made the quiet NaN of its sign), 2 bytes instead of 4;
+// the tail (a loss sum and a token count, in cluster/) stays float32, so a
+// part's data is its bfloat16 floats then its tail floats, and its length
+// follows from the Plan. Parts are cut as on the f32 wire (PartFloats), in
+// about half the bytes. Sums are accumulated in float32: a rank adds the
+// bfloat16 it receives to its own float32 and rounds the sum again before it
+// sends it on, so each float is rounded once by every rank, and the owner of
+// a segment rounds the full sum in place before the all-gather: every rank,
+// the owner included, ends with the same rounded reduced segment, bit for
+// bit, and the owned callback sees those rounded values. Partial sums are
+// rounded at every hop, so the result depends on the ring's size and order
+// (cluster/ promises world-size invariance for the f32 wire only); with one
+// rank nothing is rounded.
+//
+// Options.Residual receives the rank's rounding residual for error
+// feedback: for every float the value v the rank held in float32 before it
+// rounded it, minus RoundBF16(v) (exact in float32; 0 for the exact tail,
+// for non-finite values and with one rank). Over the ranks, residuals plus
+// the result are the inputs' sum up to float32's own additions, so a rank
+// that adds its residual to its next input gives back what rounding lost.
+// Keeping, staging and discarding residuals is the caller's business.
 //
 // # Failure
 //

@@ -79,6 +79,34 @@ type Options struct {
 	// context's deadline alone; with neither, AllReduce refuses to start.
 	// Default 10s.
 	Deadline time.Duration
+	// Wire is how the floats cross the wire: WireF32 (the default, exact)
+	// or WireBF16 (half the bytes: every part rounded to bfloat16, sums
+	// still accumulated in float32, and every rank, the owner of a segment
+	// included, keeping the same rounded reduced segment, so the result is
+	// still bit-identical on every rank). Every rank of a ring must use the
+	// same Wire; a part of another wire is dropped (Stats.WrongWire).
+	Wire Wire
+	// ExactTail is how many of the vector's last floats cross the wire as
+	// float32 whatever Wire says: sums that bfloat16's 8 bits of mantissa
+	// would spoil, such as a loss sum and a token count. Every rank must
+	// use the same ExactTail. Default 0; more than the vector's length
+	// means the whole vector.
+	ExactTail int
+	// Residual, when not nil, must have the vector's length and WireBF16 be
+	// set: AllReduce then stores into it this rank's rounding residual.
+	// Each float of the vector is rounded to bfloat16 by each rank exactly
+	// once in the reduce-scatter: the value v the rank holds in float32
+	// (its own float, for its own segment on hop 0; the partial sum
+	// received plus its own float, for a segment it passes on; the full sum,
+	// for the segment it owns) is sent as RoundBF16(v), and Residual[i] =
+	// v - RoundBF16(v), which is exact in float32; it is 0 for the exact
+	// tail, where v or its rounding is not finite, and everywhere when the
+	// ring has one rank (nothing crosses a wire). Summed over the ranks,
+	// the residuals plus the reduced vector are the sum of the inputs (up to
+	// float32's own rounding of the additions): adding a rank's residual
+	// to its next input (error feedback) gives back what rounding lost. On
+	// an abort Residual holds a partial result and must not be used.
+	Residual []float32
 }
 
 // DefaultOptions returns the defaults documented on Options.
@@ -94,8 +122,19 @@ func (o Options) Validate() error {
 	if o.Deadline < 0 {
 		return fmt.Errorf("%w: Deadline = %v, want >= 0", ErrBadOptions, o.Deadline)
 	}
+	if o.Wire != WireF32 && o.Wire != WireBF16 {
+		return fmt.Errorf("%w: Wire = %v, want f32 or bf16", ErrBadOptions, o.Wire)
+	}
+	if o.ExactTail < 0 {
+		return fmt.Errorf("%w: ExactTail = %d, want >= 0", ErrBadOptions, o.ExactTail)
+	}
+	if o.Residual != nil && o.Wire != WireBF16 {
+		return fmt.Errorf("%w: a Residual with Wire = %v (only the bf16 wire rounds)", ErrBadOptions, o.Wire)
+	}
 	return nil
 }
 
-// PartFloats is the number of floats one message carries at most.
+// PartFloats is the number of floats one message carries at most. It does
+// not depend on Wire: a part on the bf16 wire has the same floats, in about
+// half the bytes, so that every wire cuts the vector the same way.
 func (o Options) PartFloats() int { return (o.ChunkBytes - EnvelopeOverhead) / 4 }

@@ -10,12 +10,18 @@ import (
 	"github.com/klring/klring/msgcheck"
 )
 
-// The envelope of a ring message is one msgpack array of ten elements:
+// The envelope of a ring message is one msgpack array of eleven elements:
 //
 //	[run str, epoch uint, step uint, phase uint, hop uint, segment uint,
-//	 part uint, sender uint, crc uint, data bin]
+//	 part uint, sender uint, wire uint, crc uint, data bin]
 //
-// data holds the part's floats as little-endian IEEE 754 bits, 4 bytes each;
+// wire is the encoding of data (Wire): with WireF32, data holds the part's
+// floats as little-endian IEEE 754 binary32 bits, 4 bytes each; with
+// WireBF16, the part's floats below the vector's exact tail as little-endian
+// bfloat16 bits, 2 bytes each, then those of the exact tail (at most
+// Options.ExactTail floats, the vector's last) as binary32. A receiver knows
+// the part's length and where the tail starts from its Plan and Options, and
+// drops a part of another wire or of another byte length.
 // crc is the CRC-32C (Castagnoli) of data's bytes, so that a part corrupted
 // on its way is dropped rather than summed. The envelope is what
 // github.com/vmihailenco/msgpack/v5 makes of a struct tagged
@@ -28,7 +34,7 @@ import (
 // allocation.
 
 // envelopeFields is the number of elements of the envelope's array.
-const envelopeFields = 10
+const envelopeFields = 11
 
 // crcLen is the width of the crc field: msgcheck.Uint32 and 4 bytes, always,
 // so that it can be written after the floats it covers.
@@ -49,18 +55,31 @@ type envelope struct {
 	segment uint64
 	part    uint64
 	sender  uint64
+	wire    uint64
 	crc     uint64
 	data    []byte
 }
 
 // AppendMessage appends to dst the message of part id of h sent by sender
-// carrying the floats x, with their CRC-32C. The envelope is padded (by
-// choosing wider msgpack encodings of the run id and the phase) so that the
-// floats start at a multiple of 4 bytes from the start of the message.
+// carrying the floats x on the f32 wire, with their CRC-32C. The envelope is
+// padded (by choosing wider msgpack encodings of the run id and the phase)
+// so that the floats start at a multiple of 4 bytes from the start of the
+// message.
 func AppendMessage(dst []byte, h Header, id PartID, sender int, x []float32) []byte {
+	return AppendMessageWire(dst, h, id, sender, WireF32, x, 0)
+}
+
+// AppendMessageWire is AppendMessage on wire w: with WireBF16 the floats
+// x[:nb] are rounded to bfloat16 (BF16) and x[nb:] sent as float32 (the
+// part's share of the exact tail); with WireF32 nb is ignored.
+func AppendMessageWire(dst []byte, h Header, id PartID, sender int, w Wire, x []float32, nb int) []byte {
+	if w != WireBF16 {
+		nb = 0
+	}
+	nb = min(max(nb, 0), len(x))
 	start := len(dst)
-	dst, b := appendHeader(dst, h, id, sender, 4*len(x))
-	putFloats(b, x)
+	dst, b := appendHeader(dst, h, id, sender, w, wireBytes(len(x), nb))
+	putBF16(b, x, nb, nil)
 	sealMessage(dst[start:], b)
 	return dst
 }
@@ -68,9 +87,9 @@ func AppendMessage(dst []byte, h Header, id PartID, sender int, x []float32) []b
 // appendHeader appends the envelope of a message carrying nb bytes of floats
 // and reserves them: it returns the message and its float bytes, to be
 // filled by the caller, who then seals the message (sealMessage).
-func appendHeader(dst []byte, h Header, id PartID, sender int, nb int) (msg, floats []byte) {
+func appendHeader(dst []byte, h Header, id PartID, sender int, w Wire, nb int) (msg, floats []byte) {
 	hdr := 1 + strHdrLen(len(h.Run)) + len(h.Run) + uintLen(h.Epoch) + uintLen(h.Step) + uintLen(uint64(id.Phase)) +
-		uintLen(uint64(id.Hop)) + uintLen(uint64(id.Segment)) + uintLen(uint64(id.Part)) + uintLen(uint64(sender)) + crcLen + binHdrLen(nb)
+		uintLen(uint64(id.Hop)) + uintLen(uint64(id.Segment)) + uintLen(uint64(id.Part)) + uintLen(uint64(sender)) + uintLen(uint64(w)) + crcLen + binHdrLen(nb)
 	pad := (4 - hdr%4) % 4
 	dst = append(dst, msgcheck.FixArray|envelopeFields)
 	switch n := len(h.Run); {
@@ -93,6 +112,7 @@ func appendHeader(dst []byte, h Header, id PartID, sender int, nb int) (msg, flo
 	dst = appendUint(dst, uint64(id.Segment))
 	dst = appendUint(dst, uint64(id.Part))
 	dst = appendUint(dst, uint64(sender))
+	dst = appendUint(dst, uint64(w))
 	dst = append(dst, msgcheck.Uint32, 0, 0, 0, 0) // the crc, sealed later
 	switch {
 	case nb <= math.MaxUint8:
@@ -207,7 +227,7 @@ func decodeEnvelope(b []byte, e *envelope) error {
 	for _, f := range [...]struct {
 		p    *uint64
 		name string
-	}{{&e.epoch, "epoch"}, {&e.step, "step"}, {&e.phase, "phase"}, {&e.hop, "hop"}, {&e.segment, "segment"}, {&e.part, "part"}, {&e.sender, "sender"}, {&e.crc, "crc"}} {
+	}{{&e.epoch, "epoch"}, {&e.step, "step"}, {&e.phase, "phase"}, {&e.hop, "hop"}, {&e.segment, "segment"}, {&e.part, "part"}, {&e.sender, "sender"}, {&e.wire, "wire"}, {&e.crc, "crc"}} {
 		if *f.p, b, err = msgcheck.ReadUint(b); err != nil {
 			return fmt.Errorf("%w: %s: %w", ErrMalformed, f.name, err)
 		}

@@ -21,6 +21,7 @@ type wireEnvelope struct {
 	Segment  uint32
 	Part     uint32
 	Sender   uint32
+	Wire     uint8
 	CRC      uint32
 	Data     []byte
 }
@@ -103,17 +104,18 @@ func TestDecodeRejects(t *testing.T) {
 	}{
 		{"empty", nil},
 		{"map", []byte{0x80}},
-		{"array of 9 (the envelope without a crc)", append([]byte{0x99}, good[1:]...)},
+		{"array of 10 (the envelope without a crc)", append([]byte{0x9a}, good[1:]...)},
 		{"array16 of 65535", append([]byte{0xdc, 0xff, 0xff}, good[1:]...)},
 		{"truncated", good[:len(good)-1]},
 		{"trailing", append(append([]byte(nil), good...), 0)},
-		{"str32 of 4 GiB", []byte{0x9a, 0xdb, 0xff, 0xff, 0xff, 0xff, 'a'}},
-		{"bin32 of 2 GiB", []byte{0x9a, 0xa0, 1, 1, 1, 1, 1, 1, 1, 0, 0xc6, 0x7f, 0xff, 0xff, 0xff, 0}},
-		{"negative int", []byte{0x9a, 0xa0, 0xd0, 0xff, 1, 1, 1, 1, 1, 1, 0, 0xc4, 0}},
-		{"negative fixint", []byte{0x9a, 0xa0, 0xff, 1, 1, 1, 1, 1, 1, 0, 0xc4, 0}},
-		{"float epoch", []byte{0x9a, 0xa0, 0xca, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0xc4, 0}},
-		{"nil run", []byte{0x9a, 0xc0, 1, 1, 1, 1, 1, 1, 1, 0, 0xc4, 0}},
-		{"crc of 33 bits", []byte{0x9a, 0xa0, 1, 1, 1, 1, 1, 1, 1, 0xcf, 0, 0, 0, 1, 0, 0, 0, 0, 0xc4, 0}},
+		{"str32 of 4 GiB", []byte{0x9b, 0xdb, 0xff, 0xff, 0xff, 0xff, 'a'}},
+		{"bin32 of 2 GiB", []byte{0x9b, 0xa0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0xc6, 0x7f, 0xff, 0xff, 0xff, 0}},
+		{"negative int", []byte{0x9b, 0xa0, 0xd0, 0xff, 1, 1, 1, 1, 1, 1, 1, 0, 0xc4, 0}},
+		{"negative fixint", []byte{0x9b, 0xa0, 0xff, 1, 1, 1, 1, 1, 1, 1, 0, 0xc4, 0}},
+		{"float epoch", []byte{0x9b, 0xa0, 0xca, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0xc4, 0}},
+		{"nil run", []byte{0x9b, 0xc0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0xc4, 0}},
+		{"negative wire", []byte{0x9b, 0xa0, 1, 1, 1, 1, 1, 1, 1, 0xff, 0, 0xc4, 0}},
+		{"crc of 33 bits", []byte{0x9b, 0xa0, 1, 1, 1, 1, 1, 1, 1, 1, 0xcf, 0, 0, 0, 1, 0, 0, 0, 0, 0xc4, 0}},
 	} {
 		var e envelope
 		if err := decodeEnvelope(tc.b, &e); !errors.Is(err, ErrMalformed) {
@@ -140,8 +142,14 @@ func TestDecodeAllocatesNothing(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	f.Add(AppendMessage(nil, Header{"run", 1, 2}, PartID{AllGather, 1, 2, 3}, 4, []float32{1, 2}))
 	f.Add(AppendMessage(nil, Header{"", 1 << 33, 300}, PartID{}, 70000, nil))
-	f.Add([]byte{0x9a, 0xdb, 0xff, 0xff, 0xff, 0xff})
-	f.Add([]byte{0xdc, 0, 10, 0xa0, 1, 1, 1, 1, 1, 1, 1, 0xd2, 0, 0, 0, 0, 0xc4, 0})
+	f.Add(AppendMessageWire(nil, Header{"run", 1, 2}, PartID{ReduceScatter, 0, 1, 0}, 1, WireBF16, []float32{1, 2, 3}, 2))
+	f.Add(AppendMessageWire(nil, Header{"r", 3, 4}, PartID{AllGather, 1, 0, 2}, 2, WireBF16, []float32{float32(math.NaN()), float32(math.Inf(-1)), 3e38}, 3))
+	// Parts a receiver of the fuzz body's plan accepts: the last part of
+	// segment 3 with its exact tail on the bf16 wire; a whole part on f32.
+	f.Add(AppendMessageWire(nil, Header{"run", 1, 2}, PartID{ReduceScatter, 1, 3, 2}, 3, WireBF16, make([]float32, 50), 48))
+	f.Add(AppendMessage(nil, Header{"run", 1, 2}, PartID{AllGather, 2, 0, 1}, 0, make([]float32, 100)))
+	f.Add([]byte{0x9b, 0xdb, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0xdc, 0, 11, 0xa0, 1, 1, 1, 1, 1, 1, 1, 1, 0xd2, 0, 0, 0, 0, 0xc4, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var e envelope
 		if err := decodeEnvelope(b, &e); err != nil {
@@ -163,6 +171,7 @@ func FuzzDecode(f *testing.F) {
 			Segment  uint64
 			Part     uint64
 			Sender   uint64
+			Wire     uint64
 			CRC      uint64
 			Data     []byte
 		}
@@ -170,8 +179,40 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decodeEnvelope(%x) accepted what msgpack.Unmarshal rejects: %v", b, err)
 		}
 		if !bytes.Equal(w.Run, e.run) || w.Epoch != e.epoch || w.Step != e.step || w.Phase != e.phase || w.Hop != e.hop ||
-			w.Segment != e.segment || w.Part != e.part || w.Sender != e.sender || w.CRC != e.crc || !bytes.Equal(w.Data, e.data) {
+			w.Segment != e.segment || w.Part != e.part || w.Sender != e.sender || w.Wire != e.wire || w.CRC != e.crc || !bytes.Equal(w.Data, e.data) {
 			t.Fatalf("decodeEnvelope(%x) = %+v; msgpack.Unmarshal = %+v", b, e, w)
+		}
+		// What a receiver of each wire does with it: its own run, attempt
+		// and left neighbour, so that only the part, the wire and the length
+		// decide. A part it accepts has exactly the bytes its wire gives
+		// that part, and decoding, adding and re-encoding it cannot panic.
+		const L, n, pf, tail = 1000, 4, 100, 2
+		plan := NewPlan(L, n, pf)
+		h := Header{Run: string(e.run), Epoch: e.epoch, Step: e.step}
+		left := int(min(e.sender, n-1))
+		for _, wire := range []Wire{WireF32, WireBF16} {
+			var c counters
+			id, off, m, nb, bad := accept(&e, h, left, plan, wire, L-tail, &c)
+			if bad != nil {
+				if bad == &c.wrongWire && e.wire == uint64(wire) {
+					t.Fatalf("accept(%+v) on the %v wire: dropped as another wire", e, wire)
+				}
+				continue
+			}
+			if e.wire != uint64(wire) || len(e.data) != wireBytes(m, nb) || off < 0 || off+m > L || id.Segment >= n {
+				t.Fatalf("accept(%+v) on the %v wire accepted %v at [%d, %d) with %d bfloat16 floats", e, wire, id, off, off+m, nb)
+			}
+			x := make([]float32, m)
+			out := make([]byte, len(e.data))
+			if wire == WireBF16 {
+				copyBF16(x, e.data, nb)
+				addBF16(x, e.data, nb, make([]float32, nb))
+				sumBF16(out, x, e.data, nb, nil)
+			} else {
+				copyFloats(x, e.data)
+				addFloats(x, e.data)
+				sumFloats(out, x, e.data)
+			}
 		}
 	})
 }
@@ -258,5 +299,49 @@ func BenchmarkChecksum(b *testing.B) {
 	b.SetBytes(int64(len(p)))
 	for b.Loop() {
 		checksum(p)
+	}
+}
+
+// TestAcceptWireAndLength checks that a receiver drops, and counts, a part
+// of the other wire, and a part of its wire whose bytes do not fit the
+// part's floats.
+func TestAcceptWireAndLength(t *testing.T) {
+	const L, n, pf, tail = 1000, 4, 100, 2
+	plan := NewPlan(L, n, pf)
+	h := Header{"run", 1, 2}
+	id := PartID{ReduceScatter, 1, 3, 2} // floats [950, 1000): 48 rounded, 2 exact
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+		wire Wire
+		want string
+	}{
+		{"bf16 part, bf16 receiver", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 50), 48), WireBF16, ""},
+		{"f32 part, f32 receiver", AppendMessage(nil, h, id, 3, make([]float32, 50)), WireF32, ""},
+		{"bf16 part, f32 receiver", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 50), 48), WireF32, "wrongWire"},
+		{"f32 part, bf16 receiver", AppendMessage(nil, h, id, 3, make([]float32, 50)), WireBF16, "wrongWire"},
+		{"bf16 part without the exact tail", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 50), 50), WireBF16, "badLength"},
+		{"bf16 part one float short", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 49), 47), WireBF16, "badLength"},
+		{"bf16 part of f32's length", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 50), 0), WireBF16, "badLength"},
+	} {
+		var e envelope
+		if err := decodeEnvelope(tc.msg, &e); err != nil {
+			t.Fatal(err)
+		}
+		var c counters
+		_, _, _, _, bad := accept(&e, h, 3, plan, tc.wire, L-tail, &c)
+		var got string
+		switch bad {
+		case nil:
+		case &c.wrongWire:
+			got = "wrongWire"
+		case &c.badLength:
+			got = "badLength"
+		default:
+			got = "another reason"
+		}
+		if got != tc.want {
+			t.Errorf("%s: dropped as %q; want %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -699,7 +699,7 @@ func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr float64) (ou
 		Step: a.Step, Epoch: a.Epoch, Workers: len(a.Members), Loss: loss, TrainCE: ceSum / tokens, LR: lr,
 		Tokens: int64(tokens), TotalTok: c.out.TotalTokens, TokensPerS: tokens / wall,
 		ComputeS: compute, ComputeCPUS: computeCPU, AllReduceS: ar, WaitS: max(0, wall-compute-ar), StepS: wall,
-		Attempts: a.Attempt, Bytes: int64(4 * len(c.gsum)), MFU: c.mfu(len(a.Batch), wall),
+		Attempts: a.Attempt, Bytes: c.spec.vectorWireBytes(len(c.gsum)), MFU: c.mfu(len(a.Batch), wall),
 	}
 	if c.job.lossIsKLToTruth() {
 		v := loss

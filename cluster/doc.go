@@ -25,6 +25,12 @@
 // (metrics, ledger, summary, Prometheus). Those packages know nothing of
 // cluster.
 //
+// The ring's wire is the job's (allreduce.wire, in the job spec every worker
+// is welcomed with): on bf16 the owners send the coordinator their rounded
+// reduced segments, so its gradient is the workers' bit for bit; with
+// allreduce.error_feedback each worker keeps its rounding residual, staged
+// and committed with its update (worker.go; docs/protocol.md).
+//
 // The coordinator's state is owned by the goroutine that runs it; NATS
 // callbacks only hand messages over channels. Its own optimizer step is off
 // the critical path: once a step's gradient is checked and committed the

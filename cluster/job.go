@@ -247,6 +247,28 @@ type jobState struct {
 	initialised bool
 
 	segBuf []byte
+
+	// Error feedback (a worker's, allreduce.error_feedback): resid is the
+	// rounding residual of the last step this worker computed that
+	// committed, added to its next gradient; staged is the residual of the
+	// attempt it computed last (stagedAt), which becomes resid when that
+	// attempt commits (ApplyPending), as the staged update does, and is
+	// overwritten by the next attempt otherwise. Both have the gradient
+	// vector's length; nil without error feedback.
+	resid, staged []float32
+	stagedAt      *attemptID
+}
+
+// attemptID names an attempt: its epoch and step.
+type attemptID struct{ epoch, step uint64 }
+
+// resetResidual forgets the error-feedback residuals: after a snapshot was
+// loaded or in another run, what this worker's rounding lost no longer
+// belongs to the parameters it holds.
+func (j *jobState) resetResidual() {
+	clear(j.resid)
+	clear(j.staged)
+	j.stagedAt = nil
 }
 
 // openJob builds the coordinator's master state from the configuration: the
@@ -277,6 +299,7 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		Optimizer: cfg.Train.Optimizer, WeightDecay: cfg.Train.WeightDecay, GradClip: cfg.Train.GradClip,
 		BatchWindows: cfg.Train.BatchWindows, MicroWindows: cfg.Train.MicroWindows, ChunkBytes: cfg.AllReduce.ChunkBytes,
 		ARDeadline: cfg.AllReduce.Deadline, Heartbeat: cfg.Cluster.Heartbeat,
+		Wire: cfg.AllReduce.Wire, ErrorFeedback: cfg.AllReduce.ErrorFeedback,
 	}
 	var (
 		model *lm.Model
@@ -489,7 +512,15 @@ func newWorkerJob(spec JobSpec, env *Env) (*jobState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newJobState(spec, env, model, data, spec.passWindows())
+	j, err := newJobState(spec, env, model, data, spec.passWindows())
+	if err != nil {
+		return nil, err
+	}
+	if spec.ErrorFeedback {
+		n := model.Config.NumParams() + 2
+		j.resid, j.staged = make([]float32, n), make([]float32, n)
+	}
+	return j, nil
 }
 
 // passWindows is the most windows a worker's engine takes in one pass: a

@@ -57,7 +57,13 @@ type JobSpec struct {
 	MicroWindows   int           `msgpack:"micro_windows,omitempty" json:"micro_windows,omitempty"` // 0: the shard in one pass
 	ChunkBytes     int           `msgpack:"chunk_bytes" json:"chunk_bytes"`
 	ARDeadline     time.Duration `msgpack:"allreduce_deadline" json:"allreduce_deadline"`
-	Heartbeat      time.Duration `msgpack:"heartbeat" json:"heartbeat"`
+	// Wire is the ring's wire, f32 or bf16 (allreduce.wire): every worker
+	// of the job must use it, since a ring drops the parts of another wire.
+	// ErrorFeedback (bf16 only) makes each worker feed its rounding residual
+	// back into its next gradient.
+	Wire          string        `msgpack:"wire" json:"wire"`
+	ErrorFeedback bool          `msgpack:"error_feedback,omitempty" json:"error_feedback,omitempty"`
+	Heartbeat     time.Duration `msgpack:"heartbeat" json:"heartbeat"`
 	// Data is the coordinator's fingerprint of the data: a worker whose own
 	// copy differs refuses to join.
 	Data shard.Fingerprint `msgpack:"data" json:"data"`
@@ -85,6 +91,10 @@ func (s JobSpec) Validate() error {
 		return fmt.Errorf("grad clip %v, weight decay %v", s.GradClip, s.WeightDecay)
 	case s.Optimizer != "adamw" && s.Optimizer != "sgd":
 		return fmt.Errorf("optimizer %q", s.Optimizer)
+	case s.Wire != "f32" && s.Wire != "bf16":
+		return fmt.Errorf("all-reduce wire %q, want f32 or bf16", s.Wire)
+	case s.ErrorFeedback && s.Wire != "bf16":
+		return fmt.Errorf("error feedback on the %s wire (bf16 only)", s.Wire)
 	}
 	if s.TeacherStore != "" {
 		if s.Teacher != "" {
@@ -98,6 +108,29 @@ func (s JobSpec) Validate() error {
 		return err
 	}
 	return nil
+}
+
+// exactTail is the number of the gradient vector's last floats that cross
+// the ring as float32 whatever the wire: the loss sum and the token count,
+// which bfloat16 would round.
+const exactTail = 2
+
+// ringOptions are the all-reduce options of the job's ring (without a
+// deadline: the caller's context has it). A validated spec has a valid wire.
+func (s JobSpec) ringOptions() allreduce.Options {
+	w, _ := allreduce.ParseWire(s.Wire)
+	return allreduce.Options{ChunkBytes: s.ChunkBytes, Wire: w, ExactTail: exactTail}
+}
+
+// vectorWireBytes is the size of a gradient vector of n floats (the last
+// exactTail exact) on the job's wire: the bytes of its floats in one pass
+// around the ring, envelopes aside.
+func (s JobSpec) vectorWireBytes(n int) int64 {
+	if s.Wire == "bf16" {
+		t := min(exactTail, n)
+		return int64(2*(n-t) + 4*t)
+	}
+	return int64(4 * n)
 }
 
 // hasTeacher reports whether the job distils from a teacher, live or

@@ -216,6 +216,7 @@ func (w *Worker) do(a protocol.Action) {
 		w.stopBG(&w.step)
 	case protocol.ApplyPending:
 		w.job.apply(w.job.model.Grads[:w.job.model.Config.NumParams()], a.LR)
+		w.commitResidual(a.Epoch, a.Step)
 		w.job.step = a.Step
 		if w.hooks.afterApply != nil {
 			w.hooks.afterApply(w, a.Step)
@@ -323,6 +324,8 @@ func (w *Worker) welcomed(r helloReply) protocol.Event {
 			return protocol.HelloFailed{Err: fmt.Errorf("the job of run %s: %w", wel.Run, err), Fatal: true}
 		}
 		w.job = job
+	} else if wel.Run != w.run {
+		w.job.resetResidual() // a residual of another run's parameters
 	}
 	w.run = wel.Run
 	w.tick.Reset(max(wel.Spec.Heartbeat/2, 5*time.Millisecond))
@@ -379,6 +382,7 @@ func (w *Worker) resync(ctx context.Context, run string, base uint64) error {
 		return fmt.Errorf("snapshot checksum %016x, want %016x", got, first.Checksum)
 	}
 	w.job.step = base
+	w.job.resetResidual() // the residual of parameters this worker no longer holds
 	w.log.Info("loaded snapshot", "step", base, "bytes", first.Total, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
@@ -393,6 +397,7 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 		d.Err, d.ErrKind = fmt.Sprintf(format, args...), kind
 		return protocol.StepDone{Report: d}
 	}
+	w.job.stagedAt = nil // what the ring stages belongs to this attempt, once its ring succeeds
 	t0 := time.Now()
 	N := w.job.model.Config.NumParams()
 	g := w.job.model.Grads[:N+2]
@@ -401,6 +406,15 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 		return fail(protocol.FailCompute, "computing the gradient: %v", err)
 	}
 	g[N], g[N+1] = float32(sums.Loss), float32(sums.Tokens)
+	if w.job.resid != nil {
+		// Error feedback: what rounding lost of this worker's last
+		// committed contribution goes into this one (in the summed
+		// gradient's units; the tail, the loss sum and token count, has no
+		// residual).
+		for i, r := range w.job.resid[:N] {
+			g[i] += r
+		}
+	}
 	if !finiteGradient(g) {
 		return fail(protocol.FailNonFinite, "the loss or the gradient of windows %v is not finite in float32 (loss sum %v)", a.Windows, sums.Loss)
 	}
@@ -424,8 +438,11 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 	if err != nil {
 		return fail(protocol.FailAllReduce, "all-reduce: %v (this worker's mailbox: %+v)", err, w.mb.Stats())
 	}
+	if w.job.staged != nil {
+		w.job.stagedAt = &attemptID{p.Epoch, p.Step}
+	}
 	n := len(p.Members)
-	plan := allreduce.NewPlan(len(g), n, allreduce.Options{ChunkBytes: w.job.spec.ChunkBytes}.PartFloats())
+	plan := allreduce.NewPlan(len(g), n, w.job.spec.ringOptions().PartFloats())
 	off, l := plan.Segment((a.Rank + 1) % n)
 	d.SegSum = checksum(g[off : off+l])
 	finishGradient(g)
@@ -457,7 +474,26 @@ func (w *Worker) allReduce(ctx context.Context, c ringCall, owned func(off int, 
 	if c.onSend != nil {
 		t = &countingTransport{Transport: t, onSend: c.onSend}
 	}
-	return w.red.AllReduce(ctx, t, h, c.rank, len(c.members), c.data, allreduce.Options{ChunkBytes: w.job.spec.ChunkBytes}, owned)
+	opts := w.job.spec.ringOptions()
+	opts.Residual = w.job.staged // nil without error feedback
+	return w.red.AllReduce(ctx, t, h, c.rank, len(c.members), c.data, opts, owned)
+}
+
+// commitResidual makes the residual staged by attempt (epoch, step) the one
+// the next gradient gets, when that attempt commits; a residual staged by
+// another attempt is not this update's, and none is kept.
+func (w *Worker) commitResidual(epoch, step uint64) {
+	j := w.job
+	if j.resid == nil {
+		return
+	}
+	if j.stagedAt == nil || *j.stagedAt != (attemptID{epoch, step}) {
+		w.log.Warn("no residual staged for the committed attempt: error feedback restarts from zero", "epoch", epoch, "step", step)
+		j.resetResidual()
+		return
+	}
+	j.resid, j.staged = j.staged, j.resid
+	j.stagedAt = nil
 }
 
 // countingTransport calls onSend after every part it sends.

@@ -136,6 +136,12 @@ type Train struct {
 type AllReduce struct {
 	ChunkBytes int           `mapstructure:"chunk_bytes"`
 	Deadline   time.Duration `mapstructure:"deadline"`
+	// Wire is how ring parts cross the wire: f32, or bf16 (rounded to
+	// bfloat16, half the bytes; allreduce/doc.go).
+	Wire string `mapstructure:"wire"`
+	// ErrorFeedback makes each worker add its bf16 rounding residual of a
+	// step to the next step's gradient (bf16 only).
+	ErrorFeedback bool `mapstructure:"error_feedback"`
 }
 
 // Cluster sets membership and failure detection.
@@ -235,6 +241,8 @@ func Keys() []Key {
 		{"train.seed", uint64(1), "seed of the model initialisation and sampling"},
 		{"allreduce.chunk_bytes", 512 << 10, "largest ring message, envelope included, in bytes; with its header it must fit the NATS server's max_payload (1 MiB by default)"},
 		{"allreduce.deadline", 10 * time.Second, "time an all-reduce may take before it fails"},
+		{"allreduce.wire", "f32", "f32, or bf16: ring parts rounded to bfloat16 (half the bytes; sums in float32, replicas still bit-identical; the loss sum and token count stay float32)"},
+		{"allreduce.error_feedback", false, "with allreduce.wire bf16: each worker adds what rounding lost of its gradient (its residual) to its next step's gradient; residuals start at zero on resume and after a resync"},
 		{"cluster.workers", 4, "number of in-process workers (simulation mode)"},
 		{"cluster.min_workers", 1, "fewest workers a step may run with"},
 		{"cluster.step_deadline", 5 * time.Second, "time a step may take before it is aborted and retried"},
@@ -405,6 +413,10 @@ func (c Config) Validate() error {
 	}
 	if c.AllReduce.Deadline <= 0 {
 		bad("allreduce.deadline", c.AllReduce.Deadline, "must be > 0 (an all-reduce without a deadline could hang)")
+	}
+	oneOf("allreduce.wire", c.AllReduce.Wire, "f32", "bf16")
+	if c.AllReduce.ErrorFeedback && c.AllReduce.Wire != "bf16" {
+		bad("allreduce.error_feedback", true, fmt.Sprintf("needs allreduce.wire = bf16 (allreduce.wire = %q: nothing is rounded, there is no residual to feed back)", c.AllReduce.Wire))
 	}
 
 	if c.Cluster.Workers < 1 || c.Cluster.Workers > 64 {

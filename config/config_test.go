@@ -125,6 +125,8 @@ func TestInvalidValuesNameKeyValueAndRule(t *testing.T) {
 		{[]string{"--loss.direction", "jsd", "--loss.teacher", "t", "--loss.teacher_top_k", "8", "--loss.teacher_tail", "rest"}, "rest is defined for forward KL only"},
 		{[]string{"--train.steps", "0"}, "train.steps = 0"},
 		{[]string{"--allreduce.deadline", "0s"}, "allreduce.deadline = 0s"},
+		{[]string{"--allreduce.wire", "fp16"}, `allreduce.wire = "fp16": must be one of f32, bf16`},
+		{[]string{"--allreduce.error_feedback"}, `allreduce.error_feedback = true: needs allreduce.wire = bf16 (allreduce.wire = "f32"`},
 		{[]string{"--cluster.workers", "0"}, "cluster.workers = 0"},
 		{[]string{"--model.preset", "custom"}, "model.n_embd = 0: must be > 0 with model.preset = custom"},
 		{[]string{"--model.n_embd", "130", "--model.n_head", "4"}, "model.n_embd = 130: must be a multiple of model.n_head = 4"},
@@ -154,7 +156,7 @@ func TestEveryKeyHasAFlagAndDecodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Run.MetricsAddr != "127.0.0.1:0" || c.AllReduce.ChunkBytes != 4096 {
+	if c.Run.MetricsAddr != "127.0.0.1:0" || c.AllReduce.ChunkBytes != 4096 || c.AllReduce.Wire != "f32" || c.AllReduce.ErrorFeedback {
 		t.Errorf("env values not decoded: %+v %+v", c.Run, c.AllReduce)
 	}
 }
@@ -198,5 +200,21 @@ func TestNATSClusterKeys(t *testing.T) {
 		if _, err := Load(flags(t, tc.args...)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Load(%v) = %v; want ErrInvalid naming %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+func TestAllReduceWireKeys(t *testing.T) {
+	t.Setenv("KLRING_ALLREDUCE_ERROR_FEEDBACK", "true")
+	c, err := Load(flags(t, "--allreduce.wire", "bf16"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AllReduce.Wire != "bf16" || !c.AllReduce.ErrorFeedback {
+		t.Errorf("allreduce = %+v; want bf16 with error feedback", c.AllReduce)
+	}
+	file := writeFile(t, "allreduce:\n  wire: bf16\n  error_feedback: false\n")
+	t.Setenv("KLRING_ALLREDUCE_ERROR_FEEDBACK", "")
+	if c, err := Load(flags(t, "--config", file)); err != nil || c.AllReduce.Wire != "bf16" || c.AllReduce.ErrorFeedback {
+		t.Errorf("Load(%s) = %+v, %v; want bf16 without error feedback", file, c.AllReduce, err)
 	}
 }

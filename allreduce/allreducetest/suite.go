@@ -34,6 +34,8 @@ func Run(t *testing.T, net Network) {
 	s := &suite{net: net}
 	t.Run("ExactSums", s.exactSums)
 	t.Run("RandomFloats", s.randomFloats)
+	t.Run("BF16", s.bf16)
+	t.Run("MixedWires", s.mixedWires)
 	t.Run("TwoJobs", s.twoJobs)
 	t.Run("EarlySender", s.earlySender)
 	t.Run("StaleDropped", s.staleDropped)
