@@ -194,8 +194,13 @@ func (tc *testCluster) runCoordinatorKinds(ctx context.Context, cfg config.Confi
 }
 
 // trainRun runs a whole job with n workers and returns its per-step losses.
+// It injects no fault, so liveness runs at the production heartbeat: under
+// the race detector on a loaded machine, testConfig's 300 ms heartbeat (three
+// missed in 0.9 s) could evict a slow but healthy worker and change the
+// membership the caller compares.
 func trainRun(t *testing.T, cfg config.Config, n int) []outputs.StepMetrics {
 	t.Helper()
+	cfg.Cluster.Heartbeat = max(cfg.Cluster.Heartbeat, time.Second)
 	tc := newTestCluster(t, cfg)
 	for i := range n {
 		tc.startWorker(fmt.Sprintf("w%d", i), workerHooks{})
