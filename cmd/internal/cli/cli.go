@@ -111,8 +111,9 @@ func trainCmd(use, short, long string, run func(context.Context, config.Config, 
 // pointers (parameters, moments, activations), which a collection does not
 // scan, while its garbage is the messages of every step: a collection is
 // cheap (about 3% of the main job's CPU at this setting, 1% at 25) and frequent ones
-// keep the resident memory near what is live (the main job: 390 MB at Go's
-// default, 250 MB at GOGC 25, 233 MB at 10 with micro-batches of 2 windows).
+// keep the resident memory near what is live (the main job's peak: 390 MB
+// at Go's default, 299 MB at GOGC 25; with micro-batches of 2 windows,
+// 256 MB at 25 and 233 MB at 10).
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(10)
