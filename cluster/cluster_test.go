@@ -300,7 +300,7 @@ func TestDeadWorkerDetectedBeforeDeadline(t *testing.T) {
 	victim = tc.startWorker("w1", workerHooks{afterApply: func(w *Worker, s uint64) {
 		if s == 3 {
 			killedAt.Store(time.Now().UnixNano())
-			go victim.kill()
+			victim.kill() // before the worker can compute step 4: its connection closes as if the process died
 		}
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

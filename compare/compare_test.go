@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -61,8 +62,15 @@ func TestCompareRunsAndWrites(t *testing.T) {
 		t.Fatalf("progress for %v; want both settings", started)
 	}
 	for _, r := range res.Rows {
-		if r.Steps != 6 || r.KL == nil || !(*r.KL > 0) || !(r.CE > *r.Floor) || len(r.Curve) != 6 {
-			t.Fatalf("row %+v; want 6 steps, a positive KL, a cross-entropy above the floor and 6 points", r)
+		if r.Steps != 6 || r.KL == nil || !(*r.KL > 0) || !(r.CE > *r.Floor) {
+			t.Fatalf("row %+v; want 6 steps, a positive KL and a cross-entropy above the floor", r)
+		}
+		// An evaluation is due every step; one still running when the next
+		// is due makes the coordinator skip that one (cluster's
+		// TestSlowEvaluationIsSkippedNotWaitedFor), so a loaded machine may
+		// leave out a point, never the last.
+		if n := len(r.Curve); n < 2 || n > 6 || r.Curve[n-1].Step != 6 || !slices.IsSortedFunc(r.Curve, func(a, b Point) int { return int(a.Step) - int(b.Step) }) {
+			t.Fatalf("curve %+v; want up to 6 points in step order, ending at step 6", r.Curve)
 		}
 		if _, err := os.Stat(filepath.Join(r.RunDir, "metrics.jsonl")); err != nil {
 			t.Fatalf("run folder of %s: %v", r.Setting, err)
@@ -86,7 +94,7 @@ func TestCompareRunsAndWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back Result
-	if err := json.Unmarshal(b, &back); err != nil || len(back.Rows) != 2 || len(back.Rows[1].Curve) != 6 || back.Rows[1].Curve[5].KL == nil {
+	if err := json.Unmarshal(b, &back); err != nil || len(back.Rows) != 2 || len(back.Rows[1].Curve) != len(res.Rows[1].Curve) || back.Rows[1].Curve[len(back.Rows[1].Curve)-1].KL == nil {
 		t.Fatalf("compare.json: %v, %+v", err, back)
 	}
 	again, err := ReadResult(dir)
