@@ -308,13 +308,7 @@ func (w *Worker) onPlan(p *Plan, now time.Time) {
 		return
 	}
 	w.lastPlan = now // a coordinator of the job is there
-	if p.Run != w.run {
-		// Another coordinator incarnation: join it at once.
-		w.log(slog.LevelInfo, "coordinator changed; joining again", "run", p.Run, "was", w.run)
-		w.cancelWork()
-		w.pending = nil
-		w.phase = joining
-		w.hello(now)
+	if w.leaveOn(p, now) || w.rejoinOn(p, now) {
 		return
 	}
 	if !after(p.Epoch, p.Step, w.lastEpoch, w.lastStep) {
@@ -352,6 +346,34 @@ func (w *Worker) onPlan(p *Plan, now time.Time) {
 		return
 	}
 	w.start(st)
+}
+
+// leaveOn ends a leaving worker on a plan newer than its step in flight: it
+// stays only to report that step, and a newer plan (a retry without it,
+// another incarnation) makes the report moot; waiting on would wait for a
+// plan that never names it again. It reports whether the worker left.
+func (w *Worker) leaveOn(p *Plan, now time.Time) bool {
+	if !w.leaving || p.Run == w.run && !after(p.Epoch, p.Step, w.lastEpoch, w.lastStep) {
+		return false
+	}
+	w.cancelWork()
+	w.sendHeartbeat(now)
+	w.exit(ErrLeft)
+	return true
+}
+
+// rejoinOn joins another coordinator incarnation at once when p is its
+// plan, and reports whether it did.
+func (w *Worker) rejoinOn(p *Plan, now time.Time) bool {
+	if p.Run == w.run {
+		return false
+	}
+	w.log(slog.LevelInfo, "coordinator changed; joining again", "run", p.Run, "was", w.run)
+	w.cancelWork()
+	w.pending = nil
+	w.phase = joining
+	w.hello(now)
+	return true
 }
 
 // checkPlan checks what Validate cannot: the windows exist in the data.
