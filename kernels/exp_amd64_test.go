@@ -1,5 +1,10 @@
 package kernels
 
+import (
+	"math"
+	"testing"
+)
+
 // archRowImpls returns the assembly variants the CPU runs, each with the Go
 // tail the dispatcher adds.
 func archRowImpls() []rowImpl {
@@ -133,4 +138,54 @@ func archLogMixConst() []namedLogMixConst {
 		out = append(out, namedLogMixConst{"avx512", withTail(logMixConstAVX512)})
 	}
 	return out
+}
+
+// TestLogT8 sweeps the AVX2 logarithm (LOGT8, through logAVX2) over every
+// 61st float from the smallest normal to the largest finite one, and over
+// every float in [0.5, 2) where its table and the split of ln2 meet, and
+// holds it within 2 ulp of math.Log rounded to float32.
+func TestLogT8(t *testing.T) {
+	if !useAVX2Row() {
+		t.Skip("no AVX2")
+	}
+	const n = 1 << 16
+	x, dst := make([]float32, n), make([]float32, n)
+	worst, at := 0.0, float32(0)
+	check := func(m int) {
+		logAVX2(&dst[0], &x[0], m)
+		for i, v := range x[:m] {
+			want := math.Log(float64(v))
+			w32 := float32(want)
+			ulp := float64(math.Nextafter32(float32(math.Abs(want)), math.MaxFloat32)) - math.Abs(float64(w32))
+			if w32 == 0 {
+				ulp = 0x1p-149
+			}
+			if e := math.Abs(float64(dst[i])-want) / ulp; e > worst {
+				worst, at = e, v
+			}
+		}
+	}
+	sweep := func(lo, hi, step uint32) {
+		m := 0
+		for b := lo; b < hi; b += step {
+			x[m] = math.Float32frombits(b)
+			if m++; m == n {
+				check(m)
+				m = 0
+			}
+		}
+		for m%16 != 0 {
+			x[m] = 1
+			m++
+		}
+		if m > 0 {
+			check(m)
+		}
+	}
+	sweep(0x00800000, 0x7f800000, 251)
+	sweep(0x3f000000, 0x40000000, 1)
+	if worst > 2 {
+		t.Errorf("LOGT8: error %.2f ulp at %v; want at most 2", worst, at)
+	}
+	t.Logf("LOGT8: worst error %.3f ulp at %v", worst, at)
 }
