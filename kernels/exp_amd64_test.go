@@ -140,19 +140,28 @@ func archLogMixConst() []namedLogMixConst {
 	return out
 }
 
-// TestLogT8 sweeps the AVX2 logarithm (LOGT8, through logAVX2) over every
-// 61st float from the smallest normal to the largest finite one, and over
-// every float in [0.5, 2) where its table and the split of ln2 meet, and
-// holds it within 2 ulp of math.Log rounded to float32.
+// TestLogT8 sweeps the table logarithm (LOGT8 through logAVX2, LOGT16
+// through logAVX512, where the CPU has them) over every 251st float from the
+// smallest normal to the largest finite one, and over every float in [0.5,
+// 2) where its table and the split of ln2 meet: within 2 ulp of math.Log,
+// and the two bit for bit equal.
 func TestLogT8(t *testing.T) {
 	if !useAVX2Row() {
 		t.Skip("no AVX2")
 	}
 	const n = 1 << 16
-	x, dst := make([]float32, n), make([]float32, n)
+	x, dst, d512 := make([]float32, n), make([]float32, n), make([]float32, n)
 	worst, at := 0.0, float32(0)
 	check := func(m int) {
 		logAVX2(&dst[0], &x[0], m)
+		if useAVX512Row() {
+			logAVX512(&d512[0], &x[0], m)
+			for i := range m {
+				if d512[i] != dst[i] {
+					t.Fatalf("log(%v): LOGT16 %v, LOGT8 %v; want equal", x[i], d512[i], dst[i])
+				}
+			}
+		}
 		for i, v := range x[:m] {
 			want := math.Log(float64(v))
 			w32 := float32(want)
@@ -185,7 +194,7 @@ func TestLogT8(t *testing.T) {
 	sweep(0x00800000, 0x7f800000, 251)
 	sweep(0x3f000000, 0x40000000, 1)
 	if worst > 2 {
-		t.Errorf("LOGT8: error %.2f ulp at %v; want at most 2", worst, at)
+		t.Errorf("table logarithm: error %.2f ulp at %v; want at most 2", worst, at)
 	}
-	t.Logf("LOGT8: worst error %.3f ulp at %v", worst, at)
+	t.Logf("table logarithm: worst error %.3f ulp at %v", worst, at)
 }
