@@ -314,10 +314,19 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 	resumed := ckpt != ""
 	switch {
 	case resumed:
+		// The checkpoint's padding is the layout of its optimizer state
+		// and of the replicas' flat vectors: a resumed run keeps it.
+		if p := model.Config.VocabPad; max(p, 1) != max(cfg.Model.VocabPad, 1) {
+			log.Warn("model.vocab_pad differs from the checkpoint's, which the resumed run keeps", "model.vocab_pad", cfg.Model.VocabPad, "checkpoint", p, "dir", ckpt)
+		}
 	case cfg.Model.Init != "":
 		model, _, err = lm.LoadCheckpoint(cfg.Model.Init, env.Pool)
 		if err != nil {
 			return nil, false, fmt.Errorf("model.init %s: %w", cfg.Model.Init, err)
+		}
+		// A Hugging Face folder holds V rows: pad them as the run says.
+		if model, err = model.WithVocabPad(cfg.Model.VocabPad); err != nil {
+			return nil, false, fmt.Errorf("model.init %s: model.vocab_pad: %w", cfg.Model.Init, err)
 		}
 	}
 	ctx := 0

@@ -170,6 +170,7 @@ func modelConfig(m config.Model, dataVocab int) (lm.Config, error) {
 		}
 		c.Vocab = m.Vocab
 	}
+	c.VocabPad = m.VocabPad
 	if err := c.Validate(); err != nil {
 		return lm.Config{}, fmt.Errorf("model: %w", err)
 	}

@@ -132,7 +132,7 @@ func TestSimulateSecure(t *testing.T) {
 // mean distillation loss (forward, reverse at T=1.5, JSD at beta 0.1, top 8
 // with the rest bucket, T^2 with a hard-label mix).
 func TestDistillationTwoWorkersMatchPyTorch(t *testing.T) {
-	for _, run := range []string{"fwd-T1", "rev-T15", "jsd-b01", "fwd-top8-rest", "fwd-T2-t2-hard03", "fwd-T1/store", "fwd-top8-rest/store"} {
+	for _, run := range []string{"fwd-T1", "rev-T15", "jsd-b01", "fwd-top8-rest", "fwd-T2-t2-hard03", "fwd-T1/store", "fwd-top8-rest/store", "fwd-T1/pad"} {
 		name, source, _ := strings.Cut(run, "/")
 		t.Run(run, func(t *testing.T) {
 			c := distillCase(t, name)
@@ -158,6 +158,11 @@ func TestDistillationTwoWorkersMatchPyTorch(t *testing.T) {
 				// The teacher's full distribution, precomputed.
 				cfg.Loss.TeacherStore, cfg.Loss.Teacher = dumpStore(t, cfg.Loss.Teacher, c.TeacherTemperature), ""
 			}
+			if source == "pad" {
+				// The student's 64 rows padded to 96 (model.vocab_pad
+				// applied to the Hugging Face init); the teacher is not.
+				cfg.Model.VocabPad = 48
+			}
 			sum, err := Simulate(ctx, cfg, testLogger(t), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -172,6 +177,12 @@ func TestDistillationTwoWorkersMatchPyTorch(t *testing.T) {
 			}
 			after, _, err := lm.LoadCheckpoint(sum.Checkpoint, pool)
 			if err != nil {
+				t.Fatal(err)
+			}
+			if after.Config.VocabPad != cfg.Model.VocabPad {
+				t.Fatalf("checkpoint vocab_pad %d; want model.vocab_pad %d", after.Config.VocabPad, cfg.Model.VocabPad)
+			}
+			if after, err = after.WithVocabPad(0); err != nil { // the padded rows are zero: compare the real ones
 				t.Fatal(err)
 			}
 			ref := readGrads(t, pool, "testdata/distill_micro/grads-"+name+".safetensors")

@@ -61,11 +61,14 @@ type NATS struct {
 type Model struct {
 	Preset string `mapstructure:"preset"` // tiny, small, custom
 	Vocab  int    `mapstructure:"vocab"`  // 0: from the data
-	NEmbd  int    `mapstructure:"n_embd"` // custom only (or overrides a preset when > 0)
-	NLayer int    `mapstructure:"n_layer"`
-	NHead  int    `mapstructure:"n_head"`
-	Ctx    int    `mapstructure:"ctx"`
-	Init   string `mapstructure:"init"` // a Hugging Face GPT-2 folder to start from
+	// VocabPad pads the rows of the tied embedding to a multiple of it
+	// (lm.Config.VocabPad); 0 or 1: none.
+	VocabPad int    `mapstructure:"vocab_pad"`
+	NEmbd    int    `mapstructure:"n_embd"` // custom only (or overrides a preset when > 0)
+	NLayer   int    `mapstructure:"n_layer"`
+	NHead    int    `mapstructure:"n_head"`
+	Ctx      int    `mapstructure:"ctx"`
+	Init     string `mapstructure:"init"` // a Hugging Face GPT-2 folder to start from
 }
 
 // Data chooses the corpus.
@@ -203,6 +206,7 @@ func Keys() []Key {
 		{"nats.servers", 1, "simulation mode: clustered embedded NATS servers the workers are spread over, one route between neighbours (1: one server)"},
 		{"model.preset", "tiny", "model size: tiny, small or custom"},
 		{"model.vocab", 0, "vocabulary size; 0 takes it from the data"},
+		{"model.vocab_pad", 0, "pad the embedding's rows to a multiple of this, as llm.c pads 50257 to 50304 with 64: zero rows, never predicted, not in checkpoints; 0 or 1: none"},
 		{"model.n_embd", 0, "embedding width (custom, or overrides the preset when > 0)"},
 		{"model.n_layer", 0, "number of layers (custom, or overrides the preset when > 0)"},
 		{"model.n_head", 0, "number of attention heads (custom, or overrides the preset when > 0)"},
@@ -320,6 +324,9 @@ func (c Config) Validate() error {
 	}
 	if c.Model.Vocab > 65536 {
 		bad("model.vocab", c.Model.Vocab, "must be <= 65536 (tokens are uint16)")
+	}
+	if c.Model.VocabPad < 0 || c.Model.VocabPad > lm.MaxVocabPad {
+		bad("model.vocab_pad", c.Model.VocabPad, fmt.Sprintf("must be in [0, %d] (0 or 1: no padding)", lm.MaxVocabPad))
 	}
 	if c.Model.Preset == "custom" && c.Model.Init == "" {
 		for _, kv := range []struct {

@@ -79,6 +79,31 @@ func TestPrecedenceFileEnvFlag(t *testing.T) {
 	}
 }
 
+func TestVocabPadFromFileEnvFlag(t *testing.T) {
+	c, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Model.VocabPad != 0 {
+		t.Errorf("model.vocab_pad default = %d; want 0 (no padding)", c.Model.VocabPad)
+	}
+	file := writeFile(t, "model:\n  vocab_pad: 64\n")
+	if c, err = Load(flags(t, "--config", file)); err != nil || c.Model.VocabPad != 64 {
+		t.Errorf("model.vocab_pad from the file = %d, %v; want 64", c.Model.VocabPad, err)
+	}
+	t.Setenv("KLRING_MODEL_VOCAB_PAD", "128")
+	if c, err = Load(flags(t, "--config", file)); err != nil || c.Model.VocabPad != 128 {
+		t.Errorf("model.vocab_pad from env over the file = %d, %v; want 128", c.Model.VocabPad, err)
+	}
+	if c, err = Load(flags(t, "--config", file, "--model.vocab_pad", "1")); err != nil || c.Model.VocabPad != 1 {
+		t.Errorf("model.vocab_pad from the flag = %d, %v; want 1", c.Model.VocabPad, err)
+	}
+	t.Setenv("KLRING_MODEL_VOCAB_PAD", "-1")
+	if _, err := Load(nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "model.vocab_pad = -1") {
+		t.Errorf("Load(KLRING_MODEL_VOCAB_PAD=-1) = %v; want ErrInvalid naming model.vocab_pad", err)
+	}
+}
+
 func TestUnknownFileKeyIsAnError(t *testing.T) {
 	file := writeFile(t, "train:\n  lrr: 0.1\n")
 	_, err := Load(flags(t, "--config", file))
@@ -129,6 +154,8 @@ func TestInvalidValuesNameKeyValueAndRule(t *testing.T) {
 		{[]string{"--allreduce.error_feedback"}, `allreduce.error_feedback = true: needs allreduce.wire = bf16 (allreduce.wire = "f32"`},
 		{[]string{"--cluster.workers", "0"}, "cluster.workers = 0"},
 		{[]string{"--model.preset", "custom"}, "model.n_embd = 0: must be > 0 with model.preset = custom"},
+		{[]string{"--model.vocab_pad", "-64"}, "model.vocab_pad = -64: must be in [0, 65536]"},
+		{[]string{"--model.vocab_pad", "65537"}, "model.vocab_pad = 65537: must be in [0, 65536]"},
 		{[]string{"--model.n_embd", "130", "--model.n_head", "4"}, "model.n_embd = 130: must be a multiple of model.n_head = 4"},
 		{[]string{"--nats.user", "u"}, "nats.user"},
 		{[]string{"--nats.tls_cert", "w.pem"}, `nats.tls_cert = "w.pem": nats.tls_cert and nats.tls_key must be set together`},

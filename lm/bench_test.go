@@ -81,18 +81,19 @@ type trainBench struct {
 // trainPresets are the shapes of BenchmarkTrainStep: tiny with vocab 256 on
 // 16 windows of 128 tokens, small with vocab 512 on 8 windows of 256, and
 // tiny50k, tiny with GPT-2's vocabulary (50257) on 16 windows of 128, where
-// the head and the loss dominate.
+// the head and the loss dominate, and tiny50k-pad64, the same with wte padded
+// to 50304 rows as llm.c pads it (Config.VocabPad 64).
 var trainPresets = []struct {
-	name, preset string
-	vocab, B     int
-}{{"tiny", "tiny", 256, 16}, {"small", "small", 512, 8}, {"tiny50k", "tiny", 50257, 16}}
+	name, preset  string
+	vocab, B, pad int
+}{{"tiny", "tiny", 256, 16, 0}, {"small", "small", 512, 8, 0}, {"tiny50k", "tiny", 50257, 16, 0}, {"tiny50k-pad64", "tiny", 50257, 16, 64}}
 
-func newTrainBench(b *testing.B, preset string, vocab, B int) *trainBench {
+func newTrainBench(b *testing.B, preset string, vocab, B, pad int) *trainBench {
 	cfg, err := Preset(preset)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg.Vocab = vocab
+	cfg.Vocab, cfg.VocabPad = vocab, pad
 	pool := kernels.NewPool(0)
 	m, err := New(cfg, pool)
 	if err != nil {
@@ -135,7 +136,7 @@ func (tb *trainBench) step(b *testing.B) {
 func BenchmarkTrainStep(b *testing.B) {
 	for _, c := range trainPresets {
 		b.Run(c.name, func(b *testing.B) {
-			tb := newTrainBench(b, c.preset, c.vocab, c.B)
+			tb := newTrainBench(b, c.preset, c.vocab, c.B, c.pad)
 			tb.step(b) // the arena
 			var steps []time.Duration
 			b.ResetTimer()
@@ -173,7 +174,7 @@ func BenchmarkTrainStep(b *testing.B) {
 func BenchmarkTrainStepOps(b *testing.B) {
 	for _, c := range trainPresets {
 		b.Run(c.name, func(b *testing.B) {
-			tb := newTrainBench(b, c.preset, c.vocab, c.B)
+			tb := newTrainBench(b, c.preset, c.vocab, c.B, c.pad)
 			tb.step(b)
 			tb.m.timer = &opTimer{}
 			b.ResetTimer()

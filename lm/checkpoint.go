@@ -59,7 +59,12 @@ type trainerFile struct {
 	AdamStep    *int64          `json:"adam_step,omitempty"`
 	ModelSHA256 string          `json:"model_sha256"`
 	OptimSHA256 string          `json:"optimizer_sha256,omitempty"`
-	NumParams   int             `json:"num_params"`
+	NumParams   int             `json:"num_params"` // the flat vector's length, padded rows included
+	// VocabPad is the model's Config.VocabPad (absent: none): the padded
+	// rows are in no file, but they are in the flat vector that the
+	// optimizer and the cluster's all-reduce run over, so a resumed run
+	// keeps its layout.
+	VocabPad int `json:"vocab_pad,omitempty"`
 }
 
 // SaveCheckpoint writes m (and st, when not nil) to the folder dir, creating it.
@@ -93,7 +98,7 @@ func SaveCheckpoint(dir string, m *Model, st *TrainerState) error {
 	}
 	if st != nil {
 		tf := trainerFile{Format: 1, Step: st.Step, RNG: strconv.FormatUint(st.RNG, 10), Data: st.Data,
-			ModelSHA256: digest(model), NumParams: c.NumParams()}
+			ModelSHA256: digest(model), NumParams: c.NumParams(), VocabPad: c.VocabPad}
 		if st.Adam != nil {
 			n := c.NumParams()
 			if len(st.Adam.M) != n || len(st.Adam.V) != n {
@@ -231,7 +236,9 @@ func parseConfig(b []byte, path string) (Config, error) {
 // in the Hugging Face GPT-2 layout, written by SaveCheckpoint or by other tools
 // (any key order, an optional "transformer." prefix, extra keys such as
 // h.N.attn.bias ignored, F32 only). The TrainerState is nil when the folder
-// has no trainer_state.json.
+// has no trainer_state.json. The model's vocabulary padding (Config.VocabPad)
+// is the one trainer_state.json records, none without it: files hold the V
+// real rows of wte, the padded rows are zero (WithVocabPad changes it).
 func LoadCheckpoint(dir string, pool *kernels.Pool) (*Model, *TrainerState, error) {
 	cfg, err := ReadConfig(filepath.Join(dir, ConfigFile))
 	if err != nil {
@@ -246,6 +253,28 @@ func LoadCheckpoint(dir string, pool *kernels.Pool) (*Model, *TrainerState, erro
 		return nil, nil, fmt.Errorf("load checkpoint: %s has %d bytes, the config's %d parameters need %d: %w",
 			ModelFile, len(modelBytes), cfg.NumParams(), need, ErrCheckpoint)
 	}
+	js, err := os.ReadFile(filepath.Join(dir, TrainerStateFile))
+	hasState := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("load checkpoint: %w", err)
+	}
+	var tf trainerFile
+	if hasState {
+		if err := json.Unmarshal(js, &tf); err != nil {
+			return nil, nil, fmt.Errorf("load checkpoint %s: %w: %w", TrainerStateFile, ErrCheckpoint, err)
+		}
+		if tf.Format != 1 {
+			return nil, nil, fmt.Errorf("load checkpoint %s: format %d, want 1: %w", TrainerStateFile, tf.Format, ErrCheckpoint)
+		}
+		cfg.VocabPad = tf.VocabPad
+		if err := cfg.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("load checkpoint %s: %w", TrainerStateFile, err)
+		}
+		if tf.NumParams != cfg.NumParams() {
+			return nil, nil, fmt.Errorf("load checkpoint %s: num_params %d, the model of %s and vocab_pad %d has %d: %w",
+				TrainerStateFile, tf.NumParams, ConfigFile, tf.VocabPad, cfg.NumParams(), ErrCheckpoint)
+		}
+	}
 	m, err := New(cfg, pool)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load checkpoint: %w", err)
@@ -253,19 +282,8 @@ func LoadCheckpoint(dir string, pool *kernels.Pool) (*Model, *TrainerState, erro
 	if err := loadParams(m.layout, m.Params, modelBytes, ""); err != nil {
 		return nil, nil, fmt.Errorf("load checkpoint %s: %w", ModelFile, err)
 	}
-	js, err := os.ReadFile(filepath.Join(dir, TrainerStateFile))
-	if errors.Is(err, fs.ErrNotExist) {
+	if !hasState {
 		return m, nil, nil
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("load checkpoint: %w", err)
-	}
-	var tf trainerFile
-	if err := json.Unmarshal(js, &tf); err != nil {
-		return nil, nil, fmt.Errorf("load checkpoint %s: %w: %w", TrainerStateFile, ErrCheckpoint, err)
-	}
-	if tf.Format != 1 {
-		return nil, nil, fmt.Errorf("load checkpoint %s: format %d, want 1: %w", TrainerStateFile, tf.Format, ErrCheckpoint)
 	}
 	if tf.ModelSHA256 != digest(modelBytes) {
 		return nil, nil, fmt.Errorf("load checkpoint: %s does not match the digest in %s (interrupted save?): %w", ModelFile, TrainerStateFile, ErrCheckpoint)
@@ -303,4 +321,26 @@ func loadParams(layout []Tensor, dst []float32, file []byte, prefix string) erro
 		return err
 	}
 	return readLayout(f, layout, dst, prefix)
+}
+
+// WithVocabPad returns the model with its vocabulary padded to a multiple of
+// pad (Config.VocabPad; 0 or 1: none): m itself when it already is, else a new
+// model on the same pool with the same parameters, its padded rows zero, and
+// a zero gradient. It is how a checkpoint written without padding (a Hugging
+// Face folder) becomes a padded model, and back.
+func (m *Model) WithVocabPad(pad int) (*Model, error) {
+	m.checkParams()
+	cfg := m.Config
+	cfg.VocabPad = pad
+	if cfg == m.Config {
+		return m, nil
+	}
+	n, err := New(cfg, m.pool)
+	if err != nil {
+		return nil, fmt.Errorf("vocabulary padding: %w", err)
+	}
+	for i, t := range m.layout {
+		copy(n.layout[i].View(n.Params), t.View(m.Params)[:t.FileSize()])
+	}
+	return n, nil
 }

@@ -26,6 +26,25 @@ type Config struct {
 	NLayer int // L: transformer blocks
 	NHead  int // NH: attention heads; HS = C / NH
 	Ctx    int // maxT: the longest sequence (positions in wpe)
+	// VocabPad rounds the rows of wte up to a multiple of it, as llm.c
+	// does (64: 50257 becomes 50304); 0 or 1: no padding. The padded rows
+	// (PaddedVocab() - Vocab of them) are parameters that stay exactly zero:
+	// no token id reaches them, the head never predicts them (its logits
+	// are over the V real rows only), so their gradient is zero and AdamW
+	// leaves them zero; checkpoints hold the V real rows.
+	VocabPad int
+}
+
+// MaxVocabPad bounds Config.VocabPad.
+const MaxVocabPad = 1 << 16
+
+// PaddedVocab is Vp, the rows of wte in memory: Vocab rounded up to a
+// multiple of VocabPad (Vocab itself when VocabPad is 0 or 1).
+func (c Config) PaddedVocab() int {
+	if c.VocabPad <= 1 {
+		return c.Vocab
+	}
+	return (c.Vocab + c.VocabPad - 1) / c.VocabPad * c.VocabPad
 }
 
 // Preset returns a named configuration: "tiny" (C 128, 4 layers, 4 heads,
@@ -60,6 +79,9 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	if c.VocabPad < 0 || c.VocabPad > MaxVocabPad {
+		return fmt.Errorf("vocab_pad = %d, want 0..%d (0 or 1: no padding): %w", c.VocabPad, MaxVocabPad, ErrConfig)
+	}
 	if c.NEmbd%c.NHead != 0 {
 		return fmt.Errorf("n_embd %d not a multiple of n_head %d: %w", c.NEmbd, c.NHead, ErrConfig)
 	}
@@ -73,17 +95,19 @@ func (c Config) Validate() error {
 }
 
 func (c Config) numParams64() int64 {
-	C, V, L, T := int64(c.NEmbd), int64(c.Vocab), int64(c.NLayer), int64(c.Ctx)
+	C, V, L, T := int64(c.NEmbd), int64(c.PaddedVocab()), int64(c.NLayer), int64(c.Ctx)
 	return V*C + T*C + L*(12*C*C+13*C) + 2*C
 }
 
 // NumParams is the number of float32 parameters (the length of Params and of
-// Grads without the two trailing slots). It equals the sum of the layout table.
+// Grads without the two trailing slots), the padded rows of wte included
+// (PaddedVocab). It equals the sum of the layout table.
 func (c Config) NumParams() int { return int(c.numParams64()) }
 
 // TrainFLOPs is the floating-point work of one training step (forward and
 // backward, twice the multiply-adds) over B sequences of T tokens: the matrix
-// products of the blocks and the tied head, and causal attention. The
+// products of the blocks and the tied head (over the V real rows: the padded
+// rows are never computed), and causal attention. The
 // recomputation of attention scores in backward is not counted.
 func (c Config) TrainFLOPs(B, T int) float64 {
 	C, V, L := float64(c.NEmbd), float64(c.Vocab), float64(c.NLayer)

@@ -13,6 +13,7 @@
 //	N    rows, B*T; row = b*T + t
 //	C    channels (Config.NEmbd)
 //	V    vocabulary (Config.Vocab)
+//	Vp   rows of wte in memory, V padded (Config.PaddedVocab)
 //	L    transformer blocks (Config.NLayer)
 //	NH   attention heads (Config.NHead)
 //	HS   head size, C/NH
@@ -27,6 +28,23 @@
 // Matrices live in memory as [OC, C] (output rows, as llm.c), which the GEMM
 // reads directly: out = inp @ W^T. Hugging Face's Conv1D stores them [C, OC];
 // they are transposed when a checkpoint is written or read, nowhere else.
+//
+// The vocabulary may be padded as llm.c pads it (Config.VocabPad: 64 makes
+// GPT-2's 50257 rows of wte 50304): wte holds PaddedVocab() rows in memory,
+// the last of them padding (Tensor.PadRows). They are real parameters of the
+// flat buffer, so Params, Grads, AdamW's moments and the vector a cluster
+// all-reduces include them, but they are zero and stay zero: Init draws
+// nothing for them, token ids are checked against V, the head computes the
+// logits of the V real rows only (the HeadFunc sees [rows, V]; a padded id is
+// never predicted, sampled or in the loss), so no pass reads or writes them
+// (the views are cut to V rows), their gradient is zero and AdamW, weight
+// decay included, leaves zero at zero. A padded model is the unpadded one:
+// the same Init, loss and gradient of the real rows, bit for bit.
+// Checkpoints hold the Hugging Face layout with V rows: Save leaves the
+// padded rows out of every file, Load fills them with zero, and
+// trainer_state.json records the padding (vocab_pad) so that a resumed run
+// keeps the layout of its optimizer state; Model.WithVocabPad pads (or
+// unpads) a loaded model.
 //
 // Grads has capacity NumParams()+2: a trainer takes Grads[:NumParams()+2],
 // writes its loss sum and token count into the two trailing slots, and

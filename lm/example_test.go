@@ -73,5 +73,5 @@ func ExampleSaveCheckpoint() {
 	// model.safetensors
 	// optimizer.safetensors
 	// trainer_state.json
-	// <nil> {16 8 1 2 4} 10 {"epoch":0,"pos":80} true
+	// <nil> {16 8 1 2 4 0} 10 {"epoch":0,"pos":80} true
 }

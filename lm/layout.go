@@ -16,9 +16,13 @@ type Tensor struct {
 	// Conv1D marks matrices that Hugging Face stores transposed, as [in, out];
 	// they are transposed at the checkpoint boundary and nowhere else.
 	Conv1D bool
-	Decay  bool    // AdamW applies weight decay (every 2-D tensor, embeddings included)
-	Std    float64 // Init: normal(0, Std) when > 0, else the constant Fill
-	Fill   float32 // Init value when Std == 0: 1 for LayerNorm weights, 0 for biases
+	// PadRows are the last rows of Shape[0] that are padding (wte's
+	// PaddedVocab() - Vocab rows): zero, initialised to zero, never in a
+	// checkpoint. FileShape and FileSize leave them out.
+	PadRows int
+	Decay   bool    // AdamW applies weight decay (every 2-D tensor, embeddings included)
+	Std     float64 // Init: normal(0, Std) when > 0, else the constant Fill
+	Fill    float32 // Init value when Std == 0: 1 for LayerNorm weights, 0 for biases
 }
 
 // View returns the tensor's part of buf (Params, Grads or a moment buffer) with
@@ -27,19 +31,32 @@ func (t Tensor) View(buf []float32) []float32 {
 	return buf[t.Offset : t.Offset+t.Size : t.Offset+t.Size]
 }
 
-// FileShape is the shape in the checkpoint: Shape, reversed for Conv1D.
+// FileShape is the shape in the checkpoint: Shape without the PadRows,
+// reversed for Conv1D.
 func (t Tensor) FileShape() []int {
 	if t.Conv1D {
 		return []int{t.Shape[1], t.Shape[0]}
 	}
-	return append([]int(nil), t.Shape...)
+	s := append([]int(nil), t.Shape...)
+	s[0] -= t.PadRows
+	return s
+}
+
+// FileSize is the number of elements in the checkpoint: Size without the
+// PadRows. They are the first FileSize elements of the view.
+func (t Tensor) FileSize() int {
+	if t.PadRows == 0 {
+		return t.Size
+	}
+	return t.Size / t.Shape[0] * (t.Shape[0] - t.PadRows)
 }
 
 // Layout returns the layout table in Hugging Face order: wte, wpe, then each
 // block h.i in order (ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc,
-// mlp.c_proj, weight before bias), then ln_f. c must be valid.
+// mlp.c_proj, weight before bias), then ln_f. wte has PaddedVocab() rows,
+// the last PaddedVocab() - Vocab of them PadRows. c must be valid.
 func (c Config) Layout() []Tensor {
-	C, V, L, T := c.NEmbd, c.Vocab, c.NLayer, c.Ctx
+	C, V, L, T := c.NEmbd, c.PaddedVocab(), c.NLayer, c.Ctx
 	const std = 0.02
 	projStd := std / math.Sqrt(2*float64(L))
 	var ts []Tensor
@@ -53,6 +70,7 @@ func (c Config) Layout() []Tensor {
 		off += n
 	}
 	add("wte.weight", false, true, std, 0, V, C)
+	ts[0].PadRows = V - c.Vocab
 	add("wpe.weight", false, true, std, 0, T, C)
 	for l := 0; l < L; l++ {
 		p := fmt.Sprintf("h.%d.", l)
@@ -90,7 +108,7 @@ type blockViews struct {
 
 // views are the named views of one flat buffer laid out by the table.
 type views struct {
-	wte    []float32 // [V, C]
+	wte    []float32 // [V, C]: the real rows only; the padded rows follow them in the buffer
 	wpe    []float32 // [maxT, C]
 	blocks []blockViews
 	lnfw   []float32 // [C]
@@ -103,6 +121,9 @@ func newViews(layout []Tensor, nLayer int, buf []float32) views {
 	i := 0
 	next := func() []float32 { t := layout[i]; i++; return t.View(buf) }
 	v.wte, v.wpe = next(), next()
+	if n := layout[0].FileSize(); n < len(v.wte) {
+		v.wte = v.wte[:n:n] // no pass reads or writes the padded rows
+	}
 	for l := range v.blocks {
 		b := &v.blocks[l]
 		b.ln1w, b.ln1b, b.qkvw, b.qkvb, b.attprojw, b.attprojb = next(), next(), next(), next(), next(), next()

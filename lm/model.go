@@ -90,12 +90,16 @@ func (m *Model) Tensor(name string) (Tensor, bool) {
 // Init sets the parameters as GPT-2 does, from seed alone: weights and
 // embeddings normal(0, 0.02), the two residual projections of each block
 // (attn.c_proj, mlp.c_proj) normal(0, 0.02/sqrt(2 n_layer)), LayerNorm weights
-// 1, every bias 0. Tensors are drawn in layout order from one RNG.
+// 1, every bias 0. Tensors are drawn in layout order from one RNG; the padded
+// rows of wte are set to zero and draw nothing, so a padded model starts as
+// the unpadded one.
 func (m *Model) Init(seed uint64) {
 	m.checkBuffers()
 	r := NewRNG(seed)
 	for _, t := range m.layout {
 		v := t.View(m.Params)
+		clear(v[t.FileSize():]) // padded rows: zero, and no draws, so Init is the unpadded model's
+		v = v[:t.FileSize()]
 		if t.Std > 0 {
 			for i := range v {
 				v[i] = float32(r.NormFloat64() * t.Std)

@@ -185,12 +185,13 @@ func encodeSafetensors(ts []stOut, metadata map[string]string) []byte {
 }
 
 // layoutTensors lists buf (laid out by layout) as file tensors: Hugging Face
-// keys with prefix, Conv1D matrices transposed to [in, out].
+// keys with prefix, Conv1D matrices transposed to [in, out], padded rows
+// (Tensor.PadRows) left out.
 func layoutTensors(layout []Tensor, buf []float32, prefix string) []stOut {
 	out := make([]stOut, len(layout))
 	for i, t := range layout {
 		v := t.View(buf)
-		data := v
+		data := v[:t.FileSize()] // padded rows are not written
 		if t.Conv1D {
 			data = transpose(v, t.Shape[0], t.Shape[1])
 		}
@@ -213,7 +214,8 @@ func transpose(m []float32, rows, cols int) []float32 {
 // readLayout fills dst (laid out by layout) from f: every tensor must be
 // present under prefix+name (or "transformer."+prefix+name, as Hugging Face's
 // GPT2LMHeadModel writes), F32, of the file shape; Conv1D matrices are
-// transposed back to [out, in]. Keys not in the layout are ignored. dst is
+// transposed back to [out, in]; padded rows (Tensor.PadRows), which the file
+// does not hold, are set to zero. Keys not in the layout are ignored. dst is
 // written only when every tensor checks out.
 func readLayout(f *stFile, layout []Tensor, dst []float32, prefix string) error {
 	entries := make([]stEntry, len(layout))
@@ -245,9 +247,11 @@ func readLayout(f *stFile, layout []Tensor, dst []float32, prefix string) error 
 			}
 			continue
 		}
-		for j := range v {
+		n := t.FileSize()
+		for j := range v[:n] {
 			v[j] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*j:]))
 		}
+		clear(v[n:]) // padded rows
 	}
 	return nil
 }
