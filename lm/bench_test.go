@@ -129,7 +129,10 @@ func (tb *trainBench) step(b *testing.B) {
 
 // BenchmarkTrainStep times one training step (zero grad, forward, the
 // cross-entropy head, backward, clip + AdamW) of the presets (trainPresets)
-// on a pool of GOMAXPROCS threads (-cpu 1,2), and reports tokens/s (mean
+// on a pool of GOMAXPROCS threads (-cpu 1 or -cpu 2: one value per go test
+// run, since with a list go test 1.26 runs the first value's sub-benchmarks
+// under the list's last GOMAXPROCS; the threads metric says what ran), and
+// reports tokens/s (mean
 // step) and tokens/s-p50 (median step), GFLOP/s (Config.TrainFLOPs), the
 // median GFLOP/s of a 1024^3 Sgemm on the same pool right after
 // (gemm-GFLOP/s) and MFU-p50, the median step's GFLOP/s against it.
@@ -164,6 +167,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			b.ReportMetric(flops/sec/1e9, "GFLOP/s")
 			b.ReportMetric(peak, "gemm-GFLOP/s")
 			b.ReportMetric(flops/p50/1e9/peak, "MFU-p50")
+			b.ReportMetric(float64(tb.pool.Threads()), "threads")
 		})
 	}
 }
