@@ -214,7 +214,7 @@ func (r *chaosRun) coordinator(ctx context.Context, steps chan<- outputs.StepMet
 		}
 	}
 	c.SetProgress(func(m outputs.StepMetrics) { steps <- m })
-	nc, err := connect(ctx, r.cfg, "coordinator", r.log)
+	nc, err := connect(ctx, r.cfg, "coordinator", r.log, nil)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -223,7 +223,7 @@ func (r *chaosRun) coordinator(ctx context.Context, steps chan<- outputs.StepMet
 }
 
 func (r *chaosRun) startWorker(ctx context.Context, id string) error {
-	conn, err := connect(ctx, r.cfg, "worker "+id, r.log)
+	conn, err := connect(ctx, r.cfg, "worker "+id, r.log, nil)
 	if err != nil {
 		return err
 	}

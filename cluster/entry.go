@@ -61,7 +61,7 @@ func ServeWith(ctx context.Context, cfg config.Config, log *slog.Logger, progres
 		defer srv.Shutdown()
 		cfg.NATS.URL = srv.URL()
 	}
-	nc, err := connect(ctx, cfg, "coordinator", log)
+	nc, err := connect(ctx, cfg, "coordinator", log, nil)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -90,7 +90,7 @@ func Work(ctx context.Context, cfg config.Config, id string, log *slog.Logger) e
 		defer srv.Shutdown()
 		cfg.NATS.URL = srv.URL()
 	}
-	nc, err := connect(ctx, cfg, "worker "+id, log)
+	nc, err := connect(ctx, cfg, "worker "+id, log, nil)
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func splitHostPort(hp string) (string, int, error) {
 // and cfg.Cluster.Workers workers in one process. It is the same code as the
 // multi-process deployment; only the transport is local.
 func Simulate(ctx context.Context, cfg config.Config, log *slog.Logger, progress func(outputs.StepMetrics)) (Summary, error) {
-	return SimulateWith(ctx, cfg, log, progress, SimOptions{})
+	return SimulateWith(ctx, cfg, log, progress, SimOptions{InProcess: true})
 }
 
 // SimOptions change how simulation mode runs the workers (scaling
@@ -183,6 +183,14 @@ type SimOptions struct {
 	// and answer requests, the workers' may not). Routes between clustered
 	// servers use TLS and a user and password of their own.
 	Secure bool
+	// InProcess connects the coordinator and the workers to a single,
+	// plain (not Secure) embedded server through nats.go's in-process
+	// connections, in-memory pipes instead of loopback TCP sockets: the same
+	// server, protocol, users and permissions, without the kernel's socket
+	// calls and copies (natsnet BenchmarkAllReduce/nats-inproc against
+	// nats). Simulate sets it; with several servers or TLS the clients use
+	// TCP, so that failover and TLS are what a deployment has.
+	InProcess bool
 	// Servers is the number of clustered embedded servers (0: nats.servers):
 	// worker i connects to server i mod Servers first (and fails over to
 	// the others), the coordinator to server 0; with one worker per server
@@ -246,9 +254,13 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 		c.NATS.User, c.NATS.Password, c.NATS.TLSCA, c.NATS.TLSCert, c.NATS.TLSKey = r.User, r.Password, r.TLSCA, r.TLSCert, r.TLSKey
 		return c
 	}
-	log.Info("simulation", "nats", cfg.NATS.URL, "servers", len(servers), "workers", cfg.Cluster.Workers, "run_dir", cfg.Run.Dir)
+	var inproc *natsnet.Server
+	if so.InProcess && !so.Secure && len(servers) == 1 {
+		inproc = servers[0]
+	}
+	log.Info("simulation", "nats", cfg.NATS.URL, "servers", len(servers), "in_process", inproc != nil, "workers", cfg.Cluster.Workers, "run_dir", cfg.Run.Dir)
 
-	nc, err := connect(ctx, role("coordinator"), "coordinator", log)
+	nc, err := connect(ctx, role("coordinator"), "coordinator", log, inproc)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -262,7 +274,7 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 		id := fmt.Sprintf("w%d", i)
 		wcfg := role("worker")
 		wcfg.NATS.URL = natsnet.URLs(servers, i%len(servers))
-		wnc, err := connect(ctx, wcfg, "worker "+id, log)
+		wnc, err := connect(ctx, wcfg, "worker "+id, log, inproc)
 		if err != nil {
 			return Summary{}, err
 		}
@@ -354,12 +366,15 @@ func secureServer(so *natsnet.ServerOptions, dir, job string) (map[string]config
 // connect dials cfg's NATS server through natsnet (reconnect forever, pings
 // every second, no echo), waiting for the server to come up until ctx ends; a
 // wrong user or password fails at once. A ring part of allreduce.chunk_bytes
-// plus its NATS header must fit in the server's max_payload.
-func connect(ctx context.Context, cfg config.Config, name string, log *slog.Logger) (*natsnet.Conn, error) {
+// plus its NATS header must fit in the server's max_payload. inproc, if not
+// nil, is the embedded server of this process to reach in memory
+// (SimOptions.InProcess).
+func connect(ctx context.Context, cfg config.Config, name string, log *slog.Logger, inproc *natsnet.Server) (*natsnet.Conn, error) {
 	c, err := natsnet.Connect(ctx, natsnet.Options{
 		URL: cfg.NATS.URL, User: cfg.NATS.User, Password: cfg.NATS.Password, Token: cfg.NATS.Token, Creds: cfg.NATS.Creds,
 		TLSCA: cfg.NATS.TLSCA, TLSCert: cfg.NATS.TLSCert, TLSKey: cfg.NATS.TLSKey,
 		Name: "klring " + cfg.Job + " " + name, ChunkBytes: cfg.AllReduce.ChunkBytes + natsnet.HeaderRoom, Logger: log,
+		InProcess: inproc,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connecting %s: %w", name, err)

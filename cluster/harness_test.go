@@ -96,7 +96,7 @@ func newTestCluster(t *testing.T, cfg config.Config) *testCluster {
 
 func (tc *testCluster) conn(name string) *natsnet.Conn {
 	tc.t.Helper()
-	nc, err := connect(context.Background(), tc.cfg, name, tc.log)
+	nc, err := connect(context.Background(), tc.cfg, name, tc.log, nil)
 	if err != nil {
 		tc.t.Fatalf("connecting %s: %v", name, err)
 	}

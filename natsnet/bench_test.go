@@ -59,10 +59,24 @@ func memRing(b *testing.B, n int) *benchRing {
 // r connects to servers[r mod len(servers)] (and fails over to the others);
 // the ring's subscriptions are known to every server when it returns.
 func natsRing(b *testing.B, servers []*natsnet.Server, job string, n, length int, opts allreduce.Options) *benchRing {
+	return natsRingWith(b, servers, nil, job, n, length, opts)
+}
+
+// natsRingInProcess is natsRing over one embedded server with in-process
+// connections (natsnet.Options.InProcess).
+func natsRingInProcess(b *testing.B, s *natsnet.Server, job string, n, length int, opts allreduce.Options) *benchRing {
+	return natsRingWith(b, []*natsnet.Server{s}, s, job, n, length, opts)
+}
+
+func natsRingWith(b *testing.B, servers []*natsnet.Server, inproc *natsnet.Server, job string, n, length int, opts allreduce.Options) *benchRing {
 	br := &benchRing{members: members(n)}
 	parts := allreduce.MaxMessages(length, n, opts) + 16
 	for r, w := range br.members {
-		c := connect(b, natsnet.Options{URL: natsnet.URLs(servers, r%len(servers)), ChunkBytes: opts.ChunkBytes + natsnet.HeaderRoom, PartsInFlight: parts})
+		co := natsnet.Options{URL: natsnet.URLs(servers, r%len(servers)), ChunkBytes: opts.ChunkBytes + natsnet.HeaderRoom, PartsInFlight: parts}
+		if inproc != nil {
+			co.InProcess = inproc
+		}
+		c := connect(b, co)
 		mb, err := natsnet.NewMailbox(context.Background(), c, job, w)
 		if err != nil {
 			b.Fatal(err)
@@ -128,7 +142,7 @@ func BenchmarkAllReduce(b *testing.B) {
 	}
 	defer s.Shutdown()
 	opts := allreduce.Options{ChunkBytes: benchChunk, Deadline: time.Minute}
-	for _, tr := range []string{"mem", "nats", "nats-cluster"} {
+	for _, tr := range []string{"mem", "nats", "nats-inproc", "nats-cluster"} {
 		for _, n := range []int{2, 4, 8} {
 			for _, mib := range []int{1, 16, 64} {
 				b.Run(fmt.Sprintf("%s/n=%d/MiB=%d", tr, n, mib), func(b *testing.B) {
@@ -139,6 +153,8 @@ func BenchmarkAllReduce(b *testing.B) {
 						br = memRing(b, n)
 					case "nats":
 						br = natsRing(b, []*natsnet.Server{s}, "bench", n, length, opts)
+					case "nats-inproc":
+						br = natsRingInProcess(b, s, "bench", n, length, opts)
 					default:
 						servers := benchCluster(b, n)
 						br = natsRing(b, servers, "bench", n, length, opts)

@@ -68,6 +68,15 @@ type Options struct {
 	ReconnectWait time.Duration
 	// Logger receives connection events. Default slog.Default().
 	Logger *slog.Logger
+	// InProcess, if not nil, is an embedded server of this process that
+	// the client talks to through in-memory pipes (nats.go's in-process
+	// connection) instead of a TCP socket, reconnects included; URL still
+	// names it in logs. The server's users, permissions and limits apply
+	// as on TCP, but a refused user shows as a closed pipe after the
+	// server's auth timeout rather than as an authorization error, and is
+	// retried until ctx ends (simulation mode, its only user, makes its own
+	// credentials).
+	InProcess *Server
 }
 
 // DefaultOptions returns the defaults documented on Options.
@@ -200,6 +209,9 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 	}
 	if tc != nil {
 		no = append(no, nats.Secure(tc))
+	}
+	if opts.InProcess != nil {
+		no = append(no, nats.InProcessServer(opts.InProcess.srv))
 	}
 	wait := opts.ReconnectWait
 	for attempt := 1; ; attempt++ {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,4 +154,47 @@ func TestServerShutdownFreesClients(t *testing.T) {
 	}
 	c.Close()
 	s.Shutdown()
+}
+
+// TestInProcess connects through Options.InProcess, with the server's user
+// and password: the connection is an in-memory pipe rather than a TCP
+// socket, the server counts it, and messages cross the server from a TCP
+// client to it as between two TCP clients.
+func TestInProcess(t *testing.T) {
+	checkGoroutines(t)
+	s := startServer(t, natsnet.ServerOptions{User: "klring", Password: "s3cret"})
+	sub := connect(t, natsnet.Options{URL: s.URL(), User: "klring", Password: "s3cret", InProcess: s})
+	defer sub.Close()
+	pub := connect(t, natsnet.Options{URL: s.URL(), User: "klring", Password: "s3cret"}) // TCP
+	defer pub.Close()
+	if addr := sub.NC.ConnectedAddr(); strings.Contains(addr, ":") {
+		t.Errorf("in-process connection's address = %q; want a pipe, not a TCP address", addr)
+	}
+	if addr := pub.NC.ConnectedAddr(); !strings.Contains(addr, ":") {
+		t.Errorf("TCP connection's address = %q; want host:port", addr)
+	}
+	ch := make(chan *nats.Msg, 1)
+	sb, err := sub.NC.ChanSubscribe("klring.test.inproc", ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Unsubscribe()
+	if err := sub.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.NumClients(); got != 2 {
+		t.Errorf("NumClients = %d; want 2 (one in process, one on TCP)", got)
+	}
+	want := []byte("across the server")
+	if err := pub.NC.Publish("klring.test.inproc", want); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-ch:
+		if string(m.Data) != string(want) {
+			t.Errorf("received %q; want %q", m.Data, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message through the in-process connection in 10s")
+	}
 }
