@@ -309,20 +309,20 @@ func TestAcceptWireAndLength(t *testing.T) {
 	const L, n, pf, tail = 1000, 4, 100, 2
 	plan := NewPlan(L, n, pf)
 	h := Header{"run", 1, 2}
-	id := PartID{ReduceScatter, 1, 3, 2} // floats [950, 1000): 48 rounded, 2 exact
+	id := PartID{ReduceScatter, 1, 1, 2} // stripe 9, floats [900, 1000): 98 rounded, 2 exact
 	for _, tc := range []struct {
 		name string
 		msg  []byte
 		wire Wire
 		want string
 	}{
-		{"bf16 part, bf16 receiver", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 50), 48), WireBF16, ""},
-		{"f32 part, f32 receiver", AppendMessage(nil, h, id, 3, make([]float32, 50)), WireF32, ""},
-		{"bf16 part, f32 receiver", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 50), 48), WireF32, "wrongWire"},
-		{"f32 part, bf16 receiver", AppendMessage(nil, h, id, 3, make([]float32, 50)), WireBF16, "wrongWire"},
-		{"bf16 part without the exact tail", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 50), 50), WireBF16, "badLength"},
-		{"bf16 part one float short", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 49), 47), WireBF16, "badLength"},
-		{"bf16 part of f32's length", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 50), 0), WireBF16, "badLength"},
+		{"bf16 part, bf16 receiver", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 100), 98), WireBF16, ""},
+		{"f32 part, f32 receiver", AppendMessage(nil, h, id, 3, make([]float32, 100)), WireF32, ""},
+		{"bf16 part, f32 receiver", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 100), 98), WireF32, "wrongWire"},
+		{"f32 part, bf16 receiver", AppendMessage(nil, h, id, 3, make([]float32, 100)), WireBF16, "wrongWire"},
+		{"bf16 part without the exact tail", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 100), 100), WireBF16, "badLength"},
+		{"bf16 part one float short", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 99), 97), WireBF16, "badLength"},
+		{"bf16 part of f32's length", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 100), 0), WireBF16, "badLength"},
 	} {
 		var e envelope
 		if err := decodeEnvelope(tc.msg, &e); err != nil {
