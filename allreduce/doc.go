@@ -7,7 +7,8 @@
 // The vector of L floats is cut into stripes of Plan.Stripe floats (the
 // last one shorter): PartFloats = (ChunkBytes-EnvelopeOverhead)/4, or less
 // for a vector too short for about 16 stripes per segment (StripeFloats),
-// never below 256 floats unless PartFloats is. Stripe s belongs to segment
+// not below 256 floats unless PartFloats is or the vector has fewer than
+// 256 floats a rank. Stripe s belongs to segment
 // s mod n, so segment k is the stripes k, k+n, k+2n, ... (some segments are
 // empty when the vector has fewer than n stripes), and a part, one message,
 // is one stripe: part j of segment k is stripe k+jn. Row j is the stripes

@@ -32,12 +32,13 @@ const (
 // StripeFloats is the stripe of a vector of length floats over n ranks with
 // parts of at most partFloats floats: partFloats, or less when the vector is
 // too short for about 16 stripes per segment (so that segments are balanced
-// to a sixteenth and buckets can be small), but never below 256 floats
-// unless partFloats is (few, larger messages). It is a multiple of 16.
+// to a sixteenth and buckets can be small), but not below 256 floats (few,
+// larger messages) unless partFloats is, or the vector is too short for one
+// stripe per segment at that size.
 func StripeFloats(length, n, partFloats int) int {
 	want := (length + stripesPerSegment*n - 1) / (stripesPerSegment * n)
-	want = (want + 15) / 16 * 16
-	return min(partFloats, max(minStripe, want))
+	floor := min(minStripe, (length+n-1)/n)
+	return max(1, min(partFloats, max(floor, want)))
 }
 
 // NewPlan returns the plan of a vector of length floats over n ranks with
