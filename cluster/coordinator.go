@@ -660,8 +660,7 @@ func (c *Coordinator) checkSegments(a protocol.Commit) error {
 	n := len(a.Members)
 	plan := allreduce.NewPlan(len(c.gsum), n, allreduce.Options{ChunkBytes: c.cfg.AllReduce.ChunkBytes}.PartFloats())
 	for r, d := range a.Dones {
-		off, l := plan.Segment((r + 1) % n)
-		if got := checksum(c.gsum[off : off+l]); got != d.SegSum {
+		if got := segmentChecksum(c.gsum, plan, (r+1)%n); got != d.SegSum {
 			return fmt.Errorf("the segment of %s (rank %d) sums to %016x as received, %016x as reduced", d.Sender, r, got, d.SegSum)
 		}
 	}
