@@ -320,7 +320,11 @@ func (c *call) runBuckets(ready <-chan int) error {
 				return c.abort(m.err)
 			}
 			err := c.receive(m.msg, true)
-			next <- struct{}{}
+			select {
+			case next <- struct{}{}:
+			case <-c.ctx.Done(): // the receiver has stopped with it
+				return c.abort(c.ctx.Err())
+			}
 			if err != nil {
 				return c.abort(err)
 			}

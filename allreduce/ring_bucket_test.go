@@ -1,10 +1,13 @@
 package allreduce
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // bucketSim drives n Ring schedules whose vectors become ready bucket by
@@ -220,5 +223,41 @@ func TestRingHoldsAndRejects(t *testing.T) {
 	}
 	if g.Received() != 1 {
 		t.Fatalf("Received() = %d; want 1", g.Received())
+	}
+}
+
+// oneMessage hands back msg on the first Recv, then waits for the end of
+// the context.
+type oneMessage struct{ msg []byte }
+
+func (t *oneMessage) Send(context.Context, int, []byte) error { return nil }
+func (t *oneMessage) Recv(ctx context.Context) ([]byte, error) {
+	if m := t.msg; m != nil {
+		t.msg = nil
+		return m, nil
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestBucketsEndWithTheirContext: a bucketed all-reduce whose context ends
+// while it applies a message (here, in the owned callback) returns an
+// AbortError wrapping the context's error: its receiving goroutine has
+// stopped with the context (the call used to wait for it forever).
+func TestBucketsEndWithTheirContext(t *testing.T) {
+	const L = 4000
+	h := Header{Run: "r", Epoch: 1, Step: 1}
+	opts := Options{ChunkBytes: 1024, BucketBytes: 1}
+	plan := NewPlan(L, 2, opts.PartFloats())
+	_, m := plan.Part(1, 0)
+	msg := AppendMessage(nil, h, PartID{ReduceScatter, 0, 1, 0}, 1, make([]float32, m)) // rank 0 owns segment 1
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ready := make(chan int, 1)
+	ready <- 0
+	err := NewReducer().AllReduceBuckets(ctx, &oneMessage{msg}, h, 0, 2, make([]float32, L), opts, ready, func(int, []float32) { cancel() })
+	var ae *AbortError
+	if !errors.As(err, &ae) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("AllReduceBuckets = %v; want an AbortError wrapping context.Canceled", err)
 	}
 }
