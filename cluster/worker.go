@@ -531,6 +531,7 @@ func (w *Worker) computeOverlapped(ctx context.Context, a protocol.StartStep, ca
 			next--
 			ready <- next
 		}
+		runtime.Gosched() // let the ring take what it was handed before backward goes on
 	}
 	sums, cpu, err := w.gradient(ctx, a.Windows, a.Plan.Step, onReady)
 	if err == nil && !o.nonFinite {
