@@ -677,7 +677,9 @@ func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr float64) (ou
 	wall := c.stepEnded.Sub(c.attemptAt).Seconds()
 	// compute: the slowest rank's gradient; all-reduce: from the moment the
 	// last rank entered the ring to the moment the last rank left it (a
-	// rank waiting in the ring for a slower neighbour counts as waiting).
+	// rank waiting in the ring for a slower neighbour counts as waiting;
+	// with overlap a rank enters when its computation ends, so this is the
+	// all-reduce time not hidden behind backward).
 	var compute, computeCPU, ceSum, kdSum, keptSum float64
 	var lastIn, lastOut int64
 	entry := outputs.LedgerEntry{Step: a.Step, Epoch: a.Epoch, Batch: a.Batch}
