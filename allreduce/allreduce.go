@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 )
 
@@ -94,12 +95,15 @@ func (e *AbortError) Error() string {
 func (e *AbortError) Unwrap() error { return e.Err }
 
 // Reducer runs all-reduces and keeps their buffers: one message buffer of
-// ChunkBytes and the schedule's bookkeeping, allocated again only when they
-// must grow. A Reducer runs one all-reduce at a time; its Stats may be read
-// at any time.
+// ChunkBytes, the schedule's bookkeeping and the copies of held parts,
+// allocated again only when they must grow. A Reducer runs one all-reduce at
+// a time; its Stats may be read at any time.
 type Reducer struct {
 	ring  Ring
 	start []PartID
+	held  []PartID
+	keep  map[PartID][]byte // parts held for their bucket, by part
+	spare [][]byte          // buffers of held parts, for reuse
 	buf   []byte
 	c     counters
 }
@@ -143,6 +147,39 @@ func AllReduce(ctx context.Context, t Transport, h Header, rank, n int, data []f
 // Messages that do not belong to this all-reduce are dropped and counted in
 // Stats, never applied. It panics if n < 1 or rank is not in [0, n).
 func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n int, data []float32, opts Options, owned func(offset int, seg []float32)) error {
+	return r.run(ctx, t, h, rank, n, data, opts, nil, owned)
+}
+
+// AllReduceBuckets is AllReduce for a vector that becomes final bucket by
+// bucket, such as a gradient that backward computes from the last layer to
+// the first: the buckets are opts.Buckets(len(data), n), and ready receives
+// each bucket's index once, as soon as the caller's floats in it are final.
+// The call starts sending a bucket's parts when it comes through ready, and
+// holds (copies) a part received for a bucket that has not come yet until
+// it has. Until bucket b comes through ready the call neither reads nor
+// writes data's floats in b, so the caller may still be writing them on
+// another goroutine; a send on ready orders those writes before the call's
+// reads.
+//
+// The sums are those of AllReduce, bit for bit, whatever the buckets, the
+// order of the ready buckets and the moments they come (on every wire): a
+// bucket changes when a rank sends a float, never the chain of ranks that
+// sums it. Ranks need not even agree on opts.BucketBytes.
+//
+// A bucket index out of range or sent twice ends the call with an
+// *AbortError wrapping ErrBadBucket; ready closed before every bucket came,
+// with one wrapping ErrNotReady (the caller gave up: its vector will never
+// be final).
+func (r *Reducer) AllReduceBuckets(ctx context.Context, t Transport, h Header, rank, n int, data []float32, opts Options, ready <-chan int, owned func(offset int, seg []float32)) error {
+	if ready == nil {
+		panic("allreduce: AllReduceBuckets without a ready channel")
+	}
+	return r.run(ctx, t, h, rank, n, data, opts, ready, owned)
+}
+
+// run is AllReduce with ready nil (the whole vector ready at once), else
+// AllReduceBuckets.
+func (r *Reducer) run(ctx context.Context, t Transport, h Header, rank, n int, data []float32, opts Options, ready <-chan int, owned func(offset int, seg []float32)) error {
 	if n < 1 || rank < 0 || rank >= n {
 		panic(fmt.Sprintf("allreduce: rank %d of %d", rank, n))
 	}
@@ -159,164 +196,341 @@ func (r *Reducer) AllReduce(ctx context.Context, t Transport, h Header, rank, n 
 	} else if _, ok := ctx.Deadline(); !ok {
 		return ErrNoDeadline
 	}
-	resid := opts.Residual
-	if resid != nil && len(resid) != len(data) {
-		return fmt.Errorf("%w: a Residual of %d floats for a vector of %d", ErrBadOptions, len(resid), len(data))
+	if opts.Residual != nil && len(opts.Residual) != len(data) {
+		return fmt.Errorf("%w: a Residual of %d floats for a vector of %d", ErrBadOptions, len(opts.Residual), len(data))
 	}
-	clear(resid)
-	if n == 1 {
-		if owned != nil {
-			owned(0, data)
-		}
-		return nil
-	}
+	clear(opts.Residual)
 	plan := NewPlan(len(data), n, opts.PartFloats())
-	ring := &r.ring
-	ring.Reset(rank, plan)
+	c := r.newCall(ctx, t, h, rank, plan, data, opts, owned)
+	if ready == nil {
+		r.ring.Reset(rank, plan)
+		return c.runAll()
+	}
+	r.ring.ResetBuckets(rank, plan.Buckets(opts.BucketFloats()))
+	return c.runBuckets(ready)
+}
+
+// call is one all-reduce of a Reducer.
+type call struct {
+	r       *Reducer
+	ctx     context.Context
+	t       Transport
+	h       Header
+	rank    int
+	plan    Plan
+	data    []float32
+	opts    Options
+	owned   func(offset int, seg []float32)
+	bf16    bool
+	exact   int // floats from exact on travel as float32
+	e       envelope
+	dropped uint64 // the Reducer's drops, corrupt parts, parts of another wire and the transport's drops when the call began
+	corrupt uint64
+	wrongW  uint64
+	lost    uint64
+}
+
+func (r *Reducer) newCall(ctx context.Context, t Transport, h Header, rank int, plan Plan, data []float32, opts Options, owned func(int, []float32)) *call {
 	if cap(r.buf) < opts.ChunkBytes {
 		r.buf = make([]byte, 0, opts.ChunkBytes)
 	}
-	right, left := ring.Right(), ring.Left()
-	dropped0, corrupt0, wrongWire0 := r.Stats().Dropped(), r.c.badChecksum.Load(), r.c.wrongWire.Load()
-	lost0 := transportDropped(t)
-	bf16 := opts.Wire == WireBF16
-	exact := len(data) - min(opts.ExactTail, len(data)) // floats from exact on travel as float32
-	rounded := func(off, m int) int { return rounded(opts.Wire, exact, off, m) }
-	// res is where the residuals of the part at off of nb rounded floats
-	// go, nil when they are not kept.
-	res := func(off, nb int) []float32 {
-		if resid == nil {
-			return nil
-		}
-		return resid[off : off+nb]
-	}
+	return &call{r: r, ctx: ctx, t: t, h: h, rank: rank, plan: plan, data: data, opts: opts, owned: owned,
+		bf16: opts.Wire == WireBF16, exact: len(data) - min(opts.ExactTail, len(data)),
+		dropped: r.Stats().Dropped(), corrupt: r.c.badChecksum.Load(), wrongW: r.c.wrongWire.Load(), lost: transportDropped(t)}
+}
 
-	// send sends part id, at offset off, with the floats x, or x + in when
-	// in is not nil; on the bf16 wire it rounds what it sends, keeping the
-	// residuals when round is set. crc, when not nil, is the CRC-32C of the
-	// bytes sent, known already (a copy forwarded unchanged).
-	send := func(id PartID, off int, x []float32, in []byte, crc *uint32, round bool) error {
-		var fl []byte
-		nb := rounded(off, len(x))
-		r.buf, fl = appendHeader(r.buf[:0], h, id, rank, opts.Wire, wireBytes(len(x), nb))
-		var rs []float32
-		if round {
-			rs = res(off, nb)
+// runAll runs an all-reduce whose vector is ready: it sends the rank's own
+// parts, then applies what it receives until the ring is done.
+func (c *call) runAll() error {
+	ring := &c.r.ring
+	if c.plan.N == 1 {
+		if c.owned != nil {
+			c.owned(0, c.data)
 		}
-		switch {
-		case !bf16 && in == nil:
-			putFloats(fl, x)
-		case !bf16:
-			sumFloats(fl, x, in)
-		case in == nil:
-			putBF16(fl, x, nb, rs)
-		default:
-			sumBF16(fl, x, in, nb, rs)
-		}
-		if crc != nil {
-			sealMessageWith(r.buf, fl, *crc)
-		} else {
-			sealMessage(r.buf, fl)
-		}
-		if err := t.Send(ctx, right, r.buf); err != nil {
-			return err
-		}
-		r.c.sent.Add(1)
-		r.c.sentBytes.Add(uint64(len(r.buf)))
 		return nil
 	}
-	abort := func(err error) error {
-		miss, _ := ring.Missing()
-		switch {
-		case errors.Is(err, context.DeadlineExceeded):
-			err = fmt.Errorf("%w: %w", ErrDeadline, err)
-		case errors.Is(err, ErrClosed) || errors.Is(err, ErrSuperseded) || errors.Is(err, context.Canceled):
-		default:
-			err = fmt.Errorf("transport: %w", err)
-		}
-		return &AbortError{Rank: rank, N: n, From: left, Header: h, Missing: miss,
-			Received: ring.Received(), Expected: ring.Expected(), Dropped: r.Stats().Dropped() - dropped0, Corrupt: r.c.badChecksum.Load() - corrupt0,
-			Wire: opts.Wire, WrongWire: r.c.wrongWire.Load() - wrongWire0, Lost: transportDropped(t) - lost0, Err: err}
+	c.r.start = ring.Start(c.r.start[:0])
+	if err := c.sendOwn(c.r.start); err != nil {
+		return c.abort(err)
 	}
-
-	r.start = ring.Start(r.start[:0])
-	for _, id := range r.start {
-		off, m := plan.Part(id.Segment, id.Part)
-		if err := send(id, off, data[off:off+m], nil, nil, true); err != nil {
-			return abort(err)
-		}
-	}
-	var e envelope
 	for !ring.Done() {
-		msg, err := t.Recv(ctx)
+		msg, err := c.t.Recv(c.ctx)
 		if err != nil {
-			return abort(err)
+			return c.abort(err)
 		}
-		if err := decodeEnvelope(msg, &e); err != nil {
-			r.c.malformed.Add(1)
-			continue
-		}
-		id, off, m, nb, bad := accept(&e, h, left, plan, opts.Wire, exact, &r.c)
-		if bad != nil {
-			bad.Add(1)
-			continue
-		}
-		if !ring.Awaits(id) {
-			r.c.unexpected.Add(1)
-			continue
-		}
-		if checksum(e.data) != uint32(e.crc) {
-			// Corrupted on the way: never applied. The part stays
-			// missing, and the call ends in an abort naming it.
-			r.c.badChecksum.Add(1)
-			continue
-		}
-		st, err := ring.Deliver(id)
-		if err != nil {
-			r.c.unexpected.Add(1)
-			continue
-		}
-		x := data[off : off+m : off+m]
-		r.c.applied.Add(1)
-		var in []byte
-		switch {
-		case st.Add && !st.Owned:
-			// A partial sum on its way: this rank's copy of the segment is
-			// overwritten in the all-gather, so the sum is written into
-			// the outgoing message only (rounded there, on the bf16 wire).
-			in = e.data
-		case st.Add && bf16:
-			// The owner rounds the full sum in place: the all-gather
-			// copies exactly these bits to every other rank, and the owned
-			// callback sees them too.
-			addBF16(x, e.data, nb, res(off, nb))
-			if owned != nil {
-				owned(off, x)
-			}
-		case st.Add:
-			addFloats(x, e.data)
-			if owned != nil {
-				owned(off, x)
-			}
-		case bf16:
-			copyBF16(x, e.data, nb)
-		default:
-			copyFloats(x, e.data)
-		}
-		var same *uint32
-		if !st.Add {
-			// A copy goes on as it came: its checksum is the one just
-			// verified (x holds exactly the floats of its bytes).
-			c := uint32(e.crc)
-			same = &c
-		}
-		if st.Send {
-			if err := send(st.Next, off, x, in, same, in != nil); err != nil {
-				return abort(err)
-			}
+		if err := c.receive(msg, false); err != nil {
+			return c.abort(err)
 		}
 	}
 	return nil
+}
+
+// received is a message (or the error) of the receiving goroutine of
+// runBuckets.
+type received struct {
+	msg []byte
+	err error
+}
+
+// runBuckets runs an all-reduce whose buckets become ready through ready.
+// Messages are received on a goroutine of their own, so that a bucket made
+// ready is sent at once, whether a message is coming or not; each is
+// handled before the next is received (a Transport's message is valid until
+// the next Recv).
+func (c *call) runBuckets(ready <-chan int) error {
+	ring := &c.r.ring
+	rctx, stop := context.WithCancel(c.ctx)
+	msgs, next := make(chan received), make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait(); c.releaseHeld() }()
+	if c.plan.N > 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				msg, err := c.t.Recv(rctx)
+				select {
+				case msgs <- received{msg, err}:
+				case <-rctx.Done():
+					return
+				}
+				if err != nil {
+					return
+				}
+				select {
+				case <-next:
+				case <-rctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	for pending := ring.Buckets().Count(); pending > 0 || !ring.Done(); {
+		select {
+		case b, ok := <-ready:
+			if !ok {
+				return c.abort(ErrNotReady)
+			}
+			if err := c.ready(b); err != nil {
+				return c.abort(err)
+			}
+			pending--
+		case m := <-msgs:
+			if m.err != nil {
+				return c.abort(m.err)
+			}
+			err := c.receive(m.msg, true)
+			select {
+			case next <- struct{}{}:
+			case <-c.ctx.Done(): // the receiver has stopped with it
+				return c.abort(c.ctx.Err())
+			}
+			if err != nil {
+				return c.abort(err)
+			}
+		case <-c.ctx.Done():
+			return c.abort(c.ctx.Err())
+		}
+	}
+	if c.plan.N == 1 && c.owned != nil {
+		c.owned(0, c.data)
+	}
+	return nil
+}
+
+// ready marks bucket b ready: it sends the rank's own parts of b and applies
+// the parts of b held so far.
+func (c *call) ready(b int) error {
+	r := c.r
+	var err error
+	r.start, r.held, err = r.ring.Ready(b, r.start[:0], r.held[:0])
+	if err != nil {
+		return err
+	}
+	if err := c.sendOwn(r.start); err != nil {
+		return err
+	}
+	for _, id := range r.held {
+		msg := r.keep[id]
+		delete(r.keep, id)
+		err := c.receive(msg, false)
+		r.spare = append(r.spare, msg[:0])
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// releaseHeld keeps the buffers of parts still held for reuse.
+func (c *call) releaseHeld() {
+	for id, msg := range c.r.keep {
+		c.r.spare = append(c.r.spare, msg[:0])
+		delete(c.r.keep, id)
+	}
+}
+
+// sendOwn sends the rank's own parts ids, on hop 0 of the reduce-scatter.
+func (c *call) sendOwn(ids []PartID) error {
+	for _, id := range ids {
+		off, m := c.plan.Part(id.Segment, id.Part)
+		if err := c.send(id, off, c.data[off:off+m], nil, nil, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// res is where the residuals of the part at off of nb rounded floats go,
+// nil when they are not kept.
+func (c *call) res(off, nb int) []float32 {
+	if c.opts.Residual == nil {
+		return nil
+	}
+	return c.opts.Residual[off : off+nb]
+}
+
+// send sends part id, at offset off, with the floats x, or x + in when in is
+// not nil; on the bf16 wire it rounds what it sends, keeping the residuals
+// when round is set. crc, when not nil, is the CRC-32C of the bytes sent,
+// known already (a copy forwarded unchanged).
+func (c *call) send(id PartID, off int, x []float32, in []byte, crc *uint32, round bool) error {
+	r := c.r
+	var fl []byte
+	nb := rounded(c.opts.Wire, c.exact, off, len(x))
+	r.buf, fl = appendHeader(r.buf[:0], c.h, id, c.rank, c.opts.Wire, wireBytes(len(x), nb))
+	var rs []float32
+	if round {
+		rs = c.res(off, nb)
+	}
+	switch {
+	case !c.bf16 && in == nil:
+		putFloats(fl, x)
+	case !c.bf16:
+		sumFloats(fl, x, in)
+	case in == nil:
+		putBF16(fl, x, nb, rs)
+	default:
+		sumBF16(fl, x, in, nb, rs)
+	}
+	if crc != nil {
+		sealMessageWith(r.buf, fl, *crc)
+	} else {
+		sealMessage(r.buf, fl)
+	}
+	if err := c.t.Send(c.ctx, c.r.ring.Right(), r.buf); err != nil {
+		return err
+	}
+	r.c.sent.Add(1)
+	r.c.sentBytes.Add(uint64(len(r.buf)))
+	return nil
+}
+
+// abort returns the AbortError of err.
+func (c *call) abort(err error) error {
+	ring := &c.r.ring
+	miss, _ := ring.Missing()
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		err = fmt.Errorf("%w: %w", ErrDeadline, err)
+	case errors.Is(err, ErrClosed) || errors.Is(err, ErrSuperseded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, ErrBadBucket) || errors.Is(err, ErrNotReady):
+	default:
+		err = fmt.Errorf("transport: %w", err)
+	}
+	r := c.r
+	return &AbortError{Rank: c.rank, N: c.plan.N, From: ring.Left(), Header: c.h, Missing: miss,
+		Received: ring.Received(), Expected: ring.Expected(), Dropped: r.Stats().Dropped() - c.dropped, Corrupt: r.c.badChecksum.Load() - c.corrupt,
+		Wire: c.opts.Wire, WrongWire: r.c.wrongWire.Load() - c.wrongW, Lost: transportDropped(c.t) - c.lost, Err: err}
+}
+
+// receive checks a received message and applies it, or drops and counts
+// it; with keep, a part of a bucket not ready yet is copied and held (the
+// message itself is not kept). It returns only the errors of sending.
+func (c *call) receive(msg []byte, keep bool) error {
+	r, ring, e := c.r, &c.r.ring, &c.e
+	if err := decodeEnvelope(msg, e); err != nil {
+		r.c.malformed.Add(1)
+		return nil
+	}
+	id, off, m, nb, bad := accept(e, c.h, ring.Left(), c.plan, c.opts.Wire, c.exact, &r.c)
+	if bad != nil {
+		bad.Add(1)
+		return nil
+	}
+	if !ring.Awaits(id) {
+		r.c.unexpected.Add(1)
+		return nil
+	}
+	if checksum(e.data) != uint32(e.crc) {
+		// Corrupted on the way: never applied. The part stays missing,
+		// and the call ends in an abort naming it.
+		r.c.badChecksum.Add(1)
+		return nil
+	}
+	st, err := ring.Deliver(id)
+	if err != nil {
+		r.c.unexpected.Add(1)
+		return nil
+	}
+	if st.Hold {
+		if !keep {
+			panic("allreduce: a part held twice") // Ready made its bucket ready
+		}
+		var b []byte
+		if k := len(r.spare); k > 0 {
+			b, r.spare = r.spare[k-1], r.spare[:k-1]
+		}
+		if r.keep == nil {
+			r.keep = make(map[PartID][]byte)
+		}
+		r.keep[id] = append(b, msg...)
+		return nil
+	}
+	return c.apply(st, off, m, nb, e.data, uint32(e.crc))
+}
+
+// apply applies the floats of a delivered part (at off, of m floats, nb of
+// them rounded, encoded in in, with CRC-32C crc) as st says, and sends the
+// next part.
+func (c *call) apply(st Step, off, m, nb int, in []byte, crc uint32) error {
+	x := c.data[off : off+m : off+m]
+	c.r.c.applied.Add(1)
+	var sum []byte
+	switch {
+	case st.Add && !st.Owned:
+		// A partial sum on its way: this rank's copy of the segment is
+		// overwritten in the all-gather, so the sum is written into the
+		// outgoing message only (rounded there, on the bf16 wire).
+		sum = in
+	case st.Add && c.bf16:
+		// The owner rounds the full sum in place: the all-gather copies
+		// exactly these bits to every other rank, and the owned callback
+		// sees them too.
+		addBF16(x, in, nb, c.res(off, nb))
+		if c.owned != nil {
+			c.owned(off, x)
+		}
+	case st.Add:
+		addFloats(x, in)
+		if c.owned != nil {
+			c.owned(off, x)
+		}
+	case c.bf16:
+		copyBF16(x, in, nb)
+	default:
+		copyFloats(x, in)
+	}
+	var same *uint32
+	if !st.Add {
+		// A copy goes on as it came: its checksum is the one just verified
+		// (x holds exactly the floats of its bytes).
+		same = &crc
+	}
+	if !st.Send {
+		return nil
+	}
+	return c.send(st.Next, off, x, sum, same, sum != nil)
 }
 
 // rounded is how many floats of the part at off of m floats travel as

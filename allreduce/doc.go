@@ -4,22 +4,47 @@
 //
 // # Algorithm
 //
-// The vector of L floats is cut into n segments (Plan: balanced, the first
-// L%n one float longer; some are empty when L < n), and every segment into
-// parts of at most (ChunkBytes-EnvelopeOverhead)/4 floats. A reduce-scatter
-// of n-1 hops leaves rank r owning segment (r+1) mod n fully reduced; an
-// all-gather of n-1 hops copies every owned segment to every rank. Each rank
-// sends 2(n-1)/n of the vector. A part is forwarded as soon as it has been
-// applied, so parts pipeline around the ring. Each segment is reduced once,
-// along one chain of ranks ending at its owner, and then only copied: the
-// result is bit-identical everywhere. The owner can hand its fully reduced
-// parts to a callback as they complete.
+// The vector of L floats is cut into stripes of Plan.Stripe floats (the
+// last one shorter): PartFloats = (ChunkBytes-EnvelopeOverhead)/4, or less
+// for a vector too short for about 16 stripes per segment (StripeFloats),
+// not below 256 floats unless PartFloats is or the vector has fewer than
+// 256 floats a rank. Stripe s belongs to segment
+// s mod n, so segment k is the stripes k, k+n, k+2n, ... (some segments are
+// empty when the vector has fewer than n stripes), and a part, one message,
+// is one stripe: part j of segment k is stripe k+jn. Row j is the stripes
+// jn to jn+n-1, part j of every segment. A reduce-scatter of n-1 hops leaves
+// rank r owning segment (r+1) mod n fully reduced; an all-gather of n-1
+// hops copies every owned segment to every rank. Each rank sends 2(n-1)/n
+// of the vector. A part is forwarded as soon as it has been applied, so
+// parts pipeline around the ring. Each segment is reduced once, along one
+// chain of ranks ending at its owner, and then only copied: the result is
+// bit-identical everywhere. The owner can hand its fully reduced parts to a
+// callback as they complete.
+//
+// # Buckets: overlap with backward
+//
+// A gradient is final piece by piece: backward finishes the last layers
+// first. AllReduceBuckets takes the vector in buckets (Buckets: whole rows,
+// about Options.BucketBytes each, contiguous; BucketBytes 0 is one bucket),
+// each handed over on a channel as soon as the caller's floats in it are
+// final: the rank then sends its own parts of that bucket, and a part it
+// receives for a bucket not ready yet is held (copied) until the bucket is.
+// The ring thus starts on the buckets backward finished first while it
+// computes the others. Which chain of ranks sums a float depends only on
+// its stripe, never on the buckets, and every hop applies the same float32
+// (or bfloat16) operation to the same operands: the result of a bucketed
+// all-reduce is the unbucketed one, bit for bit, on every wire, whatever
+// the bucket sizes (ranks need not agree on them) and the order and moments
+// the buckets become ready.
 //
 // Ring is the schedule of one rank as a pure state machine (no I/O): Start
-// lists the first parts to send, Deliver says how to apply a received part
-// and what to send next, and Missing names the first part still awaited.
-// Reducer drives it over a Transport (one attempt of a Mailbox) and reuses
-// its buffers across calls.
+// lists the first parts to send, Ready marks a bucket ready and lists the
+// rank's parts of it to send and the parts held for it, Deliver says how to
+// apply a received part (or to hold it) and what to send next, and Missing
+// names the first part still awaited. Reducer drives it over a Transport
+// (one attempt of a Mailbox) and reuses its buffers across calls; with
+// buckets it receives on a goroutine of its own, so that a bucket made
+// ready is sent at once.
 //
 // # Wire format
 //
@@ -30,7 +55,9 @@
 // instructions where it has them) of those bytes (AppendMessage,
 // AppendMessageWire). It is decoded by hand, with every length checked against
 // the bytes present (package msgcheck) and nothing allocated, and then
-// matched against the receiver's Header, its left neighbour and the Plan;
+// matched against the receiver's Header, its left neighbour and the Plan
+// (the part's stripe, hence its offset and length, follows from segment and
+// part; buckets are the sender's own schedule and are not on the wire);
 // anything that does not match (another run, epoch or step, a wrong sender,
 // hop, segment or part, another wire, a wrong length, a duplicate) is
 // dropped and counted

@@ -21,6 +21,8 @@ var (
 	ErrSuperseded = errors.New("allreduce: attempt superseded by a later Begin")
 	ErrBadRing    = errors.New("allreduce: invalid ring")
 	ErrBadLimits  = errors.New("allreduce: invalid mailbox limits")
+	ErrBadBucket  = errors.New("allreduce: invalid bucket")
+	ErrNotReady   = errors.New("allreduce: ready closed before every bucket was ready")
 )
 
 // Limits of the wire format.
@@ -107,6 +109,11 @@ type Options struct {
 	// to its next input (error feedback) gives back what rounding lost. On
 	// an abort Residual holds a partial result and must not be used.
 	Residual []float32
+	// BucketBytes is the size of the buckets of AllReduceBuckets, in bytes
+	// of float32: rounded down to whole rows of the Plan (N stripes), at
+	// least one. Zero means one bucket, the whole vector (no overlap).
+	// AllReduce ignores it, and the sums never depend on it.
+	BucketBytes int
 }
 
 // DefaultOptions returns the defaults documented on Options.
@@ -128,6 +135,9 @@ func (o Options) Validate() error {
 	if o.ExactTail < 0 {
 		return fmt.Errorf("%w: ExactTail = %d, want >= 0", ErrBadOptions, o.ExactTail)
 	}
+	if o.BucketBytes < 0 {
+		return fmt.Errorf("%w: BucketBytes = %d, want >= 0 (0: one bucket)", ErrBadOptions, o.BucketBytes)
+	}
 	if o.Residual != nil && o.Wire != WireBF16 {
 		return fmt.Errorf("%w: a Residual with Wire = %v (only the bf16 wire rounds)", ErrBadOptions, o.Wire)
 	}
@@ -138,3 +148,17 @@ func (o Options) Validate() error {
 // not depend on Wire: a part on the bf16 wire has the same floats, in about
 // half the bytes, so that every wire cuts the vector the same way.
 func (o Options) PartFloats() int { return (o.ChunkBytes - EnvelopeOverhead) / 4 }
+
+// BucketFloats is BucketBytes in floats (0: one bucket).
+func (o Options) BucketFloats() int {
+	if o.BucketBytes <= 0 {
+		return 0
+	}
+	return max(1, o.BucketBytes/4)
+}
+
+// Buckets returns the buckets of AllReduceBuckets for a vector of length
+// floats over n ranks.
+func (o Options) Buckets(length, n int) Buckets {
+	return NewPlan(length, n, o.PartFloats()).Buckets(o.BucketFloats())
+}

@@ -45,16 +45,25 @@ func (id PartID) String() string {
 // segment (r+1-h) mod n and receives segment (r-h) mod n, which it copies.
 // Parts are forwarded as soon as they are applied, so parts pipeline.
 //
+// The rank's own vector may become ready bucket by bucket (ResetBuckets,
+// Ready): its own parts of a bucket are sent when the bucket is ready, and a
+// reduce-scatter part of a bucket that is not ready yet is held (Step.Hold)
+// and handed back by Ready, to be delivered then: it is added to floats
+// that are final.
+//
 // A Ring is reused with Reset; it allocates only when the number of parts
 // grows.
 type Ring struct {
 	plan     Plan
 	rank     int
 	got      []bool // [phase][segment parts] flat: base[k] + j, phase 1 after total
+	held     []bool // [segment parts]: reduce-scatter parts held for their bucket
 	base     []int  // [n+1] first flat index of each segment's parts
 	total    int    // parts of all segments
 	received int
 	expected int
+	buckets  Buckets
+	ready    []bool // [bucket]
 }
 
 // NewRing returns the schedule of rank in plan.
@@ -64,9 +73,18 @@ func NewRing(rank int, plan Plan) *Ring {
 	return r
 }
 
-// Reset starts a new all-reduce of rank in plan. It panics if rank is not in
-// [0, plan.N).
+// Reset starts a new all-reduce of rank in plan, with the whole vector
+// ready: one bucket. It panics if rank is not in [0, plan.N).
 func (r *Ring) Reset(rank int, plan Plan) {
+	r.ResetBuckets(rank, plan.Buckets(0))
+	r.ready[0] = true
+}
+
+// ResetBuckets starts a new all-reduce of rank in the plan of b, with no
+// bucket ready: Start lists nothing, and Ready marks each bucket when the
+// rank's floats in it are final. It panics if rank is not in [0, plan.N).
+func (r *Ring) ResetBuckets(rank int, b Buckets) {
+	plan := b.plan
 	if rank < 0 || rank >= plan.N {
 		panic(fmt.Sprintf("allreduce: rank %d of %d", rank, plan.N))
 	}
@@ -87,6 +105,17 @@ func (r *Ring) Reset(rank int, plan Plan) {
 	}
 	r.got = r.got[:2*t]
 	clear(r.got)
+	if cap(r.held) < t {
+		r.held = make([]bool, t)
+	}
+	r.held = r.held[:t]
+	clear(r.held)
+	r.buckets = b
+	if cap(r.ready) < b.Count() {
+		r.ready = make([]bool, b.Count())
+	}
+	r.ready = r.ready[:b.Count()]
+	clear(r.ready)
 	r.received = 0
 	r.expected = plan.Messages(rank)
 }
@@ -105,17 +134,57 @@ func (r *Ring) Right() int { return (r.rank + 1) % r.plan.N }
 // reduce-scatter.
 func (r *Ring) Owned() int { return (r.rank + 1) % r.plan.N }
 
+// Buckets returns the buckets of the current all-reduce.
+func (r *Ring) Buckets() Buckets { return r.buckets }
+
 // Start appends to dst the parts the rank sends before it receives anything:
-// every part of its own segment, on hop 0 of the reduce-scatter.
+// every part of its own segment in a ready bucket, on hop 0 of the
+// reduce-scatter (after Reset, the whole segment; after ResetBuckets,
+// nothing).
 func (r *Ring) Start(dst []PartID) []PartID {
 	if r.plan.N == 1 {
 		return dst
 	}
 	for j := range r.plan.Parts(r.rank) {
-		dst = append(dst, PartID{ReduceScatter, 0, r.rank, j})
+		if r.ready[r.buckets.Of(j)] {
+			dst = append(dst, PartID{ReduceScatter, 0, r.rank, j})
+		}
 	}
 	return dst
 }
+
+// Ready marks bucket b ready: the rank's floats in it are final. It appends
+// to sends the parts of the rank's own segment in b, to send on hop 0 of the
+// reduce-scatter, and to held the parts of b received and held before (each
+// to be given to Deliver now, in that order; Deliver then applies it). It
+// returns an error wrapping ErrBadBucket, the state unchanged, for a bucket
+// out of range or already ready.
+func (r *Ring) Ready(b int, sends, held []PartID) ([]PartID, []PartID, error) {
+	if b < 0 || b >= len(r.ready) || r.ready[b] {
+		return sends, held, fmt.Errorf("%w: bucket %d of %d at rank %d (ready twice, or no such bucket)", ErrBadBucket, b, len(r.ready), r.rank)
+	}
+	r.ready[b] = true
+	if r.plan.N == 1 {
+		return sends, held, nil
+	}
+	lo := b * r.buckets.rows
+	for k := range r.plan.N {
+		for j := lo; j < min(lo+r.buckets.rows, r.plan.Parts(k)); j++ {
+			if k == r.rank {
+				sends = append(sends, PartID{ReduceScatter, 0, k, j})
+			}
+			if i := r.base[k] + j; r.held[i] {
+				r.held[i] = false
+				h, _ := r.Hop(ReduceScatter, k)
+				held = append(held, PartID{ReduceScatter, h, k, j})
+			}
+		}
+	}
+	return sends, held, nil
+}
+
+// IsReady reports whether bucket b is ready.
+func (r *Ring) IsReady(b int) bool { return b >= 0 && b < len(r.ready) && r.ready[b] }
 
 // Done reports whether every expected part has been delivered.
 func (r *Ring) Done() bool { return r.received == r.expected }
@@ -141,23 +210,43 @@ func (r *Ring) Hop(ph Phase, k int) (int, bool) {
 
 // Step is what to do with a delivered part.
 type Step struct {
+	// Hold: the part's bucket is not ready; keep the part until Ready
+	// hands it back, and do nothing else with it now.
+	Hold  bool
 	Add   bool   // add the part into the vector (reduce-scatter); else copy it
 	Owned bool   // after applying, the part is fully reduced and owned by this rank
 	Send  bool   // after applying, send Next to the right neighbour
 	Next  PartID // the part to send
 }
 
-// Awaits reports whether Deliver would accept part id now: the rank
-// receives it, it is not a duplicate, and it does not come before its
-// reduction. The state is unchanged.
+// Awaits reports whether Deliver would accept part id now (to apply it or
+// to hold it): the rank receives it, it is not a duplicate, and it does not
+// come before its reduction. The state is unchanged.
 func (r *Ring) Awaits(id PartID) bool {
-	_, _, err := r.check(id)
+	_, _, _, err := r.check(id)
 	return err == nil
 }
 
-// check validates part id for Deliver and returns its hop and its index in
-// got.
-func (r *Ring) check(id PartID) (h, i int, err error) {
+// check validates part id for Deliver and returns its hop, its index in got
+// and whether it is to be held.
+func (r *Ring) check(id PartID) (h, i int, hold bool, err error) {
+	h, i, err = r.checkPart(id)
+	if err != nil || r.ready[r.buckets.Of(id.Part)] {
+		return h, i, false, err
+	}
+	switch {
+	case id.Phase == AllGather:
+		// Copies follow the rank's own sends of the bucket.
+		return 0, 0, false, fmt.Errorf("%w: %v at rank %d of %d: its bucket is not ready", ErrOutOfOrder, id, r.rank, r.plan.N)
+	case r.held[i]:
+		return 0, 0, false, fmt.Errorf("%w: %v at rank %d of %d (held)", ErrDuplicate, id, r.rank, r.plan.N)
+	}
+	return h, i, true, nil
+}
+
+// checkPart validates part id against the plan and what was delivered, and
+// returns its hop and its index in got.
+func (r *Ring) checkPart(id PartID) (h, i int, err error) {
 	n := r.plan.N
 	if n == 1 || id.Phase > AllGather || id.Segment < 0 || id.Segment >= n ||
 		id.Part < 0 || id.Part >= r.plan.Parts(id.Segment) {
@@ -184,13 +273,18 @@ func (r *Ring) check(id PartID) (h, i int, err error) {
 }
 
 // Deliver records part id as received from the left neighbour and returns
-// what to do with it. It returns an error wrapping ErrUnexpected,
-// ErrDuplicate or ErrOutOfOrder for a part that must not be applied; the
-// state is then unchanged.
+// what to do with it: hold it (a reduce-scatter part of a bucket not ready
+// yet; Ready hands it back) or apply it and maybe send the next. It returns
+// an error wrapping ErrUnexpected, ErrDuplicate or ErrOutOfOrder for a part
+// that must not be applied; the state is then unchanged.
 func (r *Ring) Deliver(id PartID) (Step, error) {
-	h, i, err := r.check(id)
+	h, i, hold, err := r.check(id)
 	if err != nil {
 		return Step{}, err
+	}
+	if hold {
+		r.held[i] = true
+		return Step{Hold: true}, nil
 	}
 	n := r.plan.N
 	r.got[i] = true
@@ -208,9 +302,9 @@ func (r *Ring) Deliver(id PartID) (Step, error) {
 	return s, nil
 }
 
-// Missing returns the first part not yet delivered, in the order the left
-// neighbour sends them (phase, then hop, then part), and false when nothing
-// is missing.
+// Missing returns the first part not yet delivered (or only held), in the
+// order the left neighbour sends them (phase, then hop, then part), and
+// false when nothing is missing.
 func (r *Ring) Missing() (PartID, bool) {
 	n := r.plan.N
 	for ph := ReduceScatter; ph <= AllGather; ph++ {

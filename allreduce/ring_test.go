@@ -161,20 +161,59 @@ func TestRingDeliverRejects(t *testing.T) {
 }
 
 func TestPlanCovers(t *testing.T) {
-	for _, tc := range []struct{ length, n, part int }{{0, 3, 4}, {1, 4, 1}, {10, 3, 4}, {1001, 8, 16}, {7, 7, 1}} {
+	for _, tc := range []struct{ length, n, part int }{{0, 3, 4}, {1, 4, 1}, {10, 3, 4}, {1001, 8, 16}, {7, 7, 1}, {100000, 4, 1 << 20}, {5000, 3, 300}} {
 		p := NewPlan(tc.length, tc.n, tc.part)
-		next := 0
+		cover := make([]int, tc.length)
 		for k := range tc.n {
+			total := 0
 			for j := range p.Parts(k) {
 				off, m := p.Part(k, j)
-				if off != next || m < 1 || m > tc.part {
-					t.Fatalf("NewPlan(%d, %d, %d).Part(%d, %d) = %d, %d; want offset %d, 1..%d floats", tc.length, tc.n, tc.part, k, j, off, m, next, tc.part)
+				if m < 1 || m > tc.part || m > p.Stripe || off%p.Stripe != 0 || off/p.Stripe != k+j*tc.n {
+					t.Fatalf("NewPlan(%d, %d, %d).Part(%d, %d) = %d, %d: not stripe %d of %d floats", tc.length, tc.n, tc.part, k, j, off, m, k+j*tc.n, p.Stripe)
 				}
-				next += m
+				if !p.Within(k, off, m) || p.Within((k+1)%tc.n, off, m) && tc.n > 1 || p.Within(k, off, m+1) && tc.n > 1 {
+					t.Errorf("%+v: Within(%d, %d, %d) wrong", p, k, off, m)
+				}
+				for i := off; i < off+m; i++ {
+					cover[i]++
+				}
+				total += m
+			}
+			if total != p.SegmentLen(k) {
+				t.Errorf("%+v: segment %d has %d floats in its parts, SegmentLen says %d", p, k, total, p.SegmentLen(k))
 			}
 		}
-		if next != tc.length {
-			t.Errorf("NewPlan(%d, %d, %d) covers %d floats; want %d", tc.length, tc.n, tc.part, next, tc.length)
+		for i, c := range cover {
+			if c != 1 {
+				t.Fatalf("NewPlan(%d, %d, %d) covers float %d %d times; want once", tc.length, tc.n, tc.part, i, c)
+			}
+		}
+		// Buckets tile the vector in whole rows.
+		for _, bf := range []int{0, 1, p.N * p.Stripe, 3*p.N*p.Stripe + 1, tc.length} {
+			bk := p.Buckets(bf)
+			next := 0
+			for b := range bk.Count() {
+				off, m := bk.Range(b)
+				if off != next || (m == 0) != (tc.length == 0) {
+					t.Fatalf("%+v: Buckets(%d).Range(%d) = %d, %d; want offset %d", p, bf, b, off, m, next)
+				}
+				next += m
+				if bk.From(off) != b || bk.From(off+1) != min(b+1, bk.Count()) && m > 0 {
+					t.Errorf("%+v: Buckets(%d).From(%d) = %d, want %d", p, bf, off, bk.From(off), b)
+				}
+			}
+			if next != tc.length || bk.From(tc.length) != bk.Count() && tc.length > 0 {
+				t.Errorf("%+v: Buckets(%d) cover %d floats, want %d", p, bf, next, tc.length)
+			}
+			for k := range tc.n {
+				for j := range p.Parts(k) {
+					off, m := p.Part(k, j)
+					bo, bm := bk.Range(bk.Of(j))
+					if off < bo || off+m > bo+bm {
+						t.Errorf("%+v: part (%d, %d) [%d, +%d) outside its bucket %d [%d, +%d)", p, k, j, off, m, bk.Of(j), bo, bm)
+					}
+				}
+			}
 		}
 	}
 }

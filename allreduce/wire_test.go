@@ -144,9 +144,10 @@ func FuzzDecode(f *testing.F) {
 	f.Add(AppendMessage(nil, Header{"", 1 << 33, 300}, PartID{}, 70000, nil))
 	f.Add(AppendMessageWire(nil, Header{"run", 1, 2}, PartID{ReduceScatter, 0, 1, 0}, 1, WireBF16, []float32{1, 2, 3}, 2))
 	f.Add(AppendMessageWire(nil, Header{"r", 3, 4}, PartID{AllGather, 1, 0, 2}, 2, WireBF16, []float32{float32(math.NaN()), float32(math.Inf(-1)), 3e38}, 3))
-	// Parts a receiver of the fuzz body's plan accepts: the last part of
-	// segment 3 with its exact tail on the bf16 wire; a whole part on f32.
-	f.Add(AppendMessageWire(nil, Header{"run", 1, 2}, PartID{ReduceScatter, 1, 3, 2}, 3, WireBF16, make([]float32, 50), 48))
+	// Parts a receiver of the fuzz body's plan accepts: the vector's last
+	// stripe (part 2 of segment 1) with its exact tail on the bf16 wire; a
+	// whole part on f32.
+	f.Add(AppendMessageWire(nil, Header{"run", 1, 2}, PartID{ReduceScatter, 1, 1, 2}, 3, WireBF16, make([]float32, 100), 98))
 	f.Add(AppendMessage(nil, Header{"run", 1, 2}, PartID{AllGather, 2, 0, 1}, 0, make([]float32, 100)))
 	f.Add([]byte{0x9b, 0xdb, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{0xdc, 0, 11, 0xa0, 1, 1, 1, 1, 1, 1, 1, 1, 0xd2, 0, 0, 0, 0, 0xc4, 0})
@@ -309,20 +310,20 @@ func TestAcceptWireAndLength(t *testing.T) {
 	const L, n, pf, tail = 1000, 4, 100, 2
 	plan := NewPlan(L, n, pf)
 	h := Header{"run", 1, 2}
-	id := PartID{ReduceScatter, 1, 3, 2} // floats [950, 1000): 48 rounded, 2 exact
+	id := PartID{ReduceScatter, 1, 1, 2} // stripe 9, floats [900, 1000): 98 rounded, 2 exact
 	for _, tc := range []struct {
 		name string
 		msg  []byte
 		wire Wire
 		want string
 	}{
-		{"bf16 part, bf16 receiver", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 50), 48), WireBF16, ""},
-		{"f32 part, f32 receiver", AppendMessage(nil, h, id, 3, make([]float32, 50)), WireF32, ""},
-		{"bf16 part, f32 receiver", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 50), 48), WireF32, "wrongWire"},
-		{"f32 part, bf16 receiver", AppendMessage(nil, h, id, 3, make([]float32, 50)), WireBF16, "wrongWire"},
-		{"bf16 part without the exact tail", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 50), 50), WireBF16, "badLength"},
-		{"bf16 part one float short", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 49), 47), WireBF16, "badLength"},
-		{"bf16 part of f32's length", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 50), 0), WireBF16, "badLength"},
+		{"bf16 part, bf16 receiver", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 100), 98), WireBF16, ""},
+		{"f32 part, f32 receiver", AppendMessage(nil, h, id, 3, make([]float32, 100)), WireF32, ""},
+		{"bf16 part, f32 receiver", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 100), 98), WireF32, "wrongWire"},
+		{"f32 part, bf16 receiver", AppendMessage(nil, h, id, 3, make([]float32, 100)), WireBF16, "wrongWire"},
+		{"bf16 part without the exact tail", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 100), 100), WireBF16, "badLength"},
+		{"bf16 part one float short", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 99), 97), WireBF16, "badLength"},
+		{"bf16 part of f32's length", AppendMessageWire(nil, h, id, 3, WireBF16, make([]float32, 100), 0), WireBF16, "badLength"},
 	} {
 		var e envelope
 		if err := decodeEnvelope(tc.msg, &e); err != nil {

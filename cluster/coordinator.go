@@ -660,8 +660,7 @@ func (c *Coordinator) checkSegments(a protocol.Commit) error {
 	n := len(a.Members)
 	plan := allreduce.NewPlan(len(c.gsum), n, allreduce.Options{ChunkBytes: c.cfg.AllReduce.ChunkBytes}.PartFloats())
 	for r, d := range a.Dones {
-		off, l := plan.Segment((r + 1) % n)
-		if got := checksum(c.gsum[off : off+l]); got != d.SegSum {
+		if got := segmentChecksum(c.gsum, plan, (r+1)%n); got != d.SegSum {
 			return fmt.Errorf("the segment of %s (rank %d) sums to %016x as received, %016x as reduced", d.Sender, r, got, d.SegSum)
 		}
 	}
@@ -678,7 +677,9 @@ func (c *Coordinator) record(a protocol.Commit, lossSum, tokens, lr float64) (ou
 	wall := c.stepEnded.Sub(c.attemptAt).Seconds()
 	// compute: the slowest rank's gradient; all-reduce: from the moment the
 	// last rank entered the ring to the moment the last rank left it (a
-	// rank waiting in the ring for a slower neighbour counts as waiting).
+	// rank waiting in the ring for a slower neighbour counts as waiting;
+	// with overlap a rank enters when its computation ends, so this is the
+	// all-reduce time not hidden behind backward).
 	var compute, computeCPU, ceSum, kdSum, keptSum float64
 	var lastIn, lastOut int64
 	entry := outputs.LedgerEntry{Step: a.Step, Epoch: a.Epoch, Batch: a.Batch}

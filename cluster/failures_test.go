@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -197,10 +198,19 @@ func TestImpossibleSettingsAreRefused(t *testing.T) {
 // no ledger line and no non-finite number is written, and after a few such
 // attempts the run ends with an error naming the step and the worker.
 func TestNonFiniteGradientIsNeverCommitted(t *testing.T) {
+	// Without overlap, and with the ring overlapping backward in buckets
+	// (a bucket that is not finite is never handed to the ring).
+	for _, bucket := range []int{0, 4096} {
+		t.Run(fmt.Sprintf("bucket_bytes=%d", bucket), func(t *testing.T) { nonFiniteNeverCommitted(t, bucket) })
+	}
+}
+
+func nonFiniteNeverCommitted(t *testing.T, bucketBytes int) {
 	cfg := testConfig(t, 30, 4)
 	cfg.Train.Optimizer, cfg.Train.LR, cfg.Train.MinLR, cfg.Train.GradClip = "sgd", 1e4, 1e3, 0
 	cfg.Train.Schedule, cfg.Train.WarmupSteps = "constant", 0
 	cfg.Cluster.Workers = 2
+	cfg.AllReduce.BucketBytes = bucketBytes
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	_, err := Simulate(ctx, cfg, testLogger(t), nil)

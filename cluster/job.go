@@ -299,7 +299,7 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		Optimizer: cfg.Train.Optimizer, WeightDecay: cfg.Train.WeightDecay, GradClip: cfg.Train.GradClip,
 		BatchWindows: cfg.Train.BatchWindows, MicroWindows: cfg.Train.MicroWindows, ChunkBytes: cfg.AllReduce.ChunkBytes,
 		ARDeadline: cfg.AllReduce.Deadline, Heartbeat: cfg.Cluster.Heartbeat,
-		Wire: cfg.AllReduce.Wire, ErrorFeedback: cfg.AllReduce.ErrorFeedback,
+		Wire: cfg.AllReduce.Wire, ErrorFeedback: cfg.AllReduce.ErrorFeedback, BucketBytes: cfg.AllReduce.BucketBytes,
 	}
 	var (
 		model *lm.Model
@@ -675,6 +675,27 @@ func checksum(p []float32) uint64 {
 		return xxhash.Sum64(unsafe.Slice((*byte)(unsafe.Pointer(&p[0])), 4*len(p)))
 	}
 	h := xxhash.New()
+	writeFloats(h, p)
+	return h.Sum64()
+}
+
+// segmentChecksum is the checksum of segment k of g under plan: XXH64 of
+// the bits of its stripes, in order, as if they were one slice.
+func segmentChecksum(g []float32, plan allreduce.Plan, k int) uint64 {
+	h := xxhash.New()
+	for j := range plan.Parts(k) {
+		off, m := plan.Part(k, j)
+		writeFloats(h, g[off:off+m])
+	}
+	return h.Sum64()
+}
+
+// writeFloats writes the floats' little-endian bits into h.
+func writeFloats(h *xxhash.Digest, p []float32) {
+	if littleEndian && len(p) > 0 {
+		h.Write(unsafe.Slice((*byte)(unsafe.Pointer(&p[0])), 4*len(p)))
+		return
+	}
 	var buf [4096]byte
 	for len(p) > 0 {
 		n := min(len(p), len(buf)/4)
@@ -684,7 +705,6 @@ func checksum(p []float32) uint64 {
 		h.Write(buf[:4*n])
 		p = p[n:]
 	}
-	return h.Sum64()
 }
 
 // littleEndian reports the host's byte order.

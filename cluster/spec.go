@@ -61,9 +61,14 @@ type JobSpec struct {
 	// of the job must use it, since a ring drops the parts of another wire.
 	// ErrorFeedback (bf16 only) makes each worker feed its rounding residual
 	// back into its next gradient.
-	Wire          string        `msgpack:"wire" json:"wire"`
-	ErrorFeedback bool          `msgpack:"error_feedback,omitempty" json:"error_feedback,omitempty"`
-	Heartbeat     time.Duration `msgpack:"heartbeat" json:"heartbeat"`
+	Wire          string `msgpack:"wire" json:"wire"`
+	ErrorFeedback bool   `msgpack:"error_feedback,omitempty" json:"error_feedback,omitempty"`
+	// BucketBytes (allreduce.bucket_bytes) is the size of the buckets in
+	// which a worker hands its gradient to the ring as backward finishes
+	// them; 0: the whole gradient once backward is done. It changes only
+	// when a worker sends, never the sums.
+	BucketBytes int           `msgpack:"bucket_bytes,omitempty" json:"bucket_bytes,omitempty"`
+	Heartbeat   time.Duration `msgpack:"heartbeat" json:"heartbeat"`
 	// Data is the coordinator's fingerprint of the data: a worker whose own
 	// copy differs refuses to join.
 	Data shard.Fingerprint `msgpack:"data" json:"data"`
@@ -95,6 +100,8 @@ func (s JobSpec) Validate() error {
 		return fmt.Errorf("all-reduce wire %q, want f32 or bf16", s.Wire)
 	case s.ErrorFeedback && s.Wire != "bf16":
 		return fmt.Errorf("error feedback on the %s wire (bf16 only)", s.Wire)
+	case s.BucketBytes < 0 || s.BucketBytes > MaxBucketBytes:
+		return fmt.Errorf("all-reduce buckets of %d bytes, want [0, %d]", s.BucketBytes, MaxBucketBytes)
 	}
 	if s.TeacherStore != "" {
 		if s.Teacher != "" {
@@ -110,6 +117,9 @@ func (s JobSpec) Validate() error {
 	return nil
 }
 
+// MaxBucketBytes bounds allreduce.bucket_bytes.
+const MaxBucketBytes = 1 << 30
+
 // exactTail is the number of the gradient vector's last floats that cross
 // the ring as float32 whatever the wire: the loss sum and the token count,
 // which bfloat16 would round.
@@ -119,7 +129,7 @@ const exactTail = 2
 // deadline: the caller's context has it). A validated spec has a valid wire.
 func (s JobSpec) ringOptions() allreduce.Options {
 	w, _ := allreduce.ParseWire(s.Wire)
-	return allreduce.Options{ChunkBytes: s.ChunkBytes, Wire: w, ExactTail: exactTail}
+	return allreduce.Options{ChunkBytes: s.ChunkBytes, Wire: w, ExactTail: exactTail, BucketBytes: s.BucketBytes}
 }
 
 // vectorWireBytes is the size of a gradient vector of n floats (the last

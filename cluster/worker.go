@@ -389,7 +389,9 @@ func (w *Worker) resync(ctx context.Context, run string, base uint64) error {
 
 // compute computes this rank's share of an attempt, all-reduces it, sends
 // the owned segment to the coordinator and stages the averaged gradient. It
-// returns the report (StepDone).
+// returns the report (StepDone). With allreduce.bucket_bytes set and more
+// than one rank, the ring runs on the buckets backward has finished while
+// it computes the rest (computeOverlapped).
 func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Event {
 	p := a.Plan
 	d := protocol.Done{Run: p.Run, Epoch: p.Epoch, Step: p.Step, Sender: w.id, Rank: a.Rank, Windows: a.Windows, Checksum: w.job.checksum()}
@@ -398,55 +400,157 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 		return protocol.StepDone{Report: d}
 	}
 	w.job.stagedAt = nil // what the ring stages belongs to this attempt, once its ring succeeds
-	t0 := time.Now()
 	N := w.job.model.Config.NumParams()
 	g := w.job.model.Grads[:N+2]
-	sums, cpu, err := w.gradient(ctx, a.Windows, p.Step)
-	if err != nil {
-		return fail(protocol.FailCompute, "computing the gradient: %v", err)
-	}
-	g[N], g[N+1] = float32(sums.Loss), float32(sums.Tokens)
-	if w.job.resid != nil {
-		// Error feedback: what rounding lost of this worker's last
-		// committed contribution goes into this one (in the summed
-		// gradient's units; the tail, the loss sum and token count, has no
-		// residual).
-		for i, r := range w.job.resid[:N] {
-			g[i] += r
-		}
-	}
-	if !finiteGradient(g) {
-		return fail(protocol.FailNonFinite, "the loss or the gradient of windows %v is not finite in float32 (loss sum %v)", a.Windows, sums.Loss)
-	}
-	d.Tokens, d.LossSum, d.CESum, d.KDSum, d.KeptSum = int64(sums.Tokens), sums.Loss, sums.CE, sums.Div, sums.Kept
-	d.ComputeS, d.ComputeCPUS = time.Since(t0).Seconds(), cpu.Seconds()
-
-	t1 := time.Now()
-	d.ARStart = t1.UnixNano()
-	actx, cancel := context.WithTimeout(ctx, w.job.spec.ARDeadline)
-	defer cancel()
+	call := ringCall{run: p.Run, epoch: p.Epoch, step: p.Step, rank: a.Rank, members: p.Members, data: g}
 	var ring stepRing = w.allReduce
 	if w.hooks.ringWrap != nil {
 		ring = w.hooks.ringWrap(p.Step, ring)
 	}
 	segs := w.job.segBuf[:0]
-	err = ring(actx, ringCall{run: p.Run, epoch: p.Epoch, step: p.Step, rank: a.Rank, members: p.Members, data: g},
-		func(off int, seg []float32) { segs = w.sendSegment(segs, p, off, seg) })
+	owned := func(off int, seg []float32) { segs = w.sendSegment(segs, p, off, seg) }
+	var o overlapped
+	if w.job.spec.BucketBytes > 0 && len(p.Members) > 1 {
+		o = w.computeOverlapped(ctx, a, call, ring, owned, &d)
+	} else {
+		o = w.computeThenReduce(ctx, a, call, ring, owned, &d)
+	}
 	w.job.segBuf = segs
-	end := time.Now()
-	d.AllReduceS, d.AREnd = end.Sub(t1).Seconds(), end.UnixNano()
-	if err != nil {
-		return fail(protocol.FailAllReduce, "all-reduce: %v (this worker's mailbox: %+v)", err, w.mb.Stats())
+	switch {
+	case o.computeErr != nil:
+		return fail(protocol.FailCompute, "computing the gradient: %v", o.computeErr)
+	case o.nonFinite:
+		return fail(protocol.FailNonFinite, "the loss or the gradient of windows %v is not finite in float32 (loss sum %v)", a.Windows, d.LossSum)
+	case o.ringErr != nil:
+		return fail(protocol.FailAllReduce, "all-reduce: %v (this worker's mailbox: %+v)", o.ringErr, w.mb.Stats())
 	}
 	if w.job.staged != nil {
 		w.job.stagedAt = &attemptID{p.Epoch, p.Step}
 	}
 	n := len(p.Members)
 	plan := allreduce.NewPlan(len(g), n, w.job.spec.ringOptions().PartFloats())
-	off, l := plan.Segment((a.Rank + 1) % n)
-	d.SegSum = checksum(g[off : off+l])
+	d.SegSum = segmentChecksum(g, plan, (a.Rank+1)%n)
 	finishGradient(g)
 	return protocol.StepDone{Report: d}
+}
+
+// overlapped is the outcome of a step's computation and ring.
+type overlapped struct {
+	computeErr error // the gradient could not be computed
+	nonFinite  bool  // it is not finite
+	ringErr    error // the all-reduce failed
+}
+
+// report fills d's totals and compute time from sums.
+func report(d *protocol.Done, sums engine.Sums, compute, cpu time.Duration) {
+	d.Tokens, d.LossSum, d.CESum, d.KDSum, d.KeptSum = int64(sums.Tokens), sums.Loss, sums.CE, sums.Div, sums.Kept
+	d.ComputeS, d.ComputeCPUS = compute.Seconds(), cpu.Seconds()
+}
+
+// prepare readies g[lo:hi] (hi <= len(g)) for the ring: it adds the error
+// feedback residual (what rounding lost of this worker's last committed
+// contribution, in the summed gradient's units; the tail, the loss sum and
+// token count, has none) and reports whether those floats are finite.
+func (w *Worker) prepare(g []float32, lo, hi int) bool {
+	if r := w.job.resid; r != nil {
+		n := min(hi, len(r), len(g)-exactTail)
+		for i := lo; i < n; i++ {
+			g[i] += r[i]
+		}
+	}
+	return finiteGradient(g[lo:hi])
+}
+
+// computeThenReduce computes the whole gradient, then all-reduces it.
+func (w *Worker) computeThenReduce(ctx context.Context, a protocol.StartStep, call ringCall, ring stepRing, owned func(int, []float32), d *protocol.Done) (o overlapped) {
+	t0 := time.Now()
+	g := call.data
+	N := len(g) - 2
+	sums, cpu, err := w.gradient(ctx, a.Windows, a.Plan.Step, nil)
+	if err != nil {
+		o.computeErr = err
+		return o
+	}
+	g[N], g[N+1] = float32(sums.Loss), float32(sums.Tokens)
+	report(d, sums, time.Since(t0), cpu)
+	if o.nonFinite = !w.prepare(g, 0, len(g)); o.nonFinite {
+		return o
+	}
+	t1 := time.Now()
+	d.ARStart = t1.UnixNano()
+	actx, cancel := context.WithTimeout(ctx, w.job.spec.ARDeadline)
+	defer cancel()
+	o.ringErr = ring(actx, call, owned)
+	end := time.Now()
+	d.AllReduceS, d.AREnd = end.Sub(t1).Seconds(), end.UnixNano()
+	return o
+}
+
+// computeOverlapped computes the gradient and all-reduces it at once: the
+// ring starts when backward has finished the first bucket (the end of the
+// vector: ln_f, the last block, and the tail, whose loss sum and token
+// count the head has computed by then) and takes each bucket as backward
+// finishes it, down to the embeddings. Each bucket gets its error feedback
+// and its finiteness check before it is handed over: a non-finite gradient
+// is never sent on (the ring is cancelled and the step fails as without
+// overlap). The ring's deadline runs from its start. Done.ARStart is the
+// end of the computation and AllReduceS the ring's time after it: the
+// all-reduce time not hidden behind backward.
+func (w *Worker) computeOverlapped(ctx context.Context, a protocol.StartStep, call ringCall, ring stepRing, owned func(int, []float32), d *protocol.Done) (o overlapped) {
+	t0 := time.Now()
+	g := call.data
+	N := len(g) - 2
+	bk := w.job.spec.ringOptions().Buckets(len(g), len(call.members))
+	ready := make(chan int, bk.Count()) // never blocks: each bucket is sent once
+	call.ready = ready
+	next, done := bk.Count(), len(g) // buckets from next on are handed over; floats from done on are prepared
+	var ringDone chan error
+	var stop context.CancelFunc
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	onReady := func(lo int, s engine.Sums) {
+		if o.nonFinite || lo >= done {
+			return
+		}
+		if ringDone == nil {
+			g[N], g[N+1] = float32(s.Loss), float32(s.Tokens)
+			var actx context.Context
+			actx, stop = context.WithTimeout(ctx, w.job.spec.ARDeadline)
+			ringDone = make(chan error, 1)
+			go func() { ringDone <- ring(actx, call, owned) }()
+		}
+		if !w.prepare(g, lo, done) {
+			o.nonFinite = true
+			return
+		}
+		done = lo
+		for from := bk.From(lo); next > from; {
+			next--
+			ready <- next
+		}
+		runtime.Gosched() // let the ring take what it was handed before backward goes on
+	}
+	sums, cpu, err := w.gradient(ctx, a.Windows, a.Plan.Step, onReady)
+	if err == nil && !o.nonFinite {
+		onReady(0, sums) // what backward did not hand over (none, with lm's calls)
+	}
+	end := time.Now()
+	report(d, sums, end.Sub(t0), cpu)
+	if err != nil || o.nonFinite {
+		o.computeErr = err
+		if ringDone != nil {
+			stop()
+			<-ringDone
+		}
+		return o
+	}
+	o.ringErr = <-ringDone
+	fin := time.Now()
+	d.ARStart, d.AllReduceS, d.AREnd = end.UnixNano(), fin.Sub(end).Seconds(), fin.UnixNano()
+	return o
 }
 
 // ringCall is one all-reduce of a step.
@@ -457,6 +561,7 @@ type ringCall struct {
 	rank    int
 	members []string
 	data    []float32
+	ready   <-chan int     // with overlap: the buckets of data as they become final (AllReduceBuckets)
 	onSend  func(sent int) // tests: called after each part sent
 }
 
@@ -476,6 +581,9 @@ func (w *Worker) allReduce(ctx context.Context, c ringCall, owned func(off int, 
 	}
 	opts := w.job.spec.ringOptions()
 	opts.Residual = w.job.staged // nil without error feedback
+	if c.ready != nil {
+		return w.red.AllReduceBuckets(ctx, t, h, c.rank, len(c.members), c.data, opts, c.ready, owned)
+	}
 	return w.red.AllReduce(ctx, t, h, c.rank, len(c.members), c.data, opts, owned)
 }
 
@@ -516,17 +624,17 @@ func (t *countingTransport) Send(ctx context.Context, to int, msg []byte) error 
 // locked OS thread and also returns that thread's CPU time, the compute a
 // machine of its own would spend (the kernels' budget must then be one
 // thread, so that no work leaves the thread).
-func (w *Worker) gradient(ctx context.Context, windows []int32, step uint64) (sums engine.Sums, compute time.Duration, err error) {
+func (w *Worker) gradient(ctx context.Context, windows []int32, step uint64, ready engine.ReadyFunc) (sums engine.Sums, compute time.Duration, err error) {
 	if !w.env.MeasureCPU {
 		t := time.Now()
-		sums, err = w.job.eng.Gradient(ctx, windows, step)
+		sums, err = w.job.eng.GradientReady(ctx, windows, step, ready)
 		return sums, time.Since(t), err
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	c0, ok0 := threadCPU()
 	t := time.Now()
-	sums, err = w.job.eng.Gradient(ctx, windows, step)
+	sums, err = w.job.eng.GradientReady(ctx, windows, step, ready)
 	compute = time.Since(t)
 	c1, ok1 := threadCPU()
 	if ok0 && ok1 {

@@ -145,6 +145,9 @@ type AllReduce struct {
 	// ErrorFeedback makes each worker add its bf16 rounding residual of a
 	// step to the next step's gradient (bf16 only).
 	ErrorFeedback bool `mapstructure:"error_feedback"`
+	// BucketBytes is the size of the buckets in which a worker hands its
+	// gradient to the ring as backward finishes them (0: no overlap).
+	BucketBytes int `mapstructure:"bucket_bytes"`
 }
 
 // Cluster sets membership and failure detection.
@@ -247,6 +250,7 @@ func Keys() []Key {
 		{"allreduce.deadline", 10 * time.Second, "time an all-reduce may take before it fails"},
 		{"allreduce.wire", "f32", "f32, or bf16: ring parts rounded to bfloat16 (half the bytes; sums in float32, replicas still bit-identical; the loss sum and token count stay float32)"},
 		{"allreduce.error_feedback", false, "with allreduce.wire bf16: each worker adds what rounding lost of its gradient (its residual) to its next step's gradient; residuals start at zero on resume and after a resync"},
+		{"allreduce.bucket_bytes", 1 << 20, "overlap the ring with backward: each worker hands its gradient to the ring in buckets of about this many bytes (whole rows of ring parts) as backward finishes them, last layers first; 0: the whole gradient once backward is done. The sums do not depend on it"},
 		{"cluster.workers", 4, "number of in-process workers (simulation mode)"},
 		{"cluster.min_workers", 1, "fewest workers a step may run with"},
 		{"cluster.step_deadline", 5 * time.Second, "time a step may take before it is aborted and retried"},
@@ -424,6 +428,10 @@ func (c Config) Validate() error {
 	oneOf("allreduce.wire", c.AllReduce.Wire, "f32", "bf16")
 	if c.AllReduce.ErrorFeedback && c.AllReduce.Wire != "bf16" {
 		bad("allreduce.error_feedback", true, fmt.Sprintf("needs allreduce.wire = bf16 (allreduce.wire = %q: nothing is rounded, there is no residual to feed back)", c.AllReduce.Wire))
+	}
+
+	if c.AllReduce.BucketBytes < 0 || c.AllReduce.BucketBytes > 1<<30 {
+		bad("allreduce.bucket_bytes", c.AllReduce.BucketBytes, "must be in [0, 1 GiB] (0: no overlap of the ring with backward)")
 	}
 
 	if c.Cluster.Workers < 1 || c.Cluster.Workers > 64 {

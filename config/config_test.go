@@ -152,6 +152,8 @@ func TestInvalidValuesNameKeyValueAndRule(t *testing.T) {
 		{[]string{"--allreduce.deadline", "0s"}, "allreduce.deadline = 0s"},
 		{[]string{"--allreduce.wire", "fp16"}, `allreduce.wire = "fp16": must be one of f32, bf16`},
 		{[]string{"--allreduce.error_feedback"}, `allreduce.error_feedback = true: needs allreduce.wire = bf16 (allreduce.wire = "f32"`},
+		{[]string{"--allreduce.bucket_bytes", "-1"}, "allreduce.bucket_bytes = -1: must be in [0, 1 GiB]"},
+		{[]string{"--allreduce.bucket_bytes", "2147483648"}, "allreduce.bucket_bytes = 2147483648"},
 		{[]string{"--cluster.workers", "0"}, "cluster.workers = 0"},
 		{[]string{"--model.preset", "custom"}, "model.n_embd = 0: must be > 0 with model.preset = custom"},
 		{[]string{"--model.vocab_pad", "-64"}, "model.vocab_pad = -64: must be in [0, 65536]"},
@@ -243,5 +245,24 @@ func TestAllReduceWireKeys(t *testing.T) {
 	t.Setenv("KLRING_ALLREDUCE_ERROR_FEEDBACK", "")
 	if c, err := Load(flags(t, "--config", file)); err != nil || c.AllReduce.Wire != "bf16" || c.AllReduce.ErrorFeedback {
 		t.Errorf("Load(%s) = %+v, %v; want bf16 without error feedback", file, c.AllReduce, err)
+	}
+}
+
+func TestAllReduceBucketBytes(t *testing.T) {
+	c, err := Load(flags(t))
+	if err != nil || c.AllReduce.BucketBytes != 1<<20 {
+		t.Fatalf("default allreduce.bucket_bytes = %d, %v; want 1 MiB", c.AllReduce.BucketBytes, err)
+	}
+	t.Setenv("KLRING_ALLREDUCE_BUCKET_BYTES", "65536")
+	if c, err := Load(flags(t)); err != nil || c.AllReduce.BucketBytes != 65536 {
+		t.Errorf("from the environment: %d, %v; want 65536", c.AllReduce.BucketBytes, err)
+	}
+	if c, err := Load(flags(t, "--allreduce.bucket_bytes", "0")); err != nil || c.AllReduce.BucketBytes != 0 {
+		t.Errorf("from a flag: %d, %v; want 0", c.AllReduce.BucketBytes, err)
+	}
+	t.Setenv("KLRING_ALLREDUCE_BUCKET_BYTES", "")
+	file := writeFile(t, "allreduce:\n  bucket_bytes: 262144\n")
+	if c, err := Load(flags(t, "--config", file)); err != nil || c.AllReduce.BucketBytes != 262144 {
+		t.Errorf("from a file: %d, %v; want 262144", c.AllReduce.BucketBytes, err)
 	}
 }

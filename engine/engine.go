@@ -305,13 +305,33 @@ type Sums struct {
 // work between passes and between the tokens of on-policy sampling (the
 // error is then ctx's).
 func (e *Engine) Gradient(ctx context.Context, windows []int32, step uint64) (Sums, error) {
+	return e.GradientReady(ctx, windows, step, nil)
+}
+
+// ReadyFunc is told, during the last pass's backward, that the gradient
+// from lo to the model's NumParams is final, and the call's totals (final
+// from the first call on: the head, which computes the loss, runs before
+// any gradient is final).
+type ReadyFunc func(lo int, s Sums)
+
+// GradientReady is Gradient calling ready (when not nil) as the gradient
+// becomes final, from the end of the model's layout to its start
+// (lm.Model.ForwardBackwardReady): a ring all-reduce can start on it while
+// backward computes the rest. Only the last pass (micro-batch) calls it;
+// the earlier ones add to every gradient. The loss is checked only when
+// every pass is done: ready may see a non-finite loss sum.
+func (e *Engine) GradientReady(ctx context.Context, windows []int32, step uint64, ready ReadyFunc) (Sums, error) {
 	var s Sums
 	e.model.ZeroGrad()
 	for lo := 0; lo < len(windows); lo += e.maxB {
 		if err := ctx.Err(); err != nil {
 			return s, err
 		}
-		if err := e.pass(ctx, &s, windows[lo:min(lo+e.maxB, len(windows))], step); err != nil {
+		var r lm.ReadyFunc
+		if ready != nil && lo+e.maxB >= len(windows) {
+			r = func(off int) { ready(off, s) }
+		}
+		if err := e.pass(ctx, &s, windows[lo:min(lo+e.maxB, len(windows))], step, r); err != nil {
 			return s, err
 		}
 	}
@@ -323,7 +343,7 @@ func (e *Engine) Gradient(ctx context.Context, windows []int32, step uint64) (Su
 
 // pass adds the gradient of one micro-batch to the model's and its totals
 // to s.
-func (e *Engine) pass(ctx context.Context, s *Sums, windows []int32, step uint64) error {
+func (e *Engine) pass(ctx context.Context, s *Sums, windows []int32, step uint64, ready lm.ReadyFunc) error {
 	if err := e.load(windows); err != nil {
 		return err
 	}
@@ -338,7 +358,7 @@ func (e *Engine) pass(ctx context.Context, s *Sums, windows []int32, step uint64
 			return fmt.Errorf("the teacher: %w", err)
 		}
 	}
-	return e.model.ForwardBackward(e.in[:B*T], B, T, func(logits []float32, first, rows int) error {
+	return e.model.ForwardBackwardReady(e.in[:B*T], B, T, func(logits []float32, first, rows int) error {
 		r, err := e.lossc.ForwardBackward(logits, rows, V, e.target(e.kind, first, rows), e.opts, 1, nil)
 		if err != nil {
 			return err
@@ -346,7 +366,7 @@ func (e *Engine) pass(ctx context.Context, s *Sums, windows []int32, step uint64
 		s.Loss, s.CE, s.Div, s.Kept = s.Loss+r.Sum, s.CE+r.CE, s.Div+r.Div, s.Kept+r.Kept
 		s.Tokens += r.Rows
 		return nil
-	})
+	}, ready)
 }
 
 // uniform is n probabilities of 1/V (rows of the uniform distribution),

@@ -305,6 +305,20 @@ func (m *Model) Forward(tokens []int32, B, T int, head HeadFunc) error {
 // untouched; if head fails, the error is returned wrapped and Grads hold a
 // partial sum (zero them before reuse).
 func (m *Model) ForwardBackward(tokens []int32, B, T int, head HeadFunc) error {
+	return m.ForwardBackwardReady(tokens, B, T, head, nil)
+}
+
+// ReadyFunc is told, during backward, that Grads[lo:NumParams] are final:
+// the call adds nothing more to them. Backward finishes the layout's end
+// first: ln_f (after the head), then blocks h.L-1 down to h.0, then the
+// embeddings (wte last, since the head is tied to it), so lo only falls,
+// to 0 in the last call.
+type ReadyFunc func(lo int)
+
+// ForwardBackwardReady is ForwardBackward calling ready (when not nil) as
+// the gradients become final, from the end of the layout to its start (a
+// ring all-reduce can start on them while backward computes the rest).
+func (m *Model) ForwardBackwardReady(tokens []int32, B, T int, head HeadFunc, ready ReadyFunc) error {
 	m.checkTrainable()
 	if err := m.checkInput(tokens, B, T); err != nil {
 		return fmt.Errorf("forward-backward: %w", err)
@@ -344,6 +358,7 @@ func (m *Model) ForwardBackward(tokens []int32, B, T int, head HeadFunc) error {
 	}
 	lnParamGrads(p, m.gv.lnfw, m.gv.lnfb, dlnf, xL, a.lnfMean, a.lnfRstd, N, C)
 	m.tick(opBiasLNGrads)
+	m.ready(ready, len(m.layout)-2) // ln_f
 
 	dC, dqkv, dfch := a.dC[:N*C], a.dqkv[:N*3*C], a.dfch[:N*4*C]
 	for l := len(a.blocks) - 1; l >= 0; l-- {
@@ -384,8 +399,18 @@ func (m *Model) ForwardBackward(tokens []int32, B, T int, head HeadFunc) error {
 		biasGrad(p, g.qkvb, dqkv, N, 3*C)
 		lnParamGrads(p, g.ln1w, g.ln1b, dC, x, s.ln1Mean, s.ln1Rstd, N, C)
 		m.tick(opBiasLNGrads)
+		m.ready(ready, 2+12*l) // block l, from its ln_1
 	}
 	encoderBackward(m.gv.wte, m.gv.wpe, dres, tokens, B, T, C)
 	m.tick(opEmbedBwd)
+	m.ready(ready, 0)
 	return nil
+}
+
+// ready tells ready, if not nil, that the gradients from layout row i on
+// are final.
+func (m *Model) ready(ready ReadyFunc, i int) {
+	if ready != nil {
+		ready(m.layout[i].Offset)
+	}
 }

@@ -634,9 +634,13 @@ func (c *Coordinator) missing() []string {
 	}
 	n := len(c.members)
 	for r, id := range c.members {
-		off, l := c.att.plan.Segment((r + 1) % n)
-		if c.att.covered.covers(off, l) < l {
-			out = append(out, id)
+		// Rank r owns segment (r+1) mod n: its stripes (allreduce.Plan).
+		k, p := (r+1)%n, c.att.plan
+		for j := range p.Parts(k) {
+			if off, l := p.Part(k, j); c.att.covered.covers(off, l) < l {
+				out = append(out, id)
+				break
+			}
 		}
 	}
 	return out
@@ -754,12 +758,13 @@ func (c *Coordinator) onSegment(s *Segment, now time.Time) {
 		c.drop("segment", "from %s, not a member", s.Sender)
 		return
 	}
-	// Rank r owns segment (r+1) mod n: the part must lie inside it. Both
-	// bounds are compared without adding anything from the wire.
-	off, l := a.plan.Segment((r + 1) % len(c.members))
+	// Rank r owns segment (r+1) mod n: the floats must lie inside one of
+	// its stripes (allreduce.Plan.Within compares without adding anything
+	// from the wire).
+	k := (r + 1) % len(c.members)
 	nf := int64(len(s.Data) / 4)
-	if s.Offset < int64(off) || nf > int64(l) || s.Offset-int64(off) > int64(l)-nf {
-		c.drop("segment", "from %s: floats [%d, +%d) outside its segment [%d, %d)", s.Sender, s.Offset, nf, off, off+l)
+	if s.Offset > int64(a.plan.Len) || !a.plan.Within(k, int(s.Offset), int(nf)) {
+		c.drop("segment", "from %s: floats [%d, +%d) outside the stripes of its segment %d", s.Sender, s.Offset, nf, k)
 		return
 	}
 	if !a.covered.add(int(s.Offset), int(nf)) {

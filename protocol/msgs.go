@@ -76,6 +76,8 @@ type Done struct {
 	SegSum   uint64  `msgpack:"seg_sum"`            // of the segment this rank owns, fully reduced
 	// Timings: compute in wall and thread-CPU seconds, the all-reduce, and
 	// the wall-clock times (Unix ns) the rank entered and left the ring.
+	// With the ring overlapping backward the rank "enters" when its
+	// computation ends: the all-reduce is the part not hidden behind it.
 	ComputeS    float64 `msgpack:"compute_s"`
 	ComputeCPUS float64 `msgpack:"compute_cpu_s"`
 	AllReduceS  float64 `msgpack:"allreduce_s"`

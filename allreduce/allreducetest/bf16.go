@@ -55,24 +55,26 @@ func refBF16(data [][]float32, partFloats, tail int) (want []float32, res [][]fl
 		return d
 	}
 	for k := range n {
-		off, m := plan.Segment(k)
-		for i := off; i < off+m; i++ {
-			v := data[k][i]
-			s := v
-			if i < exact {
-				s = roundBF16(v)
-				res[k][i] = resid(v, s)
-			}
-			for j := 1; j < n; j++ {
-				r := (k + j) % n
-				v = data[r][i] + s // a rank adds what it receives to its own
-				s = v
+		for j := range plan.Parts(k) {
+			off, m := plan.Part(k, j)
+			for i := off; i < off+m; i++ {
+				v := data[k][i]
+				s := v
 				if i < exact {
 					s = roundBF16(v)
-					res[r][i] = resid(v, s)
+					res[k][i] = resid(v, s)
 				}
+				for j := 1; j < n; j++ {
+					r := (k + j) % n
+					v = data[r][i] + s // a rank adds what it receives to its own
+					s = v
+					if i < exact {
+						s = roundBF16(v)
+						res[r][i] = resid(v, s)
+					}
+				}
+				want[i] = s
 			}
-			want[i] = s
 		}
 	}
 	return want, res

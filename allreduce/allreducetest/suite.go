@@ -35,6 +35,8 @@ func Run(t *testing.T, net Network) {
 	t.Run("ExactSums", s.exactSums)
 	t.Run("RandomFloats", s.randomFloats)
 	t.Run("BF16", s.bf16)
+	t.Run("Buckets", s.buckets)
+	t.Run("BucketsMisuse", s.bucketsMisuse)
 	t.Run("MixedWires", s.mixedWires)
 	t.Run("TwoJobs", s.twoJobs)
 	t.Run("EarlySender", s.earlySender)
