@@ -275,6 +275,19 @@ func (c *Coordinator) serve(ctx context.Context, in *inbox) error {
 	stop := ctx.Done()
 	for c.ended == nil {
 		var err error
+		// A stop goes before messages already waiting: select picks at
+		// random among ready cases, and reports of the step in flight
+		// would otherwise commit it and start the next one first.
+		select {
+		case <-stop:
+			c.log.Info("stopping at the next step boundary")
+			stop = nil
+			if err := c.feed(protocol.Stop{}, time.Now()); err != nil {
+				return err
+			}
+			continue
+		default:
+		}
 		select {
 		case <-stop:
 			c.log.Info("stopping at the next step boundary")
