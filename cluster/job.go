@@ -655,11 +655,14 @@ func (j *jobState) apply(g []float32, lr float32) float64 {
 // finiteGradient reports whether the averaged gradient and its loss are
 // finite: one pass over every parameter's gradient.
 func finiteGradient(g []float32) bool {
-	var s float32
-	for _, v := range g {
-		s += v * 0 // NaN*0 and Inf*0 are NaN; finite*0 is 0
+	if len(g) == 0 {
+		return true
 	}
-	return s == 0
+	// One vectorised pass (a scalar sum of v*0 was a chain of dependent
+	// adds, a millisecond per replica's gradient): a NaN makes the sum NaN,
+	// an infinity is the largest or the smallest element.
+	mx, mn, sum := kernels.MaxMinSum(g)
+	return !math.IsNaN(sum) && mx <= math.MaxFloat32 && mn >= -math.MaxFloat32
 }
 
 // checksum is the checksum of the parameters' bits.

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -163,4 +164,32 @@ func FuzzCoordinatorMessage(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFiniteGradient: every NaN and infinity is found, wherever it sits
+// (the vectorised pass and its scalar tail), and finite extremes pass.
+func TestFiniteGradient(t *testing.T) {
+	for _, n := range []int{1, 7, 16, 33, 1000} {
+		g := make([]float32, n)
+		for i := range g {
+			g[i] = float32(i%7) - 3
+		}
+		g[n/2] = math.MaxFloat32
+		g[0] = -math.MaxFloat32
+		if !finiteGradient(g) {
+			t.Fatalf("n=%d: finite gradient reported as not finite", n)
+		}
+		for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+			for _, at := range []int{0, n / 2, n - 1} {
+				h := append([]float32(nil), g...)
+				h[at] = bad
+				if finiteGradient(h) {
+					t.Errorf("n=%d: %v at %d not found", n, bad, at)
+				}
+			}
+		}
+	}
+	if !finiteGradient(nil) {
+		t.Error("empty gradient reported as not finite")
+	}
 }
