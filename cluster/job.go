@@ -632,10 +632,9 @@ func finishGradient(g []float32) (lossSum, tokens float64) {
 	if tokens <= 0 {
 		return lossSum, tokens
 	}
-	inv := float32(1 / tokens)
-	for i := range g[:n] {
-		g[i] *= inv
-	}
+	// One rounding of g*inv on every path of ScaleShift (AVX-512, AVX2 and
+	// Go), so replicas on different CPUs agree; a zero comes out +0.
+	kernels.ScaleShift(g[:n], float32(1/tokens), 0)
 	return lossSum, tokens
 }
 
