@@ -83,6 +83,9 @@
 // signal handlers, max_payload
 // 8 MiB and max_pending 256 MiB by default, and optional user/password
 // authentication. Tests start one per test and fail if it cannot start.
+// A client of the same process may reach it through an in-memory pipe
+// instead of the loopback socket (Options.InProcess: nats.go's in-process
+// connection; simulation mode does so with a single server).
 //
 // # Clusters
 //
