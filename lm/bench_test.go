@@ -59,7 +59,11 @@ func (h *benchHead) rowRange(lo, hi int) {
 		tgt := h.targets[h.first+r]
 		mx, _, _ := kernels.MaxMinSum(row)
 		z := row[tgt] - mx
-		s := kernels.ExpSum(row, row, 1, mx)
+		var next []float32 // the next row, brought into cache meanwhile, as loss/ does
+		if r+1 < h.n {
+			next = h.logits[(r+1)*h.V : (r+2)*h.V]
+		}
+		s := kernels.ExpSumPrefetch(row, row, 1, mx, next)
 		h.loss[h.first+r] = math.Log(s) - float64(z)
 		kernels.ScaleShift(row, h.scale/float32(s), 0)
 		row[tgt] -= h.scale
