@@ -38,8 +38,12 @@ type Model struct {
 	run    *runner
 	pv, gv views // parameter and gradient views
 	act    *arena
-	hidden int      // rows of act.lnf the last pass computed, for HeadLogits (teacher.go)
-	timer  *opTimer // per-op wall times of the benchmark's breakdown, or nil
+	// readyAt are the offsets ForwardBackwardReady reports as backward
+	// finishes: readyAt[l] where block h.l starts (its ln_1), readyAt[L]
+	// where ln_f starts.
+	readyAt []int
+	hidden  int      // rows of act.lnf the last pass computed, for HeadLogits (teacher.go)
+	timer   *opTimer // per-op wall times of the benchmark's breakdown, or nil
 }
 
 // New returns a model of shape cfg with zero parameters (call Init or load a
@@ -65,6 +69,17 @@ func New(cfg Config, pool *kernels.Pool) (*Model, error) {
 	}
 	m.pv = newViews(m.layout, cfg.NLayer, m.Params)
 	m.gv = newViews(m.layout, cfg.NLayer, m.Grads[:n])
+	for l := 0; l <= cfg.NLayer; l++ {
+		name := fmt.Sprintf("h.%d.ln_1.weight", l)
+		if l == cfg.NLayer {
+			name = "ln_f.weight"
+		}
+		t, ok := m.Tensor(name)
+		if !ok {
+			panic("lm: layout table has no " + name)
+		}
+		m.readyAt = append(m.readyAt, t.Offset)
+	}
 	return m, nil
 }
 
@@ -358,7 +373,7 @@ func (m *Model) ForwardBackwardReady(tokens []int32, B, T int, head HeadFunc, re
 	}
 	lnParamGrads(p, m.gv.lnfw, m.gv.lnfb, dlnf, xL, a.lnfMean, a.lnfRstd, N, C)
 	m.tick(opBiasLNGrads)
-	m.ready(ready, len(m.layout)-2) // ln_f
+	m.ready(ready, m.readyAt[len(a.blocks)]) // ln_f
 
 	dC, dqkv, dfch := a.dC[:N*C], a.dqkv[:N*3*C], a.dfch[:N*4*C]
 	for l := len(a.blocks) - 1; l >= 0; l-- {
@@ -399,7 +414,7 @@ func (m *Model) ForwardBackwardReady(tokens []int32, B, T int, head HeadFunc, re
 		biasGrad(p, g.qkvb, dqkv, N, 3*C)
 		lnParamGrads(p, g.ln1w, g.ln1b, dC, x, s.ln1Mean, s.ln1Rstd, N, C)
 		m.tick(opBiasLNGrads)
-		m.ready(ready, 2+12*l) // block l, from its ln_1
+		m.ready(ready, m.readyAt[l]) // block l, from its ln_1
 	}
 	encoderBackward(m.gv.wte, m.gv.wpe, dres, tokens, B, T, C)
 	m.tick(opEmbedBwd)
@@ -407,10 +422,10 @@ func (m *Model) ForwardBackwardReady(tokens []int32, B, T int, head HeadFunc, re
 	return nil
 }
 
-// ready tells ready, if not nil, that the gradients from layout row i on
-// are final.
-func (m *Model) ready(ready ReadyFunc, i int) {
+// ready tells ready, if not nil, that the gradients from offset lo on are
+// final.
+func (m *Model) ready(ready ReadyFunc, lo int) {
 	if ready != nil {
-		ready(m.layout[i].Offset)
+		ready(lo)
 	}
 }
