@@ -35,6 +35,8 @@ const (
 	// MinChunkBytes and MaxChunkBytes bound Options.ChunkBytes.
 	MinChunkBytes = 256
 	MaxChunkBytes = 64 << 20
+	// MaxBucketBytes bounds Options.BucketBytes.
+	MaxBucketBytes = 1 << 30
 )
 
 // Header names one all-reduce, an attempt: every message of it carries
@@ -135,8 +137,8 @@ func (o Options) Validate() error {
 	if o.ExactTail < 0 {
 		return fmt.Errorf("%w: ExactTail = %d, want >= 0", ErrBadOptions, o.ExactTail)
 	}
-	if o.BucketBytes < 0 {
-		return fmt.Errorf("%w: BucketBytes = %d, want >= 0 (0: one bucket)", ErrBadOptions, o.BucketBytes)
+	if o.BucketBytes < 0 || o.BucketBytes > MaxBucketBytes {
+		return fmt.Errorf("%w: BucketBytes = %d, want [0, %d] (0: one bucket)", ErrBadOptions, o.BucketBytes, MaxBucketBytes)
 	}
 	if o.Residual != nil && o.Wire != WireBF16 {
 		return fmt.Errorf("%w: a Residual with Wire = %v (only the bf16 wire rounds)", ErrBadOptions, o.Wire)

@@ -100,8 +100,8 @@ func (s JobSpec) Validate() error {
 		return fmt.Errorf("all-reduce wire %q, want f32 or bf16", s.Wire)
 	case s.ErrorFeedback && s.Wire != "bf16":
 		return fmt.Errorf("error feedback on the %s wire (bf16 only)", s.Wire)
-	case s.BucketBytes < 0 || s.BucketBytes > MaxBucketBytes:
-		return fmt.Errorf("all-reduce buckets of %d bytes, want [0, %d]", s.BucketBytes, MaxBucketBytes)
+	case s.BucketBytes < 0 || s.BucketBytes > allreduce.MaxBucketBytes:
+		return fmt.Errorf("all-reduce buckets of %d bytes, want [0, %d]", s.BucketBytes, allreduce.MaxBucketBytes)
 	}
 	if s.TeacherStore != "" {
 		if s.Teacher != "" {
@@ -116,9 +116,6 @@ func (s JobSpec) Validate() error {
 	}
 	return nil
 }
-
-// MaxBucketBytes bounds allreduce.bucket_bytes.
-const MaxBucketBytes = 1 << 30
 
 // exactTail is the number of the gradient vector's last floats that cross
 // the ring as float32 whatever the wire: the loss sum and the token count,

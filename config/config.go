@@ -430,7 +430,7 @@ func (c Config) Validate() error {
 		bad("allreduce.error_feedback", true, fmt.Sprintf("needs allreduce.wire = bf16 (allreduce.wire = %q: nothing is rounded, there is no residual to feed back)", c.AllReduce.Wire))
 	}
 
-	if c.AllReduce.BucketBytes < 0 || c.AllReduce.BucketBytes > 1<<30 {
+	if c.AllReduce.BucketBytes < 0 || c.AllReduce.BucketBytes > allreduce.MaxBucketBytes {
 		bad("allreduce.bucket_bytes", c.AllReduce.BucketBytes, "must be in [0, 1 GiB] (0: no overlap of the ring with backward)")
 	}
 
