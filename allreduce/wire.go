@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/klring/klring/msgcheck"
@@ -243,6 +244,20 @@ func decodeEnvelope(b []byte, e *envelope) error {
 	}
 	return nil
 }
+
+// AppendFloats appends x to dst as little-endian float32s, the ring's
+// encoding of floats (one copy on a little-endian machine). Package cluster
+// sends the reduced segments to the coordinator in it.
+func AppendFloats(dst []byte, x []float32) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, 4*len(x))[:n+4*len(x)]
+	putFloats(dst[n:], x)
+	return dst
+}
+
+// ReadFloats sets dst to the little-endian float32s of b, the inverse of
+// AppendFloats; len(b) must be at least 4*len(dst).
+func ReadFloats(dst []float32, b []byte) { copyFloats(dst, b) }
 
 // putFloats writes x into b as little-endian floats; len(b) must be 4*len(x).
 func putFloats(b []byte, x []float32) {

@@ -2,6 +2,7 @@ package allreduce
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"hash/crc32"
 	"math"
@@ -343,6 +344,29 @@ func TestAcceptWireAndLength(t *testing.T) {
 		}
 		if got != tc.want {
 			t.Errorf("%s: dropped as %q; want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestAppendReadFloats: AppendFloats writes every float's little-endian bits
+// after what dst held, and ReadFloats reads them back bit for bit from any
+// alignment (the special values included).
+func TestAppendReadFloats(t *testing.T) {
+	x := []float32{1, -0, float32(math.Inf(-1)), math.Float32frombits(0x7fc00123), math.SmallestNonzeroFloat32, 3.25e-7, -65504}
+	b := AppendFloats([]byte{7}, x)
+	if len(b) != 1+4*len(x) || b[0] != 7 {
+		t.Fatalf("appended %d bytes after %v", len(b)-1, b[:1])
+	}
+	for i, v := range x {
+		if got := binary.LittleEndian.Uint32(b[1+4*i:]); got != math.Float32bits(v) {
+			t.Errorf("float %d: bytes %08x, want %08x", i, got, math.Float32bits(v))
+		}
+	}
+	got := make([]float32, len(x))
+	ReadFloats(got, b[1:]) // unaligned
+	for i := range x {
+		if math.Float32bits(got[i]) != math.Float32bits(x[i]) {
+			t.Errorf("float %d read back as %08x, want %08x", i, math.Float32bits(got[i]), math.Float32bits(x[i]))
 		}
 	}
 }

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -450,9 +449,7 @@ func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
 	case protocol.RefuseSnap:
 		c.respond(a.Reply, snapChunk{Run: c.run, Err: a.Reason})
 	case protocol.StoreSegment:
-		for i := 0; i < len(a.Data)/4; i++ {
-			c.gsum[a.Offset+i] = math.Float32frombits(binary.LittleEndian.Uint32(a.Data[4*i:]))
-		}
+		allreduce.ReadFloats(c.gsum[a.Offset:a.Offset+len(a.Data)/4], a.Data)
 	case protocol.Commit:
 		return c.commit(a)
 	case protocol.Abort:

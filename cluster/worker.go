@@ -2,11 +2,9 @@ package cluster
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"runtime"
 	"time"
 
@@ -394,7 +392,7 @@ func (w *Worker) resync(ctx context.Context, run string, base uint64) error {
 // it computes the rest (computeOverlapped).
 func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Event {
 	p := a.Plan
-	d := protocol.Done{Run: p.Run, Epoch: p.Epoch, Step: p.Step, Sender: w.id, Rank: a.Rank, Windows: a.Windows, Checksum: w.job.checksum()}
+	d := protocol.Done{Run: p.Run, Epoch: p.Epoch, Step: p.Step, Sender: w.id, Rank: a.Rank, Windows: a.Windows}
 	fail := func(kind, format string, args ...any) protocol.Event {
 		d.Err, d.ErrKind = fmt.Sprintf(format, args...), kind
 		return protocol.StepDone{Report: d}
@@ -463,6 +461,7 @@ func (w *Worker) prepare(g []float32, lo, hi int) bool {
 
 // computeThenReduce computes the whole gradient, then all-reduces it.
 func (w *Worker) computeThenReduce(ctx context.Context, a protocol.StartStep, call ringCall, ring stepRing, owned func(int, []float32), d *protocol.Done) (o overlapped) {
+	d.Checksum = w.job.checksum()
 	t0 := time.Now()
 	g := call.data
 	N := len(g) - 2
@@ -539,6 +538,10 @@ func (w *Worker) computeOverlapped(ctx context.Context, a protocol.StartStep, ca
 	}
 	end := time.Now()
 	report(d, sums, end.Sub(t0), cpu)
+	// The parameters' checksum, while the ring finishes rather than
+	// before the step's computation (the parameters do not change
+	// during a step).
+	d.Checksum = w.job.checksum()
 	if err != nil || o.nonFinite {
 		o.computeErr = err
 		if ringDone != nil {
@@ -649,10 +652,7 @@ func (w *Worker) sendSegment(buf []byte, p protocol.Plan, off int, seg []float32
 	per := max(1, (w.job.spec.ChunkBytes-256)/4)
 	for lo := 0; lo < len(seg); lo += per {
 		hi := min(lo+per, len(seg))
-		buf = buf[:0]
-		for _, v := range seg[lo:hi] {
-			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
-		}
+		buf = allreduce.AppendFloats(buf[:0], seg[lo:hi])
 		b, err := encode(protocol.Segment{Run: p.Run, Epoch: p.Epoch, Step: p.Step, Sender: w.id, Offset: int64(off + lo), Data: buf})
 		if err == nil {
 			w.nc.Publish(w.subj.Seg, b)
