@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -76,6 +77,13 @@ type Coordinator struct {
 	peak        float64 // GFLOP/s that MFU is reported against
 	evalSkipped int     // evaluations skipped because the one before still ran
 
+	// With error feedback: resid gathers the workers' residuals of the
+	// steps it checkpoints, and seeds are those of the checkpoint it
+	// resumed from, served until the first commit (nil: none). Both are
+	// used by NATS callbacks too (resid.go).
+	resid *residCollector
+	seeds atomic.Pointer[residSeeds]
+
 	hooks coordHooks
 }
 
@@ -137,8 +145,16 @@ func NewCoordinator(cfg config.Config, log *slog.Logger, env *Env) (*Coordinator
 		peak = job.env.Pool.PeakGFLOPs()
 		log.Info("measured the peak for MFU", "gflops", math.Round(peak), "threads", job.env.Pool.Threads())
 	}
-	return &Coordinator{cfg: cfg, spec: job.spec, log: log, subj: subj, run: newRunID(),
-		job: job, resumed: resumed, prom: outputs.NewProm(), abortKinds: map[string]int{}, peak: peak}, nil
+	c := &Coordinator{cfg: cfg, spec: job.spec, log: log, subj: subj, run: newRunID(),
+		job: job, resumed: resumed, prom: outputs.NewProm(), abortKinds: map[string]int{}, peak: peak}
+	if job.spec.ErrorFeedback {
+		c.resid = newResidCollector(job.model.Config.NumParams()+2, residualWait(cfg.Cluster.Heartbeat), log)
+		if s := job.seeds; s != nil {
+			c.resid.preset(s.step, s.ranks)
+			c.seeds.Store(s)
+		}
+	}
+	return c, nil
 }
 
 // SetProgress registers a function called after every committed step.
@@ -236,6 +252,16 @@ func (c *Coordinator) subscribe() (*inbox, func(), error) {
 			return nil, nil, fmt.Errorf("subscribing to %s: %w", x.subj, err)
 		}
 		subs = append(subs, s)
+	}
+	if c.resid != nil {
+		for subj, h := range map[string]nats.MsgHandler{c.subj.Resid: c.onResid, c.subj.Seed: c.serveSeed} {
+			s, err := c.nc.Subscribe(subj, h)
+			if err != nil {
+				unsub()
+				return nil, nil, fmt.Errorf("subscribing to %s: %w", subj, err)
+			}
+			subs = append(subs, s)
+		}
 	}
 	if err := c.nc.Flush(); err != nil {
 		unsub()
@@ -444,7 +470,11 @@ func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
 		}
 		c.begun = a.Step
 	case protocol.Welcome:
-		c.respond(a.Reply, welcome{Run: c.run, Spec: c.spec})
+		wel := welcome{Run: c.run, Spec: c.spec}
+		if s := c.seeds.Load(); s != nil {
+			wel.Seed = &seedInfo{Step: s.step, World: len(s.ranks)}
+		}
+		c.respond(a.Reply, wel)
 	case protocol.ServeSnap:
 		c.serveSnap(a)
 	case protocol.RefuseSnap:
@@ -565,6 +595,10 @@ func (c *Coordinator) commit(a protocol.Commit) ([]protocol.Event, error) {
 		return []protocol.Event{protocol.CommitRefused{Step: a.Step, Kind: protocol.AbortNonFinite,
 			Reason: fmt.Sprintf("the reduced loss sum is %v over %v tokens, or the reduced gradient is not finite; worker %s (rank %d) reported the largest loss sum, %.3g",
 				lossSum, tokens, worst.Sender, worst.Rank, worst.LossSum)}}, nil
+	}
+	if c.resid != nil {
+		c.resid.committed(a.Step, a.Epoch, a.Members)
+		c.seeds.Store(nil) // the seeds were those of the attempts from the step before
 	}
 	lr := c.job.lr(a.Step)
 	// The step and the data cursor move now (the next step's batch is
@@ -743,7 +777,7 @@ type commitRow struct{ wait bool }
 // checkpoint writes the master state to run.dir/checkpoints/step-N and
 // keeps the newest run.keep checkpoints.
 func (c *Coordinator) checkpoint() (string, error) {
-	dir, err := c.job.save(c.cfg.Run.Dir, c.cfg.Run.Keep)
+	dir, err := c.job.save(c.cfg.Run.Dir, c.cfg.Run.Keep, c.gatherResid())
 	if err != nil {
 		return "", err
 	}
