@@ -137,7 +137,7 @@ func checkpointResiduals(dir string, data json.RawMessage, n int) ([][]float32, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrResidual, err)
 	}
-	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != rec.SHA256 {
+	if residualDigest(b) != rec.SHA256 {
 		return nil, fmt.Errorf("%w: %s does not match the digest in the trainer state (interrupted save?)", ErrResidual, path)
 	}
 	ranks, err := decodeResiduals(b, rec.World, n)
@@ -166,8 +166,13 @@ func writeResiduals(dir string, ranks [][]float32, step uint64) (*residualRecord
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
+	return &residualRecord{World: len(ranks), SHA256: residualDigest(b)}, nil
+}
+
+// residualDigest is the SHA-256 of ResidualFile's bytes, in hex.
+func residualDigest(b []byte) string {
 	sum := sha256.Sum256(b)
-	return &residualRecord{World: len(ranks), SHA256: hex.EncodeToString(sum[:])}, nil
+	return hex.EncodeToString(sum[:])
 }
 
 // residSeeds are the residuals of the checkpoint a coordinator resumed
