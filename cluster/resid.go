@@ -414,7 +414,11 @@ func (c *Coordinator) onResid(m *nats.Msg) {
 // callback, reading only the read-only seeds).
 func (c *Coordinator) serveSeed(m *nats.Msg) {
 	var r seedRequest
-	if err := decodeValid(m.Data, &r); err != nil || m.Reply == "" {
+	err := decodeValid(m.Data, &r)
+	if err == nil && m.Reply == "" {
+		err = errors.New("a seed request without a reply subject")
+	}
+	if err != nil {
 		c.prom.Dropped.WithLabelValues("seed").Inc()
 		c.log.Debug("dropping a seed request", "err", err)
 		return
