@@ -470,11 +470,7 @@ func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
 		}
 		c.begun = a.Step
 	case protocol.Welcome:
-		wel := welcome{Run: c.run, Spec: c.spec}
-		if s := c.seeds.Load(); s != nil {
-			wel.Seed = &seedInfo{Step: s.step, World: len(s.ranks)}
-		}
-		c.respond(a.Reply, wel)
+		c.respond(a.Reply, c.welcome())
 	case protocol.ServeSnap:
 		c.serveSnap(a)
 	case protocol.RefuseSnap:
@@ -596,10 +592,7 @@ func (c *Coordinator) commit(a protocol.Commit) ([]protocol.Event, error) {
 			Reason: fmt.Sprintf("the reduced loss sum is %v over %v tokens, or the reduced gradient is not finite; worker %s (rank %d) reported the largest loss sum, %.3g",
 				lossSum, tokens, worst.Sender, worst.Rank, worst.LossSum)}}, nil
 	}
-	if c.resid != nil {
-		c.resid.committed(a.Step, a.Epoch, a.Members)
-		c.seeds.Store(nil) // the seeds were those of the attempts from the step before
-	}
+	c.residCommitted(a)
 	lr := c.job.lr(a.Step)
 	// The step and the data cursor move now (the next step's batch is
 	// drawn from them); the parameters and the optimizer's state are the

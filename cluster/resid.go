@@ -312,6 +312,9 @@ func (c *residCollector) add(p *residPart) error {
 		return fmt.Errorf("%s as rank %d of %d in epoch %d: not a rank of the ring that committed step %d", p.Sender, p.Rank, p.World, p.Epoch, p.Step)
 	}
 	if s == nil {
+		if p.Offset != 0 || len(c.sets) == keepResidSets && slices.ContainsFunc(c.sets, func(o *residSet) bool { return o.ring.step > p.Step }) {
+			return fmt.Errorf("a residual of step %d at float %d: not the start of a newer step's", p.Step, p.Offset)
+		}
 		s = &residSet{ring: *ring, ranks: make([][]float32, p.World), got: make([]int, p.World)}
 		c.keep(s)
 	}
@@ -381,6 +384,25 @@ func (c *residCollector) gather(step uint64) [][]float32 {
 // due as soon as the plan that commits it is out.
 func residualWait(heartbeat time.Duration) time.Duration {
 	return max(5*time.Second, 4*heartbeat)
+}
+
+// welcome is the answer to a hello: the run, the job and the seeds.
+func (c *Coordinator) welcome() welcome {
+	wel := welcome{Run: c.run, Spec: c.spec}
+	if s := c.seeds.Load(); s != nil {
+		wel.Seed = &seedInfo{Step: s.step, World: len(s.ranks)}
+	}
+	return wel
+}
+
+// residCommitted registers the ring of a committed attempt (its members
+// may send their residuals of it) and drops the seeds, which were those of
+// the attempts from the step before.
+func (c *Coordinator) residCommitted(a protocol.Commit) {
+	if c.resid != nil {
+		c.resid.committed(a.Step, a.Epoch, a.Members)
+		c.seeds.Store(nil)
+	}
 }
 
 // gatherResid is what a checkpoint calls to gather the workers' residuals

@@ -425,6 +425,19 @@ func TestResidCollector(t *testing.T) {
 	if got := c.gather(9); got != nil {
 		t.Errorf("gather(9) = %v for a step no ring committed; want nil at once", got)
 	}
+	// Two steps are held at once: a part of an older step than both does
+	// not push out what was gathered.
+	c.committed(7, 3, []string{"a"})
+	c.committed(6, 3, []string{"a"})
+	if err := c.add(part(7, 3, "a", 0, 1, 4, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.add(part(6, 3, "a", 0, 1, 4, 0, 1)); err == nil {
+		t.Errorf("a part of step 6 accepted while steps 5 and 7 are held")
+	}
+	if got := c.gather(5); len(got) != 2 {
+		t.Errorf("gather(5) = %v after a part of step 6; want step 5's residuals", got)
+	}
 }
 
 // gather waits for the parts that come while it waits.
