@@ -296,6 +296,15 @@ func TestCheckpointResiduals(t *testing.T) {
 	if len(got) != 2 || got[0][0] != 0.25 || got[1][n-3] != -1e-9 {
 		t.Fatalf("residuals read back wrong: %d ranks", len(got))
 	}
+	// Without every rank's residual (gather gave nil) the checkpoint has
+	// none, and loads as one without them.
+	none, n2 := writeResidualCheckpoint(t, func(int) [][]float32 { return nil })
+	if _, err := os.Stat(filepath.Join(none, ResidualFile)); !os.IsNotExist(err) {
+		t.Errorf("a checkpoint without residuals has %s (%v)", ResidualFile, err)
+	}
+	if r := readResiduals(t, none, n2); r != nil {
+		t.Errorf("a checkpoint without residuals read back %d ranks", len(r))
+	}
 	path := filepath.Join(dir, ResidualFile)
 	orig, _ := os.ReadFile(path)
 	nan := slices.Clone(orig)
