@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -75,6 +76,13 @@ type Coordinator struct {
 	peak        float64 // GFLOP/s that MFU is reported against
 	evalSkipped int     // evaluations skipped because the one before still ran
 
+	// With error feedback: resid gathers the workers' residuals of the
+	// steps it checkpoints, and seeds are those of the checkpoint it
+	// resumed from, served until the first commit (nil: none). Both are
+	// used by NATS callbacks too (resid.go).
+	resid *residCollector
+	seeds atomic.Pointer[residSeeds]
+
 	hooks coordHooks
 }
 
@@ -136,8 +144,16 @@ func NewCoordinator(cfg config.Config, log *slog.Logger, env *Env) (*Coordinator
 		peak = job.env.Pool.PeakGFLOPs()
 		log.Info("measured the peak for MFU", "gflops", math.Round(peak), "threads", job.env.Pool.Threads())
 	}
-	return &Coordinator{cfg: cfg, spec: job.spec, log: log, subj: subj, run: newRunID(),
-		job: job, resumed: resumed, prom: outputs.NewProm(), abortKinds: map[string]int{}, peak: peak}, nil
+	c := &Coordinator{cfg: cfg, spec: job.spec, log: log, subj: subj, run: newRunID(),
+		job: job, resumed: resumed, prom: outputs.NewProm(), abortKinds: map[string]int{}, peak: peak}
+	if job.spec.ErrorFeedback {
+		c.resid = newResidCollector(job.model.Config.NumParams()+2, residualWait(cfg.Cluster.Heartbeat), log)
+		if s := job.seeds; s != nil {
+			c.resid.preset(s.step, s.ranks)
+			c.seeds.Store(s)
+		}
+	}
+	return c, nil
 }
 
 // SetProgress registers a function called after every committed step.
@@ -235,6 +251,16 @@ func (c *Coordinator) subscribe() (*inbox, func(), error) {
 			return nil, nil, fmt.Errorf("subscribing to %s: %w", x.subj, err)
 		}
 		subs = append(subs, s)
+	}
+	if c.resid != nil {
+		for subj, h := range map[string]nats.MsgHandler{c.subj.Resid: c.onResid, c.subj.Seed: c.serveSeed} {
+			s, err := c.nc.Subscribe(subj, h)
+			if err != nil {
+				unsub()
+				return nil, nil, fmt.Errorf("subscribing to %s: %w", subj, err)
+			}
+			subs = append(subs, s)
+		}
 	}
 	if err := c.nc.Flush(); err != nil {
 		unsub()
@@ -443,7 +469,7 @@ func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
 		}
 		c.begun = a.Step
 	case protocol.Welcome:
-		c.respond(a.Reply, welcome{Run: c.run, Spec: c.spec})
+		c.respond(a.Reply, c.welcome())
 	case protocol.ServeSnap:
 		c.serveSnap(a)
 	case protocol.RefuseSnap:
@@ -563,6 +589,7 @@ func (c *Coordinator) commit(a protocol.Commit) ([]protocol.Event, error) {
 			Reason: fmt.Sprintf("the reduced loss sum is %v over %v tokens, or the reduced gradient is not finite; worker %s (rank %d) reported the largest loss sum, %.3g",
 				lossSum, tokens, worst.Sender, worst.Rank, worst.LossSum)}}, nil
 	}
+	c.residCommitted(a)
 	lr := c.job.lr(a.Step)
 	// The step and the data cursor move now (the next step's batch is
 	// drawn from them); the parameters and the optimizer's state are the
@@ -740,7 +767,7 @@ type commitRow struct{ wait bool }
 // checkpoint writes the master state to run.dir/checkpoints/step-N and
 // keeps the newest run.keep checkpoints.
 func (c *Coordinator) checkpoint() (string, error) {
-	dir, err := c.job.save(c.cfg.Run.Dir, c.cfg.Run.Keep)
+	dir, err := c.job.save(c.cfg.Run.Dir, c.cfg.Run.Keep, c.gatherResid())
 	if err != nil {
 		return "", err
 	}

@@ -29,7 +29,10 @@
 // is welcomed with): on bf16 the owners send the coordinator their rounded
 // reduced segments, so its gradient is the workers' bit for bit; with
 // allreduce.error_feedback each worker keeps its rounding residual, staged
-// and committed with its update (worker.go; docs/protocol.md).
+// and committed with its update (worker.go; docs/protocol.md), and sends it
+// to the coordinator for the steps it checkpoints; checkpoints keep the
+// residuals of every rank (ResidualFile), and a resumed coordinator serves
+// them back as the workers' seeds (resid.go).
 //
 // The coordinator's state is owned by the goroutine that runs it; NATS
 // callbacks only hand messages over channels. Its own optimizer step is off

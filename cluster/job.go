@@ -256,17 +256,34 @@ type jobState struct {
 
 	// Error feedback (a worker's, allreduce.error_feedback): resid is the
 	// rounding residual of the last step this worker computed that
-	// committed, added to its next gradient; staged is the residual of the
-	// attempt it computed last (stagedAt), which becomes resid when that
-	// attempt commits (ApplyPending), as the staged update does, and is
-	// overwritten by the next attempt otherwise. Both have the gradient
-	// vector's length; nil without error feedback.
-	resid, staged []float32
-	stagedAt      *attemptID
+	// committed (residAt), added to its next gradient; staged is the
+	// residual of the attempt it computed last (stagedAt), which becomes
+	// resid when that attempt commits (ApplyPending), as the staged update
+	// does, and is overwritten by the next attempt otherwise. Both have the
+	// gradient vector's length; nil without error feedback. seed, when not
+	// nil, says the replica holds the snapshot of the step the coordinator
+	// resumed from and has not committed since: the attempts from that step
+	// start from the seed the coordinator serves (Worker.seedResidual).
+	resid, staged     []float32
+	stagedAt, residAt *attemptID
+	seed              *seedInfo
+
+	// seeds (the coordinator's) are the residuals of the checkpoint it
+	// resumed from; nil for none.
+	seeds *residSeeds
 }
 
-// attemptID names an attempt: its epoch and step.
-type attemptID struct{ epoch, step uint64 }
+// attemptID names an attempt (its epoch and step) and this worker's place
+// in its ring (rank of world).
+type attemptID struct {
+	epoch, step uint64
+	rank, world int
+}
+
+// is reports whether a is attempt (epoch, step).
+func (a *attemptID) is(epoch, step uint64) bool {
+	return a != nil && a.epoch == epoch && a.step == step
+}
 
 // resetResidual forgets the error-feedback residuals: after a snapshot was
 // loaded or in another run, what this worker's rounding lost no longer
@@ -274,7 +291,7 @@ type attemptID struct{ epoch, step uint64 }
 func (j *jobState) resetResidual() {
 	clear(j.resid)
 	clear(j.staged)
-	j.stagedAt = nil
+	j.stagedAt, j.residAt, j.seed = nil, nil, nil
 }
 
 // openJob builds the coordinator's master state from the configuration: the
@@ -307,16 +324,11 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		ARDeadline: cfg.AllReduce.Deadline, Heartbeat: cfg.Cluster.Heartbeat,
 		Wire: cfg.AllReduce.Wire, ErrorFeedback: cfg.AllReduce.ErrorFeedback, BucketBytes: cfg.AllReduce.BucketBytes,
 	}
-	var (
-		model *lm.Model
-		state *lm.TrainerState
-		ckpt  string
-		err   error
-	)
-	model, state, ckpt, err = loadNewestCheckpoint(cfg.Run.Dir, env.Pool, log)
+	ld, err := loadNewestCheckpoint(cfg.Run.Dir, env.Pool, log)
 	if err != nil {
 		return nil, false, err
 	}
+	model, state, ckpt := ld.model, ld.state, ld.dir
 	resumed := ckpt != ""
 	switch {
 	case resumed:
@@ -439,8 +451,23 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 			copy(j.adam.State.M, state.Adam.M)
 			copy(j.adam.State.V, state.Adam.V)
 		}
+		j.takeResiduals(ld.resid, ckpt, log)
 	}
 	return j, resumed, nil
+}
+
+// takeResiduals keeps a checkpoint's error-feedback residuals as the seeds
+// the coordinator serves, when the job feeds errors back.
+func (j *jobState) takeResiduals(ranks [][]float32, ckpt string, log *slog.Logger) {
+	switch {
+	case ranks != nil && j.spec.ErrorFeedback:
+		j.seeds = newResidSeeds(j.step, ranks)
+		log.Info("resuming error feedback from the checkpoint's residuals", "dir", ckpt, "ranks", len(ranks))
+	case ranks != nil:
+		log.Info("the checkpoint's error-feedback residuals are not used: allreduce.error_feedback is off", "dir", ckpt)
+	case j.spec.ErrorFeedback:
+		log.Warn("the checkpoint holds no error-feedback residuals: error feedback starts from zero", "dir", ckpt)
+	}
 }
 
 // resolveTarget turns loss.target auto into hard or soft and checks that
@@ -586,11 +613,13 @@ func newJobState(spec JobSpec, env *Env, model *lm.Model, data *shard.Dataset, m
 // evalWindows is how many windows an evaluation computes at once.
 const evalWindows = 2
 
-// dataState is what a checkpoint's trainer state records of the data: the
-// position in it, and what it was.
+// dataState is what the cluster records in a checkpoint's trainer state
+// (lm's opaque data): the position in the data and what the data was, and
+// the workers' error-feedback residuals' file (ResidualFile), if any.
 type dataState struct {
-	Cursor shard.Cursor       `json:"cursor"`
-	Data   *shard.Fingerprint `json:"data,omitempty"`
+	Cursor   shard.Cursor       `json:"cursor"`
+	Data     *shard.Fingerprint `json:"data,omitempty"`
+	Residual *residualRecord    `json:"residual,omitempty"`
 }
 
 // restoreDataState takes the data cursor from a checkpoint's trainer state
@@ -813,11 +842,14 @@ func (j *jobState) restoreChunk(off int, b []byte) error {
 // runDir/checkpoints/step-N and removes all but the newest keep. It writes a
 // temporary folder first and renames it into place, so a crash leaves either
 // no step-N or a whole one.
-func (j *jobState) save(runDir string, keep int) (string, error) {
+// resid, when not nil, gathers the workers' error-feedback residuals of the
+// step (residCollector.gather).
+func (j *jobState) save(runDir string, keep int, resid func(uint64) [][]float32) (string, error) {
 	snap, err := j.checkpointState(nil)
 	if err != nil {
 		return "", err
 	}
+	snap.resid = resid
 	return snap.write(runDir, keep)
 }
 
@@ -827,10 +859,14 @@ type ckptState struct {
 	step      uint64
 	model     *lm.Model
 	st        *lm.TrainerState
-	tokenizer string // written beside the model when the data is text
+	data      dataState // st.Data, once the residuals are known
+	tokenizer string    // written beside the model when the data is text
 	// ready, when not nil, is closed once the step's metrics line is
 	// written: the checkpoint is renamed into place only then.
 	ready <-chan struct{}
+	// resid, when not nil, gathers the workers' error-feedback residuals
+	// of the step (residCollector.gather, which waits a bounded time).
+	resid func(step uint64) [][]float32
 }
 
 // checkpointState copies the committed state into into (allocated when nil
@@ -848,10 +884,7 @@ func (j *jobState) checkpointState(into *ckptState) (*ckptState, error) {
 		}
 	}
 	fp := j.data.Fingerprint()
-	cur, err := json.Marshal(dataState{Cursor: j.cursor, Data: &fp})
-	if err != nil {
-		return nil, err
-	}
+	into.data = dataState{Cursor: j.cursor, Data: &fp}
 	copy(into.model.Params, j.model.Params)
 	into.step = j.step
 	if tb, _ := j.env.tokenBytes(j.spec); tb != nil {
@@ -860,7 +893,7 @@ func (j *jobState) checkpointState(into *ckptState) (*ckptState, error) {
 			into.tokenizer = tokenizer.NameBytes
 		}
 	}
-	into.st.Step, into.st.RNG, into.st.Data = int64(j.step), j.rng, cur
+	into.st.Step, into.st.RNG = int64(j.step), j.rng
 	if j.adam != nil {
 		into.st.Adam.T = j.adam.State.T
 		copy(into.st.Adam.M, j.adam.State.M)
@@ -883,13 +916,8 @@ func (c *ckptState) write(runDir string, keep int) (string, error) {
 		return "", fmt.Errorf("saving checkpoint of step %d: %w", c.step, err)
 	}
 	defer os.RemoveAll(tmp)
-	if err := lm.SaveCheckpoint(tmp, c.model, c.st); err != nil {
+	if err := c.writeFiles(tmp); err != nil {
 		return "", fmt.Errorf("saving checkpoint of step %d: %w", c.step, err)
-	}
-	if c.tokenizer != "" {
-		if err := engine.WriteTokenizerConfig(tmp, c.tokenizer, c.model.Config.Ctx); err != nil {
-			return "", fmt.Errorf("saving checkpoint of step %d: %w", c.step, err)
-		}
 	}
 	if c.ready != nil {
 		<-c.ready
@@ -912,6 +940,34 @@ func (c *ckptState) write(runDir string, keep int) (string, error) {
 		all = all[1:]
 	}
 	return dir, nil
+}
+
+// writeFiles writes the checkpoint's files into dir: the workers'
+// residuals first (they may take a while to come), then lm's files, whose
+// trainer state records the residuals' digest, and the tokenizer's.
+func (c *ckptState) writeFiles(dir string) error {
+	c.data.Residual = nil
+	if c.resid != nil {
+		if ranks := c.resid(c.step); ranks != nil {
+			rec, err := writeResiduals(dir, ranks, c.step)
+			if err != nil {
+				return err
+			}
+			c.data.Residual = rec
+		}
+	}
+	data, err := json.Marshal(c.data)
+	if err != nil {
+		return err
+	}
+	c.st.Data = data
+	if err := lm.SaveCheckpoint(dir, c.model, c.st); err != nil {
+		return err
+	}
+	if c.tokenizer != "" {
+		return engine.WriteTokenizerConfig(dir, c.tokenizer, c.model.Config.Ctx)
+	}
+	return nil
 }
 
 func syncDir(dir string) {
@@ -957,13 +1013,22 @@ func listCheckpoints(runDir string) ([]checkpointDir, error) {
 	return dirs, nil
 }
 
+// loadedCheckpoint is a checkpoint loaded to resume from.
+type loadedCheckpoint struct {
+	model *lm.Model
+	state *lm.TrainerState
+	dir   string      // "" when there is none
+	resid [][]float32 // the workers' error-feedback residuals by rank; nil for none
+}
+
 // loadNewestCheckpoint loads the newest checkpoint of runDir that verifies:
-// one that is missing a file, truncated, or fails its digests is skipped,
-// and the log says which and why. It returns "" when there is none.
-func loadNewestCheckpoint(runDir string, pool *kernels.Pool, log *slog.Logger) (*lm.Model, *lm.TrainerState, string, error) {
+// one that is missing a file, truncated, or fails its digests (its
+// residuals' too) is skipped, and the log says which and why. Its dir is ""
+// when there is none.
+func loadNewestCheckpoint(runDir string, pool *kernels.Pool, log *slog.Logger) (loadedCheckpoint, error) {
 	all, err := listCheckpoints(runDir)
 	if err != nil {
-		return nil, nil, "", err
+		return loadedCheckpoint{}, err
 	}
 	for i := len(all) - 1; i >= 0; i-- {
 		c := all[i]
@@ -974,13 +1039,17 @@ func loadNewestCheckpoint(runDir string, pool *kernels.Pool, log *slog.Logger) (
 		if err == nil && uint64(st.Step) != c.step {
 			err = fmt.Errorf("it holds step %d", st.Step)
 		}
+		var resid [][]float32
+		if err == nil {
+			resid, err = checkpointResiduals(c.dir, st.Data, m.Config.NumParams()+2)
+		}
 		if err != nil {
 			log.Warn("skipping a checkpoint that does not verify", "dir", c.dir, "err", err.Error())
 			continue
 		}
-		return m, st, c.dir, nil
+		return loadedCheckpoint{model: m, state: st, dir: c.dir, resid: resid}, nil
 	}
-	return nil, nil, "", nil
+	return loadedCheckpoint{}, nil
 }
 
 func toInt32(a []int) []int32 {

@@ -77,6 +77,7 @@ func (c *Coordinator) checkpointAsync() error {
 			return fmt.Errorf("checkpoint of step %d: %w", c.job.step, err)
 		}
 		s.ckpt = snap
+		snap.resid = c.gatherResid()
 		c.startCheckpoint(snap)
 		return nil
 	}
@@ -87,6 +88,7 @@ func (c *Coordinator) checkpointAsync() error {
 	if err != nil {
 		return fmt.Errorf("checkpoint of step %d: %w", c.job.step, err)
 	}
+	snap.resid = c.gatherResid()
 	s.queued, s.spare = snap, nil
 	return nil
 }

@@ -149,7 +149,8 @@ func verifyMetrics(rep *VerifyReport, runDir string, ledger []outputs.LedgerEntr
 	return nil
 }
 
-// verifyCheckpoints loads every checkpoint, which checks its digests.
+// verifyCheckpoints loads every checkpoint, which checks its digests, and
+// its workers' error-feedback residuals if it records any.
 func verifyCheckpoints(rep *VerifyReport, runDir string, last uint64) error {
 	all, err := listCheckpoints(runDir)
 	if err != nil {
@@ -157,7 +158,10 @@ func verifyCheckpoints(rep *VerifyReport, runDir string, last uint64) error {
 	}
 	pool := kernels.NewPool(1)
 	for _, c := range all {
-		_, st, err := lm.LoadCheckpoint(c.dir, pool)
+		m, st, err := lm.LoadCheckpoint(c.dir, pool)
+		if err == nil && st != nil {
+			_, err = checkpointResiduals(c.dir, st.Data, m.Config.NumParams()+2)
+		}
 		switch {
 		case err != nil:
 			return fmt.Errorf("%w: checkpoint %s: %w", ErrVerify, c.dir, err)

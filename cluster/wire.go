@@ -7,18 +7,30 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/klring/klring/msgcheck"
+	"github.com/klring/klring/protocol"
 )
 
 // The messages of the step protocol that the state machines read are in
 // package protocol (Hello, Plan, Done, Segment, Heartbeat, SnapRequest);
-// the two that carry the job's data are here. Every message is a msgpack
+// those that carry the job's data are here. Every message is a msgpack
 // map; docs/protocol.md lists them all.
 
-// welcome answers a hello: the run to follow and what the job is.
+// welcome answers a hello: the run to follow and what the job is. Seed, when
+// not nil, says the coordinator resumed from a checkpoint that holds the
+// workers' error-feedback residuals: a worker that loads the snapshot of
+// that step asks for its seed (seedRequest).
 type welcome struct {
-	Run  string  `msgpack:"run"`
-	Spec JobSpec `msgpack:"spec"`
-	Err  string  `msgpack:"err,omitempty"`
+	Run  string    `msgpack:"run"`
+	Spec JobSpec   `msgpack:"spec"`
+	Seed *seedInfo `msgpack:"seed,omitempty"`
+	Err  string    `msgpack:"err,omitempty"`
+}
+
+// seedInfo names the residuals a resumed coordinator serves: those of
+// committed step Step, saved by a ring of World ranks.
+type seedInfo struct {
+	Step  uint64 `msgpack:"step"`
+	World int    `msgpack:"world"`
 }
 
 // snapChunk answers a snapshot request. The snapshot is the parameters followed by
@@ -32,6 +44,90 @@ type snapChunk struct {
 	OptStep  int    `msgpack:"opt_step"`
 	Checksum uint64 `msgpack:"checksum"` // of the parameters
 	Err      string `msgpack:"err,omitempty"`
+}
+
+// residPart carries part of a worker's error-feedback residual to the
+// coordinator, which checkpoints committed step Step (protocol.Plan.Checkpoint):
+// the residual the worker committed with attempt (Epoch, Step), computed as
+// rank Rank of a ring of World ranks. Data holds len(Data)/4 little-endian
+// float32s that belong at float Offset of a residual of Total floats (the
+// gradient vector's length). A worker sends the parts in order.
+type residPart struct {
+	Run    string `msgpack:"run"`
+	Epoch  uint64 `msgpack:"epoch"`
+	Step   uint64 `msgpack:"step"`
+	Sender string `msgpack:"sender"`
+	Rank   int    `msgpack:"rank"`
+	World  int    `msgpack:"world"`
+	Total  int64  `msgpack:"total"`
+	Offset int64  `msgpack:"offset"`
+	Data   []byte `msgpack:"data"`
+}
+
+// Validate checks a residual part's bounds, overflow-safe: a run id and a
+// sender's name, 0 <= Rank < World <= protocol.MaxMembers, whole floats that
+// lie within [0, Total). Whether Total is the vector's length, and the ring
+// the one that committed Step, is the coordinator's check.
+func (p *residPart) Validate() error {
+	if len(p.Run) > protocol.MaxNameLen {
+		return fmt.Errorf("run id of %d bytes", len(p.Run))
+	}
+	if err := protocol.ValidName(p.Sender); err != nil {
+		return fmt.Errorf("residual sender: %w", err)
+	}
+	n := int64(len(p.Data) / 4)
+	switch {
+	case p.World < 1 || p.World > protocol.MaxMembers || p.Rank < 0 || p.Rank >= p.World:
+		return fmt.Errorf("residual of rank %d of %d", p.Rank, p.World)
+	case len(p.Data) == 0 || len(p.Data)%4 != 0:
+		return fmt.Errorf("residual part of %d bytes, want a positive multiple of 4", len(p.Data))
+	case p.Total < 1 || p.Offset < 0 || p.Offset > p.Total-n:
+		return fmt.Errorf("residual floats [%d, +%d) outside [0, %d)", p.Offset, n, p.Total)
+	}
+	return nil
+}
+
+// seedRequest asks for floats [Offset, Offset+Max) of the error-feedback
+// seed of rank Rank of a ring of World ranks whose attempt starts from
+// committed step Step, the step of the checkpoint the coordinator resumed
+// from (welcome.Seed).
+type seedRequest struct {
+	Run    string `msgpack:"run"`
+	Sender string `msgpack:"sender"`
+	Step   uint64 `msgpack:"step"`
+	Rank   int    `msgpack:"rank"`
+	World  int    `msgpack:"world"`
+	Offset int64  `msgpack:"offset"`
+	Max    int64  `msgpack:"max"`
+}
+
+// Validate checks a seed request's bounds.
+func (r *seedRequest) Validate() error {
+	if len(r.Run) > protocol.MaxNameLen {
+		return fmt.Errorf("run id of %d bytes", len(r.Run))
+	}
+	if err := protocol.ValidName(r.Sender); err != nil {
+		return fmt.Errorf("seed request sender: %w", err)
+	}
+	switch {
+	case r.World < 1 || r.World > protocol.MaxMembers || r.Rank < 0 || r.Rank >= r.World:
+		return fmt.Errorf("seed of rank %d of %d", r.Rank, r.World)
+	case r.Offset < 0 || r.Max < 1:
+		return fmt.Errorf("seed request at %d for %d floats", r.Offset, r.Max)
+	}
+	return nil
+}
+
+// seedChunk answers a seed request: floats [Offset, Offset+len(Data)/4) of
+// a seed of Total floats, or Zero when the seed of that rank is zero.
+type seedChunk struct {
+	Run    string `msgpack:"run"`
+	Step   uint64 `msgpack:"step"`
+	Total  int64  `msgpack:"total"`
+	Offset int64  `msgpack:"offset"`
+	Data   []byte `msgpack:"data"`
+	Zero   bool   `msgpack:"zero,omitempty"`
+	Err    string `msgpack:"err,omitempty"`
 }
 
 // Errors of the wire format.

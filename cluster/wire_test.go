@@ -39,8 +39,15 @@ func TestDecodeValidChecksBounds(t *testing.T) {
 		&protocol.Segment{Run: "r", Sender: "w0", Offset: -1, Data: []byte{0, 0, 0, 0}},                  // negative offset
 		&protocol.Segment{Run: "r", Sender: "w0", Data: []byte{0, 0, 0}},                                 // not whole floats
 		&protocol.Done{Run: "r", Sender: "w0", Rank: -1},                                                 // negative rank
-		&protocol.Heartbeat{Run: "r"},                             // no sender
-		&protocol.SnapRequest{Run: "r", Sender: "w0", Offset: -8}, // negative offset
+		&protocol.Heartbeat{Run: "r"},                                                                       // no sender
+		&protocol.SnapRequest{Run: "r", Sender: "w0", Offset: -8},                                           // negative offset
+		&residPart{Run: "r", Sender: "w0", World: 2, Total: 8, Offset: 1<<63 - 1, Data: []byte{0, 0, 0, 0}}, // past the end, overflowing
+		&residPart{Run: "r", Sender: "w0", World: 2, Total: 8, Offset: 7, Data: make([]byte, 8)},            // past the end
+		&residPart{Run: "r", Sender: "w0", Rank: 2, World: 2, Total: 8, Data: []byte{0, 0, 0, 0}},           // rank outside the world
+		&residPart{Run: "r", Sender: "w 0", World: 1, Total: 8, Data: []byte{0, 0, 0, 0}},                   // not a name
+		&residPart{Run: "r", Sender: "w0", World: 1, Total: 8, Data: []byte{0, 0, 0}},                       // not whole floats
+		&seedRequest{Run: "r", Sender: "w0", World: 1, Offset: -4, Max: 1},                                  // negative offset
+		&seedRequest{Run: "r", Sender: "w0", Rank: 1, World: 1, Max: 1},                                     // rank outside the world
 	}
 	for _, v := range bad {
 		var out validator
@@ -55,6 +62,10 @@ func TestDecodeValidChecksBounds(t *testing.T) {
 			out = new(protocol.Heartbeat)
 		case *protocol.SnapRequest:
 			out = new(protocol.SnapRequest)
+		case *residPart:
+			out = new(residPart)
+		case *seedRequest:
+			out = new(seedRequest)
 		}
 		if err := decodeValid(mustEncodeB(v), out); !errors.Is(err, ErrMalformed) {
 			t.Errorf("decodeValid(%+v) = %v; want ErrMalformed", v, err)
@@ -90,7 +101,10 @@ func fuzzSeeds(f *testing.F) {
 	f.Add(mustEncodeB(protocol.Hello{Worker: "a"}))
 	f.Add(mustEncodeB(protocol.SnapRequest{Run: "r", Sender: "a", Offset: 1 << 40, Max: 1 << 40}))
 	f.Add(mustEncodeB(snapChunk{Run: "r", Data: make([]byte, 16)}))
-	f.Add(mustEncodeB(welcome{Run: "r", Spec: JobSpec{BatchWindows: 4}}))
+	f.Add(mustEncodeB(welcome{Run: "r", Spec: JobSpec{BatchWindows: 4}, Seed: &seedInfo{Step: 3, World: 2}}))
+	f.Add(mustEncodeB(residPart{Run: "r", Epoch: 1, Step: 4, Sender: "a", Rank: 1, World: 2, Total: 1 << 40, Offset: 1 << 40, Data: []byte{1, 2, 3, 4}}))
+	f.Add(mustEncodeB(seedRequest{Run: "r", Sender: "a", Step: 4, World: 1, Offset: 1 << 40, Max: 1 << 40}))
+	f.Add(mustEncodeB(seedChunk{Run: "r", Total: 4, Data: make([]byte, 16)}))
 	f.Add([]byte{0xc6, 0xff, 0xff, 0xff, 0xff})
 }
 
@@ -100,9 +114,15 @@ func FuzzDecode(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, v := range []validator{new(protocol.Plan), new(protocol.Done), new(protocol.Segment),
-			new(protocol.Heartbeat), new(protocol.Hello), new(protocol.SnapRequest)} {
+			new(protocol.Heartbeat), new(protocol.Hello), new(protocol.SnapRequest), new(seedRequest)} {
 			_ = decodeValid(b, v)
 		}
+		var rp residPart
+		if decodeValid(b, &rp) == nil && (rp.Offset < 0 || rp.Offset+int64(len(rp.Data)/4) > rp.Total) {
+			t.Fatalf("a residual part at %d of %d floats in %d passed", rp.Offset, len(rp.Data)/4, rp.Total)
+		}
+		var sc seedChunk
+		_ = decode(b, &sc)
 		var s protocol.Segment
 		if decode(b, &s) == nil && len(s.Data) > len(b) {
 			t.Fatalf("decoded %d data bytes from a %d-byte message", len(s.Data), len(b))

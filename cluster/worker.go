@@ -45,6 +45,10 @@ type Worker struct {
 	hello   bool     // a hello is in flight
 	tick    *time.Ticker
 	exit    *protocol.Exit
+	// seed is what the welcome of the run said of the coordinator's
+	// error-feedback seeds (nil: none); residBuf encodes residual parts.
+	seed     *seedInfo
+	residBuf []byte
 
 	hooks workerHooks
 }
@@ -215,14 +219,17 @@ func (w *Worker) do(a protocol.Action) {
 	case protocol.ApplyPending:
 		w.job.apply(w.job.model.Grads[:w.job.model.Config.NumParams()], a.LR)
 		w.commitResidual(a.Epoch, a.Step)
+		if a.Checkpoint {
+			w.sendResidual(a.Epoch, a.Step)
+		}
 		w.job.step = a.Step
 		if w.hooks.afterApply != nil {
 			w.hooks.afterApply(w, a.Step)
 		}
 	case protocol.LoadSnapshot:
-		run := w.run
+		run, seed := w.run, w.seed
 		w.startBG(&w.load, true, func(ctx context.Context) protocol.Event {
-			return protocol.SnapshotLoaded{Step: a.Step, Err: w.resync(ctx, run, a.Step)}
+			return protocol.SnapshotLoaded{Step: a.Step, Err: w.resync(ctx, run, a.Step, seed)}
 		})
 	case protocol.CancelLoad:
 		w.stopBG(&w.load)
@@ -325,14 +332,16 @@ func (w *Worker) welcomed(r helloReply) protocol.Event {
 	} else if wel.Run != w.run {
 		w.job.resetResidual() // a residual of another run's parameters
 	}
-	w.run = wel.Run
+	w.run, w.seed = wel.Run, wel.Seed
 	w.tick.Reset(max(wel.Spec.Heartbeat/2, 5*time.Millisecond))
 	w.log.Info("joined", "run", wel.Run, "params", w.job.model.Config.NumParams())
 	return protocol.Welcomed{Run: wel.Run, Windows: w.job.data.NumWindows(), Heartbeat: wel.Spec.Heartbeat}
 }
 
-// resync loads the coordinator's committed state of step base.
-func (w *Worker) resync(ctx context.Context, run string, base uint64) error {
+// resync loads the coordinator's committed state of step base. When base
+// is the step whose error-feedback residuals the coordinator serves (seed),
+// the next attempts start from them (seedResidual).
+func (w *Worker) resync(ctx context.Context, run string, base uint64, seed *seedInfo) error {
 	start := time.Now()
 	var first snapChunk
 	for off := 0; ; {
@@ -381,6 +390,9 @@ func (w *Worker) resync(ctx context.Context, run string, base uint64) error {
 	}
 	w.job.step = base
 	w.job.resetResidual() // the residual of parameters this worker no longer holds
+	if seed != nil && seed.Step == base {
+		w.job.seed = seed
+	}
 	w.log.Info("loaded snapshot", "step", base, "bytes", first.Total, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
@@ -398,6 +410,9 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 		return protocol.StepDone{Report: d}
 	}
 	w.job.stagedAt = nil // what the ring stages belongs to this attempt, once its ring succeeds
+	if err := w.seedResidual(ctx, p, a.Rank); err != nil {
+		return fail(protocol.FailSnapshot, "the error-feedback seed of step %d: %v", p.Base, err)
+	}
 	N := w.job.model.Config.NumParams()
 	g := w.job.model.Grads[:N+2]
 	call := ringCall{run: p.Run, epoch: p.Epoch, step: p.Step, rank: a.Rank, members: p.Members, data: g}
@@ -423,7 +438,7 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 		return fail(protocol.FailAllReduce, "all-reduce: %v (this worker's mailbox: %+v)", o.ringErr, w.mb.Stats())
 	}
 	if w.job.staged != nil {
-		w.job.stagedAt = &attemptID{p.Epoch, p.Step}
+		w.job.stagedAt = &attemptID{epoch: p.Epoch, step: p.Step, rank: a.Rank, world: len(p.Members)}
 	}
 	n := len(p.Members)
 	plan := allreduce.NewPlan(len(g), n, w.job.spec.ringOptions().PartFloats())
@@ -592,19 +607,20 @@ func (w *Worker) allReduce(ctx context.Context, c ringCall, owned func(off int, 
 
 // commitResidual makes the residual staged by attempt (epoch, step) the one
 // the next gradient gets, when that attempt commits; a residual staged by
-// another attempt is not this update's, and none is kept.
+// another attempt is not this update's, and none is kept. A seed is used up
+// by the first commit.
 func (w *Worker) commitResidual(epoch, step uint64) {
 	j := w.job
 	if j.resid == nil {
 		return
 	}
-	if j.stagedAt == nil || *j.stagedAt != (attemptID{epoch, step}) {
+	if !j.stagedAt.is(epoch, step) {
 		w.log.Warn("no residual staged for the committed attempt: error feedback restarts from zero", "epoch", epoch, "step", step)
 		j.resetResidual()
 		return
 	}
 	j.resid, j.staged = j.staged, j.resid
-	j.stagedAt = nil
+	j.residAt, j.stagedAt, j.seed = j.stagedAt, nil, nil
 }
 
 // countingTransport calls onSend after every part it sends.

@@ -431,10 +431,11 @@ func TestSubjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := natsnet.Subjects{Job: "job-1", Hello: "klring.job-1.hello", Plan: "klring.job-1.plan", Done: "klring.job-1.done",
-		Seg: "klring.job-1.seg", HB: "klring.job-1.hb", Snap: "klring.job-1.snap", All: "klring.job-1.>", Rings: "klring.job-1.ring.*"}
+		Seg: "klring.job-1.seg", HB: "klring.job-1.hb", Snap: "klring.job-1.snap",
+		Resid: "klring.job-1.resid", Seed: "klring.job-1.seed", All: "klring.job-1.>", Rings: "klring.job-1.ring.*"}
 	got := s
 	if got.Job != want.Job || got.Hello != want.Hello || got.Plan != want.Plan || got.Done != want.Done || got.Seg != want.Seg ||
-		got.HB != want.HB || got.Snap != want.Snap || got.All != want.All || got.Rings != want.Rings {
+		got.HB != want.HB || got.Snap != want.Snap || got.Resid != want.Resid || got.Seed != want.Seed || got.All != want.All || got.Rings != want.Rings {
 		t.Errorf("NewSubjects(job-1) = %+v; want %+v", got, want)
 	}
 	if r, err := s.Ring("w_7"); err != nil || r != "klring.job-1.ring.w_7" {

@@ -132,6 +132,28 @@ func TestRolePermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	next(t, hb, "beat")
+	// Error feedback: a worker sends its residual of a checkpointed step,
+	// and after a resume asks for its seed, which the coordinator answers.
+	resid := subscribe(t, coord, "klring.j.resid")
+	if err := w2.NC.Publish("klring.j.resid", []byte("residual")); err != nil {
+		t.Fatal(err)
+	}
+	next(t, resid, "residual")
+	seed := subscribe(t, coord, "klring.j.seed")
+	go func() {
+		m, err := seed.NextMsg(10 * time.Second)
+		if err == nil {
+			err = m.Respond([]byte("seed"))
+		}
+		replied <- err
+	}()
+	if r, err := w1.NC.Request("klring.j.seed", []byte("seed of w1"), 10*time.Second); err != nil || string(r.Data) != "seed" {
+		t.Fatalf("seed request = %v, %v; want the coordinator's seed", r, err)
+	}
+	if err := <-replied; err != nil {
+		t.Fatalf("the coordinator's seed reply: %v", err)
+	}
+	next(t, inbox2, "seed")
 	if err := w1.NC.LastError(); err != nil {
 		t.Fatalf("worker w1 after its allowed traffic: %v", err)
 	}

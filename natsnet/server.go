@@ -80,27 +80,29 @@ type SubjectRules struct {
 
 // CoordinatorPermissions are the permissions of a coordinator of job ("*"
 // for any job): it subscribes to what workers send (hello, hb, done, seg,
-// snap), publishes plans, and answers hello (welcome) and snap (snapshot
-// chunks) requests through Responses. See docs/protocol.md.
+// snap, resid, seed), publishes plans, and answers hello (welcome), snap
+// (snapshot chunks) and seed (error-feedback seed chunks) requests through
+// Responses. See docs/protocol.md.
 func CoordinatorPermissions(job string) *Permissions {
 	p := "klring." + job + "."
 	return &Permissions{
 		Publish:   SubjectRules{Allow: []string{p + "plan"}},
-		Subscribe: SubjectRules{Allow: []string{p + "hello", p + "hb", p + "done", p + "seg", p + "snap"}},
+		Subscribe: SubjectRules{Allow: []string{p + "hello", p + "hb", p + "done", p + "seg", p + "snap", p + "resid", p + "seed"}},
 		Responses: true,
 	}
 }
 
 // WorkerPermissions are the permissions of worker name ("*" for any
-// worker) of job ("*" for any job): it publishes hello and snap requests,
-// heartbeats, reports and segments, and ring messages to any worker; it
+// worker) of job ("*" for any job): it publishes hello, snap and seed
+// requests, heartbeats, reports, segments and error-feedback residuals, and
+// ring messages to any worker; it
 // subscribes to plans, its own ring subject and the replies to its
 // requests (_INBOX.>). It may not publish plans or to any inbox, so it can
 // forge neither a plan nor a welcome nor a snapshot chunk.
 func WorkerPermissions(job, name string) *Permissions {
 	p := "klring." + job + "."
 	return &Permissions{
-		Publish:   SubjectRules{Allow: []string{p + "hello", p + "hb", p + "done", p + "seg", p + "snap", p + "ring.*"}},
+		Publish:   SubjectRules{Allow: []string{p + "hello", p + "hb", p + "done", p + "seg", p + "snap", p + "resid", p + "seed", p + "ring.*"}},
 		Subscribe: SubjectRules{Allow: []string{p + "plan", p + "ring." + name, "_INBOX.>"}},
 	}
 }

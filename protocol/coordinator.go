@@ -547,7 +547,7 @@ func (c *Coordinator) start(now time.Time) {
 	c.phase = running
 	c.emit(BeginAttempt{Epoch: a.epoch, Step: a.step, Members: slices.Clone(c.members)},
 		SendPlan{Plan{Run: c.cfg.Run, Epoch: a.epoch, Step: a.step, Base: c.base, CommitEpoch: c.commitEpoch,
-			Members: slices.Clone(c.members), Batch: c.work.Batch, LR: c.work.LR, Resync: resync}})
+			Members: slices.Clone(c.members), Batch: c.work.Batch, LR: c.work.LR, Resync: resync, Checkpoint: c.checkpointsBase()}})
 }
 
 // stepDeadline is how long an attempt may take: StepDeadline, doubled for
@@ -895,7 +895,7 @@ func (c *Coordinator) onApplied(e Applied, now time.Time) {
 	}
 	c.applying, c.baseSum = 0, e.Checksum
 	last := c.base >= c.cfg.Steps
-	if k := c.cfg.CheckpointEvery; k > 0 && c.base%k == 0 && !last {
+	if c.checkpointsBase() {
 		c.emit(Checkpoint{Step: c.base})
 	}
 	if k := c.cfg.EvalEvery; k > 0 && c.base%k == 0 && !last {
@@ -978,10 +978,19 @@ func (c *Coordinator) onStop() {
 }
 
 // endPlan is the plan that ends this incarnation's work at the committed
-// step: newer than every plan sent before, it commits Base.
+// step: newer than every plan sent before, it commits Base, which the
+// runtime checkpoints at End.
 func (c *Coordinator) endPlan() Plan {
 	c.epoch++
-	return Plan{Run: c.cfg.Run, Epoch: c.epoch, Step: c.base + 1, Base: c.base, CommitEpoch: c.commitEpoch}
+	return Plan{Run: c.cfg.Run, Epoch: c.epoch, Step: c.base + 1, Base: c.base, CommitEpoch: c.commitEpoch, Checkpoint: c.commitEpoch != 0}
+}
+
+// checkpointsBase reports whether the committed step, committed in this
+// incarnation, gets a periodic checkpoint (onApplied asks for it): the
+// plans that commit it say so (Plan.Checkpoint).
+func (c *Coordinator) checkpointsBase() bool {
+	k := c.cfg.CheckpointEvery
+	return c.commitEpoch != 0 && k > 0 && c.base%k == 0 && c.base < c.cfg.Steps
 }
 
 // pause ends the incarnation at a step boundary: the workers apply the last

@@ -24,7 +24,8 @@
 // committed step, which runs concurrently with the next step (Committed,
 // then Applied with the master's checksum); on the worker's side,
 // following the coordinator's run, staging an update until a plan commits
-// exactly that attempt (Plan.CommitEpoch), resync, leaving, and giving up on
+// exactly that attempt (Plan.CommitEpoch) and knowing when the committed
+// step is checkpointed (Plan.Checkpoint), resync, leaving, and giving up on
 // a coordinator that is silent for too long. docs/protocol.md has the tables of states, events and
 // actions.
 //

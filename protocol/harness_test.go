@@ -532,7 +532,7 @@ func (h *harness) doW(w *hWorker, a Action) {
 		w.applied = append(w.applied, w.staged)
 		w.staged = ""
 		if h.shown("apply") {
-			h.trace(w.name, "apply step=%d epoch=%d", a.Step, a.Epoch)
+			h.trace(w.name, "apply step=%d epoch=%d%s", a.Step, a.Epoch, map[bool]string{true: " checkpoint"}[a.Checkpoint])
 		}
 	case LoadSnapshot:
 		w.loadGen++

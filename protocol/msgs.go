@@ -45,6 +45,9 @@ type Hello struct {
 // pending update is discarded. Final commits Base and ends the job; Pause
 // commits Base and says the coordinator stops and may come back (workers
 // wait for it). A plan with no members and step 0 only announces the run.
+// Checkpoint, on a plan that commits Base, says the coordinator checkpoints
+// step Base: the workers of its committed ring send it what of their state
+// a checkpoint keeps (their error-feedback residual).
 type Plan struct {
 	Run         string   `msgpack:"run"`
 	Epoch       uint64   `msgpack:"epoch"`
@@ -57,6 +60,7 @@ type Plan struct {
 	Resync      []string `msgpack:"resync,omitempty"` // members that must load the snapshot of Base first
 	Final       bool     `msgpack:"final,omitempty"`
 	Pause       bool     `msgpack:"pause,omitempty"`
+	Checkpoint  bool     `msgpack:"checkpoint,omitempty"`
 }
 
 // Done is a worker's report of its part of an attempt.

@@ -86,10 +86,14 @@ type StartStep struct {
 type CancelStep struct{ Epoch, Step uint64 }
 
 // ApplyPending applies the staged update of attempt (Epoch, Step): the
-// replica's parameters become those of committed step Step.
+// replica's parameters become those of committed step Step. Checkpoint says
+// the coordinator checkpoints step Step (Plan.Checkpoint): the runtime then
+// sends it the worker's state a checkpoint keeps (its error-feedback
+// residual of the attempt, tagged with it).
 type ApplyPending struct {
 	Epoch, Step uint64
 	LR          float32
+	Checkpoint  bool
 }
 
 // LoadSnapshot loads the coordinator's snapshot of committed step Step in
@@ -395,7 +399,7 @@ func (w *Worker) commit(p *Plan) {
 		return
 	}
 	if p.CommitEpoch != 0 && pd.step == p.Base && pd.epoch == p.CommitEpoch && w.committed+1 == p.Base {
-		w.emit(ApplyPending{Epoch: pd.epoch, Step: pd.step, LR: pd.lr})
+		w.emit(ApplyPending{Epoch: pd.epoch, Step: pd.step, LR: pd.lr, Checkpoint: p.Checkpoint})
 		w.committed = pd.step
 		return
 	}
