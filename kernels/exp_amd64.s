@@ -1824,10 +1824,10 @@ GLOBL iota16<>(SB), RODATA|NOPTR, $64
 // topBoundGo over the n keys at keys (n >= 0 a multiple of 16) and the
 // cnt - n in tails[0:16], which is padded with MinInt32 (no candidate
 // reaches it) and repeated in tails[16:32] padded with MaxInt32 (for the
-// min). res (offset binary, R8) starts at the common prefix of the smallest
-// and largest key and gains each lower bit, highest first, when at least k
-// keys reach it (R9 counts them), until R9 = k. A key reaches c unless c >
-// key (VPCMPGTD); Y0, Y1 count those, negated.
+// min). res (offset binary) starts at the common prefix of the smallest and
+// largest key and gains each lower bit, highest first, when at least k keys
+// reach it, until exactly k do. A key reaches c unless c > key (VPCMPGTD);
+// Y0..Y3 count those, negated.
 TEXT ·topBoundAVX2(SB), NOSPLIT, $0-56
 	MOVQ keys+0(FP), SI
 	MOVQ n+8(FP), CX
@@ -1874,46 +1874,83 @@ tbreduce:
 	CMPQ  R9, R10
 	JEQ   tbdone
 
-tbbit:
-	MOVL R8, R13
-	ORL  R12, R13
-	MOVL R13, BX
-	XORL $0x80000000, BX
-	VMOVD        BX, X15
+	// The search runs in vector registers, every lane alike, so that
+	// one bit's chain is compare, add, reduce, compare, or: res Y15, bit
+	// Y14, the count at res Y10, the sign bit Y13, 16+n Y12, k-1 Y11.
+	VMOVD        R8, X15
 	VPBROADCASTD X15, Y15
-	VPCMPGTD     (DI), Y15, Y0
-	VPCMPGTD     32(DI), Y15, Y1
-	XORQ         AX, AX
-	CMPQ         AX, CX
-	JGE          tbcount
+	VMOVD        R12, X14
+	VPBROADCASTD X14, Y14
+	VMOVD        R9, X10
+	VPBROADCASTD X10, Y10
+	MOVL         $0x80000000, BX
+	VMOVD        BX, X13
+	VPBROADCASTD X13, Y13
+	VMOVD        R11, X12
+	VPBROADCASTD X12, Y12
+	LEAQ         -1(R10), BX
+	VMOVD        BX, X11
+	VPBROADCASTD X11, Y11
+	MOVQ         CX, DX
+	ANDQ         $-32, DX
+
+tbbit:
+	VPOR     Y14, Y15, Y9
+	VPXOR    Y13, Y9, Y8
+	VPCMPGTD (DI), Y8, Y0
+	VPCMPGTD 32(DI), Y8, Y1
+	VPXOR    Y2, Y2, Y2
+	VPXOR    Y3, Y3, Y3
+	XORQ     AX, AX
+	CMPQ     AX, DX
+	JGE      tbhalf
 
 tbchunk:
-	VPCMPGTD (SI)(AX*4), Y15, Y2
-	VPCMPGTD 32(SI)(AX*4), Y15, Y3
-	VPADDD   Y2, Y0, Y0
-	VPADDD   Y3, Y1, Y1
-	ADDQ     $16, AX
-	CMPQ     AX, CX
+	VPCMPGTD (SI)(AX*4), Y8, Y4
+	VPCMPGTD 32(SI)(AX*4), Y8, Y5
+	VPCMPGTD 64(SI)(AX*4), Y8, Y6
+	VPCMPGTD 96(SI)(AX*4), Y8, Y7
+	VPADDD   Y4, Y0, Y0
+	VPADDD   Y5, Y1, Y1
+	VPADDD   Y6, Y2, Y2
+	VPADDD   Y7, Y3, Y3
+	ADDQ     $32, AX
+	CMPQ     AX, DX
 	JLT      tbchunk
 
+tbhalf:
+	CMPQ     AX, CX
+	JGE      tbcount
+	VPCMPGTD (SI)(AX*4), Y8, Y4
+	VPCMPGTD 32(SI)(AX*4), Y8, Y5
+	VPADDD   Y4, Y2, Y2
+	VPADDD   Y5, Y3, Y3
+
 tbcount:
-	VPADDD       Y1, Y0, Y0
-	VEXTRACTI128 $1, Y0, X1
-	VPADDD       X1, X0, X0
-	VPSHUFD      $0x4E, X0, X1
-	VPADDD       X1, X0, X0
-	VPSHUFD      $0xB1, X0, X1
-	VPADDD       X1, X0, X0
-	VMOVD        X0, DX
-	MOVLQSX      DX, DX
-	ADDQ         R11, DX
-	CMPQ         DX, R10
-	CMOVLGE      R13, R8
-	CMOVQGE      DX, R9
-	CMPQ         R9, R10
-	JEQ          tbdone
-	SHRL         $1, R12
-	JNZ          tbbit
+	VPADDD     Y1, Y0, Y0
+	VPADDD     Y3, Y2, Y2
+	VPADDD     Y2, Y0, Y0
+	VPERM2I128 $1, Y0, Y0, Y1
+	VPADDD     Y1, Y0, Y0
+	VPSHUFD    $0x4E, Y0, Y1
+	VPADDD     Y1, Y0, Y0
+	VPSHUFD    $0xB1, Y0, Y1
+	VPADDD     Y1, Y0, Y0
+	VPADDD     Y12, Y0, Y0
+	VPCMPGTD   Y11, Y0, Y1
+	VPAND      Y1, Y14, Y2
+	VPOR       Y2, Y15, Y15
+	VPBLENDVB  Y1, Y0, Y10, Y10
+	VMOVD      X10, BX
+	CMPQ       BX, R10
+	JEQ        tbvdone
+	VPSRLD     $1, Y14, Y14
+	SHRL       $1, R12
+	JNZ        tbbit
+
+tbvdone:
+	VMOVD X15, R8
+	VMOVD X10, R9
 
 tbdone:
 	XORL $0x80000000, R8
