@@ -8,10 +8,12 @@ import (
 )
 
 // Row kernels for losses against a second row of logits (a teacher's):
-// ExpDiffDot, LogMixDot, LogMixConst, MulDiff, IndexAbove and BlockMax. Like the kernels of exp.go they
-// run in AVX2 (and, for the exp and log heavy ExpDiffDot and LogMixDot,
-// AVX-512) assembly where the CPU has it, in the Go loops below elsewhere and
-// for the last elements of a row, and accumulate their sums in float64.
+// ExpDiffDot, LogMixDot, LogMixConst, MulDiff, and for a top-k selection
+// GroupMaxMin, IndicesAbove and TopBound (IndexAbove and BlockMax, an older
+// selection's). Like the kernels of exp.go they run in AVX2 (and, for the exp
+// and log heavy ExpDiffDot and LogMixDot, and IndicesAbove, AVX-512)
+// assembly where the CPU has it, in the Go loops below elsewhere and for the
+// last elements of a row, and accumulate their sums in float64.
 
 // ExpDiffDot sets dst[i] = exp(arg) with arg = a*x[i] - b, rounded once,
 // as ExpSum does, and returns in float64 sum = sum dst[i] and dot = sum

@@ -31,13 +31,10 @@ import (
 // value for every other id (the uniform tail, 0 when renormalized) or one
 // bucket (the rest tail). The row's vectorised passes treat every id as an
 // unlisted one; the k listed entries of the gradient are then overwritten,
-// computed in float64. The teacher's top k are found by NextAbove, which
-// passes over the entries below a running threshold 16 at a time, into a
-// buffer of 2k candidates that a quickselect cuts back to the best k
-// whenever it fills (raising the threshold); their probabilities come from
-// exp in float64, the mass of the rest from the float64 sum of the float32
-// exp row less the listed entries (so a small rest keeps its relative
-// accuracy).
+// computed in float64. The teacher's top k are found as select.go says;
+// their probabilities come from the float32 exp row, the mass of the rest
+// from the float64 sum of that row less the listed entries (so a small rest
+// keeps its relative accuracy).
 
 // topk is the top-k target of one row.
 type topk struct {
