@@ -3,7 +3,8 @@
 // process draws its goroutines from, and vectorised row kernels for the loss's
 // softmax pass (exp.go: MaxMinSum, ExpSum, XLogXDot, Log, Dot, ScaleShift,
 // Axpby, MulShift; exp_distill.go, for rows against a teacher's: ExpDiffDot,
-// LogMixDot, MulDiff, and IndexAbove and BlockMax for a top-k selection;
+// LogMixDot, MulDiff, and GroupMaxMin, IndicesAbove and TopBound (IndexAbove
+// and BlockMax, older) for a top-k selection;
 // AVX-512 or AVX2 assembly chosen at run time, a Go loop elsewhere, each
 // tested against its Go loop and a float64 reference. The exp and log heavy
 // kernels have AVX-512 versions; the others run their AVX2 code there).

@@ -1657,3 +1657,304 @@ bmreduce:
 	JLT    bmblock
 	VZEROUPPER
 	RET
+
+// func groupMaxMinAVX2(gmax, x *float32, grp, nstr int) (mx, mn float32)
+// gmax[c] = max over s < nstr of x[s*grp+c], c < grp; grp > 0 a multiple of 32,
+// nstr > 0. Returns the max and min of those x. Columns go 32 at a time
+// (Y0..Y3), down the nstr rows; the min gathers in Y4..Y7 throughout, the
+// max of the columns' maxima in Y12.
+TEXT ·groupMaxMinAVX2(SB), NOSPLIT, $0-40
+	MOVQ    gmax+0(FP), DI
+	MOVQ    x+8(FP), SI
+	MOVQ    grp+16(FP), CX
+	MOVQ    nstr+24(FP), DX
+	MOVQ    CX, R8
+	SHLQ    $2, R8
+	VMOVUPS (SI), Y4
+	VMOVUPS Y4, Y5
+	VMOVUPS Y4, Y6
+	VMOVUPS Y4, Y7
+	VMOVUPS Y4, Y12
+	XORQ    AX, AX
+
+gmcol:
+	LEAQ    (SI)(AX*4), R9
+	VMOVUPS (R9), Y0
+	VMOVUPS 32(R9), Y1
+	VMOVUPS 64(R9), Y2
+	VMOVUPS 96(R9), Y3
+	VMINPS  Y0, Y4, Y4
+	VMINPS  Y1, Y5, Y5
+	VMINPS  Y2, Y6, Y6
+	VMINPS  Y3, Y7, Y7
+	MOVQ    DX, BX
+	DECQ    BX
+	JZ      gmstore
+
+gmrow:
+	ADDQ    R8, R9
+	VMOVUPS (R9), Y8
+	VMOVUPS 32(R9), Y9
+	VMOVUPS 64(R9), Y10
+	VMOVUPS 96(R9), Y11
+	VMAXPS  Y8, Y0, Y0
+	VMAXPS  Y9, Y1, Y1
+	VMAXPS  Y10, Y2, Y2
+	VMAXPS  Y11, Y3, Y3
+	VMINPS  Y8, Y4, Y4
+	VMINPS  Y9, Y5, Y5
+	VMINPS  Y10, Y6, Y6
+	VMINPS  Y11, Y7, Y7
+	DECQ    BX
+	JNZ     gmrow
+
+gmstore:
+	VMOVUPS Y0, (DI)(AX*4)
+	VMOVUPS Y1, 32(DI)(AX*4)
+	VMOVUPS Y2, 64(DI)(AX*4)
+	VMOVUPS Y3, 96(DI)(AX*4)
+	VMAXPS  Y1, Y0, Y0
+	VMAXPS  Y3, Y2, Y2
+	VMAXPS  Y2, Y0, Y0
+	VMAXPS  Y0, Y12, Y12
+	ADDQ    $32, AX
+	CMPQ    AX, CX
+	JLT     gmcol
+
+	HREDPS(VMAXPS, Y12, X12, X13)
+	VMOVSS X12, mx+32(FP)
+	VMINPS Y5, Y4, Y4
+	VMINPS Y7, Y6, Y6
+	VMINPS Y6, Y4, Y4
+	HREDPS(VMINPS, Y4, X4, X5)
+	VMOVSS X4, mn+36(FP)
+	VZEROUPPER
+	RET
+
+// func indicesAboveAVX2(dst *int32, x *float32, n int, thr float32, lut *[256][8]int32) int
+// Writes the i < n with x[i] > thr (ordered: NaN never is) into dst; n > 0
+// a multiple of 16. Branch free: for each 8 lanes the compare mask m picks
+// lut[m], the lanes above thr packed to the front, which plus the lanes'
+// base index is stored at the count so far; the count grows by popcount(m).
+TEXT ·indicesAboveAVX2(SB), NOSPLIT, $0-48
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS thr+24(FP), Y15
+	MOVQ         lut+32(FP), R10
+	MOVL         $8, BX
+	VMOVD        BX, X13
+	VPBROADCASTD X13, Y13
+	VPXOR        Y14, Y14, Y14
+	XORQ         AX, AX
+	XORQ         R9, R9
+
+ixloop:
+	VCMPPS    $1, (SI)(AX*4), Y15, Y0
+	VCMPPS    $1, 32(SI)(AX*4), Y15, Y1
+	VMOVMSKPS Y0, BX
+	VMOVMSKPS Y1, DX
+	POPCNTL   BX, R11
+	POPCNTL   DX, R12
+	SHLQ      $5, BX
+	SHLQ      $5, DX
+	VPADDD    (R10)(BX*1), Y14, Y2
+	VPADDD    Y13, Y14, Y14
+	VPADDD    (R10)(DX*1), Y14, Y3
+	VPADDD    Y13, Y14, Y14
+	VMOVDQU   Y2, (DI)(R9*4)
+	ADDQ      R11, R9
+	VMOVDQU   Y3, (DI)(R9*4)
+	ADDQ      R12, R9
+	ADDQ      $16, AX
+	CMPQ      AX, CX
+	JLT       ixloop
+	MOVQ      R9, ret+40(FP)
+	VZEROUPPER
+	RET
+
+// func indicesAboveAVX512(dst *int32, x *float32, n int, thr float32) int
+// indicesAboveAVX2 with VPCOMPRESSD: 16 lanes' indices (Z14) compressed by
+// the compare mask and stored at the count so far.
+TEXT ·indicesAboveAVX512(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS thr+24(FP), Z15
+	MOVL         $16, BX
+	VPBROADCASTD BX, Z13
+	VMOVDQU32    iota16<>(SB), Z14
+	XORQ         AX, AX
+	XORQ         R9, R9
+
+ix16loop:
+	VCMPPS      $1, (SI)(AX*4), Z15, K1
+	VPCOMPRESSD Z14, K1, Z0
+	KMOVW       K1, BX
+	POPCNTL     BX, BX
+	VMOVDQU32   Z0, (DI)(R9*4)
+	ADDQ        BX, R9
+	VPADDD      Z13, Z14, Z14
+	ADDQ        $16, AX
+	CMPQ        AX, CX
+	JLT         ix16loop
+	MOVQ        R9, ret+32(FP)
+	VZEROUPPER
+	RET
+
+DATA iota16<>+0(SB)/4, $0
+DATA iota16<>+4(SB)/4, $1
+DATA iota16<>+8(SB)/4, $2
+DATA iota16<>+12(SB)/4, $3
+DATA iota16<>+16(SB)/4, $4
+DATA iota16<>+20(SB)/4, $5
+DATA iota16<>+24(SB)/4, $6
+DATA iota16<>+28(SB)/4, $7
+DATA iota16<>+32(SB)/4, $8
+DATA iota16<>+36(SB)/4, $9
+DATA iota16<>+40(SB)/4, $10
+DATA iota16<>+44(SB)/4, $11
+DATA iota16<>+48(SB)/4, $12
+DATA iota16<>+52(SB)/4, $13
+DATA iota16<>+56(SB)/4, $14
+DATA iota16<>+60(SB)/4, $15
+GLOBL iota16<>(SB), RODATA|NOPTR, $64
+
+// func topBoundAVX2(keys *int32, n int, tails *[32]int32, cnt, k int) (t int32, c int)
+// topBoundGo over the n keys at keys (n >= 0 a multiple of 16) and the
+// cnt - n in tails[0:16], which is padded with MinInt32 (no candidate
+// reaches it) and repeated in tails[16:32] padded with MaxInt32 (for the
+// min). res (offset binary) starts at the common prefix of the smallest and
+// largest key and gains each lower bit, highest first, when at least k keys
+// reach it, until exactly k do. A key reaches c unless c > key (VPCMPGTD);
+// Y0..Y3 count those, negated.
+TEXT ·topBoundAVX2(SB), NOSPLIT, $0-56
+	MOVQ keys+0(FP), SI
+	MOVQ n+8(FP), CX
+	MOVQ tails+16(FP), DI
+	MOVQ cnt+24(FP), R9
+	MOVQ k+32(FP), R10
+	LEAQ 16(CX), R11
+
+	// The smallest (Y2) and largest (Y3) key.
+	VMOVDQU 64(DI), Y2
+	VPMINSD 96(DI), Y2, Y2
+	VMOVDQU (DI), Y3
+	VPMAXSD 32(DI), Y3, Y3
+	XORQ    AX, AX
+	CMPQ    AX, CX
+	JGE     tbreduce
+
+tbmm:
+	VPMINSD (SI)(AX*4), Y2, Y2
+	VPMINSD 32(SI)(AX*4), Y2, Y2
+	VPMAXSD (SI)(AX*4), Y3, Y3
+	VPMAXSD 32(SI)(AX*4), Y3, Y3
+	ADDQ    $16, AX
+	CMPQ    AX, CX
+	JLT     tbmm
+
+tbreduce:
+	HREDPS(VPMINSD, Y2, X2, X4)
+	HREDPS(VPMAXSD, Y3, X3, X4)
+	VMOVD X2, R8
+	VMOVD X3, DX
+	XORL  $0x80000000, R8
+	XORL  $0x80000000, DX
+	XORL  R8, DX
+	JZ    tbdone
+	BSRL  DX, CX
+	MOVL  $1, R12
+	SHLL  CX, R12
+	MOVL  R12, BX
+	ADDL  BX, BX
+	NEGL  BX
+	ANDL  BX, R8
+	MOVQ  n+8(FP), CX
+	CMPQ  R9, R10
+	JEQ   tbdone
+
+	// The search runs in vector registers, every lane alike, so that
+	// one bit's chain is compare, add, reduce, compare, or: res Y15, bit
+	// Y14, the count at res Y10, the sign bit Y13, 16+n Y12, k-1 Y11.
+	VMOVD        R8, X15
+	VPBROADCASTD X15, Y15
+	VMOVD        R12, X14
+	VPBROADCASTD X14, Y14
+	VMOVD        R9, X10
+	VPBROADCASTD X10, Y10
+	MOVL         $0x80000000, BX
+	VMOVD        BX, X13
+	VPBROADCASTD X13, Y13
+	VMOVD        R11, X12
+	VPBROADCASTD X12, Y12
+	LEAQ         -1(R10), BX
+	VMOVD        BX, X11
+	VPBROADCASTD X11, Y11
+	MOVQ         CX, DX
+	ANDQ         $-32, DX
+
+tbbit:
+	VPOR     Y14, Y15, Y9
+	VPXOR    Y13, Y9, Y8
+	VPCMPGTD (DI), Y8, Y0
+	VPCMPGTD 32(DI), Y8, Y1
+	VPXOR    Y2, Y2, Y2
+	VPXOR    Y3, Y3, Y3
+	XORQ     AX, AX
+	CMPQ     AX, DX
+	JGE      tbhalf
+
+tbchunk:
+	VPCMPGTD (SI)(AX*4), Y8, Y4
+	VPCMPGTD 32(SI)(AX*4), Y8, Y5
+	VPCMPGTD 64(SI)(AX*4), Y8, Y6
+	VPCMPGTD 96(SI)(AX*4), Y8, Y7
+	VPADDD   Y4, Y0, Y0
+	VPADDD   Y5, Y1, Y1
+	VPADDD   Y6, Y2, Y2
+	VPADDD   Y7, Y3, Y3
+	ADDQ     $32, AX
+	CMPQ     AX, DX
+	JLT      tbchunk
+
+tbhalf:
+	CMPQ     AX, CX
+	JGE      tbcount
+	VPCMPGTD (SI)(AX*4), Y8, Y4
+	VPCMPGTD 32(SI)(AX*4), Y8, Y5
+	VPADDD   Y4, Y2, Y2
+	VPADDD   Y5, Y3, Y3
+
+tbcount:
+	VPADDD     Y1, Y0, Y0
+	VPADDD     Y3, Y2, Y2
+	VPADDD     Y2, Y0, Y0
+	VPERM2I128 $1, Y0, Y0, Y1
+	VPADDD     Y1, Y0, Y0
+	VPSHUFD    $0x4E, Y0, Y1
+	VPADDD     Y1, Y0, Y0
+	VPSHUFD    $0xB1, Y0, Y1
+	VPADDD     Y1, Y0, Y0
+	VPADDD     Y12, Y0, Y0
+	VPCMPGTD   Y11, Y0, Y1
+	VPAND      Y1, Y14, Y2
+	VPOR       Y2, Y15, Y15
+	VPBLENDVB  Y1, Y0, Y10, Y10
+	VMOVD      X10, BX
+	CMPQ       BX, R10
+	JEQ        tbvdone
+	VPSRLD     $1, Y14, Y14
+	SHRL       $1, R12
+	JNZ        tbbit
+
+tbvdone:
+	VMOVD X15, R8
+	VMOVD X10, R9
+
+tbdone:
+	XORL $0x80000000, R8
+	MOVL R8, t+40(FP)
+	MOVQ R9, c+48(FP)
+	VZEROUPPER
+	RET

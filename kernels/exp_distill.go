@@ -3,13 +3,17 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"math/bits"
+	"slices"
 )
 
 // Row kernels for losses against a second row of logits (a teacher's):
-// ExpDiffDot, LogMixDot, LogMixConst, MulDiff, IndexAbove and BlockMax. Like the kernels of exp.go they
-// run in AVX2 (and, for the exp and log heavy ExpDiffDot and LogMixDot,
-// AVX-512) assembly where the CPU has it, in the Go loops below elsewhere and
-// for the last elements of a row, and accumulate their sums in float64.
+// ExpDiffDot, LogMixDot, LogMixConst, MulDiff, and for a top-k selection
+// GroupMaxMin, IndicesAbove and TopBound (IndexAbove and BlockMax, an older
+// selection's). Like the kernels of exp.go they run in AVX2 (and, for the exp
+// and log heavy ExpDiffDot and LogMixDot, and IndicesAbove, AVX-512)
+// assembly where the CPU has it, in the Go loops below elsewhere and for the
+// last elements of a row, and accumulate their sums in float64.
 
 // ExpDiffDot sets dst[i] = exp(arg) with arg = a*x[i] - b, rounded once,
 // as ExpSum does, and returns in float64 sum = sum dst[i] and dot = sum
@@ -163,4 +167,107 @@ func indexAboveGo(dst []int32, x []float32, from int, thr float32) (n, next int)
 		}
 	}
 	return n, len(x)
+}
+
+// The top-k selection kernels: GroupMaxMin gives a threshold that at least k
+// elements of a row reach (the k-th largest of more than k group maxima),
+// IndicesAbove lists the few elements above it in one branch-free pass, and
+// TopBound finds the k largest of their OrderKeys exactly.
+
+// GroupMaxMin sets gmax[g] to the largest of x[g], x[g+G], x[g+2G], ...
+// (G = len(gmax), 1 <= G <= len(x)) and returns the largest and smallest
+// element of x. A zero may come out with either sign when x holds both; with
+// a NaN in x the results are unspecified.
+func GroupMaxMin(gmax, x []float32) (mx, mn float32) {
+	if len(gmax) < 1 || len(gmax) > len(x) {
+		panic(fmt.Sprintf("kernels: GroupMaxMin len(gmax) = %d, len(x) = %d, want 1 <= len(gmax) <= len(x)", len(gmax), len(x)))
+	}
+	return groupMaxMin(gmax, x)
+}
+
+// IndicesAbove writes the indices i with x[i] > thr into dst, in increasing
+// order, and returns how many it wrote. NaN is never above. dst must hold
+// len(x) indices (the kernels store whole vectors past the last one).
+func IndicesAbove(dst []int32, x []float32, thr float32) int {
+	if len(dst) < len(x) {
+		panic(fmt.Sprintf("kernels: IndicesAbove len(dst) = %d, want >= len(x) = %d", len(dst), len(x)))
+	}
+	return indicesAbove(dst, x, thr)
+}
+
+// OrderKey maps v to an int32 that orders as v does (-0 below +0, NaNs
+// beyond the infinities by their bits); FromOrderKey inverts it.
+func OrderKey(v float32) int32 {
+	u := int32(math.Float32bits(v))
+	return u ^ int32(uint32(u>>31)>>1)
+}
+
+// FromOrderKey is the float32 whose OrderKey is k.
+func FromOrderKey(k int32) float32 {
+	return math.Float32frombits(uint32(k ^ int32(uint32(k>>31)>>1)))
+}
+
+// TopBound returns a key t and n, the number of keys >= t, such that the
+// k largest keys (1 <= k <= len(keys)) are those above t and, of those equal
+// to t, as many as make k: at most k keys are above t and at least k reach
+// it. t is the k-th largest key unless n = k. It searches over the bits of t,
+// highest first, from the common prefix of the smallest and largest key,
+// counting the keys that reach each candidate, and stops when exactly k do.
+func TopBound(keys []int32, k int) (t int32, n int) {
+	if k < 1 || k > len(keys) {
+		panic(fmt.Sprintf("kernels: TopBound k = %d, len(keys) = %d", k, len(keys)))
+	}
+	return topBound(keys, k)
+}
+
+func groupMaxMinGo(gmax, x []float32) (mx, mn float32) {
+	G := len(gmax)
+	copy(gmax, x[:G])
+	mx, mn = x[0], x[0]
+	for i, v := range x {
+		g := i % G
+		if v > gmax[g] {
+			gmax[g] = v
+		}
+		mx, mn = max(mx, v), min(mn, v)
+	}
+	return mx, mn
+}
+
+func indicesAboveGo(dst []int32, x []float32, thr float32) int {
+	n := 0
+	for i, v := range x {
+		if v > thr {
+			dst[n] = int32(i)
+			n++
+		}
+	}
+	return n
+}
+
+// topBoundGo: res, in offset binary (u = key ^ MinInt32 orders as the key
+// does, unsigned), is the largest value with at least k keys at or above it
+// after each bit, and the search ends early when exactly k are.
+func topBoundGo(keys []int32, k int) (t int32, n int) {
+	lo, hi := slices.Min(keys), slices.Max(keys)
+	res, diff := uint32(lo)^1<<31, uint32(lo^hi)
+	n = len(keys)
+	if diff == 0 {
+		return lo, n
+	}
+	bit := uint32(1) << (31 - bits.LeadingZeros32(diff))
+	res &^= 2*bit - 1
+	for ; bit != 0 && n != k; bit >>= 1 {
+		c := int32((res | bit) ^ 1<<31)
+		m := 0
+		for _, v := range keys {
+			if v >= c {
+				m++
+			}
+		}
+		if m >= k {
+			res, n = res|bit, m
+		}
+	}
+	return int32(res ^ 1<<31), n
 }

@@ -31,13 +31,10 @@ import (
 // value for every other id (the uniform tail, 0 when renormalized) or one
 // bucket (the rest tail). The row's vectorised passes treat every id as an
 // unlisted one; the k listed entries of the gradient are then overwritten,
-// computed in float64. The teacher's top k are found by NextAbove, which
-// passes over the entries below a running threshold 16 at a time, into a
-// buffer of 2k candidates that a quickselect cuts back to the best k
-// whenever it fills (raising the threshold); their probabilities come from
-// exp in float64, the mass of the rest from the float64 sum of the float32
-// exp row less the listed entries (so a small rest keeps its relative
-// accuracy).
+// computed in float64. The teacher's top k are found as select.go says;
+// their probabilities come from the float32 exp row, the mass of the rest
+// from the float64 sum of that row less the listed entries (so a small rest
+// keeps its relative accuracy).
 
 // topk is the top-k target of one row.
 type topk struct {
@@ -53,21 +50,22 @@ type topk struct {
 	pr   float64   // the bucket's probability
 	kept float64   // target mass of the listed ids before tail and smoothing
 
-	cand []uint64  // [2k] the selection's candidates as topKey
-	hits []int32   // [2k] ids IndexAbove found
-	bmax []float32 // [2k] block maxima of the teacher row
+	hits []int32   // [V] the selection's candidates (ids above its threshold)
+	keys []int32   // [V] their OrderKeys (first the group maxima's)
+	gmax []float32 // [V/4] group maxima of the teacher row
+	cand []uint64  // [k] TopK: the listed entries as topKey, to sort
 	m32  []float32 // [2k] JSD: the listed entries' two mixtures, then their logs
 }
 
 func (tk *topk) alloc(V int) {
-	tk.ids = make([]int32, V)
+	tk.ids = make([]int32, V+1)
 	tk.p = make([]float64, V)
 	tk.lp = make([]float64, V)
 	tk.zk = make([]float32, V)
 	tk.q = make([]float64, V)
-	tk.cand = make([]uint64, 2*V)
-	tk.hits = make([]int32, 2*V)
-	tk.bmax = make([]float32, V)
+	tk.hits = make([]int32, V)
+	tk.keys = make([]int32, V)
+	tk.gmax = make([]float32, V/4+1)
 	tk.m32 = make([]float32, 2*V)
 }
 
@@ -142,7 +140,16 @@ func (j *job) sparseTop(sc *scratch, r int, z []float32) (*topk, bool) {
 // maxFastLogit, and returns a_t and b_t = a_t*max t as float32.
 func (j *job) teacherShift(t []float32) (at, bt float32, ok bool) {
 	mx, mn, sum := kernels.MaxMinSum(t)
-	if math.IsNaN(sum) || mx > math.MaxFloat32 || mn < -math.MaxFloat32 {
+	if math.IsNaN(sum) {
+		return 0, 0, false
+	}
+	return j.teacherRange(mx, mn)
+}
+
+// teacherRange is teacherShift for a row of largest element mx and smallest
+// mn, NaN aside.
+func (j *job) teacherRange(mx, mn float32) (at, bt float32, ok bool) {
+	if mx > math.MaxFloat32 || mn < -math.MaxFloat32 {
 		return 0, 0, false
 	}
 	at = float32(j.at)
@@ -157,14 +164,17 @@ func (j *job) teacherShift(t []float32) (at, bt float32, ok bool) {
 func (j *job) teacherFast(sc *scratch, r int, z []float32) (div, kept float64, ok bool) {
 	V := j.vocab
 	t := j.t.TeacherLogits[r*V : (r+1)*V : (r+1)*V]
+	if j.topK > 0 {
+		tk, ok := j.teacherTop(sc, r, z, t)
+		if !ok {
+			return 0, 0, false
+		}
+		div, ok = j.topkFast(sc, r, z, tk, j.t.TeacherLogits)
+		return div, tk.kept, ok
+	}
 	at, bt, ok := j.teacherShift(t)
 	if !ok {
 		return 0, 0, false
-	}
-	if j.topK > 0 {
-		tk := j.teacherTop(sc, r, z, t, at, bt)
-		div, ok = j.topkFast(sc, r, z, tk, j.t.TeacherLogits)
-		return div, tk.kept, ok
 	}
 	if j.o.LabelSmoothing != 0 {
 		div, ok = j.teacherSmoothed(sc, r, z, t, at, bt)
@@ -264,14 +274,33 @@ func (j *job) teacherSmoothed(sc *scratch, r int, z, t []float32, at, bt float32
 	return j.jsdDense(sc, r, z, p, next)
 }
 
-// teacherTop selects the top k of teacher row t into sc.tk.
-func (j *job) teacherTop(sc *scratch, r int, z, t []float32, at, bt float32) *topk {
+// teacherTop selects the top k of teacher row t into sc.tk; ok is false, as
+// for teacherShift, for a row rowGeneric must judge. The pass that finds the
+// row's largest and smallest logit also gives the selection's threshold
+// (groupThreshold), and a NaN, which it does not see, shows in the exps' sum.
+func (j *job) teacherTop(sc *scratch, r int, z, t []float32) (tk *topk, ok bool) {
 	V, k := j.vocab, j.topK
-	tk := &sc.tk
+	tk = &sc.tk
 	tk.k = k
+	var at, bt float32
+	thr := float32(math.Inf(-1))
+	if G := topGroups(V, k); G > 0 {
+		gm := tk.gmax[:G]
+		mx, mn := kernels.GroupMaxMin(gm, t)
+		at, bt, ok = j.teacherRange(mx, mn)
+		thr = groupThreshold(tk, gm, k)
+	} else {
+		at, bt, ok = j.teacherShift(t)
+	}
+	if !ok {
+		return nil, false
+	}
 	eT := sc.u2[:V]
 	sumT := kernels.ExpSumPrefetch(eT, t, at, bt, j.nextRow(j.logits, r))
-	selectTop(tk, t, k)
+	if !(sumT <= math.MaxFloat64) {
+		return nil, false
+	}
+	selectAbove(tk, t, k, thr)
 	// p from the float32 exp row (within 2.4e-7), log p from the logits
 	// (exact), and the rest as the sum of the others' float32 exps (see
 	// restMass: accurate however small).
@@ -286,128 +315,7 @@ func (j *job) teacherTop(sc *scratch, r int, z, t []float32, at, bt float32) *to
 	}
 	rest := j.restMass(eT, tk.ids[:k], sumT, sumK)
 	j.finishTop(tk, sumK/sumT, rest/sumT, V)
-	return tk
-}
-
-// topKey orders the entries of a row of finite floats by value, then by
-// lower id: the float's bits made to sort as unsigned integers above the
-// id's complement.
-func topKey(v float32, id int) uint64 {
-	u := math.Float32bits(v)
-	if u&0x80000000 != 0 {
-		u = ^u
-	} else {
-		u |= 0x80000000
-	}
-	return uint64(u)<<32 | uint64(^uint32(id))
-}
-
-// keyValue is the value of a topKey.
-func keyValue(k uint64) float32 {
-	u := uint32(k >> 32)
-	if u&0x80000000 != 0 {
-		u &^= 0x80000000
-	} else {
-		u = ^u
-	}
-	return math.Float32frombits(u)
-}
-
-// selectTop writes the ids of the k largest entries of t (finite) into
-// tk.ids[:k], ties going to the lower id (as a stable sort by decreasing t
-// would). Candidates go into a buffer of 2k, which a quickselect cuts back
-// to its best k whenever it fills; the worst of those is then the threshold
-// a later entry must beat (being later, it loses a tie), and IndexAbove
-// finds the entries above it, passing over the others 16 at a time. The
-// first threshold is the k-th largest of about 2k block maxima: at least k
-// entries reach it, and for logits in no particular order about 1.4k do, so
-// one scan usually finds them all.
-func selectTop(tk *topk, t []float32, k int) {
-	V := len(t)
-	c, hits := tk.cand[:2*k], tk.hits[:2*k]
-	bs := ((V+2*k-1)/(2*k) + 15) &^ 15 // a block size that is a multiple of 16
-	nb := (V + bs - 1) / bs
-	n, i := 0, 0
-	var thr float32
-	if nb >= k {
-		bm := tk.bmax[:nb]
-		kernels.BlockMax(bm, t, bs)
-		for j, v := range bm {
-			c[j] = topKey(v, j)
-		}
-		thr = math.Nextafter32(keyValue(topCut(c[:nb], k)), float32(math.Inf(-1)))
-	} else {
-		n = min(2*k, V)
-		for j, v := range t[:n] {
-			c[j] = topKey(v, j)
-		}
-		i = n
-		if i < V {
-			thr = keyValue(topCut(c[:n], k))
-			n = k
-		}
-	}
-	for i < V {
-		m, next := kernels.IndexAbove(hits[:2*k-n], t, i, thr)
-		for _, id := range hits[:m] {
-			c[n] = topKey(t[id], int(id))
-			n++
-		}
-		i = next
-		if n == 2*k && i < V {
-			thr = keyValue(topCut(c[:n], k))
-			n = k
-		}
-	}
-	topCut(c[:n], k)
-	for j, key := range c[:k] {
-		tk.ids[j] = int32(^uint32(key))
-	}
-}
-
-// topCut moves the k largest keys of c to c[:k] (quickselect) and returns the
-// smallest of them.
-func topCut(c []uint64, k int) uint64 {
-	lo, hi := 0, len(c)-1
-	for lo < hi {
-		// Median of three as the pivot, moved to hi.
-		mid := lo + (hi-lo)/2
-		if c[mid] > c[lo] {
-			c[mid], c[lo] = c[lo], c[mid]
-		}
-		if c[hi] > c[lo] {
-			c[hi], c[lo] = c[lo], c[hi]
-		}
-		if c[mid] > c[hi] {
-			c[mid], c[hi] = c[hi], c[mid]
-		}
-		// Branchless Lomuto: c[lo:s] > p <= c[s:i].
-		p, s := c[hi], lo
-		for i := lo; i < hi; i++ {
-			v := c[i]
-			c[i] = c[s]
-			c[s] = v
-			inc := 0
-			if v > p {
-				inc = 1
-			}
-			s += inc
-		}
-		c[s], c[hi] = c[hi], c[s]
-		switch {
-		case s == k-1 || s == k:
-			lo = hi // [0, s) are above c[s]: done
-		case s < k:
-			lo = s + 1
-		default:
-			hi = s - 1
-		}
-	}
-	worst := c[0]
-	for _, key := range c[1:k] {
-		worst = min(worst, key)
-	}
-	return worst
+	return tk, true
 }
 
 // topkFast is the student's side of a top-k target tk (listed logits in

@@ -1,6 +1,7 @@
 package loss
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -29,8 +30,8 @@ func TestSelectTop(t *testing.T) {
 	}
 	for name, gen := range patterns {
 		for _, V := range []int{2, 17, 100, 257, 4096, 50257} {
-			for _, k := range []int{1, 2, 8, 64, V - 1} {
-				if k < 1 || k >= V {
+			for _, k := range []int{1, 2, 8, 64, V - 1, V} {
+				if k < 1 || k > V {
 					continue
 				}
 				t.Run(fmt.Sprintf("%s/V=%d/k=%d", name, V, k), func(t *testing.T) {
@@ -68,13 +69,10 @@ func TestSelectTop(t *testing.T) {
 }
 
 // TestTopKeyOrder: topKey orders by value, then by lower id, across signs,
-// zeros and magnitudes, and keyValue inverts it.
+// zeros and magnitudes.
 func TestTopKeyOrder(t *testing.T) {
 	vals := []float32{-math.MaxFloat32, -1e10, -1, -1e-40, 0, 1e-40, 1, 1e10, math.MaxFloat32}
 	for i, v := range vals {
-		if got := keyValue(topKey(v, 5)); got != v {
-			t.Errorf("keyValue(topKey(%v)) = %v", v, got)
-		}
 		for _, w := range vals[i+1:] {
 			if topKey(v, 0) >= topKey(w, 9) {
 				t.Errorf("topKey(%v, 0) >= topKey(%v, 9); want below", v, w)
@@ -82,6 +80,40 @@ func TestTopKeyOrder(t *testing.T) {
 		}
 		if topKey(v, 3) <= topKey(v, 4) {
 			t.Errorf("topKey(%v, 3) <= topKey(%v, 4); want the lower id above", v, v)
+		}
+	}
+}
+
+// TestTeacherTopNonFinite: where the teacher's top k go through the grouped
+// selection (GroupMaxMin, which does not see a NaN), a NaN or +Inf teacher
+// logit anywhere in a row is still ErrNonFiniteLogit naming that row, and a
+// masked (-Inf) teacher token is probability 0 for forward KL.
+func TestTeacherTopNonFinite(t *testing.T) {
+	const rows, V, k = 3, 1000, 8 // 32 groups; 1000 = 31*32 + 8 leaves a tail
+	if topGroups(V, k) == 0 {
+		t.Fatal("the case does not reach the grouped selection")
+	}
+	rng := rand.New(rand.NewPCG(41, 42))
+	z, tl0 := make([]float32, rows*V), make([]float32, rows*V)
+	for i := range z {
+		z[i], tl0[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64()*2)
+	}
+	for _, pos := range []int{0, 17, 500, 995} {
+		for _, v := range []float32{nan, inf, -inf} {
+			tl := slices.Clone(tl0)
+			tl[V+pos] = v
+			o := DefaultOptions()
+			o.TeacherTopK = k
+			_, err := NewComputer(nil).ForwardBackward(slices.Clone(z), rows, V, Target{TeacherLogits: tl}, o, 1, nil)
+			var re *RowError
+			switch {
+			case v < 0:
+				if err != nil {
+					t.Errorf("teacher logit %v at %d: %v; want no error", v, pos, err)
+				}
+			case !errors.Is(err, ErrNonFiniteLogit) || !errors.As(err, &re) || re.Row != 1:
+				t.Errorf("teacher logit %v at %d: %v; want %v at row 1", v, pos, err, ErrNonFiniteLogit)
+			}
 		}
 	}
 }

@@ -102,10 +102,12 @@
 //     forward and reverse KL take two exps per element, JSD two exps and a
 //     log (LogMixDot computes log m, its sums and the gradient's main term
 //     in one pass). The teacher's top k are selected by a threshold from
-//     block maxima (BlockMax: at least k entries reach the k-th largest
-//     maximum), a scan for the entries above it (IndexAbove, 16 at a time)
-//     and a quickselect of the candidates; the k listed entries are then
-//     done in float64 and the vector passes treat every id as unlisted.
+//     the maxima of 2k strided groups, found in the pass that checks the
+//     row's range (GroupMaxMin: at least k entries reach the k-th largest
+//     maximum), a branch-free scan for the entries above it (IndicesAbove)
+//     and an exact bit search among those candidates (TopBound); the k
+//     listed entries are then done in float64 and the vector passes treat
+//     every id as unlisted.
 //
 //   - The reference path, float64 throughout, with an online maximum and
 //     log-sum-exp in one pass over the row: masked (-Inf) logits, |z/T| >

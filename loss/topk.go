@@ -27,11 +27,11 @@ func NewTopK(vocab, k int) *TopK {
 		panic(fmt.Sprintf("loss: NewTopK k = %d, vocab = %d, want 1 <= k <= vocab", k, vocab))
 	}
 	s := &TopK{k: k, vocab: vocab, e: make([]float32, vocab)}
-	n := 2*k + 16
-	s.tk.ids = make([]int32, k)
-	s.tk.cand = make([]uint64, n)
-	s.tk.hits = make([]int32, n)
-	s.tk.bmax = make([]float32, n)
+	s.tk.ids = make([]int32, k+1)
+	s.tk.cand = make([]uint64, k)
+	s.tk.hits = make([]int32, vocab)
+	s.tk.keys = make([]int32, vocab)
+	s.tk.gmax = make([]float32, topGroups(vocab, k))
 	return s
 }
 
