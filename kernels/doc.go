@@ -3,11 +3,12 @@
 // process draws its goroutines from, and vectorised row kernels for the loss's
 // softmax pass (exp.go: MaxMinSum, ExpSum, XLogXDot, Log, Dot, ScaleShift,
 // Axpby, MulShift; exp_distill.go, for rows against a teacher's: ExpDiffDot,
-// LogMixDot, MulDiff, and GroupMaxMin, IndicesAbove and TopBound (IndexAbove
-// and BlockMax, older) for a top-k selection;
+// LogMixDot, LogMixConst, MulDiff, and GroupMaxMin, IndicesAbove and TopBound
+// for a top-k selection;
 // AVX-512 or AVX2 assembly chosen at run time, a Go loop elsewhere, each
 // tested against its Go loop and a float64 reference. The exp and log heavy
-// kernels have AVX-512 versions; the others run their AVX2 code there).
+// kernels and IndicesAbove have AVX-512 versions; the others run their AVX2
+// code there).
 //
 // Layout: every matrix is row-major. A matrix with r rows and c columns stored
 // with leading dimension ld occupies a[i*ld+j] for i < r, j < c; ld >= c.

@@ -184,13 +184,6 @@ func logMixConstAVX512(dst, z, e *float32, n int, pc, cq, a, b float32) (sl, ds 
 //go:noescape
 func mulDiffAVX2(y, e, x *float32, n int, alpha, a, b, c, d float32, s float64)
 
-// indexAboveAVX2 writes base+i for the i < n with x[i] > thr into dst until
-// ndst are written, and returns their count and the offset after the last
-// one when dst filled up, else n.
-//
-//go:noescape
-func indexAboveAVX2(dst *int32, ndst int, x *float32, n int, thr float32, base int) (cnt, next int)
-
 func expDiffDot(dst, x, y []float32, a, b, c, f float32, next []float32) (sum, dot float64) {
 	n := len(x) &^ 15
 	if n == 0 || !useAVX2Row() {
@@ -254,33 +247,4 @@ func mulDiff(y, e, x []float32, alpha, a, b, c, d float32, s float64) {
 	}
 	mulDiffAVX2(&y[0], &e[0], &x[0], n, alpha, a, b, c, d, s)
 	mulDiffGo(y[n:], e[n:], x[n:], alpha, a, b, c, d, s)
-}
-
-func indexAbove(dst []int32, x []float32, from int, thr float32) (n, next int) {
-	m := (len(x) - from) &^ 15
-	if m > 0 && len(dst) > 0 && useAVX2Row() {
-		c, nx := indexAboveAVX2(&dst[0], len(dst), &x[from], m, thr, from)
-		if c == len(dst) {
-			return c, from + nx
-		}
-		n, from = c, from+m
-	}
-	c, nx := indexAboveGo(dst[n:], x, from, thr)
-	return n + c, nx
-}
-
-// blockMaxAVX2 sets dst[j] to the maximum of x[j*bs:(j+1)*bs] for j <
-// nblocks; bs > 0 a multiple of 16.
-//
-//go:noescape
-func blockMaxAVX2(dst, x *float32, nblocks, bs int)
-
-func blockMax(dst, x []float32, bs int) {
-	full := len(x) / bs
-	if bs&15 != 0 || full == 0 || !useAVX2Row() {
-		blockMaxGo(dst, x, bs)
-		return
-	}
-	blockMaxAVX2(&dst[0], &x[0], full, bs)
-	blockMaxGo(dst[full:], x[full*bs:], bs)
 }

@@ -95,7 +95,7 @@ func archDistillImpls() []distillImpl {
 	}
 	var out []distillImpl
 	if useAVX2Row() {
-		out = append(out, distillImpl{"avx2", edd(expDiffDotAVX2), lmd(logMixDotAVX2), mulDiff, indexAbove})
+		out = append(out, distillImpl{"avx2", edd(expDiffDotAVX2), lmd(logMixDotAVX2), mulDiff})
 		// The c = f = 0 kernel, on the cases with c = f = 0.
 		arg := edd(func(dst, x, y, pf *float32, n int, a, b, c, f float32) (float64, float64) {
 			if c != 0 || f != 0 {
@@ -103,10 +103,10 @@ func archDistillImpls() []distillImpl {
 			}
 			return expArgDotAVX2(dst, x, pf, n, a, b)
 		})
-		out = append(out, distillImpl{"avx2-arg", arg, lmd(logMixDotAVX2), mulDiff, indexAbove})
+		out = append(out, distillImpl{"avx2-arg", arg, lmd(logMixDotAVX2), mulDiff})
 	}
 	if useAVX512Row() {
-		out = append(out, distillImpl{"avx512", edd(expDiffDotAVX512), lmd(logMixDotAVX512), mulDiff, indexAbove})
+		out = append(out, distillImpl{"avx512", edd(expDiffDotAVX512), lmd(logMixDotAVX512), mulDiff})
 	}
 	return out
 }

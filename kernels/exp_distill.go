@@ -9,11 +9,11 @@ import (
 
 // Row kernels for losses against a second row of logits (a teacher's):
 // ExpDiffDot, LogMixDot, LogMixConst, MulDiff, and for a top-k selection
-// GroupMaxMin, IndicesAbove and TopBound (IndexAbove and BlockMax, an older
-// selection's). Like the kernels of exp.go they run in AVX2 (and, for the exp
-// and log heavy ExpDiffDot and LogMixDot, and IndicesAbove, AVX-512)
-// assembly where the CPU has it, in the Go loops below elsewhere and for the
-// last elements of a row, and accumulate their sums in float64.
+// GroupMaxMin, IndicesAbove and TopBound. Like the kernels of exp.go they
+// run in AVX2 (and, for the exp and log heavy ExpDiffDot, LogMixDot and
+// LogMixConst, and IndicesAbove, AVX-512) assembly where the CPU has it, in
+// the Go loops below elsewhere and for the last elements of a row, and
+// accumulate their sums in float64.
 
 // ExpDiffDot sets dst[i] = exp(arg) with arg = a*x[i] - b, rounded once,
 // as ExpSum does, and returns in float64 sum = sum dst[i] and dot = sum
@@ -67,41 +67,6 @@ func MulDiff(y, e, x []float32, alpha, a, b, c, d float32, s float64) {
 	mulDiff(y, e, x, alpha, a, b, c, d, s)
 }
 
-// IndexAbove writes the indices i >= from with x[i] > thr into dst, in
-// increasing order, until dst is full, and returns how many it wrote and
-// where to resume (one past the last index written when dst filled up, else
-// len(x)). NaN is never above. It is the scan of a top-k selection: most
-// elements of a row fall below the running threshold and are passed over 16
-// at a time.
-func IndexAbove(dst []int32, x []float32, from int, thr float32) (n, next int) {
-	if from < 0 || from > len(x) {
-		panic(fmt.Sprintf("kernels: IndexAbove from %d, len(x) = %d", from, len(x)))
-	}
-	return indexAbove(dst, x, from, thr)
-}
-
-// BlockMax sets dst[j] to the largest element of block j of x, the blocks
-// being x[j*bs : (j+1)*bs] (the last one shorter when len(x) is not a
-// multiple of bs), so len(dst) must be ceil(len(x)/bs). With a NaN in a
-// block its maximum is unspecified.
-func BlockMax(dst, x []float32, bs int) {
-	if bs < 1 || len(dst) != (len(x)+bs-1)/bs {
-		panic(fmt.Sprintf("kernels: BlockMax len(dst) = %d, len(x) = %d, block %d, want len(dst) = ceil(len(x)/block)", len(dst), len(x), bs))
-	}
-	blockMax(dst, x, bs)
-}
-
-func blockMaxGo(dst, x []float32, bs int) {
-	for j := range dst {
-		b := x[j*bs : min((j+1)*bs, len(x))]
-		m := b[0]
-		for _, v := range b[1:] {
-			m = max(m, v)
-		}
-		dst[j] = m
-	}
-}
-
 func expDiffDotGo(dst, x, y []float32, a, b, c, f float32) (sum, dot float64) {
 	x, y = x[:len(dst)], y[:len(dst)]
 	for i := range dst {
@@ -151,22 +116,6 @@ func mulDiffGo(y, e, x []float32, alpha, a, b, c, d float32, s float64) {
 		w := math.FMA(float64(c), float64(x[i]), -float64(d))
 		y[i] = (alpha * e[i]) * float32(u-w+s)
 	}
-}
-
-func indexAboveGo(dst []int32, x []float32, from int, thr float32) (n, next int) {
-	if len(dst) == 0 {
-		return 0, from
-	}
-	for i := from; i < len(x); i++ {
-		if x[i] > thr {
-			dst[n] = int32(i)
-			n++
-			if n == len(dst) {
-				return n, i + 1
-			}
-		}
-	}
-	return n, len(x)
 }
 
 // The top-k selection kernels: GroupMaxMin gives a threshold that at least k

@@ -13,7 +13,6 @@ type distillImpl struct {
 	expDiffDot func(dst, x, y []float32, a, b, c, f float32) (float64, float64)
 	logMixDot  func(dst, z, p, e []float32, cp, cq, a, b float32) (float64, float64)
 	mulDiff    func(y, e, x []float32, alpha, a, b, c, d float32, s float64)
-	indexAbove func(dst []int32, x []float32, from int, thr float32) (int, int)
 }
 
 var distillImpls = append([]distillImpl{
@@ -21,8 +20,8 @@ var distillImpls = append([]distillImpl{
 		func(dst, x, y []float32, a, b, c, f float32) (float64, float64) {
 			return ExpDiffDot(dst, x, y, a, b, c, f, nil)
 		},
-		LogMixDot, MulDiff, IndexAbove},
-	{"go", expDiffDotGo, logMixDotGo, mulDiffGo, indexAboveGo},
+		LogMixDot, MulDiff},
+	{"go", expDiffDotGo, logMixDotGo, mulDiffGo},
 }, archDistillImpls()...)
 
 func randRow(rng *rand.Rand, n int, scale float64) []float32 {
@@ -270,87 +269,6 @@ func TestMulDiff(t *testing.T) {
 	}
 }
 
-func TestIndexAbove(t *testing.T) {
-	rng := rand.New(rand.NewPCG(17, 18))
-	for _, im := range distillImpls {
-		for _, n := range rowLengths {
-			x := randRow(rng, n, 1)
-			if n > 3 {
-				x[n/2] = float32(math.NaN())
-			}
-			for _, thr := range []float32{-10, 0, 1.5, 2.5, 10, float32(math.Inf(-1))} {
-				var all []int32
-				for i, v := range x {
-					if v > thr {
-						all = append(all, int32(i))
-					}
-				}
-				for from := 0; from <= n; from += 1 + from/3 {
-					var want []int32
-					for _, i := range all {
-						if int(i) >= from {
-							want = append(want, i)
-						}
-					}
-					for _, room := range []int{0, 1, 3, 17, n + 1} {
-						dst := make([]int32, room)
-						got, next := im.indexAbove(dst, x, from, thr)
-						w := want[:min(room, len(want))]
-						wnext := n
-						if room == 0 {
-							wnext = from
-						} else if room <= len(want) {
-							wnext = int(want[room-1]) + 1
-						}
-						if got != len(w) || next != wnext || !slicesEqual(dst[:got], w) {
-							t.Fatalf("%s IndexAbove(room %d, n=%d, from %d, thr %v) = %d, %d (%v); want %d, %d (%v)",
-								im.name, room, n, from, thr, got, next, dst[:got], len(w), wnext, w)
-						}
-					}
-				}
-			}
-		}
-	}
-}
-
-func TestBlockMax(t *testing.T) {
-	rng := rand.New(rand.NewPCG(19, 20))
-	impls := []struct {
-		name string
-		f    func(dst, x []float32, bs int)
-	}{{"dispatch", BlockMax}, {"go", blockMaxGo}}
-	for _, im := range impls {
-		for _, n := range rowLengths {
-			x := randRow(rng, n, 5)
-			for _, bs := range []int{1, 3, 16, 32, 48, 100, 4096} {
-				dst := make([]float32, (n+bs-1)/bs)
-				im.f(dst, x, bs)
-				for j := range dst {
-					w := x[j*bs]
-					for _, v := range x[j*bs : min((j+1)*bs, n)] {
-						w = max(w, v)
-					}
-					if dst[j] != w {
-						t.Fatalf("%s BlockMax(n=%d, block %d): [%d] = %v; want %v", im.name, n, bs, j, dst[j], w)
-					}
-				}
-			}
-		}
-	}
-}
-
-func slicesEqual(a, b []int32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func BenchmarkDistillKernels(b *testing.B) {
 	for _, im := range distillImpls {
 		const n = 4096
@@ -370,7 +288,5 @@ func BenchmarkDistillKernels(b *testing.B) {
 		run("ExpDiffDot", func() { im.expDiffDot(dst, x, y, 1, 4, 1, 3) })
 		run("LogMixDot", func() { im.logMixDot(dst, x, e, e, 0.5, 0.5, 1, 4) })
 		run("MulDiff", func() { copy(dst, y); im.mulDiff(dst, e, x, 0.5, 1, 4, 1, 3, 0.5) })
-		idx := make([]int32, 64)
-		run("IndexAbove", func() { im.indexAbove(idx, x, 0, 100) })
 	}
 }

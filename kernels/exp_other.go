@@ -37,12 +37,6 @@ func mulDiff(y, e, x []float32, alpha, a, b, c, d float32, s float64) {
 	mulDiffGo(y, e, x, alpha, a, b, c, d, s)
 }
 
-func indexAbove(dst []int32, x []float32, from int, thr float32) (n, next int) {
-	return indexAboveGo(dst, x, from, thr)
-}
-
-func blockMax(dst, x []float32, bs int) { blockMaxGo(dst, x, bs) }
-
 func logMixConst(dst, z, e []float32, pc, cq, a, b float32) (sl, ds float64) {
 	return logMixConstGo(dst, z, e, pc, cq, a, b)
 }
