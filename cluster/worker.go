@@ -216,8 +216,12 @@ func (w *Worker) do(a protocol.Action) {
 		w.startBG(&w.step, false, func(ctx context.Context) protocol.Event { return w.compute(ctx, a) })
 	case protocol.CancelStep:
 		w.stopBG(&w.step)
-	case protocol.ApplyPending:
+	case protocol.ApplyStaged:
+		// The optimizer step of the attempt just reported, while the
+		// coordinator decides (docs/protocol.md, "Applying before the
+		// commit").
 		w.job.apply(w.job.model.Grads[:w.job.model.Config.NumParams()], a.LR)
+	case protocol.ApplyPending:
 		w.commitResidual(a.Epoch, a.Step)
 		if a.Checkpoint {
 			w.sendResidual(a.Epoch, a.Step)
@@ -388,8 +392,13 @@ func (w *Worker) resync(ctx context.Context, run string, base uint64, seed *seed
 	if got := w.job.checksum(); got != first.Checksum {
 		return fmt.Errorf("snapshot checksum %016x, want %016x", got, first.Checksum)
 	}
+	if w.job.step != base {
+		w.job.resetResidual() // the residual of parameters this worker no longer holds
+	}
+	// Else the snapshot is the committed step this worker held before an
+	// update applied early and then discarded (protocol.ApplyStaged): its
+	// residual is that step's, and stays.
 	w.job.step = base
-	w.job.resetResidual() // the residual of parameters this worker no longer holds
 	if seed != nil && seed.Step == base {
 		w.job.seed = seed
 	}

@@ -9,7 +9,7 @@
 // Stop).
 // Actions are messages to send (SendPlan, Welcome, ServeSnap, SendDone,
 // SendHeartbeat, ...), computations to start or cancel (StartStep,
-// CancelStep, LoadSnapshot, ApplyPending, Commit), files to write
+// CancelStep, LoadSnapshot, ApplyStaged, ApplyPending, Commit), files to write
 // (Checkpoint, Evaluate), and reports (Abort, Membership, Evicted, Drop, Log,
 // End, Exit).
 //

@@ -180,7 +180,7 @@ func TestI3ReplicaAgreement(t *testing.T) {
 				if w.m.Run() != h.c.cfg.Run || !w.m.initialised {
 					continue
 				}
-				if int(w.m.Committed()) > len(h.master) || !slices.Equal(w.applied, h.master[:w.m.Committed()]) {
+				if int(w.m.Committed()) > len(h.master) || !slices.Equal(w.held(), h.master[:w.m.Committed()]) {
 					h.fatalf("I3: %s at step %d holds %v; the master %v", n, w.m.Committed(), w.applied, h.master)
 				}
 			}
@@ -205,7 +205,7 @@ func TestI4AllOrNothing(t *testing.T) {
 		h := chaosRun(t, seed, func(h *harness) {
 			for _, n := range h.order {
 				w := h.workers[n]
-				for i, a := range w.applied {
+				for i, a := range w.held() {
 					if w.m.Run() == h.c.cfg.Run && w.m.initialised && (i >= len(h.master) || h.master[i] != a) {
 						h.fatalf("I4: %s applied %s as step %d; the master committed %v", n, a, i+1, h.master)
 					}

@@ -162,6 +162,11 @@ func (h *harness) run(d *datadriven.TestData) {
 		for _, n := range names {
 			h.quiet[n] = true
 		}
+	case "show":
+		// show stage: put these actions (quiet by default) in the trace.
+		for _, n := range names {
+			delete(h.quiet, n)
+		}
 	case "verbose":
 		h.verbose = true
 	case "late-welcome":
@@ -252,6 +257,10 @@ func (h *harness) status() {
 		case w.exited:
 			state = fmt.Sprintf("exited (%v)", w.exitErr)
 		}
-		h.trace(n, "%s committed=%d applied=%v", state, w.m.Committed(), w.applied)
+		staged := ""
+		if w.m.dirty {
+			staged = " (the last applied early, not committed)"
+		}
+		h.trace(n, "%s committed=%d applied=%v%s", state, w.m.Committed(), w.applied, staged)
 	}
 }

@@ -85,8 +85,23 @@ type StartStep struct {
 // no StepDone follows.
 type CancelStep struct{ Epoch, Step uint64 }
 
-// ApplyPending applies the staged update of attempt (Epoch, Step): the
-// replica's parameters become those of committed step Step. Checkpoint says
+// ApplyStaged applies the update of attempt (Epoch, Step) as soon as the
+// attempt is done and its report sent, before its commit is known, so that
+// the optimizer step runs while the coordinator decides rather than after
+// the plan that commits it: the replica's parameters become those step Step
+// will have if this attempt commits. A plan that commits the attempt
+// confirms them (ApplyPending); one that does not leaves parameters that
+// are no committed step's, and the machine loads a snapshot before its next
+// step. Nothing else is kept: no copy to roll back to.
+type ApplyStaged struct {
+	Epoch, Step uint64
+	LR          float32
+}
+
+// ApplyPending commits the update of attempt (Epoch, Step), which
+// ApplyStaged applied: the replica's parameters are those of committed
+// step Step, and what the runtime staged with the update (an
+// error-feedback residual) becomes its state. Checkpoint says
 // the coordinator checkpoints step Step (Plan.Checkpoint): the runtime then
 // sends it the worker's state a checkpoint keeps (its error-feedback
 // residual of the attempt, tagged with it).
@@ -113,6 +128,7 @@ type Exit struct{ Err error }
 func (SayHello) action()      {}
 func (StartStep) action()     {}
 func (CancelStep) action()    {}
+func (ApplyStaged) action()   {}
 func (ApplyPending) action()  {}
 func (LoadSnapshot) action()  {}
 func (CancelLoad) action()    {}
@@ -153,17 +169,20 @@ type Worker struct {
 	lastPlan  time.Time // last plan of the run (or the welcome)
 	lastHB    time.Time
 
-	committed   uint64 // the replica's parameters are those of this step
-	initialised bool   // ... once a snapshot was loaded in this run
-	pending     *staged
-	lastEpoch   uint64 // the newest plan acted on
-	lastStep    uint64
-	inflight    *staged // attempt being computed
-	loading     *uint64 // step whose snapshot is loading
-	deferred    *StartStep
-	early       *Plan // the newest plan heard while joining
-	leaving     bool
-	out         []Action
+	committed   uint64  // the replica's parameters are those of this step
+	initialised bool    // ... once a snapshot was loaded in this run
+	pending     *staged // the attempt done and applied (ApplyStaged), not yet committed
+	// dirty says the parameters hold pending's update: discarding it
+	// leaves them no committed step's, so the next step loads a snapshot.
+	dirty     bool
+	lastEpoch uint64 // the newest plan acted on
+	lastStep  uint64
+	inflight  *staged // attempt being computed
+	loading   *uint64 // step whose snapshot is loading
+	deferred  *StartStep
+	early     *Plan // the newest plan heard while joining
+	leaving   bool
+	out       []Action
 }
 
 // NewWorker returns the machine of a worker that has not joined yet; the
@@ -261,7 +280,7 @@ func (w *Worker) onWelcomed(e Welcomed, now time.Time) {
 	}
 	// A new run starts from the coordinator's snapshot, whatever this
 	// replica held: nothing pending, no plan seen.
-	w.initialised, w.pending = false, nil
+	w.initialised, w.pending, w.dirty = false, nil, false
 	w.lastEpoch, w.lastStep = 0, 0
 	w.lastPlan, w.everRun, w.waitLog = now, true, false
 	w.sendHeartbeat(now)
@@ -374,7 +393,7 @@ func (w *Worker) rejoinOn(p *Plan, now time.Time) bool {
 	}
 	w.log(slog.LevelInfo, "coordinator changed; joining again", "run", p.Run, "was", w.run)
 	w.cancelWork()
-	w.pending = nil
+	w.pending, w.dirty = nil, false
 	w.phase = joining
 	w.hello(now)
 	return true
@@ -393,8 +412,8 @@ func (w *Worker) checkPlan(p *Plan) error {
 // commit applies the pending update when p commits exactly its attempt, and
 // discards it otherwise.
 func (w *Worker) commit(p *Plan) {
-	pd := w.pending
-	w.pending = nil
+	pd, dirty := w.pending, w.dirty
+	w.pending, w.dirty = nil, false
 	if pd == nil {
 		return
 	}
@@ -405,6 +424,9 @@ func (w *Worker) commit(p *Plan) {
 	}
 	if pd.step == p.Base {
 		w.log(slog.LevelInfo, "discarding an update that was not committed", "step", pd.step, "epoch", pd.epoch, "committed_in", p.CommitEpoch)
+	}
+	if dirty {
+		w.initialised = false // the parameters hold the discarded update
 	}
 }
 
@@ -455,15 +477,20 @@ func (w *Worker) onStepDone(e StepDone, now time.Time) {
 	if w.inflight == nil || w.inflight.epoch != r.Epoch || w.inflight.step != r.Step {
 		return // cancelled
 	}
-	if r.Err == "" {
-		w.pending = w.inflight
-	}
+	pd := w.inflight
 	w.inflight = nil
 	r.Leaving = w.leaving
 	w.emit(SendDone{r})
 	if w.leaving {
 		w.sendHeartbeat(now)
 		w.exit(ErrLeft)
+		return
+	}
+	if r.Err == "" {
+		// The report is out first: the update runs while the
+		// coordinator decides.
+		w.pending, w.dirty = pd, true
+		w.emit(ApplyStaged{Epoch: pd.epoch, Step: pd.step, LR: pd.lr})
 	}
 }
 
