@@ -80,6 +80,7 @@ type trainBench struct {
 	opt  *AdamW
 	toks []int32
 	h    *benchHead
+	bh   *blockCE // the head, or nil for h
 }
 
 // trainPresets are the shapes of BenchmarkTrainStep: tiny with vocab 256 on
@@ -90,9 +91,11 @@ type trainBench struct {
 var trainPresets = []struct {
 	name, preset  string
 	vocab, B, pad int
-}{{"tiny", "tiny", 256, 16, 0}, {"small", "small", 512, 8, 0}, {"tiny50k", "tiny", 50257, 16, 0}, {"tiny50k-pad64", "tiny", 50257, 16, 64}}
+	fn            bool
+}{{"tiny", "tiny", 256, 16, 0, false}, {"small", "small", 512, 8, 0, false}, {"tiny50k", "tiny", 50257, 16, 0, false}, {"tiny50k-pad64", "tiny", 50257, 16, 64, false},
+	{"tiny50k-func", "tiny", 50257, 16, 0, true}, {"tiny-func", "tiny", 256, 16, 0, true}}
 
-func newTrainBench(b *testing.B, preset string, vocab, B, pad int) *trainBench {
+func newTrainBench(b *testing.B, preset string, vocab, B, pad int, fn bool) *trainBench {
 	cfg, err := Preset(preset)
 	if err != nil {
 		b.Fatal(err)
@@ -111,8 +114,13 @@ func newTrainBench(b *testing.B, preset string, vocab, B, pad int) *trainBench {
 	T := cfg.Ctx
 	r := NewRNG(2)
 	toks, tgts := randTokens(r, B*T, cfg.Vocab), randTokens(r, B*T, cfg.Vocab)
-	return &trainBench{cfg: cfg, B: B, T: T, pool: pool, m: m, opt: opt, toks: toks,
-		h: newBenchHead(pool, tgts, cfg.Vocab, 1/float32(B*T))}
+	tb := &trainBench{cfg: cfg, B: B, T: T, pool: pool, m: m, opt: opt, toks: toks}
+	if fn {
+		tb.h = newBenchHead(pool, tgts, cfg.Vocab, 1/float32(B*T))
+	} else {
+		tb.bh = newBlockCE(tgts, cfg.Vocab, 1/float32(B*T))
+	}
+	return tb
 }
 
 // step is one training step: zero grad, forward, head, backward, the clip
@@ -124,7 +132,13 @@ func (tb *trainBench) step(b *testing.B) {
 	}
 	m.ZeroGrad()
 	m.tick(opZeroGrad)
-	if err := m.ForwardBackward(tb.toks, tb.B, tb.T, tb.h.head); err != nil {
+	var err error
+	if tb.bh != nil {
+		err = m.ForwardBackwardBlocks(tb.toks, tb.B, tb.T, tb.bh, nil)
+	} else {
+		err = m.ForwardBackward(tb.toks, tb.B, tb.T, tb.h.head)
+	}
+	if err != nil {
 		b.Fatal(err)
 	}
 	tb.opt.StepClip(m.Params, m.Grads, 1e-4, 1)
@@ -143,7 +157,7 @@ func (tb *trainBench) step(b *testing.B) {
 func BenchmarkTrainStep(b *testing.B) {
 	for _, c := range trainPresets {
 		b.Run(c.name, func(b *testing.B) {
-			tb := newTrainBench(b, c.preset, c.vocab, c.B, c.pad)
+			tb := newTrainBench(b, c.preset, c.vocab, c.B, c.pad, c.fn)
 			tb.step(b) // the arena
 			var steps []time.Duration
 			b.ResetTimer()
@@ -182,7 +196,7 @@ func BenchmarkTrainStep(b *testing.B) {
 func BenchmarkTrainStepOps(b *testing.B) {
 	for _, c := range trainPresets {
 		b.Run(c.name, func(b *testing.B) {
-			tb := newTrainBench(b, c.preset, c.vocab, c.B, c.pad)
+			tb := newTrainBench(b, c.preset, c.vocab, c.B, c.pad, c.fn)
 			tb.step(b)
 			tb.m.timer = &opTimer{}
 			b.ResetTimer()

@@ -19,6 +19,7 @@ type loopArgs struct {
 	p64  []float64 // float64 results (gradient norm blocks)
 	segs []segment // AdamW's decay segments
 	tok  []int32   // tokens (encoder)
+	hd   *headArgs // a head chunk with a BlockHead
 	// noTiles keeps attention on Pool.Sgemm (tests compare it with the
 	// tile kernel of attn_fast.go).
 	noTiles bool
