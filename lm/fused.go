@@ -234,8 +234,10 @@ const headLdZ = headVocabBlock + 16
 //	z     [slots, rows, headLdZ]: blocked, each goroutine's Z
 //	lnf   [rows, C]; wte, dwte [V, C]
 //	part  [G, rows, C]: blocked, d(lnf) partial sums (headBackwardBlocked)
+//	packs blocked: wte and the chunk's lnf packed for the products
 type headArgs struct {
 	bh                  BlockHead
+	packs               *headPacks
 	keep, z, lnf, wte   []float32
 	dwte, part          []float32
 	first, rows, C, V   int
@@ -290,7 +292,11 @@ func headForwardRange(a *loopArgs, slot, _ int) {
 		}
 		b := h.block(u, slot)
 		r0 := b.First - h.first
-		a.pool.Sgemm(false, true, b.Rows, b.Width, h.C, 1, h.lnf[r0*h.C:], h.C, h.wte[b.V0*h.C:], h.C, 0, b.Z, b.LdZ)
+		if h.blocked {
+			a.pool.SgemmPackedB(false, b.Rows, b.Width, h.C, 1, h.lnf, h.C, &h.packs.wteT, 0, b.V0, 0, b.Z, b.LdZ)
+		} else {
+			a.pool.Sgemm(false, true, b.Rows, b.Width, h.C, 1, h.lnf[r0*h.C:], h.C, h.wte[b.V0*h.C:], h.C, 0, b.Z, b.LdZ)
+		}
 		h.bh.Block(b)
 	}
 }
@@ -336,8 +342,8 @@ func headBlocksRange(a *loopArgs, slot, _ int) {
 		for blk := g * h.nb / G; blk < (g+1)*h.nb/G; blk++ {
 			b := h.block(blk, slot)
 			h.bh.Grad(b)
-			a.pool.Sgemm(false, false, rows, C, b.Width, 1, b.Z, b.LdZ, h.wte[b.V0*C:], C, beta, pg, C)
-			a.pool.Sgemm(true, false, b.Width, C, rows, 1, b.Z, b.LdZ, h.lnf, C, 1, h.dwte[b.V0*C:], C)
+			a.pool.SgemmPackedB(false, rows, C, b.Width, 1, b.Z, b.LdZ, &h.packs.wte, b.V0, 0, beta, pg, C)
+			a.pool.SgemmPackedB(true, b.Width, C, rows, 1, b.Z, b.LdZ, &h.packs.lnf, 0, 0, 1, h.dwte[b.V0*C:], C)
 			beta = 1
 		}
 	}

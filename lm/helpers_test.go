@@ -128,8 +128,7 @@ func (h *blockCE) Grad(b HeadBlock) {
 	N := len(h.targets)
 	for r := range b.Rows {
 		z, keep, i := b.Z[r*b.LdZ:r*b.LdZ+b.Width], b.Keep[r*b.LdKeep:r*b.LdKeep+b.Width], b.First+r
-		copy(z, keep)
-		kernels.ScaleShift(z, h.fac[b.Index*N+i], 0)
+		scaleCopy(z, keep, h.fac[b.Index*N+i])
 		if t := int(h.targets[i]) - b.V0; t >= 0 && t < b.Width {
 			z[t] -= h.scale
 		}

@@ -87,8 +87,9 @@ type Model struct {
 	// finishes: readyAt[l] where block h.l starts (its ln_1), readyAt[L]
 	// where ln_f starts.
 	readyAt []int
-	hidden  int      // rows of act.lnf the last pass computed, for HeadLogits (teacher.go)
-	timer   *opTimer // per-op wall times of the benchmark's breakdown, or nil
+	hidden  int        // rows of act.lnf the last pass computed, for HeadLogits (teacher.go)
+	packs   *headPacks // a BlockHead's packed operands, made on first use
+	timer   *opTimer   // per-op wall times of the benchmark's breakdown, or nil
 }
 
 // New returns a model of shape cfg with zero parameters (call Init or load a
@@ -411,6 +412,9 @@ func (m *Model) forwardBackward(tokens []int32, B, T int, head HeadFunc, bh Bloc
 	dlnf := a.dC[: N*C : N*C]
 	dres := a.dres[:N*C]
 	xL := a.blocks[len(a.blocks)-1].res3
+	if bh != nil && headGroups(cfg.Vocab) > 1 {
+		m.packWte()
+	}
 	for r0 := 0; r0 < N; r0 += a.headRows {
 		rows := min(a.headRows, N-r0)
 		if err := m.headChunk(a, r0, rows, head, bh); err != nil {
@@ -488,6 +492,10 @@ func (m *Model) headChunk(a *arena, r0, rows int, head HeadFunc, bh BlockHead) e
 	blocked := G > 1 && len(a.headPart) >= G*rows*C
 	if bh != nil {
 		h := headArgs{bh: bh, keep: a.logits, z: a.headZ, lnf: lnf, wte: m.pv.wte, dwte: m.gv.wte, first: r0, rows: rows, C: C, V: V, blocked: blocked}
+		if blocked {
+			h.packs = m.packs
+			m.pool.PackB(&h.packs.lnf, false, rows, C, lnf, C)
+		}
 		headForwardBlocks(p, &h)
 		m.tick(opHeadLogits)
 		if err := bh.Chunk(r0, rows); err != nil {
@@ -524,4 +532,21 @@ func (m *Model) headChunk(a *arena, r0, rows int, head HeadFunc, bh BlockHead) e
 	m.pool.Sgemm(true, false, V, C, rows, 1, logits, V, lnf, C, 1, m.gv.wte, C)
 	m.tick(opHeadDwte)
 	return nil
+}
+
+// headPacks are the operands of a BlockHead's blocked products packed once
+// (kernels.PackedB): wte for the logits (wte^T) and for d(lnf) (wte), once
+// per pass, and a chunk's lnf for d(wte), once per chunk.
+type headPacks struct {
+	wteT, wte, lnf kernels.PackedB
+}
+
+// packWte packs wte for a pass with a BlockHead over a large vocabulary.
+func (m *Model) packWte() {
+	if m.packs == nil {
+		m.packs = new(headPacks)
+	}
+	C, V := m.Config.NEmbd, m.Config.Vocab
+	m.pool.PackB(&m.packs.wteT, true, C, V, m.pv.wte, C)
+	m.pool.PackB(&m.packs.wte, false, V, C, m.pv.wte, C)
 }
