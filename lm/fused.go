@@ -228,16 +228,15 @@ const headLdZ = headVocabBlock + 16
 
 // headArgs are the operands of one head chunk with a BlockHead.
 //
-//	keep  [rows, roundUp(V, 16)]: blocked, block blk's Keep is
-//	      [rows, roundUp(vb, 16)] at blk*rows*headVocabBlock; else the
-//	      chunk's logits [rows, V], each block's Z and Keep
-//	z     [slots, rows, headLdZ]: blocked, each goroutine's Z
+//	keep  blocked, blockBufs.keep; else the chunk's logits [rows, V],
+//	      each block's Z and Keep
+//	z     blocked, blockBufs.z
 //	lnf   [rows, C]; wte, dwte [V, C]
 //	part  [G, rows, C]: blocked, d(lnf) partial sums (headBackwardBlocked)
-//	packs blocked: wte and the chunk's lnf packed for the products
+//	bufs  blocked: wte and the chunk's lnf packed for the products
 type headArgs struct {
 	bh                  BlockHead
-	packs               *headPacks
+	bufs                *blockBufs
 	keep, z, lnf, wte   []float32
 	dwte, part          []float32
 	first, rows, C, V   int
@@ -293,7 +292,7 @@ func headForwardRange(a *loopArgs, slot, _ int) {
 		b := h.block(u, slot)
 		r0 := b.First - h.first
 		if h.blocked {
-			a.pool.SgemmPackedB(false, b.Rows, b.Width, h.C, 1, h.lnf, h.C, &h.packs.wteT, 0, b.V0, 0, b.Z, b.LdZ)
+			a.pool.SgemmPackedB(false, b.Rows, b.Width, h.C, 1, h.lnf, h.C, &h.bufs.wteT, 0, b.V0, 0, b.Z, b.LdZ)
 		} else {
 			a.pool.Sgemm(false, true, b.Rows, b.Width, h.C, 1, h.lnf[r0*h.C:], h.C, h.wte[b.V0*h.C:], h.C, 0, b.Z, b.LdZ)
 		}
@@ -342,8 +341,8 @@ func headBlocksRange(a *loopArgs, slot, _ int) {
 		for blk := g * h.nb / G; blk < (g+1)*h.nb/G; blk++ {
 			b := h.block(blk, slot)
 			h.bh.Grad(b)
-			a.pool.SgemmPackedB(false, rows, C, b.Width, 1, b.Z, b.LdZ, &h.packs.wte, b.V0, 0, beta, pg, C)
-			a.pool.SgemmPackedB(true, b.Width, C, rows, 1, b.Z, b.LdZ, &h.packs.lnf, 0, 0, 1, h.dwte[b.V0*C:], C)
+			a.pool.SgemmPackedB(false, rows, C, b.Width, 1, b.Z, b.LdZ, &h.bufs.wte, b.V0, 0, beta, pg, C)
+			a.pool.SgemmPackedB(true, b.Width, C, rows, 1, b.Z, b.LdZ, &h.bufs.lnf, 0, 0, 1, h.dwte[b.V0*C:], C)
 			beta = 1
 		}
 	}

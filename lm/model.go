@@ -20,51 +20,6 @@ import (
 // the next chunk.
 type HeadFunc func(logits []float32, firstRow, rows int) error
 
-// HeadVocabBlock is the width of the blocks of vocabulary columns a
-// BlockHead is handed (the last block of a vocabulary holds the rest).
-const HeadVocabBlock = 512
-
-// A BlockHead is the loss at the output of the model, as a HeadFunc is, but
-// it takes each chunk of logits (the chunks of HeadFunc) by blocks of
-// HeadVocabBlock vocabulary columns, so that it handles every block while it
-// is in cache instead of streaming the chunk's [rows, V] logits through
-// memory once per pass (ForwardBackwardBlocks). For each chunk the model
-//
-//  1. computes the logits block by block into a buffer in cache (Z of a
-//     HeadBlock) and calls Block on each right after, once for every row and
-//     block: Block reads the logits and writes into the block's Keep what it
-//     needs later (exp(z - the block's max), for a softmax), keeping any
-//     other state of its own;
-//  2. calls Chunk once every block of the chunk went through Block (the loss
-//     of the chunk's rows is known then; an error stops the pass, as a
-//     HeadFunc's does);
-//  3. calls Grad on each block (cut as for Block) just before the backward
-//     products read it: Grad writes dL/dlogits of the block into Z (the
-//     gradient of whatever the caller sums, as a HeadFunc writes it) from
-//     what Block kept.
-//
-// Calls for different blocks of a chunk may run at the same time on the
-// pool's goroutines, in any order; Chunk runs alone. Where the vocabulary
-// has few blocks, the model cuts a chunk's rows into parts as well, so a
-// block may hold part of a chunk's rows, and Keep is then Z itself.
-type BlockHead interface {
-	Block(b HeadBlock)
-	Chunk(firstRow, rows int) error
-	Grad(b HeadBlock)
-}
-
-// HeadBlock is one block of a head chunk handed to a BlockHead: rows
-// First..First+Rows of the batch, tokens V0..V0+Width, V0 = Index *
-// HeadVocabBlock. Row r of the block starts at Z[r*LdZ] and at
-// Keep[r*LdKeep]; Keep and Z are either disjoint or the same (LdKeep = LdZ).
-// Both belong to the model and are reused by other blocks and chunks; Keep
-// holds what Block wrote into it until Grad of the same block returns.
-type HeadBlock struct {
-	Index, First, Rows, V0, Width int
-	Z, Keep                       []float32
-	LdZ, LdKeep                   int
-}
-
 // Model is a GPT-2 with its parameters, their gradient and the activation
 // arena. A Model is not safe for concurrent use; the Pool it was made with may
 // be shared with other models.
@@ -88,7 +43,7 @@ type Model struct {
 	// where ln_f starts.
 	readyAt []int
 	hidden  int        // rows of act.lnf the last pass computed, for HeadLogits (teacher.go)
-	packs   *headPacks // a BlockHead's packed operands, made on first use
+	blocks  *blockBufs // a BlockHead's buffers for large vocabularies, made on first use
 	timer   *opTimer   // per-op wall times of the benchmark's breakdown, or nil
 }
 
@@ -206,8 +161,7 @@ type arena struct {
 	encoded               []float32 // [N, C]
 	blocks                []blockActs
 	lnf, lnfMean, lnfRstd []float32 // [N, C], [N], [N]
-	logits                []float32 // [headRows, V] (a HeadFunc's); [headRows, roundUp(V, 16)] for a BlockHead's Keep
-	headZ                 []float32 // [slots, headRows, headLdZ]: a BlockHead's Z (large vocabularies)
+	logits                []float32 // [headRows, V]
 	headPart              []float32 // [headGroups(V), headRows, C]: d(lnf) partial sums of the blocked head
 	attn                  []float32 // [slots, 2*attnBlock*maxT]
 	// Gradient scratch, one block's worth, reused by every block.
@@ -252,10 +206,7 @@ func newArena(cfg Config, maxN, maxT, slots int) *arena {
 			b.fch, b.fchGelu, b.res3 = next(N*4*C), next(N*4*C), next(N*C)
 		}
 		a.lnf, a.lnfMean, a.lnfRstd = next(N*C), next(N), next(N)
-		a.logits = next(a.headRows * ((V + 15) / 16 * 16))
-		if headGroups(V) > 1 {
-			a.headZ = next(slots * a.headRows * headLdZ)
-		}
+		a.logits = next(a.headRows * V)
 		a.headPart = next(headGroups(V) * a.headRows * C)
 		a.attn = next(slots * attnScratch(maxT))
 		a.dres, a.dC, a.dqkv = next(N*C), next(N*C), next(N*3*C)
@@ -413,9 +364,11 @@ func (m *Model) forwardBackward(tokens []int32, B, T int, head HeadFunc, bh Bloc
 	dres := a.dres[:N*C]
 	xL := a.blocks[len(a.blocks)-1].res3
 	if bh != nil && headGroups(cfg.Vocab) > 1 {
-		m.packWte()
+		if err := m.blockHeadPass(a, bh, N); err != nil {
+			return fmt.Errorf("forward-backward: %w", err)
+		}
 	}
-	for r0 := 0; r0 < N; r0 += a.headRows {
+	for r0 := 0; r0 < N && (bh == nil || headGroups(cfg.Vocab) == 1); r0 += a.headRows {
 		rows := min(a.headRows, N-r0)
 		if err := m.headChunk(a, r0, rows, head, bh); err != nil {
 			return fmt.Errorf("forward-backward: head rows %d..%d: %w", r0, r0+rows, err)
@@ -478,75 +431,4 @@ func (m *Model) ready(ready ReadyFunc, lo int) {
 	if ready != nil {
 		ready(lo)
 	}
-}
-
-// headChunk runs the head over rows r0..r0+rows of the batch: the logits,
-// the loss (head, or bh block by block), then d(lnf) with the final
-// LayerNorm's backward (setting d(residual)) and d(wte) accumulated.
-func (m *Model) headChunk(a *arena, r0, rows int, head HeadFunc, bh BlockHead) error {
-	C, V := m.Config.NEmbd, m.Config.Vocab
-	p := m.run
-	logits := a.logits[: rows*V : rows*V]
-	lnf := a.lnf[r0*C:]
-	G := headGroups(V)
-	blocked := G > 1 && len(a.headPart) >= G*rows*C
-	if bh != nil {
-		h := headArgs{bh: bh, keep: a.logits, z: a.headZ, lnf: lnf, wte: m.pv.wte, dwte: m.gv.wte, first: r0, rows: rows, C: C, V: V, blocked: blocked}
-		if blocked {
-			h.packs = m.packs
-			m.pool.PackB(&h.packs.lnf, false, rows, C, lnf, C)
-		}
-		headForwardBlocks(p, &h)
-		m.tick(opHeadLogits)
-		if err := bh.Chunk(r0, rows); err != nil {
-			return err
-		}
-		m.tick(opHeadLoss)
-		if blocked {
-			h.part = a.headPart
-			headBackwardBlocks(p, &h)
-		} else {
-			headGradBlocks(p, &h)
-		}
-	} else {
-		m.pool.Sgemm(false, true, rows, V, C, 1, lnf, C, m.pv.wte, C, 0, logits, V)
-		m.tick(opHeadLogits)
-		if err := head(logits, r0, rows); err != nil {
-			return err
-		}
-		m.tick(opHeadLoss)
-		if blocked {
-			headBackwardBlocked(p, a.headPart, logits, m.pv.wte, m.gv.wte, lnf, rows, C, V)
-		}
-	}
-	dres, dlnf := a.dres[r0*C:], a.dC[r0*C:]
-	xL := a.blocks[len(a.blocks)-1].res3[r0*C:]
-	if blocked {
-		m.tick(opHeadDwte)
-		headPartsLN(p, dres, dlnf, a.headPart, xL, m.pv.lnfw, a.lnfMean[r0:], a.lnfRstd[r0:], G, rows, C)
-		m.tick(opHeadDlnf)
-		return nil
-	}
-	linearLNBackward(p, dres, dlnf, logits, m.pv.wte, xL, m.pv.lnfw, a.lnfMean[r0:], a.lnfRstd[r0:], rows, C, V, true)
-	m.tick(opHeadDlnf)
-	m.pool.Sgemm(true, false, V, C, rows, 1, logits, V, lnf, C, 1, m.gv.wte, C)
-	m.tick(opHeadDwte)
-	return nil
-}
-
-// headPacks are the operands of a BlockHead's blocked products packed once
-// (kernels.PackedB): wte for the logits (wte^T) and for d(lnf) (wte), once
-// per pass, and a chunk's lnf for d(wte), once per chunk.
-type headPacks struct {
-	wteT, wte, lnf kernels.PackedB
-}
-
-// packWte packs wte for a pass with a BlockHead over a large vocabulary.
-func (m *Model) packWte() {
-	if m.packs == nil {
-		m.packs = new(headPacks)
-	}
-	C, V := m.Config.NEmbd, m.Config.Vocab
-	m.pool.PackB(&m.packs.wteT, true, C, V, m.pv.wte, C)
-	m.pool.PackB(&m.packs.wte, false, V, C, m.pv.wte, C)
 }
