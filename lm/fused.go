@@ -320,7 +320,8 @@ func headGradRange(a *loopArgs, slot, _ int) {
 
 // headBackwardBlocks is headBackwardBlocked with a BlockHead: each block is
 // turned into dL/dlogits in the goroutine's Z (BlockHead.Grad) right before
-// the two products read it there.
+// the two products read it there. The groups are taken from the last and
+// each sums its blocks from the last (a fixed order still).
 func headBackwardBlocks(r *runner, h *headArgs) {
 	G := headGroups(h.V)
 	need("head part", h.part, G*h.rows*h.C)
@@ -336,9 +337,12 @@ func headBlocksRange(a *loopArgs, slot, _ int) {
 		if !ok {
 			return
 		}
+		// The last groups first, and their blocks from the last: the
+		// blocks Block kept last may still be in cache.
+		g = G - 1 - g
 		pg := h.part[g*rows*C : (g+1)*rows*C]
 		beta := float32(0)
-		for blk := g * h.nb / G; blk < (g+1)*h.nb/G; blk++ {
+		for blk := (g+1)*h.nb/G - 1; blk >= g*h.nb/G; blk-- {
 			b := h.block(blk, slot)
 			h.bh.Grad(b)
 			a.pool.SgemmPackedB(false, rows, C, b.Width, 1, b.Z, b.LdZ, &h.bufs.wte, b.V0, 0, beta, pg, C)

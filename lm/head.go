@@ -11,10 +11,12 @@ import (
 const HeadVocabBlock = 512
 
 // A BlockHead is the loss at the output of the model, as a HeadFunc is, but
-// it takes each chunk of logits (the chunks of HeadFunc) by blocks of
-// HeadVocabBlock vocabulary columns, so that it handles every block while it
-// is in cache instead of streaming the chunk's [rows, V] logits through
-// memory once per pass (ForwardBackwardBlocks). For each chunk the model
+// it takes each chunk of logits by blocks of HeadVocabBlock vocabulary
+// columns, so that it handles every block while it is in cache instead of
+// streaming the chunk's [rows, V] logits through memory once per pass
+// (ForwardBackwardBlocks). Chunks are those of HeadFunc, in order, except
+// over a large vocabulary (16 blocks or more), where they hold up to 512
+// rows. For each chunk the model
 //
 //  1. computes the logits block by block into a buffer in cache (Z of a
 //     HeadBlock) and calls Block on each right after, once for every row and
@@ -30,9 +32,13 @@ const HeadVocabBlock = 512
 //     what Block kept.
 //
 // Calls for different blocks of a chunk may run at the same time on the
-// pool's goroutines, in any order; Chunk runs alone. Where the vocabulary
-// has few blocks, the model cuts a chunk's rows into parts as well, so a
-// block may hold part of a chunk's rows, and Keep is then Z itself.
+// pool's goroutines, in any order; Chunk runs alone. Over a large
+// vocabulary, Z is a buffer of the goroutine's and Keep memory of the
+// model's, [rows, roundUp(V, 16)] for the chunk (each block's Keep
+// contiguous, its rows 64 bytes apart in multiples). Where the vocabulary
+// has fewer blocks, Z and Keep are both the block of the chunk's [rows, V]
+// logits, and the model cuts the chunk's rows into parts as well, so a block
+// may hold part of a chunk's rows.
 type BlockHead interface {
 	Block(b HeadBlock)
 	Chunk(firstRow, rows int) error
@@ -52,8 +58,8 @@ type HeadBlock struct {
 }
 
 // blockHeadRows is the most rows of a chunk of a BlockHead over a large
-// vocabulary (more than 15 blocks): each pass over wte and its gradient
-// serves 512 rows.
+// vocabulary (headGroups > 1): each pass over wte and its gradient serves
+// 512 rows.
 const blockHeadRows = 512
 
 // blockBufs are a BlockHead's buffers for large vocabularies, made on first
@@ -92,14 +98,18 @@ func (m *Model) blockHeadPass(a *arena, bh BlockHead, N int) error {
 		rows := min(bb.rows, N-r0)
 		lnf := a.lnf[r0*C:]
 		m.pool.PackB(&bb.lnf, false, rows, C, lnf, C)
-		h := headArgs{bh: bh, keep: bb.keep, z: bb.z, part: bb.part, bufs: bb, lnf: lnf, wte: m.pv.wte, dwte: m.gv.wte, first: r0, rows: rows, C: C, V: V, blocked: true}
-		headForwardBlocks(m.run, &h)
+		h := &m.run.head // not on the heap per call
+		*h = headArgs{bh: bh, keep: bb.keep, z: bb.z, part: bb.part, bufs: bb, lnf: lnf, wte: m.pv.wte, dwte: m.gv.wte, first: r0, rows: rows, C: C, V: V, blocked: true}
+		headForwardBlocks(m.run, h)
 		m.tick(opHeadLogits)
-		if err := bh.Chunk(r0, rows); err != nil {
+		err := bh.Chunk(r0, rows)
+		if err != nil {
+			*h = headArgs{}
 			return fmt.Errorf("head rows %d..%d: %w", r0, r0+rows, err)
 		}
 		m.tick(opHeadLoss)
-		headBackwardBlocks(m.run, &h)
+		headBackwardBlocks(m.run, h)
+		*h = headArgs{}
 		m.tick(opHeadDwte)
 		headPartsLN(m.run, a.dres[r0*C:], a.dC[r0*C:], bb.part, xL[r0*C:], m.pv.lnfw, a.lnfMean[r0:], a.lnfRstd[r0:], G, rows, C)
 		m.tick(opHeadDlnf)
@@ -119,14 +129,19 @@ func (m *Model) headChunk(a *arena, r0, rows int, head HeadFunc, bh BlockHead) e
 	G := headGroups(V)
 	blocked := G > 1 && len(a.headPart) >= G*rows*C
 	if bh != nil { // a small vocabulary: Keep and Z are the chunk's logits
-		h := headArgs{bh: bh, keep: logits, lnf: lnf, wte: m.pv.wte, first: r0, rows: rows, C: C, V: V}
-		headForwardBlocks(p, &h)
+		h := &p.head
+		*h = headArgs{bh: bh, keep: logits, lnf: lnf, wte: m.pv.wte, first: r0, rows: rows, C: C, V: V}
+		headForwardBlocks(p, h)
 		m.tick(opHeadLogits)
-		if err := bh.Chunk(r0, rows); err != nil {
+		err := bh.Chunk(r0, rows)
+		if err == nil {
+			m.tick(opHeadLoss)
+			headGradBlocks(p, h)
+		}
+		*h = headArgs{}
+		if err != nil {
 			return err
 		}
-		m.tick(opHeadLoss)
-		headGradBlocks(p, &h)
 	} else {
 		m.pool.Sgemm(false, true, rows, V, C, 1, lnf, C, m.pv.wte, C, 0, logits, V)
 		m.tick(opHeadLogits)

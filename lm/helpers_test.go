@@ -114,11 +114,13 @@ func (h *blockCE) Chunk(first, rows int) error {
 		}
 		var S float64
 		for b := range nb {
-			S += h.bsum[b*N+i] * math.Exp(float64(h.bmax[b*N+i]-M))
+			w := math.Exp(float64(h.bmax[b*N+i] - M))
+			S += h.bsum[b*N+i] * w
+			h.fac[b*N+i] = float32(w) // scaled below
 		}
 		h.loss[i] = math.Log(S) + float64(M-h.zt[i])
 		for b := range nb {
-			h.fac[b*N+i] = float32(float64(h.scale) * math.Exp(float64(h.bmax[b*N+i]-M)) / S)
+			h.fac[b*N+i] = float32(float64(h.scale) * float64(h.fac[b*N+i]) / S)
 		}
 	}
 	return nil

@@ -49,6 +49,7 @@ type runner struct {
 	body    func(lo, hi int)
 	chunks  func(lo, hi int)
 	next    atomic.Int64 // loopArgs.next
+	head    headArgs     // the operands of a BlockHead's chunk (loopArgs.hd points here)
 	// chunk, n, nc: the chunks of the loop run: [c*chunk, min((c+1)*chunk, n)), c < nc.
 	chunk, n, nc int
 }
