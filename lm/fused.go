@@ -231,13 +231,13 @@ const headLdZ = headVocabBlock + 16
 //	keep  blocked, blockBufs.keep; else the chunk's logits [rows, V],
 //	      each block's Z and Keep
 //	z     blocked, blockBufs.z
-//	lnf   [rows, C]; wte, dwte [V, C]
+//	lnf   [rows, C]; dwte [V, C] (blocked)
 //	part  [G, rows, C]: blocked, d(lnf) partial sums (headBackwardBlocked)
 //	bufs  blocked: wte and the chunk's lnf packed for the products
 type headArgs struct {
 	bh                  BlockHead
 	bufs                *blockBufs
-	keep, z, lnf, wte   []float32
+	keep, z, lnf        []float32
 	dwte, part          []float32
 	first, rows, C, V   int
 	blocked             bool
@@ -273,9 +273,10 @@ func (h *headArgs) cut(threads int) {
 	h.units = h.nb * ((h.rows + h.unitRows - 1) / h.unitRows)
 }
 
-// headForwardBlocks computes the logits of one head chunk block by block,
-// lnf @ wte[blk]^T into the block's Z, and hands each block to bh.Block right
-// after; the pool's goroutines claim units one at a time.
+// headForwardBlocks hands each block of one head chunk to bh.Block, the
+// pool's goroutines claiming units one at a time; blocked, it computes each
+// block's logits, lnf @ wte[blk]^T, into the block's Z right before
+// (otherwise the chunk's logits are already there).
 func headForwardBlocks(r *runner, h *headArgs) {
 	h.cut(r.pool.Threads())
 	r.args.hd = h
@@ -290,11 +291,8 @@ func headForwardRange(a *loopArgs, slot, _ int) {
 			return
 		}
 		b := h.block(u, slot)
-		r0 := b.First - h.first
 		if h.blocked {
 			a.pool.SgemmPackedB(false, b.Rows, b.Width, h.C, 1, h.lnf, h.C, &h.bufs.wteT, 0, b.V0, 0, b.Z, b.LdZ)
-		} else {
-			a.pool.Sgemm(false, true, b.Rows, b.Width, h.C, 1, h.lnf[r0*h.C:], h.C, h.wte[b.V0*h.C:], h.C, 0, b.Z, b.LdZ)
 		}
 		h.bh.Block(b)
 	}

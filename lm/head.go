@@ -99,7 +99,7 @@ func (m *Model) blockHeadPass(a *arena, bh BlockHead, N int) error {
 		lnf := a.lnf[r0*C:]
 		m.pool.PackB(&bb.lnf, false, rows, C, lnf, C)
 		h := &m.run.head // not on the heap per call
-		*h = headArgs{bh: bh, keep: bb.keep, z: bb.z, part: bb.part, bufs: bb, lnf: lnf, wte: m.pv.wte, dwte: m.gv.wte, first: r0, rows: rows, C: C, V: V, blocked: true}
+		*h = headArgs{bh: bh, keep: bb.keep, z: bb.z, part: bb.part, bufs: bb, lnf: lnf, dwte: m.gv.wte, first: r0, rows: rows, C: C, V: V, blocked: true}
 		headForwardBlocks(m.run, h)
 		m.tick(opHeadLogits)
 		err := bh.Chunk(r0, rows)
@@ -129,8 +129,11 @@ func (m *Model) headChunk(a *arena, r0, rows int, head HeadFunc, bh BlockHead) e
 	G := headGroups(V)
 	blocked := G > 1 && len(a.headPart) >= G*rows*C
 	if bh != nil { // a small vocabulary: Keep and Z are the chunk's logits
+		// One product over the pool, as for a HeadFunc, then Block on the
+		// chunk's units.
+		m.pool.Sgemm(false, true, rows, V, C, 1, lnf, C, m.pv.wte, C, 0, logits, V)
 		h := &p.head
-		*h = headArgs{bh: bh, keep: logits, lnf: lnf, wte: m.pv.wte, first: r0, rows: rows, C: C, V: V}
+		*h = headArgs{bh: bh, keep: logits, first: r0, rows: rows, C: C, V: V}
 		headForwardBlocks(p, h)
 		m.tick(opHeadLogits)
 		err := bh.Chunk(r0, rows)
