@@ -72,7 +72,8 @@
 // writes each block's dL/dlogits into the buffer in cache right before the
 // two products read it. Over a large vocabulary the chunks hold 512 rows and
 // wte is packed once per pass for the products (kernels.PackB), a chunk's
-// lnf once per chunk; the benchmark's cross-entropy is such a head.
+// lnf once per chunk; the benchmark's cross-entropy over GPT-2's vocabulary
+// is such a head.
 // Attention runs per (batch, head) in parallel and per block of query rows,
 // keeping only the log-sum-exp of each row;
 // backward recomputes the probabilities. With AVX2 and a head size that is a
