@@ -73,10 +73,9 @@
 // two products read it. Over a large vocabulary the chunks hold 512 rows and
 // wte is packed once per pass for the products (kernels.PackB), a chunk's
 // lnf once per chunk; the benchmark's cross-entropy over GPT-2's vocabulary
-// is such a head.
-// Attention runs per (batch, head) in parallel and per block of query rows,
-// keeping only the log-sum-exp of each row;
-// backward recomputes the probabilities. With AVX2 and a head size that is a
+// is such a head. Attention runs per (batch, head) in parallel and per block
+// of query rows, keeping only the log-sum-exp of each row; backward
+// recomputes the probabilities. With AVX2 and a head size that is a
 // multiple of 16, scores, softmax and values run per 6 query rows on a tile
 // kernel against exactly the keys of their causal mask (attn_fast.go).
 //
