@@ -71,7 +71,10 @@ func (h *benchHead) rowRange(lo, hi int) {
 }
 
 // trainBench is one preset of BenchmarkTrainStep: the model, AdamW, a batch
-// and its head.
+// and its head, lm's own cross-entropy fused with the softmax: over a large
+// vocabulary a BlockHead (blockCE), each block of logits handled while in
+// cache; otherwise a HeadFunc (benchHead), each row of the chunk's logits
+// handled in one go while in cache, which is faster there.
 type trainBench struct {
 	cfg  Config
 	B, T int
@@ -79,7 +82,8 @@ type trainBench struct {
 	m    *Model
 	opt  *AdamW
 	toks []int32
-	h    *benchHead
+	bh   *blockCE   // large vocabularies (headGroups > 1)
+	h    *benchHead // otherwise
 }
 
 // trainPresets are the shapes of BenchmarkTrainStep: tiny with vocab 256 on
@@ -111,8 +115,13 @@ func newTrainBench(b *testing.B, preset string, vocab, B, pad int) *trainBench {
 	T := cfg.Ctx
 	r := NewRNG(2)
 	toks, tgts := randTokens(r, B*T, cfg.Vocab), randTokens(r, B*T, cfg.Vocab)
-	return &trainBench{cfg: cfg, B: B, T: T, pool: pool, m: m, opt: opt, toks: toks,
-		h: newBenchHead(pool, tgts, cfg.Vocab, 1/float32(B*T))}
+	tb := &trainBench{cfg: cfg, B: B, T: T, pool: pool, m: m, opt: opt, toks: toks}
+	if headGroups(cfg.Vocab) > 1 {
+		tb.bh = newBlockCE(tgts, cfg.Vocab, 1/float32(B*T))
+	} else {
+		tb.h = newBenchHead(pool, tgts, cfg.Vocab, 1/float32(B*T))
+	}
+	return tb
 }
 
 // step is one training step: zero grad, forward, head, backward, the clip
@@ -124,7 +133,13 @@ func (tb *trainBench) step(b *testing.B) {
 	}
 	m.ZeroGrad()
 	m.tick(opZeroGrad)
-	if err := m.ForwardBackward(tb.toks, tb.B, tb.T, tb.h.head); err != nil {
+	var err error
+	if tb.bh != nil {
+		err = m.ForwardBackwardBlocks(tb.toks, tb.B, tb.T, tb.bh, nil)
+	} else {
+		err = m.ForwardBackward(tb.toks, tb.B, tb.T, tb.h.head)
+	}
+	if err != nil {
 		b.Fatal(err)
 	}
 	tb.opt.StepClip(m.Params, m.Grads, 1e-4, 1)

@@ -64,9 +64,18 @@
 // vocabularies by blocks of 512 vocabulary rows, in fixed groups, so that each
 // block of dL/dlogits serves both products while in cache). The loss is the
 // caller's: backward starts from whatever the HeadFunc writes (for klring, the
-// gradient of a SUM over tokens). Attention runs per (batch, head) in parallel
-// and per block of query rows, keeping only the log-sum-exp of each row;
-// backward recomputes the probabilities. With AVX2 and a head size that is a
+// gradient of a SUM over tokens). A BlockHead (ForwardBackwardBlocks) takes
+// each chunk by blocks of 512 vocabulary columns instead: the model computes
+// a block's logits into a buffer in cache and the head keeps what it needs
+// of them (exp(z - the block's max) for a softmax) in memory; once every
+// block went through, the head has the chunk's loss, and in the backward it
+// writes each block's dL/dlogits into the buffer in cache right before the
+// two products read it. Over a large vocabulary the chunks hold 512 rows and
+// wte is packed once per pass for the products (kernels.PackB), a chunk's
+// lnf once per chunk; the benchmark's cross-entropy over GPT-2's vocabulary
+// is such a head. Attention runs per (batch, head) in parallel and per block
+// of query rows, keeping only the log-sum-exp of each row; backward
+// recomputes the probabilities. With AVX2 and a head size that is a
 // multiple of 16, scores, softmax and values run per 6 query rows on a tile
 // kernel against exactly the keys of their causal mask (attn_fast.go).
 //

@@ -152,6 +152,20 @@ func maxSlice(x []float32) float32 {
 	return mx
 }
 
+// scaleCopy sets dst[i] = a*src[i] for the len(dst) first elements of src.
+func scaleCopy(dst, src []float32, a float32) {
+	n := len(dst)
+	src = src[:n]
+	done := 0
+	if haveAVX2 && n >= 8 {
+		done = n &^ 7
+		scaleCopyAVX2(&dst[0], &src[0], done, a)
+	}
+	for i := done; i < n; i++ {
+		dst[i] = a * src[i]
+	}
+}
+
 // dotSlice is the dot product of a and b[:len(a)].
 func dotSlice(a, b []float32) float32 {
 	n := len(a)

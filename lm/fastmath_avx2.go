@@ -33,6 +33,11 @@ func adamwAVX2(p, grad, m, v *float32, n int, c *[10]float32)
 //go:noescape
 func maxAVX2(x *float32, n int) float32
 
+// scaleCopyAVX2 sets dst[i] = a*src[i] for n (a multiple of 8) floats.
+//
+//go:noescape
+func scaleCopyAVX2(dst, src *float32, n int, a float32)
+
 // dotAVX2 is the dot product of a[:n] and b[:n], n a multiple of 8.
 //
 //go:noescape

@@ -330,12 +330,31 @@ addone:
 	RET
 
 // func maxAVX2(x *float32, n int) float32
+// Four accumulators over 32 floats at a time (the max of a row is the same
+// in any order), then 8 at a time.
 TEXT ·maxAVX2(SB), NOSPLIT, $0-20
 	MOVQ    x+0(FP), SI
 	MOVQ    n+8(FP), CX
 	VMOVUPS (SI), Y0
-	ADDQ    $32, SI
-	SUBQ    $8, CX
+	VMOVAPS Y0, Y1
+	VMOVAPS Y0, Y2
+	VMOVAPS Y0, Y3
+
+mx4loop:
+	CMPQ   CX, $32
+	JLT    mx4done
+	VMAXPS (SI), Y0, Y0
+	VMAXPS 32(SI), Y1, Y1
+	VMAXPS 64(SI), Y2, Y2
+	VMAXPS 96(SI), Y3, Y3
+	ADDQ   $128, SI
+	SUBQ   $32, CX
+	JMP    mx4loop
+
+mx4done:
+	VMAXPS Y1, Y0, Y0
+	VMAXPS Y3, Y2, Y2
+	VMAXPS Y2, Y0, Y0
 
 mxloop:
 	CMPQ CX, $8
@@ -354,6 +373,47 @@ mxdone:
 	VMAXPS       X1, X0, X0
 	VZEROUPPER
 	MOVSS        X0, ret+16(FP)
+	RET
+
+// func scaleCopyAVX2(dst, src *float32, n int, a float32)
+// dst[i] = a*src[i], 32 floats at a time, then 8; src is prefetched 1 KiB
+// ahead (it streams from memory).
+TEXT ·scaleCopyAVX2(SB), NOSPLIT, $0-28
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y15
+
+sc4loop:
+	CMPQ       CX, $32
+	JLT        scloop
+	PREFETCHT0 1024(SI)
+	PREFETCHT0 1088(SI)
+	VMULPS     (SI), Y15, Y0
+	VMULPS     32(SI), Y15, Y1
+	VMULPS     64(SI), Y15, Y2
+	VMULPS     96(SI), Y15, Y3
+	VMOVUPS    Y0, (DI)
+	VMOVUPS    Y1, 32(DI)
+	VMOVUPS    Y2, 64(DI)
+	VMOVUPS    Y3, 96(DI)
+	ADDQ       $128, SI
+	ADDQ       $128, DI
+	SUBQ       $32, CX
+	JMP        sc4loop
+
+scloop:
+	CMPQ    CX, $8
+	JLT     scdone
+	VMULPS  (SI), Y15, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+	JMP     scloop
+
+scdone:
+	VZEROUPPER
 	RET
 
 // func dotAVX2(a, b *float32, n int) float32

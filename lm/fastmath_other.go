@@ -10,6 +10,7 @@ func expSubAVX2(x *float32, n int, sub float32) float32        { panic("lm: no A
 func adamwAVX2(p, grad, m, v *float32, n int, c *[10]float32)  { panic("lm: no AVX2") }
 func maxAVX2(x *float32, n int) float32                        { panic("lm: no AVX2") }
 func dotAVX2(a, b *float32, n int) float32                     { panic("lm: no AVX2") }
+func scaleCopyAVX2(dst, src *float32, n int, a float32)        { panic("lm: no AVX2") }
 func softmaxGradAVX2(d, p *float32, n int, dot, scale float32) { panic("lm: no AVX2") }
 
 func attnTile6x16(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32) {

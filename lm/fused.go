@@ -166,8 +166,8 @@ func epiLNBackward(a *loopArgs, lo, hi int) {
 // headVocabBlock is the block of vocabulary rows the blocked head backward
 // handles at a time: its [rows, headVocabBlock] slice of dL/dlogits serves
 // both products while it is in cache, with the block's rows of wte and of
-// d(wte) (256 KiB each at C = 128).
-const headVocabBlock = 512
+// d(wte) (256 KiB each at C = 128). A BlockHead's blocks are these.
+const headVocabBlock = HeadVocabBlock
 
 // headGroups is the number of fixed groups of vocabulary blocks of the
 // blocked head backward, or 1 when the vocabulary is too small for it (the
@@ -216,6 +216,135 @@ func headGroupRange(a *loopArgs, lo, hi int) {
 			vb := min(headVocabBlock, V-v0)
 			a.pool.Sgemm(false, false, rows, C, vb, 1, dlog[v0:], V, wte[v0*C:], C, beta, pg, C)
 			a.pool.Sgemm(true, false, vb, C, rows, 1, dlog[v0:], V, lnf, C, 1, dwte[v0*C:], C)
+			beta = 1
+		}
+	}
+}
+
+// headLdZ is the row stride of a BlockHead's Z buffer for large
+// vocabularies: a block's width and one cache line, so that the rows of a
+// block do not fall on the same few cache sets.
+const headLdZ = headVocabBlock + 16
+
+// headArgs are the operands of one head chunk with a BlockHead.
+//
+//	keep  blocked, blockBufs.keep; else the chunk's logits [rows, V],
+//	      each block's Z and Keep
+//	z     blocked, blockBufs.z
+//	lnf   [rows, C]; dwte [V, C] (blocked)
+//	part  [G, rows, C]: blocked, d(lnf) partial sums (headBackwardBlocked)
+//	bufs  blocked: wte and the chunk's lnf packed for the products
+type headArgs struct {
+	bh                  BlockHead
+	bufs                *blockBufs
+	keep, z, lnf        []float32
+	dwte, part          []float32
+	first, rows, C, V   int
+	blocked             bool
+	nb, units, unitRows int
+}
+
+// block returns the HeadBlock of unit u (cut) on slot's Z.
+func (h *headArgs) block(u, slot int) HeadBlock {
+	blk, r0 := u%h.nb, u/h.nb*h.unitRows
+	v0 := blk * headVocabBlock
+	b := HeadBlock{Index: blk, First: h.first + r0, Rows: min(h.unitRows, h.rows-r0), V0: v0, Width: min(headVocabBlock, h.V-v0)}
+	if !h.blocked {
+		b.Z, b.LdZ = h.keep[r0*h.V+v0:], h.V
+		b.Keep, b.LdKeep = b.Z, b.LdZ
+		return b
+	}
+	b.Z, b.LdZ = h.z[slot*h.rows*headLdZ:], headLdZ
+	b.Keep, b.LdKeep = h.keep[v0*h.rows:], (b.Width+15)/16*16
+	return b
+}
+
+// cut cuts the chunk into units for Block and Grad: blocked, one unit per
+// block of vocabulary; otherwise the rows are also cut into parts when the
+// blocks are too few to share among the pool's goroutines. Units are (part,
+// block) pairs, part-major.
+func (h *headArgs) cut(threads int) {
+	h.nb = (h.V + headVocabBlock - 1) / headVocabBlock
+	parts := 1
+	if !h.blocked && threads > 1 && h.nb < 4*threads {
+		parts = min((4*threads+h.nb-1)/h.nb, max(1, h.rows/64))
+	}
+	h.unitRows = (h.rows + parts - 1) / parts
+	h.units = h.nb * ((h.rows + h.unitRows - 1) / h.unitRows)
+}
+
+// headForwardBlocks hands each block of one head chunk to bh.Block, the
+// pool's goroutines claiming units one at a time; blocked, it computes each
+// block's logits, lnf @ wte[blk]^T, into the block's Z right before
+// (otherwise the chunk's logits are already there).
+func headForwardBlocks(r *runner, h *headArgs) {
+	h.cut(r.pool.Threads())
+	r.args.hd = h
+	r.runEach(min(h.units, r.pool.Threads()), headForwardRange)
+}
+
+func headForwardRange(a *loopArgs, slot, _ int) {
+	h := a.hd
+	for {
+		u, ok := a.claim(h.units)
+		if !ok {
+			return
+		}
+		b := h.block(u, slot)
+		if h.blocked {
+			a.pool.SgemmPackedB(false, b.Rows, b.Width, h.C, 1, h.lnf, h.C, &h.bufs.wteT, 0, b.V0, 0, b.Z, b.LdZ)
+		}
+		h.bh.Block(b)
+	}
+}
+
+// headGradBlocks has bh turn every block of one head chunk (not blocked)
+// into dL/dlogits in place, in the units of headForwardBlocks.
+func headGradBlocks(r *runner, h *headArgs) {
+	r.args.hd = h
+	r.runEach(min(h.units, r.pool.Threads()), headGradRange)
+}
+
+func headGradRange(a *loopArgs, slot, _ int) {
+	h := a.hd
+	for {
+		u, ok := a.claim(h.units)
+		if !ok {
+			return
+		}
+		h.bh.Grad(h.block(u, slot))
+	}
+}
+
+// headBackwardBlocks is headBackwardBlocked with a BlockHead: each block is
+// turned into dL/dlogits in the goroutine's Z (BlockHead.Grad) right before
+// the two products read it there. The groups are taken from the last and
+// each sums its blocks from the last (a fixed order still).
+func headBackwardBlocks(r *runner, h *headArgs) {
+	G := headGroups(h.V)
+	need("head part", h.part, G*h.rows*h.C)
+	r.args.hd = h
+	r.runEach(min(G, r.pool.Threads()), headBlocksRange)
+}
+
+func headBlocksRange(a *loopArgs, slot, _ int) {
+	h := a.hd
+	rows, C, G := h.rows, h.C, headGroups(h.V)
+	for {
+		g, ok := a.claim(G)
+		if !ok {
+			return
+		}
+		// The last groups first, and their blocks from the last: the
+		// blocks Block kept last may still be in cache.
+		g = G - 1 - g
+		pg := h.part[g*rows*C : (g+1)*rows*C]
+		beta := float32(0)
+		for blk := (g+1)*h.nb/G - 1; blk >= g*h.nb/G; blk-- {
+			b := h.block(blk, slot)
+			h.bh.Grad(b)
+			a.pool.SgemmPackedB(false, rows, C, b.Width, 1, b.Z, b.LdZ, &h.bufs.wte, b.V0, 0, beta, pg, C)
+			a.pool.SgemmPackedB(true, b.Width, C, rows, 1, b.Z, b.LdZ, &h.bufs.lnf, 0, 0, 1, h.dwte[b.V0*C:], C)
 			beta = 1
 		}
 	}

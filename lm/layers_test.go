@@ -306,13 +306,20 @@ func TestSliceKernels(t *testing.T) {
 	t.Logf("AVX2 kernels: %v", haveAVX2)
 }
 
-// TestSliceReductions checks maxSlice, dotSlice and softmaxGrad on lengths
-// that leave a tail, against plain loops.
+// TestSliceReductions checks maxSlice, dotSlice, scaleCopy and softmaxGrad
+// on lengths that leave a tail, against plain loops.
 func TestSliceReductions(t *testing.T) {
 	r := NewRNG(12)
-	for _, n := range []int{1, 5, 8, 13, 64, 99} {
+	for i, n := range []int{1, 5, 8, 13, 64, 99, 517, 40} {
 		a, b := randVec(r, n, 1), randVec(r, n, 1)
-		a[n/2] = 7 // the maximum somewhere in the middle
+		a[[]int{n / 2, 0, n - 1}[i%3]] = 7 // the maximum in the middle, first or last
+		sc := make([]float32, n)
+		scaleCopy(sc, a, -1.5)
+		for j := range sc {
+			if sc[j] != -1.5*a[j] {
+				t.Errorf("scaleCopy(n=%d)[%d] = %g; want %g", n, j, sc[j], -1.5*a[j])
+			}
+		}
 		want := float32(math.Inf(-1))
 		var dot float64
 		for i := range a {

@@ -42,8 +42,9 @@ type Model struct {
 	// finishes: readyAt[l] where block h.l starts (its ln_1), readyAt[L]
 	// where ln_f starts.
 	readyAt []int
-	hidden  int      // rows of act.lnf the last pass computed, for HeadLogits (teacher.go)
-	timer   *opTimer // per-op wall times of the benchmark's breakdown, or nil
+	hidden  int        // rows of act.lnf the last pass computed, for HeadLogits (teacher.go)
+	blocks  *blockBufs // a BlockHead's buffers for large vocabularies, made on first use
+	timer   *opTimer   // per-op wall times of the benchmark's breakdown, or nil
 }
 
 // New returns a model of shape cfg with zero parameters (call Init or load a
@@ -334,12 +335,24 @@ type ReadyFunc func(lo int)
 // the gradients become final, from the end of the layout to its start (a
 // ring all-reduce can start on them while backward computes the rest).
 func (m *Model) ForwardBackwardReady(tokens []int32, B, T int, head HeadFunc, ready ReadyFunc) error {
+	return m.forwardBackward(tokens, B, T, head, nil, ready)
+}
+
+// ForwardBackwardBlocks is ForwardBackwardReady with a BlockHead: the head
+// handles each chunk's logits by blocks of vocabulary columns while they are
+// in cache. ready may be nil.
+func (m *Model) ForwardBackwardBlocks(tokens []int32, B, T int, head BlockHead, ready ReadyFunc) error {
+	return m.forwardBackward(tokens, B, T, nil, head, ready)
+}
+
+// forwardBackward is ForwardBackwardReady with either head or bh.
+func (m *Model) forwardBackward(tokens []int32, B, T int, head HeadFunc, bh BlockHead, ready ReadyFunc) error {
 	m.checkTrainable()
 	if err := m.checkInput(tokens, B, T); err != nil {
 		return fmt.Errorf("forward-backward: %w", err)
 	}
 	cfg := m.Config
-	C, V, NH, N := cfg.NEmbd, cfg.Vocab, cfg.NHead, B*T
+	C, NH, N := cfg.NEmbd, cfg.NHead, B*T
 	p := m.run
 	a := m.ensure(B, T)
 	m.forward(a, tokens, B, T)
@@ -350,26 +363,16 @@ func (m *Model) ForwardBackwardReady(tokens []int32, B, T int, head HeadFunc, re
 	dlnf := a.dC[: N*C : N*C]
 	dres := a.dres[:N*C]
 	xL := a.blocks[len(a.blocks)-1].res3
-	for r0 := 0; r0 < N; r0 += a.headRows {
+	if bh != nil && headGroups(cfg.Vocab) > 1 {
+		if err := m.blockHeadPass(a, bh, N); err != nil {
+			return fmt.Errorf("forward-backward: %w", err)
+		}
+	}
+	for r0 := 0; r0 < N && (bh == nil || headGroups(cfg.Vocab) == 1); r0 += a.headRows {
 		rows := min(a.headRows, N-r0)
-		logits := a.logits[: rows*V : rows*V]
-		m.pool.Sgemm(false, true, rows, V, C, 1, a.lnf[r0*C:], C, m.pv.wte, C, 0, logits, V)
-		m.tick(opHeadLogits)
-		if err := head(logits, r0, rows); err != nil {
+		if err := m.headChunk(a, r0, rows, head, bh); err != nil {
 			return fmt.Errorf("forward-backward: head rows %d..%d: %w", r0, r0+rows, err)
 		}
-		m.tick(opHeadLoss)
-		if G := headGroups(V); G > 1 && len(a.headPart) >= G*rows*C {
-			headBackwardBlocked(p, a.headPart, logits, m.pv.wte, m.gv.wte, a.lnf[r0*C:], rows, C, V)
-			m.tick(opHeadDwte)
-			headPartsLN(p, dres[r0*C:], dlnf[r0*C:], a.headPart, xL[r0*C:], m.pv.lnfw, a.lnfMean[r0:], a.lnfRstd[r0:], G, rows, C)
-			m.tick(opHeadDlnf)
-			continue
-		}
-		linearLNBackward(p, dres[r0*C:], dlnf[r0*C:], logits, m.pv.wte, xL[r0*C:], m.pv.lnfw, a.lnfMean[r0:], a.lnfRstd[r0:], rows, C, V, true)
-		m.tick(opHeadDlnf)
-		m.pool.Sgemm(true, false, V, C, rows, 1, logits, V, a.lnf[r0*C:], C, 1, m.gv.wte, C)
-		m.tick(opHeadDwte)
 	}
 	lnParamGrads(p, m.gv.lnfw, m.gv.lnfb, dlnf, xL, a.lnfMean, a.lnfRstd, N, C)
 	m.tick(opBiasLNGrads)

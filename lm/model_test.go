@@ -349,6 +349,37 @@ func TestNoAllocationPerStep(t *testing.T) {
 		}
 		opt.StepClip(m.Params, m.Grads, 1e-3, 1)
 	}
+	arena := checkNoAllocs(t, m, "HeadFunc", step)
+	// A BlockHead, over this vocabulary and over a small one.
+	bh := newBlockCE(tgts, cfg.Vocab, 1/float32(B*T))
+	checkNoAllocs(t, m, "BlockHead", func() {
+		m.ZeroGrad()
+		if err := m.ForwardBackwardBlocks(toks, B, T, bh, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	small := Config{Vocab: 50, NEmbd: 64, NLayer: 2, NHead: 2, Ctx: 64}
+	ms := newMicro(t, small, 1, 1)
+	stoks := randTokens(r, B*T, small.Vocab)
+	sh := newBlockCE(randTokens(r, B*T, small.Vocab), small.Vocab, 1)
+	checkNoAllocs(t, ms, "BlockHead, small vocabulary", func() {
+		if err := ms.ForwardBackwardBlocks(stoks, B, T, sh, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// A smaller batch reuses the arena.
+	if err := m.Forward(toks[:T], 1, T, func([]float32, int, int) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if m.ArenaBytes() != arena {
+		t.Errorf("a smaller batch resized the arena to %d bytes", m.ArenaBytes())
+	}
+}
+
+// checkNoAllocs runs step once, then checks that it allocates nothing and
+// leaves the arena as it was; it returns the arena's size.
+func checkNoAllocs(t *testing.T, m *Model, name string, step func()) int {
+	t.Helper()
 	step()
 	arena := m.ArenaBytes()
 	allocs := testing.AllocsPerRun(5, step)
@@ -359,20 +390,14 @@ func TestNoAllocationPerStep(t *testing.T) {
 	}
 	runtime.ReadMemStats(&after)
 	perStep := float64(after.TotalAlloc-before.TotalAlloc) / 5
-	t.Logf("arena %d bytes; per step %.0f allocations, %.0f bytes", arena, allocs, perStep)
+	t.Logf("%s: arena %d bytes; per step %.0f allocations, %.0f bytes", name, arena, allocs, perStep)
 	if m.ArenaBytes() != arena {
-		t.Errorf("arena grew from %d to %d bytes", arena, m.ArenaBytes())
+		t.Errorf("%s: arena grew from %d to %d bytes", name, arena, m.ArenaBytes())
 	}
 	if allocs != 0 || perStep != 0 {
-		t.Errorf("a step allocates %.0f times, %.0f bytes; want 0", allocs, perStep)
+		t.Errorf("%s: a step allocates %.0f times, %.0f bytes; want 0", name, allocs, perStep)
 	}
-	// A smaller batch reuses the arena.
-	if err := m.Forward(toks[:T], 1, T, func([]float32, int, int) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if m.ArenaBytes() != arena {
-		t.Errorf("a smaller batch resized the arena to %d bytes", m.ArenaBytes())
-	}
+	return arena
 }
 
 // TestOverfit drives the loss of one small batch close to zero.

@@ -19,6 +19,7 @@ type loopArgs struct {
 	p64  []float64 // float64 results (gradient norm blocks)
 	segs []segment // AdamW's decay segments
 	tok  []int32   // tokens (encoder)
+	hd   *headArgs // a head chunk with a BlockHead
 	// noTiles keeps attention on Pool.Sgemm (tests compare it with the
 	// tile kernel of attn_fast.go).
 	noTiles bool
@@ -48,6 +49,7 @@ type runner struct {
 	body    func(lo, hi int)
 	chunks  func(lo, hi int)
 	next    atomic.Int64 // loopArgs.next
+	head    headArgs     // the operands of a BlockHead's chunk (loopArgs.hd points here)
 	// chunk, n, nc: the chunks of the loop run: [c*chunk, min((c+1)*chunk, n)), c < nc.
 	chunk, n, nc int
 }
