@@ -74,19 +74,13 @@ type dataCache struct {
 }
 
 // NewEnv returns an environment with a budget of threads kernel goroutines
-// (0: every core). Its kernels yield the processor at every call
-// (kernels.Pool.SetYield): a worker's ring runs beside its backward pass,
-// and a simulation's workers share the cores, so the goroutines of a
-// message must not wait out a time slice behind a kernel.
+// (0: every core).
 func NewEnv(threads int) *Env {
-	p := kernels.NewPool(threads)
-	p.SetYield(true)
-	return &Env{Pool: p, data: &dataCache{}}
+	return &Env{Pool: kernels.NewPool(threads), data: &dataCache{}}
 }
 
 // withPool returns a copy of e with a budget of its own that shares e's data.
 func (e *Env) withPool(p *kernels.Pool) *Env {
-	p.SetYield(true)
 	c := *e
 	c.Pool = p
 	return &c
