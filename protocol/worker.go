@@ -107,7 +107,6 @@ type ApplyStaged struct {
 // residual of the attempt, tagged with it).
 type ApplyPending struct {
 	Epoch, Step uint64
-	LR          float32
 	Checkpoint  bool
 }
 
@@ -418,7 +417,7 @@ func (w *Worker) commit(p *Plan) {
 		return
 	}
 	if p.CommitEpoch != 0 && pd.step == p.Base && pd.epoch == p.CommitEpoch && w.committed+1 == p.Base {
-		w.emit(ApplyPending{Epoch: pd.epoch, Step: pd.step, LR: pd.lr, Checkpoint: p.Checkpoint})
+		w.emit(ApplyPending{Epoch: pd.epoch, Step: pd.step, Checkpoint: p.Checkpoint})
 		w.committed = pd.step
 		return
 	}
