@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/klring/klring/allreduce"
 	"github.com/klring/klring/protocol"
 )
 
@@ -61,9 +61,7 @@ func encodeResiduals(ranks [][]float32, step uint64) []byte {
 	binary.LittleEndian.PutUint64(b, uint64(len(js)))
 	b = append(b, js...)
 	for _, v := range ranks {
-		for _, x := range v {
-			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
-		}
+		b = allreduce.AppendFloats(b, v)
 	}
 	return b
 }
@@ -106,11 +104,9 @@ func decodeResiduals(b []byte, world, n int) ([][]float32, error) {
 			return nil, fmt.Errorf("tensor %s is %s %v at %v; want F32 [%d] at [%d %d]", name, t.DType, t.Shape, t.Offsets, n, lo, lo+4*int64(n))
 		}
 		v := make([]float32, n)
-		for i := range v {
-			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[lo+4*int64(i):]))
-			if math.IsNaN(float64(v[i])) || math.IsInf(float64(v[i]), 0) {
-				return nil, fmt.Errorf("tensor %s: float %d is %v", name, i, v[i])
-			}
+		allreduce.ReadFloats(v, data[lo:])
+		if !finiteGradient(v) {
+			return nil, fmt.Errorf("tensor %s holds a NaN or an infinity", name)
 		}
 		out[r] = v
 	}
@@ -330,10 +326,7 @@ func (c *residCollector) add(p *residPart) error {
 	if s.ranks[r] == nil {
 		s.ranks[r] = make([]float32, c.n)
 	}
-	dst := s.ranks[r][p.Offset:]
-	for i := range len(p.Data) / 4 {
-		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(p.Data[4*i:]))
-	}
+	allreduce.ReadFloats(s.ranks[r][p.Offset:p.Offset+int64(len(p.Data)/4)], p.Data)
 	if s.got[r] += len(p.Data) / 4; s.got[r] == c.n {
 		s.done++
 		close(c.change)
@@ -460,9 +453,7 @@ func (c *Coordinator) serveSeed(m *nats.Msg) {
 			ch.Zero = true
 		} else {
 			k := min(r.Max, int64(max(1, (c.cfg.AllReduce.ChunkBytes-512)/4)), n-r.Offset)
-			for _, x := range v[r.Offset : r.Offset+k] {
-				ch.Data = binary.LittleEndian.AppendUint32(ch.Data, math.Float32bits(x))
-			}
+			ch.Data = allreduce.AppendFloats(nil, v[r.Offset:r.Offset+k])
 		}
 		c.respond(m.Reply, ch)
 	}
@@ -482,10 +473,7 @@ func (w *Worker) sendResidual(epoch, step uint64) {
 	p := residPart{Run: w.run, Epoch: epoch, Step: step, Sender: w.id, Rank: at.rank, World: at.world, Total: int64(len(j.resid))}
 	for lo := 0; lo < len(j.resid); lo += per {
 		hi := min(lo+per, len(j.resid))
-		w.residBuf = w.residBuf[:0]
-		for _, v := range j.resid[lo:hi] {
-			w.residBuf = binary.LittleEndian.AppendUint32(w.residBuf, math.Float32bits(v))
-		}
+		w.residBuf = allreduce.AppendFloats(w.residBuf[:0], j.resid[lo:hi])
 		p.Offset, p.Data = int64(lo), w.residBuf
 		b, err := encode(p)
 		if err != nil {
@@ -538,9 +526,7 @@ func (w *Worker) seedResidual(ctx context.Context, p protocol.Plan, rank int) er
 		case ch.Offset != off || k == 0 || len(ch.Data)%4 != 0 || k > n-off:
 			return fmt.Errorf("seed chunk at %d answered for %d with %d bytes", off, ch.Offset, len(ch.Data))
 		}
-		for i := range k {
-			j.resid[off+i] = math.Float32frombits(binary.LittleEndian.Uint32(ch.Data[4*i:]))
-		}
+		allreduce.ReadFloats(j.resid[off:off+k], ch.Data)
 		off += k
 	}
 	return nil
