@@ -213,8 +213,12 @@ func (c *Coordinator) Run(ctx context.Context, conn *natsnet.Conn) (Summary, err
 		if c.core != nil && c.job.step > sum.ResumedFrom && !errors.Is(err, errCrashed) {
 			// What was committed verified: keep it, so a run that failed
 			// can be resumed (with other settings) from where it stopped.
-			if _, cerr := c.checkpoint(); cerr != nil {
+			// No plan announced this checkpoint, so no worker sends its
+			// error-feedback residual: none is waited for.
+			if dir, cerr := c.job.save(c.cfg.Run.Dir, c.cfg.Run.Keep, nil); cerr != nil {
 				c.log.Error("checkpoint after the failure", "err", cerr)
+			} else {
+				c.log.Info("checkpoint after the failure", "step", c.job.step, "dir", dir)
 			}
 		}
 		return sum, err
