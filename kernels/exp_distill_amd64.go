@@ -84,6 +84,12 @@ func topBound(keys []int32, k int) (int32, int) {
 	if !useAVX2Row() {
 		return topBoundGo(keys, k)
 	}
+	return topBoundVec(keys, k)
+}
+
+// topBoundVec is topBound on topBoundAVX2, the keys past the last whole 16
+// handed over padded in tails.
+func topBoundVec(keys []int32, k int) (int32, int) {
 	m := len(keys) &^ 15
 	var tails [32]int32
 	for i := range 16 {

@@ -26,12 +26,6 @@ type PackedB struct {
 	units int // column units per K block
 }
 
-// Rows returns k of the packed op(B) [k, n].
-func (pb *PackedB) Rows() int { return pb.k }
-
-// Cols returns n of the packed op(B) [k, n].
-func (pb *PackedB) Cols() int { return pb.n }
-
 // PackB packs op(B) [k, n] into pb for the Pool's micro-kernel: B is [k, n]
 // with ldb >= n, or [n, k] with ldb >= k when tB. The work is split over the
 // Pool's budget; pb keeps no reference to b.

@@ -56,8 +56,8 @@ func TestSgemmPackedB(t *testing.T) {
 				b = fill(c.N * ldb)
 			}
 			p.PackB(&pb, c.tB, c.K, c.N, b, ldb)
-			if pb.Rows() != c.K || pb.Cols() != c.N {
-				t.Fatalf("%s: packed [%d, %d]", name, pb.Rows(), pb.Cols())
+			if pb.k != c.K || pb.n != c.N {
+				t.Fatalf("%s: packed [%d, %d]", name, pb.k, pb.n)
 			}
 			// op(B)[k0:k0+k, j0:j0+n] as a plain [k, n] matrix.
 			sub := make([]float32, c.k*c.n)
