@@ -13,10 +13,11 @@ import (
 // (rows cut into parts) and on one of many blocks (the blocked backward), on
 // 1 to 3 threads.
 func TestBlockHeadMatchesHeadFunc(t *testing.T) {
+	// B = 30 makes 1200 rows: more than one chunk of the blocked head.
 	for _, V := range []int{50, 9000} {
-		for _, threads := range []int{1, 2, 3} {
+		for _, c := range []struct{ threads, B int }{{1, 10}, {2, 10}, {3, 10}, {2, 30}} {
+			threads, B, T := c.threads, c.B, 40
 			cfg := Config{Vocab: V, NEmbd: 16, NLayer: 1, NHead: 2, Ctx: 40}
-			B, T := 10, 40
 			r := NewRNG(9)
 			toks, tgts := randTokens(r, B*T, cfg.Vocab), randTokens(r, B*T, cfg.Vocab)
 			m := newMicro(t, cfg, threads, 11)

@@ -163,17 +163,11 @@ func epiLNBackward(a *loopArgs, lo, hi int) {
 	}
 }
 
-// headVocabBlock is the block of vocabulary rows the blocked head backward
-// handles at a time: its [rows, headVocabBlock] slice of dL/dlogits serves
-// both products while it is in cache, with the block's rows of wte and of
-// d(wte) (256 KiB each at C = 128). A BlockHead's blocks are these.
-const headVocabBlock = HeadVocabBlock
-
 // headGroups is the number of fixed groups of vocabulary blocks of the
 // blocked head backward, or 1 when the vocabulary is too small for it (the
 // products of the whole chunk then run split over the pool as usual).
 func headGroups(V int) int {
-	nb := (V + headVocabBlock - 1) / headVocabBlock
+	nb := (V + HeadVocabBlock - 1) / HeadVocabBlock
 	if nb < 16 {
 		return 1
 	}
@@ -181,7 +175,7 @@ func headGroups(V int) int {
 }
 
 // headBackwardBlocked runs the backward products of one head chunk by
-// blocks of headVocabBlock vocabulary rows: for each block, d(lnf) partial
+// blocks of HeadVocabBlock vocabulary rows: for each block, d(lnf) partial
 // += dlogits[:, blk] @ wte[blk] and dwte[blk] += dlogits[:, blk]^T @ lnf.
 // The blocks are cut into headGroups fixed groups of consecutive blocks;
 // each group sums its blocks in order into its own partial d(lnf) (part[g]),
@@ -203,7 +197,7 @@ func headBackwardBlocked(r *runner, part, dlog, wte, dwte, lnf []float32, rows, 
 func headGroupRange(a *loopArgs, lo, hi int) {
 	part, dlog, wte, dwte, lnf := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4]
 	rows, C, V, G := a.n[0], a.n[1], a.n[2], a.n[3]
-	nb := (V + headVocabBlock - 1) / headVocabBlock
+	nb := (V + HeadVocabBlock - 1) / HeadVocabBlock
 	for {
 		g, ok := a.claim(G)
 		if !ok {
@@ -212,8 +206,8 @@ func headGroupRange(a *loopArgs, lo, hi int) {
 		pg := part[g*rows*C : (g+1)*rows*C]
 		beta := float32(0)
 		for blk := g * nb / G; blk < (g+1)*nb/G; blk++ {
-			v0 := blk * headVocabBlock
-			vb := min(headVocabBlock, V-v0)
+			v0 := blk * HeadVocabBlock
+			vb := min(HeadVocabBlock, V-v0)
 			a.pool.Sgemm(false, false, rows, C, vb, 1, dlog[v0:], V, wte[v0*C:], C, beta, pg, C)
 			a.pool.Sgemm(true, false, vb, C, rows, 1, dlog[v0:], V, lnf, C, 1, dwte[v0*C:], C)
 			beta = 1
@@ -224,7 +218,7 @@ func headGroupRange(a *loopArgs, lo, hi int) {
 // headLdZ is the row stride of a BlockHead's Z buffer for large
 // vocabularies: a block's width and one cache line, so that the rows of a
 // block do not fall on the same few cache sets.
-const headLdZ = headVocabBlock + 16
+const headLdZ = HeadVocabBlock + 16
 
 // headArgs are the operands of one head chunk with a BlockHead.
 //
@@ -247,8 +241,8 @@ type headArgs struct {
 // block returns the HeadBlock of unit u (cut) on slot's Z.
 func (h *headArgs) block(u, slot int) HeadBlock {
 	blk, r0 := u%h.nb, u/h.nb*h.unitRows
-	v0 := blk * headVocabBlock
-	b := HeadBlock{Index: blk, First: h.first + r0, Rows: min(h.unitRows, h.rows-r0), V0: v0, Width: min(headVocabBlock, h.V-v0)}
+	v0 := blk * HeadVocabBlock
+	b := HeadBlock{Index: blk, First: h.first + r0, Rows: min(h.unitRows, h.rows-r0), V0: v0, Width: min(HeadVocabBlock, h.V-v0)}
 	if !h.blocked {
 		b.Z, b.LdZ = h.keep[r0*h.V+v0:], h.V
 		b.Keep, b.LdKeep = b.Z, b.LdZ
@@ -264,7 +258,7 @@ func (h *headArgs) block(u, slot int) HeadBlock {
 // blocks are too few to share among the pool's goroutines. Units are (part,
 // block) pairs, part-major.
 func (h *headArgs) cut(threads int) {
-	h.nb = (h.V + headVocabBlock - 1) / headVocabBlock
+	h.nb = (h.V + HeadVocabBlock - 1) / HeadVocabBlock
 	parts := 1
 	if !h.blocked && threads > 1 && h.nb < 4*threads {
 		parts = min((4*threads+h.nb-1)/h.nb, max(1, h.rows/64))

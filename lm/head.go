@@ -128,10 +128,10 @@ func (m *Model) headChunk(a *arena, r0, rows int, head HeadFunc, bh BlockHead) e
 	lnf := a.lnf[r0*C:]
 	G := headGroups(V)
 	blocked := G > 1 && len(a.headPart) >= G*rows*C
-	if bh != nil { // a small vocabulary: Keep and Z are the chunk's logits
-		// One product over the pool, as for a HeadFunc, then Block on the
-		// chunk's units.
-		m.pool.Sgemm(false, true, rows, V, C, 1, lnf, C, m.pv.wte, C, 0, logits, V)
+	// One product over the pool; a BlockHead (a small vocabulary: Keep
+	// and Z are the chunk's logits) then takes the chunk's units.
+	m.pool.Sgemm(false, true, rows, V, C, 1, lnf, C, m.pv.wte, C, 0, logits, V)
+	if bh != nil {
 		h := &p.head
 		*h = headArgs{bh: bh, keep: logits, first: r0, rows: rows, C: C, V: V}
 		headForwardBlocks(p, h)
@@ -146,7 +146,6 @@ func (m *Model) headChunk(a *arena, r0, rows int, head HeadFunc, bh BlockHead) e
 			return err
 		}
 	} else {
-		m.pool.Sgemm(false, true, rows, V, C, 1, lnf, C, m.pv.wte, C, 0, logits, V)
 		m.tick(opHeadLogits)
 		if err := head(logits, r0, rows); err != nil {
 			return err

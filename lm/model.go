@@ -367,11 +367,12 @@ func (m *Model) forwardBackward(tokens []int32, B, T int, head HeadFunc, bh Bloc
 		if err := m.blockHeadPass(a, bh, N); err != nil {
 			return fmt.Errorf("forward-backward: %w", err)
 		}
-	}
-	for r0 := 0; r0 < N && (bh == nil || headGroups(cfg.Vocab) == 1); r0 += a.headRows {
-		rows := min(a.headRows, N-r0)
-		if err := m.headChunk(a, r0, rows, head, bh); err != nil {
-			return fmt.Errorf("forward-backward: head rows %d..%d: %w", r0, r0+rows, err)
+	} else {
+		for r0 := 0; r0 < N; r0 += a.headRows {
+			rows := min(a.headRows, N-r0)
+			if err := m.headChunk(a, r0, rows, head, bh); err != nil {
+				return fmt.Errorf("forward-backward: head rows %d..%d: %w", r0, r0+rows, err)
+			}
 		}
 	}
 	lnParamGrads(p, m.gv.lnfw, m.gv.lnfb, dlnf, xL, a.lnfMean, a.lnfRstd, N, C)

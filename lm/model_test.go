@@ -331,7 +331,7 @@ func TestBadTokensAndHeadErrors(t *testing.T) {
 func TestNoAllocationPerStep(t *testing.T) {
 	// Head size 32 (attention on the tile kernel where the CPU has it) and
 	// a vocabulary of 16 blocks (the blocked head backward).
-	cfg := Config{Vocab: 16 * headVocabBlock, NEmbd: 64, NLayer: 2, NHead: 2, Ctx: 64}
+	cfg := Config{Vocab: 16 * HeadVocabBlock, NEmbd: 64, NLayer: 2, NHead: 2, Ctx: 64}
 	m := newMicro(t, cfg, 1, 1)
 	B, T := 4, 64
 	r := NewRNG(3)
