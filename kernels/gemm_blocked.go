@@ -483,37 +483,48 @@ func (j *gemmJob) sharedPanels(pc, kc int) panels {
 // K block pc, against the shared op(B).
 func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1, jc, pc int) {
 	kern := j.kern
-	mr, mc := kern.mr, i1-i0
+	mc := i1 - i0
 	nc := min(kern.nc, j.n-jc)
 	kc := min(kern.kc, j.k-pc)
 	beta := j.beta
 	if pc > 0 {
 		beta = 1
 	}
-	var pa panels
 	inPlace := !aliasing(j.lda) // A^T
 	if !j.tA {
 		inPlace = (j.small || j.n <= rowAMaxN) && kern.fnRowA != nil
 	}
-	if inPlace && !j.p.packAll {
-		full := mc / mr * mr
-		if j.tA {
-			pa = panels{base: j.a[pc*j.lda+i0:], mul: 1, ld: j.lda, full: full}
-		} else {
-			pa = panels{base: j.a[i0*j.lda+pc:], mul: j.lda, ld: j.lda, full: full, rowMajor: true}
-		}
-		if full < mc {
-			packA(kern, buf.pack, j.tA, j.a, j.lda, i0+full, mc-full, pc, kc, mr)
-			pa.edge = buf.pack
-		}
-	} else {
-		packA(kern, buf.pack, j.tA, j.a, j.lda, i0, mc, pc, kc, mr)
-		pa = panels{base: buf.pack, mul: kc, ld: mr, full: mc}
-	}
+	pa := aPanels(buf, kern, j.tA, j.a, j.lda, i0, mc, pc, kc, inPlace && !j.p.packAll)
 	pb := j.sharedPanels(pc, kc)
 	pb.full -= jc
 	pb.base = pb.base[jc*pb.mul:]
-	j.macro(buf, &pa, &pb, i0, jc, mc, nc, kc, beta)
+	macro(kern, buf, &pa, &pb, j.c, j.ldc, j.alpha, i0, jc, mc, nc, kc, beta)
+}
+
+// aPanels returns the A panels of rows i0..i0+mc, K steps pc..pc+kc, of
+// op(A): read in place when inPlace (the micro-kernel reads A^T, or a
+// row-major A with fnRowA), the partial panel packed into buf; otherwise
+// all packed into buf.
+func aPanels(buf *gemmBuf, kern *microKernel, tA bool, a []float32, lda, i0, mc, pc, kc int, inPlace bool) panels {
+	mr := kern.mr
+	if !inPlace {
+		buf.pack = grow(buf.pack, roundUp(mc, mr)*kc)
+		packA(kern, buf.pack, tA, a, lda, i0, mc, pc, kc, mr)
+		return panels{base: buf.pack, mul: kc, ld: mr, full: mc}
+	}
+	full := mc / mr * mr
+	var pa panels
+	if tA {
+		pa = panels{base: a[pc*lda+i0:], mul: 1, ld: lda, full: full}
+	} else {
+		pa = panels{base: a[i0*lda+pc:], mul: lda, ld: lda, full: full, rowMajor: true}
+	}
+	if full < mc {
+		buf.pack = grow(buf.pack, mr*kc)
+		packA(kern, buf.pack, tA, a, lda, i0+full, mc-full, pc, kc, mr)
+		pa.edge = buf.pack
+	}
+	return pa
 }
 
 // colChunk computes columns [j0, j1) of C (j1-j0 <= nc), K block pc, against
@@ -534,17 +545,15 @@ func (j *gemmJob) colChunk(buf *gemmBuf, j0, j1, pc int) {
 		sub := pa
 		sub.full -= ic
 		sub.base = pa.base[ic*pa.mul:]
-		j.macro(buf, &sub, &pb, ic, j0, mc, nc, kc, beta)
+		macro(j.kern, buf, &sub, &pb, j.c, j.ldc, j.alpha, ic, j0, mc, nc, kc, beta)
 	}
 }
 
 // macro runs the micro-kernel over the mc x nc block of C at (i0, j0), from
 // A panels pa and B panels pb (positions relative to the block): B panel
 // outer, so it stays in L1 while the A panels stream from L2.
-func (j *gemmJob) macro(buf *gemmBuf, pa, pb *panels, i0, j0, mc, nc, kc int, beta float32) {
-	kern := j.kern
+func macro(kern *microKernel, buf *gemmBuf, pa, pb *panels, c []float32, ldc int, alpha float32, i0, j0, mc, nc, kc int, beta float32) {
 	mr, nr := kern.mr, kern.nr
-	c, ldc, alpha := j.c, j.ldc, j.alpha
 	for jr := 0; jr < nc; jr += nr {
 		cols := min(nr, nc-jr)
 		b, ldb := pb.at(jr, nr)

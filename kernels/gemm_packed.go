@@ -82,61 +82,13 @@ func (p *Pool) SgemmPackedB(tA bool, m, n, k int, alpha float32, a []float32, ld
 		kc := min(packedKC, k-pc)
 		kb := k0 + pc
 		kcb := min(packedKC, pb.k-kb) // steps of the packed block
-		pa := packedAPanels(buf, kern, tA, a, lda, m, pc, kc)
+		inPlace := !p.packAll && (tA && !aliasing(lda) || !tA && kern.fnRowA != nil)
+		pa := aPanels(buf, kern, tA, a, lda, 0, m, pc, kc, inPlace)
+		pbp := panels{base: pb.data[kb*pb.nPad+j0*kcb:], mul: kcb, ld: kern.nr, full: n}
 		bet := beta
 		if pc > 0 {
 			bet = 1
 		}
-		packedMacro(buf, kern, &pa, pb.data[kb*pb.nPad+j0*kcb:], kcb, m, n, kc, alpha, bet, c, ldc)
-	}
-}
-
-// packedAPanels returns the A panels of K steps pc..pc+kc of op(A) [m, k]:
-// read in place where the micro-kernel allows (as Sgemm does), the partial
-// panel packed into buf; otherwise all packed into buf.
-func packedAPanels(buf *gemmBuf, kern *microKernel, tA bool, a []float32, lda, m, pc, kc int) panels {
-	mr := kern.mr
-	full := m / mr * mr
-	var pa panels
-	switch {
-	case tA && !aliasing(lda):
-		pa = panels{base: a[pc*lda:], mul: 1, ld: lda, full: full}
-	case !tA && kern.fnRowA != nil:
-		pa = panels{base: a[pc:], mul: lda, ld: lda, full: full, rowMajor: true}
-	default:
-		buf.pack = grow(buf.pack, roundUp(m, mr)*kc)
-		packA(kern, buf.pack, tA, a, lda, 0, m, pc, kc, mr)
-		return panels{base: buf.pack, mul: kc, ld: mr, full: roundUp(m, mr)}
-	}
-	if full < m {
-		buf.pack = grow(buf.pack, mr*kc)
-		packA(kern, buf.pack, tA, a, lda, full, m-full, pc, kc, mr)
-		pa.edge = buf.pack
-	}
-	return pa
-}
-
-// packedMacro runs the micro-kernel over C [m, n] for one K block: B panel
-// outer (packed, kcb steps per panel, in L1), A panels inner.
-func packedMacro(buf *gemmBuf, kern *microKernel, pa *panels, bp []float32, kcb, m, n, kc int, alpha, beta float32, c []float32, ldc int) {
-	mr, nr := kern.mr, kern.nr
-	for jr := 0; jr < n; jr += nr {
-		cols := min(nr, n-jr)
-		b := &bp[jr*kcb]
-		for ir := 0; ir < m; ir += mr {
-			rows := min(mr, m-ir)
-			a, lda := pa.at(ir, mr)
-			fn := kern.fn
-			if pa.rowMajor && ir < pa.full {
-				fn = kern.fnRowA
-			}
-			ci := ir*ldc + jr
-			if rows == mr && cols == nr {
-				fn(kc, a, lda, b, nr, &c[ci], ldc, alpha, beta)
-				continue
-			}
-			fn(kc, a, lda, b, nr, &buf.tile[0], nr, 1, 0)
-			mergeTile(c[ci:], ldc, buf.tile, nr, rows, cols, alpha, beta)
-		}
+		macro(kern, buf, &pa, &pbp, c, ldc, alpha, 0, 0, m, n, kc, bet)
 	}
 }
