@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"runtime"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
@@ -33,6 +34,9 @@ func (p *Pool) SgemmThen(tA, tB bool, m, n, k int, alpha float32, a []float32, l
 	checkGemm(tA, tB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 {
 		return
+	}
+	if p.yield.Load() {
+		runtime.Gosched()
 	}
 	switch {
 	case n == 0:

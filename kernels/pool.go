@@ -3,6 +3,7 @@ package kernels
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // Pool is a parallelism budget shared by all kernels of a process. The zero
@@ -35,6 +36,8 @@ type Pool struct {
 	// since gonum's blocked Go kernel beats the portable 4x4 one (tests set
 	// it to check that path).
 	useGonum bool
+	// yield makes every parallel call start by yielding (SetYield).
+	yield atomic.Bool
 
 	mu   sync.Mutex
 	free []*gemmBuf // packing buffers not in use, guarded by mu
@@ -54,6 +57,15 @@ func NewPool(threads int) *Pool {
 	}
 	return p
 }
+
+// SetYield makes every call of For and Sgemm start by yielding the
+// processor (runtime.Gosched) to goroutines waiting for one. A process that
+// runs latency-bound goroutines beside its compute (a worker's ring during
+// backward; the workers of a simulation sharing the cores) uses it, so that
+// a message's goroutine waits for the end of one operation rather than for
+// the scheduler's time slice (10 ms) of a goroutine in the kernels. A
+// process that only computes has no use for it (the default is off).
+func (p *Pool) SetYield(on bool) { p.yield.Store(on) }
 
 // Threads returns the budget.
 func (p *Pool) Threads() int { return p.threads }
@@ -78,6 +90,9 @@ func (f rangeFunc) run(lo, hi int) { f(lo, hi) }
 // forEach is For over a ranger: a pooled ranger makes a call that runs on the
 // caller alone free of allocation.
 func (p *Pool) forEach(n, grain int, r ranger) {
+	if p.yield.Load() {
+		runtime.Gosched()
+	}
 	if n <= 0 {
 		return
 	}

@@ -145,3 +145,25 @@ func BenchmarkFor(b *testing.B) {
 		})
 	}
 }
+
+// TestSetYield: with one processor, a goroutine made runnable before a call
+// of For or Sgemm has run by the time the call returns when the pool
+// yields; the calls themselves never block, so only the yield can let it.
+func TestSetYield(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	p := NewPool(1)
+	p.SetYield(true)
+	a, c := make([]float32, 4), make([]float32, 4)
+	calls := map[string]func(){
+		"For":   func() { p.For(8, 1, func(lo, hi int) {}) },
+		"Sgemm": func() { p.Sgemm(false, false, 2, 2, 2, 1, a, 2, a, 2, 0, c, 2) },
+	}
+	for name, call := range calls {
+		var ran atomic.Bool
+		go ran.Store(true)
+		call()
+		if !ran.Load() {
+			t.Errorf("%s returned before the runnable goroutine ran: it did not yield", name)
+		}
+	}
+}
