@@ -135,7 +135,8 @@ func AllReduce(ctx context.Context, t Transport, h Header, rank, n int, data []f
 // Each segment of the vector is reduced once, by its owner, and then copied,
 // so on success data is bit-identical on every rank. If owned is not nil it
 // is called, on the calling goroutine, once for each part of the segment this
-// rank owns as soon as that part is fully reduced, with the part's offset into
+// rank owns once that part is fully reduced and sent on for the all-gather,
+// with the part's offset into
 // data and the part itself (a slice of data that AllReduce does not change
 // again); the parts cover the owned segment exactly once. With n == 1 it is
 // called once with the whole of data.
@@ -508,14 +509,8 @@ func (c *call) apply(st Step, off, m, nb int, in []byte, crc uint32) error {
 		// exactly these bits to every other rank, and the owned callback
 		// sees them too.
 		addBF16(x, in, nb, c.res(off, nb))
-		if c.owned != nil {
-			c.owned(off, x)
-		}
 	case st.Add:
 		addFloats(x, in)
-		if c.owned != nil {
-			c.owned(off, x)
-		}
 	case c.bf16:
 		copyBF16(x, in, nb)
 	default:
@@ -527,10 +522,17 @@ func (c *call) apply(st Step, off, m, nb int, in []byte, crc uint32) error {
 		// (x holds exactly the floats of its bytes).
 		same = &crc
 	}
-	if !st.Send {
-		return nil
+	if st.Send {
+		if err := c.send(st.Next, off, x, sum, same, sum != nil); err != nil {
+			return err
+		}
 	}
-	return c.send(st.Next, off, x, sum, same, sum != nil)
+	if st.Add && st.Owned && c.owned != nil {
+		// After the part's all-gather has gone on: the owner's own use
+		// of its segment is off the ring's path.
+		c.owned(off, x)
+	}
+	return nil
 }
 
 // rounded is how many floats of the part at off of m floats travel as
