@@ -52,6 +52,9 @@ type Coordinator struct {
 	progress func(outputs.StepMetrics)
 
 	gsum []float32 // [N+2] the vector of the attempt, assembled from the segments
+	// segs checks the segments as they are stored (segmentSums): their
+	// seg_sum digests, per segment, and whether their floats are finite.
+	segs segmentSums
 	// applyBuf is the vector of the committed step being applied to the
 	// master copy (gsum and applyBuf swap at every commit); apply is that
 	// step's pending work (nil: none), and applied receives its end.
@@ -463,6 +466,7 @@ func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
 		return nil, c.publish(c.subj.Plan, a.Plan)
 	case protocol.BeginAttempt:
 		clear(c.gsum)
+		c.segs.reset(allreduce.NewPlan(len(c.gsum), len(a.Members), c.spec.ringOptions().PartFloats()))
 		c.attemptAt = time.Now()
 		if a.Step != c.begun && !c.stepEnded.IsZero() {
 			// A step's first attempt: its wall time runs from the end of
@@ -479,7 +483,9 @@ func (c *Coordinator) do(a protocol.Action) ([]protocol.Event, error) {
 	case protocol.RefuseSnap:
 		c.respond(a.Reply, snapChunk{Run: c.run, Err: a.Reason})
 	case protocol.StoreSegment:
-		allreduce.ReadFloats(c.gsum[a.Offset:a.Offset+len(a.Data)/4], a.Data)
+		x := c.gsum[a.Offset : a.Offset+len(a.Data)/4]
+		allreduce.ReadFloats(x, a.Data)
+		c.segs.add(a.Offset, x, a.Data, len(c.gsum)-exactTail)
 	case protocol.Commit:
 		return c.commit(a)
 	case protocol.Abort:
@@ -580,7 +586,7 @@ func (c *Coordinator) commit(a protocol.Commit) ([]protocol.Event, error) {
 	// The sums, not yet divided by the token count: a finite sum divided
 	// by a count of tokens (>= 1) is finite, so the check is the same.
 	lossSum, tokens := float64(c.gsum[n]), float64(c.gsum[n+1])
-	if !finiteGradient(c.gsum[:n]) || math.IsNaN(lossSum) || math.IsInf(lossSum, 0) || !(tokens > 0) {
+	if !c.segs.finite || math.IsNaN(lossSum) || math.IsInf(lossSum, 0) || !(tokens > 0) {
 		// Every rank's own sums were finite: their sum is not. Name the
 		// rank that contributed the largest loss.
 		worst := a.Dones[0]
@@ -696,12 +702,15 @@ func (c *Coordinator) settleApply() {
 }
 
 // checkSegments checks that each owner's segment, as assembled, is the one
-// its owner reduced (Done.SegSum).
+// its owner reduced (Done.SegSum), from the digests taken as they were
+// stored.
 func (c *Coordinator) checkSegments(a protocol.Commit) error {
 	n := len(a.Members)
-	plan := allreduce.NewPlan(len(c.gsum), n, allreduce.Options{ChunkBytes: c.cfg.AllReduce.ChunkBytes}.PartFloats())
+	if len(c.segs.sums) != n {
+		return fmt.Errorf("the segments were checked for %d ranks, the attempt has %d", len(c.segs.sums), n)
+	}
 	for r, d := range a.Dones {
-		if got := segmentChecksum(c.gsum, plan, (r+1)%n); got != d.SegSum {
+		if got := c.segs.sums[(r+1)%n]; got != d.SegSum {
 			return fmt.Errorf("the segment of %s (rank %d) sums to %016x as received, %016x as reduced", d.Sender, r, got, d.SegSum)
 		}
 	}

@@ -266,6 +266,16 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 	}
 	defer nc.Close()
 
+	// The workers share the cores. Each gets a budget of its own, its
+	// share of the process's threads (at least one), and at most as many
+	// compute at once as those shares fill: the others wait for a turn
+	// instead of taking turns with them at every yield of the kernels,
+	// where each switch would bring another replica's parameters,
+	// gradients and activations into the caches.
+	perWorker, turns := shareCores(env.Pool.Threads(), cfg.Cluster.Workers)
+	if turns > 0 && !so.IsolateWorkers {
+		env.turns = make(chan struct{}, turns)
+	}
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	var wg sync.WaitGroup
@@ -279,7 +289,7 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 			return Summary{}, err
 		}
 		defer wnc.Close()
-		wenv := env
+		wenv := env.withPool(kernels.NewPool(perWorker))
 		if so.IsolateWorkers {
 			wenv = env.withPool(kernels.NewPool(1))
 			wenv.MeasureCPU = true
@@ -380,4 +390,16 @@ func connect(ctx context.Context, cfg config.Config, name string, log *slog.Logg
 		return nil, fmt.Errorf("connecting %s: %w", name, err)
 	}
 	return c, nil
+}
+
+// shareCores splits a budget of threads kernel threads between workers
+// in-process workers: each gets perWorker threads (its share, at least
+// one), and at most turns of them compute at once (0: all of them, when
+// their shares fit the budget).
+func shareCores(threads, workers int) (perWorker, turns int) {
+	perWorker = max(1, threads/max(1, workers))
+	if at := max(1, threads/perWorker); workers > at {
+		turns = at
+	}
+	return perWorker, turns
 }

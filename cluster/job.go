@@ -59,6 +59,12 @@ type Env struct {
 	// Log receives the data's messages (tokenizing, the token cache).
 	Log *slog.Logger
 
+	// turns, when not nil, holds one token per share of the cores: the
+	// in-process workers of a simulation take one to compute a gradient,
+	// so that no more of them compute at once than the cores hold
+	// (Worker.gradient).
+	turns chan struct{}
+
 	data   *dataCache
 	hub    *allreduce.MemHub // in-process ring mailboxes (simulation mode's scaling experiments)
 	faults *ringFaults       // ring parts to lose or damage (coordinator chaos)
@@ -74,13 +80,35 @@ type dataCache struct {
 }
 
 // NewEnv returns an environment with a budget of threads kernel goroutines
-// (0: every core).
+// (0: every core). Its kernels yield the processor at every call
+// (kernels.Pool.SetYield): a worker's ring, the NATS client and, in a
+// simulation, the server and the other replicas run beside the kernels, and
+// the goroutines that carry a message must not wait out the scheduler's
+// time slice (10 ms) behind one.
 func NewEnv(threads int) *Env {
-	return &Env{Pool: kernels.NewPool(threads), data: &dataCache{}}
+	p := kernels.NewPool(threads)
+	p.SetYield(true)
+	return &Env{Pool: p, data: &dataCache{}}
 }
 
-// withPool returns a copy of e with a budget of its own that shares e's data.
+// turn waits for a turn on the cores (Env.turns; at once without them) and
+// returns what ends it, or ctx's error if ctx ends first.
+func (e *Env) turn(ctx context.Context) (release func(), err error) {
+	if e.turns == nil {
+		return func() {}, nil
+	}
+	select {
+	case e.turns <- struct{}{}:
+		return func() { <-e.turns }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// withPool returns a copy of e with a budget of its own, yielding as
+// NewEnv's does, that shares e's data.
 func (e *Env) withPool(p *kernels.Pool) *Env {
+	p.SetYield(true)
 	c := *e
 	c.Pool = p
 	return &c
@@ -246,7 +274,8 @@ type jobState struct {
 	rng         uint64
 	initialised bool
 
-	segBuf []byte
+	segBuf  []byte
+	segHash *xxhash.Digest // partDigest's, on the ring's goroutine
 
 	// Error feedback (a worker's, allreduce.error_feedback): resid is the
 	// rounding residual of the last step this worker computed that
@@ -710,15 +739,52 @@ func checksum(p []float32) uint64 {
 	return h.Sum64()
 }
 
-// segmentChecksum is the checksum of segment k of g under plan: XXH64 of
-// the bits of its stripes, in order, as if they were one slice.
-func segmentChecksum(g []float32, plan allreduce.Plan, k int) uint64 {
-	h := xxhash.New()
-	for j := range plan.Parts(k) {
-		off, m := plan.Part(k, j)
-		writeFloats(h, g[off:off+m])
-	}
+// partDigest is the digest of one Segment message, the float offset off and
+// the little-endian float32 bytes data: XXH64 of off as 8 little-endian
+// bytes followed by data. A segment's seg_sum is the sum, modulo 2^64, of
+// its messages' digests: each float is sent once, so the sum does not depend
+// on the order the messages arrive in, and both ends take it as the bytes
+// go by (the owner as it sends them, the coordinator as it stores them).
+func partDigest(h *xxhash.Digest, off int, data []byte) uint64 {
+	var o [8]byte
+	binary.LittleEndian.PutUint64(o[:], uint64(off))
+	h.Reset()
+	h.Write(o[:])
+	h.Write(data)
 	return h.Sum64()
+}
+
+// segmentSums checks an attempt's segments as the coordinator stores them:
+// the seg_sum of each segment so far, and whether every float of the
+// gradient stored so far is finite.
+type segmentSums struct {
+	plan   allreduce.Plan
+	sums   []uint64 // by segment
+	finite bool
+	h      *xxhash.Digest
+}
+
+// reset starts the checks of an attempt under plan.
+func (s *segmentSums) reset(plan allreduce.Plan) {
+	s.plan, s.finite = plan, true
+	s.sums = append(s.sums[:0], make([]uint64, plan.N)...)
+	if s.h == nil {
+		s.h = xxhash.New()
+	}
+}
+
+// add takes the message at float offset off, stored as x, of bytes data;
+// floats from exact on (the loss sum and token count) are checked at the
+// commit, not here. The protocol has checked that the message lies inside
+// one stripe of its sender's segment.
+func (s *segmentSums) add(off int, x []float32, data []byte, exact int) {
+	if len(s.sums) == 0 || s.plan.Stripe <= 0 {
+		return
+	}
+	s.sums[(off/s.plan.Stripe)%s.plan.N] += partDigest(s.h, off, data)
+	if hi := min(len(x), exact-off); hi > 0 && !finiteGradient(x[:hi]) {
+		s.finite = false
+	}
 }
 
 // writeFloats writes the floats' little-endian bits into h.

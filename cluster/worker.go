@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cespare/xxhash/v2"
 	"log/slog"
 	"runtime"
 	"time"
@@ -220,7 +221,11 @@ func (w *Worker) do(a protocol.Action) {
 		// The optimizer step of the attempt just reported, while the
 		// coordinator decides (docs/protocol.md, "Applying before the
 		// commit").
-		w.job.apply(w.job.model.Grads[:w.job.model.Config.NumParams()], a.LR)
+		// The summed gradient becomes the mean here rather than before
+		// the report, which waits for nothing but the sums.
+		N := w.job.model.Config.NumParams()
+		finishGradient(w.job.model.Grads[:N+2])
+		w.job.apply(w.job.model.Grads[:N], a.LR)
 	case protocol.ApplyPending:
 		w.commitResidual(a.Epoch, a.Step)
 		if a.Checkpoint {
@@ -407,7 +412,8 @@ func (w *Worker) resync(ctx context.Context, run string, base uint64, seed *seed
 }
 
 // compute computes this rank's share of an attempt, all-reduces it, sends
-// the owned segment to the coordinator and stages the averaged gradient. It
+// the owned segment to the coordinator and stages the summed gradient (the
+// update, ApplyStaged, divides it by the token count). It
 // returns the report (StepDone). With allreduce.bucket_bytes set and more
 // than one rank, the ring runs on the buckets backward has finished while
 // it computes the rest (computeOverlapped).
@@ -430,7 +436,8 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 		ring = w.hooks.ringWrap(p.Step, ring)
 	}
 	segs := w.job.segBuf[:0]
-	owned := func(off int, seg []float32) { segs = w.sendSegment(segs, p, off, seg) }
+	var segSum uint64 // the ring's goroutine adds to it; read once the ring is done
+	owned := func(off int, seg []float32) { segs = w.sendSegment(segs, &segSum, p, off, seg) }
 	var o overlapped
 	if w.job.spec.BucketBytes > 0 && len(p.Members) > 1 {
 		o = w.computeOverlapped(ctx, a, call, ring, owned, &d)
@@ -449,10 +456,7 @@ func (w *Worker) compute(ctx context.Context, a protocol.StartStep) protocol.Eve
 	if w.job.staged != nil {
 		w.job.stagedAt = &attemptID{epoch: p.Epoch, step: p.Step, rank: a.Rank, world: len(p.Members)}
 	}
-	n := len(p.Members)
-	plan := allreduce.NewPlan(len(g), n, w.job.spec.ringOptions().PartFloats())
-	d.SegSum = segmentChecksum(g, plan, (a.Rank+1)%n)
-	finishGradient(g)
+	d.SegSum = segSum
 	return protocol.StepDone{Report: d}
 }
 
@@ -648,11 +652,18 @@ func (t *countingTransport) Send(ctx context.Context, to int, msg []byte) error 
 	return nil
 }
 
-// gradient computes this rank's gradient. With Env.MeasureCPU it runs on a
+// gradient computes this rank's gradient, once it has a turn on the cores
+// when the process's workers take turns (Env.turns: the wait counts in the
+// compute time the caller measures). With Env.MeasureCPU it runs on a
 // locked OS thread and also returns that thread's CPU time, the compute a
 // machine of its own would spend (the kernels' budget must then be one
 // thread, so that no work leaves the thread).
 func (w *Worker) gradient(ctx context.Context, windows []int32, step uint64, ready engine.ReadyFunc) (sums engine.Sums, compute time.Duration, err error) {
+	release, err := w.env.turn(ctx)
+	if err != nil {
+		return sums, 0, err
+	}
+	defer release()
 	if !w.env.MeasureCPU {
 		t := time.Now()
 		sums, err = w.job.eng.GradientReady(ctx, windows, step, ready)
@@ -672,12 +683,17 @@ func (w *Worker) gradient(ctx context.Context, windows []int32, step uint64, rea
 }
 
 // sendSegment publishes this rank's fully reduced segment to the coordinator
-// in parts of at most chunk_bytes.
-func (w *Worker) sendSegment(buf []byte, p protocol.Plan, off int, seg []float32) []byte {
+// in parts of at most chunk_bytes, and adds their digests to *sum (seg_sum,
+// partDigest).
+func (w *Worker) sendSegment(buf []byte, sum *uint64, p protocol.Plan, off int, seg []float32) []byte {
 	per := max(1, (w.job.spec.ChunkBytes-256)/4)
+	if w.job.segHash == nil {
+		w.job.segHash = xxhash.New()
+	}
 	for lo := 0; lo < len(seg); lo += per {
 		hi := min(lo+per, len(seg))
 		buf = allreduce.AppendFloats(buf[:0], seg[lo:hi])
+		*sum += partDigest(w.job.segHash, off+lo, buf)
 		b, err := encode(protocol.Segment{Run: p.Run, Epoch: p.Epoch, Step: p.Step, Sender: w.id, Offset: int64(off + lo), Data: buf})
 		if err == nil {
 			w.nc.Publish(w.subj.Seg, b)
