@@ -59,8 +59,8 @@ func TestGradientReadyLastPass(t *testing.T) {
 	if got != want {
 		t.Fatalf("sums %+v; Gradient's %+v", got, want)
 	}
-	if len(calls) != cfg.NLayer+2 || calls[len(calls)-1].lo != 0 {
-		t.Fatalf("%d calls, the last at %d; want %d (ln_f, the blocks, the embeddings: one pass only), the last at 0", len(calls), calls[len(calls)-1].lo, cfg.NLayer+2)
+	if len(calls) != 3*cfg.NLayer+2 || calls[len(calls)-1].lo != 0 {
+		t.Fatalf("%d calls, the last at %d; want %d (ln_f, three per block, the embeddings: one pass only), the last at 0", len(calls), calls[len(calls)-1].lo, 3*cfg.NLayer+2)
 	}
 	for i, c := range calls {
 		if c.s != want || i > 0 && c.lo >= calls[i-1].lo {

@@ -40,8 +40,10 @@ type Model struct {
 	act    *arena
 	// readyAt are the offsets ForwardBackwardReady reports as backward
 	// finishes: readyAt[l] where block h.l starts (its ln_1), readyAt[L]
-	// where ln_f starts.
-	readyAt []int
+	// where ln_f starts; readyMid[l] where block h.l's ln_2 and its
+	// attn.c_proj start (final before the rest of the block).
+	readyAt  []int
+	readyMid [][2]int
 	hidden  int        // rows of act.lnf the last pass computed, for HeadLogits (teacher.go)
 	blocks  *blockBufs // a BlockHead's buffers for large vocabularies, made on first use
 	timer   *opTimer   // per-op wall times of the benchmark's breakdown, or nil
@@ -80,6 +82,14 @@ func New(cfg Config, pool *kernels.Pool) (*Model, error) {
 			panic("lm: layout table has no " + name)
 		}
 		m.readyAt = append(m.readyAt, t.Offset)
+		if l < cfg.NLayer {
+			ln2, ok2 := m.Tensor(fmt.Sprintf("h.%d.ln_2.weight", l))
+			proj, ok3 := m.Tensor(fmt.Sprintf("h.%d.attn.c_proj.weight", l))
+			if !ok2 || !ok3 {
+				panic(fmt.Sprintf("lm: layout table has no ln_2 or attn.c_proj for block %d", l))
+			}
+			m.readyMid = append(m.readyMid, [2]int{ln2.Offset, proj.Offset})
+		}
 	}
 	return m, nil
 }
@@ -326,7 +336,8 @@ func (m *Model) ForwardBackward(tokens []int32, B, T int, head HeadFunc) error {
 
 // ReadyFunc is told, during backward, that Grads[lo:NumParams] are final:
 // the call adds nothing more to them. Backward finishes the layout's end
-// first: ln_f (after the head), then blocks h.L-1 down to h.0, then the
+// first: ln_f (after the head), then blocks h.L-1 down to h.0 (in each, the
+// MLP from its ln_2, then attn.c_proj, then the rest from ln_1), then the
 // embeddings (wte last, since the head is tied to it), so lo only falls,
 // to 0 in the last call.
 type ReadyFunc func(lo int)
@@ -401,12 +412,14 @@ func (m *Model) forwardBackward(tokens []int32, B, T int, head HeadFunc, bh Bloc
 		biasGrad(p, g.fcb, dfch, N, 4*C)
 		lnParamGrads(p, g.ln2w, g.ln2b, dC, s.res2, s.ln2Mean, s.ln2Rstd, N, C)
 		m.tick(opBiasLNGrads)
+		m.ready(ready, m.readyMid[l][0]) // the MLP, from its ln_2
 		// Attention: res2 = x + c_proj(attn(c_attn(ln_1(x)))).
 		m.pool.Sgemm(false, false, N, C, C, 1, dres, C, w.attprojw, C, 0, dC, C)
 		m.tick(opAttProjBwd)
 		m.pool.Sgemm(true, false, C, C, N, 1, dres, C, s.atty, C, 1, g.attprojw, C)
 		m.tick(opWeightGrads)
 		biasGrad(p, g.attprojb, dres, N, C)
+		m.ready(ready, m.readyMid[l][1]) // attn.c_proj
 		clearPar(p, dqkv)
 		m.tick(opBiasLNGrads)
 		attentionBackward(p, dqkv, a.attn, dC, s.qkv, s.lse, B, T, C, NH)

@@ -5,8 +5,9 @@ import (
 	"testing"
 )
 
-// TestForwardBackwardReady: ready is called once after ln_f, once per
-// block from the last to the first and once after the embeddings, with lo
+// TestForwardBackwardReady: ready is called once after ln_f, three times per
+// block from the last to the first (its MLP from ln_2, its attn.c_proj, the
+// rest from ln_1) and once after the embeddings, with lo
 // falling to 0, and the gradients it says are final are the ones the call
 // returns, bit for bit; the gradients are those of ForwardBackward.
 func TestForwardBackwardReady(t *testing.T) {
@@ -38,8 +39,10 @@ func TestForwardBackwardReady(t *testing.T) {
 	lay := m.Layout()
 	want := []int{lay[len(lay)-2].Offset}
 	for l := cfg.NLayer - 1; l >= 0; l-- {
-		tn, _ := m.Tensor("h." + string(rune('0'+l)) + ".ln_1.weight")
-		want = append(want, tn.Offset)
+		for _, name := range []string{"ln_2.weight", "attn.c_proj.weight", "ln_1.weight"} {
+			tn, _ := m.Tensor("h." + string(rune('0'+l)) + "." + name)
+			want = append(want, tn.Offset)
+		}
 	}
 	want = append(want, 0)
 	if len(snaps) != len(want) {
