@@ -41,6 +41,29 @@ func ExpSumPrefetch(dst, x []float32, a, b float32, next []float32) float64 {
 	return expSum(dst, x, a, b, next)
 }
 
+// ExpSumStream is ExpSum for rows that are written once and read back much
+// later (after megabytes of other traffic), such as a block of a softmax
+// kept for the backward pass. Where dst is aligned to the vector width (64
+// bytes with AVX-512, 32 with AVX2) it writes dst around the cache
+// (non-temporal stores: no read of dst's lines first, no eviction of data in
+// use), and it sums in float32 lanes (32 with AVX-512, 16 with AVX2) before
+// adding them in float64, so it is meant for rows of up to a few thousand
+// elements (the sum within about len(x)/16 float32 roundings, relative). The
+// stores are weakly ordered: call StreamFence before other goroutines read
+// dst (the goroutine that wrote it reads it as usual).
+func ExpSumStream(dst, x []float32, a, b float32) float64 {
+	if len(dst) != len(x) {
+		panic(fmt.Sprintf("kernels: ExpSumStream len(dst) = %d, len(x) = %d", len(dst), len(x)))
+	}
+	return expSumStream(dst, x, a, b)
+}
+
+// StreamFence orders the stores of ExpSumStream made by this goroutine
+// before its later stores (such as those that hand the data to another
+// goroutine). One fence after many rows is enough; it costs a wait for the
+// streamed stores to reach memory.
+func StreamFence() { streamFence() }
+
 // XLogXDot returns, in float64, xlogx = sum x[i]*log(x[i]) (with 0 log 0 =
 // 0, and subnormal x[i] treated as the smallest normal float), sum = sum x[i]
 // and dot = sum x[i]*y[i] (the products in float64), and the smallest x[i].
