@@ -8,7 +8,8 @@ import (
 // Row kernels for softmax-style losses: one vectorised pass over a row each.
 // On amd64 with AVX2 and FMA they run in assembly (exp_amd64.s); elsewhere,
 // and for the last few elements of a row, in the portable Go below, which
-// uses the same polynomials. Sums are accumulated in float64.
+// uses the same polynomials. Sums are accumulated in float64 (ExpSumStream's
+// in float32 lanes first).
 
 // MaxMinSum returns the largest and smallest element of x and the float64 sum
 // of its elements. A NaN element makes sum NaN (max and min are then
@@ -48,7 +49,9 @@ func ExpSumPrefetch(dst, x []float32, a, b float32, next []float32) float64 {
 // (non-temporal stores: no read of dst's lines first, no eviction of data in
 // use), and it sums in float32 lanes (32 with AVX-512, 16 with AVX2) before
 // adding them in float64, so it is meant for rows of up to a few thousand
-// elements (the sum within about len(x)/16 float32 roundings, relative). The
+// elements (the sum within about len(x)/16 float32 roundings, relative) whose
+// lane sums stay within float32's range (with b the row's largest a*x[i], as
+// in a softmax, every term is at most 1). The
 // stores are weakly ordered: call StreamFence before other goroutines read
 // dst (the goroutine that wrote it reads it as usual).
 func ExpSumStream(dst, x []float32, a, b float32) float64 {
