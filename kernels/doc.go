@@ -1,8 +1,8 @@
 // Package kernels holds the float32 numerical kernels that lm/ and loss/ share:
 // matrix multiplication, a parallelism budget (Pool) that every kernel of a
 // process draws its goroutines from, and vectorised row kernels for the loss's
-// softmax pass (exp.go: MaxMinSum, ExpSum, XLogXDot, Log, Dot, ScaleShift,
-// Axpby, MulShift; exp_distill.go, for rows against a teacher's: ExpDiffDot,
+// softmax pass (exp.go: MaxMinSum, ExpSum, ExpSumStream, XLogXDot, Log, Dot,
+// ScaleShift, Axpby, MulShift; exp_distill.go, for rows against a teacher's: ExpDiffDot,
 // LogMixDot, LogMixConst, MulDiff, and GroupMaxMin, IndicesAbove and TopBound
 // for a top-k selection;
 // AVX-512 or AVX2 assembly chosen at run time, a Go loop elsewhere, each

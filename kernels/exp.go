@@ -8,7 +8,8 @@ import (
 // Row kernels for softmax-style losses: one vectorised pass over a row each.
 // On amd64 with AVX2 and FMA they run in assembly (exp_amd64.s); elsewhere,
 // and for the last few elements of a row, in the portable Go below, which
-// uses the same polynomials. Sums are accumulated in float64.
+// uses the same polynomials. Sums are accumulated in float64 (ExpSumStream's
+// in float32 lanes first).
 
 // MaxMinSum returns the largest and smallest element of x and the float64 sum
 // of its elements. A NaN element makes sum NaN (max and min are then
@@ -40,6 +41,31 @@ func ExpSumPrefetch(dst, x []float32, a, b float32, next []float32) float64 {
 	}
 	return expSum(dst, x, a, b, next)
 }
+
+// ExpSumStream is ExpSum for rows that are written once and read back much
+// later (after megabytes of other traffic), such as a block of a softmax
+// kept for the backward pass. Where dst is aligned to the vector width (64
+// bytes with AVX-512, 32 with AVX2) it writes dst around the cache
+// (non-temporal stores: no read of dst's lines first, no eviction of data in
+// use), and it sums in float32 lanes (32 with AVX-512, 16 with AVX2) before
+// adding them in float64, so it is meant for rows of up to a few thousand
+// elements (the sum within about len(x)/16 float32 roundings, relative) whose
+// lane sums stay within float32's range (with b the row's largest a*x[i], as
+// in a softmax, every term is at most 1). The
+// stores are weakly ordered: call StreamFence before other goroutines read
+// dst (the goroutine that wrote it reads it as usual).
+func ExpSumStream(dst, x []float32, a, b float32) float64 {
+	if len(dst) != len(x) {
+		panic(fmt.Sprintf("kernels: ExpSumStream len(dst) = %d, len(x) = %d", len(dst), len(x)))
+	}
+	return expSumStream(dst, x, a, b)
+}
+
+// StreamFence orders the stores of ExpSumStream made by this goroutine
+// before its later stores (such as those that hand the data to another
+// goroutine). One fence after many rows is enough; it costs a wait for the
+// streamed stores to reach memory.
+func StreamFence() { streamFence() }
 
 // XLogXDot returns, in float64, xlogx = sum x[i]*log(x[i]) (with 0 log 0 =
 // 0, and subnormal x[i] treated as the smallest normal float), sum = sum x[i]

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"math"
+	"unsafe"
 
 	"golang.org/x/sys/cpu"
 )
@@ -20,6 +21,14 @@ func maxMinSumAVX2(x *float32, n int) (mx, mn float32, sum float64)
 
 //go:noescape
 func expSumAVX2(dst, x, pf *float32, n int, a, b float32) float64
+
+//go:noescape
+func expSumStreamAVX512(dst, x *float32, n int, a, b float32) float64
+
+//go:noescape
+func expSumStreamAVX2(dst, x *float32, n int, a, b float32) float64
+
+func streamFence()
 
 //go:noescape
 func expSumAVX512(dst, x, pf *float32, n int, a, b float32) float64
@@ -84,6 +93,30 @@ func expSum(dst, x []float32, a, b float32, next []float32) float64 {
 		s = expSumAVX512(&dst[0], &x[0], pf, n, a, b)
 	} else {
 		s = expSumAVX2(&dst[0], &x[0], pf, n, a, b)
+	}
+	if n < len(x) {
+		s += expSumGo(dst[n:], x[n:], a, b)
+	}
+	return s
+}
+
+func expSumStream(dst, x []float32, a, b float32) float64 {
+	n := len(x) &^ 15
+	if n == 0 || !useAVX2Row() {
+		return expSumGo(dst, x, a, b)
+	}
+	align := uintptr(32)
+	if useAVX512Row() {
+		align = 64
+	}
+	if uintptr(unsafe.Pointer(&dst[0]))%align != 0 {
+		return expSum(dst, x, a, b, nil)
+	}
+	var s float64
+	if align == 64 {
+		s = expSumStreamAVX512(&dst[0], &x[0], n, a, b)
+	} else {
+		s = expSumStreamAVX2(&dst[0], &x[0], n, a, b)
 	}
 	if n < len(x) {
 		s += expSumGo(dst[n:], x[n:], a, b)

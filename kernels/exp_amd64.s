@@ -1873,3 +1873,110 @@ tbdone:
 	MOVQ R9, c+48(FP)
 	VZEROUPPER
 	RET
+
+// func expSumStreamAVX512(dst, x *float32, n int, a, b float32) float64
+// expSumAVX512 without prefetch, dst written with non-temporal stores (dst
+// 64-byte aligned) and the sum accumulated in 32 float32 lanes, added in
+// float64 at the end. n > 0 a multiple of 16.
+TEXT ·expSumStreamAVX512(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS a+24(FP), Z15
+	VBROADCASTSS b+28(FP), Z14
+	VBROADCASTSS log2e<>(SB), Z13
+	VBROADCASTSS explo512<>(SB), Z12
+	VBROADCASTSS exphi<>(SB), Z11
+	VBROADCASTSS expc1<>(SB), Z10
+	VBROADCASTSS expc2<>(SB), Z9
+	VBROADCASTSS expp0<>(SB), Z8
+	VBROADCASTSS expp1<>(SB), Z7
+	VBROADCASTSS expp2<>(SB), Z6
+	VBROADCASTSS expp3<>(SB), Z5
+	VBROADCASTSS expp4<>(SB), Z4
+	VBROADCASTSS expp5<>(SB), Z3
+	VBROADCASTSS one<>(SB), Z2
+	VXORPS       Z0, Z0, Z0
+	VXORPS       Z1, Z1, Z1
+	XORQ         AX, AX
+	MOVQ         CX, DX
+	ANDQ         $-32, DX
+	JZ           ess512tail
+
+ess512loop:
+	VMOVUPS  (SI)(AX*4), Z16
+	VMOVUPS  64(SI)(AX*4), Z20
+	EXP16(Z16, Z17, Z18, Z19)
+	EXP16(Z20, Z21, Z22, Z23)
+	VMOVNTPS Z16, (DI)(AX*4)
+	VMOVNTPS Z20, 64(DI)(AX*4)
+	VADDPS   Z16, Z0, Z0
+	VADDPS   Z20, Z1, Z1
+	ADDQ     $32, AX
+	CMPQ     AX, DX
+	JLT      ess512loop
+
+ess512tail:
+	CMPQ     AX, CX
+	JGE      ess512done
+	VMOVUPS  (SI)(AX*4), Z16
+	EXP16(Z16, Z17, Z18, Z19)
+	VMOVNTPS Z16, (DI)(AX*4)
+	VADDPS   Z16, Z0, Z0
+
+ess512done:
+	VADDPS        Z1, Z0, Z0
+	VEXTRACTF32X8 $1, Z0, Y1
+	VCVTPS2PD     Y0, Z0
+	VCVTPS2PD     Y1, Z1
+	VADDPD        Z1, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPD        Y1, Y0, Y0
+	HSUMPD(Y0, X0, X1)
+	VMOVSD        X0, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// func expSumStreamAVX2(dst, x *float32, n int, a, b float32) float64
+// expSumAVX2 without prefetch, dst written with non-temporal stores (dst
+// 32-byte aligned) and the sum accumulated in 16 float32 lanes, added in
+// float64 at the end. n > 0 a multiple of 16.
+TEXT ·expSumStreamAVX2(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y15
+	VBROADCASTSS b+28(FP), Y14
+	VMOVUPS      explo<>(SB), Y12
+	VMOVUPS      exphi<>(SB), Y11
+	VXORPS       Y10, Y10, Y10
+	VXORPS       Y13, Y13, Y13
+	XORQ         AX, AX
+
+essloop:
+	VMOVUPS  (SI)(AX*4), Y0
+	VMOVUPS  32(SI)(AX*4), Y5
+	EXP8(Y0, Y1, Y2, Y3, Y4)
+	EXP8(Y5, Y6, Y7, Y8, Y9)
+	VMOVNTPS Y0, (DI)(AX*4)
+	VMOVNTPS Y5, 32(DI)(AX*4)
+	VADDPS   Y0, Y10, Y10
+	VADDPS   Y5, Y13, Y13
+	ADDQ     $16, AX
+	CMPQ     AX, CX
+	JLT      essloop
+
+	VADDPS       Y13, Y10, Y10
+	VEXTRACTF128 $1, Y10, X13
+	VCVTPS2PD    X10, Y10
+	VCVTPS2PD    X13, Y13
+	VADDPD       Y13, Y10, Y10
+	HSUMPD(Y10, X10, X13)
+	VMOVSD       X10, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// func streamFence()
+TEXT ·streamFence(SB), NOSPLIT, $0-0
+	SFENCE
+	RET

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -197,4 +198,42 @@ func TestLogT8(t *testing.T) {
 		t.Errorf("table logarithm: error %.2f ulp at %v; want at most 2", worst, at)
 	}
 	t.Logf("table logarithm: worst error %.3f ulp at %v", worst, at)
+}
+
+// TestExpSumStreamAsm runs each assembly ExpSumStream the CPU has (the
+// dispatcher picks one) against ExpSum on aligned rows.
+func TestExpSumStreamAsm(t *testing.T) {
+	type impl struct {
+		name string
+		f    func(dst, x *float32, n int, a, b float32) float64
+	}
+	var impls []impl
+	if useAVX2Row() {
+		impls = append(impls, impl{"avx2", expSumStreamAVX2})
+	}
+	if useAVX512Row() {
+		impls = append(impls, impl{"avx512", expSumStreamAVX512})
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, im := range impls {
+		for _, n := range []int{16, 32, 48, 512, 4096 + 16} {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64() * 4)
+			}
+			want := make([]float32, n)
+			exact := ExpSum(want, x, 1, 2)
+			dst := alignedAt(n, 0)
+			sum := im.f(&dst[0], &x[0], n, 1, 2)
+			streamFence()
+			for i := range dst {
+				if dst[i] != want[i] {
+					t.Fatalf("%s n=%d: [%d] = %v; want %v", im.name, n, i, dst[i], want[i])
+				}
+			}
+			if e := relErr(sum, exact); e > 1e-6*max(1, float64(n)/256) {
+				t.Errorf("%s n=%d: sum = %v; want %v", im.name, n, sum, exact)
+			}
+		}
+	}
 }

@@ -8,6 +8,10 @@ func expSum(dst, x []float32, a, b float32, next []float32) float64 {
 	return expSumGo(dst, x, a, b)
 }
 
+func expSumStream(dst, x []float32, a, b float32) float64 { return expSumGo(dst, x, a, b) }
+
+func streamFence() {}
+
 func xLogXDot(x, y, next []float32) (xlogx, sum, dot float64, mn float32) {
 	return xLogXDotGo(x, y)
 }

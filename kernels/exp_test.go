@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // rowImpl is one implementation of the row kernels: the dispatching one
@@ -279,6 +280,64 @@ func TestLogDotMulShift(t *testing.T) {
 				if math.Abs(float64(got[i])-w) > 3e-7*math.Abs(w)+1e-30 && relErr(float64(got[i]), w) > 1e-6 {
 					t.Fatalf("%s MulShift n=%d: [%d] = %v; want %v", im.name, n, i, got[i], w)
 				}
+			}
+		}
+	}
+}
+
+// alignedAt returns n floats of a fresh buffer starting off floats past a
+// 64-byte boundary.
+func alignedAt(n, off int) []float32 {
+	buf := make([]float32, n+off+16)
+	i := 0
+	for uintptr(unsafe.Pointer(&buf[i]))%64 != 0 {
+		i++
+	}
+	return buf[i+off : i+off+n]
+}
+
+// TestExpSumStream: ExpSumStream writes what ExpSum writes, bit for bit, on
+// aligned and misaligned dst (streamed or not), in place too, with its sum
+// within its float32 lanes' rounding, and NaN propagates.
+func TestExpSumStream(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, n := range rowLengths {
+		for _, off := range []int{0, 1, 8, 16} {
+			a, b := float32(1), float32(rng.NormFloat64())
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64()*3) + b
+			}
+			x[0] = b - 100 // underflows to 0
+			want := make([]float32, n)
+			ExpSum(want, x, a, b)
+			dst := alignedAt(n, off)
+			sum := ExpSumStream(dst, x, a, b)
+			StreamFence()
+			exact := 0.0
+			for i := range dst {
+				if dst[i] != want[i] {
+					t.Fatalf("ExpSumStream n=%d off=%d: [%d] = %v; want %v", n, off, i, dst[i], want[i])
+				}
+				exact += float64(dst[i])
+			}
+			if e := relErr(sum, exact); e > 1e-6*max(1, float64(n)/256) {
+				t.Errorf("ExpSumStream n=%d off=%d: sum = %v; want %v (relative error %.3g)", n, off, sum, exact, e)
+			}
+			y := alignedAt(n, off)
+			copy(y, x)
+			if s := ExpSumStream(y, y, a, b); s != sum {
+				t.Errorf("ExpSumStream in place n=%d off=%d: sum = %v; want %v", n, off, s, sum)
+			}
+			StreamFence()
+			for i := range y {
+				if y[i] != want[i] {
+					t.Fatalf("ExpSumStream in place n=%d off=%d: [%d] = %v; want %v", n, off, i, y[i], want[i])
+				}
+			}
+			x[n-1] = float32(math.NaN())
+			if s := ExpSumStream(dst, x, a, b); !math.IsNaN(s) {
+				t.Errorf("ExpSumStream with NaN, n=%d off=%d: sum %v; want NaN", n, off, s)
 			}
 		}
 	}

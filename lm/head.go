@@ -90,6 +90,7 @@ func (m *Model) blockHeadPass(a *arena, bh BlockHead, N int) error {
 		R := blockHeadRows
 		bb = &blockBufs{rows: R, keep: make([]float32, R*((V+15)/16*16)), z: make([]float32, threads*R*headLdZ), part: make([]float32, G*R*C)}
 		m.blocks = bb
+		adviseHuge(bb.keep) // streamed through memory twice per chunk
 	}
 	m.pool.PackB(&bb.wteT, true, C, V, m.pv.wte, C)
 	m.pool.PackB(&bb.wte, false, V, C, m.pv.wte, C)

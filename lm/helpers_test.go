@@ -71,7 +71,8 @@ func windows(toks []int32, ctx int) (inputs, targets []int32, n int) {
 
 // blockCE is the cross-entropy of ceHead as a BlockHead on vectorised rows
 // (the benchmark's head): Block keeps exp(z - m), m the block's max in each
-// row, and the sum of the exponentials; Chunk combines a row's blocks into
+// row, and the sum of the exponentials (kernels.ExpSumStream: Keep is read
+// back only in the backward, after the whole chunk); Chunk combines a row's blocks into
 // its log-sum-exp M + log S (M the largest m) and its loss, and the factor of
 // each block, scale*exp(m - M)/S; Grad writes the kept block times the
 // factor, less scale at the target.
@@ -101,8 +102,9 @@ func (h *blockCE) Block(b HeadBlock) {
 		}
 		mx := maxSlice(z)
 		h.bmax[b.Index*N+i] = mx
-		h.bsum[b.Index*N+i] = kernels.ExpSum(keep, z, 1, mx)
+		h.bsum[b.Index*N+i] = kernels.ExpSumStream(keep, z, 1, mx)
 	}
+	kernels.StreamFence() // Grad may run on another goroutine
 }
 
 func (h *blockCE) Chunk(first, rows int) error {

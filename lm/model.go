@@ -67,6 +67,8 @@ func New(cfg Config, pool *kernels.Pool) (*Model, error) {
 		pool:   pool,
 		run:    newRunner(pool),
 	}
+	adviseHuge(m.Params)
+	adviseHuge(m.Grads)
 	if last := m.layout[len(m.layout)-1]; last.Offset+last.Size != n {
 		panic("lm: layout table does not sum to NumParams")
 	}
@@ -224,6 +226,7 @@ func newArena(cfg Config, maxN, maxT, slots int) *arena {
 	}
 	cut(0)
 	a.buf = make([]float32, total)
+	adviseHuge(a.buf)
 	cut(1)
 	return a
 }

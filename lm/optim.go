@@ -89,7 +89,10 @@ func NewAdamW(layout []Tensor, opts AdamWOptions, pool *kernels.Pool) (*AdamW, e
 		}
 		n = max(n, t.Offset+t.Size)
 	}
-	return &AdamW{Options: opts, State: AdamState{M: make([]float32, n), V: make([]float32, n)}, segs: segs, run: newRunner(pool)}, nil
+	st := AdamState{M: make([]float32, n), V: make([]float32, n)}
+	adviseHuge(st.M)
+	adviseHuge(st.V)
+	return &AdamW{Options: opts, State: st, segs: segs, run: newRunner(pool)}, nil
 }
 
 // Step applies one update to params from grads ([NumParams] each; a longer
