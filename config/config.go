@@ -250,7 +250,7 @@ func Keys() []Key {
 		{"allreduce.deadline", 10 * time.Second, "time an all-reduce may take before it fails"},
 		{"allreduce.wire", "f32", "f32, or bf16: ring parts rounded to bfloat16 (half the bytes; sums in float32, replicas still bit-identical; the loss sum and token count stay float32)"},
 		{"allreduce.error_feedback", false, "with allreduce.wire bf16: each worker adds what rounding lost of its gradient (its residual) to its next step's gradient; residuals start at zero on resume and after a resync"},
-		{"allreduce.bucket_bytes", 1 << 20, "overlap the ring with backward: each worker hands its gradient to the ring in buckets of about this many bytes (whole rows of ring parts) as backward finishes them, last layers first; 0: the whole gradient once backward is done. The sums do not depend on it"},
+		{"allreduce.bucket_bytes", 256 << 10, "overlap the ring with backward: each worker hands its gradient to the ring in buckets of about this many bytes (whole rows of ring parts) as backward finishes them, last layers first; 0: the whole gradient once backward is done. The sums do not depend on it"},
 		{"cluster.workers", 4, "number of in-process workers (simulation mode)"},
 		{"cluster.min_workers", 1, "fewest workers a step may run with"},
 		{"cluster.step_deadline", 5 * time.Second, "time a step may take before it is aborted and retried"},

@@ -250,8 +250,8 @@ func TestAllReduceWireKeys(t *testing.T) {
 
 func TestAllReduceBucketBytes(t *testing.T) {
 	c, err := Load(flags(t))
-	if err != nil || c.AllReduce.BucketBytes != 1<<20 {
-		t.Fatalf("default allreduce.bucket_bytes = %d, %v; want 1 MiB", c.AllReduce.BucketBytes, err)
+	if err != nil || c.AllReduce.BucketBytes != 256<<10 {
+		t.Fatalf("default allreduce.bucket_bytes = %d, %v; want 256 KiB", c.AllReduce.BucketBytes, err)
 	}
 	t.Setenv("KLRING_ALLREDUCE_BUCKET_BYTES", "65536")
 	if c, err := Load(flags(t)); err != nil || c.AllReduce.BucketBytes != 65536 {
