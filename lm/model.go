@@ -44,9 +44,9 @@ type Model struct {
 	// attn.c_proj start (final before the rest of the block).
 	readyAt  []int
 	readyMid [][2]int
-	hidden  int        // rows of act.lnf the last pass computed, for HeadLogits (teacher.go)
-	blocks  *blockBufs // a BlockHead's buffers for large vocabularies, made on first use
-	timer   *opTimer   // per-op wall times of the benchmark's breakdown, or nil
+	hidden   int        // rows of act.lnf the last pass computed, for HeadLogits (teacher.go)
+	blocks   *blockBufs // a BlockHead's buffers for large vocabularies, made on first use
+	timer    *opTimer   // per-op wall times of the benchmark's breakdown, or nil
 }
 
 // New returns a model of shape cfg with zero parameters (call Init or load a
