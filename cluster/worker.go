@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cespare/xxhash/v2"
 	"log/slog"
 	"runtime"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/klring/klring/allreduce"
@@ -80,6 +80,9 @@ type workerHooks struct {
 	afterApply func(w *Worker, step uint64)
 	// ringWrap wraps the ring of every step (a test kills the worker mid-ring).
 	ringWrap func(step uint64, r stepRing) stepRing
+	// onSegment sees each Segment's data after the owner took its digest
+	// and before it is sent (a test damages one on its way).
+	onSegment func(step uint64, off int, data []byte)
 	// coordTimeout replaces cluster.coordinator_timeout.
 	coordTimeout time.Duration
 	// freeze stops the worker's loop for the duration it receives, as
@@ -694,6 +697,9 @@ func (w *Worker) sendSegment(buf []byte, sum *uint64, p protocol.Plan, off int, 
 		hi := min(lo+per, len(seg))
 		buf = allreduce.AppendFloats(buf[:0], seg[lo:hi])
 		*sum += partDigest(w.job.segHash, off+lo, buf)
+		if w.hooks.onSegment != nil {
+			w.hooks.onSegment(p.Step, off+lo, buf)
+		}
 		b, err := encode(protocol.Segment{Run: p.Run, Epoch: p.Epoch, Step: p.Step, Sender: w.id, Offset: int64(off + lo), Data: buf})
 		if err == nil {
 			w.nc.Publish(w.subj.Seg, b)
