@@ -291,7 +291,11 @@ func SimulateWith(ctx context.Context, cfg config.Config, log *slog.Logger, prog
 		defer wnc.Close()
 		wenv := env.withPool(kernels.NewPool(perWorker))
 		if so.IsolateWorkers {
+			// A locked thread that yields would hand its core to another
+			// thread and sleep until it gets it back, inside the compute
+			// this mode measures.
 			wenv = env.withPool(kernels.NewPool(1))
+			wenv.Pool.SetYield(false)
 			wenv.MeasureCPU = true
 		}
 		w, err := NewWorker(ctx, id, cfg.Job, wnc, log, wenv)

@@ -767,7 +767,11 @@ type segmentSums struct {
 // reset starts the checks of an attempt under plan.
 func (s *segmentSums) reset(plan allreduce.Plan) {
 	s.plan, s.finite = plan, true
-	s.sums = append(s.sums[:0], make([]uint64, plan.N)...)
+	if cap(s.sums) < plan.N {
+		s.sums = make([]uint64, plan.N)
+	}
+	s.sums = s.sums[:plan.N]
+	clear(s.sums)
 	if s.h == nil {
 		s.h = xxhash.New()
 	}

@@ -422,9 +422,9 @@ func (m *Model) forwardBackward(tokens []int32, B, T int, head HeadFunc, bh Bloc
 		m.pool.Sgemm(true, false, C, C, N, 1, dres, C, s.atty, C, 1, g.attprojw, C)
 		m.tick(opWeightGrads)
 		biasGrad(p, g.attprojb, dres, N, C)
-		m.ready(ready, m.readyMid[l][1]) // attn.c_proj
 		clearPar(p, dqkv)
 		m.tick(opBiasLNGrads)
+		m.ready(ready, m.readyMid[l][1]) // attn.c_proj
 		attentionBackward(p, dqkv, a.attn, dC, s.qkv, s.lse, B, T, C, NH)
 		m.tick(opAttnBwd)
 		linearLNBackward(p, dres, dC, dqkv, w.qkvw, x, w.ln1w, s.ln1Mean, s.ln1Rstd, N, C, 3*C, false)

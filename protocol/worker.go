@@ -50,8 +50,9 @@ type HelloFailed struct {
 }
 
 // StepDone says the computation of an attempt finished: Report is the done
-// to send, with Err set when it failed. On success the averaged gradient is
-// staged in the replica, waiting for the plan that commits it.
+// to send, with Err set when it failed. On success the summed gradient is
+// staged in the replica (ApplyStaged divides it by the token count and
+// applies it), waiting for the plan that commits it.
 type StepDone struct{ Report Done }
 
 // SnapshotLoaded says the snapshot of committed step Step was loaded (Err
