@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/klring/klring/allreduce"
+	"github.com/klring/klring/lm"
 	"github.com/klring/klring/protocol"
 )
 
@@ -48,67 +48,36 @@ var ErrResidual = errors.New("cluster: error-feedback residuals")
 
 // encodeResiduals is ResidualFile's bytes: safetensors, rank after rank.
 func encodeResiduals(ranks [][]float32, step uint64) []byte {
-	n := len(ranks[0])
-	hdr := map[string]any{"__metadata__": map[string]string{"format": "klring-residual", "step": strconv.FormatUint(step, 10)}}
-	for r := range ranks {
-		hdr["rank."+strconv.Itoa(r)] = map[string]any{"dtype": "F32", "shape": []int{n}, "data_offsets": []int{4 * n * r, 4 * n * (r + 1)}}
+	ts := make([]lm.Tensor32, len(ranks))
+	for r, v := range ranks {
+		ts[r] = lm.Tensor32{Name: "rank." + strconv.Itoa(r), Shape: []int{len(v)}, Data: v}
 	}
-	js, _ := json.Marshal(hdr) // maps of strings and ints
-	for len(js)%8 != 0 {
-		js = append(js, ' ')
-	}
-	b := make([]byte, 8, 8+len(js)+4*n*len(ranks))
-	binary.LittleEndian.PutUint64(b, uint64(len(js)))
-	b = append(b, js...)
-	for _, v := range ranks {
-		b = allreduce.AppendFloats(b, v)
-	}
-	return b
-}
-
-// stTensor is a tensor's entry in a safetensors header.
-type stTensor struct {
-	DType   string  `json:"dtype"`
-	Shape   []int64 `json:"shape"`
-	Offsets []int64 `json:"data_offsets"`
+	return lm.EncodeSafetensors(ts, map[string]string{"format": "klring-residual", "step": strconv.FormatUint(step, 10)})
 }
 
 // decodeResiduals parses ResidualFile's bytes: exactly world tensors
-// rank.0 ... rank.(world-1) of n finite float32s each, rank after rank.
+// rank.0 ... rank.(world-1) of n finite float32s each.
 func decodeResiduals(b []byte, world, n int) ([][]float32, error) {
-	if len(b) < 8 {
-		return nil, fmt.Errorf("%d bytes, no header", len(b))
+	ts, _, err := lm.DecodeSafetensors32(b)
+	if err != nil {
+		return nil, err
 	}
-	hl := binary.LittleEndian.Uint64(b)
-	if hl > uint64(len(b)-8) {
-		return nil, fmt.Errorf("a header of %d bytes in a file of %d", hl, len(b))
-	}
-	var hdr map[string]json.RawMessage
-	if err := json.Unmarshal(b[8:8+hl], &hdr); err != nil {
-		return nil, fmt.Errorf("header: %w", err)
-	}
-	delete(hdr, "__metadata__")
-	data := b[8+hl:]
-	if len(hdr) != world || int64(len(data)) != 4*int64(n)*int64(world) {
-		return nil, fmt.Errorf("%d tensors in %d data bytes; want %d of %d floats (%d bytes)", len(hdr), len(data), world, n, 4*n*world)
+	if len(ts) != world {
+		return nil, fmt.Errorf("%d tensors; want %d, rank.0 to rank.%d", len(ts), world, world-1)
 	}
 	out := make([][]float32, world)
 	for r := range out {
 		name := "rank." + strconv.Itoa(r)
-		var t stTensor
-		if err := json.Unmarshal(hdr[name], &t); err != nil {
-			return nil, fmt.Errorf("tensor %s: %w", name, err)
-		}
-		lo := int64(4 * n * r)
-		if t.DType != "F32" || !slices.Equal(t.Shape, []int64{int64(n)}) || !slices.Equal(t.Offsets, []int64{lo, lo + 4*int64(n)}) {
-			return nil, fmt.Errorf("tensor %s is %s %v at %v; want F32 [%d] at [%d %d]", name, t.DType, t.Shape, t.Offsets, n, lo, lo+4*int64(n))
-		}
-		v := make([]float32, n)
-		allreduce.ReadFloats(v, data[lo:])
-		if !finiteGradient(v) {
+		t, ok := ts[name]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("no tensor %s", name)
+		case !slices.Equal(t.Shape, []int{n}):
+			return nil, fmt.Errorf("tensor %s has shape %v; want [%d]", name, t.Shape, n)
+		case !finiteGradient(t.Data):
 			return nil, fmt.Errorf("tensor %s holds a NaN or an infinity", name)
 		}
-		out[r] = v
+		out[r] = t.Data
 	}
 	return out, nil
 }
@@ -500,19 +469,10 @@ func (w *Worker) seedResidual(ctx context.Context, p protocol.Plan, rank int) er
 	}
 	n := int64(len(j.resid))
 	for off := int64(0); off < n; {
-		req, err := encode(seedRequest{Run: p.Run, Sender: w.id, Step: p.Base, Rank: rank, World: len(p.Members), Offset: off, Max: n})
-		if err != nil {
-			return err
-		}
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		msg, err := w.nc.RequestWithContext(rctx, w.subj.Seed, req)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("requesting the seed at float %d: %w", off, err)
-		}
 		var ch seedChunk
-		if err := decode(msg.Data, &ch); err != nil {
-			return err
+		req := seedRequest{Run: p.Run, Sender: w.id, Step: p.Base, Rank: rank, World: len(p.Members), Offset: off, Max: n}
+		if err := w.request(ctx, w.subj.Seed, req, &ch); err != nil {
+			return fmt.Errorf("requesting the seed at float %d: %w", off, err)
 		}
 		k := int64(len(ch.Data) / 4)
 		switch {

@@ -318,12 +318,12 @@ func TestCheckpointResiduals(t *testing.T) {
 		{"altered", func(t *testing.T, dir string) { os.WriteFile(path, orig[:len(orig)-4], 0o644) }, "digest"},
 		{"not finite", func(t *testing.T, dir string) { rewriteResiduals(t, dir, nan) }, "NaN"},
 		{"a rank short", func(t *testing.T, dir string) { rewriteResiduals(t, dir, encodeResiduals(good(n)[:1], 3)) }, "1 tensors"},
-		{"another shape", func(t *testing.T, dir string) { rewriteResiduals(t, dir, encodeResiduals(good(n-1), 3)) }, "tensors in"},
+		{"another shape", func(t *testing.T, dir string) { rewriteResiduals(t, dir, encodeResiduals(good(n-1), 3)) }, "shape"},
 		{"lying header", func(t *testing.T, dir string) {
 			b := slices.Clone(orig)
 			binary.LittleEndian.PutUint64(b, 1<<62)
 			rewriteResiduals(t, dir, b)
-		}, "header of"},
+		}, "header length"},
 	}
 	for _, tt := range tests {
 		d, _ := writeResidualCheckpoint(t, good)

@@ -1,6 +1,7 @@
 package lm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -366,5 +367,37 @@ func TestResumeEquivalence(t *testing.T) {
 		if math.Float32bits(straight.Params[i]) != math.Float32bits(resumed.Params[i]) {
 			t.Fatalf("param %d after resume = %g; uninterrupted run %g", i, resumed.Params[i], straight.Params[i])
 		}
+	}
+}
+
+// TestSafetensors32RoundTrip: another package's tensors come back as they
+// were written, with the metadata; a tensor of another dtype, or a header
+// that lies, is refused.
+func TestSafetensors32RoundTrip(t *testing.T) {
+	ts := []Tensor32{{"a", []int{2, 3}, []float32{1, -2, 3.5, 0, float32(math.Inf(1)), 6}}, {"b", []int{1}, []float32{7}}}
+	b := EncodeSafetensors(ts, map[string]string{"k": "v"})
+	got, meta, err := DecodeSafetensors32(b)
+	if err != nil || meta["k"] != "v" || len(got) != 2 {
+		t.Fatalf("DecodeSafetensors32 = %v, %v, %v", got, meta, err)
+	}
+	for _, w := range ts {
+		g := got[w.Name]
+		if !slices.Equal(g.Shape, w.Shape) || len(g.Data) != len(w.Data) {
+			t.Fatalf("%s: %v; want %v", w.Name, g, w)
+		}
+		for i := range w.Data {
+			if math.Float32bits(g.Data[i]) != math.Float32bits(w.Data[i]) {
+				t.Errorf("%s[%d] = %v; want %v", w.Name, i, g.Data[i], w.Data[i])
+			}
+		}
+	}
+	f16 := bytes.Replace(b, []byte(`"dtype":"F32","shape":[1]`), []byte(`"dtype":"F16","shape":[2]`), 1)
+	if _, _, err := DecodeSafetensors32(f16); !errors.Is(err, ErrSafetensors) || !strings.Contains(err.Error(), "not F32") {
+		t.Errorf("an F16 tensor: %v; want ErrSafetensors saying it is not F32", err)
+	}
+	lie := slices.Clone(b)
+	binary.LittleEndian.PutUint64(lie, 1<<62)
+	if _, _, err := DecodeSafetensors32(lie); !errors.Is(err, ErrSafetensors) {
+		t.Errorf("a lying header: %v; want ErrSafetensors", err)
 	}
 }

@@ -255,3 +255,44 @@ func readLayout(f *stFile, layout []Tensor, dst []float32, prefix string) error 
 	}
 	return nil
 }
+
+// Tensor32 is one float32 tensor of a safetensors file of another package
+// (EncodeSafetensors, DecodeSafetensors32).
+type Tensor32 struct {
+	Name  string
+	Shape []int
+	Data  []float32 // row-major in Shape
+}
+
+// EncodeSafetensors returns the bytes of a safetensors file holding ts in
+// order (F32), with metadata: the same encoding as a checkpoint's files.
+func EncodeSafetensors(ts []Tensor32, metadata map[string]string) []byte {
+	out := make([]stOut, len(ts))
+	for i, t := range ts {
+		out[i] = stOut{name: t.Name, shape: t.Shape, data: t.Data}
+	}
+	return encodeSafetensors(out, metadata)
+}
+
+// DecodeSafetensors32 parses b with every check LoadCheckpoint makes of its
+// files (header, offsets, sizes, no overlaps) and returns its tensors by
+// name, each copied out as float32s, and its metadata. A tensor of another
+// dtype is an error.
+func DecodeSafetensors32(b []byte) (map[string]Tensor32, map[string]string, error) {
+	f, err := parseSafetensors(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	ts := make(map[string]Tensor32, len(f.tensors))
+	for name, e := range f.tensors {
+		if e.dtype != "F32" {
+			return nil, nil, fmt.Errorf("tensor %q is %s, not F32: %w", name, e.dtype, ErrSafetensors)
+		}
+		v := make([]float32, len(e.data)/4)
+		for i := range v {
+			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(e.data[4*i:]))
+		}
+		ts[name] = Tensor32{Name: name, Shape: e.shape, Data: v}
+	}
+	return ts, f.metadata, nil
+}
