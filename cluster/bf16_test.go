@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/klring/klring/config"
-	"github.com/klring/klring/lm"
 	"github.com/klring/klring/outputs"
 )
 
@@ -21,10 +18,9 @@ import (
 // checkpoint. ring, if not nil, wraps worker w0's ring.
 func checksumRun(t *testing.T, cfg config.Config, n int, ring func(step uint64, r stepRing) stepRing) (rows []outputs.StepMetrics, kinds map[string]int, sums map[uint64]map[string]uint64, final uint64) {
 	t.Helper()
-	tc := newTestCluster(t, cfg)
 	var mu sync.Mutex
 	sums = map[uint64]map[string]uint64{}
-	for i := range n {
+	rows, kinds, final = hookedRun(t, cfg, n, func(i int) workerHooks {
 		id := fmt.Sprintf("w%d", i)
 		h := workerHooks{afterApply: func(w *Worker, step uint64) {
 			mu.Lock()
@@ -37,20 +33,9 @@ func checksumRun(t *testing.T, cfg config.Config, n int, ring func(step uint64, 
 		if i == 0 {
 			h.ringWrap = ring
 		}
-		tc.startWorker(id, h)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	_, rows, kinds, err := tc.runCoordinatorKinds(ctx, tc.cfg, n, coordHooks{})
-	if err != nil {
-		t.Fatalf("run with %d workers: %v", n, err)
-	}
-	tc.stopAll()
-	m, _, err := lm.LoadCheckpoint(filepath.Join(cfg.Run.Dir, "checkpoints", checkpointName(uint64(cfg.Train.Steps))), NewEnv(1).Pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rows, kinds, sums, checksum(m.Params)
+		return h
+	})
+	return rows, kinds, sums, final
 }
 
 // The bf16 wire over embedded NATS: no attempt is ever refused (a worker

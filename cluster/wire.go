@@ -69,16 +69,11 @@ type residPart struct {
 // lie within [0, Total). Whether Total is the vector's length, and the ring
 // the one that committed Step, is the coordinator's check.
 func (p *residPart) Validate() error {
-	if len(p.Run) > protocol.MaxNameLen {
-		return fmt.Errorf("run id of %d bytes", len(p.Run))
-	}
-	if err := protocol.ValidName(p.Sender); err != nil {
-		return fmt.Errorf("residual sender: %w", err)
+	if err := validRankOf("residual", p.Run, p.Sender, p.Rank, p.World); err != nil {
+		return err
 	}
 	n := int64(len(p.Data) / 4)
 	switch {
-	case p.World < 1 || p.World > protocol.MaxMembers || p.Rank < 0 || p.Rank >= p.World:
-		return fmt.Errorf("residual of rank %d of %d", p.Rank, p.World)
 	case len(p.Data) == 0 || len(p.Data)%4 != 0:
 		return fmt.Errorf("residual part of %d bytes, want a positive multiple of 4", len(p.Data))
 	case p.Total < 1 || p.Offset < 0 || p.Offset > p.Total-n:
@@ -103,17 +98,26 @@ type seedRequest struct {
 
 // Validate checks a seed request's bounds.
 func (r *seedRequest) Validate() error {
-	if len(r.Run) > protocol.MaxNameLen {
-		return fmt.Errorf("run id of %d bytes", len(r.Run))
+	if err := validRankOf("seed request", r.Run, r.Sender, r.Rank, r.World); err != nil {
+		return err
 	}
-	if err := protocol.ValidName(r.Sender); err != nil {
-		return fmt.Errorf("seed request sender: %w", err)
-	}
-	switch {
-	case r.World < 1 || r.World > protocol.MaxMembers || r.Rank < 0 || r.Rank >= r.World:
-		return fmt.Errorf("seed of rank %d of %d", r.Rank, r.World)
-	case r.Offset < 0 || r.Max < 1:
+	if r.Offset < 0 || r.Max < 1 {
 		return fmt.Errorf("seed request at %d for %d floats", r.Offset, r.Max)
+	}
+	return nil
+}
+
+// validRankOf checks what a residual message says of its run, its sender
+// and the rank it is about; what names the message in errors.
+func validRankOf(what, run, sender string, rank, world int) error {
+	if len(run) > protocol.MaxNameLen {
+		return fmt.Errorf("%s: run id of %d bytes", what, len(run))
+	}
+	if err := protocol.ValidName(sender); err != nil {
+		return fmt.Errorf("%s sender: %w", what, err)
+	}
+	if world < 1 || world > protocol.MaxMembers || rank < 0 || rank >= world {
+		return fmt.Errorf("%s of rank %d of %d", what, rank, world)
 	}
 	return nil
 }

@@ -299,6 +299,25 @@ func (w *Worker) stopBG(b *bg) {
 	b.done = nil
 }
 
+// requestWait bounds one request of a chunk (snapshot, seed) or a hello.
+const requestWait = 2 * time.Second
+
+// request sends v on subject and decodes the reply into out, waiting at most
+// requestWait.
+func (w *Worker) request(ctx context.Context, subject string, v, out any) error {
+	req, err := encode(v)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestWait)
+	defer cancel()
+	msg, err := w.nc.RequestWithContext(rctx, subject, req)
+	if err != nil {
+		return err
+	}
+	return decode(msg.Data, out)
+}
+
 // sayHello sends one hello in the background.
 func (w *Worker) sayHello() {
 	if w.hello {
@@ -311,7 +330,7 @@ func (w *Worker) sayHello() {
 		return
 	}
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), requestWait)
 		defer cancel()
 		msg, err := w.nc.RequestWithContext(ctx, w.subj.Hello, req)
 		w.events <- helloReply{msg: msg, err: err}
@@ -357,19 +376,10 @@ func (w *Worker) resync(ctx context.Context, run string, base uint64, seed *seed
 	start := time.Now()
 	var first snapChunk
 	for off := 0; ; {
-		req, err := encode(protocol.SnapRequest{Run: run, Sender: w.id, Step: base, Offset: int64(off), Max: int64(w.job.spec.ChunkBytes)})
-		if err != nil {
-			return err
-		}
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		msg, err := w.nc.RequestWithContext(rctx, w.subj.Snap, req)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("requesting snapshot bytes at %d: %w", off, err)
-		}
 		var ch snapChunk
-		if err := decode(msg.Data, &ch); err != nil {
-			return fmt.Errorf("snapshot: %w", err)
+		req := protocol.SnapRequest{Run: run, Sender: w.id, Step: base, Offset: int64(off), Max: int64(w.job.spec.ChunkBytes)}
+		if err := w.request(ctx, w.subj.Snap, req, &ch); err != nil {
+			return fmt.Errorf("requesting snapshot bytes at %d: %w", off, err)
 		}
 		switch {
 		case ch.Err != "":
