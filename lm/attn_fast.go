@@ -55,6 +55,37 @@ func packKT(kt, k []float32, T, HS, ld int) {
 	}
 }
 
+// panelTiles sets columns [0, 16*npan) of 6 rows of c (ldc apart) to
+// alpha * a @ panels: a's 6 rows (lda apart, HS values each) against npan
+// panels of 16 packed keys (packKT), two panels per AVX-512 tile where the
+// CPU has it (the same bits as one AVX2 tile per panel).
+func panelTiles(HS int, a []float32, lda int, kt, c []float32, ldc, npan int, alpha float32) {
+	p := 0
+	if haveAttnZMM {
+		for ; p+1 < npan; p += 2 {
+			attnTile6x32(HS, &a[0], lda, &kt[p*16*HS], 16, 16*HS*4, &c[p*16], ldc, alpha, 0)
+		}
+	}
+	for ; p < npan; p++ {
+		attnTile6x16(HS, &a[0], lda, &kt[p*16*HS], 16, &c[p*16], ldc, alpha, 0)
+	}
+}
+
+// valueTiles sets the first HS columns of 6 rows of c (ldc apart) to a @ v:
+// a's 6 rows (lda apart, k values each) against the first k rows of v (ldv
+// apart) read in place, 32 columns per AVX-512 tile where the CPU has it.
+func valueTiles(k int, a []float32, lda int, v []float32, ldv int, c []float32, ldc, HS int) {
+	hp := 0
+	if haveAttnZMM {
+		for ; hp+32 <= HS; hp += 32 {
+			attnTile6x32(k, &a[0], lda, &v[hp], ldv, 64, &c[hp], ldc, 1, 0)
+		}
+	}
+	for ; hp < HS; hp += 16 {
+		attnTile6x16(k, &a[0], lda, &v[hp], ldv, &c[hp], ldc, 1, 0)
+	}
+}
+
 // attentionForwardPair is attentionForward for one (b, h) pair on the tile
 // kernel; sc is the slot's scratch.
 func attentionForwardPair(out, lse, sc, qkv []float32, b, h, bh, T, C, HS int, scale float32) {
@@ -82,9 +113,7 @@ func attentionForwardPair(out, lse, sc, qkv []float32, b, h, bh, T, C, HS int, s
 			}
 			a, lda = qpad, HS
 		}
-		for p := 0; p < npan; p++ {
-			attnTile6x16(HS, &a[0], lda, &kt[p*16*HS], 16, &S[p*16], T16, scale, 0)
-		}
+		panelTiles(HS, a, lda, kt, S, T16, npan, scale)
 		for r := 0; r < rows; r++ {
 			t := i0 + r
 			row := S[r*T16 : r*T16+npan*16]
@@ -107,9 +136,7 @@ func attentionForwardPair(out, lse, sc, qkv []float32, b, h, bh, T, C, HS int, s
 		if rows < 6 {
 			o, ldo = opad, HS
 		}
-		for hp := 0; hp < HS; hp += 16 {
-			attnTile6x16(kmax, &S[0], T16, &v[hp], C3, &o[hp], ldo, 1, 0)
-		}
+		valueTiles(kmax, S, T16, v, C3, o, ldo, HS)
 		for r := 0; r < rows; r++ {
 			kernels.ScaleShift(o[r*ldo:r*ldo+HS], inv[r], 0)
 		}
@@ -175,10 +202,8 @@ func attentionBackwardPair(p *kernels.Pool, dqkv, sc, qkv, dout, lse []float32, 
 				aq, ldq, ado, lddo = qpad, HS, dopad, HS
 			}
 			pr, dpr := P[(i0-r0)*T16:], dP[(i0-r0)*T16:]
-			for pn := 0; pn < npan; pn++ {
-				attnTile6x16(HS, &aq[0], ldq, &kt[pn*16*HS], 16, &pr[pn*16], T16, scale, 0)
-				attnTile6x16(HS, &ado[0], lddo, &vt[pn*16*HS], 16, &dpr[pn*16], T16, 1, 0)
-			}
+			panelTiles(HS, aq, ldq, kt, pr, T16, npan, scale)
+			panelTiles(HS, ado, lddo, vt, dpr, T16, npan, 1)
 			for r := 0; r < rows; r++ {
 				t := i0 + r
 				prow, dprow := pr[r*T16:r*T16+end], dpr[r*T16:r*T16+end]
