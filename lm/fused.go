@@ -369,23 +369,87 @@ func headPartsLNRows(a *loopArgs, lo, hi int) {
 	}
 }
 
+// Column sums over the rows of a batch (the bias and LayerNorm parameter
+// gradients) are cut into row blocks whose number depends on N alone: each
+// block sums its rows in order into its own partial sums, on whichever
+// thread claims it (reading rows the GEMM before it left in that core's
+// cache, where cutting by columns made every thread walk every row), then
+// the partials are added in block order. So the sums do not depend on the
+// number of threads.
+func colSumBlocks(N int) int { return min(16, max(1, N/128)) }
+
+// partials returns the runner's scratch for n partial sums.
+func (r *runner) partials(n int) []float32 {
+	if cap(r.part) < n {
+		r.part = make([]float32, n)
+	}
+	return r.part[:n]
+}
+
+// blockRows is the row range of block b of nb over N rows.
+func blockRows(b, nb, N int) (lo, hi int) { return b * N / nb, (b + 1) * N / nb }
+
 // lnParamGrads adds the LayerNorm parameter gradients: dweight += column
 // sums of dout*norm, dbias += column sums of dout.
 func lnParamGrads(r *runner, dweight, dbias, dout, inp, mean, rstd []float32, N, C int) {
 	need("layernorm dweight", dweight, C)
 	need("layernorm dbias", dbias, C)
-	r.args.s = [8][]float32{dweight, dbias, dout, inp, mean, rstd}
-	r.args.n[0], r.args.n[1] = N, C
-	r.run(C, 32, layernormBackwardCols)
+	need("layernorm dout", dout, N*C)
+	need("layernorm inp", inp, N*C)
+	nb := colSumBlocks(N)
+	part := r.partials(nb * 2 * C)
+	r.args.s = [8][]float32{part, nil, dout, inp, mean, rstd}
+	r.args.n[0], r.args.n[1], r.args.n[2] = N, C, nb
+	r.run(nb, 1, lnParamBlocks)
+	for b := range nb {
+		addRow(dweight[:C], part[2*b*C:(2*b+1)*C])
+		addRow(dbias[:C], part[(2*b+1)*C:(2*b+2)*C])
+	}
+}
+
+func lnParamBlocks(a *loopArgs, lo, hi int) {
+	part, dout, inp, mean, rstd := a.s[0], a.s[2], a.s[3], a.s[4], a.s[5]
+	N, C, nb := a.n[0], a.n[1], a.n[2]
+	for b := lo; b < hi; b++ {
+		dw, db := part[2*b*C:(2*b+1)*C], part[(2*b+1)*C:(2*b+2)*C]
+		clear(dw)
+		clear(db)
+		r0, r1 := blockRows(b, nb, N)
+		for i := r0; i < r1; i++ {
+			lnParamGradRow(dw, db, dout[i*C:(i+1)*C], inp[i*C:(i+1)*C], mean[i], rstd[i])
+		}
+	}
 }
 
 // biasGrad adds the column sums of dout [N, OC] into dbias [OC].
 func biasGrad(r *runner, dbias, dout []float32, N, OC int) {
 	need("matmul dbias", dbias, OC)
 	need("matmul dout", dout, N*OC)
-	r.args.s[0], r.args.s[1] = dbias, dout
-	r.args.n[0], r.args.n[1] = N, OC
-	r.run(OC, 32, biasBackwardCols)
+	nb := colSumBlocks(N)
+	part := r.partials(nb * OC)
+	r.args.s[0], r.args.s[1] = part, dout
+	r.args.n[0], r.args.n[1], r.args.n[2] = N, OC, nb
+	r.run(nb, 1, biasBlocks)
+	for b := range nb {
+		addRow(dbias[:OC], part[b*OC:(b+1)*OC])
+	}
+}
+
+func biasBlocks(a *loopArgs, lo, hi int) {
+	part, dout := a.s[0], a.s[1]
+	N, OC, nb := a.n[0], a.n[1], a.n[2]
+	for b := lo; b < hi; b++ {
+		db := part[b*OC : (b+1)*OC]
+		r0, r1 := blockRows(b, nb, N)
+		if r0 == r1 {
+			clear(db)
+			continue
+		}
+		copy(db, dout[r0*OC:(r0+1)*OC])
+		for i := r0 + 1; i < r1; i++ {
+			addRow(db, dout[i*OC:(i+1)*OC])
+		}
+	}
 }
 
 // clearPar zeroes s with the pool's threads.

@@ -109,11 +109,7 @@ func layernormBackward(r *runner, dinp, dweight, dbias, dout, inp, weight, mean,
 	r.args.s = [8][]float32{dinp, dout, inp, weight, mean, rstd}
 	r.args.n[0] = C
 	r.run(N, rowGrain, layernormBackwardRows)
-	// Parameter gradients: columns in disjoint chunks, rows in order, so the
-	// sums do not depend on how the work is split.
-	r.args.s = [8][]float32{dweight, dbias, dout, inp, mean, rstd}
-	r.args.n[0], r.args.n[1] = N, C
-	r.run(C, 32, layernormBackwardCols)
+	lnParamGrads(r, dweight, dbias, dout, inp, mean, rstd, N, C)
 }
 
 func layernormBackwardRows(a *loopArgs, lo, hi int) {
@@ -121,17 +117,6 @@ func layernormBackwardRows(a *loopArgs, lo, hi int) {
 	C := a.n[0]
 	for i := lo; i < hi; i++ {
 		lnBackwardRow(dinp[i*C:(i+1)*C], dout[i*C:(i+1)*C], inp[i*C:(i+1)*C], weight, mean[i], rstd[i])
-	}
-}
-
-// layernormBackwardCols adds the LayerNorm parameter gradients of columns
-// [lo, hi): every row in order, so the sums do not depend on the split.
-func layernormBackwardCols(a *loopArgs, lo, hi int) {
-	dweight, dbias, dout, inp, mean, rstd := a.s[0], a.s[1], a.s[2], a.s[3], a.s[4], a.s[5]
-	N, C := a.n[0], a.n[1]
-	dw, db := dweight[lo:hi], dbias[lo:hi]
-	for i := 0; i < N; i++ {
-		lnParamGradRow(dw, db, dout[i*C+lo:i*C+hi], inp[i*C+lo:i*C+hi], mean[i], rstd[i])
 	}
 }
 
@@ -166,20 +151,7 @@ func matmulBackward(r *runner, dinp, dweight, dbias, dout, inp, weight []float32
 	r.pool.Sgemm(false, false, N, C, OC, 1, dout, OC, weight, C, 1, dinp, C)
 	r.pool.Sgemm(true, false, OC, C, N, 1, dout, OC, inp, C, 1, dweight, C)
 	if dbias != nil {
-		need("matmul dbias", dbias, OC)
-		need("matmul dout", dout, N*OC)
-		r.args.s[0], r.args.s[1] = dbias, dout
-		r.args.n[0], r.args.n[1] = N, OC
-		r.run(OC, 32, biasBackwardCols)
-	}
-}
-
-func biasBackwardCols(a *loopArgs, lo, hi int) {
-	dbias, dout := a.s[0], a.s[1]
-	N, OC := a.n[0], a.n[1]
-	db := dbias[lo:hi]
-	for i := 0; i < N; i++ {
-		addRow(db, dout[i*OC+lo:i*OC+hi])
+		biasGrad(r, dbias, dout, N, OC)
 	}
 }
 

@@ -50,6 +50,7 @@ type runner struct {
 	chunks  func(lo, hi int)
 	next    atomic.Int64 // loopArgs.next
 	head    headArgs     // the operands of a BlockHead's chunk (loopArgs.hd points here)
+	part    []float32    // partial column sums (colSumBlocks), grown once
 	// chunk, n, nc: the chunks of the loop run: [c*chunk, min((c+1)*chunk, n)), c < nc.
 	chunk, n, nc int
 }
