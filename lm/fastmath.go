@@ -64,7 +64,11 @@ func geluSlice(out, inp []float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		geluFwdAVX2(&out[0], &inp[0], done)
+		if haveAVX512 {
+			geluFwdAVX512(&out[0], &inp[0], done)
+		} else {
+			geluFwdAVX2(&out[0], &inp[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		x := inp[i]
@@ -81,7 +85,11 @@ func geluGradSlice(dinp, inp, dout []float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		geluBwdAVX2(&dinp[0], &inp[0], &dout[0], done)
+		if haveAVX512 {
+			geluBwdAVX512(&dinp[0], &inp[0], &dout[0], done)
+		} else {
+			geluBwdAVX2(&dinp[0], &inp[0], &dout[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		x := inp[i]
@@ -98,7 +106,11 @@ func expSub(x []float32, sub float32) float32 {
 	var sum float32
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		sum = expSubAVX2(&x[0], done, sub)
+		if haveAVX512 {
+			sum = expSubAVX512(&x[0], done, sub)
+		} else {
+			sum = expSubAVX2(&x[0], done, sub)
+		}
 	}
 	for i := done; i < n; i++ {
 		e := exp32(x[i] - sub)
@@ -204,7 +216,11 @@ func geluGradSetSlice(dinp, inp, dout []float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		geluBwdSetAVX2(&dinp[0], &inp[0], &dout[0], done)
+		if haveAVX512 {
+			geluBwdSetAVX512(&dinp[0], &inp[0], &dout[0], done)
+		} else {
+			geluBwdSetAVX2(&dinp[0], &inp[0], &dout[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		x := inp[i]

@@ -18,3 +18,11 @@ func attnTile6x16(k int, a *float32, lda int, b *float32, ldb int, c *float32, l
 }
 
 func attnTranspose8(dst *float32, ldd int, src *float32, lds int, n8 int) { panic("lm: no AVX2") }
+
+const haveAVX512 = false
+
+func geluFwdAVX512(out, inp *float32, n int)              { panic("lm: no AVX-512") }
+func geluBwdAVX512(dinp, inp, dout *float32, n int)       { panic("lm: no AVX-512") }
+func geluBwdSetAVX512(dinp, inp, dout *float32, n int)    { panic("lm: no AVX-512") }
+func geluFwdGradAVX512(out, gp, inp *float32, n int)      { panic("lm: no AVX-512") }
+func expSubAVX512(x *float32, n int, sub float32) float32 { panic("lm: no AVX-512") }

@@ -262,6 +262,20 @@ func BenchmarkFastMath(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
 	})
+	gp := make([]float32, len(xs))
+	b.Run("geluFwdGradRow", func(b *testing.B) {
+		for b.Loop() {
+			geluFwdGradRow(ys, gp, xs)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
+	})
+	b.Run("geluGradSetSlice", func(b *testing.B) {
+		for b.Loop() {
+			geluGradSetSlice(ys, xs, gp)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
+	})
+	b.Logf("AVX2 %v, AVX-512 %v", haveAVX2, haveAVX512)
 	_ = sink
 }
 

@@ -48,7 +48,11 @@ func geluFwdGradRow(out, gp, inp []float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		geluFwdGradAVX2(&out[0], &gp[0], &inp[0], done)
+		if haveAVX512 {
+			geluFwdGradAVX512(&out[0], &gp[0], &inp[0], done)
+		} else {
+			geluFwdGradAVX2(&out[0], &gp[0], &inp[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		x := inp[i]
