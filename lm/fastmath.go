@@ -131,7 +131,11 @@ func adamwSlice(p, g, m, v []float32, c *[10]float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		adamwAVX2(&p[0], &g[0], &m[0], &v[0], done, c)
+		if haveAVX512 {
+			adamwAVX512(&p[0], &g[0], &m[0], &v[0], done, c)
+		} else {
+			adamwAVX2(&p[0], &g[0], &m[0], &v[0], done, c)
+		}
 	}
 	b1, omb1, b2, omb2, c1, c2, eps, step, keep, clip := c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
 	for i := done; i < n; i++ {
@@ -171,7 +175,11 @@ func scaleCopy(dst, src []float32, a float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		scaleCopyAVX2(&dst[0], &src[0], done, a)
+		if haveAVX512 {
+			scaleCopyAVX512(&dst[0], &src[0], done, a)
+		} else {
+			scaleCopyAVX2(&dst[0], &src[0], done, a)
+		}
 	}
 	for i := done; i < n; i++ {
 		dst[i] = a * src[i]
@@ -202,7 +210,11 @@ func softmaxGrad(d, p []float32, dot, scale float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		softmaxGradAVX2(&d[0], &p[0], done, dot, scale)
+		if haveAVX512 {
+			softmaxGradAVX512(&d[0], &p[0], done, dot, scale)
+		} else {
+			softmaxGradAVX2(&d[0], &p[0], done, dot, scale)
+		}
 	}
 	for i := done; i < n; i++ {
 		d[i] = (d[i] - dot) * p[i] * scale

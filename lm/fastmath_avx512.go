@@ -26,3 +26,35 @@ func geluFwdGradAVX512(out, gp, inp *float32, n int)
 
 //go:noescape
 func expSubAVX512(x *float32, n int, sub float32) float32
+
+// Those of rows_avx512_amd64.s: the row kernels, AdamW and the small kernels.
+
+//go:noescape
+func addAVX512(dst, src *float32, n int)
+
+//go:noescape
+func mulAVX512(dst, src *float32, n int)
+
+//go:noescape
+func resBiasSumAVX512(r, x, bias *float32, n int) float32
+
+//go:noescape
+func lnOutAVX512(out, x, w, b *float32, n int, mean, rstd float32)
+
+//go:noescape
+func lnBwdDotsAVX512(d, x, w *float32, n int, mean, rstd float32) (a, b float32)
+
+//go:noescape
+func lnBwdOutAVX512(di, d, x, w *float32, n int, mean, rstd, a, b float32)
+
+//go:noescape
+func lnColsAVX512(dw, db, d, x *float32, n int, mean, rstd float32)
+
+//go:noescape
+func adamwAVX512(p, grad, m, v *float32, n int, c *[10]float32)
+
+//go:noescape
+func scaleCopyAVX512(dst, src *float32, n int, a float32)
+
+//go:noescape
+func softmaxGradAVX512(d, p *float32, n int, dot, scale float32)

@@ -19,7 +19,11 @@ func addRow(dst, src []float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		addAVX2(&dst[0], &src[0], done)
+		if haveAVX512 {
+			addAVX512(&dst[0], &src[0], done)
+		} else {
+			addAVX2(&dst[0], &src[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		dst[i] += src[i]
@@ -33,7 +37,11 @@ func mulRow(dst, src []float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		mulAVX2(&dst[0], &src[0], done)
+		if haveAVX512 {
+			mulAVX512(&dst[0], &src[0], done)
+		} else {
+			mulAVX2(&dst[0], &src[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		dst[i] *= src[i]
@@ -77,7 +85,11 @@ func resBiasSumRow(r, x, bias []float32) float32 {
 	x = x[:n]
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		s = resBiasSumAVX2(&r[0], &x[0], &bias[0], done)
+		if haveAVX512 {
+			s = resBiasSumAVX512(&r[0], &x[0], &bias[0], done)
+		} else {
+			s = resBiasSumAVX2(&r[0], &x[0], &bias[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		v := x[i] + (r[i] + bias[i])
@@ -129,7 +141,11 @@ func lnRow(out, x, w, b []float32, sum float32) (mean, rstd float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		lnOutAVX2(&out[0], &x[0], &w[0], &b[0], done, mean, rstd)
+		if haveAVX512 {
+			lnOutAVX512(&out[0], &x[0], &w[0], &b[0], done, mean, rstd)
+		} else {
+			lnOutAVX2(&out[0], &x[0], &w[0], &b[0], done, mean, rstd)
+		}
 	}
 	for i := done; i < n; i++ {
 		out[i] = (x[i]-mean)*rstd*w[i] + b[i]
@@ -146,7 +162,11 @@ func lnBackwardRow(di, d, x, w []float32, mean, rstd float32) {
 	var a, b float32
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		a, b = lnBwdDotsAVX2(&d[0], &x[0], &w[0], done, mean, rstd)
+		if haveAVX512 {
+			a, b = lnBwdDotsAVX512(&d[0], &x[0], &w[0], done, mean, rstd)
+		} else {
+			a, b = lnBwdDotsAVX2(&d[0], &x[0], &w[0], done, mean, rstd)
+		}
 	}
 	for i := done; i < n; i++ {
 		dn := w[i] * d[i]
@@ -156,7 +176,11 @@ func lnBackwardRow(di, d, x, w []float32, mean, rstd float32) {
 	a /= float32(n)
 	b /= float32(n)
 	if haveAVX2 && n >= 8 {
-		lnBwdOutAVX2(&di[0], &d[0], &x[0], &w[0], done, mean, rstd, a, b)
+		if haveAVX512 {
+			lnBwdOutAVX512(&di[0], &d[0], &x[0], &w[0], done, mean, rstd, a, b)
+		} else {
+			lnBwdOutAVX2(&di[0], &d[0], &x[0], &w[0], done, mean, rstd, a, b)
+		}
 	}
 	for i := done; i < n; i++ {
 		norm := (x[i] - mean) * rstd
@@ -172,7 +196,11 @@ func lnParamGradRow(dw, db, d, x []float32, mean, rstd float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		lnColsAVX2(&dw[0], &db[0], &d[0], &x[0], done, mean, rstd)
+		if haveAVX512 {
+			lnColsAVX512(&dw[0], &db[0], &d[0], &x[0], done, mean, rstd)
+		} else {
+			lnColsAVX2(&dw[0], &db[0], &d[0], &x[0], done, mean, rstd)
+		}
 	}
 	for i := done; i < n; i++ {
 		db[i] += d[i]
