@@ -92,7 +92,10 @@
 // kernels (GELU, exp, the softmax rows, LayerNorm rows, AdamW, the gradient
 // norm) have AVX2 versions in fastmath_avx2_amd64.s and rows_avx2_amd64.s
 // beside their Go loops and are tested against them (-tags purego runs
-// everything on the Go loops). AdamW and ClipGradNorm round every product on
+// everything on the Go loops); with AVX-512 F/DQ/BW/VL most of them run
+// 16 floats at a time (fastmath_avx512_amd64.s, rows_avx512_amd64.s) with
+// the AVX2 kernels' operations and summation order, so they give the AVX2
+// bits (TestAVX512MatchesAVX2). AdamW and ClipGradNorm round every product on
 // its own (no fused multiply-add) and sum the gradient norm in a fixed order
 // (blocks of 16384 in order, 16 lanes within a block), so replicas on
 // different CPUs and thread counts apply bit-identical updates;

@@ -64,7 +64,11 @@ func geluSlice(out, inp []float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		geluFwdAVX2(&out[0], &inp[0], done)
+		if haveAVX512 {
+			geluFwdAVX512(&out[0], &inp[0], done)
+		} else {
+			geluFwdAVX2(&out[0], &inp[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		x := inp[i]
@@ -81,7 +85,11 @@ func geluGradSlice(dinp, inp, dout []float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		geluBwdAVX2(&dinp[0], &inp[0], &dout[0], done)
+		if haveAVX512 {
+			geluBwdAVX512(&dinp[0], &inp[0], &dout[0], done)
+		} else {
+			geluBwdAVX2(&dinp[0], &inp[0], &dout[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		x := inp[i]
@@ -98,7 +106,11 @@ func expSub(x []float32, sub float32) float32 {
 	var sum float32
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		sum = expSubAVX2(&x[0], done, sub)
+		if haveAVX512 {
+			sum = expSubAVX512(&x[0], done, sub)
+		} else {
+			sum = expSubAVX2(&x[0], done, sub)
+		}
 	}
 	for i := done; i < n; i++ {
 		e := exp32(x[i] - sub)
@@ -119,7 +131,11 @@ func adamwSlice(p, g, m, v []float32, c *[10]float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		adamwAVX2(&p[0], &g[0], &m[0], &v[0], done, c)
+		if haveAVX512 {
+			adamwAVX512(&p[0], &g[0], &m[0], &v[0], done, c)
+		} else {
+			adamwAVX2(&p[0], &g[0], &m[0], &v[0], done, c)
+		}
 	}
 	b1, omb1, b2, omb2, c1, c2, eps, step, keep, clip := c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
 	for i := done; i < n; i++ {
@@ -159,7 +175,11 @@ func scaleCopy(dst, src []float32, a float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		scaleCopyAVX2(&dst[0], &src[0], done, a)
+		if haveAVX512 {
+			scaleCopyAVX512(&dst[0], &src[0], done, a)
+		} else {
+			scaleCopyAVX2(&dst[0], &src[0], done, a)
+		}
 	}
 	for i := done; i < n; i++ {
 		dst[i] = a * src[i]
@@ -190,7 +210,11 @@ func softmaxGrad(d, p []float32, dot, scale float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		softmaxGradAVX2(&d[0], &p[0], done, dot, scale)
+		if haveAVX512 {
+			softmaxGradAVX512(&d[0], &p[0], done, dot, scale)
+		} else {
+			softmaxGradAVX2(&d[0], &p[0], done, dot, scale)
+		}
 	}
 	for i := done; i < n; i++ {
 		d[i] = (d[i] - dot) * p[i] * scale
@@ -204,7 +228,11 @@ func geluGradSetSlice(dinp, inp, dout []float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		geluBwdSetAVX2(&dinp[0], &inp[0], &dout[0], done)
+		if haveAVX512 {
+			geluBwdSetAVX512(&dinp[0], &inp[0], &dout[0], done)
+		} else {
+			geluBwdSetAVX2(&dinp[0], &inp[0], &dout[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		x := inp[i]

@@ -262,6 +262,46 @@ func BenchmarkFastMath(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
 	})
+	gp := make([]float32, len(xs))
+	b.Run("geluFwdGradRow", func(b *testing.B) {
+		for b.Loop() {
+			geluFwdGradRow(ys, gp, xs)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
+	})
+	b.Run("geluGradSetSlice", func(b *testing.B) {
+		for b.Loop() {
+			geluGradSetSlice(ys, xs, gp)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
+	})
+	// The LayerNorm rows and AdamW over xs as rows of 256 (small's C).
+	w, bias := xs[:256], ys[:256]
+	b.Run("lnRow", func(b *testing.B) {
+		for b.Loop() {
+			for r := 0; r < len(xs); r += 256 {
+				lnRow(gp[r:r+256], xs[r:r+256], w, bias, 1)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
+	})
+	b.Run("lnBackwardRow", func(b *testing.B) {
+		for b.Loop() {
+			for r := 0; r < len(xs); r += 256 {
+				lnBackwardRow(gp[r:r+256], ys[r:r+256], xs[r:r+256], w, 0.1, 1.3)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
+	})
+	m, v := make([]float32, len(xs)), make([]float32, len(xs))
+	c := [10]float32{0.9, 0.1, 0.95, 0.05, 1, 1, 1e-8, 1e-6, 1, 1}
+	b.Run("adamwSlice", func(b *testing.B) {
+		for b.Loop() {
+			adamwSlice(ys, xs, m, v, &c)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
+	})
+	b.Logf("AVX2 %v, AVX-512 %v", haveAVX2, haveAVX512)
 	_ = sink
 }
 

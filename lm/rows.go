@@ -7,7 +7,8 @@ import "math"
 // C (or a range of columns) at a time, so that a row handed over by
 // kernels.Pool.SgemmThen is read from L1. On amd64 with AVX2 the bulk of each
 // row runs in rows_avx2_amd64.s, 8 floats at a time with 8 partial sums
-// reduced in a fixed order; the Go loops below do the tail and everything
+// reduced in a fixed order (with AVX-512, rows_avx512_amd64.s, most of them
+// 16 at a time, with the same bits); the Go loops below do the tail and everything
 // under -tags purego. No kernel here is on the replicas' bit-identical path
 // (AdamW and the gradient norm, optim.go); sums may differ in the last bits
 // between the assembly and the Go loop.
@@ -19,7 +20,11 @@ func addRow(dst, src []float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		addAVX2(&dst[0], &src[0], done)
+		if haveAVX512 {
+			addAVX512(&dst[0], &src[0], done)
+		} else {
+			addAVX2(&dst[0], &src[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		dst[i] += src[i]
@@ -33,7 +38,11 @@ func mulRow(dst, src []float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		mulAVX2(&dst[0], &src[0], done)
+		if haveAVX512 {
+			mulAVX512(&dst[0], &src[0], done)
+		} else {
+			mulAVX2(&dst[0], &src[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		dst[i] *= src[i]
@@ -48,7 +57,11 @@ func geluFwdGradRow(out, gp, inp []float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		geluFwdGradAVX2(&out[0], &gp[0], &inp[0], done)
+		if haveAVX512 {
+			geluFwdGradAVX512(&out[0], &gp[0], &inp[0], done)
+		} else {
+			geluFwdGradAVX2(&out[0], &gp[0], &inp[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		x := inp[i]
@@ -73,7 +86,11 @@ func resBiasSumRow(r, x, bias []float32) float32 {
 	x = x[:n]
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		s = resBiasSumAVX2(&r[0], &x[0], &bias[0], done)
+		if haveAVX512 {
+			s = resBiasSumAVX512(&r[0], &x[0], &bias[0], done)
+		} else {
+			s = resBiasSumAVX2(&r[0], &x[0], &bias[0], done)
+		}
 	}
 	for i := done; i < n; i++ {
 		v := x[i] + (r[i] + bias[i])
@@ -125,7 +142,11 @@ func lnRow(out, x, w, b []float32, sum float32) (mean, rstd float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		lnOutAVX2(&out[0], &x[0], &w[0], &b[0], done, mean, rstd)
+		if haveAVX512 {
+			lnOutAVX512(&out[0], &x[0], &w[0], &b[0], done, mean, rstd)
+		} else {
+			lnOutAVX2(&out[0], &x[0], &w[0], &b[0], done, mean, rstd)
+		}
 	}
 	for i := done; i < n; i++ {
 		out[i] = (x[i]-mean)*rstd*w[i] + b[i]
@@ -142,7 +163,11 @@ func lnBackwardRow(di, d, x, w []float32, mean, rstd float32) {
 	var a, b float32
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		a, b = lnBwdDotsAVX2(&d[0], &x[0], &w[0], done, mean, rstd)
+		if haveAVX512 {
+			a, b = lnBwdDotsAVX512(&d[0], &x[0], &w[0], done, mean, rstd)
+		} else {
+			a, b = lnBwdDotsAVX2(&d[0], &x[0], &w[0], done, mean, rstd)
+		}
 	}
 	for i := done; i < n; i++ {
 		dn := w[i] * d[i]
@@ -152,7 +177,11 @@ func lnBackwardRow(di, d, x, w []float32, mean, rstd float32) {
 	a /= float32(n)
 	b /= float32(n)
 	if haveAVX2 && n >= 8 {
-		lnBwdOutAVX2(&di[0], &d[0], &x[0], &w[0], done, mean, rstd, a, b)
+		if haveAVX512 {
+			lnBwdOutAVX512(&di[0], &d[0], &x[0], &w[0], done, mean, rstd, a, b)
+		} else {
+			lnBwdOutAVX2(&di[0], &d[0], &x[0], &w[0], done, mean, rstd, a, b)
+		}
 	}
 	for i := done; i < n; i++ {
 		norm := (x[i] - mean) * rstd
@@ -168,7 +197,11 @@ func lnParamGradRow(dw, db, d, x []float32, mean, rstd float32) {
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
-		lnColsAVX2(&dw[0], &db[0], &d[0], &x[0], done, mean, rstd)
+		if haveAVX512 {
+			lnColsAVX512(&dw[0], &db[0], &d[0], &x[0], done, mean, rstd)
+		} else {
+			lnColsAVX2(&dw[0], &db[0], &d[0], &x[0], done, mean, rstd)
+		}
 	}
 	for i := done; i < n; i++ {
 		db[i] += d[i]

@@ -1,0 +1,323 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// AVX-512 versions of the element-wise kernels of fastmath.go and rows.go,
+// 16 floats at a time. n is a multiple of 8 (the Go wrappers do the rest); a
+// last block of 8 runs with the lanes masked by K1. Each kernel does the same
+// operations in the same order as its AVX2 version (fastmath_avx2_amd64.s,
+// rows_avx2_amd64.s), FMAs where that one has FMAs, so every element gets the
+// same bits whichever width ran; expSubAVX512 keeps the AVX2 kernel's 8
+// partial sums, adding each block's low half then its high half. The
+// constants stay in Z16-Z31 instead of being broadcast in the loop.
+
+DATA fmz<>+0(SB)/4, $0x3f000000 // half
+DATA fmz<>+4(SB)/4, $0x3f800000 // one
+DATA fmz<>+8(SB)/4, $0x3f4c422a // s
+DATA fmz<>+12(SB)/4, $0x3d372713 // c
+DATA fmz<>+16(SB)/4, $0x3e095d4f // c3
+DATA fmz<>+20(SB)/4, $0xc0000000 // neg2
+DATA fmz<>+24(SB)/4, $0x40800000 // four
+DATA fmz<>+28(SB)/4, $0x7fffffff // absmask
+DATA fmz<>+32(SB)/4, $0x80000000 // signmask
+DATA fmz<>+36(SB)/4, $0x3fb8aa3b // log2e
+DATA fmz<>+40(SB)/4, $0x4b400000 // magic
+DATA fmz<>+44(SB)/4, $0x3f318000 // c1
+DATA fmz<>+48(SB)/4, $0xb95e8083 // c2
+DATA fmz<>+52(SB)/4, $0x39506967 // p0
+DATA fmz<>+56(SB)/4, $0x3ab743ce // p1
+DATA fmz<>+60(SB)/4, $0x3c088908 // p2
+DATA fmz<>+64(SB)/4, $0x3d2aa9c1 // p3
+DATA fmz<>+68(SB)/4, $0x3e2aaaaa // p4
+DATA fmz<>+72(SB)/4, $0x3f000000 // p5
+DATA fmz<>+76(SB)/4, $0xc2aea8f6 // lo
+DATA fmz<>+80(SB)/4, $0x42b00000 // hi
+DATA fmz<>+84(SB)/4, $0x0000007f // i127
+GLOBL fmz<>(SB), RODATA|NOPTR, $88
+
+// EXPCONSTS: the constants of EXP in Z18-Z31.
+#define EXPCONSTS \
+	VBROADCASTSS fmz<>+80(SB), Z18; \
+	VBROADCASTSS fmz<>+76(SB), Z19; \
+	VPBROADCASTD fmz<>+84(SB), Z20; \
+	VBROADCASTSS fmz<>+72(SB), Z21; \
+	VBROADCASTSS fmz<>+68(SB), Z22; \
+	VBROADCASTSS fmz<>+64(SB), Z23; \
+	VBROADCASTSS fmz<>+60(SB), Z24; \
+	VBROADCASTSS fmz<>+56(SB), Z25; \
+	VBROADCASTSS fmz<>+52(SB), Z26; \
+	VBROADCASTSS fmz<>+48(SB), Z27; \
+	VBROADCASTSS fmz<>+44(SB), Z28; \
+	VBROADCASTSS fmz<>+36(SB), Z29; \
+	VBROADCASTSS fmz<>+40(SB), Z30; \
+	VBROADCASTSS fmz<>+4(SB), Z31
+
+// GELUCONSTS: EXPCONSTS and those of GELUTANH and GELUGRAD in Z12-Z17.
+#define GELUCONSTS \
+	EXPCONSTS; \
+	VBROADCASTSS fmz<>+20(SB), Z12; \
+	VBROADCASTSS fmz<>+24(SB), Z13; \
+	VBROADCASTSS fmz<>+16(SB), Z14; \
+	VBROADCASTSS fmz<>+12(SB), Z15; \
+	VBROADCASTSS fmz<>+8(SB), Z16; \
+	VBROADCASTSS fmz<>+0(SB), Z17
+
+// EXP: Z4 = exp(Z0) as the AVX2 EXP (Z0 clamped to [-87.33, 88]); clobbers
+// Z0-Z3, Z5.
+#define EXP \
+	VMAXPS       Z19, Z0, Z0; \
+	VMINPS       Z18, Z0, Z0; \
+	VMOVAPS      Z30, Z1; \
+	VFMADD231PS  Z29, Z0, Z1; \
+	VPSUBD       Z30, Z1, Z3; \
+	VSUBPS       Z30, Z1, Z2; \
+	VFNMADD231PS Z2, Z28, Z0; \
+	VFNMADD231PS Z2, Z27, Z0; \
+	VMOVAPS      Z25, Z4; \
+	VFMADD231PS  Z26, Z0, Z4; \
+	VFMADD213PS  Z24, Z0, Z4; \
+	VFMADD213PS  Z23, Z0, Z4; \
+	VFMADD213PS  Z22, Z0, Z4; \
+	VFMADD213PS  Z21, Z0, Z4; \
+	VMULPS       Z0, Z0, Z5; \
+	VFMADD213PS  Z0, Z5, Z4; \
+	VADDPS       Z31, Z4, Z4; \
+	VPADDD       Z20, Z3, Z3; \
+	VPSLLD       $23, Z3, Z3; \
+	VMULPS       Z3, Z4, Z4
+
+// GELUTANH: from x in Z8: Z9 = x*x, z = sqrt(2/pi) x (1 + 0.044715 x*x),
+// Z4 = e = exp(-2|z|), Z5 = 1/(1+e), Z6 = tanh(z) = sign(z) (1-e)/(1+e).
+// Clobbers Z0-Z3, Z10, Z11.
+#define GELUTANH \
+	VMULPS       Z8, Z8, Z9; \
+	VMOVAPS      Z31, Z10; \
+	VFMADD231PS  Z9, Z15, Z10; \
+	VMULPS       Z8, Z10, Z10; \
+	VMULPS       Z16, Z10, Z10; \
+	VPANDD.BCST  fmz<>+28(SB), Z10, Z11; \
+	VPANDD.BCST  fmz<>+32(SB), Z10, Z10; \
+	VMULPS       Z11, Z12, Z0; \
+	EXP; \
+	VADDPS       Z31, Z4, Z5; \
+	VDIVPS       Z5, Z31, Z5; \
+	VSUBPS       Z4, Z31, Z6; \
+	VMULPS       Z5, Z6, Z6; \
+	VPORD        Z10, Z6, Z6
+
+// GELUGRAD: after GELUTANH, Z1 = gelu'(x) =
+// 0.5 (1 + th) + 0.5 x sech^2 sqrt(2/pi) (1 + 3*0.044715 x^2), with
+// sech^2 = 4e/(1+e)^2, and Z2 = 0.5 x; clobbers Z5.
+#define GELUGRAD \
+	VMULPS      Z5, Z5, Z5; \
+	VMULPS      Z4, Z5, Z5; \
+	VMULPS      Z13, Z5, Z5; \
+	VMOVAPS     Z31, Z1; \
+	VFMADD231PS Z14, Z9, Z1; \
+	VMULPS      Z16, Z1, Z1; \
+	VMULPS      Z5, Z1, Z1; \
+	VMULPS      Z17, Z8, Z2; \
+	VMULPS      Z2, Z1, Z1; \
+	VFMADD231PS Z6, Z17, Z1; \
+	VADDPS      Z17, Z1, Z1
+
+// MASK8: K1 selects the low 8 lanes (the last block of 8).
+#define MASK8 \
+	MOVL  $0xff, AX; \
+	KMOVW AX, K1
+
+// func geluFwdAVX512(out, inp *float32, n int)
+TEXT ·geluFwdAVX512(SB), NOSPLIT, $0-24
+	MOVQ out+0(FP), DI
+	MOVQ inp+8(FP), SI
+	MOVQ n+16(FP), CX
+	GELUCONSTS
+	MASK8
+
+gfloop:
+	CMPQ    CX, $16
+	JLT     gftail
+	VMOVUPS (SI), Z8
+	GELUTANH
+	// out = 0.5 x + 0.5 x tanh(z)
+	VMULPS      Z17, Z8, Z7
+	VFMADD213PS Z7, Z7, Z6
+	VMOVUPS     Z6, (DI)
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	SUBQ        $16, CX
+	JMP         gfloop
+
+gftail:
+	CMPQ        CX, $8
+	JLT         gfdone
+	VMOVUPS.Z   (SI), K1, Z8
+	GELUTANH
+	VMULPS      Z17, Z8, Z7
+	VFMADD213PS Z7, Z7, Z6
+	VMOVUPS     Z6, K1, (DI)
+
+gfdone:
+	VZEROUPPER
+	RET
+
+// func geluBwdAVX512(dinp, inp, dout *float32, n int)
+// dinp += gelu'(inp) * dout
+TEXT ·geluBwdAVX512(SB), NOSPLIT, $0-32
+	MOVQ dinp+0(FP), DI
+	MOVQ inp+8(FP), SI
+	MOVQ dout+16(FP), DX
+	MOVQ n+24(FP), CX
+	GELUCONSTS
+	MASK8
+
+gbloop:
+	CMPQ        CX, $16
+	JLT         gbtail
+	VMOVUPS     (SI), Z8
+	GELUTANH
+	GELUGRAD
+	VMOVUPS     (DX), Z2
+	VFMADD213PS (DI), Z2, Z1
+	VMOVUPS     Z1, (DI)
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	ADDQ        $64, DX
+	SUBQ        $16, CX
+	JMP         gbloop
+
+gbtail:
+	CMPQ        CX, $8
+	JLT         gbdone
+	VMOVUPS.Z   (SI), K1, Z8
+	GELUTANH
+	GELUGRAD
+	VMOVUPS.Z   (DX), K1, Z2
+	VMOVUPS.Z   (DI), K1, Z3
+	VFMADD213PS Z3, Z2, Z1
+	VMOVUPS     Z1, K1, (DI)
+
+gbdone:
+	VZEROUPPER
+	RET
+
+// func geluBwdSetAVX512(dinp, inp, dout *float32, n int)
+// dinp = gelu'(inp) * dout (dinp may be dout)
+TEXT ·geluBwdSetAVX512(SB), NOSPLIT, $0-32
+	MOVQ dinp+0(FP), DI
+	MOVQ inp+8(FP), SI
+	MOVQ dout+16(FP), DX
+	MOVQ n+24(FP), CX
+	GELUCONSTS
+	MASK8
+
+gsloop:
+	CMPQ    CX, $16
+	JLT     gstail
+	VMOVUPS (SI), Z8
+	GELUTANH
+	GELUGRAD
+	VMULPS  (DX), Z1, Z1
+	VMOVUPS Z1, (DI)
+	ADDQ    $64, SI
+	ADDQ    $64, DI
+	ADDQ    $64, DX
+	SUBQ    $16, CX
+	JMP     gsloop
+
+gstail:
+	CMPQ      CX, $8
+	JLT       gsdone
+	VMOVUPS.Z (SI), K1, Z8
+	GELUTANH
+	GELUGRAD
+	VMOVUPS.Z (DX), K1, Z2
+	VMULPS    Z2, Z1, Z1
+	VMOVUPS   Z1, K1, (DI)
+
+gsdone:
+	VZEROUPPER
+	RET
+
+// func geluFwdGradAVX512(out, gp, inp *float32, n int)
+// out = gelu(inp) and gp = gelu'(inp) (gp may be inp)
+TEXT ·geluFwdGradAVX512(SB), NOSPLIT, $0-32
+	MOVQ out+0(FP), DI
+	MOVQ gp+8(FP), DX
+	MOVQ inp+16(FP), SI
+	MOVQ n+24(FP), CX
+	GELUCONSTS
+	MASK8
+
+gfgloop:
+	CMPQ        CX, $16
+	JLT         gfgtail
+	VMOVUPS     (SI), Z8
+	GELUTANH
+	GELUGRAD
+	VFMADD213PS Z2, Z2, Z6
+	VMOVUPS     Z6, (DI)
+	VMOVUPS     Z1, (DX)
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	ADDQ        $64, DX
+	SUBQ        $16, CX
+	JMP         gfgloop
+
+gfgtail:
+	CMPQ        CX, $8
+	JLT         gfgdone
+	VMOVUPS.Z   (SI), K1, Z8
+	GELUTANH
+	GELUGRAD
+	VFMADD213PS Z2, Z2, Z6
+	VMOVUPS     Z6, K1, (DI)
+	VMOVUPS     Z1, K1, (DX)
+
+gfgdone:
+	VZEROUPPER
+	RET
+
+// func expSubAVX512(x *float32, n int, sub float32) float32
+// x[i] = exp(x[i] - sub); returns their sum: the 8 partial sums of
+// expSubAVX2 (lane j sums the x[i], i = j mod 8, in index order), reduced
+// in its order.
+TEXT ·expSubAVX512(SB), NOSPLIT, $0-28
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS sub+16(FP), Z15
+	EXPCONSTS
+	MASK8
+	VXORPS       Y8, Y8, Y8
+
+exloop:
+	CMPQ          CX, $16
+	JLT           extail
+	VMOVUPS       (SI), Z0
+	VSUBPS        Z15, Z0, Z0
+	EXP
+	VMOVUPS       Z4, (SI)
+	VEXTRACTF64X4 $1, Z4, Y5
+	VADDPS        Y4, Y8, Y8
+	VADDPS        Y5, Y8, Y8
+	ADDQ          $64, SI
+	SUBQ          $16, CX
+	JMP           exloop
+
+extail:
+	CMPQ      CX, $8
+	JLT       exdone
+	VMOVUPS.Z (SI), K1, Z0
+	VSUBPS    Z15, Z0, Z0
+	EXP
+	VMOVUPS   Z4, K1, (SI)
+	VADDPS    Y4, Y8, Y8
+
+exdone:
+	VEXTRACTF128 $1, Y8, X0
+	VADDPS       X8, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+24(FP)
+	RET
