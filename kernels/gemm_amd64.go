@@ -39,6 +39,12 @@ func packPanelsAVX(dst *float32, src *float32, lds int, kc int, panels int, nr i
 //go:noescape
 func packTA6AVX(dst *float32, src *float32, lds int, kc int, panels int)
 
+// packTA12AVX is packTA6AVX for 12-wide micro-panels (gemm_amd64.s; needs
+// AVX).
+//
+//go:noescape
+func packTA12AVX(dst *float32, src *float32, lds int, kc int, panels int)
+
 // kernelAVX2 blocks for L1 48 KiB / L2 2 MiB per core: a packed B micro-panel
 // (kc x 16) is 16 KiB and stays in L1, the packed A block (mc x kc) is 192 KiB
 // and stays in L2.
@@ -79,6 +85,7 @@ var kernelAVX512 = microKernel{
 	transpose8: transpose8AVX,
 	transpose4: transpose4AVX,
 	packPanels: packPanelsAVX,
+	packTA:     packTA12AVX,
 }
 
 // cpuKernels returns the micro-kernels the CPU supports, fastest first.

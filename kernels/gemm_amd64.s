@@ -1083,3 +1083,39 @@ ta6panel:
 	DECQ CX
 	JNZ  ta6row
 	RET
+
+// func packTA12AVX(dst *float32, src *float32, lds int, kc int, panels int)
+//
+// packTA6AVX for 12-wide micro-panels: dst[q*12*kc+p*12+i] =
+// src[p*lds+q*12+i], 48 bytes per panel and row as one ymm and one xmm.
+TEXT ·packTA12AVX(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lds+16(FP), R8
+	SHLQ $2, R8
+	MOVQ kc+24(FP), CX
+	MOVQ panels+32(FP), R9
+	MOVQ CX, R10
+	IMULQ $48, R10 // bytes from one panel to the next
+
+ta12row:
+	MOVQ SI, AX
+	MOVQ DI, DX
+	MOVQ R9, BX
+
+ta12panel:
+	VMOVUPS (AX), Y0
+	VMOVUPS 32(AX), X1
+	VMOVUPS Y0, (DX)
+	VMOVUPS X1, 32(DX)
+	ADDQ    $48, AX
+	ADDQ    R10, DX
+	DECQ    BX
+	JNZ     ta12panel
+
+	ADDQ R8, SI
+	ADDQ $48, DI
+	DECQ CX
+	JNZ  ta12row
+	VZEROUPPER
+	RET

@@ -6,7 +6,8 @@ import (
 	"github.com/klring/klring/kernels"
 )
 
-// Attention on the AVX2 tile kernel (attnTile6x16): per (batch, head) pair,
+// Attention on the AVX2 tile kernel (attnTile6x16), or on AVX-512 its 6x32
+// form (attnTile6x32, the same bits), per (batch, head) pair:
 // K^T is packed once into panels of 16 keys, then each block of 6 query rows
 // forms its scores against exactly the keys its causal mask lets through
 // (rounded up to a panel of 16), takes the softmax and multiplies by V read in
@@ -61,7 +62,7 @@ func packKT(kt, k []float32, T, HS, ld int) {
 // CPU has it (the same bits as one AVX2 tile per panel).
 func panelTiles(HS int, a []float32, lda int, kt, c []float32, ldc, npan int, alpha float32) {
 	p := 0
-	if haveAttnZMM {
+	if haveAVX512 {
 		for ; p+1 < npan; p += 2 {
 			attnTile6x32(HS, &a[0], lda, &kt[p*16*HS], 16, 16*HS*4, &c[p*16], ldc, alpha, 0)
 		}
@@ -76,7 +77,7 @@ func panelTiles(HS int, a []float32, lda int, kt, c []float32, ldc, npan int, al
 // apart) read in place, 32 columns per AVX-512 tile where the CPU has it.
 func valueTiles(k int, a []float32, lda int, v []float32, ldv int, c []float32, ldc, HS int) {
 	hp := 0
-	if haveAttnZMM {
+	if haveAVX512 {
 		for ; hp+32 <= HS; hp += 32 {
 			attnTile6x32(k, &a[0], lda, &v[hp], ldv, 64, &c[hp], ldc, 1, 0)
 		}

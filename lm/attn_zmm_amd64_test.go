@@ -12,7 +12,7 @@ import (
 // keys, b2 = one panel; one row of V, b2 = 16 values), k not a multiple of
 // 4, alpha != 1, and beta 0 (C not read: NaN there must not leak) or not.
 func TestAttnTile6x32SameBits(t *testing.T) {
-	if !haveAttnZMM {
+	if !haveAVX512 {
 		t.Skip("no AVX-512F")
 	}
 	r := NewRNG(7)
