@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"runtime"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
@@ -36,7 +35,7 @@ func (p *Pool) SgemmThen(tA, tB bool, m, n, k int, alpha float32, a []float32, l
 		return
 	}
 	if p.yield.Load() {
-		runtime.Gosched()
+		p.gosched()
 	}
 	switch {
 	case n == 0:

@@ -38,6 +38,8 @@ type Pool struct {
 	useGonum bool
 	// yield makes every parallel call start by yielding (SetYield).
 	yield atomic.Bool
+	// gosched is how a call yields: runtime.Gosched (tests count the calls).
+	gosched func()
 
 	mu   sync.Mutex
 	free []*gemmBuf // packing buffers not in use, guarded by mu
@@ -50,7 +52,7 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{threads: threads, extra: make(chan struct{}, threads-1), kern: bestKernel(), maxShared: defaultMaxShared, smallFlops: defaultSmallFlops, directMNK: defaultDirectMNK, packSpin: defaultPackSpin}
+	p := &Pool{threads: threads, extra: make(chan struct{}, threads-1), kern: bestKernel(), maxShared: defaultMaxShared, smallFlops: defaultSmallFlops, directMNK: defaultDirectMNK, packSpin: defaultPackSpin, gosched: runtime.Gosched}
 	p.useGonum = p.kern == &kernelGo
 	for i := 0; i < threads-1; i++ {
 		p.extra <- struct{}{}
@@ -91,7 +93,7 @@ func (f rangeFunc) run(lo, hi int) { f(lo, hi) }
 // caller alone free of allocation.
 func (p *Pool) forEach(n, grain int, r ranger) {
 	if p.yield.Load() {
-		runtime.Gosched()
+		p.gosched()
 	}
 	if n <= 0 {
 		return

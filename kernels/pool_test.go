@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"reflect"
 	"runtime"
 	"sort"
 	"sync"
@@ -146,24 +147,31 @@ func BenchmarkFor(b *testing.B) {
 	}
 }
 
-// TestSetYield: with one processor, a goroutine made runnable before a call
-// of For or Sgemm has run by the time the call returns when the pool
-// yields; the calls themselves never block, so only the yield can let it.
+// TestSetYield: with SetYield(true) every call of For and Sgemm yields the
+// processor once before it works, and never with SetYield(false); and the
+// pool yields with runtime.Gosched. (Whether the scheduler then runs a given
+// runnable goroutine is its own choice: it takes from the global queue first
+// on every 61st tick, so a test of that would fail now and then.)
 func TestSetYield(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	p := NewPool(1)
-	p.SetYield(true)
+	p := NewPool(2)
+	if reflect.ValueOf(p.gosched).Pointer() != reflect.ValueOf(runtime.Gosched).Pointer() {
+		t.Fatal("NewPool's pool does not yield with runtime.Gosched")
+	}
+	yields := 0
+	p.gosched = func() { yields++ }
 	a, c := make([]float32, 4), make([]float32, 4)
 	calls := map[string]func(){
 		"For":   func() { p.For(8, 1, func(lo, hi int) {}) },
 		"Sgemm": func() { p.Sgemm(false, false, 2, 2, 2, 1, a, 2, a, 2, 0, c, 2) },
 	}
-	for name, call := range calls {
-		var ran atomic.Bool
-		go ran.Store(true)
-		call()
-		if !ran.Load() {
-			t.Errorf("%s returned before the runnable goroutine ran: it did not yield", name)
+	for _, on := range []bool{true, false} {
+		p.SetYield(on)
+		for name, call := range calls {
+			yields = 0
+			call()
+			if want := map[bool]int{true: 1, false: 0}[on]; yields != want {
+				t.Errorf("SetYield(%v): %s yielded %d times; want %d", on, name, yields, want)
+			}
 		}
 	}
 }
