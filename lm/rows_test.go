@@ -219,34 +219,42 @@ func TestStepClipMatchesUnfused(t *testing.T) {
 	}
 }
 
-// TestAttentionTilesMatchGemm: attention on the tile kernel (head size 32,
-// T not a multiple of 6 or 16) gives what the Pool.Sgemm path gives, forward
-// and backward, for any number of threads.
+// TestAttentionTilesMatchGemm: attention on the tile kernel (every head size
+// it takes: 16, 32, 48 and 64, so AVX-512's value tiles run alone, beside an
+// AVX2 tile, or not at all; T not a multiple of 6 or 16, so the panels of keys
+// come odd and even) gives what the Pool.Sgemm path gives, forward and
+// backward, for any number of threads.
 func TestAttentionTilesMatchGemm(t *testing.T) {
-	B, T, C, NH := 2, 37, 64, 2
-	r := NewRNG(31)
-	qkv := randVec(r, B*T*3*C, 1)
-	dout := randVec(r, B*T*C, 1)
-	run := func(threads int, noTiles bool) (out, lse, dqkv []float32) {
-		rn := newRunner(kernels.NewPool(threads))
-		rn.noTiles = noTiles
-		scratch := make([]float32, threads*attnScratch(T))
-		out, lse = make([]float32, B*T*C), make([]float32, B*NH*T)
-		attentionForward(rn, out, lse, scratch, qkv, B, T, C, NH)
-		dqkv = make([]float32, len(qkv))
-		attentionBackward(rn, dqkv, scratch, dout, qkv, lse, B, T, C, NH)
-		return out, lse, dqkv
-	}
-	wOut, wLse, wD := run(1, true)
-	for _, threads := range []int{1, 2, 3} {
-		out, lse, d := run(threads, false)
-		for _, c := range []struct {
-			name      string
-			got, want []float32
-		}{{"out", out, wOut}, {"lse", lse, wLse}, {"dqkv", d, wD}} {
-			for i := range c.got {
-				if e := math.Abs(float64(c.got[i] - c.want[i])); e > 2e-5*(1+math.Abs(float64(c.want[i]))) {
-					t.Fatalf("threads %d: %s[%d] = %g with tiles; %g on Sgemm", threads, c.name, i, c.got[i], c.want[i])
+	const B, T, NH = 2, 37, 2
+	for _, HS := range []int{16, 32, 48, 64} {
+		C := NH * HS
+		if haveAVX2 && !attnFastOK(HS, T, attnScratch(T)) {
+			t.Fatalf("HS %d: the tile path does not run", HS)
+		}
+		r := NewRNG(31)
+		qkv := randVec(r, B*T*3*C, 1)
+		dout := randVec(r, B*T*C, 1)
+		run := func(threads int, noTiles bool) (out, lse, dqkv []float32) {
+			rn := newRunner(kernels.NewPool(threads))
+			rn.noTiles = noTiles
+			scratch := make([]float32, threads*attnScratch(T))
+			out, lse = make([]float32, B*T*C), make([]float32, B*NH*T)
+			attentionForward(rn, out, lse, scratch, qkv, B, T, C, NH)
+			dqkv = make([]float32, len(qkv))
+			attentionBackward(rn, dqkv, scratch, dout, qkv, lse, B, T, C, NH)
+			return out, lse, dqkv
+		}
+		wOut, wLse, wD := run(1, true)
+		for _, threads := range []int{1, 2, 3} {
+			out, lse, d := run(threads, false)
+			for _, c := range []struct {
+				name      string
+				got, want []float32
+			}{{"out", out, wOut}, {"lse", lse, wLse}, {"dqkv", d, wD}} {
+				for i := range c.got {
+					if e := math.Abs(float64(c.got[i] - c.want[i])); e > 2e-5*(1+math.Abs(float64(c.want[i]))) {
+						t.Fatalf("HS %d, threads %d: %s[%d] = %g with tiles; %g on Sgemm", HS, threads, c.name, i, c.got[i], c.want[i])
+					}
 				}
 			}
 		}
