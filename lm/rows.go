@@ -8,8 +8,8 @@ import "math"
 // kernels.Pool.SgemmThen is read from L1. On amd64 with AVX2 the bulk of each
 // row runs in rows_avx2_amd64.s, 8 floats at a time with 8 partial sums
 // reduced in a fixed order (with AVX-512, rows_avx512_amd64.s, most of them
-// 16 at a time, with the same bits); the Go loops below do the tail and everything
-// under -tags purego. No kernel here is on the replicas' bit-identical path
+// 16 at a time, with the same bits); the Go loops below do the tail and
+// everything under -tags purego. No kernel here is on the replicas' bit-identical path
 // (AdamW and the gradient norm, optim.go); sums may differ in the last bits
 // between the assembly and the Go loop.
 
