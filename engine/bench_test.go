@@ -117,3 +117,64 @@ func BenchmarkStep(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStepGPT2Vocab is BenchmarkStep's plain training with GPT-2's
+// vocabulary (50257): the next-token cross-entropy block by block (hardCE,
+// the engine's choice there) and on whole rows of logits through the loss
+// package (rows), for comparison.
+func BenchmarkStepGPT2Vocab(b *testing.B) {
+	const B = 16
+	pool := kernels.NewPool(0)
+	data, err := shard.Open(shard.Options{Source: "synthetic", Vocab: 50257, Ctx: 128, Tokens: 1 << 16, Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer data.Close()
+	cfg, _ := lm.Preset("tiny")
+	cfg.Vocab = 50257
+	for _, blocks := range []bool{true, false} {
+		name := map[bool]string{true: "blocks", false: "rows"}[blocks]
+		b.Run(name, func(b *testing.B) {
+			m, err := lm.New(cfg, pool)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m.Init(1)
+			opt, err := lm.NewAdamW(m.Layout(), lm.DefaultAdamWOptions(), pool)
+			if err != nil {
+				b.Fatal(err)
+			}
+			e, err := New(Options{Loss: loss.DefaultOptions(), Target: TargetHard, MaxWindows: B}, m, data, pool)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !blocks {
+				e.blockCE = nil
+			}
+			windows := make([]int32, B)
+			step := func(s uint64) {
+				for i := range windows {
+					windows[i] = int32((int(s)*B + i) % data.NumTrain())
+				}
+				if _, err := e.Gradient(context.Background(), windows, s); err != nil {
+					b.Fatal(err)
+				}
+				opt.StepClip(m.Params, m.Grads, 1e-4, 1)
+			}
+			step(0) // buffers
+			var steps []time.Duration
+			b.ResetTimer()
+			s := uint64(1)
+			for b.Loop() {
+				t0 := time.Now()
+				step(s)
+				steps = append(steps, time.Since(t0))
+				s++
+			}
+			slices.Sort(steps)
+			tokens := float64(B * cfg.Ctx)
+			b.ReportMetric(tokens/(b.Elapsed().Seconds()/float64(b.N)), "tokens/s")
+			b.ReportMetric(tokens/steps[len(steps)/2].Seconds(), "tokens/s-p50")
+		})
+	}
+}

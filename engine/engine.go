@@ -185,6 +185,7 @@ type Engine struct {
 	probs   []float32 // [maxB*T*K] their probabilities
 	tlogits []float32 // [rows of a head chunk x V] the teacher's logits
 	unif    []float32 // [rows of a head chunk x V] 1/V
+	blockCE *hardCE   // the loss over a large vocabulary (useBlockCE), else nil
 }
 
 // New returns an engine for model on data, its loss split over pool.
@@ -227,6 +228,9 @@ func New(o Options, model *lm.Model, data *shard.Dataset, pool *kernels.Pool) (*
 		e.K = data.TruthK()
 		e.ids = make([]int32, B*T*e.K)
 		e.probs = make([]float32, B*T*e.K)
+	}
+	if useBlockCE(o, cfg.Vocab) {
+		e.blockCE = newHardCE(cfg.Vocab, B*T, o.Loss.IgnoreIndex)
 	}
 	if p := &e.onPolicy; p.Fraction > 0 {
 		if p.Prefix == 0 {
@@ -357,6 +361,10 @@ func (e *Engine) pass(ctx context.Context, s *Sums, windows []int32, step uint64
 		if err := e.teacher.ForwardHidden(e.in[:B*T], B, T); err != nil {
 			return fmt.Errorf("the teacher: %w", err)
 		}
+	}
+	if e.blockCE != nil {
+		e.blockCE.start(e.hard[:B*T], s)
+		return e.model.ForwardBackwardBlocks(e.in[:B*T], B, T, e.blockCE, ready)
 	}
 	return e.model.ForwardBackwardReady(e.in[:B*T], B, T, func(logits []float32, first, rows int) error {
 		r, err := e.lossc.ForwardBackward(logits, rows, V, e.target(e.kind, first, rows), e.opts, 1, nil)
