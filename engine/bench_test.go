@@ -90,30 +90,7 @@ func BenchmarkStep(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			windows := make([]int32, B)
-			step := func(s uint64) {
-				for i := range windows {
-					windows[i] = int32((int(s)*B + i) % data.NumTrain())
-				}
-				if _, err := e.Gradient(context.Background(), windows, s); err != nil {
-					b.Fatal(err)
-				}
-				opt.StepClip(m.Params, m.Grads, 1e-4, 1)
-			}
-			step(0) // buffers
-			var steps []time.Duration
-			b.ResetTimer()
-			s := uint64(1)
-			for b.Loop() {
-				t0 := time.Now()
-				step(s)
-				steps = append(steps, time.Since(t0))
-				s++
-			}
-			slices.Sort(steps)
-			tokens := float64(B * cfg.Ctx)
-			b.ReportMetric(tokens/(b.Elapsed().Seconds()/float64(b.N)), "tokens/s")
-			b.ReportMetric(tokens/steps[len(steps)/2].Seconds(), "tokens/s-p50")
+			benchSteps(b, e, opt, data, B)
 		})
 	}
 }
@@ -151,30 +128,38 @@ func BenchmarkStepGPT2Vocab(b *testing.B) {
 			if !blocks {
 				e.blockCE = nil
 			}
-			windows := make([]int32, B)
-			step := func(s uint64) {
-				for i := range windows {
-					windows[i] = int32((int(s)*B + i) % data.NumTrain())
-				}
-				if _, err := e.Gradient(context.Background(), windows, s); err != nil {
-					b.Fatal(err)
-				}
-				opt.StepClip(m.Params, m.Grads, 1e-4, 1)
-			}
-			step(0) // buffers
-			var steps []time.Duration
-			b.ResetTimer()
-			s := uint64(1)
-			for b.Loop() {
-				t0 := time.Now()
-				step(s)
-				steps = append(steps, time.Since(t0))
-				s++
-			}
-			slices.Sort(steps)
-			tokens := float64(B * cfg.Ctx)
-			b.ReportMetric(tokens/(b.Elapsed().Seconds()/float64(b.N)), "tokens/s")
-			b.ReportMetric(tokens/steps[len(steps)/2].Seconds(), "tokens/s-p50")
+			benchSteps(b, e, opt, data, B)
 		})
 	}
+}
+
+// benchSteps times training steps of e (B windows of the training set,
+// then clipped AdamW) and reports tokens/s (mean step) and tokens/s-p50
+// (median step).
+func benchSteps(b *testing.B, e *Engine, opt *lm.AdamW, data *shard.Dataset, B int) {
+	m := e.Model()
+	windows := make([]int32, B)
+	step := func(s uint64) {
+		for i := range windows {
+			windows[i] = int32((int(s)*B + i) % data.NumTrain())
+		}
+		if _, err := e.Gradient(context.Background(), windows, s); err != nil {
+			b.Fatal(err)
+		}
+		opt.StepClip(m.Params, m.Grads, 1e-4, 1)
+	}
+	step(0) // buffers
+	var steps []time.Duration
+	b.ResetTimer()
+	s := uint64(1)
+	for b.Loop() {
+		t0 := time.Now()
+		step(s)
+		steps = append(steps, time.Since(t0))
+		s++
+	}
+	slices.Sort(steps)
+	tokens := float64(B * m.Config.Ctx)
+	b.ReportMetric(tokens/(b.Elapsed().Seconds()/float64(b.N)), "tokens/s")
+	b.ReportMetric(tokens/steps[len(steps)/2].Seconds(), "tokens/s-p50")
 }
