@@ -396,6 +396,8 @@ func lnParamGrads(r *runner, dweight, dbias, dout, inp, mean, rstd []float32, N,
 	need("layernorm dbias", dbias, C)
 	need("layernorm dout", dout, N*C)
 	need("layernorm inp", inp, N*C)
+	need("layernorm mean", mean, N)
+	need("layernorm rstd", rstd, N)
 	nb := colSumBlocks(N)
 	part := r.partials(nb * 2 * C)
 	r.args.s = [8][]float32{part, nil, dout, inp, mean, rstd}
