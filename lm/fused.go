@@ -442,13 +442,9 @@ func biasBlocks(a *loopArgs, lo, hi int) {
 	N, OC, nb := a.n[0], a.n[1], a.n[2]
 	for b := lo; b < hi; b++ {
 		db := part[b*OC : (b+1)*OC]
+		clear(db)
 		r0, r1 := blockRows(b, nb, N)
-		if r0 == r1 {
-			clear(db)
-			continue
-		}
-		copy(db, dout[r0*OC:(r0+1)*OC])
-		for i := r0 + 1; i < r1; i++ {
+		for i := r0; i < r1; i++ {
 			addRow(db, dout[i*OC:(i+1)*OC])
 		}
 	}
