@@ -96,7 +96,7 @@ func BenchmarkStep(b *testing.B) {
 }
 
 // BenchmarkStepGPT2Vocab is BenchmarkStep's plain training with GPT-2's
-// vocabulary (50257): the next-token cross-entropy block by block (hardCE,
+// vocabulary (50257): the next-token cross-entropy block by block (lm.BlockCE,
 // the engine's choice there) and on whole rows of logits through the loss
 // package (rows), for comparison.
 func BenchmarkStepGPT2Vocab(b *testing.B) {

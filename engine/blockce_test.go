@@ -12,12 +12,12 @@ import (
 )
 
 // TestBlockCEMatchesLossPackage: over a large vocabulary the engine's
-// training passes take the cross-entropy block by block (hardCE); the sums
+// training passes take the cross-entropy block by block (lm.BlockCE); the sums
 // and the gradient are the loss package's on whole rows of logits (the
 // engine with blockCE off), in passes of at most MaxWindows windows, with
 // and without rows ignored (IgnoreIndex set to a token the data holds).
 func TestBlockCEMatchesLossPackage(t *testing.T) {
-	const V = blockCEMinVocab + 300
+	const V = 16*lm.HeadVocabBlock + 300
 	pool := kernels.NewPool(2)
 	data, err := shard.Open(shard.Options{Source: "synthetic", Ctx: 12, Tokens: 4096, Vocab: V, Seed: 3})
 	if err != nil {
@@ -81,8 +81,8 @@ func TestBlockCEMatchesLossPackage(t *testing.T) {
 // large vocabulary is taken block by block.
 func TestUseBlockCE(t *testing.T) {
 	plain := Options{Loss: loss.DefaultOptions(), Target: TargetHard}
-	if !useBlockCE(plain, 50257) || useBlockCE(plain, blockCEMinVocab-1) {
-		t.Fatal("plain cross-entropy: want block by block from blockCEMinVocab on, not below")
+	if !useBlockCE(plain, 50257) || useBlockCE(plain, 1000) {
+		t.Fatal("plain cross-entropy: want block by block over 50257 tokens, not over 1000")
 	}
 	for name, change := range map[string]func(o *Options){
 		"temperature":     func(o *Options) { o.Loss.Temperature = 2 },

@@ -8,9 +8,9 @@
 //
 // Over a large vocabulary (GPT-2's) plain training on the next tokens
 // takes its cross-entropy block by block of the vocabulary while each block
-// of logits is in cache (hardCE, an lm.BlockHead), where every other loss
+// of logits is in cache (lm.BlockCE), where every other loss
 // gets whole rows of logits from the model; both give the loss package's
-// sums and gradient (TestBlockCEMatchesLossPackage), the blocks 6-11%
+// sums and gradient (TestBlockCEMatchesLossPackage), the blocks 7-12%
 // faster at one thread (BenchmarkStepGPT2Vocab).
 //
 // engine is where logits meet targets. lm and loss do not know each other;

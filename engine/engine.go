@@ -178,14 +178,14 @@ type Engine struct {
 	sampleLogits []float32 // [V] one row's logits
 	rngs         []*lm.RNG // [maxB] one generator per sampled window
 
-	win     []int32   // [T+1] one window
-	in      []int32   // [maxB*T] inputs
-	hard    []int32   // [maxB*T] next tokens
-	ids     []int32   // [maxB*T*K] true next-token ids (synthetic data)
-	probs   []float32 // [maxB*T*K] their probabilities
-	tlogits []float32 // [rows of a head chunk x V] the teacher's logits
-	unif    []float32 // [rows of a head chunk x V] 1/V
-	blockCE *hardCE   // the loss over a large vocabulary (useBlockCE), else nil
+	win     []int32     // [T+1] one window
+	in      []int32     // [maxB*T] inputs
+	hard    []int32     // [maxB*T] next tokens
+	ids     []int32     // [maxB*T*K] true next-token ids (synthetic data)
+	probs   []float32   // [maxB*T*K] their probabilities
+	tlogits []float32   // [rows of a head chunk x V] the teacher's logits
+	unif    []float32   // [rows of a head chunk x V] 1/V
+	blockCE *lm.BlockCE // the loss over a large vocabulary (useBlockCE), else nil
 }
 
 // New returns an engine for model on data, its loss split over pool.
@@ -230,7 +230,7 @@ func New(o Options, model *lm.Model, data *shard.Dataset, pool *kernels.Pool) (*
 		e.probs = make([]float32, B*T*e.K)
 	}
 	if useBlockCE(o, cfg.Vocab) {
-		e.blockCE = newHardCE(cfg.Vocab, B*T, o.Loss.IgnoreIndex)
+		e.blockCE = lm.NewBlockCE(cfg.Vocab, B*T, o.Loss.IgnoreIndex)
 	}
 	if p := &e.onPolicy; p.Fraction > 0 {
 		if p.Prefix == 0 {
@@ -362,9 +362,22 @@ func (e *Engine) pass(ctx context.Context, s *Sums, windows []int32, step uint64
 			return fmt.Errorf("the teacher: %w", err)
 		}
 	}
-	if e.blockCE != nil {
-		e.blockCE.start(e.hard[:B*T], s)
-		return e.model.ForwardBackwardBlocks(e.in[:B*T], B, T, e.blockCE, ready)
+	if h := e.blockCE; h != nil {
+		// The pass's loss joins s as its chunks are done: ready, during
+		// backward, sees the pass's totals, as with whole rows.
+		base := *s
+		add := func() {
+			l, n := h.Loss()
+			s.Loss, s.CE, s.Div, s.Kept, s.Tokens = base.Loss+l, base.CE+l, base.Div+l, base.Kept+float64(n), base.Tokens+n
+		}
+		h.Start(e.hard[:B*T], 1)
+		r := ready
+		if ready != nil {
+			r = func(off int) { add(); ready(off) }
+		}
+		err := e.model.ForwardBackwardBlocks(e.in[:B*T], B, T, h, r)
+		add()
+		return err
 	}
 	return e.model.ForwardBackwardReady(e.in[:B*T], B, T, func(logits []float32, first, rows int) error {
 		r, err := e.lossc.ForwardBackward(logits, rows, V, e.target(e.kind, first, rows), e.opts, 1, nil)

@@ -72,7 +72,7 @@ func (h *benchHead) rowRange(lo, hi int) {
 
 // trainBench is one preset of BenchmarkTrainStep: the model, AdamW, a batch
 // and its head, lm's own cross-entropy fused with the softmax: over a large
-// vocabulary a BlockHead (blockCE), each block of logits handled while in
+// vocabulary a BlockHead (BlockCE), each block of logits handled while in
 // cache; otherwise a HeadFunc (benchHead), each row of the chunk's logits
 // handled in one go while in cache, which is faster there.
 type trainBench struct {
@@ -82,7 +82,7 @@ type trainBench struct {
 	m    *Model
 	opt  *AdamW
 	toks []int32
-	bh   *blockCE   // large vocabularies (headGroups > 1)
+	bh   *BlockCE   // large vocabularies (headGroups > 1)
 	h    *benchHead // otherwise
 }
 
@@ -116,8 +116,9 @@ func newTrainBench(b *testing.B, preset string, vocab, B, pad int) *trainBench {
 	r := NewRNG(2)
 	toks, tgts := randTokens(r, B*T, cfg.Vocab), randTokens(r, B*T, cfg.Vocab)
 	tb := &trainBench{cfg: cfg, B: B, T: T, pool: pool, m: m, opt: opt, toks: toks}
-	if headGroups(cfg.Vocab) > 1 {
-		tb.bh = newBlockCE(tgts, cfg.Vocab, 1/float32(B*T))
+	if HeadBlocked(cfg.Vocab) {
+		tb.bh = NewBlockCE(cfg.Vocab, B*T, -100)
+		tb.bh.Start(tgts, 1/float32(B*T))
 	} else {
 		tb.h = newBenchHead(pool, tgts, cfg.Vocab, 1/float32(B*T))
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // TestBlockHeadMatchesHeadFunc: ForwardBackwardBlocks with the cross-entropy
-// as a BlockHead (blockCE) gives the loss and gradient of ForwardBackward
+// as a BlockHead (BlockCE) gives the loss and gradient of ForwardBackward
 // with the same loss as a HeadFunc (ceHead), on a vocabulary of one block
 // (rows cut into parts) and on one of many blocks (the blocked backward), on
 // 1 to 3 threads.
@@ -27,13 +27,14 @@ func TestBlockHeadMatchesHeadFunc(t *testing.T) {
 			}
 			want := append([]float32(nil), m.Grads...)
 			m.ZeroGrad()
-			bh := newBlockCE(tgts, V, 0.5)
+			bh := NewBlockCE(V, B*T, -100)
+			bh.Start(tgts, 0.5)
 			if err := m.ForwardBackwardBlocks(toks, B, T, bh, nil); err != nil {
 				t.Fatal(err)
 			}
-			var loss float64
-			for _, l := range bh.loss {
-				loss += l
+			loss, rows := bh.Loss()
+			if rows != B*T {
+				t.Errorf("V %d, %d threads: %d rows in the loss; want %d", V, threads, rows, B*T)
 			}
 			if math.Abs(loss-h.sum) > 1e-6*h.sum {
 				t.Errorf("V %d, %d threads: loss %g; HeadFunc %g", V, threads, loss, h.sum)

@@ -72,8 +72,9 @@
 // writes each block's dL/dlogits into the buffer in cache right before the
 // two products read it. Over a large vocabulary the chunks hold 512 rows and
 // wte is packed once per pass for the products (kernels.PackB), a chunk's
-// lnf once per chunk; the benchmark's cross-entropy over GPT-2's vocabulary
-// is such a head. Attention runs per (batch, head) in parallel and per block
+// lnf once per chunk; BlockCE, the cross-entropy of hard next-token targets
+// (the benchmark's head, and the engine's for plain training over GPT-2's
+// vocabulary), is such a head. Attention runs per (batch, head) in parallel and per block
 // of query rows, keeping only the log-sum-exp of each row; backward
 // recomputes the probabilities. With AVX2 and a head size that is a
 // multiple of 16, scores, softmax and values run per 6 query rows on a tile
@@ -104,7 +105,7 @@
 //
 // # What lm must not know
 //
-// lm knows nothing of losses (it does not import loss/; the HeadFunc is the
-// seam), of data sets, networks, clusters or configuration files other than
+// lm knows nothing of losses beyond BlockCE's plain cross-entropy (it does
+// not import loss/; HeadFunc and BlockHead are the seams), of data sets, networks, clusters or configuration files other than
 // the Hugging Face config.json of a checkpoint.
 package lm

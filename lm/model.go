@@ -377,7 +377,7 @@ func (m *Model) forwardBackward(tokens []int32, B, T int, head HeadFunc, bh Bloc
 	dlnf := a.dC[: N*C : N*C]
 	dres := a.dres[:N*C]
 	xL := a.blocks[len(a.blocks)-1].res3
-	if bh != nil && headGroups(cfg.Vocab) > 1 {
+	if bh != nil && HeadBlocked(cfg.Vocab) {
 		if err := m.blockHeadPass(a, bh, N); err != nil {
 			return fmt.Errorf("forward-backward: %w", err)
 		}

@@ -351,7 +351,8 @@ func TestNoAllocationPerStep(t *testing.T) {
 	}
 	arena := checkNoAllocs(t, m, "HeadFunc", step)
 	// A BlockHead, over this vocabulary and over a small one.
-	bh := newBlockCE(tgts, cfg.Vocab, 1/float32(B*T))
+	bh := NewBlockCE(cfg.Vocab, B*T, -100)
+	bh.Start(tgts, 1/float32(B*T))
 	checkNoAllocs(t, m, "BlockHead", func() {
 		m.ZeroGrad()
 		if err := m.ForwardBackwardBlocks(toks, B, T, bh, nil); err != nil {
@@ -361,7 +362,8 @@ func TestNoAllocationPerStep(t *testing.T) {
 	small := Config{Vocab: 50, NEmbd: 64, NLayer: 2, NHead: 2, Ctx: 64}
 	ms := newMicro(t, small, 1, 1)
 	stoks := randTokens(r, B*T, small.Vocab)
-	sh := newBlockCE(randTokens(r, B*T, small.Vocab), small.Vocab, 1)
+	sh := NewBlockCE(small.Vocab, B*T, -100)
+	sh.Start(randTokens(r, B*T, small.Vocab), 1)
 	checkNoAllocs(t, ms, "BlockHead, small vocabulary", func() {
 		if err := ms.ForwardBackwardBlocks(stoks, B, T, sh, nil); err != nil {
 			t.Fatal(err)
