@@ -15,7 +15,8 @@ import (
 // training passes take the cross-entropy block by block (lm.BlockCE); the sums
 // and the gradient are the loss package's on whole rows of logits (the
 // engine with blockCE off), in passes of at most MaxWindows windows, with
-// and without rows ignored (IgnoreIndex set to a token the data holds).
+// and without rows ignored (IgnoreIndex set to a token the data holds); and
+// ready, during the last pass's backward, sees the call's final totals.
 func TestBlockCEMatchesLossPackage(t *testing.T) {
 	const V = 16*lm.HeadVocabBlock + 300
 	pool := kernels.NewPool(2)
@@ -46,9 +47,17 @@ func TestBlockCEMatchesLossPackage(t *testing.T) {
 			if !block {
 				e.blockCE = nil
 			}
-			s, err := e.Gradient(context.Background(), windows, 1)
+			// ready sees the call's totals, final from its first call on.
+			var seen []Sums
+			s, err := e.GradientReady(context.Background(), windows, 1, func(_ int, s Sums) { seen = append(seen, s) })
 			if err != nil {
 				t.Fatal(err)
+			}
+			if len(seen) == 0 {
+				t.Fatalf("block %v, ignore %d: ready never called", block, ignore)
+			}
+			if seen[0] != s {
+				t.Fatalf("block %v, ignore %d: ready's first call saw %+v; the call's totals are %+v", block, ignore, seen[0], s)
 			}
 			return s, append([]float32(nil), m.Grads...)
 		}
