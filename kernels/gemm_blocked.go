@@ -183,7 +183,11 @@ const (
 // packed. op(B) = B is read in place only for small products: a B
 // micro-panel is read once per A panel, and in place its k steps ldb apart
 // (often a multiple of 4 KiB) would fight over the same L1 sets. Small
-// products also read row-major A in place when the kernel has fnRowA.
+// products, and products with a narrow C (rowAMaxN), also read row-major A
+// in place when the kernel has fnRowA, unless its rows are a multiple of
+// 4 KiB apart (aliasing): the 12 rows the AVX-512 kernel reads side by side
+// would then share one set of an 8-way L1 (Zen 4's), and evict each other
+// at every step.
 //
 // Jobs are reused through the Pool's free list, so a call allocates nothing
 // when it runs on the caller alone.
@@ -305,7 +309,7 @@ func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 	} else {
 		tiles, tile, maxChunk = (g.n+kern.nr-1)/kern.nr, kern.nr, kern.nc
 		j.sharedDim, r = g.m, kern.mr
-		j.sharedDirect = !p.packAll && (g.tA && !aliasing(g.lda) || j.small && kern.fnRowA != nil)
+		j.sharedDirect = !p.packAll && !aliasing(g.lda) && (g.tA || j.small && kern.fnRowA != nil)
 	}
 	j.sharedFull = j.sharedDim / r * r
 	kBlocks := (g.k + kern.kc - 1) / kern.kc
@@ -492,7 +496,7 @@ func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1, jc, pc int) {
 	}
 	inPlace := !aliasing(j.lda) // A^T
 	if !j.tA {
-		inPlace = (j.small || j.n <= rowAMaxN) && kern.fnRowA != nil
+		inPlace = (j.small || j.n <= rowAMaxN) && kern.fnRowA != nil && !aliasing(j.lda)
 	}
 	pa := aPanels(buf, kern, j.tA, j.a, j.lda, i0, mc, pc, kc, inPlace && !j.p.packAll)
 	pb := j.sharedPanels(pc, kc)
@@ -577,9 +581,10 @@ func macro(kern *microKernel, buf *gemmBuf, pa, pb *panels, c []float32, ldc int
 
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
 
-// aliasing reports whether k steps ld float32s apart fall on the same few
-// cache sets (a stride of a multiple of 4 KiB), so that an A^T read in place
-// would evict itself from L1 and L2 at every step: such an A is packed.
+// aliasing reports whether k steps (or rows) ld float32s apart fall on the
+// same few cache sets (a stride of a multiple of 4 KiB), so that an A read
+// in place would evict itself from L1 and L2 at every step: such an A is
+// packed.
 func aliasing(ld int) bool { return ld%1024 == 0 }
 
 // mergeTile writes the top-left rows x cols of an edge tile into C:

@@ -250,6 +250,11 @@ func TestSgemmLarge(t *testing.T) {
 		{tA: false, tB: false, m: 257, n: 130, k: 515, alpha: 1, beta: 1},
 		{tA: true, tB: false, m: 131, n: 129, k: 1029, alpha: 1, beta: 1, pad: 1},
 		{tA: true, tB: true, m: 200, n: 199, k: 300, alpha: -1, beta: 0.25},
+		// Rows of A 4 KiB apart (aliasing): packed, not read in place,
+		// for a narrow C and for a small product.
+		{tA: false, tB: true, m: 250, n: 200, k: 1024, alpha: 1, beta: 0},
+		{tA: false, tB: false, m: 13, n: 20, k: 1024, alpha: 1, beta: 1},
+		{tA: true, tB: false, m: 1024, n: 9, k: 40, alpha: 1, beta: 0},
 	} {
 		a, lda, b, ldb, c, ldc := tc.operands(rng)
 		want := append([]float32(nil), c...)
