@@ -82,7 +82,7 @@ func (p *Pool) SgemmPackedB(tA bool, m, n, k int, alpha float32, a []float32, ld
 		kc := min(packedKC, k-pc)
 		kb := k0 + pc
 		kcb := min(packedKC, pb.k-kb) // steps of the packed block
-		inPlace := !p.packAll && (tA && !aliasing(lda) || !tA && kern.fnRowA != nil)
+		inPlace := !p.packAll && !aliasing(lda) && (tA || kern.fnRowA != nil)
 		pa := aPanels(buf, kern, tA, a, lda, 0, m, pc, kc, inPlace)
 		pbp := panels{base: pb.data[kb*pb.nPad+j0*kcb:], mul: kcb, ld: kern.nr, full: n}
 		bet := beta

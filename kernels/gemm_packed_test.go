@@ -24,13 +24,16 @@ func TestSgemmPackedB(t *testing.T) {
 		// K, N, m, n, k, k0, j0
 		{1, 1, 1, 1, 1, 0, 0}, {7, 5, 3, 5, 7, 0, 0}, {128, 600, 256, 512, 128, 0, 0},
 		{128, 600, 13, 88, 128, 0, 512}, {300, 100, 37, 100, 172, 128, 0}, {300, 100, 12, 64, 44, 256, 32},
-		{600, 45, 25, 45, 300, 256, 0}, {1030, 130, 1024, 96, 5, 1024, 32},
+		{600, 45, 25, 45, 300, 256, 0}, {1030, 130, 1024, 96, 5, 1024, 32}, {1030, 130, 30, 96, 1024, 0, 32},
 	} {
 		for f := range 4 {
 			c := pcase{tA: f&1 != 0, tB: f&2 != 0, K: s[0], N: s[1], m: s[2], n: s[3], k: s[4], k0: s[5], j0: s[6],
 				alpha: []float32{1, 0.5, -2, 0}[(i+f)%4], beta: []float32{0, 1, -1.5, 0}[(i+2*f)%4], ldaPad: (i + f) % 3 * 5, ldcPad: f % 2 * 3}
 			if c.m == 1024 && c.tA {
 				c.ldaPad = 0 // lda 1024: A^T packed, not read in place
+			}
+			if c.k == 1024 && !c.tA {
+				c.ldaPad = 0 // lda 1024: row-major A packed, not read in place
 			}
 			cases = append(cases, c)
 		}
