@@ -141,10 +141,11 @@ func (p *Pool) putBuf(b *gemmBuf) {
 const (
 	// minPartFlops is the least work worth a goroutine of its own: about 5 µs.
 	minPartFlops = 1 << 19
-	// guidedDiv sets the size of the next chunk of C a goroutine claims:
-	// the tiles left / (guidedDiv * goroutines), at most mc rows (nc
-	// columns). Chunks shrink towards the end, so that when a goroutine is
-	// slowed by other processes on its core, the others wait for little.
+	// guidedDiv sets the size of the next chunk of C a goroutine claims
+	// when there are several: the tiles left / (guidedDiv * goroutines), at
+	// most mc rows (nc columns). Chunks shrink towards the end, so that when
+	// a goroutine is slowed by other processes on its core, the others wait
+	// for little.
 	guidedDiv = 2
 	// minChunk is the least chunk (rows or columns) a goroutine claims
 	// before the last: each chunk reads the whole shared operand.
@@ -398,7 +399,9 @@ func (j *gemmJob) run(_, _ int) {
 }
 
 // claim returns the next chunk of tiles [lo, hi) of the split dimension, or
-// false when none is left.
+// false when none is left. A job on one goroutine has no one to balance
+// against: it takes whole chunks (maxTiles), each of which reads the whole
+// shared operand once.
 func (j *gemmJob) claim() (lo, hi int, ok bool) {
 	for {
 		next := j.tileNext.Load()
@@ -407,6 +410,9 @@ func (j *gemmJob) claim() (lo, hi int, ok bool) {
 			return 0, 0, false
 		}
 		n := min(int64(j.maxTiles), max(int64(minChunk/j.tile), 1, left/int64(guidedDiv*j.parts)))
+		if j.parts == 1 {
+			n = min(int64(j.maxTiles), left)
+		}
 		if j.tileNext.CompareAndSwap(next, next+n) {
 			return int(next), int(next + n), true
 		}

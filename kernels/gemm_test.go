@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -343,5 +344,32 @@ func TestSgemmPanics(t *testing.T) {
 			}()
 			tc.call()
 		}()
+	}
+}
+
+// TestClaimChunks checks the chunks of C that goroutines claim: guided
+// (shrinking towards the end, never below minChunk; the last may reach
+// past the last tile, whose rows the caller clips) when several share a
+// job, whole (mc rows) when one runs it alone.
+func TestClaimChunks(t *testing.T) {
+	for _, tc := range []struct {
+		parts int
+		want  [][2]int
+	}{
+		{1, [][2]int{{0, 16}, {16, 32}, {32, 43}}},
+		{2, [][2]int{{0, 10}, {10, 18}, {18, 24}, {24, 28}, {28, 32}, {32, 36}, {36, 40}, {40, 44}}},
+	} {
+		j := &gemmJob{parts: tc.parts, tiles: 43, tile: 12, maxTiles: 16}
+		var got [][2]int
+		for {
+			lo, hi, ok := j.claim()
+			if !ok {
+				break
+			}
+			got = append(got, [2]int{lo, hi})
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%d goroutines: claimed %v; want %v", tc.parts, got, tc.want)
+		}
 	}
 }
