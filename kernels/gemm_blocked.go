@@ -310,7 +310,7 @@ func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 	} else {
 		tiles, tile, maxChunk = (g.n+kern.nr-1)/kern.nr, kern.nr, kern.nc
 		j.sharedDim, r = g.m, kern.mr
-		j.sharedDirect = !p.packAll && !aliasing(g.lda) && (g.tA || j.small && kern.fnRowA != nil)
+		j.sharedDirect = !p.packAll && aInPlace(kern, g.tA, g.lda, j.small)
 	}
 	j.sharedFull = j.sharedDim / r * r
 	kBlocks := (g.k + kern.kc - 1) / kern.kc
@@ -399,7 +399,8 @@ func (j *gemmJob) run(_, _ int) {
 }
 
 // claim returns the next chunk of tiles [lo, hi) of the split dimension, or
-// false when none is left. A job on one goroutine has no one to balance
+// false when none is left; the last chunk may reach past the last tile, and
+// the caller clips it. A job on one goroutine has no one to balance
 // against: it takes whole chunks (maxTiles), each of which reads the whole
 // shared operand once.
 func (j *gemmJob) claim() (lo, hi int, ok bool) {
@@ -409,9 +410,9 @@ func (j *gemmJob) claim() (lo, hi int, ok bool) {
 		if left <= 0 {
 			return 0, 0, false
 		}
-		n := min(int64(j.maxTiles), max(int64(minChunk/j.tile), 1, left/int64(guidedDiv*j.parts)))
-		if j.parts == 1 {
-			n = min(int64(j.maxTiles), left)
+		n := int64(j.maxTiles)
+		if j.parts > 1 {
+			n = min(n, max(int64(minChunk/j.tile), 1, left/int64(guidedDiv*j.parts)))
 		}
 		if j.tileNext.CompareAndSwap(next, next+n) {
 			return int(next), int(next + n), true
@@ -500,11 +501,8 @@ func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1, jc, pc int) {
 	if pc > 0 {
 		beta = 1
 	}
-	inPlace := !aliasing(j.lda) // A^T
-	if !j.tA {
-		inPlace = (j.small || j.n <= rowAMaxN) && kern.fnRowA != nil && !aliasing(j.lda)
-	}
-	pa := aPanels(buf, kern, j.tA, j.a, j.lda, i0, mc, pc, kc, inPlace && !j.p.packAll)
+	inPlace := !j.p.packAll && aInPlace(kern, j.tA, j.lda, j.small || j.n <= rowAMaxN)
+	pa := aPanels(buf, kern, j.tA, j.a, j.lda, i0, mc, pc, kc, inPlace)
 	pb := j.sharedPanels(pc, kc)
 	pb.full -= jc
 	pb.base = pb.base[jc*pb.mul:]
@@ -592,6 +590,14 @@ func roundUp(x, m int) int { return (x + m - 1) / m * m }
 // in place would evict itself from L1 and L2 at every step: such an A is
 // packed.
 func aliasing(ld int) bool { return ld%1024 == 0 }
+
+// aInPlace reports whether the micro-kernel reads op(A) in place, lda
+// apart, rather than packed: A^T always (its micro-panels already lie as
+// the kernel reads them), a row-major A when rowA (a small product, or a
+// narrow C) and the kernel has fnRowA; neither when lda is aliasing.
+func aInPlace(kern *microKernel, tA bool, lda int, rowA bool) bool {
+	return !aliasing(lda) && (tA || rowA && kern.fnRowA != nil)
+}
 
 // mergeTile writes the top-left rows x cols of an edge tile into C:
 // C = alpha*tile + beta*C (beta == 0: C is not read).

@@ -78,11 +78,11 @@ func (p *Pool) SgemmPackedB(tA bool, m, n, k int, alpha float32, a []float32, ld
 	defer p.putBuf(buf)
 	kern := p.kern
 	buf.tile = grow(buf.tile, kern.mr*kern.nr)
+	inPlace := !p.packAll && aInPlace(kern, tA, lda, true)
 	for pc := 0; pc < k; pc += packedKC {
 		kc := min(packedKC, k-pc)
 		kb := k0 + pc
 		kcb := min(packedKC, pb.k-kb) // steps of the packed block
-		inPlace := !p.packAll && !aliasing(lda) && (tA || kern.fnRowA != nil)
 		pa := aPanels(buf, kern, tA, a, lda, 0, m, pc, kc, inPlace)
 		pbp := panels{base: pb.data[kb*pb.nPad+j0*kcb:], mul: kcb, ld: kern.nr, full: n}
 		bet := beta

@@ -251,11 +251,11 @@ func TestSgemmLarge(t *testing.T) {
 		{tA: false, tB: false, m: 257, n: 130, k: 515, alpha: 1, beta: 1},
 		{tA: true, tB: false, m: 131, n: 129, k: 1029, alpha: 1, beta: 1, pad: 1},
 		{tA: true, tB: true, m: 200, n: 199, k: 300, alpha: -1, beta: 0.25},
-		// Rows of A 4 KiB apart (aliasing): packed, not read in place,
-		// for a narrow C and for a small product.
+		// Rows of a row-major A 4 KiB apart (aliasing): packed, not read
+		// in place (aInPlace), for a narrow C (rows of C split) and for a
+		// small product (A shared).
 		{tA: false, tB: true, m: 250, n: 200, k: 1024, alpha: 1, beta: 0},
 		{tA: false, tB: false, m: 13, n: 20, k: 1024, alpha: 1, beta: 1},
-		{tA: true, tB: false, m: 1024, n: 9, k: 40, alpha: 1, beta: 0},
 	} {
 		a, lda, b, ldb, c, ldc := tc.operands(rng)
 		want := append([]float32(nil), c...)
@@ -348,15 +348,15 @@ func TestSgemmPanics(t *testing.T) {
 }
 
 // TestClaimChunks checks the chunks of C that goroutines claim: guided
-// (shrinking towards the end, never below minChunk; the last may reach
-// past the last tile, whose rows the caller clips) when several share a
-// job, whole (mc rows) when one runs it alone.
+// (shrinking towards the end, never below minChunk) when several share a
+// job, whole (mc rows) when one runs it alone; the last may reach past the
+// last tile, whose rows the caller clips.
 func TestClaimChunks(t *testing.T) {
 	for _, tc := range []struct {
 		parts int
 		want  [][2]int
 	}{
-		{1, [][2]int{{0, 16}, {16, 32}, {32, 43}}},
+		{1, [][2]int{{0, 16}, {16, 32}, {32, 48}}},
 		{2, [][2]int{{0, 10}, {10, 18}, {18, 24}, {24, 28}, {28, 32}, {32, 36}, {36, 40}, {40, 44}}},
 	} {
 		j := &gemmJob{parts: tc.parts, tiles: 43, tile: 12, maxTiles: 16}
@@ -370,6 +370,32 @@ func TestClaimChunks(t *testing.T) {
 		}
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%d goroutines: claimed %v; want %v", tc.parts, got, tc.want)
+		}
+	}
+}
+
+// TestAInPlace checks when the micro-kernel reads A in place: A^T always, a
+// row-major A for small products and narrow C when the kernel has fnRowA,
+// and never when its rows (or k steps) are a multiple of 4 KiB apart.
+func TestAInPlace(t *testing.T) {
+	rowA := &microKernel{fnRowA: sgemmKernelGo}
+	for _, tc := range []struct {
+		kern       *microKernel
+		tA         bool
+		lda        int
+		rowA, want bool
+	}{
+		{rowA, true, 1040, false, true},
+		{rowA, true, 1024, false, false},
+		{rowA, false, 1040, true, true},
+		{rowA, false, 1024, true, false},
+		{rowA, false, 2048, true, false},
+		{rowA, false, 512, true, true},
+		{rowA, false, 1040, false, false},
+		{&kernelGo, false, 1040, true, false},
+	} {
+		if got := aInPlace(tc.kern, tc.tA, tc.lda, tc.rowA); got != tc.want {
+			t.Errorf("aInPlace(fnRowA %v, tA %v, lda %d, rowA %v) = %v; want %v", tc.kern.fnRowA != nil, tc.tA, tc.lda, tc.rowA, got, tc.want)
 		}
 	}
 }
