@@ -3,13 +3,15 @@
 #include "textflag.h"
 
 // attnTile6x16 is one 6x16 tile of C = alpha*A@B + beta*C (beta == 0: C is
-// not read) with A read in place from a row-major matrix (row i of the tile
-// at a + i*lda, k steps 1 float32 apart) and B k steps of 16 values, ldb
-// apart: the GEMM micro-kernel of kernels (sgemmKernel6x16AVX2RowA), called
-// by attention directly on its packed K^T and in-place V, tile by tile, so
-// that each block of 6 query rows reads exactly the keys its causal mask
-// lets through. Registers: rows 0-3 of A from SI, 4-5 from R13 (R12 =
-// 3*lda bytes); B in Y0, Y1; accumulators Y4..Y15.
+// not read) with A read in place (row i of the tile at a + i*lda, k steps ak
+// apart: ak = 1 for a row-major A, lda = 1 and ak its leading dimension for
+// a transposed one) and B k steps of 16 values, ldb apart: the GEMM
+// micro-kernels of kernels (sgemmKernel6x16AVX2RowA, sgemmKernel6x16AVX2),
+// called by attention directly on its packed K^T, in-place V and its
+// probabilities, tile by tile, so that each block of 6 rows reads exactly
+// the keys (or queries) its causal mask lets through. Registers: rows 0-3 of
+// A from SI, 4-5 from R13 (R12 = 3*lda bytes, R14 = ak bytes); B in Y0, Y1;
+// accumulators Y4..Y15.
 #define ATILESTEP \
 	VMOVUPS      (DI), Y0; \
 	VMOVUPS      32(DI), Y1; \
@@ -31,21 +33,23 @@
 	VBROADCASTSS (R13)(R10*1), Y3; \
 	VFMADD231PS  Y0, Y3, Y14; \
 	VFMADD231PS  Y1, Y3, Y15; \
-	ADDQ         $4, SI; \
-	ADDQ         $4, R13; \
+	ADDQ         R14, SI; \
+	ADDQ         R14, R13; \
 	ADDQ         R11, DI
 
-// func attnTile6x16(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
-TEXT ·attnTile6x16(SB), NOSPLIT, $0-64
+// func attnTile6x16(k int, a *float32, lda, ak int, b *float32, ldb int, c *float32, ldc int, alpha *float32, as int, beta float32)
+TEXT ·attnTile6x16(SB), NOSPLIT, $0-84
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ lda+16(FP), R10
 	SHLQ $2, R10
-	MOVQ b+24(FP), DI
-	MOVQ ldb+32(FP), R11
+	MOVQ ak+24(FP), R14
+	SHLQ $2, R14
+	MOVQ b+32(FP), DI
+	MOVQ ldb+40(FP), R11
 	SHLQ $2, R11
-	MOVQ c+40(FP), DX
-	MOVQ ldc+48(FP), R8
+	MOVQ c+48(FP), DX
+	MOVQ ldc+56(FP), R8
 	SHLQ $2, R8
 	LEAQ (R10)(R10*2), R12
 	LEAQ (SI)(R10*4), R13
@@ -85,26 +89,39 @@ loop1_atile:
 	JNZ  loop1_atile
 
 store_atile:
-	VBROADCASTSS alpha+56(FP), Y0
+	MOVQ         alpha+64(FP), AX
+	MOVQ         as+72(FP), BX
+	SHLQ         $2, BX
+	VBROADCASTSS (AX), Y0
 	VMULPS       Y0, Y4, Y4
 	VMULPS       Y0, Y5, Y5
+	ADDQ         BX, AX
+	VBROADCASTSS (AX), Y0
 	VMULPS       Y0, Y6, Y6
 	VMULPS       Y0, Y7, Y7
+	ADDQ         BX, AX
+	VBROADCASTSS (AX), Y0
 	VMULPS       Y0, Y8, Y8
 	VMULPS       Y0, Y9, Y9
+	ADDQ         BX, AX
+	VBROADCASTSS (AX), Y0
 	VMULPS       Y0, Y10, Y10
 	VMULPS       Y0, Y11, Y11
+	ADDQ         BX, AX
+	VBROADCASTSS (AX), Y0
 	VMULPS       Y0, Y12, Y12
 	VMULPS       Y0, Y13, Y13
+	ADDQ         BX, AX
+	VBROADCASTSS (AX), Y0
 	VMULPS       Y0, Y14, Y14
 	VMULPS       Y0, Y15, Y15
 
 	// beta == +0 or -0: overwrite C without reading it.
-	MOVL  beta+60(FP), AX
+	MOVL  beta+80(FP), AX
 	TESTL $0x7fffffff, AX
 	JZ    overwrite_atile
 
-	VBROADCASTSS beta+60(FP), Y1
+	VBROADCASTSS beta+80(FP), Y1
 	VFMADD231PS 0(DX), Y1, Y4
 	VFMADD231PS 32(DX), Y1, Y5
 	VMOVUPS     Y4, 0(DX)

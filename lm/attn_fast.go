@@ -7,13 +7,17 @@ import (
 )
 
 // Attention on the AVX2 tile kernel (attnTile6x16), or on AVX-512 its 6x32
-// form (attnTile6x32, the same bits), per (batch, head) pair:
-// K^T is packed once into panels of 16 keys, then each block of 6 query rows
-// forms its scores against exactly the keys its causal mask lets through
-// (rounded up to a panel of 16), takes the softmax and multiplies by V read in
-// place, without a GEMM call per block. It needs AVX2, a head size that is a
-// multiple of 16 (at most 64) and attnFastNeed floats of scratch; otherwise
-// attention runs on Pool.Sgemm (layers.go).
+// form (attnTile6x32, the same bits), per (batch, head) pair, without a GEMM
+// call. Forward: K^T is packed once into panels of 16 keys, then each block
+// of 6 query rows forms its scores against exactly the keys its causal mask
+// lets through (rounded up to a panel of 16), takes the softmax and
+// multiplies by V read in place, each row scaled by 1/sum as the tile stores
+// it. Backward: the same tiles recompute the probabilities and form dP, dQ,
+// and (reading P and dS in place as transposed matrices) dV and dK, each
+// against the keys or queries its mask lets through, to the nearest 6. It
+// needs AVX2, a head size that is a multiple of 16 (at most 64) and
+// attnFastNeed and attnBwdNeed floats of scratch; otherwise attention runs
+// on Pool.Sgemm (layers.go).
 
 // attnFastOK reports whether the tile path runs for head size HS, T tokens and
 // per floats of scratch per slot.
@@ -64,26 +68,28 @@ func panelTiles(HS int, a []float32, lda int, kt, c []float32, ldc, npan int, al
 	p := 0
 	if haveAVX512 {
 		for ; p+1 < npan; p += 2 {
-			attnTile6x32(HS, &a[0], lda, &kt[p*16*HS], 16, 16*HS*4, &c[p*16], ldc, alpha, 0)
+			attnTile6x32(HS, &a[0], lda, 1, &kt[p*16*HS], 16, 16*HS*4, &c[p*16], ldc, &alpha, 0, 0)
 		}
 	}
 	for ; p < npan; p++ {
-		attnTile6x16(HS, &a[0], lda, &kt[p*16*HS], 16, &c[p*16], ldc, alpha, 0)
+		attnTile6x16(HS, &a[0], lda, 1, &kt[p*16*HS], 16, &c[p*16], ldc, &alpha, 0, 0)
 	}
 }
 
-// valueTiles sets the first HS columns of 6 rows of c (ldc apart) to a @ v:
-// a's 6 rows (lda apart, k values each) against the first k rows of v (ldv
-// apart) read in place, 32 columns per AVX-512 tile where the CPU has it.
-func valueTiles(k int, a []float32, lda int, v []float32, ldv int, c []float32, ldc, HS int) {
+// rowTiles sets the first HS columns of 6 rows of c (ldc apart) to
+// alpha[r*as] * (a @ b)[r] + beta*c: a's 6 rows lda apart with k steps ak
+// apart (ak = 1: row-major; lda = 1 and ak its leading dimension: a
+// transposed matrix), against the first k rows of b (ldb apart) read in
+// place, 32 columns per AVX-512 tile where the CPU has it.
+func rowTiles(k int, a []float32, lda, ak int, b []float32, ldb int, c []float32, ldc, HS int, alpha *float32, as int, beta float32) {
 	hp := 0
 	if haveAVX512 {
 		for ; hp+32 <= HS; hp += 32 {
-			attnTile6x32(k, &a[0], lda, &v[hp], ldv, 64, &c[hp], ldc, 1, 0)
+			attnTile6x32(k, &a[0], lda, ak, &b[hp], ldb, 64, &c[hp], ldc, alpha, as, beta)
 		}
 	}
 	for ; hp < HS; hp += 16 {
-		attnTile6x16(k, &a[0], lda, &v[hp], ldv, &c[hp], ldc, 1, 0)
+		attnTile6x16(k, &a[0], lda, ak, &b[hp], ldb, &c[hp], ldc, alpha, as, beta)
 	}
 }
 
@@ -137,10 +143,8 @@ func attentionForwardPair(out, lse, sc, qkv []float32, b, h, bh, T, C, HS int, s
 		if rows < 6 {
 			o, ldo = opad, HS
 		}
-		valueTiles(kmax, S, T16, v, C3, o, ldo, HS)
-		for r := 0; r < rows; r++ {
-			kernels.ScaleShift(o[r*ldo:r*ldo+HS], inv[r], 0)
-		}
+		// out = P @ V / sum, each row scaled as the tiles store it.
+		rowTiles(kmax, S, T16, 1, v, C3, o, ldo, HS, &inv[0], 1, 0)
 		if rows < 6 {
 			for r := 0; r < rows; r++ {
 				copy(out[(b*T+i0+r)*C+h*HS:][:HS], opad[r*HS:(r+1)*HS])
@@ -156,58 +160,86 @@ func attentionForwardPair(out, lse, sc, qkv []float32, b, h, bh, T, C, HS int, s
 }
 
 // attnBwdNeed is the scratch of the tile path's backward: K^T and V^T
-// panels, probabilities and their gradient for a block of rows, padded rows
-// of queries and output gradients.
+// panels, probabilities and their gradient for a block of rows (rows
+// attnPW(T) apart), padded rows of queries and output gradients, and a
+// padded tile of results.
 func attnBwdNeed(HS, T int) int {
 	T16 := (T + 15) &^ 15
-	return 2*T16*HS + 2*attnBlock*T16 + 12*HS
+	return 2*T16*HS + 2*attnBlock*attnPW(T) + 18*HS
 }
 
-// attentionBackwardPair is attentionBackward for one (b, h) pair: per block
-// of attnBlock query rows, the probabilities and dP = dout @ V^T on the tile
-// kernel, 6 rows at a time against the keys of their mask; then dV, dQ and dK
-// on Pool.Sgemm (inline: the caller is one of the pool's goroutines).
-func attentionBackwardPair(p *kernels.Pool, dqkv, sc, qkv, dout, lse []float32, b, h, bh, T, C, HS int, scale float32) {
+// attnPW is the row stride of the backward's probabilities and their
+// gradient: T rounded up to 16, plus 16, so that a tile of 6 keys reading
+// columns past T stays inside its row.
+func attnPW(T int) int { return (T+15)&^15 + 16 }
+
+// accTiles adds a @ b to the first HS columns of 6 rows of c (ldc apart):
+// a's 6 rows lda apart with k steps ak apart (ak = 1: row-major; lda = 1 and
+// ak its leading dimension: a transposed matrix), b's first k rows (ldb
+// apart) read in place. Only the first rows rows of c are written: with
+// fewer than 6 the tile goes through pad (6*HS floats) and is added from
+// there, which rounds each sum as the tile would (c + a@b, once).
+func accTiles(k int, a []float32, lda, ak int, b []float32, ldb int, c []float32, ldc, HS, rows int, pad []float32) {
+	one := float32(1)
+	if rows == 6 {
+		rowTiles(k, a, lda, ak, b, ldb, c, ldc, HS, &one, 0, 1)
+		return
+	}
+	rowTiles(k, a, lda, ak, b, ldb, pad, HS, HS, &one, 0, 0)
+	for r := 0; r < rows; r++ {
+		addRow(c[r*ldc:r*ldc+HS], pad[r*HS:(r+1)*HS])
+	}
+}
+
+// attentionBackwardPair is attentionBackward for one (b, h) pair, all on the
+// tile kernels. Per block of attnBlock query rows, 6 rows at a time: the
+// probabilities P and dP = dout @ V^T against the keys of their mask, then
+// dS = P * (dP - rowsum(P*dP)) * scale and dQ += dS @ K against the same
+// keys. Then per tile of 6 keys, dV += P^T @ dout and dK += dS^T @ Q over
+// the block's rows at or after the tile's first key (P and dS read in place
+// as transposed matrices): every product skips what the causal mask zeroes,
+// to the nearest 6 rows.
+func attentionBackwardPair(dqkv, sc, qkv, dout, lse []float32, b, h, bh, T, C, HS int, scale float32) {
 	C3 := 3 * C
 	base := b * T * C3
 	q, dq := qkv[base+h*HS:], dqkv[base+h*HS:]
 	k, dk := qkv[base+C+h*HS:], dqkv[base+C+h*HS:]
 	v, dv := qkv[base+2*C+h*HS:], dqkv[base+2*C+h*HS:]
+	do := dout[b*T*C+h*HS:]
 	T16 := (T + 15) &^ 15
+	PW := attnPW(T)
 	off := 0
 	next := func(n int) []float32 { s := sc[off : off+n : off+n]; off += n; return s }
 	kt, vt := next(T16*HS), next(T16*HS)
-	P, dP := next(attnBlock*T16), next(attnBlock*T16)
-	qpad, dopad := next(6*HS), next(6*HS)
+	P, dP := next(attnBlock*PW), next(attnBlock*PW)
+	qpad, dopad, cpad := next(6*HS), next(6*HS), next(6*HS)
 	packKT(kt, k, T, HS, C3)
 	packKT(vt, v, T, HS, C3)
 	l := lse[bh*T : (bh+1)*T]
 	for r0 := 0; r0 < T; r0 += attnBlock {
 		r1 := min(r0+attnBlock, T)
-		rb := r1 - r0
-		do := dout[(b*T+r0)*C+h*HS:]
 		for i0 := r0; i0 < r1; i0 += 6 {
 			rows := min(6, r1-i0)
 			kmax := i0 + rows
 			npan := (kmax + 15) / 16
 			end := max(npan*16, r1)
 			aq, ldq := q[i0*C3:], C3
-			ado, lddo := dout[(b*T+i0)*C+h*HS:], C
+			ado, lddo := do[i0*C:], C
 			if rows < 6 {
 				clear(qpad)
 				clear(dopad)
 				for r := 0; r < rows; r++ {
 					copy(qpad[r*HS:(r+1)*HS], q[(i0+r)*C3:][:HS])
-					copy(dopad[r*HS:(r+1)*HS], dout[(b*T+i0+r)*C+h*HS:][:HS])
+					copy(dopad[r*HS:(r+1)*HS], do[(i0+r)*C:][:HS])
 				}
 				aq, ldq, ado, lddo = qpad, HS, dopad, HS
 			}
-			pr, dpr := P[(i0-r0)*T16:], dP[(i0-r0)*T16:]
-			panelTiles(HS, aq, ldq, kt, pr, T16, npan, scale)
-			panelTiles(HS, ado, lddo, vt, dpr, T16, npan, 1)
+			pr, dpr := P[(i0-r0)*PW:], dP[(i0-r0)*PW:]
+			panelTiles(HS, aq, ldq, kt, pr, PW, npan, scale)
+			panelTiles(HS, ado, lddo, vt, dpr, PW, npan, 1)
 			for r := 0; r < rows; r++ {
 				t := i0 + r
-				prow, dprow := pr[r*T16:r*T16+end], dpr[r*T16:r*T16+end]
+				prow, dprow := pr[r*PW:r*PW+end], dpr[r*PW:r*PW+end]
 				n8 := min((t+8)&^7, end)
 				for j := t + 1; j < n8; j++ {
 					prow[j] = float32(math.Inf(-1))
@@ -217,10 +249,17 @@ func attentionBackwardPair(p *kernels.Pool, dqkv, sc, qkv, dout, lse []float32, 
 				softmaxGrad(dprow[:t+1], prow, dotSlice(prow[:t+1], dprow), scale)
 				clear(dprow[t+1:])
 			}
+			// dQ += dS @ K over the keys up to the group's last row.
+			accTiles(kmax, dpr, PW, 1, k, C3, dq[i0*C3:], C3, HS, rows, cpad)
 		}
-		// dV += P^T @ dout; dQ += dS @ K; dK += dS^T @ Q.
-		p.Sgemm(true, false, r1, HS, rb, 1, P, T16, do, C, 1, dv, C3)
-		p.Sgemm(false, false, rb, HS, r1, 1, dP, T16, k, C3, 1, dq[r0*C3:], C3)
-		p.Sgemm(true, false, r1, HS, rb, 1, dP, T16, q[r0*C3:], C3, 1, dk, C3)
+		// dV += P^T @ dout and dK += dS^T @ Q, 6 keys at a time, over the
+		// block's rows from the tile's first key on (the earlier rows are
+		// masked for all six).
+		for j0 := 0; j0 < r1; j0 += 6 {
+			i := max(r0, j0)
+			keys := min(6, T-j0)
+			accTiles(r1-i, P[(i-r0)*PW+j0:], 1, PW, do[i*C:], C, dv[j0*C3:], C3, HS, keys, cpad)
+			accTiles(r1-i, dP[(i-r0)*PW+j0:], 1, PW, q[i*C3:], C3, dk[j0*C3:], C3, HS, keys, cpad)
+		}
 	}
 }

@@ -7,13 +7,17 @@ import (
 	"testing"
 )
 
-// TestAttnTile6x32SameBits: the AVX-512 tile gives, bit for bit, what two
+// TestAttnTilesSameBits: the tile kernels compute alpha[r] * (a @ b)[r] +
+// beta*c (checked in float64), for a row-major a and for the same a stored
+// transposed (read with lda 1 and its leading dimension as k step: the same
+// bits), one alpha or one per row, and beta 0 (C not read: NaN there must
+// not leak) or not; and on AVX-512 the 6x32 tile gives, bit for bit, what two
 // AVX2 tiles give, for both ways attention lays out B (two panels of packed
-// keys, b2 = one panel; one row of V, b2 = 16 values), k not a multiple of
-// 4, alpha != 1, and beta 0 (C not read: NaN there must not leak) or not.
-func TestAttnTile6x32SameBits(t *testing.T) {
-	if !haveAVX512 {
-		t.Skip("no AVX-512F")
+// keys, b2 = one panel; one row of V, b2 = 16 values) and k not a multiple
+// of 4.
+func TestAttnTilesSameBits(t *testing.T) {
+	if !haveAVX2 {
+		t.Skip("no AVX2")
 	}
 	r := NewRNG(7)
 	for _, k := range []int{1, 3, 32, 37, 130} {
@@ -24,25 +28,75 @@ func TestAttnTile6x32SameBits(t *testing.T) {
 		}{{"panels", 16, 16 * k, 2 * k}, {"rows", 96, 16, k}} {
 			lda := k + 5
 			a := randVec(r, 6*lda, 1)
-			b := randVec(r, layout.needRows*layout.ldb+64, 1)
-			for _, beta := range []float32{0, 0.75} {
-				ldc := 40
-				want := randVec(r, 6*ldc, 1)
-				if beta == 0 {
-					for i := range want {
-						want[i] = float32(math.NaN())
-					}
+			at := make([]float32, k*8) // a transposed, rows 8 apart
+			for i := 0; i < 6; i++ {
+				for p := 0; p < k; p++ {
+					at[p*8+i] = a[i*lda+p]
 				}
-				got := append([]float32(nil), want...)
-				attnTile6x16(k, &a[0], lda, &b[0], layout.ldb, &want[0], ldc, 0.5, beta)
-				attnTile6x16(k, &a[0], lda, &b[layout.b2], layout.ldb, &want[16], ldc, 0.5, beta)
-				attnTile6x32(k, &a[0], lda, &b[0], layout.ldb, 4*layout.b2, &got[0], ldc, 0.5, beta)
-				for i := range got {
-					if col := i % ldc; col >= 32 {
-						continue
+			}
+			b := randVec(r, layout.needRows*layout.ldb+64, 1)
+			for _, as := range []int{0, 1} {
+				alpha := []float32{0.5, -1.25, 2, 0.75, -0.5, 3}
+				for _, beta := range []float32{0, 0.75} {
+					const ldc = 40
+					c0 := randVec(r, 6*ldc, 1)
+					if beta == 0 {
+						for i := range c0 {
+							c0[i] = float32(math.NaN())
+						}
 					}
-					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-						t.Fatalf("k %d, %s, beta %g: c[%d] = %g, want %g (two AVX2 tiles)", k, layout.name, beta, i, got[i], want[i])
+					run := func(tile func(c []float32)) []float32 {
+						c := append([]float32(nil), c0...)
+						tile(c)
+						return c
+					}
+					want := run(func(c []float32) {
+						attnTile6x16(k, &a[0], lda, 1, &b[0], layout.ldb, &c[0], ldc, &alpha[0], as, beta)
+						attnTile6x16(k, &a[0], lda, 1, &b[layout.b2], layout.ldb, &c[16], ldc, &alpha[0], as, beta)
+					})
+					for i := 0; i < 6; i++ {
+						for j := 0; j < 32; j++ {
+							bj := b[j:]
+							if j >= 16 {
+								bj = b[layout.b2+j-16:]
+							}
+							s := 0.0
+							for p := 0; p < k; p++ {
+								s += float64(a[i*lda+p]) * float64(bj[p*layout.ldb])
+							}
+							s *= float64(alpha[i*as])
+							if beta != 0 {
+								s += float64(beta) * float64(c0[i*ldc+j])
+							}
+							if got := want[i*ldc+j]; math.Abs(float64(got)-s) > 1e-5*(float64(k)+math.Abs(s)) {
+								t.Fatalf("k %d, %s, as %d, beta %g: c[%d][%d] = %g, want %g", k, layout.name, as, beta, i, j, got, s)
+							}
+						}
+					}
+					gots := map[string][]float32{
+						"AVX2": want,
+						"AVX2, a transposed": run(func(c []float32) {
+							attnTile6x16(k, &at[0], 1, 8, &b[0], layout.ldb, &c[0], ldc, &alpha[0], as, beta)
+							attnTile6x16(k, &at[0], 1, 8, &b[layout.b2], layout.ldb, &c[16], ldc, &alpha[0], as, beta)
+						}),
+					}
+					if haveAVX512 {
+						gots["AVX-512"] = run(func(c []float32) {
+							attnTile6x32(k, &a[0], lda, 1, &b[0], layout.ldb, 4*layout.b2, &c[0], ldc, &alpha[0], as, beta)
+						})
+						gots["AVX-512, a transposed"] = run(func(c []float32) {
+							attnTile6x32(k, &at[0], 1, 8, &b[0], layout.ldb, 4*layout.b2, &c[0], ldc, &alpha[0], as, beta)
+						})
+					}
+					for name, got := range gots {
+						for i := range got {
+							if col := i % ldc; col >= 32 && math.Float32bits(got[i]) != math.Float32bits(c0[i]) {
+								t.Fatalf("k %d, %s, as %d, beta %g, %s: c[%d] written outside the tile", k, layout.name, as, beta, name, i)
+							}
+							if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+								t.Fatalf("k %d, %s, as %d, beta %g, %s: c[%d] = %g, want %g (AVX2, a row-major)", k, layout.name, as, beta, name, i, got[i], want[i])
+							}
+						}
 					}
 				}
 			}

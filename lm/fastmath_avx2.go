@@ -49,11 +49,13 @@ func dotAVX2(a, b *float32, n int) float32
 func softmaxGradAVX2(d, p *float32, n int, dot, scale float32)
 
 // attnTile6x16 is one 6x16 tile of c = alpha*a@b + beta*c, a read in place
-// (6 rows lda apart, k steps adjacent), b k steps of 16 values ldb apart
-// (attn_avx2_amd64.s).
+// (6 rows lda apart, k steps ak apart: ak = 1 for a row-major a; lda = 1 and
+// ak its leading dimension for a transposed one), b k steps of 16 values ldb
+// apart (attn_avx2_amd64.s). Row i of the product is scaled by alpha[i*as]
+// (as = 0: one alpha for all six).
 //
 //go:noescape
-func attnTile6x16(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+func attnTile6x16(k int, a *float32, lda, ak int, b *float32, ldb int, c *float32, ldc int, alpha *float32, as int, beta float32)
 
 // attnTranspose8 transposes 8 rows of src (lds apart) and 8*n8 columns into
 // dst: dst[p*ldd+i] = src[i*lds+p] (attn_avx2_amd64.s).

@@ -13,7 +13,7 @@ func dotAVX2(a, b *float32, n int) float32                     { panic("lm: no A
 func scaleCopyAVX2(dst, src *float32, n int, a float32)        { panic("lm: no AVX2") }
 func softmaxGradAVX2(d, p *float32, n int, dot, scale float32) { panic("lm: no AVX2") }
 
-func attnTile6x16(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32) {
+func attnTile6x16(k int, a *float32, lda, ak int, b *float32, ldb int, c *float32, ldc int, alpha *float32, as int, beta float32) {
 	panic("lm: no AVX2")
 }
 

@@ -219,21 +219,22 @@ const attnBlock = 48
 
 // attnScratch is the scratch one slot of attention needs: probabilities and
 // their gradient for one block of rows, [2, attnBlock, T] on the Sgemm path;
-// on the tile path (attn_fast.go) [2, attnBlock, T16] beside K^T and V^T
+// on the tile path (attn_fast.go) [2, attnBlock, T16+16] beside K^T and V^T
 // packed for head sizes up to 64 and a few padded rows (T16 is T rounded up
 // to 16).
 func attnScratch(T int) int {
 	T16 := (T + 15) &^ 15
-	return (2*attnBlock+2*64)*T16 + 12*64 + 2*T
+	return (2*attnBlock+2*64)*T16 + 2*attnBlock*16 + 18*64 + 2*T
 }
 
 // attentionForward is causal multi-head self-attention with softmax scale
 // 1/sqrt(HS). The pool's goroutines claim the (b, h) pairs one at a time, each
 // with its own slot of scratch. For each pair and each block of attnBlock query
 // rows it forms the scores against the keys up to the block's last row with
-// one GEMM, takes the softmax, and multiplies by the values with another. It
-// keeps only the log-sum-exp of each row; backward recomputes the
-// probabilities.
+// one GEMM, takes the softmax, and multiplies by the values with another
+// (where the CPU has AVX2, the tile kernels of attn_fast.go do the same
+// without GEMM calls). It keeps only the log-sum-exp of each row; backward
+// recomputes the probabilities.
 //
 //	out     [B, T, C]        written; head h in columns h*HS..(h+1)*HS
 //	lse     [B, NH, T]       written: log sum_j exp(score)
@@ -347,7 +348,7 @@ func attentionBackwardSlot(a *loopArgs, lo, hi int) {
 			}
 			b, h := bh/NH, bh%NH
 			if fast {
-				attentionBackwardPair(p, dqkv, scratch[slot*per:(slot+1)*per], qkv, dout, lse, b, h, bh, T, C, HS, scale)
+				attentionBackwardPair(dqkv, scratch[slot*per:(slot+1)*per], qkv, dout, lse, b, h, bh, T, C, HS, scale)
 				continue
 			}
 			base := b * T * C3

@@ -222,11 +222,13 @@ func TestStepClipMatchesUnfused(t *testing.T) {
 // TestAttentionTilesMatchGemm: attention on the tile kernel (every head size
 // it takes: 16, 32, 48 and 64, so AVX-512's value tiles run alone, beside an
 // AVX2 tile, or not at all; T not a multiple of 6 or 16, so the panels of keys
-// come odd and even) gives what the Pool.Sgemm path gives, forward and
-// backward, for any number of threads.
+// come odd and even, in one block of rows or three) gives what the Pool.Sgemm
+// path gives, forward and backward (added to a gradient already there), for
+// any number of threads.
 func TestAttentionTilesMatchGemm(t *testing.T) {
-	const B, T, NH = 2, 37, 2
-	for _, HS := range []int{16, 32, 48, 64} {
+	const B, NH = 2, 2
+	for _, tc := range []struct{ T, HS int }{{37, 16}, {37, 32}, {37, 48}, {37, 64}, {101, 32}, {101, 48}} {
+		T, HS := tc.T, tc.HS
 		C := NH * HS
 		if haveAVX2 && !attnFastOK(HS, T, attnScratch(T)) {
 			t.Fatalf("HS %d: the tile path does not run", HS)
@@ -234,13 +236,14 @@ func TestAttentionTilesMatchGemm(t *testing.T) {
 		r := NewRNG(31)
 		qkv := randVec(r, B*T*3*C, 1)
 		dout := randVec(r, B*T*C, 1)
+		dqkv0 := randVec(r, B*T*3*C, 1)
 		run := func(threads int, noTiles bool) (out, lse, dqkv []float32) {
 			rn := newRunner(kernels.NewPool(threads))
 			rn.noTiles = noTiles
 			scratch := make([]float32, threads*attnScratch(T))
 			out, lse = make([]float32, B*T*C), make([]float32, B*NH*T)
 			attentionForward(rn, out, lse, scratch, qkv, B, T, C, NH)
-			dqkv = make([]float32, len(qkv))
+			dqkv = append([]float32(nil), dqkv0...)
 			attentionBackward(rn, dqkv, scratch, dout, qkv, lse, B, T, C, NH)
 			return out, lse, dqkv
 		}
@@ -253,7 +256,7 @@ func TestAttentionTilesMatchGemm(t *testing.T) {
 			}{{"out", out, wOut}, {"lse", lse, wLse}, {"dqkv", d, wD}} {
 				for i := range c.got {
 					if e := math.Abs(float64(c.got[i] - c.want[i])); e > 2e-5*(1+math.Abs(float64(c.want[i]))) {
-						t.Fatalf("HS %d, threads %d: %s[%d] = %g with tiles; %g on Sgemm", HS, threads, c.name, i, c.got[i], c.want[i])
+						t.Fatalf("T %d, HS %d, threads %d: %s[%d] = %g with tiles; %g on Sgemm", T, HS, threads, c.name, i, c.got[i], c.want[i])
 					}
 				}
 			}
