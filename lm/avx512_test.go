@@ -82,12 +82,12 @@ func TestAVX512MatchesAVX2(t *testing.T) {
 		{"geluBwdSet in place", 2,
 			func(a [][]float32, n int) float32 { geluBwdSetAVX2(p(a[1]), p(a[0]), p(a[1]), n); return 0 },
 			func(a [][]float32, n int) float32 { geluBwdSetAVX512(p(a[1]), p(a[0]), p(a[1]), n); return 0 }},
-		{"geluFwdGrad", 3,
-			func(a [][]float32, n int) float32 { geluFwdGradAVX2(p(a[1]), p(a[2]), p(a[0]), n); return 0 },
-			func(a [][]float32, n int) float32 { geluFwdGradAVX512(p(a[1]), p(a[2]), p(a[0]), n); return 0 }},
-		{"geluFwdGrad in place", 2,
-			func(a [][]float32, n int) float32 { geluFwdGradAVX2(p(a[1]), p(a[0]), p(a[0]), n); return 0 },
-			func(a [][]float32, n int) float32 { geluFwdGradAVX512(p(a[1]), p(a[0]), p(a[0]), n); return 0 }},
+		{"geluFwdGrad", 4,
+			func(a [][]float32, n int) float32 { geluFwdGradAVX2(p(a[1]), p(a[2]), p(a[0]), p(a[3]), n); return 0 },
+			func(a [][]float32, n int) float32 { geluFwdGradAVX512(p(a[1]), p(a[2]), p(a[0]), p(a[3]), n); return 0 }},
+		{"geluFwdGrad in place", 3,
+			func(a [][]float32, n int) float32 { geluFwdGradAVX2(p(a[1]), p(a[0]), p(a[0]), p(a[2]), n); return 0 },
+			func(a [][]float32, n int) float32 { geluFwdGradAVX512(p(a[1]), p(a[0]), p(a[0]), p(a[2]), n); return 0 }},
 	} {
 		checkWide(t, k, wideEdges, wideRand)
 	}

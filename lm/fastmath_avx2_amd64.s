@@ -195,20 +195,23 @@ gsdone:
 	VZEROUPPER
 	RET
 
-// func geluFwdGradAVX2(out, gp, inp *float32, n int)
-// out = gelu(inp) and gp = gelu'(inp), both from one tanh (gp may be inp):
-// the forward keeps the derivative for backward instead of the input.
-TEXT ·geluFwdGradAVX2(SB), NOSPLIT, $0-32
+// func geluFwdGradAVX2(out, gp, inp, bias *float32, n int)
+// With x = inp + bias: out = gelu(x) and gp = gelu'(x), both from one tanh
+// (gp may be inp): the forward keeps the derivative for backward instead of
+// the input.
+TEXT ·geluFwdGradAVX2(SB), NOSPLIT, $0-40
 	MOVQ out+0(FP), DI
 	MOVQ gp+8(FP), DX
 	MOVQ inp+16(FP), SI
-	MOVQ n+24(FP), CX
+	MOVQ bias+24(FP), R8
+	MOVQ n+32(FP), CX
 	GELUCONSTS
 
 gfgloop:
 	CMPQ CX, $8
 	JLT  gfgdone
 	VMOVUPS (SI), Y8
+	VADDPS  (R8), Y8, Y8
 	GELUTANH
 	VMULPS       Y5, Y5, Y5
 	VMULPS       Y4, Y5, Y5
@@ -226,6 +229,7 @@ gfgloop:
 	VMOVUPS      Y6, (DI)
 	VMOVUPS      Y1, (DX)
 	ADDQ $32, SI
+	ADDQ $32, R8
 	ADDQ $32, DI
 	ADDQ $32, DX
 	SUBQ $8, CX

@@ -22,7 +22,7 @@ func geluBwdAVX512(dinp, inp, dout *float32, n int)
 func geluBwdSetAVX512(dinp, inp, dout *float32, n int)
 
 //go:noescape
-func geluFwdGradAVX512(out, gp, inp *float32, n int)
+func geluFwdGradAVX512(out, gp, inp, bias *float32, n int)
 
 //go:noescape
 func expSubAVX512(x *float32, n int, sub float32) float32

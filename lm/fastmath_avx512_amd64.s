@@ -239,13 +239,14 @@ gsdone:
 	VZEROUPPER
 	RET
 
-// func geluFwdGradAVX512(out, gp, inp *float32, n int)
-// out = gelu(inp) and gp = gelu'(inp) (gp may be inp)
-TEXT ·geluFwdGradAVX512(SB), NOSPLIT, $0-32
+// func geluFwdGradAVX512(out, gp, inp, bias *float32, n int)
+// With x = inp + bias: out = gelu(x) and gp = gelu'(x) (gp may be inp)
+TEXT ·geluFwdGradAVX512(SB), NOSPLIT, $0-40
 	MOVQ out+0(FP), DI
 	MOVQ gp+8(FP), DX
 	MOVQ inp+16(FP), SI
-	MOVQ n+24(FP), CX
+	MOVQ bias+24(FP), R8
+	MOVQ n+32(FP), CX
 	GELUCONSTS
 	MASK8
 
@@ -253,12 +254,14 @@ gfgloop:
 	CMPQ        CX, $16
 	JLT         gfgtail
 	VMOVUPS     (SI), Z8
+	VADDPS      (R8), Z8, Z8
 	GELUTANH
 	GELUGRAD
 	VFMADD213PS Z2, Z2, Z6
 	VMOVUPS     Z6, (DI)
 	VMOVUPS     Z1, (DX)
 	ADDQ        $64, SI
+	ADDQ        $64, R8
 	ADDQ        $64, DI
 	ADDQ        $64, DX
 	SUBQ        $16, CX
@@ -268,6 +271,8 @@ gfgtail:
 	CMPQ        CX, $8
 	JLT         gfgdone
 	VMOVUPS.Z   (SI), K1, Z8
+	VMOVUPS.Z   (R8), K1, Z0
+	VADDPS      Z0, Z8, Z8
 	GELUTANH
 	GELUGRAD
 	VFMADD213PS Z2, Z2, Z6

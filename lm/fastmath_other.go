@@ -21,11 +21,11 @@ func attnTranspose8(dst *float32, ldd int, src *float32, lds int, n8 int) { pani
 
 const haveAVX512 = false
 
-func geluFwdAVX512(out, inp *float32, n int)              { panic("lm: no AVX-512") }
-func geluBwdAVX512(dinp, inp, dout *float32, n int)       { panic("lm: no AVX-512") }
-func geluBwdSetAVX512(dinp, inp, dout *float32, n int)    { panic("lm: no AVX-512") }
-func geluFwdGradAVX512(out, gp, inp *float32, n int)      { panic("lm: no AVX-512") }
-func expSubAVX512(x *float32, n int, sub float32) float32 { panic("lm: no AVX-512") }
+func geluFwdAVX512(out, inp *float32, n int)               { panic("lm: no AVX-512") }
+func geluBwdAVX512(dinp, inp, dout *float32, n int)        { panic("lm: no AVX-512") }
+func geluBwdSetAVX512(dinp, inp, dout *float32, n int)     { panic("lm: no AVX-512") }
+func geluFwdGradAVX512(out, gp, inp, bias *float32, n int) { panic("lm: no AVX-512") }
+func expSubAVX512(x *float32, n int, sub float32) float32  { panic("lm: no AVX-512") }
 
 func addAVX512(dst, src *float32, n int)                           { panic("lm: no AVX-512") }
 func mulAVX512(dst, src *float32, n int)                           { panic("lm: no AVX-512") }

@@ -57,8 +57,7 @@ func epiBiasGelu(a *loopArgs, lo, hi int) {
 	gp, bias, out, OC := a.s[0], a.s[1][:a.n[0]], a.s[2], a.n[0]
 	for i := lo; i < hi; i++ {
 		p := gp[i*OC : (i+1)*OC]
-		addRow(p, bias)
-		geluFwdGradRow(out[i*OC:(i+1)*OC], p, p)
+		geluFwdGradRow(out[i*OC:(i+1)*OC], p, p, bias)
 	}
 }
 

@@ -262,10 +262,10 @@ func BenchmarkFastMath(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
 	})
-	gp := make([]float32, len(xs))
+	gp, bias := make([]float32, len(xs)), make([]float32, len(xs))
 	b.Run("geluFwdGradRow", func(b *testing.B) {
 		for b.Loop() {
-			geluFwdGradRow(ys, gp, xs)
+			geluFwdGradRow(ys, gp, xs, bias)
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(xs)), "ns/value")
 	})

@@ -49,22 +49,23 @@ func mulRow(dst, src []float32) {
 	}
 }
 
-// geluFwdGradRow sets out[i] = gelu(inp[i]) and gp[i] = gelu'(inp[i]) (gp
-// may be inp): the forward keeps gelu' for the backward instead of inp.
-func geluFwdGradRow(out, gp, inp []float32) {
+// geluFwdGradRow sets out[i] = gelu(x) and gp[i] = gelu'(x), x = inp[i] +
+// bias[i] (gp may be inp): the forward keeps gelu' for the backward instead
+// of inp, and adds the bias in the same pass.
+func geluFwdGradRow(out, gp, inp, bias []float32) {
 	n := len(inp)
-	out, gp = out[:n], gp[:n]
+	out, gp, bias = out[:n], gp[:n], bias[:n]
 	done := 0
 	if haveAVX2 && n >= 8 {
 		done = n &^ 7
 		if haveAVX512 {
-			geluFwdGradAVX512(&out[0], &gp[0], &inp[0], done)
+			geluFwdGradAVX512(&out[0], &gp[0], &inp[0], &bias[0], done)
 		} else {
-			geluFwdGradAVX2(&out[0], &gp[0], &inp[0], done)
+			geluFwdGradAVX2(&out[0], &gp[0], &inp[0], &bias[0], done)
 		}
 	}
 	for i := done; i < n; i++ {
-		x := inp[i]
+		x := inp[i] + bias[i]
 		th, sech2 := tanhSech2(geluScale * x * (1 + geluCubic*x*x))
 		hx := 0.5 * x
 		out[i] = hx + hx*th

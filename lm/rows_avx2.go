@@ -38,4 +38,4 @@ func sumSquaresAVX2(x *float32, n int, acc *[16]float64)
 func mulAVX2(dst, src *float32, n int)
 
 //go:noescape
-func geluFwdGradAVX2(out, gp, inp *float32, n int)
+func geluFwdGradAVX2(out, gp, inp, bias *float32, n int)

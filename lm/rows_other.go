@@ -15,5 +15,5 @@ func lnColsAVX2(dw, db, d, x *float32, n int, mean, rstd float32)        { panic
 func geluBwdSetAVX2(dinp, inp, dout *float32, n int)                     { panic("lm: no AVX2") }
 func sumSquaresAVX2(x *float32, n int, acc *[16]float64)                 { panic("lm: no AVX2") }
 
-func mulAVX2(dst, src *float32, n int)             { panic("lm: no AVX2") }
-func geluFwdGradAVX2(out, gp, inp *float32, n int) { panic("lm: no AVX2") }
+func mulAVX2(dst, src *float32, n int)                   { panic("lm: no AVX2") }
+func geluFwdGradAVX2(out, gp, inp, bias *float32, n int) { panic("lm: no AVX2") }

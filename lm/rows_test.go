@@ -95,19 +95,20 @@ func TestRowKernels(t *testing.T) {
 				t.Fatalf("n=%d: addRow[%d] = %g; want %g", n, i, sum2[i], x[i]+y[i])
 			}
 		}
-		// geluFwdGradRow: gelu and gelu' from one tanh, gp in place of x.
+		// geluFwdGradRow: gelu and gelu' of x + bias (here y) from one
+		// tanh, gp in place of x.
 		gout, gp := make([]float32, n), append([]float32(nil), x...)
-		geluFwdGradRow(gout, gp, gp)
+		geluFwdGradRow(gout, gp, gp, y)
 		wout, ones := make([]float32, n), make([]float32, n)
-		geluSlice(wout, x)
+		geluSlice(wout, sum2)
 		for i := range ones {
 			ones[i] = 1
 		}
 		wgp := make([]float32, n)
-		geluGradSetSlice(wgp, x, ones)
+		geluGradSetSlice(wgp, sum2, ones)
 		for i := range gout {
 			if math.Abs(float64(gout[i]-wout[i])) > 1e-6*(1+math.Abs(float64(wout[i]))) || math.Abs(float64(gp[i]-wgp[i])) > 1e-6 {
-				t.Fatalf("n=%d: geluFwdGradRow(%g) = %g, %g; want %g, %g", n, x[i], gout[i], gp[i], wout[i], wgp[i])
+				t.Fatalf("n=%d: geluFwdGradRow(%g + %g) = %g, %g; want %g, %g", n, x[i], y[i], gout[i], gp[i], wout[i], wgp[i])
 			}
 		}
 		prod := append([]float32(nil), x...)
