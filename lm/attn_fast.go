@@ -15,15 +15,19 @@ import (
 // it. Backward: the same tiles recompute the probabilities and form dP, dQ,
 // and (reading P and dS in place as transposed matrices) dV and dK, each
 // against the keys or queries its mask lets through, to the nearest 6. It
-// needs AVX2, a head size that is a multiple of 16 (at most 64) and
+// needs AVX2, a head size that is a multiple of 16 (at most attnMaxHS) and
 // attnFastNeed and attnBwdNeed floats of scratch; otherwise attention runs
 // on Pool.Sgemm (layers.go).
 
 // attnFastOK reports whether the tile path runs for head size HS, T tokens and
 // per floats of scratch per slot.
 func attnFastOK(HS, T, per int) bool {
-	return haveAVX2 && HS%16 == 0 && HS <= 64 && max(attnFastNeed(HS, T), attnBwdNeed(HS, T)) <= per
+	return haveAVX2 && HS%16 == 0 && HS <= attnMaxHS && max(attnFastNeed(HS, T), attnBwdNeed(HS, T)) <= per
 }
+
+// attnMaxHS is the largest head size the tile path takes (attnScratch is
+// sized for it).
+const attnMaxHS = 64
 
 // attnFastNeed is the scratch of the tile path: K^T panels, 6 rows of scores,
 // 6 padded rows of queries and outputs, and each row's max and sum.

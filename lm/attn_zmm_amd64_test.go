@@ -74,7 +74,7 @@ func TestAttnTilesSameBits(t *testing.T) {
 						}
 					}
 					gots := map[string][]float32{
-						"AVX2": want,
+						"AVX2": want, // for the check outside the tile only
 						"AVX2, a transposed": run(func(c []float32) {
 							attnTile6x16(k, &at[0], 1, 8, &b[0], layout.ldb, &c[0], ldc, &alpha[0], as, beta)
 							attnTile6x16(k, &at[0], 1, 8, &b[layout.b2], layout.ldb, &c[16], ldc, &alpha[0], as, beta)

@@ -218,13 +218,11 @@ func residualRange(a *loopArgs, lo, hi int) {
 const attnBlock = 48
 
 // attnScratch is the scratch one slot of attention needs: probabilities and
-// their gradient for one block of rows, [2, attnBlock, T] on the Sgemm path;
-// on the tile path (attn_fast.go) [2, attnBlock, T16+16] beside K^T and V^T
-// packed for head sizes up to 64 and a few padded rows (T16 is T rounded up
-// to 16).
+// their gradient for one block of rows, [2, attnBlock, T], on the Sgemm
+// path; on the tile path (attn_fast.go) what its forward and backward need
+// for head sizes up to attnMaxHS.
 func attnScratch(T int) int {
-	T16 := (T + 15) &^ 15
-	return (2*attnBlock+2*64)*T16 + 2*attnBlock*16 + 18*64 + 2*T
+	return max(2*attnBlock*T, attnFastNeed(attnMaxHS, T), attnBwdNeed(attnMaxHS, T))
 }
 
 // attentionForward is causal multi-head self-attention with softmax scale
