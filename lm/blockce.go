@@ -31,6 +31,9 @@ type BlockCE struct {
 	bmax    []float32 // [nb, n] m_b
 	bsum    []float64 // [nb, n] s_b
 	fac     []float32 // [nb, n] Grad's factors
+	cmax    []float32 // [maxRows] Chunk's M of each row
+	cw      []float32 // [maxRows] Chunk's exp(m_b - M) of one block
+	csum    []float64 // [maxRows] Chunk's sums, then scale over them
 	sum     float64
 	rows    int
 }
@@ -47,7 +50,8 @@ func HeadBlocked(V int) bool { return headGroups(V) > 1 }
 func NewBlockCE(V, maxRows int, ignore int32) *BlockCE {
 	nb := (V + HeadVocabBlock - 1) / HeadVocabBlock
 	return &BlockCE{ignore: ignore, V: V, nb: nb, zt: make([]float32, maxRows),
-		bmax: make([]float32, nb*maxRows), bsum: make([]float64, nb*maxRows), fac: make([]float32, nb*maxRows)}
+		bmax: make([]float32, nb*maxRows), bsum: make([]float64, nb*maxRows), fac: make([]float32, nb*maxRows),
+		cmax: make([]float32, maxRows), cw: make([]float32, maxRows), csum: make([]float64, maxRows)}
 }
 
 // Start begins a pass over the rows of targets (at most maxRows), its
@@ -84,30 +88,51 @@ func (h *BlockCE) Block(b HeadBlock) {
 }
 
 // Chunk adds the losses of rows first..first+rows and sets Grad's factors.
+// It goes over the [nb, n] tables block by block, each block's rows at once
+// (the factors exp(m_b - M) through the vector exp, within 2 ulp), so a
+// chunk of 512 rows over GPT-2's 99 blocks costs a few vector passes, not
+// 50,000 float64 exponentials one by one.
 func (h *BlockCE) Chunk(first, rows int) error {
 	for i := first; i < first+rows; i++ {
-		t := h.targets[i]
-		if t == h.ignore {
-			continue
-		}
-		if t < 0 || int(t) >= h.V {
+		if t := h.targets[i]; t != h.ignore && (t < 0 || int(t) >= h.V) {
 			return fmt.Errorf("row %d: target %d outside the vocabulary of %d", i, t, h.V)
 		}
-		M := h.bmax[i]
-		for b := 1; b < h.nb; b++ {
-			M = max(M, h.bmax[b*h.n+i])
+	}
+	n := h.n
+	M, S, w := h.cmax[:rows], h.csum[:rows], h.cw[:rows]
+	copy(M, h.bmax[first:first+rows])
+	for b := 1; b < h.nb; b++ {
+		for r, m := range h.bmax[b*n+first : b*n+first+rows] {
+			M[r] = max(M[r], m)
 		}
-		var S float64
-		for b := range h.nb {
-			w := math.Exp(float64(h.bmax[b*h.n+i] - M))
-			S += h.bsum[b*h.n+i] * w
-			h.fac[b*h.n+i] = float32(w) // scaled below
+	}
+	clear(S)
+	for b := range h.nb {
+		bmax, bsum := h.bmax[b*n+first:b*n+first+rows], h.bsum[b*n+first:b*n+first+rows]
+		for r, m := range bmax {
+			w[r] = m - M[r]
 		}
-		for b := range h.nb {
-			h.fac[b*h.n+i] = float32(float64(h.scale) * float64(h.fac[b*h.n+i]) / S)
+		expSub(w, 0)
+		for r, e := range w {
+			S[r] += bsum[r] * float64(e)
 		}
-		h.sum += math.Log(S) + float64(M) - float64(h.zt[i])
+		copy(h.fac[b*n+first:b*n+first+rows], w)
+	}
+	for r := range rows {
+		i := first + r
+		if h.targets[i] == h.ignore {
+			continue
+		}
+		h.sum += math.Log(S[r]) + float64(M[r]) - float64(h.zt[i])
 		h.rows++
+	}
+	for r := range S {
+		S[r] = float64(h.scale) / S[r]
+	}
+	for b := range h.nb {
+		for r, f := range h.fac[b*n+first : b*n+first+rows] {
+			h.fac[b*n+first+r] = float32(float64(f) * S[r]) // scale exp(m_b - M) / S
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package lm
 import (
 	"errors"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -14,12 +15,24 @@ import (
 // 1 to 3 threads.
 func TestBlockHeadMatchesHeadFunc(t *testing.T) {
 	// B = 30 makes 1200 rows: more than one chunk of the blocked head.
+	// ignore: every 7th row's target is the ignore index (-100), left out
+	// of the loss, its gradient zero.
 	for _, V := range []int{50, 9000} {
-		for _, c := range []struct{ threads, B int }{{1, 10}, {2, 10}, {3, 10}, {2, 30}} {
+		for _, c := range []struct {
+			threads, B int
+			ignore     bool
+		}{{1, 10, false}, {2, 10, false}, {3, 10, false}, {2, 30, false}, {2, 30, true}} {
 			threads, B, T := c.threads, c.B, 40
 			cfg := Config{Vocab: V, NEmbd: 16, NLayer: 1, NHead: 2, Ctx: 40}
 			r := NewRNG(9)
 			toks, tgts := randTokens(r, B*T, cfg.Vocab), randTokens(r, B*T, cfg.Vocab)
+			kept := B * T
+			if c.ignore {
+				for i := 0; i < len(tgts); i += 7 {
+					tgts[i] = -100
+					kept--
+				}
+			}
 			m := newMicro(t, cfg, threads, 11)
 			h := &ceHead{targets: tgts, V: cfg.Vocab, scale: 0.5}
 			if err := m.ForwardBackward(toks, B, T, h.backward); err != nil {
@@ -33,8 +46,8 @@ func TestBlockHeadMatchesHeadFunc(t *testing.T) {
 				t.Fatal(err)
 			}
 			loss, rows := bh.Loss()
-			if rows != B*T {
-				t.Errorf("V %d, %d threads: %d rows in the loss; want %d", V, threads, rows, B*T)
+			if rows != kept {
+				t.Errorf("V %d, %d threads: %d rows in the loss; want %d", V, threads, rows, kept)
 			}
 			if math.Abs(loss-h.sum) > 1e-6*h.sum {
 				t.Errorf("V %d, %d threads: loss %g; HeadFunc %g", V, threads, loss, h.sum)
@@ -174,3 +187,24 @@ type failChunk struct{ err error }
 func (failChunk) Block(HeadBlock)        {}
 func (f failChunk) Chunk(int, int) error { return f.err }
 func (failChunk) Grad(HeadBlock)         { panic("Grad after a failed Chunk") }
+
+// TestBlockCEBadTarget checks that a target outside the vocabulary stops
+// the pass with an error naming the row and the target, and that the
+// chunk it falls in adds nothing to the loss (the chunks before it do).
+func TestBlockCEBadTarget(t *testing.T) {
+	const V, B, T = 9000, 30, 40 // 1200 rows: chunks of 512, 512, 176
+	cfg := Config{Vocab: V, NEmbd: 16, NLayer: 1, NHead: 2, Ctx: T}
+	r := NewRNG(4)
+	toks, tgts := randTokens(r, B*T, V), randTokens(r, B*T, V)
+	tgts[700] = V
+	m := newMicro(t, cfg, 2, 11)
+	bh := NewBlockCE(V, B*T, -100)
+	bh.Start(tgts, 1)
+	err := m.ForwardBackwardBlocks(toks, B, T, bh, nil)
+	if err == nil || !strings.Contains(err.Error(), "row 700: target 9000 outside the vocabulary of 9000") {
+		t.Fatalf("ForwardBackwardBlocks with target %d at row 700 = %v; want an error naming both", V, err)
+	}
+	if sum, rows := bh.Loss(); rows != blockHeadRows || !(sum > 0) {
+		t.Errorf("after the error: loss %g over %d rows; want the first chunk's %d rows", sum, rows, blockHeadRows)
+	}
+}

@@ -6,7 +6,7 @@ import "math"
 // loss): mean over every row of -log softmax(logits)[target], gradient
 // scaled by scale (1/rows for the mean). It accumulates the loss sum.
 type ceHead struct {
-	targets []int32 // [rows of the whole batch]
+	targets []int32 // [rows of the whole batch]; backward skips -100
 	V       int
 	scale   float32
 	sum     float64
@@ -42,6 +42,10 @@ func (h *ceHead) backward(logits []float32, first, rows int) error {
 		}
 		lse := float64(mx) + math.Log(s)
 		tgt := h.targets[first+r]
+		if tgt == -100 { // ignored: no loss, no gradient
+			clear(row)
+			continue
+		}
 		h.sum += lse - float64(row[tgt])
 		for j, v := range row {
 			p := math.Exp(float64(v) - lse)
