@@ -127,18 +127,7 @@ func attentionForwardPair(out, lse, sc, qkv []float32, b, h, bh, T, C, HS int, s
 		panelTiles(HS, a, lda, kt, S, T16, npan, scale)
 		for r := 0; r < rows; r++ {
 			t := i0 + r
-			row := S[r*T16 : r*T16+npan*16]
-			mx := maxSlice(row[:t+1])
-			// The masked scores up to a multiple of 8 go through the
-			// vector exp as -Inf (which gives at most 2^-126, nothing
-			// against the row's maximum term, exp(0) = 1), then are
-			// cleared.
-			n8 := (t + 8) &^ 7
-			for j := t + 1; j < n8; j++ {
-				row[j] = float32(math.Inf(-1))
-			}
-			sum := expSub(row[:n8], mx)
-			clear(row[t+1:])
+			mx, sum := softmaxRowFwd(S[r*T16:r*T16+npan*16], t+1)
 			inv[r] = 1 / sum
 			sums[t] = sum
 			mxs[t] = mx
@@ -227,6 +216,7 @@ func attentionBackwardPair(dqkv, sc, qkv, dout, lse []float32, b, h, bh, T, C, H
 			kmax := i0 + rows
 			npan := (kmax + 15) / 16
 			end := max(npan*16, r1)
+			end16 := (end + 15) &^ 15 // within the rows of P and dP (PW > T16)
 			aq, ldq := q[i0*C3:], C3
 			ado, lddo := do[i0*C:], C
 			if rows < 6 {
@@ -243,15 +233,7 @@ func attentionBackwardPair(dqkv, sc, qkv, dout, lse []float32, b, h, bh, T, C, H
 			panelTiles(HS, ado, lddo, vt, dpr, PW, npan, 1)
 			for r := 0; r < rows; r++ {
 				t := i0 + r
-				prow, dprow := pr[r*PW:r*PW+end], dpr[r*PW:r*PW+end]
-				n8 := min((t+8)&^7, end)
-				for j := t + 1; j < n8; j++ {
-					prow[j] = float32(math.Inf(-1))
-				}
-				expSub(prow[:n8], l[t])
-				clear(prow[t+1:])
-				softmaxGrad(dprow[:t+1], prow, dotSlice(prow[:t+1], dprow), scale)
-				clear(dprow[t+1:])
+				softmaxRowBwd(pr[r*PW:r*PW+end16], dpr[r*PW:r*PW+end16], t+1, l[t], scale)
 			}
 			// dQ += dS @ K over the keys up to the group's last row.
 			accTiles(kmax, dpr, PW, 1, k, C3, dq[i0*C3:], C3, HS, rows, cpad)
@@ -266,4 +248,63 @@ func attentionBackwardPair(dqkv, sc, qkv, dout, lse []float32, b, h, bh, T, C, H
 			accTiles(r1-i, dP[(i-r0)*PW+j0:], 1, PW, q[i*C3:], C3, dk[j0*C3:], C3, HS, keys, cpad)
 		}
 	}
+}
+
+// softmaxRowFwd is one row of attention's forward softmax on the scores of
+// row (its length a multiple of 16): mx = the largest of row[:n], row[i] =
+// exp(row[i] - mx) for i < n and 0 after, and sum = their sum as expSub
+// gives it over row[:n8], n8 = n rounded up to 8, with row[n:n8] set to
+// -Inf first (exp(-Inf) is clamped to at most 2^-126, nothing against the
+// row's largest term, exp(0) = 1). With AVX2 or AVX-512 it is one call, with
+// the bits of the separate calls.
+func softmaxRowFwd(row []float32, n int) (mx, sum float32) {
+	if haveAVX512 {
+		return softmaxRowFwdAVX512(&row[0], n, len(row))
+	}
+	if haveAVX2 {
+		return softmaxRowFwdAVX2(&row[0], n, len(row))
+	}
+	return softmaxRowFwdCalls(row, n)
+}
+
+// softmaxRowFwdCalls is softmaxRowFwd by the separate row kernels.
+func softmaxRowFwdCalls(row []float32, n int) (mx, sum float32) {
+	mx = maxSlice(row[:n])
+	n8 := min((n+7)&^7, len(row))
+	for j := n; j < n8; j++ {
+		row[j] = float32(math.Inf(-1))
+	}
+	sum = expSub(row[:n8], mx)
+	clear(row[n:])
+	return mx, sum
+}
+
+// softmaxRowBwd is one row of attention's backward softmax: on the scores p
+// and dP = d of the row (both of a length that is a multiple of 16), p[i] =
+// exp(p[i] - lse) for i < n, then d[i] = p[i] * (d[i] - dot) * scale with
+// dot = sum p[i]*d[i] over i < n (dotSlice), p and d 0 from n on. With AVX2
+// or AVX-512 it is one call, with the bits of the separate calls.
+func softmaxRowBwd(p, d []float32, n int, lse, scale float32) {
+	d = d[:len(p)]
+	if haveAVX512 {
+		softmaxRowBwdAVX512(&p[0], &d[0], n, len(p), lse, scale)
+		return
+	}
+	if haveAVX2 {
+		softmaxRowBwdAVX2(&p[0], &d[0], n, len(p), lse, scale)
+		return
+	}
+	softmaxRowBwdCalls(p, d, n, lse, scale)
+}
+
+// softmaxRowBwdCalls is softmaxRowBwd by the separate row kernels.
+func softmaxRowBwdCalls(p, d []float32, n int, lse, scale float32) {
+	n8 := min((n+7)&^7, len(p))
+	for j := n; j < n8; j++ {
+		p[j] = float32(math.Inf(-1))
+	}
+	expSub(p[:n8], lse)
+	clear(p[n:])
+	softmaxGrad(d[:n], p, dotSlice(p[:n], d), scale)
+	clear(d[n:])
 }

@@ -103,3 +103,73 @@ func TestAttnTilesSameBits(t *testing.T) {
 		}
 	}
 }
+
+// TestSoftmaxRowsSameBits checks that attention's softmax rows in one
+// call (AVX2 and AVX-512) give the bits of the separate row kernels: every
+// row length n up to the end of rows of 16 to 272, scores of a few scales,
+// ties and rows of one repeated value.
+func TestSoftmaxRowsSameBits(t *testing.T) {
+	type fused struct {
+		name string
+		fwd  func(x *float32, n, end int) (mx, sum float32)
+		bwd  func(p, d *float32, n, end int, lse, scale float32)
+	}
+	var fs []fused
+	if haveAVX2 {
+		fs = append(fs, fused{"AVX2", softmaxRowFwdAVX2, softmaxRowBwdAVX2})
+	}
+	if haveAVX512 {
+		fs = append(fs, fused{"AVX-512", softmaxRowFwdAVX512, softmaxRowBwdAVX512})
+	}
+	if len(fs) == 0 {
+		t.Skip("no AVX2")
+	}
+	r := NewRNG(5)
+	same := func(a, b []float32) int {
+		for i := range a {
+			if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+				return i
+			}
+		}
+		return -1
+	}
+	for _, f := range fs {
+		for end := 16; end <= 272; end += 16 {
+			for _, amp := range []float32{0.1, 3, 40} {
+				for n := 1; n <= end; n++ {
+					x, dp := randVec(r, end, float64(amp)), randVec(r, end, 1)
+					if n%5 == 0 {
+						for i := range x {
+							x[i] = float32(int(x[i])) // ties
+						}
+					}
+					if n%11 == 0 {
+						for i := range x {
+							x[i] = amp
+						}
+					}
+					a, b := append([]float32(nil), x...), append([]float32(nil), x...)
+					mx1, s1 := f.fwd(&a[0], n, end)
+					mx2, s2 := softmaxRowFwdCalls(b, n)
+					if math.Float32bits(mx1) != math.Float32bits(mx2) || math.Float32bits(s1) != math.Float32bits(s2) {
+						t.Fatalf("%s fwd end %d n %d amp %g: max %g sum %g; separate kernels %g %g", f.name, end, n, amp, mx1, s1, mx2, s2)
+					}
+					if i := same(a, b); i >= 0 {
+						t.Fatalf("%s fwd end %d n %d amp %g: row[%d] = %g; separate kernels %g", f.name, end, n, amp, i, a[i], b[i])
+					}
+					lse := mx2 + float32(math.Log(float64(s2)))
+					a, b = append([]float32(nil), x...), append([]float32(nil), x...)
+					da, db := append([]float32(nil), dp...), append([]float32(nil), dp...)
+					f.bwd(&a[0], &da[0], n, end, lse, 0.17)
+					softmaxRowBwdCalls(b, db, n, lse, 0.17)
+					if i := same(a, b); i >= 0 {
+						t.Fatalf("%s bwd end %d n %d amp %g: p[%d] = %g; separate kernels %g", f.name, end, n, amp, i, a[i], b[i])
+					}
+					if i := same(da, db); i >= 0 {
+						t.Fatalf("%s bwd end %d n %d amp %g: d[%d] = %g; separate kernels %g", f.name, end, n, amp, i, da[i], db[i])
+					}
+				}
+			}
+		}
+	}
+}

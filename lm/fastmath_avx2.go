@@ -23,6 +23,15 @@ func geluBwdAVX2(dinp, inp, dout *float32, n int)
 //go:noescape
 func expSubAVX2(x *float32, n int, sub float32) float32
 
+// softmaxRowFwdAVX2 and softmaxRowBwdAVX2 are softmaxRowFwdAVX512 and
+// softmaxRowBwdAVX512 on AVX2 (end a multiple of 8), with their bits.
+//
+//go:noescape
+func softmaxRowFwdAVX2(x *float32, n, end int) (mx, sum float32)
+
+//go:noescape
+func softmaxRowBwdAVX2(p, d *float32, n, end int, lse, scale float32)
+
 // adamwAVX2 is adamwGo over n (a multiple of 8) parameters.
 //
 //go:noescape

@@ -27,7 +27,19 @@ DATA fmc<>+72(SB)/4, $0x3f000000 // p5
 DATA fmc<>+76(SB)/4, $0xc2aea8f6 // lo
 DATA fmc<>+80(SB)/4, $0x42b00000 // hi
 DATA fmc<>+84(SB)/4, $0x0000007f // i127
-GLOBL fmc<>(SB), RODATA|NOPTR, $88
+DATA fmc<>+88(SB)/4, $0xff800000 // -Inf
+DATA fmc<>+92(SB)/4, $0x00000008 // 8 (int)
+GLOBL fmc<>(SB), RODATA|NOPTR, $96
+
+DATA iota8<>+0(SB)/4, $0
+DATA iota8<>+4(SB)/4, $1
+DATA iota8<>+8(SB)/4, $2
+DATA iota8<>+12(SB)/4, $3
+DATA iota8<>+16(SB)/4, $4
+DATA iota8<>+20(SB)/4, $5
+DATA iota8<>+24(SB)/4, $6
+DATA iota8<>+28(SB)/4, $7
+GLOBL iota8<>(SB), RODATA|NOPTR, $32
 
 // EXP: Y4 = exp(Y0) as exp32 (Y0 clamped to [-87.33, 88]); clobbers Y0-Y3, Y5.
 #define EXP \
@@ -267,6 +279,183 @@ exdone:
 	VHADDPS      X0, X0, X0
 	VZEROUPPER
 	MOVSS        X0, ret+24(FP)
+	RET
+
+// func softmaxRowFwdAVX2(x *float32, n, end int) (mx, sum float32)
+// softmaxRowFwdAVX512 on AVX2: mx = the largest of x[:n], x[i] = exp(x[i] -
+// mx) for i < n and 0 for n <= i < end (end a multiple of 8, 0 < n <= end),
+// sum = what expSubAVX2 returns over x[:n8], n8 = n rounded up to 8, with
+// x[n:n8] set to -Inf first. Y13 holds the lane indices of the block, Y10
+// n, Y6 the lanes below n.
+TEXT ·softmaxRowFwdAVX2(SB), NOSPLIT, $0-32
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), BX
+	MOVQ         end+16(FP), R8
+	VBROADCASTSS fmc<>+88(SB), Y7
+	VPBROADCASTD fmc<>+92(SB), Y11
+	MOVQ         BX, X10
+	VPBROADCASTD X10, Y10
+	VMOVAPS      Y7, Y12
+	MOVQ         BX, R10
+	ANDQ         $-8, R10
+	XORQ         AX, AX
+
+afmax:
+	// Whole blocks of 8 below n, then the last one with the lanes from
+	// n on as -Inf.
+	CMPQ   AX, R10
+	JGE    afmaxlast
+	VMAXPS (SI)(AX*4), Y12, Y12
+	ADDQ   $8, AX
+	JMP    afmax
+
+afmaxlast:
+	CMPQ         AX, BX
+	JGE          afmaxdone
+	MOVQ         AX, X13
+	VPBROADCASTD X13, Y13
+	VPADDD       iota8<>(SB), Y13, Y13
+	VPCMPGTD     Y13, Y10, Y6
+	VBLENDVPS    Y6, (SI)(AX*4), Y7, Y0
+	VMAXPS       Y0, Y12, Y12
+
+afmaxdone:
+	VEXTRACTF128 $1, Y12, X0
+	VMAXPS       X0, X12, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VBROADCASTSS X0, Y15
+	MOVQ         BX, R9
+	ADDQ         $7, R9
+	ANDQ         $-8, R9
+	VXORPS       Y8, Y8, Y8
+	XORQ         AX, AX
+
+afexpfull:
+	// Whole blocks below n as expSubAVX2 does them, then the rest of the
+	// row with the lanes from n on masked.
+	CMPQ    AX, R10
+	JGE     afexptail
+	VMOVUPS (SI)(AX*4), Y0
+	VSUBPS  Y15, Y0, Y0
+	EXP
+	VADDPS  Y4, Y8, Y8
+	VMOVUPS Y4, (SI)(AX*4)
+	ADDQ    $8, AX
+	JMP     afexpfull
+
+afexptail:
+	MOVQ         AX, X13
+	VPBROADCASTD X13, Y13
+	VPADDD       iota8<>(SB), Y13, Y13
+
+afexp:
+	CMPQ      AX, R8
+	JGE       afexpdone
+	VPCMPGTD  Y13, Y10, Y6
+	VMOVUPS   (SI)(AX*4), Y0
+	VSUBPS    Y15, Y0, Y0
+	VBLENDVPS Y6, Y0, Y7, Y0
+	EXP
+	CMPQ      AX, R9
+	JGE       afnosum
+	VADDPS    Y4, Y8, Y8
+
+afnosum:
+	VANDPS  Y6, Y4, Y4
+	VMOVUPS Y4, (SI)(AX*4)
+	VPADDD  Y11, Y13, Y13
+	ADDQ    $8, AX
+	JMP     afexp
+
+afexpdone:
+	VEXTRACTF128 $1, Y8, X0
+	VADDPS       X8, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	MOVSS        X15, mx+24(FP)
+	MOVSS        X0, sum+28(FP)
+	VZEROUPPER
+	RET
+
+// func softmaxRowBwdAVX2(p, d *float32, n, end int, lse, scale float32)
+// softmaxRowBwdAVX512 on AVX2 (end a multiple of 8): p[i] = exp(p[i] - lse)
+// for i < n, dot = sum p[i]*d[i] over i < n as dotSlice gives it, d[i] =
+// (d[i] - dot) * p[i] * scale, p and d 0 from n to end.
+TEXT ·softmaxRowBwdAVX2(SB), NOSPLIT, $0-40
+	MOVQ         p+0(FP), SI
+	MOVQ         d+8(FP), DI
+	MOVQ         n+16(FP), BX
+	MOVQ         end+24(FP), R8
+	VBROADCASTSS lse+32(FP), Y15
+	VBROADCASTSS scale+36(FP), Y14
+	VPBROADCASTD fmc<>+92(SB), Y11
+	MOVQ         BX, X10
+	VPBROADCASTD X10, Y10
+	VMOVDQU      iota8<>(SB), Y13
+	MOVQ         BX, R9
+	ANDQ         $-8, R9
+	VXORPS       Y8, Y8, Y8
+	XORQ         AX, AX
+
+abexp:
+	CMPQ        AX, R8
+	JGE         abexpdone
+	VPCMPGTD    Y13, Y10, Y6
+	VMOVUPS     (SI)(AX*4), Y0
+	VSUBPS      Y15, Y0, Y0
+	EXP
+	VANDPS      Y6, Y4, Y4
+	VMOVUPS     Y4, (SI)(AX*4)
+	LEAQ        8(AX), DX
+	CMPQ        DX, R9
+	JGT         abnodot
+	VFMADD231PS (DI)(AX*4), Y4, Y8
+
+abnodot:
+	VPADDD Y11, Y13, Y13
+	ADDQ   $8, AX
+	JMP    abexp
+
+abexpdone:
+	VEXTRACTF128 $1, Y8, X1
+	VADDPS       X1, X8, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	MOVQ         R9, AX
+
+abtail:
+	CMPQ   AX, BX
+	JGE    abtaildone
+	VMOVSS (SI)(AX*4), X1
+	VMULSS (DI)(AX*4), X1, X1
+	VADDSS X1, X0, X0
+	INCQ   AX
+	JMP    abtail
+
+abtaildone:
+	VBROADCASTSS X0, Y12
+	VMOVDQU      iota8<>(SB), Y13
+	XORQ         AX, AX
+
+abgrad:
+	CMPQ     AX, R8
+	JGE      abdone
+	VPCMPGTD Y13, Y10, Y6
+	VMOVUPS  (DI)(AX*4), Y0
+	VSUBPS   Y12, Y0, Y0
+	VMULPS   (SI)(AX*4), Y0, Y0
+	VMULPS   Y14, Y0, Y0
+	VANDPS   Y6, Y0, Y0
+	VMOVUPS  Y0, (DI)(AX*4)
+	VPADDD   Y11, Y13, Y13
+	ADDQ     $8, AX
+	JMP      abgrad
+
+abdone:
+	VZEROUPPER
 	RET
 
 // func adamwAVX2(p, grad, m, v *float32, n int, c *[10]float32)

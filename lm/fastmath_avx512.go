@@ -27,6 +27,16 @@ func geluFwdGradAVX512(out, gp, inp, bias *float32, n int)
 //go:noescape
 func expSubAVX512(x *float32, n int, sub float32) float32
 
+// softmaxRowFwdAVX512 and softmaxRowBwdAVX512 are one row of attention's
+// softmax, forward and backward, in one call each (softmaxRowFwd,
+// softmaxRowBwd); end is a multiple of 16.
+//
+//go:noescape
+func softmaxRowFwdAVX512(x *float32, n, end int) (mx, sum float32)
+
+//go:noescape
+func softmaxRowBwdAVX512(p, d *float32, n, end int, lse, scale float32)
+
 // Those of rows_avx512_amd64.s: the row kernels, AdamW and the small kernels.
 
 //go:noescape

@@ -33,7 +33,8 @@ DATA fmz<>+72(SB)/4, $0x3f000000 // p5
 DATA fmz<>+76(SB)/4, $0xc2aea8f6 // lo
 DATA fmz<>+80(SB)/4, $0x42b00000 // hi
 DATA fmz<>+84(SB)/4, $0x0000007f // i127
-GLOBL fmz<>(SB), RODATA|NOPTR, $88
+DATA fmz<>+88(SB)/4, $0xff800000 // -Inf
+GLOBL fmz<>(SB), RODATA|NOPTR, $92
 
 // EXPCONSTS: the constants of EXP in Z18-Z31.
 #define EXPCONSTS \
@@ -280,6 +281,208 @@ gfgtail:
 	VMOVUPS     Z1, K1, (DX)
 
 gfgdone:
+	VZEROUPPER
+	RET
+
+// MASKREM: K2 selects the lanes of the block at AX that are below BX
+// (min(max(BX-AX, 0), 16) low lanes); clobbers CX, DX, R10, R11.
+#define MASKREM \
+	MOVQ    BX, CX; \
+	SUBQ    AX, CX; \
+	MOVQ    $16, R10; \
+	CMPQ    CX, R10; \
+	CMOVQGT R10, CX; \
+	XORQ    R11, R11; \
+	TESTQ   CX, CX; \
+	CMOVQLT R11, CX; \
+	MOVL    $1, DX; \
+	SHLL    CX, DX; \
+	DECL    DX; \
+	KMOVW   DX, K2
+
+// func softmaxRowFwdAVX512(x *float32, n, end int) (mx, sum float32)
+// One row of attention's forward softmax in one call: mx = the largest of
+// x[:n], x[i] = exp(x[i] - mx) for i < n and 0 for n <= i < end (end a
+// multiple of 16, 0 < n <= end), and sum = what expSubAVX512 returns over
+// x[:n8], n8 = n rounded up to 8, with x[n:n8] set to -Inf first (the value
+// maxSlice, the -Inf fill, expSub and clear give, bit for bit).
+TEXT ·softmaxRowFwdAVX512(SB), NOSPLIT, $0-32
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), BX
+	MOVQ         end+16(FP), R8
+	VBROADCASTSS fmz<>+88(SB), Z17
+	VMOVAPS      Z17, Z16
+	MOVQ         BX, R12
+	ANDQ         $-16, R12
+	XORQ         AX, AX
+
+sfmaxfull:
+	// Whole blocks of 16 below n, then the last one with the lanes from n
+	// on as -Inf.
+	CMPQ   AX, R12
+	JGE    sfmax
+	VMAXPS (SI)(AX*4), Z16, Z16
+	ADDQ   $16, AX
+	JMP    sfmaxfull
+
+sfmax:
+	CMPQ    AX, BX
+	JGE     sfmaxdone
+	MASKREM
+	VMOVAPS Z17, Z6
+	VMOVUPS (SI)(AX*4), K2, Z6
+	VMAXPS  Z6, Z16, Z16
+	ADDQ    $16, AX
+	JMP     sfmax
+
+sfmaxdone:
+	VEXTRACTF64X4 $1, Z16, Y6
+	VMAXPS        Y6, Y16, Y6
+	VEXTRACTF128  $1, Y6, X7
+	VMAXPS        X7, X6, X6
+	VPERMILPS     $0x4e, X6, X7
+	VMAXPS        X7, X6, X6
+	VPERMILPS     $0xb1, X6, X7
+	VMAXPS        X7, X6, X6
+	VBROADCASTSS  X6, Z15
+	MOVQ          BX, R9
+	ADDQ          $7, R9
+	ANDQ          $-8, R9
+	EXPCONSTS
+	VXORPS        Y8, Y8, Y8
+	XORQ          AX, AX
+
+sfexpfull:
+	// Whole blocks below n as expSubAVX512 does them, then the rest of
+	// the row with the lanes from n on masked.
+	CMPQ          AX, R12
+	JGE           sfexp
+	VMOVUPS       (SI)(AX*4), Z0
+	VSUBPS        Z15, Z0, Z0
+	EXP
+	VMOVUPS       Z4, (SI)(AX*4)
+	VEXTRACTF64X4 $1, Z4, Y5
+	VADDPS        Y4, Y8, Y8
+	VADDPS        Y5, Y8, Y8
+	ADDQ          $16, AX
+	JMP           sfexpfull
+
+sfexp:
+	CMPQ    AX, R8
+	JGE     sfexpdone
+	MASKREM
+	KNOTW   K2, K3
+	VMOVUPS (SI)(AX*4), Z0
+	VSUBPS  Z15, Z0, Z0
+	VMOVAPS Z17, K3, Z0
+	EXP
+	// expSubAVX512's sums: the low half, then the high half, of the
+	// blocks below n8.
+	CMPQ          AX, R9
+	JGE           sfnosum
+	VADDPS        Y4, Y8, Y8
+	LEAQ          8(AX), DX
+	CMPQ          DX, R9
+	JGE           sfnosum
+	VEXTRACTF64X4 $1, Z4, Y5
+	VADDPS        Y5, Y8, Y8
+
+sfnosum:
+	VMOVAPS.Z Z4, K2, Z4
+	VMOVUPS   Z4, (SI)(AX*4)
+	ADDQ      $16, AX
+	JMP       sfexp
+
+sfexpdone:
+	VEXTRACTF128 $1, Y8, X0
+	VADDPS       X8, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	MOVSS        X15, mx+24(FP)
+	MOVSS        X0, sum+28(FP)
+	VZEROUPPER
+	RET
+
+// func softmaxRowBwdAVX512(p, d *float32, n, end int, lse, scale float32)
+// One row of attention's backward softmax in one call, on the scores p and
+// dP = d of a row (end a multiple of 16, 0 < n <= end): p[i] = exp(p[i] -
+// lse) for i < n, then dot = sum p[i]*d[i] over i < n in dotSlice's order
+// (dotAVX2's 8 lanes of FMAs over n&^7, reduced as it does, then the rest
+// one by one, each product rounded), then d[i] = (d[i] - dot) * p[i] *
+// scale; p and d are 0 from n to end. The same bits as the -Inf fill,
+// expSub, clear, dotSlice, softmaxGrad and clear of the AVX2 path.
+TEXT ·softmaxRowBwdAVX512(SB), NOSPLIT, $0-40
+	MOVQ         p+0(FP), SI
+	MOVQ         d+8(FP), DI
+	MOVQ         n+16(FP), BX
+	MOVQ         end+24(FP), R8
+	VBROADCASTSS lse+32(FP), Z15
+	VBROADCASTSS scale+36(FP), Z16
+	MOVQ         BX, R9
+	ANDQ         $-8, R9
+	EXPCONSTS
+	VXORPS       Y8, Y8, Y8
+	XORQ         AX, AX
+
+sbexp:
+	CMPQ      AX, R8
+	JGE       sbexpdone
+	MASKREM
+	VMOVUPS   (SI)(AX*4), Z0
+	VSUBPS    Z15, Z0, Z0
+	EXP
+	VMOVAPS.Z Z4, K2, Z4
+	VMOVUPS   Z4, (SI)(AX*4)
+	// dotAVX2's FMAs: the low half, then the high half, of the blocks
+	// below n&^7.
+	LEAQ          8(AX), DX
+	CMPQ          DX, R9
+	JGT           sbnodot
+	VFMADD231PS   (DI)(AX*4), Y4, Y8
+	LEAQ          16(AX), DX
+	CMPQ          DX, R9
+	JGT           sbnodot
+	VEXTRACTF64X4 $1, Z4, Y5
+	VFMADD231PS   32(DI)(AX*4), Y5, Y8
+
+sbnodot:
+	ADDQ $16, AX
+	JMP  sbexp
+
+sbexpdone:
+	VEXTRACTF128 $1, Y8, X1
+	VADDPS       X1, X8, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	MOVQ         R9, AX
+
+sbtail:
+	CMPQ   AX, BX
+	JGE    sbtaildone
+	VMOVSS (SI)(AX*4), X1
+	VMULSS (DI)(AX*4), X1, X1
+	VADDSS X1, X0, X0
+	INCQ   AX
+	JMP    sbtail
+
+sbtaildone:
+	VBROADCASTSS X0, Z14
+	XORQ         AX, AX
+
+sbgrad:
+	CMPQ      AX, R8
+	JGE       sbdone
+	MASKREM
+	VMOVUPS   (DI)(AX*4), Z0
+	VSUBPS    Z14, Z0, Z0
+	VMULPS    (SI)(AX*4), Z0, Z0
+	VMULPS    Z16, Z0, Z0
+	VMOVAPS.Z Z0, K2, Z0
+	VMOVUPS   Z0, (DI)(AX*4)
+	ADDQ      $16, AX
+	JMP       sbgrad
+
+sbdone:
 	VZEROUPPER
 	RET
 

@@ -4,10 +4,14 @@ package lm
 
 const haveAVX2 = false
 
-func geluFwdAVX2(out, inp *float32, n int)                     { panic("lm: no AVX2") }
-func geluBwdAVX2(dinp, inp, dout *float32, n int)              { panic("lm: no AVX2") }
-func expSubAVX2(x *float32, n int, sub float32) float32        { panic("lm: no AVX2") }
-func adamwAVX2(p, grad, m, v *float32, n int, c *[10]float32)  { panic("lm: no AVX2") }
+func geluFwdAVX2(out, inp *float32, n int)                       { panic("lm: no AVX2") }
+func geluBwdAVX2(dinp, inp, dout *float32, n int)                { panic("lm: no AVX2") }
+func expSubAVX2(x *float32, n int, sub float32) float32          { panic("lm: no AVX2") }
+func adamwAVX2(p, grad, m, v *float32, n int, c *[10]float32)    { panic("lm: no AVX2") }
+func softmaxRowFwdAVX2(x *float32, n, end int) (mx, sum float32) { panic("lm: no AVX2") }
+func softmaxRowBwdAVX2(p, d *float32, n, end int, lse, scale float32) {
+	panic("lm: no AVX2")
+}
 func maxAVX2(x *float32, n int) float32                        { panic("lm: no AVX2") }
 func dotAVX2(a, b *float32, n int) float32                     { panic("lm: no AVX2") }
 func scaleCopyAVX2(dst, src *float32, n int, a float32)        { panic("lm: no AVX2") }
@@ -21,11 +25,15 @@ func attnTranspose8(dst *float32, ldd int, src *float32, lds int, n8 int) { pani
 
 const haveAVX512 = false
 
-func geluFwdAVX512(out, inp *float32, n int)               { panic("lm: no AVX-512") }
-func geluBwdAVX512(dinp, inp, dout *float32, n int)        { panic("lm: no AVX-512") }
-func geluBwdSetAVX512(dinp, inp, dout *float32, n int)     { panic("lm: no AVX-512") }
-func geluFwdGradAVX512(out, gp, inp, bias *float32, n int) { panic("lm: no AVX-512") }
-func expSubAVX512(x *float32, n int, sub float32) float32  { panic("lm: no AVX-512") }
+func geluFwdAVX512(out, inp *float32, n int)                       { panic("lm: no AVX-512") }
+func geluBwdAVX512(dinp, inp, dout *float32, n int)                { panic("lm: no AVX-512") }
+func geluBwdSetAVX512(dinp, inp, dout *float32, n int)             { panic("lm: no AVX-512") }
+func geluFwdGradAVX512(out, gp, inp, bias *float32, n int)         { panic("lm: no AVX-512") }
+func expSubAVX512(x *float32, n int, sub float32) float32          { panic("lm: no AVX-512") }
+func softmaxRowFwdAVX512(x *float32, n, end int) (mx, sum float32) { panic("lm: no AVX-512") }
+func softmaxRowBwdAVX512(p, d *float32, n, end int, lse, scale float32) {
+	panic("lm: no AVX-512")
+}
 
 func addAVX512(dst, src *float32, n int)                           { panic("lm: no AVX-512") }
 func mulAVX512(dst, src *float32, n int)                           { panic("lm: no AVX-512") }
