@@ -5,10 +5,11 @@
 // combination before anything runs), runs it in simulation mode one after
 // the other, each in a run.dir of its own under the comparison's, with
 // held-out evaluations every few steps, and writes compare.csv,
-// compare.json and three plots against tokens, one line per setting: the
+// compare.json and four plots against tokens, one line per setting: the
 // held-out exact KL to the synthetic truth (compare_kl.png, synthetic data
-// only), the held-out cross-entropy (compare_ce.png) and the model's
-// held-out entropy (compare_entropy.png), from each run's metrics.jsonl.
+// only), the held-out cross-entropy (compare_ce.png), the model's held-out
+// entropy (compare_entropy.png) and the reverse KL on the model's own
+// samples (compare_sample_kl.png), from each run's metrics.jsonl.
 //
 // Check refuses what cannot train to a finite loss before any run starts:
 // reverse KL (or JSD at beta 1) against the synthetic truth without

@@ -92,7 +92,7 @@ type Loss struct {
 	Temperature    float64        `mapstructure:"temperature"`
 	LabelSmoothing float64        `mapstructure:"label_smoothing"`
 
-	// Distillation (docs/distill.md).
+	// Distillation (README.md, "Distillation: KL to a teacher").
 	Teacher            string    `mapstructure:"teacher"`             // a Hugging Face GPT-2 folder; "": none
 	TeacherTemperature float64   `mapstructure:"teacher_temperature"` // 0: loss.temperature
 	ScaleT2            bool      `mapstructure:"scale_t2"`

@@ -93,6 +93,6 @@
 // tests run every micro-kernel the CPU supports, and the portable one,
 // against it on odd shapes.
 //
-// kernels knows nothing of models, losses, data or networks, and imports no
-// BLAS library.
+// kernels knows nothing of models, losses, data or networks, and calls no
+// native BLAS library (no cgo): its only fallback is gonum's pure-Go Sgemm.
 package kernels

@@ -71,7 +71,7 @@
 // block went through, the head has the chunk's loss, and in the backward it
 // writes each block's dL/dlogits into the buffer in cache right before the
 // two products read it. Over a large vocabulary the chunks hold 512 rows and
-// wte is packed once per pass for the products (kernels.PackB), a chunk's
+// wte is packed once per pass for the products (kernels.Pool.PackB), a chunk's
 // lnf once per chunk; BlockCE, the cross-entropy of hard next-token targets
 // (the benchmark's head, and the engine's for plain training over GPT-2's
 // vocabulary), is such a head. Attention runs per (batch, head) in parallel and per block

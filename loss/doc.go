@@ -144,7 +144,7 @@
 //
 // loss is pure math over []float32. It knows nothing of models, layers,
 // tokenizers, data sets, networks or clusters, and imports only kernels and
-// the standard library; the cluster layer composes logits -> loss gradient ->
+// the standard library; package engine composes logits -> loss gradient ->
 // model backward (a teacher's logits come from lm's ForwardHidden and
 // HeadLogits, chunk by chunk beside the student's).
 package loss

@@ -1,7 +1,7 @@
 // Package natsnet connects klring to NATS: the ring mailbox of package
 // allreduce over core NATS (nats.go), the subjects of a job, a connection
 // helper with the options every klring process uses, and an embedded
-// nats-server for tests and the simulation mode.
+// nats-server for tests, the simulation mode and nats.embed.
 //
 // # Connections
 //
@@ -36,7 +36,7 @@
 // # Subjects
 //
 // Every subject of a job is spelled in one place, Subjects (NewSubjects(job)):
-// klring.<job>.{hello,plan,done,seg,hb,snap} for the step protocol,
+// klring.<job>.{hello,plan,done,seg,hb,snap,resid,seed} for the step protocol,
 // klring.<job>.ring.<worker> for each worker's ring mailbox (Ring(worker)),
 // and the wildcards All and Rings for permissions. Job and worker names are
 // 1 to 64 bytes of [A-Za-z0-9_-] (ValidName): NATS itself only rejects

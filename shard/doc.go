@@ -102,5 +102,6 @@
 // # What shard must not know
 //
 // Models, losses, networks, ranks' addresses or the cluster: it hands out
-// window ids and tokens. It imports only the standard library.
+// window ids and tokens. It imports only the standard library and
+// internal/mmap.
 package shard

@@ -76,7 +76,9 @@
 //
 // # What it must not know
 //
-// Models, losses, data sets, windows and batches, the cluster, the network.
+// Models, losses, the cluster, the network; of data sets it knows only
+// shard's token-file format (which it writes and reads), not their windows
+// or batches.
 // It never downloads anything: the vocabulary is compiled in.
 //
 // # License of the vocabulary
