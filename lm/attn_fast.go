@@ -215,8 +215,9 @@ func attentionBackwardPair(dqkv, sc, qkv, dout, lse []float32, b, h, bh, T, C, H
 			rows := min(6, r1-i0)
 			kmax := i0 + rows
 			npan := (kmax + 15) / 16
-			end := max(npan*16, r1)
-			end16 := (end + 15) &^ 15 // within the rows of P and dP (PW > T16)
+			// The rows' end: past the last panel and the block's last row,
+			// rounded up to 16 (within the rows of P and dP: PW > T16).
+			end := (max(npan*16, r1) + 15) &^ 15
 			aq, ldq := q[i0*C3:], C3
 			ado, lddo := do[i0*C:], C
 			if rows < 6 {
@@ -233,7 +234,7 @@ func attentionBackwardPair(dqkv, sc, qkv, dout, lse []float32, b, h, bh, T, C, H
 			panelTiles(HS, ado, lddo, vt, dpr, PW, npan, 1)
 			for r := 0; r < rows; r++ {
 				t := i0 + r
-				softmaxRowBwd(pr[r*PW:r*PW+end16], dpr[r*PW:r*PW+end16], t+1, l[t], scale)
+				softmaxRowBwd(pr[r*PW:r*PW+end], dpr[r*PW:r*PW+end], t+1, l[t], scale)
 			}
 			// dQ += dS @ K over the keys up to the group's last row.
 			accTiles(kmax, dpr, PW, 1, k, C3, dq[i0*C3:], C3, HS, rows, cpad)

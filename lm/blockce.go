@@ -32,7 +32,6 @@ type BlockCE struct {
 	bsum    []float64 // [nb, n] s_b
 	fac     []float32 // [nb, n] Grad's factors
 	cmax    []float32 // [maxRows] Chunk's M of each row
-	cw      []float32 // [maxRows] Chunk's exp(m_b - M) of one block
 	csum    []float64 // [maxRows] Chunk's sums, then scale over them
 	sum     float64
 	rows    int
@@ -51,7 +50,7 @@ func NewBlockCE(V, maxRows int, ignore int32) *BlockCE {
 	nb := (V + HeadVocabBlock - 1) / HeadVocabBlock
 	return &BlockCE{ignore: ignore, V: V, nb: nb, zt: make([]float32, maxRows),
 		bmax: make([]float32, nb*maxRows), bsum: make([]float64, nb*maxRows), fac: make([]float32, nb*maxRows),
-		cmax: make([]float32, maxRows), cw: make([]float32, maxRows), csum: make([]float64, maxRows)}
+		cmax: make([]float32, maxRows), csum: make([]float64, maxRows)}
 }
 
 // Start begins a pass over the rows of targets (at most maxRows), its
@@ -99,7 +98,7 @@ func (h *BlockCE) Chunk(first, rows int) error {
 		}
 	}
 	n := h.n
-	M, S, w := h.cmax[:rows], h.csum[:rows], h.cw[:rows]
+	M, S := h.cmax[:rows], h.csum[:rows]
 	copy(M, h.bmax[first:first+rows])
 	for b := 1; b < h.nb; b++ {
 		for r, m := range h.bmax[b*n+first : b*n+first+rows] {
@@ -109,6 +108,7 @@ func (h *BlockCE) Chunk(first, rows int) error {
 	clear(S)
 	for b := range h.nb {
 		bmax, bsum := h.bmax[b*n+first:b*n+first+rows], h.bsum[b*n+first:b*n+first+rows]
+		w := h.fac[b*n+first : b*n+first+rows] // exp(m_b - M), scaled below
 		for r, m := range bmax {
 			w[r] = m - M[r]
 		}
@@ -116,7 +116,6 @@ func (h *BlockCE) Chunk(first, rows int) error {
 		for r, e := range w {
 			S[r] += bsum[r] * float64(e)
 		}
-		copy(h.fac[b*n+first:b*n+first+rows], w)
 	}
 	for r := range rows {
 		i := first + r
