@@ -42,6 +42,20 @@ type ChaosOptions struct {
 	Kinds  []string // kinds to draw from; empty: all
 }
 
+// Validate checks the options for a run of steps optimizer steps and names
+// what is wrong; Chaos runs nothing (and writes nothing) when it fails.
+func (o ChaosOptions) Validate(steps int) error {
+	for _, k := range o.Kinds {
+		if !slicesContains(FaultKinds(), k) {
+			return fmt.Errorf("%w: fault kind %q, want some of %v", config.ErrInvalid, k, FaultKinds())
+		}
+	}
+	if o.Faults < 0 || o.Faults > steps {
+		return fmt.Errorf("%w: %d faults: want 0..%d (at most one per step of train.steps %d)", config.ErrInvalid, o.Faults, steps, steps)
+	}
+	return nil
+}
+
 // FaultRecord is one injected fault and what followed it.
 type FaultRecord struct {
 	Step    uint64         `json:"after_step"` // injected after this step was committed
@@ -74,17 +88,12 @@ var ErrChaos = errors.New("chaos")
 func Chaos(ctx context.Context, cfg config.Config, opts ChaosOptions, log *slog.Logger) (ChaosReport, error) {
 	start := time.Now()
 	var rep ChaosReport
+	if err := opts.Validate(cfg.Train.Steps); err != nil {
+		return rep, err
+	}
 	kinds := opts.Kinds
 	if len(kinds) == 0 {
 		kinds = FaultKinds()
-	}
-	for _, k := range kinds {
-		if !slicesContains(FaultKinds(), k) {
-			return rep, fmt.Errorf("%w: fault kind %q, want some of %v", config.ErrInvalid, k, FaultKinds())
-		}
-	}
-	if opts.Faults < 0 || opts.Faults > cfg.Train.Steps {
-		return rep, fmt.Errorf("%w: %d faults in %d steps", config.ErrInvalid, opts.Faults, cfg.Train.Steps)
 	}
 	base := cfg.Run.Dir
 	clean := cfg

@@ -53,6 +53,9 @@ func (o Options) Validate() error {
 			return fmt.Errorf("scale: %d workers: want 1..64", n)
 		}
 	}
+	if o.Steps < 0 || o.Warmup < 0 || o.ProjectTo < 0 {
+		return fmt.Errorf("scale: %d steps, %d warmup steps, projection to %d workers: want >= 0 (0: the default)", o.Steps, o.Warmup, o.ProjectTo)
+	}
 	if o.Steps != 0 && o.Steps <= o.Warmup {
 		return fmt.Errorf("scale: %d steps with %d warmup steps leaves nothing to measure", o.Steps, o.Warmup)
 	}

@@ -134,3 +134,26 @@ func BenchmarkSweep(b *testing.B) {
 		})
 	}
 }
+
+func TestOptionsValidate(t *testing.T) {
+	ok := Options{Workers: []int{1, 2}}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("%+v: %v", ok, err)
+	}
+	for _, tt := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{}, "no worker counts"},
+		{Options{Workers: []int{0}}, "0 workers"},
+		{Options{Workers: []int{1}, Warmup: -1}, "-1 warmup steps"},
+		{Options{Workers: []int{1}, Steps: -3}, "-3 steps"},
+		{Options{Workers: []int{1}, ProjectTo: -8}, "projection to -8"},
+		{Options{Workers: []int{1}, Steps: 2, Warmup: 2}, "leaves nothing to measure"},
+		{Options{Workers: []int{1}, Ring: "tcp"}, `ring "tcp"`},
+	} {
+		if err := tt.o.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: Validate = %v; want an error containing %q", tt.o, err, tt.want)
+		}
+	}
+}

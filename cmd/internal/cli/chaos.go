@@ -49,10 +49,16 @@ func chaosCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			opts := cluster.ChaosOptions{Faults: faults, Seed: seed, Kinds: kinds}
+			// Bad options stop here, before anything is printed or written:
+			// an earlier chaos.json in run.dir stays as it was.
+			if err := opts.Validate(cfg.Train.Steps); err != nil {
+				return err
+			}
 			if cfg.Run.Dir == "" {
 				cfg.Run.Dir = filepath.Join("runs", cfg.Job+"-chaos-"+time.Now().Format("20060102-150405"))
 			}
-			rep, err := cluster.Chaos(cmd.Context(), cfg, cluster.ChaosOptions{Faults: faults, Seed: seed, Kinds: kinds}, log)
+			rep, err := cluster.Chaos(cmd.Context(), cfg, opts, log)
 			printChaos(os.Stdout, rep)
 			if b, jerr := json.MarshalIndent(rep, "", "  "); jerr == nil {
 				outputs.WriteFileAtomic(filepath.Join(cfg.Run.Dir, "chaos.json"), append(b, '\n'))

@@ -62,6 +62,13 @@ func TestBadInputIsAClearError(t *testing.T) {
 		{[]string{"eval"}, "--checkpoint is required"},
 		{[]string{"sample", "--checkpoint", "/nonexistent"}, "/nonexistent"},
 		{[]string{"scale", "--network", "fast"}, `link profile: "fast"`},
+		{[]string{"scale", "--warmup", "-1"}, "--warmup -1"},
+		{[]string{"scale", "--warmup", "0"}, "--warmup 0"},
+		{[]string{"scale", "--steps", "3", "--warmup", "3"}, "3 steps with 3 warmup steps"},
+		{[]string{"scale", "--project-to", "0"}, "--project-to 0"},
+		{[]string{"chaos", "--faults", "-1"}, "-1 faults: want 0..120"},
+		{[]string{"chaos", "--faults", "1000", "--train.steps", "4"}, "1000 faults: want 0..4"},
+		{[]string{"chaos", "--kinds", "bogus"}, `fault kind "bogus"`},
 	}
 	for _, tt := range tests {
 		c := Coordinator()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/klring/klring/config"
 	"github.com/klring/klring/netem"
 	"github.com/klring/klring/scale"
 )
@@ -40,6 +41,16 @@ func scaleCmd() *cobra.Command {
 			}
 			if cfg.Run.Dir == "" {
 				cfg.Run.Dir = filepath.Join("runs", "scale-"+time.Now().Format("20060102-150405"))
+			}
+			// The flags' values are taken as given: scale.Options reads 0
+			// as its default, which a user who typed 0 did not ask for.
+			for _, f := range []struct {
+				name string
+				v    int
+			}{{"steps", o.Steps}, {"warmup", o.Warmup}, {"project-to", projectTo}} {
+				if f.v < 1 {
+					return fmt.Errorf("%w: --%s %d: want >= 1", config.ErrInvalid, f.name, f.v)
+				}
 			}
 			o.Workers, o.Presets, o.ProjectTo = workers, presets, projectTo
 			o.Servers, o.ServerThroughput = cfg.NATS.Servers, serverGBs*1e9
@@ -77,7 +88,7 @@ func scaleCmd() *cobra.Command {
 	f.StringSliceVar(&presets, "presets", nil, "model presets to sweep (default: model.preset)")
 	f.StringArrayVar(&networks, "network", []string{"1GbE"}, "network profile of the in-process links (repeat the flag to sweep several)")
 	f.IntVar(&o.Steps, "steps", 12, "steps of each point")
-	f.IntVar(&o.Warmup, "warmup", 2, "first steps of each point left out of the medians")
+	f.IntVar(&o.Warmup, "warmup", 2, "first steps of each point left out of the medians (at least 1: the first step warms up)")
 	f.StringVar(&project, "project", "1GbE", "network of the projection table")
 	f.IntVar(&projectTo, "project-to", 1024, "largest worker count of the projection table")
 	f.BoolVar(&external, "external", false, "serve the runs to workers started elsewhere on nats.url instead of simulating them")
