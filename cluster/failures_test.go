@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/klring/klring/config"
+	"github.com/klring/klring/lm"
 	"github.com/klring/klring/outputs"
 	"github.com/klring/klring/protocol"
 )
@@ -602,5 +603,101 @@ func TestTeacherStoreMismatchIsRefused(t *testing.T) {
 	spec.TeacherStoreHeader.K = 32
 	if _, err := newWorkerJob(spec, NewEnv(1)); err == nil || !strings.Contains(err.Error(), "not the coordinator's") {
 		t.Errorf("newWorkerJob(another header) = %v; want a refusal", err)
+	}
+}
+
+// A resume whose settings the checkpoint cannot honour is refused before
+// anything is written, naming the setting: train.steps below the
+// checkpoint's step, another model shape. A run directory whose checkpoints
+// all fail to verify is not started again over them.
+func TestResumeRefusedLeavesRunDir(t *testing.T) {
+	cfg := testConfig(t, 4, 4)
+	cfg.Run.CheckpointEvery = 2
+	trainRun(t, cfg, 1)
+	before := treeDigest(t, cfg.Run.Dir)
+	for _, tc := range []struct {
+		name string
+		mod  func(*config.Config)
+		want string
+	}{
+		{"fewer steps", func(c *config.Config) { c.Train.Steps = 3 }, "train.steps = 3, but the checkpoint"},
+		{"wider", func(c *config.Config) { c.Model.NEmbd = 64 }, "model.n_embd = 64, but the checkpoint"},
+		{"deeper", func(c *config.Config) { c.Model.NLayer = 3 }, "model.n_layer = 3"},
+		{"longer context", func(c *config.Config) { c.Model.Ctx = 32 }, "model.ctx = 32"},
+	} {
+		c := cfg
+		tc.mod(&c)
+		_, err := NewCoordinator(c, testLogger(t), nil)
+		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: NewCoordinator = %v; want an error naming %q", tc.name, err, tc.want)
+		}
+	}
+	if treeDigest(t, cfg.Run.Dir) != before {
+		t.Error("a refused resume changed run.dir")
+	}
+	// More steps with the same model resume.
+	more := cfg
+	more.Train.Steps = 6
+	if _, err := NewCoordinator(more, testLogger(t), nil); err != nil {
+		t.Errorf("resuming with more steps: %v", err)
+	}
+
+	// Every checkpoint damaged: refused, nothing changed.
+	dir := t.TempDir()
+	copyTree(t, cfg.Run.Dir, dir)
+	for _, s := range []string{"step-000002", "step-000004"} {
+		mf := filepath.Join(dir, "checkpoints", s, "model.safetensors")
+		b, err := os.ReadFile(mf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(mf, b[:len(b)/2], 0o644)
+	}
+	damaged := treeDigest(t, dir)
+	c := cfg
+	c.Run.Dir = dir
+	_, err := NewCoordinator(c, testLogger(t), nil)
+	if !errors.Is(err, ErrNoCheckpoint) || !strings.Contains(err.Error(), "2 checkpoints and none verifies") || !strings.Contains(err.Error(), "step-000004") {
+		t.Errorf("every checkpoint damaged: NewCoordinator = %v; want ErrNoCheckpoint naming the newest", err)
+	}
+	if treeDigest(t, dir) != damaged {
+		t.Error("a refused resume changed the damaged run.dir")
+	}
+	// Only the newest damaged: the run resumes from the one before.
+	dir2 := t.TempDir()
+	copyTree(t, cfg.Run.Dir, dir2)
+	mf := filepath.Join(dir2, "checkpoints", "step-000004", "model.safetensors")
+	b, _ := os.ReadFile(mf)
+	os.WriteFile(mf, b[:len(b)/2], 0o644)
+	c.Run.Dir = dir2
+	co, err := NewCoordinator(c, testLogger(t), nil)
+	if err != nil || co.job.step != 2 {
+		t.Errorf("newest damaged: NewCoordinator = %v; want a resume from step 2", err)
+	}
+}
+
+// checkResume names a model shape that the preset gives and the checkpoint
+// does not have.
+func TestCheckResumePreset(t *testing.T) {
+	cfg, err := config.Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Model.Preset, cfg.Train.Steps = "tiny", 10
+	tiny, _ := lm.Preset("tiny")
+	small, _ := lm.Preset("small")
+	if err := checkResume(cfg, tiny, 10, "ck"); err != nil {
+		t.Errorf("tiny on tiny: %v", err)
+	}
+	if err := checkResume(cfg, small, 5, "ck"); err == nil || !strings.Contains(err.Error(), "model.preset tiny has model.n_embd = 128, but the checkpoint ck has 256") {
+		t.Errorf("tiny on small: %v", err)
+	}
+	cfg.Model.Init = "some/folder" // the shape is the init's: only explicit settings count
+	if err := checkResume(cfg, small, 5, "ck"); err != nil {
+		t.Errorf("model.init on small: %v", err)
+	}
+	cfg.Model.NHead = 4
+	if err := checkResume(cfg, small, 5, "ck"); err == nil || !strings.Contains(err.Error(), "model.n_head = 4") {
+		t.Errorf("model.n_head 4 on small: %v", err)
 	}
 }

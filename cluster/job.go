@@ -355,6 +355,9 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 	resumed := ckpt != ""
 	switch {
 	case resumed:
+		if err := checkResume(cfg, model.Config, state.Step, ckpt); err != nil {
+			return nil, false, err
+		}
 		// The checkpoint's padding is the layout of its optimizer state
 		// and of the replicas' flat vectors: a resumed run keeps it.
 		if p := model.Config.VocabPad; max(p, 1) != max(cfg.Model.VocabPad, 1) {
@@ -1094,6 +1097,7 @@ func loadNewestCheckpoint(runDir string, pool *kernels.Pool, log *slog.Logger) (
 	if err != nil {
 		return loadedCheckpoint{}, err
 	}
+	var newest error
 	for i := len(all) - 1; i >= 0; i-- {
 		c := all[i]
 		m, st, err := lm.LoadCheckpoint(c.dir, pool)
@@ -1109,11 +1113,60 @@ func loadNewestCheckpoint(runDir string, pool *kernels.Pool, log *slog.Logger) (
 		}
 		if err != nil {
 			log.Warn("skipping a checkpoint that does not verify", "dir", c.dir, "err", err.Error())
+			if newest == nil {
+				newest = fmt.Errorf("%s: %w", c.dir, err)
+			}
 			continue
 		}
 		return loadedCheckpoint{model: m, state: st, dir: c.dir, resid: resid}, nil
 	}
+	if newest != nil {
+		// Starting again from step 0 would overwrite the run's checkpoints,
+		// metrics and ledger: that is the user's call, not ours.
+		return loadedCheckpoint{}, fmt.Errorf("%w: run.dir %s has %d checkpoints and none verifies (the newest, %v); move them aside to start the run again, or choose another run.dir",
+			ErrNoCheckpoint, runDir, len(all), newest)
+	}
 	return loadedCheckpoint{}, nil
+}
+
+// ErrNoCheckpoint is wrapped when a run directory holds checkpoints but
+// none of them verifies: the run does not start again over them.
+var ErrNoCheckpoint = errors.New("cluster: no checkpoint to resume from")
+
+// checkResume checks that the settings of a resumed run agree with its
+// checkpoint at dir: its step is within train.steps, and the model's shape
+// set in cfg (explicitly, or by its preset when there is no model.init) is
+// the checkpoint's, which a resumed run keeps.
+func checkResume(cfg config.Config, ckpt lm.Config, step int64, dir string) error {
+	if step > int64(cfg.Train.Steps) {
+		return fmt.Errorf("%w: train.steps = %d, but the checkpoint %s is at step %d: set train.steps to at least %d to go on, or choose another run.dir",
+			config.ErrInvalid, cfg.Train.Steps, dir, step, step)
+	}
+	m := cfg.Model
+	var preset lm.Config
+	hasPreset := false
+	if m.Init == "" && m.Preset != "custom" {
+		p, err := lm.Preset(m.Preset)
+		preset, hasPreset = p, err == nil
+	}
+	for _, f := range []struct {
+		key              string
+		set, preset, got int
+	}{
+		{"model.n_embd", m.NEmbd, preset.NEmbd, ckpt.NEmbd}, {"model.n_layer", m.NLayer, preset.NLayer, ckpt.NLayer},
+		{"model.n_head", m.NHead, preset.NHead, ckpt.NHead}, {"model.ctx", m.Ctx, preset.Ctx, ckpt.Ctx},
+		{"model.vocab", m.Vocab, 0, ckpt.Vocab},
+	} {
+		want, what := f.set, fmt.Sprintf("%s = %d", f.key, f.set)
+		if want <= 0 && hasPreset && f.preset > 0 {
+			want, what = f.preset, fmt.Sprintf("model.preset %s has %s = %d", m.Preset, f.key, f.preset)
+		}
+		if want > 0 && want != f.got {
+			return fmt.Errorf("%w: %s, but the checkpoint %s has %d: a resumed run keeps its checkpoint's model; choose another run.dir for a new one",
+				config.ErrInvalid, what, dir, f.got)
+		}
+	}
+	return nil
 }
 
 func toInt32(a []int) []int32 {
