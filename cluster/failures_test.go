@@ -701,3 +701,35 @@ func TestCheckResumePreset(t *testing.T) {
 		t.Errorf("model.n_head 4 on small: %v", err)
 	}
 }
+
+// A token file with ids above 255 read with data.tokenizer bytes trains, but
+// says that its samples and bits per byte will not mean what they say.
+func TestBytesTokenizerOverWideIdsWarns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "wide.bin")
+	b := make([]byte, 2*20000)
+	for i := range 20000 {
+		v := (i * 7) % 300
+		b[2*i], b[2*i+1] = byte(v), byte(v>>8)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, 2, 4)
+	cfg.Data.Source, cfg.Data.Tokenizer = "tokens:"+path, "bytes"
+	var logs bytes.Buffer
+	if _, err := NewCoordinator(cfg, slog.New(slog.NewTextHandler(&logs, nil)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "ids above 255") {
+		t.Errorf("no warning about ids above 255 with data.tokenizer bytes; log:\n%s", logs.String())
+	}
+	logs.Reset()
+	cfg.Run.Dir = t.TempDir()
+	cfg.Data.Tokenizer = "gpt2"
+	if _, err := NewCoordinator(cfg, slog.New(slog.NewTextHandler(&logs, nil)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "ids above 255") {
+		t.Errorf("warned with data.tokenizer gpt2:\n%s", logs.String())
+	}
+}

@@ -391,6 +391,10 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 	if err != nil {
 		return nil, false, fmt.Errorf("data.source %s: %w", cfg.Data.Source, err)
 	}
+	if strings.HasPrefix(cfg.Data.Source, "tokens:") && cfg.Data.Tokenizer == "bytes" && data.Vocab() > 256 {
+		log.Warn("data.tokenizer is bytes, but the token file holds ids above 255: samples print them as ids and bits per byte takes each token for one byte; set data.tokenizer gpt2 if they are GPT-2's",
+			"data.source", cfg.Data.Source, "vocab", data.Vocab())
+	}
 	if model != nil {
 		if model.Config.Vocab < data.Vocab() {
 			return nil, false, fmt.Errorf("the model's vocabulary %d is smaller than the data's %d", model.Config.Vocab, data.Vocab())

@@ -183,6 +183,15 @@ func tokenPayload(b []byte) ([]byte, error) {
 	if len(b)%2 != 0 {
 		return nil, fmt.Errorf("%d bytes: %w", len(b), ErrOddSize)
 	}
+	// A headerless file whose first bytes are an llm.c header in all but
+	// its magic (version 1, the count of the tokens after 1024 bytes) is a
+	// damaged llm.c file: read as nanoGPT's, its header would train as
+	// 512 tokens.
+	if len(b) > llmcHeaderBytes && binary.LittleEndian.Uint32(b[4:]) == llmcVersion &&
+		int64(binary.LittleEndian.Uint32(b[8:])) == int64(len(b)-llmcHeaderBytes)/2 {
+		return nil, fmt.Errorf("an llm.c header (version %d, %d tokens) with magic %d, want %d: %w",
+			llmcVersion, (len(b)-llmcHeaderBytes)/2, binary.LittleEndian.Uint32(b), llmcMagic, ErrHeader)
+	}
 	return b, nil
 }
 

@@ -162,6 +162,7 @@ func TestParseTokens(t *testing.T) {
 		{"header, no tokens", llmc(llmcMagic, 1, 0), ErrEmpty},
 		{"count", llmc(llmcMagic, 1, 3, 1, 2), ErrHeader},
 		{"version", llmc(llmcMagic, 2, 1, 1), ErrHeader},
+		{"magic", llmc(0, 1, 2, 7, 9), ErrHeader},
 	} {
 		if ids, err := ParseTokens(tt.b); !errors.Is(err, tt.target) {
 			t.Errorf("%s: ParseTokens = %v, %v; want %v", tt.name, ids, err, tt.target)
