@@ -537,6 +537,17 @@ func TestVerify(t *testing.T) {
 			t.Errorf("%s: Verify = %v; want an error naming %q", d.name, err, d.want)
 		}
 	}
+	for _, f := range []struct{ file, want string }{
+		{"metrics.jsonl", "metrics.jsonl is missing; the ledger has 10"},
+		{"ledger.jsonl", "ledger.jsonl is missing"},
+	} {
+		dir := t.TempDir()
+		copyTree(t, cfg.Run.Dir, dir)
+		os.Remove(filepath.Join(dir, f.file))
+		if _, err := Verify(dir, ""); !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), f.want) {
+			t.Errorf("no %s: Verify = %v; want an error naming %q", f.file, err, f.want)
+		}
+	}
 	dir := t.TempDir()
 	copyTree(t, cfg.Run.Dir, dir)
 	mf := filepath.Join(dir, "checkpoints", "step-000008", "model.safetensors")

@@ -69,6 +69,9 @@ func Verify(runDir, data string) (VerifyReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("%w: %w", ErrVerify, err)
 	}
+	if len(ledger) == 0 && !exists(filepath.Join(runDir, "ledger.jsonl")) && exists(filepath.Join(runDir, "metrics.jsonl")) {
+		return rep, fmt.Errorf("%w: ledger.jsonl is missing, but the run has metrics.jsonl", ErrVerify)
+	}
 	if err := verifyLedger(&rep, ledger, ds, rec.Spec.BatchWindows); err != nil {
 		return rep, err
 	}
@@ -124,6 +127,9 @@ func verifyMetrics(rep *VerifyReport, runDir string, ledger []outputs.LedgerEntr
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrVerify, err)
 	}
+	if len(rows) == 0 && len(ledger) > 0 && !exists(filepath.Join(runDir, "metrics.jsonl")) {
+		return fmt.Errorf("%w: metrics.jsonl is missing; the ledger has %d committed steps", ErrVerify, len(ledger))
+	}
 	if len(rows) != len(ledger) {
 		return fmt.Errorf("%w: metrics.jsonl has %d lines, the ledger %d committed steps", ErrVerify, len(rows), len(ledger))
 	}
@@ -175,6 +181,12 @@ func verifyCheckpoints(rep *VerifyReport, runDir string, last uint64) error {
 		rep.Checkpoints = append(rep.Checkpoints, filepath.Base(c.dir))
 	}
 	return nil
+}
+
+// exists reports whether path names a file or folder that can be looked up.
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func readJSONFile(path string, v any) error {

@@ -174,6 +174,12 @@ func evalCmd() *cobra.Command {
 			if ckpt == "" {
 				return fmt.Errorf("--checkpoint is required")
 			}
+			if !(valFraction >= 0 && valFraction <= 0.5) {
+				return fmt.Errorf("%w: --data.val_fraction %v: want [0, 0.5], as in training", config.ErrInvalid, valFraction)
+			}
+			if tok != "" && strings.HasPrefix(data, "synthetic") {
+				return fmt.Errorf("%w: --tokenizer %s: applies to text:PATH and tokens:PATH data, not %s", config.ErrInvalid, tok, data)
+			}
 			res, err := engine.EvaluateCheckpoint(engine.EvalRequest{Checkpoint: ckpt, Data: data, Tokenizer: tok, All: all, ValFraction: valFraction, Seed: seed})
 			if err != nil {
 				return err
@@ -225,7 +231,7 @@ func sampleCmd() *cobra.Command {
 	f.StringVar(&req.Prompt, "prompt", "", "prompt: text (with the checkpoint's tokenizer) or token ids (without one)")
 	f.StringVar(&req.Tokenizer, "tokenizer", "", "bytes or gpt2; default: the checkpoint's (tokenizer_config.json)")
 	f.IntVar(&req.Tokens, "tokens", 64, "tokens to generate")
-	f.Float64Var(&req.Temperature, "temperature", 1.0, "sampling temperature (> 0)")
+	f.Float64Var(&req.Temperature, "temperature", 1.0, "sampling temperature (>= 0; 0: greedy, always the most likely token)")
 	f.IntVar(&req.TopK, "top-k", 0, "sample among the k most likely tokens; 0: all")
 	f.Uint64Var(&req.Seed, "seed", 1, "sampling seed")
 	return cmd

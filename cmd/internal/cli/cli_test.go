@@ -69,6 +69,8 @@ func TestBadInputIsAClearError(t *testing.T) {
 		{[]string{"chaos", "--faults", "-1"}, "-1 faults: want 0..120"},
 		{[]string{"chaos", "--faults", "1000", "--train.steps", "4"}, "1000 faults: want 0..4"},
 		{[]string{"chaos", "--kinds", "bogus"}, `fault kind "bogus"`},
+		{[]string{"eval", "--checkpoint", "x", "--data.val_fraction", "0.9"}, "--data.val_fraction 0.9: want [0, 0.5]"},
+		{[]string{"eval", "--checkpoint", "x", "--tokenizer", "gpt2"}, "--tokenizer gpt2: applies to text:PATH"},
 	}
 	for _, tt := range tests {
 		c := Coordinator()
