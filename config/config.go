@@ -471,5 +471,6 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// ErrUnknownKey is returned for a key in a configuration file that klring does not know.
+// ErrUnknownKey is returned for a key in a configuration file, or a KLRING_
+// environment variable, that klring does not know.
 var ErrUnknownKey = errors.New("config: unknown key")
