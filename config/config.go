@@ -255,7 +255,7 @@ func Keys() []Key {
 		{"cluster.min_workers", 1, "fewest workers a step may run with"},
 		{"cluster.step_deadline", 5 * time.Second, "time a step may take before it is aborted and retried"},
 		{"cluster.heartbeat", 1 * time.Second, "interval of worker heartbeats; three missed ones mark a worker dead"},
-		{"cluster.coordinator_timeout", 10 * time.Minute, "how long a worker waits for a silent, paused or restarted coordinator before it ends"},
+		{"cluster.coordinator_timeout", 10 * time.Minute, "how long a worker that has trained waits for a silent, paused or restarted coordinator before it ends (one that has not joined a run yet waits for a coordinator until stopped)"},
 		{"cluster.threads", 0, "kernel threads per process; 0 uses every core"},
 		{"run.dir", "", "output folder (metrics.jsonl, checkpoints/, loss.png); empty: runs/<job> for coordinator run, a new runs/<job>-<time> for sim"},
 		{"run.checkpoint_every", 100, "checkpoint every N steps (and at the end); 0: only at the end"},
