@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -32,7 +34,10 @@ var (
 
 // Options configure a client connection.
 type Options struct {
-	// URL of the server(s), comma separated. Default nats.DefaultURL. The
+	// URL of the server(s), comma separated. Default nats.DefaultURL. Each
+	// is [scheme://][user:password@]host[:port], scheme one of nats, tls,
+	// ws and wss (default nats, port default 4222, 80 for ws, 443 for
+	// wss); websocket and other servers do not mix (ValidateURL). The
 	// client connects to the first that answers, in the order given (the
 	// nearest server of a cluster first), and reconnects to the others in
 	// that order when it loses its server. A tls:// URL requires TLS; so
@@ -87,9 +92,13 @@ func DefaultOptions() Options {
 
 // Validate checks every field and names the one that is wrong.
 func (o Options) Validate() error {
-	switch {
-	case o.URL == "":
+	if o.URL == "" {
 		return fmt.Errorf("%w: URL is empty", ErrBadOptions)
+	}
+	if err := ValidateURL(o.URL); err != nil {
+		return err
+	}
+	switch {
 	case o.ChunkBytes < allreduce.MinChunkBytes || o.ChunkBytes > allreduce.MaxChunkBytes:
 		return fmt.Errorf("%w: ChunkBytes = %d, want [%d, %d]", ErrBadOptions, o.ChunkBytes, allreduce.MinChunkBytes, allreduce.MaxChunkBytes)
 	case o.PartsInFlight < 1:
@@ -154,12 +163,15 @@ type Conn struct {
 
 // Connect connects to opts.URL, retrying until ctx ends while the server
 // cannot be reached, and checks that opts.ChunkBytes fits in the server's
-// MaxPayload. An authorization error, a TLS file that cannot be read, and a
-// TLS failure (the server's certificate is not trusted, the server refuses
-// the client's certificate, one end requires TLS and the other does not
-// offer it) end it at once, with an error that says which. Zero fields of
-// opts take their defaults. Errors and logs show the URL without
-// credentials.
+// MaxPayload. It logs the failed attempts at WARN, with the URL, the number
+// of attempts and the last error, on the first one and then every
+// connectWarnEvery (10s), and at DEBUG in between. Invalid options (a URL
+// that cannot be parsed among them: Validate), an authorization error, a
+// TLS file that cannot be read, and a TLS failure (the server's certificate
+// is not trusted, the server refuses the client's certificate, one end
+// requires TLS and the other does not offer it) end it at once, with an
+// error that says which. Zero fields of opts take their defaults. Errors
+// and logs show the URL without credentials.
 func Connect(ctx context.Context, opts Options) (*Conn, error) {
 	opts = opts.fill()
 	if err := opts.Validate(); err != nil {
@@ -201,6 +213,11 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		no = append(no, nats.Token(opts.Token))
 	}
 	if opts.Creds != "" {
+		// nats.go reads the file at every attempt: one that cannot be read
+		// would be retried for ever.
+		if _, err := os.ReadFile(opts.Creds); err != nil {
+			return nil, fmt.Errorf("%w: credentials file: %w", ErrBadOptions, err)
+		}
 		no = append(no, nats.UserCredentials(opts.Creds))
 	}
 	tc, err := opts.tlsConfig()
@@ -214,6 +231,7 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		no = append(no, nats.InProcessServer(opts.InProcess.srv))
 	}
 	wait := opts.ReconnectWait
+	var warned time.Time // when the last WARN was logged
 	for attempt := 1; ; attempt++ {
 		dial := 5 * time.Second
 		if d, ok := ctx.Deadline(); ok {
@@ -234,7 +252,12 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		if why := opts.tlsFailure(err); why != "" {
 			return nil, fmt.Errorf("natsnet: connecting to %s: %w: %s: %w", url, ErrTLS, why, err)
 		}
-		c.log.Debug("nats connect failed; retrying", "url", url, "attempt", attempt, "err", err)
+		if now := time.Now(); warnConnectRetry(attempt, now.Sub(warned)) {
+			warned = now
+			c.log.Warn("cannot reach the NATS server, retrying", "url", url, "attempts", attempt, "err", err)
+		} else {
+			c.log.Debug("nats connect failed; retrying", "url", url, "attempt", attempt, "err", err)
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -244,6 +267,20 @@ func Connect(ctx context.Context, opts Options) (*Conn, error) {
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
+}
+
+// connectWarnEvery is how often Connect logs at WARN while it cannot reach
+// the server: the retries come every 2s at most (a dial may take 5s more),
+// so a WARN every 10s says the process is alive and waiting without
+// flooding the log.
+const connectWarnEvery = 10 * time.Second
+
+// warnConnectRetry says whether the failed attempt number attempt (from 1),
+// sinceWarn after the last WARN, is logged at WARN rather than DEBUG: the
+// first one, and then the first one at least connectWarnEvery after the
+// last WARN.
+func warnConnectRetry(attempt int, sinceWarn time.Duration) bool {
+	return attempt <= 1 || sinceWarn >= connectWarnEvery
 }
 
 // tlsConfig reads the TLS files of o into a client configuration; nil when o
@@ -335,6 +372,81 @@ func (o Options) tlsFailure(err error) string {
 	// Any other TLS error (a handshake cut short or timed out) may pass:
 	// retry it.
 	return ""
+}
+
+// ValidateURL checks a comma-separated list of server URLs as nats.go
+// parses them, and more strictly: at least one URL; each
+// [scheme://][user:password@]host[:port] with scheme nats, tls, ws or wss
+// (nats.go dials any other scheme as nats; a scheme-less URL takes nats, or
+// ws after a websocket URL), a host, and a port in [1, 65535] if given; no
+// mix of websocket and other URLs. Blanks around URLs and empty entries are
+// skipped, as nats.go does. The error wraps ErrBadOptions and names the
+// faulty URL without its credentials (RedactURL).
+func ValidateURL(urls string) error {
+	var n int
+	var ws bool // the list is of websocket URLs (its first URL says)
+	for _, raw := range strings.Split(urls, ",") {
+		raw = strings.TrimSpace(raw)
+		if raw == "" {
+			continue
+		}
+		n++
+		scheme := "nats"
+		if n > 1 && ws {
+			scheme = "ws"
+		}
+		u, why := parseServerURL(raw, scheme)
+		if why == "" {
+			isWS := u.Scheme == "ws" || u.Scheme == "wss"
+			if n == 1 {
+				ws = isWS
+			} else if isWS != ws {
+				why = "websocket (ws, wss) and other (nats, tls) URLs in one list, which nats.go refuses"
+			}
+		}
+		if why != "" {
+			return fmt.Errorf("%w: URL %q: %s", ErrBadOptions, RedactURL(raw), why)
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: URL %q holds no server", ErrBadOptions, RedactURL(urls))
+	}
+	return nil
+}
+
+// parseServerURL parses one server URL of a list as nats.go does, with
+// scheme the scheme of a URL that has none, and says what is wrong with it
+// ("" if nothing is). The reason never holds the URL's credentials.
+func parseServerURL(raw, scheme string) (*url.URL, string) {
+	if !strings.Contains(raw, "://") {
+		raw = scheme + "://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which may hold credentials
+		}
+		var esc url.EscapeError
+		if errors.As(err, &esc) {
+			return nil, "invalid %-escape" // it may be in the password
+		}
+		return nil, err.Error()
+	}
+	switch u.Scheme {
+	case "nats", "tls", "ws", "wss":
+	default:
+		return nil, fmt.Sprintf("scheme %q, want nats, tls, ws or wss", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, "no host"
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Sprintf("port %s, want [1, 65535]", p)
+		}
+	}
+	return u, ""
 }
 
 // RedactURL replaces the credentials of every URL in a comma-separated list

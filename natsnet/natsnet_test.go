@@ -117,6 +117,47 @@ func TestConnectGivesUpWithContext(t *testing.T) {
 	}
 }
 
+// TestConnectWarnsWhenUnreachable: a server that cannot be reached is
+// logged at WARN at the first attempt, with the URL, the attempt count and
+// the error, and the retries that follow within 10s at DEBUG only.
+func TestConnectWarnsWhenUnreachable(t *testing.T) {
+	checkGoroutines(t)
+	s := startServer(t, natsnet.ServerOptions{})
+	url := s.URL()
+	s.Shutdown() // nothing listens there now
+	// The message of the second attempt, the first one not at WARN.
+	rec := newRecorder("nats connect failed; retrying")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := natsnet.Connect(ctx, natsnet.Options{URL: url, Logger: slog.New(rec), ReconnectWait: time.Millisecond})
+		done <- err
+	}()
+	select {
+	case <-rec.seen:
+	case err := <-done:
+		t.Fatalf("Connect(%s with nothing listening) = %v before its second attempt; log:\n%s", url, err, rec)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no second attempt within 20s; log:\n%s", rec)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Connect(%s with nothing listening) = %v; want %v", url, err, context.Canceled)
+	}
+	logs := rec.String()
+	want := `level=WARN msg="cannot reach the NATS server, retrying" url=` + url + ` attempts=1 err=`
+	if !strings.Contains(logs, want) {
+		t.Errorf("log has no %q:\n%s", want, logs)
+	}
+	if n := strings.Count(logs, "level=WARN"); n != 1 {
+		t.Errorf("log has %d WARN lines; want 1 (the retries within 10s at DEBUG):\n%s", n, logs)
+	}
+	if !strings.Contains(logs, "level=DEBUG msg=\"nats connect failed; retrying\" url="+url+" attempt=2 ") {
+		t.Errorf("log has no DEBUG line for the second attempt:\n%s", logs)
+	}
+}
+
 func TestOptionsValidate(t *testing.T) {
 	d := natsnet.DefaultOptions()
 	for _, tc := range []struct {
