@@ -190,7 +190,7 @@ type Key struct {
 func Keys() []Key {
 	return []Key{
 		{"job", "klring", "job name; becomes a NATS subject token, [A-Za-z0-9_-]+"},
-		{"nats.url", "nats://127.0.0.1:4222", "NATS server URL (ignored by simulation mode, which embeds a server)"},
+		{"nats.url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated, each [nats|tls|ws|wss://][user:password@]host[:port] (ignored by simulation mode, which embeds a server)"},
 		{"nats.user", "", "NATS user name"},
 		{"nats.password", "", "NATS password"},
 		{"nats.token", "", "NATS token"},
