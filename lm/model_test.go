@@ -481,6 +481,8 @@ func TestSample(t *testing.T) {
 	}{
 		{"empty prompt", nil, 1, SampleOptions{}, ErrSample},
 		{"negative n", prompt, -1, SampleOptions{}, ErrSample},
+		{"n too large", prompt, MaxSampleTokens + 1, SampleOptions{}, ErrSample},
+		{"n overflowing", prompt, math.MaxInt, SampleOptions{}, ErrSample},
 		{"negative temperature", prompt, 1, SampleOptions{Temperature: -1}, ErrSample},
 		{"negative top-k", prompt, 1, SampleOptions{TopK: -1}, ErrSample},
 		{"bad token", []int32{99}, 1, SampleOptions{}, ErrTokenRange},

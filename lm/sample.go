@@ -14,6 +14,10 @@ type SampleOptions struct {
 	Seed        uint64  // seeds the draw: the same seed gives the same text
 }
 
+// MaxSampleTokens bounds one Sample call's tokens (each one is a forward
+// pass over up to Ctx tokens; the output is held in memory).
+const MaxSampleTokens = 1 << 20
+
 // Sample continues prompt by n tokens and returns them (without the prompt).
 // Each step runs the model over the last Ctx tokens. It stops early with
 // ctx's error when ctx is done.
@@ -21,8 +25,8 @@ func (m *Model) Sample(ctx context.Context, prompt []int32, n int, o SampleOptio
 	switch {
 	case len(prompt) == 0:
 		return nil, fmt.Errorf("sample: empty prompt: %w", ErrSample)
-	case n < 0:
-		return nil, fmt.Errorf("sample: %d tokens: %w", n, ErrSample)
+	case n < 0 || n > MaxSampleTokens:
+		return nil, fmt.Errorf("sample: %d tokens, want 0..%d: %w", n, MaxSampleTokens, ErrSample)
 	case !(o.Temperature >= 0) || math.IsInf(o.Temperature, 0):
 		return nil, fmt.Errorf("sample: temperature %g, want >= 0: %w", o.Temperature, ErrSample)
 	case o.TopK < 0:

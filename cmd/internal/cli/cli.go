@@ -230,7 +230,7 @@ func sampleCmd() *cobra.Command {
 	f.StringVar(&req.Checkpoint, "checkpoint", "", "checkpoint folder")
 	f.StringVar(&req.Prompt, "prompt", "", "prompt: text (with the checkpoint's tokenizer) or token ids (without one)")
 	f.StringVar(&req.Tokenizer, "tokenizer", "", "bytes or gpt2; default: the checkpoint's (tokenizer_config.json)")
-	f.IntVar(&req.Tokens, "tokens", 64, "tokens to generate")
+	f.IntVar(&req.Tokens, "tokens", 64, "tokens to generate (at most 1048576)")
 	f.Float64Var(&req.Temperature, "temperature", 1.0, "sampling temperature (>= 0; 0: greedy, always the most likely token)")
 	f.IntVar(&req.TopK, "top-k", 0, "sample among the k most likely tokens; 0: all")
 	f.Uint64Var(&req.Seed, "seed", 1, "sampling seed")
