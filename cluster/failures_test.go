@@ -540,10 +540,11 @@ func TestVerify(t *testing.T) {
 	for _, f := range []struct{ file, want string }{
 		{"metrics.jsonl", "metrics.jsonl is missing; the ledger has 10"},
 		{"ledger.jsonl", "ledger.jsonl is missing"},
+		{"checkpoints", "summary.json names the checkpoint step-000010"},
 	} {
 		dir := t.TempDir()
 		copyTree(t, cfg.Run.Dir, dir)
-		os.Remove(filepath.Join(dir, f.file))
+		os.RemoveAll(filepath.Join(dir, f.file))
 		if _, err := Verify(dir, ""); !errors.Is(err, ErrVerify) || !strings.Contains(err.Error(), f.want) {
 			t.Errorf("no %s: Verify = %v; want an error naming %q", f.file, err, f.want)
 		}

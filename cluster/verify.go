@@ -43,7 +43,8 @@ type VerifyReport struct {
 // each step's windows are exactly its global batch, no window in two ranks;
 // the batches are the data's stream from its start, so every data epoch
 // visits each training window exactly once and no held-out window is
-// trained on; every checkpoint verifies its digests; metrics.jsonl has one
+// trained on; every checkpoint verifies its digests, and the last one a
+// finished run's summary.json names is there; metrics.jsonl has one
 // finite line per committed step whose tokens agree with the ledger. data,
 // when not empty, replaces the run's data source (a file that moved). It
 // returns the first problem found, wrapping ErrVerify.
@@ -78,7 +79,16 @@ func Verify(runDir, data string) (VerifyReport, error) {
 	if err := verifyMetrics(&rep, runDir, ledger, rec.Spec.Model.Ctx); err != nil {
 		return rep, err
 	}
-	return rep, verifyCheckpoints(&rep, runDir, uint64(len(ledger)))
+	if err := verifyCheckpoints(&rep, runDir, uint64(len(ledger))); err != nil {
+		return rep, err
+	}
+	// A finished run's summary names its last checkpoint: it must be there.
+	var sum outputs.Summary
+	if err := readJSONFile(filepath.Join(runDir, "summary.json"), &sum); err == nil && sum.Checkpoint != "" &&
+		!slices.Contains(rep.Checkpoints, filepath.Base(sum.Checkpoint)) {
+		return rep, fmt.Errorf("%w: summary.json names the checkpoint %s, which is not in checkpoints/", ErrVerify, filepath.Base(sum.Checkpoint))
+	}
+	return rep, nil
 }
 
 // verifyLedger checks the steps, the split of every batch among ranks, and
