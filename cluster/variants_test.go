@@ -328,3 +328,27 @@ func TestOnPolicyWorldSizeInvariance(t *testing.T) {
 		}
 	}
 }
+
+// A teacher with a longer context than the student's distils on the
+// student's windows, and is evaluated on them at the end (its own KL to the
+// synthetic truth): the run does not fail after training.
+func TestTeacherWithLongerContext(t *testing.T) {
+	tcfg := testConfig(t, 2, 4)
+	tcfg.Model.Ctx = 32
+	trainRun(t, tcfg, 1)
+	cfg := testConfig(t, 2, 4) // ctx 16
+	cfg.Loss.Teacher = filepath.Join(tcfg.Run.Dir, "checkpoints", "step-000002")
+	cfg.Cluster.Workers = 2
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sum, err := Simulate(ctx, cfg, testLogger(t), nil)
+	if err != nil {
+		t.Fatalf("a teacher of context 32 for a student of 16: %v", err)
+	}
+	if sum.TeacherKLToTruth == nil || !(*sum.TeacherKLToTruth > 0) || math.IsInf(*sum.TeacherKLToTruth, 0) {
+		t.Errorf("the teacher's KL to the truth = %v; want a finite positive value", sum.TeacherKLToTruth)
+	}
+	if sum.Steps != 2 {
+		t.Errorf("%d steps; want 2", sum.Steps)
+	}
+}

@@ -197,14 +197,16 @@ func New(o Options, model *lm.Model, data *shard.Dataset, pool *kernels.Pool) (*
 	if data.Vocab() > cfg.Vocab {
 		return nil, fmt.Errorf("%w: data %s has vocabulary %d, the model only %d", ErrOption, data.Source(), data.Vocab(), cfg.Vocab)
 	}
-	if data.Ctx() != cfg.Ctx {
-		return nil, fmt.Errorf("%w: data windows of %d tokens, the model's context is %d", ErrOption, data.Ctx(), cfg.Ctx)
+	// Windows shorter than the model's context are fine (a teacher with a
+	// longer context evaluated on the student's windows); longer are not.
+	T, B := data.Ctx(), o.MaxWindows
+	if T > cfg.Ctx {
+		return nil, fmt.Errorf("%w: data windows of %d tokens, longer than the model's context %d", ErrOption, T, cfg.Ctx)
 	}
-	if t := o.Teacher; t != nil && (t.Config.Vocab != cfg.Vocab || t.Config.Ctx < cfg.Ctx) {
-		return nil, fmt.Errorf("%w: the teacher's vocabulary %d and context %d; the student's vocabulary %d and context %d (the vocabularies must be equal, the teacher's context at least the student's)",
-			ErrOption, t.Config.Vocab, t.Config.Ctx, cfg.Vocab, cfg.Ctx)
+	if t := o.Teacher; t != nil && (t.Config.Vocab != cfg.Vocab || t.Config.Ctx < T) {
+		return nil, fmt.Errorf("%w: the teacher's vocabulary %d and context %d; the student's vocabulary %d and windows of %d tokens (the vocabularies must be equal, the teacher's context at least the windows')",
+			ErrOption, t.Config.Vocab, t.Config.Ctx, cfg.Vocab, T)
 	}
-	T, B := cfg.Ctx, o.MaxWindows
 	e := &Engine{model: model, teacher: o.Teacher, store: o.Store, lossc: loss.NewComputer(pool), opts: o.Loss, kind: o.Target, data: data,
 		T: T, maxB: B, tokenBytes: o.TokenBytes, onPolicy: o.OnPolicy,
 		win: make([]int32, T+1), in: make([]int32, B*T), hard: make([]int32, B*T)}
