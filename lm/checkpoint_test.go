@@ -216,6 +216,9 @@ func TestLoadCheckpointRejects(t *testing.T) {
 			return write(t, ts, "")
 		}, ErrShape, "wte.weight"},
 		{"missing tensor", func(t *testing.T) string { return write(t, base()[1:], "") }, ErrMissingTensor, "wte.weight"},
+		{"a layer the config does not have", func(t *testing.T) string {
+			return write(t, base(), `{"model_type":"gpt2","vocab_size":11,"n_positions":6,"n_embd":8,"n_layer":1,"n_head":2}`)
+		}, ErrShape, "h.1."},
 		{"F16 tensor", func(t *testing.T) string {
 			dir := t.TempDir()
 			b := header(`{"wte.weight":{"dtype":"F16","shape":[11,8],"data_offsets":[0,176]}}`, make([]byte, 8000))

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // The safetensors format: an 8-byte little-endian header length n, n bytes of
@@ -235,6 +236,9 @@ func readLayout(f *stFile, layout []Tensor, dst []float32, prefix string) error 
 		}
 		entries[i] = e
 	}
+	if err := extraLayers(f, layout, prefix); err != nil {
+		return err
+	}
 	for i, t := range layout {
 		v := t.View(dst)
 		data := entries[i].data
@@ -254,6 +258,47 @@ func readLayout(f *stFile, layout []Tensor, dst []float32, prefix string) error 
 		clear(v[n:]) // padded rows
 	}
 	return nil
+}
+
+// extraLayers rejects a file that holds layers the layout does not (h.N
+// with N at or past its layer count): config.json and the weights disagree
+// on n_layer, and reading the first layers only would quietly drop the rest.
+func extraLayers(f *stFile, layout []Tensor, prefix string) error {
+	layers := 0
+	for _, t := range layout {
+		if l, ok := layerOf(t.Name); ok {
+			layers = max(layers, l+1)
+		}
+	}
+	if layers == 0 {
+		return nil
+	}
+	var extra []string
+	for name := range f.tensors {
+		n, ok := strings.CutPrefix(strings.TrimPrefix(name, "transformer."), prefix)
+		if l, isLayer := layerOf(n); ok && isLayer && l >= layers {
+			extra = append(extra, name)
+		}
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	slices.Sort(extra)
+	return fmt.Errorf("tensor %q is of a layer past the config's %d (n_layer): %w", extra[0], layers, ErrShape)
+}
+
+// layerOf returns N of a tensor named h.N.*.
+func layerOf(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, "h.")
+	if !ok {
+		return 0, false
+	}
+	num, _, ok := strings.Cut(rest, ".")
+	l, err := strconv.Atoi(num)
+	if !ok || err != nil || l < 0 {
+		return 0, false
+	}
+	return l, true
 }
 
 // Tensor32 is one float32 tensor of a safetensors file of another package
