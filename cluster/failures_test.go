@@ -745,3 +745,23 @@ func TestBytesTokenizerOverWideIdsWarns(t *testing.T) {
 		t.Errorf("warned with data.tokenizer gpt2:\n%s", logs.String())
 	}
 }
+
+// model.init fixes the model: a shape also set in the configuration must be
+// the folder's, or the run is refused naming it (it was silently ignored).
+func TestModelInitWithAnotherShapeIsRefused(t *testing.T) {
+	cfg := testConfig(t, 2, 4) // n_embd 32, n_layer 2, n_head 2, ctx 16
+	cfg.Model.Init, cfg.Model.Ctx = "testdata/gpt_micro", 0
+	_, err := NewCoordinator(cfg, testLogger(t), nil) // gpt_micro has 4 heads
+	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "model.n_head = 2, but model.init testdata/gpt_micro has 4") {
+		t.Errorf("NewCoordinator(model.init with n_head 2) = %v; want an error naming model.n_head", err)
+	}
+	cfg.Model.NHead = 0
+	cfg.Model.Vocab = 100
+	if _, err := NewCoordinator(cfg, testLogger(t), nil); err == nil || !strings.Contains(err.Error(), "model.vocab = 100") {
+		t.Errorf("NewCoordinator(model.init with vocab 100) = %v; want an error naming model.vocab", err)
+	}
+	cfg.Model.Vocab = 0
+	if _, err := NewCoordinator(cfg, testLogger(t), nil); err != nil {
+		t.Errorf("NewCoordinator(model.init, the folder's shape) = %v", err)
+	}
+}

@@ -368,6 +368,10 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		if err != nil {
 			return nil, false, fmt.Errorf("model.init %s: %w", cfg.Model.Init, err)
 		}
+		// The folder fixes the model: a shape also set in cfg must be its.
+		if err := checkShape(cfg.Model, lm.Config{}, false, model.Config, "model.init "+cfg.Model.Init); err != nil {
+			return nil, false, err
+		}
 		// A Hugging Face folder holds V rows: pad them as the run says.
 		if model, err = model.WithVocabPad(cfg.Model.VocabPad); err != nil {
 			return nil, false, fmt.Errorf("model.init %s: model.vocab_pad: %w", cfg.Model.Init, err)
@@ -1153,21 +1157,30 @@ func checkResume(cfg config.Config, ckpt lm.Config, step int64, dir string) erro
 		p, err := lm.Preset(m.Preset)
 		preset, hasPreset = p, err == nil
 	}
+	if err := checkShape(m, preset, hasPreset, ckpt, "the checkpoint "+dir); err != nil {
+		return fmt.Errorf("%w: a resumed run keeps its checkpoint's model; choose another run.dir for a new one", err)
+	}
+	return nil
+}
+
+// checkShape checks the model shape m sets (each field > 0, or the preset's
+// when hasPreset and the field is not set) against got, the shape of what
+// (a checkpoint, a model.init folder), naming the first that differs.
+func checkShape(m config.Model, preset lm.Config, hasPreset bool, got lm.Config, what string) error {
 	for _, f := range []struct {
 		key              string
 		set, preset, got int
 	}{
-		{"model.n_embd", m.NEmbd, preset.NEmbd, ckpt.NEmbd}, {"model.n_layer", m.NLayer, preset.NLayer, ckpt.NLayer},
-		{"model.n_head", m.NHead, preset.NHead, ckpt.NHead}, {"model.ctx", m.Ctx, preset.Ctx, ckpt.Ctx},
-		{"model.vocab", m.Vocab, 0, ckpt.Vocab},
+		{"model.n_embd", m.NEmbd, preset.NEmbd, got.NEmbd}, {"model.n_layer", m.NLayer, preset.NLayer, got.NLayer},
+		{"model.n_head", m.NHead, preset.NHead, got.NHead}, {"model.ctx", m.Ctx, preset.Ctx, got.Ctx},
+		{"model.vocab", m.Vocab, 0, got.Vocab},
 	} {
-		want, what := f.set, fmt.Sprintf("%s = %d", f.key, f.set)
+		want, name := f.set, fmt.Sprintf("%s = %d", f.key, f.set)
 		if want <= 0 && hasPreset && f.preset > 0 {
-			want, what = f.preset, fmt.Sprintf("model.preset %s has %s = %d", m.Preset, f.key, f.preset)
+			want, name = f.preset, fmt.Sprintf("model.preset %s has %s = %d", m.Preset, f.key, f.preset)
 		}
 		if want > 0 && want != f.got {
-			return fmt.Errorf("%w: %s, but the checkpoint %s has %d: a resumed run keeps its checkpoint's model; choose another run.dir for a new one",
-				config.ErrInvalid, what, dir, f.got)
+			return fmt.Errorf("%w: %s, but %s has %d", config.ErrInvalid, name, what, f.got)
 		}
 	}
 	return nil

@@ -56,7 +56,7 @@ func TestSimulateVariants(t *testing.T) {
 		{"sgd constant", func(c *config.Config) { c.Train.Optimizer = "sgd"; c.Train.Schedule = "constant"; c.Train.LR = 0.5 }},
 		{"model.init", func(c *config.Config) {
 			c.Model.Init = "testdata/gpt_micro"
-			c.Model.Ctx = 0
+			c.Model.NEmbd, c.Model.NLayer, c.Model.NHead, c.Model.Ctx = 0, 0, 0, 0
 		}},
 	}
 	// Reverse KL against a truth with zeros is infinite: refused before the start.
