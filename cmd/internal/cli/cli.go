@@ -95,7 +95,7 @@ func trainCmd(use, short, long string, run func(context.Context, config.Config, 
 			if err != nil {
 				return err
 			}
-			printSummary(os.Stdout, sum)
+			printSummary(os.Stdout, sum, cfg.Train.Steps)
 			return nil
 		},
 	}
@@ -268,8 +268,15 @@ func progressFor(w *os.File, cfg config.Config, log *slog.Logger) func(outputs.S
 	return ProgressLog(log, cfg.Train.Steps)
 }
 
-func printSummary(w io.Writer, s cluster.Summary) {
-	fmt.Fprintf(w, "\nklring run finished: %d steps, %d tokens in %.1f s (%.0f tokens/s)\n", s.Steps, s.Tokens, s.Seconds, s.TokensPerS)
+// printSummary prints what a run did; steps is train.steps, which a run
+// stopped on request (SIGINT, SIGTERM) did not reach.
+func printSummary(w io.Writer, s cluster.Summary, steps int) {
+	if s.Stopped {
+		fmt.Fprintf(w, "\nklring run stopped at step %d of %d, checkpointed: run the same command with --run.dir %s to resume\n", s.Steps, steps, s.RunDir)
+		fmt.Fprintf(w, "  %d tokens so far; this part ran %.1f s at %.0f tokens/s\n", s.Tokens, s.Seconds, s.TokensPerS)
+	} else {
+		fmt.Fprintf(w, "\nklring run finished: %d steps, %d tokens in %.1f s (%.0f tokens/s)\n", s.Steps, s.Tokens, s.Seconds, s.TokensPerS)
+	}
 	fmt.Fprintf(w, "  train loss          %.4f nats/token (last step)\n", s.TrainLoss)
 	fmt.Fprintf(w, "  held-out loss       %.4f nats/token (cross-entropy)\n", s.ValLoss)
 	if s.ValBPB > 0 {

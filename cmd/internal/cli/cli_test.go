@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klring/klring/cluster"
 	"github.com/klring/klring/config"
 )
 
@@ -82,5 +83,20 @@ func TestBadInputIsAClearError(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("coordinator %v = %v; want an error containing %q", tt.args, err, tt.want)
 		}
+	}
+}
+
+// A run stopped on request says so, and how to resume, instead of
+// "finished".
+func TestPrintSummaryStopped(t *testing.T) {
+	var b bytes.Buffer
+	printSummary(&b, cluster.Summary{Steps: 49, Stopped: true, RunDir: "runs/x"}, 200)
+	if s := b.String(); !strings.Contains(s, "stopped at step 49 of 200") || !strings.Contains(s, "--run.dir runs/x") || strings.Contains(s, "finished") {
+		t.Errorf("stopped run's summary:\n%s", s)
+	}
+	b.Reset()
+	printSummary(&b, cluster.Summary{Steps: 200}, 200)
+	if s := b.String(); !strings.Contains(s, "finished: 200 steps") {
+		t.Errorf("finished run's summary:\n%s", s)
 	}
 }
