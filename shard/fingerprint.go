@@ -32,17 +32,41 @@ func (d *Dataset) fingerprint(k kind, o Options) Fingerprint {
 }
 
 // Diff names every field in which f and g differ, as "name: f's value, g's
-// value", joined by "; "; it is "" when they are equal.
-func (f Fingerprint) Diff(g Fingerprint) string {
+// value", joined by "; "; it is "" when they are equal. The caller says
+// which side is which (as "(the coordinator's, this worker's)"); DiffAs
+// labels every value instead.
+func (f Fingerprint) Diff(g Fingerprint) string { return f.DiffAs(g, "", "") }
+
+// DiffAs is Diff with every value labelled by its side's name, as
+// "seed: store 1, want 2" for DiffAs(g, "store", "want"). Two synthetic
+// corpora that differ in their bytes alone were made with other settings
+// that the fingerprint keeps only in the SHA-256 (classes, successors,
+// modes, and the seed when it is not recorded), and the SHA-256 entry says
+// so.
+func (f Fingerprint) DiffAs(g Fingerprint, fName, gName string) string {
+	if fName != "" {
+		fName += " "
+	}
+	if gName != "" {
+		gName += " "
+	}
 	var d []string
 	add := func(name string, a, b any) {
 		if a != b {
-			d = append(d, fmt.Sprintf("%s: %v, %v", name, a, b))
+			d = append(d, fmt.Sprintf("%s: %s%v, %s%v", name, fName, a, gName, b))
 		}
 	}
 	add("kind", f.Kind, g.Kind)
 	add("bytes", f.Bytes, g.Bytes)
 	add("sha256", f.SHA256, g.SHA256)
+	if f.Kind == "synthetic" && g.Kind == "synthetic" && f.SHA256 != g.SHA256 &&
+		f.Bytes == g.Bytes && f.Tokens == g.Tokens && f.Vocab == g.Vocab && f.Seed == g.Seed {
+		why := "another seed or other classes, successors or modes"
+		if f.Seed != 0 {
+			why = "other classes, successors or modes"
+		}
+		d[len(d)-1] += " (synthetic corpora of " + why + ")"
+	}
 	add("tokens", f.Tokens, g.Tokens)
 	add("vocab", f.Vocab, g.Vocab)
 	add("ctx", f.Ctx, g.Ctx)

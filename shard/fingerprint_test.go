@@ -48,3 +48,44 @@ func TestFingerprintNamesEveryDifference(t *testing.T) {
 		t.Errorf("two synthetic corpora of one seed: Diff %q, sha %q", d, s1.SHA256)
 	}
 }
+
+// DiffAs labels each side's value, and when two synthetic corpora differ in
+// their bytes alone it says what can make them differ.
+func TestFingerprintDiffAs(t *testing.T) {
+	open := func(o Options) Fingerprint {
+		t.Helper()
+		d, err := Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		return d.Fingerprint()
+	}
+	a := open(Options{Source: "synthetic", Ctx: 8, Seed: 1, Tokens: 4096})
+	b := open(Options{Source: "synthetic", Ctx: 16, Seed: 2, Tokens: 4096})
+	d := a.DiffAs(b, "store", "want")
+	for _, want := range []string{"sha256: store " + a.SHA256 + ", want " + b.SHA256, "ctx: store 8, want 16", "seed: store 1, want 2"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("DiffAs = %q; want it to say %q", d, want)
+		}
+	}
+	if d := a.Diff(b); !strings.Contains(d, "seed: 1, 2") || !strings.Contains(d, "sha256: "+a.SHA256+", "+b.SHA256) {
+		t.Errorf("Diff = %q; want the values unlabelled, f's first", d)
+	}
+	// The seed is not recorded (as a teacher store keys its data): the
+	// differing bytes are all there is to name, and what makes them differ.
+	a.Seed, b.Seed, b.Ctx = 0, 0, 8
+	if d := a.DiffAs(b, "store", "want"); !strings.Contains(d, "seed") || !strings.Contains(d, "modes") {
+		t.Errorf("synthetic corpora of other seeds, seed not recorded: DiffAs = %q; want the seed and modes named as causes", d)
+	}
+	// The same seed, other modes.
+	c := open(Options{Source: "synthetic:modes=2", Ctx: 8, Seed: 1, Tokens: 4096})
+	a.Seed = 1
+	if d := a.Diff(c); !strings.Contains(d, "modes") || strings.Contains(d, "seed:") {
+		t.Errorf("synthetic corpora of other modes: Diff = %q; want modes named", d)
+	}
+	// Text of other bytes: no synthetic settings to name.
+	if d := (Fingerprint{Kind: "text", SHA256: "aa"}).Diff(Fingerprint{Kind: "text", SHA256: "bb"}); d != "sha256: aa, bb" {
+		t.Errorf("text of other bytes: Diff = %q", d)
+	}
+}

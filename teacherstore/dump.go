@@ -41,8 +41,8 @@ type DumpOptions struct {
 	Dtype Dtype
 	// Temperature of the teacher's softmax (0: 1).
 	Temperature float64
-	// Batch is the windows of one teacher forward pass (0: 8); it is cut
-	// so that a batch's top-k rows stay within 256 MiB.
+	// Batch is the windows of one teacher forward pass (0: 8; negative is
+	// an error); it is cut so that a batch's top-k rows stay within 256 MiB.
 	Batch int
 	// TeacherSHA256 names the teacher (TeacherSHA256 of its folder).
 	TeacherSHA256 string
@@ -88,7 +88,10 @@ func Dump(ctx context.Context, path string, teacher *lm.Model, data *shard.Datas
 	if o.Temperature == 0 {
 		o.Temperature = 1
 	}
-	if o.Batch <= 0 {
+	if o.Batch < 0 {
+		return DumpStats{}, fmt.Errorf("teacher dump: batch = %d, want the windows of a forward pass, at least 1 (0: 8)", o.Batch)
+	}
+	if o.Batch == 0 {
 		o.Batch = 8
 	}
 	if o.SyncEvery <= 0 {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/klring/klring/kernels"
@@ -270,4 +271,21 @@ func digest(t *testing.T, path string) string {
 	}
 	defer s.Close()
 	return s.Digest()
+}
+
+// A negative batch is refused, not taken for the default.
+func TestDumpRejectsNegativeBatch(t *testing.T) {
+	pool := kernels.NewPool(1)
+	teacher := tinyModel(t, 1, pool)
+	path := filepath.Join(t.TempDir(), "t.topk")
+	_, err := Dump(context.Background(), path, teacher, tinyData(t, 16, 2), DumpOptions{K: 4, Batch: -1, TeacherSHA256: fakeSHA, Pool: pool})
+	if err == nil || !strings.Contains(err.Error(), "batch = -1") {
+		t.Fatalf("Dump with Batch -1 = %v; want an error naming the batch", err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("a refused Dump left %s (%v)", path, err)
+	}
+	if _, err := os.Stat(path + ".partial"); !os.IsNotExist(err) {
+		t.Errorf("a refused Dump left %s.partial (%v)", path, err)
+	}
 }

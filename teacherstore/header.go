@@ -324,7 +324,7 @@ func (h Header) Diff(want Header) string {
 		add("teacher_sha256", h.TeacherSHA256, want.TeacherSHA256)
 	}
 	if want.Data.Kind != "" {
-		if s := h.Data.Diff(DataKey(want.Data)); s != "" {
+		if s := h.Data.DiffAs(DataKey(want.Data), "store", "want"); s != "" {
 			d = append(d, "data ("+s+")")
 		}
 	}

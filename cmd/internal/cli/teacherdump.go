@@ -16,6 +16,7 @@ import (
 	"github.com/klring/klring/lm"
 	"github.com/klring/klring/shard"
 	"github.com/klring/klring/teacherstore"
+	"github.com/klring/klring/tokenizer"
 )
 
 func teacherDumpCmd() *cobra.Command {
@@ -47,6 +48,14 @@ func teacherDumpCmd() *cobra.Command {
 				return fmt.Errorf("--top-k = %d: want the number of tokens to keep per position, at least 1", k)
 			case !(temperature > 0):
 				return fmt.Errorf("--temperature = %v: want a number > 0", temperature)
+			case batch < 1:
+				return fmt.Errorf("--batch = %d: want the windows of a teacher forward pass, at least 1", batch)
+			case ctxLen < 0:
+				return fmt.Errorf("--ctx = %d: want the tokens of a window, or 0 for the teacher's context", ctxLen)
+			case threads < 0:
+				return fmt.Errorf("--threads = %d: want the kernel threads, or 0 for every core", threads)
+			case tok == tokenizer.NameGPT2 && strings.HasPrefix(data, "synthetic"):
+				return fmt.Errorf("--tokenizer %q applies to text:PATH and tokens:PATH sources, not synthetic", tok)
 			}
 			dt, err := teacherstore.ParseDtype(dtype)
 			if err != nil {
@@ -98,12 +107,12 @@ func teacherDumpCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&teacherDir, "teacher", "", "the teacher: a Hugging Face GPT-2 folder (model.safetensors, config.json)")
 	f.StringVar(&data, "data", "", "data source: synthetic[:SETTINGS], text:PATH or tokens:PATH")
-	f.StringVar(&tok, "tokenizer", "", "tokenizer of the data: bytes or gpt2; default: the teacher's (tokenizer_config.json), else bytes")
+	f.StringVar(&tok, "tokenizer", "", "tokenizer of text:PATH and tokens:PATH data: bytes or gpt2 (not gpt2 with synthetic data); default: the teacher's (tokenizer_config.json), else bytes")
 	f.IntVar(&k, "top-k", 0, "tokens kept per position (1..the teacher's vocabulary)")
 	f.StringVar(&out, "out", "", "the store to write (FILE.partial until it is complete)")
 	f.StringVar(&dtype, "dtype", "float32", "type of the stored probabilities: float32 or float16")
 	f.Float64Var(&temperature, "temperature", 1, "the teacher's softmax temperature (recorded in the store; training's loss.teacher_temperature must match)")
-	f.IntVar(&batch, "batch", 8, "windows per teacher forward pass")
+	f.IntVar(&batch, "batch", 8, "windows per teacher forward pass (at least 1)")
 	f.IntVar(&threads, "threads", 0, "kernel threads; 0 uses every core")
 	f.IntVar(&ctxLen, "ctx", 0, "tokens per window; 0: the teacher's context (n_positions)")
 	f.Uint64Var(&seed, "data.seed", 1, "seed of the synthetic source (other sources do not depend on it)")

@@ -98,6 +98,12 @@ func TestTeacherDumpBadInput(t *testing.T) {
 		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--ctx", "32"}, "--ctx = 32"},
 		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--temperature", "0"}, "--temperature = 0"},
 		{[]string{"--teacher", t.TempDir(), "--data", "synthetic", "--top-k", "4", "--out", out}, "--teacher"},
+		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--ctx", "-5"}, "--ctx = -5"},
+		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--batch", "0"}, "--batch = 0"},
+		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--batch", "-3"}, "--batch = -3"},
+		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--threads", "-1"}, "--threads = -1"},
+		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--tokenizer", "gpt2"}, `--tokenizer "gpt2"`},
+		{[]string{"--teacher", teacher, "--data", "synthetic:modes=2", "--top-k", "4", "--out", out, "--tokenizer", "gpt2"}, `--tokenizer "gpt2"`},
 	} {
 		_, _, err := run(t, append([]string{"teacher-dump"}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -106,5 +112,22 @@ func TestTeacherDumpBadInput(t *testing.T) {
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Error("a refused teacher-dump wrote its output")
+	}
+}
+
+// TestTeacherDumpOtherData: a store of another synthetic corpus is refused
+// with a message that says which SHA-256 is the store's and which the
+// data's, and what makes synthetic corpora differ.
+func TestTeacherDumpOtherData(t *testing.T) {
+	teacher := tinyTeacher(t)
+	out := filepath.Join(t.TempDir(), "s.topk")
+	args := []string{"teacher-dump", "--teacher", teacher, "--data", "synthetic:tokens=200", "--top-k", "2", "--out", out, "--threads", "1"}
+	if _, _, err := run(t, args...); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := run(t, append(args, "--data.seed", "2")...)
+	if err == nil || !strings.Contains(err.Error(), "data (sha256: store ") || !strings.Contains(err.Error(), ", want ") ||
+		!strings.Contains(err.Error(), "seed") || !strings.Contains(err.Error(), "modes") {
+		t.Fatalf("teacher-dump of another seed over a store: %v; want the store's and the wanted SHA-256 labelled, and the seed or modes named", err)
 	}
 }

@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,7 +21,7 @@ import (
 
 func tokenizeCmd() *cobra.Command {
 	var data, name, out, format string
-	var verbose bool
+	var verbose, force bool
 	cmd := &cobra.Command{
 		Use:   "tokenize --data text:PATH --tokenizer gpt2 --out FILE.bin",
 		Short: "Tokenize a text file into a token file (llm.c's or nanoGPT's layout)",
@@ -44,6 +48,9 @@ func tokenizeCmd() *cobra.Command {
 			if same(path, out) {
 				return fmt.Errorf("--out %s is the text itself", out)
 			}
+			if err := checkTokenOut(out, force); err != nil {
+				return err
+			}
 			log := newLogger(cmd.ErrOrStderr(), verbose)
 			enc, err := tokenizer.EncodeFile(cmd.Context(), path, tok, tokenizer.FileOptions{
 				Log: log, Progress: bytesProgress(cmd.ErrOrStderr(), log),
@@ -55,7 +62,7 @@ func tokenizeCmd() *cobra.Command {
 				return fmt.Errorf("%s is empty: no tokens to write", path)
 			}
 			if err := shard.WriteTokenFile(out, f, enc.IDs); err != nil {
-				return err
+				return fmt.Errorf("--out: %w", err)
 			}
 			st, err := os.Stat(out)
 			if err != nil {
@@ -73,10 +80,81 @@ func tokenizeCmd() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&data, "data", "", "the text to tokenize: text:PATH")
 	fl.StringVar(&name, "tokenizer", tokenizer.NameGPT2, "tokenizer: "+strings.Join(tokenizer.Names(), ", "))
-	fl.StringVar(&out, "out", "", "token file to write (replaced atomically)")
+	fl.StringVar(&out, "out", "", "token file to write; an existing llm.c token file is replaced (atomically), any other existing file only with --force")
+	fl.BoolVar(&force, "force", false, "replace an existing --out that is not an llm.c token file: a nanoGPT token file, having no header, "+
+		"cannot be told from other data (a checkpoint's model.safetensors, say)")
 	fl.StringVar(&format, "format", string(shard.LLMC), "token file layout: llmc or nanogpt")
 	fl.BoolVarP(&verbose, "verbose", "v", false, "log debug messages")
 	return cmd
+}
+
+// llmcMagic is the first little-endian uint32 of an llm.c token file (see
+// shard.LLMC).
+const llmcMagic = 20240520
+
+// checkTokenOut reports, before any tokenizing, why the token file out
+// cannot be written: its folder is missing, not a folder or not writable,
+// or out exists and is a folder, or a file other than an llm.c token file
+// while force is false.
+func checkTokenOut(out string, force bool) error {
+	dir := filepath.Dir(out)
+	st, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		return fmt.Errorf("--out %s: its folder %s: %w", out, dir, pathErr(err))
+	case !st.IsDir():
+		return fmt.Errorf("--out %s: %s is not a folder", out, dir)
+	}
+	probe, err := os.CreateTemp(dir, "."+filepath.Base(out)+".probe-*")
+	if err != nil {
+		return fmt.Errorf("--out %s: cannot create files in its folder %s: %w", out, dir, pathErr(err))
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	st, err = os.Stat(out)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("--out %s: %w", out, pathErr(err))
+	case st.IsDir():
+		return fmt.Errorf("--out %s is a folder", out)
+	case force:
+		return nil
+	}
+	ok, err := isLLMCFile(out)
+	if err != nil {
+		return fmt.Errorf("--out %s: %w", out, pathErr(err))
+	}
+	if !ok {
+		return fmt.Errorf("--out %s exists and is not an llm.c token file; give --force to replace it", out)
+	}
+	return nil
+}
+
+// isLLMCFile says whether the file at path starts with llm.c's magic.
+func isLLMCFile(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	var b [4]byte
+	if _, err := io.ReadFull(f, b[:]); errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	return binary.LittleEndian.Uint32(b[:]) == llmcMagic, nil
+}
+
+// pathErr is err without the path of an *fs.PathError, for messages that
+// name the path themselves.
+func pathErr(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err
+	}
+	return err
 }
 
 // same says whether paths a and b name one existing file.

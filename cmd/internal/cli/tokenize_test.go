@@ -145,3 +145,110 @@ func TestTokenizeBadInput(t *testing.T) {
 		t.Errorf("the input changed")
 	}
 }
+
+// TestTokenizeExistingOut: an existing --out is replaced only when it is an
+// llm.c token file, or with --force; anything else (a checkpoint's weights,
+// a headerless file) is refused and left as it was.
+func TestTokenizeExistingOut(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "input.txt")
+	if err := os.WriteFile(in, []byte(tokenizeText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want, err := tokenizer.New("gpt2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := want.Encode([]byte(tokenizeText))
+	weights := []byte("{\"__metadata__\":{}}not tokens at all")
+	for _, tt := range []struct {
+		name    string
+		old     func(path string) error
+		force   bool
+		refused bool
+	}{
+		{"weights", func(p string) error { return os.WriteFile(p, weights, 0o644) }, false, true},
+		{"empty", func(p string) error { return os.WriteFile(p, nil, 0o644) }, false, true},
+		{"nanogpt", func(p string) error { return shard.WriteTokenFile(p, shard.NanoGPT, []int32{1, 2, 3}) }, false, true},
+		{"llmc", func(p string) error { return shard.WriteTokenFile(p, shard.LLMC, []int32{1, 2, 3}) }, false, false},
+		{"weights forced", func(p string) error { return os.WriteFile(p, weights, 0o644) }, true, false},
+		{"nanogpt forced", func(p string) error { return shard.WriteTokenFile(p, shard.NanoGPT, []int32{1, 2, 3}) }, true, false},
+	} {
+		out := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-")+".bin")
+		if err := tt.old(out); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := os.ReadFile(out)
+		args := []string{"--data", "text:" + in, "--out", out}
+		if tt.force {
+			args = append(args, "--force")
+		}
+		_, stderr, err := tokenize(t, args...)
+		after, _ := os.ReadFile(out)
+		if tt.refused {
+			if err == nil || !strings.Contains(err.Error(), "--out "+out) || !strings.Contains(err.Error(), "--force") {
+				t.Errorf("%s: tokenize over an existing file = %v; want an error naming --out %s and --force", tt.name, err, out)
+			}
+			if !bytes.Equal(after, before) {
+				t.Errorf("%s: a refused tokenize changed %s", tt.name, out)
+			}
+			if strings.Contains(stderr, "msg=tokenizing") {
+				t.Errorf("%s: refused only after tokenizing:\n%s", tt.name, stderr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: tokenize = %v", tt.name, err)
+			continue
+		}
+		if got, err := shard.ReadTokenFile(out); err != nil || !slices.Equal(got, ids) {
+			t.Errorf("%s: %s holds %v, %v; want %v", tt.name, out, got, err, ids)
+		}
+	}
+	// --force does not make the text its own output.
+	if _, _, err := tokenize(t, "--data", "text:"+in, "--out", in, "--force"); err == nil || !strings.Contains(err.Error(), "is the text itself") {
+		t.Errorf("tokenize --out the input --force = %v; want it refused", err)
+	}
+	// A folder is not a file to replace.
+	if _, _, err := tokenize(t, "--data", "text:"+in, "--out", dir, "--force"); err == nil || !strings.Contains(err.Error(), "--out "+dir) {
+		t.Errorf("tokenize --out a folder = %v; want an error naming --out", err)
+	}
+}
+
+// TestTokenizeOutFolder: a folder of --out that is missing, not a folder or
+// not writable is reported before the text is tokenized, naming --out and
+// not the temporary file.
+func TestTokenizeOutFolder(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "input.txt")
+	if err := os.WriteFile(in, []byte(tokenizeText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ro := filepath.Join(dir, "ro")
+	if err := os.Mkdir(ro, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ out, want string }{
+		{filepath.Join(dir, "no", "out.bin"), "no such file"},
+		{filepath.Join(in, "out.bin"), "not a folder"},
+	}
+	// Root writes in a read-only folder anyway.
+	if f, err := os.CreateTemp(ro, "probe"); err == nil {
+		f.Close()
+		os.Remove(f.Name())
+	} else {
+		cases = append(cases, struct{ out, want string }{filepath.Join(ro, "out.bin"), "permission denied"})
+	}
+	for _, tc := range cases {
+		_, stderr, err := tokenize(t, "--data", "text:"+in, "--out", tc.out)
+		if err == nil || !strings.Contains(err.Error(), "--out "+tc.out) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), ".tmp-") {
+			t.Errorf("tokenize --out %s = %v; want an error naming --out and saying %q", tc.out, err, tc.want)
+		}
+		if strings.Contains(stderr, "msg=tokenizing") {
+			t.Errorf("--out %s: refused only after tokenizing:\n%s", tc.out, stderr)
+		}
+	}
+	if ents, _ := os.ReadDir(ro); len(ents) != 0 {
+		t.Errorf("the read-only folder holds %d files", len(ents))
+	}
+}
