@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -15,13 +16,19 @@ import (
 
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/engine"
+	"github.com/klring/klring/lm"
 	"github.com/klring/klring/loss"
 	"github.com/klring/klring/outputs"
+	"github.com/klring/klring/teacherstore"
 )
 
 // ErrSetting is wrapped by every error about what is compared: an unknown
 // or forbidden key, a bad value, a setting that cannot train.
 var ErrSetting = errors.New("compare: invalid setting")
+
+// ErrRunDirUsed is wrapped by the error of a run.dir that already holds a
+// comparison's outputs or the run folder of one of its settings.
+var ErrRunDirUsed = errors.New("compare: run.dir already used")
 
 // Vary is one varied key and its values, as --vary KEY=a,b,c; or, with Key
 // CaseKey, named cases (--case), each setting several keys at once.
@@ -151,9 +158,12 @@ func FlagLoader(fs *pflag.FlagSet, skip ...string) Loader {
 
 // Plan builds the configuration of every combination of the varied values
 // (the first Vary varies slowest) and checks them all before anything
-// runs: each must load and validate, and train to a finite loss (Check).
-// Settings run in dir/NN-NAME with at least evalPoints held-out
-// evaluations, unless evalEvery > 0 fixes the interval.
+// runs: each must load and validate, train to a finite loss (Check), and
+// find the files it names (CheckFiles). Settings run in dir/NN-NAME with at
+// least evalPoints held-out evaluations, unless evalEvery > 0 fixes the
+// interval. dir must not hold an earlier comparison (compare.json,
+// compare.csv) or the run folder of any of the settings (ErrRunDirUsed): a
+// comparison never resumes or replaces another.
 func Plan(vary []Vary, load Loader, dir string, evalEvery int) ([]Setting, error) {
 	if len(vary) == 0 {
 		return nil, fmt.Errorf("%w: nothing to compare: give --vary KEY=a,b (e.g. --vary loss.direction=forward,reverse,jsd) or --case NAME:KEY=V;KEY=V", ErrSetting)
@@ -177,6 +187,14 @@ func Plan(vary []Vary, load Loader, dir string, evalEvery int) ([]Setting, error
 	}
 	var out []Setting
 	var errs []error
+	used := false
+	for _, f := range outputFiles {
+		if err := unused(dir, filepath.Join(dir, f), "an earlier comparison's "+f); err != nil {
+			errs = append(errs, err)
+			used = true
+			break
+		}
+	}
 	cases := map[string][][2]string{}
 	for _, v := range vary {
 		if v.Key == CaseKey {
@@ -196,15 +214,25 @@ func Plan(vary []Vary, load Loader, dir string, evalEvery int) ([]Setting, error
 			set = append(set, kv)
 		}
 		s := Setting{Name: strings.Join(parts, " "), Values: c}
+		runDir := filepath.Join(dir, fmt.Sprintf("%02d-%s", i+1, slug(s.Name)))
+		if !used {
+			if err := unused(dir, runDir, fmt.Sprintf("the run folder of setting %q from an earlier comparison", s.Name)); err != nil {
+				errs = append(errs, err)
+				used = true
+			}
+		}
 		cfg, err := load(set)
 		if err == nil {
 			err = Check(cfg)
+		}
+		if err == nil {
+			err = CheckFiles(cfg)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("setting %q: %w", s.Name, err))
 			continue
 		}
-		cfg.Run.Dir = filepath.Join(dir, fmt.Sprintf("%02d-%s", i+1, slug(s.Name)))
+		cfg.Run.Dir = runDir
 		if evalEvery > 0 {
 			cfg.Run.EvalEvery = evalEvery
 		} else {
@@ -218,6 +246,24 @@ func Plan(vary []Vary, load Loader, dir string, evalEvery int) ([]Setting, error
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// outputFiles are what a comparison writes into its run.dir, besides the
+// settings' run folders.
+var outputFiles = []string{"compare.json", "compare.csv"}
+
+// unused is nil when path (what, inside the comparison's run.dir dir) does
+// not exist.
+func unused(dir, path, what string) error {
+	_, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("%w: run.dir %s: %w", ErrRunDirUsed, dir, err)
+	}
+	return fmt.Errorf("%w: run.dir %s already holds %s (%s): a comparison neither resumes nor replaces another; choose another --run.dir (or remove %s)",
+		ErrRunDirUsed, dir, what, path, dir)
 }
 
 // evalPoints is the evaluations a run makes when compare chooses.
@@ -255,6 +301,75 @@ func Check(cfg config.Config) error {
 		return fmt.Errorf("%w: loss.direction = %v needs soft targets (synthetic data, or a teacher): against the actual next tokens only forward KL is finite", ErrSetting, l.Direction)
 	}
 	return nil
+}
+
+// CheckFiles refuses a configuration whose files cannot be opened, before
+// it runs: the file of data.source (text:PATH, tokens:PATH), the Hugging
+// Face GPT-2 folders of model.init and loss.teacher (a config.json that
+// reads, a model.safetensors that opens) and the store of
+// loss.teacher_store (its header and length), each error naming the key.
+// It reads no more than headers and a config: whether the files fit the
+// job (vocabulary, context, the store's data) is found when the run starts.
+func CheckFiles(cfg config.Config) error {
+	var errs []error
+	bad := func(key, val string, err error) {
+		errs = append(errs, fmt.Errorf("%w: %s %s: %w", ErrSetting, key, val, err))
+	}
+	for _, prefix := range []string{"text:", "tokens:"} {
+		if path, ok := strings.CutPrefix(cfg.Data.Source, prefix); ok {
+			if err := openable(path, false); err != nil {
+				bad("data.source", cfg.Data.Source, err)
+			}
+		}
+	}
+	for _, kv := range [][2]string{{"model.init", cfg.Model.Init}, {"loss.teacher", cfg.Loss.Teacher}} {
+		if kv[1] == "" {
+			continue
+		}
+		if err := gpt2Folder(kv[1]); err != nil {
+			bad(kv[0], kv[1], err)
+		}
+	}
+	if p := cfg.Loss.TeacherStore; p != "" {
+		st, err := teacherstore.Open(p)
+		if err != nil {
+			bad("loss.teacher_store", p, err)
+		} else {
+			st.Close()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// openable opens path and checks that it is a folder (dir) or not.
+func openable(path string, dir bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+		return err
+	case dir && !st.IsDir():
+		return fmt.Errorf("%s is not a folder", path)
+	case !dir && st.IsDir():
+		return fmt.Errorf("%s is a folder, not a file", path)
+	}
+	return nil
+}
+
+// gpt2Folder checks that dir is a Hugging Face GPT-2 folder: a config.json
+// that reads and a model.safetensors that opens.
+func gpt2Folder(dir string) error {
+	if err := openable(dir, true); err != nil {
+		return err
+	}
+	if _, err := lm.ReadConfig(filepath.Join(dir, lm.ConfigFile)); err != nil {
+		return err
+	}
+	return openable(filepath.Join(dir, lm.ModelFile), false)
 }
 
 // Options configure Run.

@@ -194,3 +194,117 @@ func TestCasesSetSeveralKeys(t *testing.T) {
 		t.Errorf("reverse KL against the truth without smoothing: %v; want refused", err)
 	}
 }
+
+// A run.dir that holds an earlier comparison, or a run folder of one of the
+// settings, is refused before anything runs: the settings would resume the
+// earlier runs' checkpoints and compare.csv, compare.json and the plots
+// would be replaced.
+func TestPlanRefusesUsedRunDir(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		prepare func(dir string) error
+		want    string // "" : Plan succeeds
+	}{
+		{"missing", func(dir string) error { return os.RemoveAll(dir) }, ""},
+		{"empty", func(string) error { return nil }, ""},
+		{"unrelated file", func(dir string) error { return os.WriteFile(filepath.Join(dir, "notes.txt"), nil, 0o644) }, ""},
+		{"compare.json", func(dir string) error { return os.WriteFile(filepath.Join(dir, "compare.json"), []byte("{}"), 0o644) }, "compare.json"},
+		{"compare.csv", func(dir string) error { return os.WriteFile(filepath.Join(dir, "compare.csv"), nil, 0o644) }, "compare.csv"},
+		{"a setting's run folder", func(dir string) error {
+			return os.MkdirAll(filepath.Join(dir, "02-loss.direction=reverse", "checkpoints"), 0o755)
+		}, "02-loss.direction=reverse"},
+		{"a setting's run folder as a file", func(dir string) error {
+			return os.WriteFile(filepath.Join(dir, "01-loss.direction=forward"), nil, 0o644)
+		}, "01-loss.direction=forward"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "cmp")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.prepare(dir); err != nil {
+				t.Fatal(err)
+			}
+			vary := []Vary{mustVary(t, "loss.direction=forward,reverse")}
+			_, err := Plan(vary, FlagLoader(tinyFlags(t, "--loss.label_smoothing", "0.01")), dir, 0)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Plan into a run.dir with %s: %v", tc.name, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrRunDirUsed) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), dir) ||
+				!strings.Contains(err.Error(), "choose another --run.dir") {
+				t.Fatalf("Plan into a run.dir with %s: %v; want ErrRunDirUsed naming %s and %s, saying to choose another --run.dir", tc.name, err, dir, tc.want)
+			}
+		})
+	}
+}
+
+// The files a setting's configuration names are checked before the first
+// run, each error naming the setting and the key.
+func TestPlanChecksFiles(t *testing.T) {
+	tmp := t.TempDir()
+	missing := filepath.Join(tmp, "nonexist")
+	good := filepath.Join(tmp, "gpt2")     // a GPT-2 folder
+	empty := filepath.Join(tmp, "empty")   // a folder without one
+	text := filepath.Join(tmp, "text.txt") // a text file
+	short := filepath.Join(tmp, "short.store")
+	for _, d := range []string{good, empty} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, b := range map[string]string{
+		filepath.Join(good, "config.json"):       `{"model_type": "gpt2", "vocab_size": 64, "n_positions": 8, "n_ctx": 8, "n_embd": 32, "n_layer": 2, "n_head": 4}`,
+		filepath.Join(good, "model.safetensors"): "",
+		text:                                     strings.Repeat("some text to train on. ", 100),
+		short:                                    "not a store",
+	} {
+		if err := os.WriteFile(name, []byte(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		vary string
+		want []string // nil: Plan succeeds
+	}{
+		{"loss.teacher=" + good, nil},
+		{"data.source=synthetic,text:" + text, nil},
+		{"model.init=" + good, nil},
+		{"loss.teacher=" + good + "," + missing, []string{`setting "loss.teacher=` + missing + `"`, "loss.teacher " + missing}},
+		{"loss.teacher=" + empty, []string{`setting "loss.teacher=` + empty + `"`, "loss.teacher", "config.json"}},
+		{"loss.teacher=" + text, []string{"loss.teacher", "not a folder"}},
+		{"loss.teacher_store=" + missing, []string{`setting "loss.teacher_store=` + missing + `"`, "loss.teacher_store"}},
+		{"loss.teacher_store=" + short, []string{"loss.teacher_store", "header"}},
+		{"model.init=" + missing, []string{`setting "model.init=` + missing + `"`, "model.init"}},
+		{"model.init=" + empty, []string{"model.init", "config.json"}},
+		{"data.source=synthetic,text:" + missing, []string{`setting "data.source=text:` + missing + `"`, "data.source"}},
+		{"data.source=tokens:" + missing, []string{`setting "data.source=tokens:` + missing + `"`, "data.source"}},
+		{"data.source=text:" + empty, []string{"data.source", "a folder"}},
+	} {
+		dir := filepath.Join(t.TempDir(), "cmp")
+		settings, err := Plan([]Vary{mustVary(t, tc.vary)}, FlagLoader(tinyFlags(t)), dir, 0)
+		if tc.want == nil {
+			if err != nil {
+				t.Errorf("Plan(%s): %v", tc.vary, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrSetting) {
+			t.Errorf("Plan(%s) = %d settings, %v; want ErrSetting", tc.vary, len(settings), err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("Plan(%s) error = %v; want one saying %q", tc.vary, err, w)
+			}
+		}
+		if strings.Contains(err.Error(), `setting "loss.teacher=`+good+`"`) {
+			t.Errorf("Plan(%s) error = %v; the good teacher is not wrong", tc.vary, err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("Plan(%s) created %s", tc.vary, dir)
+		}
+	}
+}

@@ -14,7 +14,11 @@
 // Check refuses what cannot train to a finite loss before any run starts:
 // reverse KL (or JSD at beta 1) against the synthetic truth without
 // loss.label_smoothing, and any direction but forward against the actual
-// next tokens.
+// next tokens; CheckFiles refuses a setting whose files (data.source's
+// file, model.init, loss.teacher, loss.teacher_store) cannot be opened.
+// Plan also refuses a run.dir that holds an earlier comparison's outputs or
+// a setting's run folder (ErrRunDirUsed): a comparison never resumes the
+// checkpoints of another, nor replaces its table and plots.
 //
 // compare knows the configuration, engine's targets and the run's output
 // files; the run itself is handed in (Options.Simulate: cluster.Simulate),

@@ -30,7 +30,9 @@ func compareCmd() *cobra.Command {
 		Short: "Train the same budget under several settings in simulation mode and compare them",
 		Long: "Train the same budget under every combination of the varied keys (the rest of the configuration from flags, " +
 			"KLRING_* variables and --config, as for sim), one simulation after the other, each in its own folder under run.dir, " +
-			"with held-out evaluations every train.steps/20 steps (or run.eval_every when given). Writes compare.csv, compare.json " +
+			"with held-out evaluations every train.steps/20 steps (or run.eval_every when given). Every setting is checked before " +
+			"anything runs (its values, that it can train to a finite loss, and that the files it names open), and run.dir must not " +
+			"hold an earlier comparison (compare.json, compare.csv or a setting's run folder): compare neither resumes nor replaces one. Writes compare.csv, compare.json " +
 			"and plots against tokens (compare_kl.png: exact KL to the synthetic truth; compare_ce.png: cross-entropy; " +
 			"compare_entropy.png: the model's entropy) into run.dir, and prints a table. Example: " +
 			"coordinator compare --vary loss.direction=forward,reverse,jsd --loss.label_smoothing 0.01 --steps 200",
