@@ -358,36 +358,99 @@ func (c Config) Validate() error {
 		bad("data.val_fraction", c.Data.ValFraction, "must be in [0, 0.5]")
 	}
 
-	// loss's own options check their ranges (and combinations that cannot
-	// give a finite loss whatever the data).
-	lo := c.Loss.LossOptions()
-	if err := lo.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
-	} else if c.Loss.Teacher != "" || c.Loss.TeacherStore != "" {
-		if err := lo.CheckTeacher(); err != nil {
-			errs = append(errs, fmt.Errorf("%w: %w", ErrInvalid, err))
+	// The loss section. loss's own options check their ranges: each key
+	// alone, so that every bad one is reported, by its name (the options'
+	// Validate stops at the first field), and then the combinations that
+	// cannot give a finite loss whatever the data. An option that would be
+	// read by nothing is an error too, when set to other than its default.
+	l := c.Loss
+	hasTeacher := l.Teacher != "" || l.TeacherStore != ""
+	lossOK := true
+	lossKey := func(key string, val any, set func(*loss.Options)) bool {
+		o := loss.DefaultOptions()
+		set(&o)
+		if err := o.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %s = %v: %w", ErrInvalid, key, val, err))
+			lossOK = false
+			return false
+		}
+		return true
+	}
+	const noTeacher = "needs loss.teacher or loss.teacher_store (without a teacher it has no effect)"
+	lossKey("loss.direction", l.Direction, func(o *loss.Options) { o.Direction = l.Direction })
+	if l.Direction == loss.JSD {
+		lossKey("loss.beta", l.Beta, func(o *loss.Options) { o.Direction, o.Beta = loss.JSD, l.Beta })
+	} else if !isDefault("loss.beta", l.Beta) {
+		bad("loss.beta", l.Beta, fmt.Sprintf("is read by loss.direction = jsd only (loss.direction = %v ignores it)", l.Direction))
+	}
+	lossKey("loss.temperature", l.Temperature, func(o *loss.Options) { o.Temperature = l.Temperature })
+	// loss.teacher_temperature's default, 0, stands for loss.temperature.
+	if !isDefault("loss.teacher_temperature", l.TeacherTemperature) &&
+		lossKey("loss.teacher_temperature", l.TeacherTemperature, func(o *loss.Options) { o.TeacherTemperature = l.TeacherTemperature }) && !hasTeacher {
+		bad("loss.teacher_temperature", l.TeacherTemperature, noTeacher)
+	}
+	lossKey("loss.label_smoothing", l.LabelSmoothing, func(o *loss.Options) { o.LabelSmoothing = l.LabelSmoothing })
+	lossKey("loss.hard_weight", l.HardWeight, func(o *loss.Options) { o.HardWeight = l.HardWeight })
+	if lossKey("loss.teacher_top_k", l.TeacherTopK, func(o *loss.Options) { o.TeacherTopK = l.TeacherTopK }) &&
+		!hasTeacher && !isDefault("loss.teacher_top_k", l.TeacherTopK) {
+		bad("loss.teacher_top_k", l.TeacherTopK, noTeacher)
+	}
+	if lossKey("loss.teacher_tail", l.TeacherTail, func(o *loss.Options) { o.TeacherTail = l.TeacherTail }) &&
+		!hasTeacher && !isDefault("loss.teacher_tail", l.TeacherTail) {
+		bad("loss.teacher_tail", l.TeacherTail, noTeacher)
+	}
+	if lossOK {
+		lo := l.LossOptions()
+		if err := lo.Validate(); err != nil { // a field not checked above
+			errs = append(errs, fmt.Errorf("%w: loss: %w", ErrInvalid, err))
+		} else if hasTeacher {
+			// The refusals of CheckTeacher are the tail's: rest with
+			// another direction than forward, renormalize with reverse KL.
+			if err := lo.CheckTeacher(); err != nil {
+				errs = append(errs, fmt.Errorf("%w: loss.teacher_tail = %v: %w", ErrInvalid, l.TeacherTail, err))
+			}
 		}
 	}
-	if c.Loss.Teacher != "" && c.Loss.TeacherStore != "" {
-		bad("loss.teacher_store", fmt.Sprintf("%q", c.Loss.TeacherStore), "cannot be combined with loss.teacher: train from the live teacher or from its store")
+	if l.Teacher != "" && l.TeacherStore != "" {
+		bad("loss.teacher_store", fmt.Sprintf("%q", l.TeacherStore), "cannot be combined with loss.teacher: train from the live teacher or from its store")
 	}
-	if (c.Loss.Teacher != "" || c.Loss.TeacherStore != "") && (c.Loss.Target == engine.TargetHard || c.Loss.Target == engine.TargetSoft) {
-		bad("loss.target", c.Loss.Target, "must be auto or teacher with a teacher (hard and soft targets would leave it unused)")
+	if hasTeacher && (l.Target == engine.TargetHard || l.Target == engine.TargetSoft) {
+		bad("loss.target", l.Target, "must be auto or teacher with a teacher (hard and soft targets would leave it unused)")
 	}
-	if c.Loss.Target == engine.TargetTeacher && c.Loss.Teacher == "" && c.Loss.TeacherStore == "" {
-		bad("loss.target", c.Loss.Target, "needs loss.teacher or loss.teacher_store")
+	if l.Target == engine.TargetTeacher && !hasTeacher {
+		bad("loss.target", l.Target, "needs loss.teacher or loss.teacher_store")
 	}
-	if c.Loss.TeacherTopK < 0 {
-		bad("loss.teacher_top_k", c.Loss.TeacherTopK, "must be >= 0 (0 keeps the whole distribution)")
+
+	// On-policy training is on when loss.on_policy, the fraction of the
+	// windows sampled, is not 0 (a bad fraction is reported as such).
+	onPolicy := l.OnPolicy != 0
+	const offPolicy = "has no effect with loss.on_policy = 0 (on-policy training off): set loss.on_policy > 0, or leave it out"
+	if !(l.OnPolicy >= 0 && l.OnPolicy <= 1) {
+		bad("loss.on_policy", l.OnPolicy, "must be in [0, 1]")
 	}
-	if !(c.Loss.OnPolicy >= 0 && c.Loss.OnPolicy <= 1) {
-		bad("loss.on_policy", c.Loss.OnPolicy, "must be in [0, 1]")
+	// The context, where the configuration says it (model.init's comes
+	// from its folder: the engine checks the prefix against that).
+	ctx, ctxFrom := 0, ""
+	if c.Model.Ctx > 0 {
+		ctx, ctxFrom = c.Model.Ctx, "model.ctx"
+	} else if p, err := lm.Preset(c.Model.Preset); err == nil && c.Model.Init == "" {
+		ctx, ctxFrom = p.Ctx, "model.preset "+c.Model.Preset
 	}
-	if c.Loss.OnPolicyPrefix < 0 {
-		bad("loss.on_policy_prefix", c.Loss.OnPolicyPrefix, "must be >= 0 (0: half the context)")
+	switch {
+	case l.OnPolicyPrefix < 0:
+		bad("loss.on_policy_prefix", l.OnPolicyPrefix, "must be >= 0 (0: half the context)")
+	case !onPolicy && !isDefault("loss.on_policy_prefix", l.OnPolicyPrefix):
+		bad("loss.on_policy_prefix", l.OnPolicyPrefix, offPolicy)
+	case onPolicy && ctx == 1:
+		bad("loss.on_policy", l.OnPolicy, fmt.Sprintf("needs a context of at least 2 tokens, a prefix and a continuation (%s = %d)", ctxFrom, ctx))
+	case onPolicy && ctx > 0 && l.OnPolicyPrefix >= ctx:
+		bad("loss.on_policy_prefix", l.OnPolicyPrefix, fmt.Sprintf("must be in [1, %d], below the context %d (%s); 0: half the context", ctx-1, ctx, ctxFrom))
 	}
-	if !(c.Loss.OnPolicyTemp > 0) || !finite(c.Loss.OnPolicyTemp) {
-		bad("loss.on_policy_temperature", c.Loss.OnPolicyTemp, "must be a finite number > 0")
+	switch {
+	case !(l.OnPolicyTemp > 0) || !finite(l.OnPolicyTemp):
+		bad("loss.on_policy_temperature", l.OnPolicyTemp, "must be a finite number > 0")
+	case !onPolicy && !isDefault("loss.on_policy_temperature", l.OnPolicyTemp):
+		bad("loss.on_policy_temperature", l.OnPolicyTemp, offPolicy)
 	}
 
 	if c.Train.Steps < 1 {
@@ -474,3 +537,25 @@ func (c Config) Validate() error {
 // ErrUnknownKey is returned for a key in a configuration file, or a KLRING_
 // environment variable, that klring does not know.
 var ErrUnknownKey = errors.New("config: unknown key")
+
+// isDefault reports whether v is key's default in Keys(): numbers compare
+// as numbers (so -0 is 0), anything else by its text (a loss.Tail as
+// "renormalize"). It panics on a key Keys does not list.
+func isDefault(key string, v any) bool {
+	for _, k := range Keys() {
+		if k.Name != key {
+			continue
+		}
+		switch d := k.Default.(type) {
+		case float64:
+			f, ok := v.(float64)
+			return ok && f == d
+		case int:
+			i, ok := v.(int)
+			return ok && i == d
+		default:
+			return fmt.Sprint(v) == fmt.Sprint(d)
+		}
+	}
+	panic("config: isDefault of an unknown key " + key)
+}

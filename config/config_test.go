@@ -144,9 +144,9 @@ func TestInvalidValuesNameKeyValueAndRule(t *testing.T) {
 		{[]string{"--data.source", "synthetic:colour=2"}, `unknown setting "colour"`},
 		{[]string{"--data.val_fraction", "0.9"}, "data.val_fraction = 0.9"},
 		{[]string{"--loss.direction", "sideways"}, "loss.direction"},
-		{[]string{"--loss.temperature", "0"}, "loss: invalid option: temperature 0"},
+		{[]string{"--loss.temperature", "0"}, "loss.temperature = 0: loss: invalid option: temperature 0"},
 		{[]string{"--loss.direction", "reverse", "--loss.teacher", "t", "--loss.teacher_top_k", "8"}, "reverse KL"},
-		{[]string{"--loss.direction", "jsd", "--loss.beta", "1.5"}, "beta 1.5"},
+		{[]string{"--loss.direction", "jsd", "--loss.beta", "1.5"}, "loss.beta = 1.5: loss: invalid option: beta 1.5"},
 		{[]string{"--loss.direction", "jsd", "--loss.teacher", "t", "--loss.teacher_top_k", "8", "--loss.teacher_tail", "rest"}, "rest is defined for forward KL only"},
 		{[]string{"--train.steps", "0"}, "train.steps = 0"},
 		{[]string{"--allreduce.deadline", "0s"}, "allreduce.deadline = 0s"},
@@ -264,5 +264,118 @@ func TestAllReduceBucketBytes(t *testing.T) {
 	file := writeFile(t, "allreduce:\n  bucket_bytes: 262144\n")
 	if c, err := Load(flags(t, "--config", file)); err != nil || c.AllReduce.BucketBytes != 262144 {
 		t.Errorf("from a file: %d, %v; want 262144", c.AllReduce.BucketBytes, err)
+	}
+}
+
+// The loss section: an option that would run without effect is an error
+// naming its key; loss's own range checks name the key; a mistake is
+// reported once; the on-policy prefix is checked against a known context.
+func TestLossSectionNamesKeysAndRefusesUnusedOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string // each in the error; "" for no error
+		errs int      // the number of errors joined (0: any)
+	}{
+		// Teacher options without a teacher.
+		{"top k, no teacher", []string{"--loss.teacher_top_k", "8"},
+			[]string{"loss.teacher_top_k = 8: needs loss.teacher or loss.teacher_store"}, 1},
+		{"teacher temperature, no teacher", []string{"--loss.teacher_temperature", "2"},
+			[]string{"loss.teacher_temperature = 2: needs loss.teacher or loss.teacher_store"}, 1},
+		{"teacher tail, no teacher", []string{"--loss.teacher_tail", "uniform"},
+			[]string{"loss.teacher_tail = uniform: needs loss.teacher or loss.teacher_store"}, 1},
+		{"all three, no teacher", []string{"--loss.teacher_top_k", "8", "--loss.teacher_temperature", "2", "--loss.teacher_tail", "rest"},
+			[]string{"loss.teacher_top_k = 8", "loss.teacher_temperature = 2", "loss.teacher_tail = rest"}, 3},
+		{"defaults, no teacher", []string{"--loss.teacher_top_k", "0", "--loss.teacher_temperature", "0", "--loss.teacher_tail", "renormalize"}, []string{""}, 0},
+		{"top k with a teacher", []string{"--loss.teacher", "t", "--loss.teacher_top_k", "8", "--loss.teacher_temperature", "2", "--loss.teacher_tail", "uniform"}, []string{""}, 0},
+		{"top k with a store", []string{"--loss.teacher_store", "s", "--loss.teacher_top_k", "8", "--loss.teacher_temperature", "2"}, []string{""}, 0},
+
+		// loss.beta is read by JSD only.
+		{"beta, forward", []string{"--loss.beta", "0.3"},
+			[]string{"loss.beta = 0.3: is read by loss.direction = jsd only (loss.direction = forward ignores it)"}, 1},
+		{"beta, reverse", []string{"--loss.direction", "reverse", "--loss.label_smoothing", "0.1", "--loss.beta", "1"},
+			[]string{"loss.beta = 1: is read by loss.direction = jsd only (loss.direction = reverse ignores it)"}, 1},
+		{"beta out of range, forward", []string{"--loss.beta", "1.5"}, []string{"loss.beta = 1.5: is read by loss.direction = jsd only"}, 1},
+		{"default beta, forward", []string{"--loss.beta", "0.5"}, []string{""}, 0},
+		{"beta, jsd", []string{"--loss.direction", "jsd", "--loss.beta", "0.3"}, []string{""}, 0},
+		{"beta out of range, jsd", []string{"--loss.direction", "jsd", "--loss.beta", "1.5"}, []string{"loss.beta = 1.5: loss: invalid option: beta 1.5"}, 1},
+
+		// On-policy options while on-policy training is off.
+		{"prefix, off", []string{"--loss.on_policy_prefix", "64"},
+			[]string{"loss.on_policy_prefix = 64: has no effect with loss.on_policy = 0"}, 1},
+		{"temperature, off", []string{"--loss.on_policy_temperature", "0.7"},
+			[]string{"loss.on_policy_temperature = 0.7: has no effect with loss.on_policy = 0"}, 1},
+		{"negative prefix, off", []string{"--loss.on_policy_prefix", "-1"}, []string{"loss.on_policy_prefix = -1: must be >= 0"}, 1},
+		{"zero temperature, off", []string{"--loss.on_policy_temperature", "0"}, []string{"loss.on_policy_temperature = 0: must be a finite number > 0"}, 1},
+		{"prefix and temperature, on", []string{"--loss.on_policy", "0.5", "--loss.on_policy_prefix", "64", "--loss.on_policy_temperature", "0.7"}, []string{""}, 0},
+		{"defaults, off", []string{"--loss.on_policy", "0", "--loss.on_policy_prefix", "0", "--loss.on_policy_temperature", "1"}, []string{""}, 0},
+
+		// The prefix against the context, where it is known.
+		{"prefix at the preset's context", []string{"--loss.on_policy", "0.5", "--loss.on_policy_prefix", "128"},
+			[]string{"loss.on_policy_prefix = 128: must be in [1, 127], below the context 128 (model.preset tiny)"}, 1},
+		{"prefix beyond the preset's context", []string{"--loss.on_policy", "0.5", "--loss.on_policy_prefix", "500"},
+			[]string{"loss.on_policy_prefix = 500: must be in [1, 127]"}, 1},
+		{"prefix within small's context", []string{"--model.preset", "small", "--loss.on_policy", "0.5", "--loss.on_policy_prefix", "200"}, []string{""}, 0},
+		{"prefix beyond model.ctx", []string{"--model.ctx", "64", "--loss.on_policy", "0.5", "--loss.on_policy_prefix", "64"},
+			[]string{"loss.on_policy_prefix = 64: must be in [1, 63], below the context 64 (model.ctx)"}, 1},
+		{"prefix within model.ctx", []string{"--model.ctx", "64", "--loss.on_policy", "0.5", "--loss.on_policy_prefix", "63"}, []string{""}, 0},
+		{"context 1", []string{"--model.ctx", "1", "--loss.on_policy", "0.5"},
+			[]string{"loss.on_policy = 0.5: needs a context of at least 2 tokens"}, 1},
+		{"context from model.init: left to the engine", []string{"--model.init", "m", "--loss.on_policy", "0.5", "--loss.on_policy_prefix", "500"}, []string{""}, 0},
+		{"model.ctx with model.init", []string{"--model.init", "m", "--model.ctx", "32", "--loss.on_policy", "0.5", "--loss.on_policy_prefix", "500"},
+			[]string{"loss.on_policy_prefix = 500: must be in [1, 31], below the context 32 (model.ctx)"}, 1},
+
+		// loss's own checks name the key.
+		{"temperature 0", []string{"--loss.temperature", "0"}, []string{"loss.temperature = 0: loss: invalid option: temperature 0"}, 1},
+		{"label smoothing 1", []string{"--loss.label_smoothing", "1"}, []string{"loss.label_smoothing = 1: loss: invalid option: label smoothing 1"}, 1},
+		{"hard weight 2", []string{"--loss.hard_weight", "2"}, []string{"loss.hard_weight = 2: loss: invalid option: hard weight 2"}, 1},
+		{"teacher temperature -1", []string{"--loss.teacher", "t", "--loss.teacher_temperature", "-1"},
+			[]string{"loss.teacher_temperature = -1: loss: invalid option: teacher temperature -1"}, 1},
+		{"two bad keys, both named", []string{"--loss.temperature", "0", "--loss.hard_weight", "2"},
+			[]string{"loss.temperature = 0", "loss.hard_weight = 2"}, 2},
+		{"rest tail with jsd", []string{"--loss.direction", "jsd", "--loss.teacher", "t", "--loss.teacher_top_k", "8", "--loss.teacher_tail", "rest"},
+			[]string{"loss.teacher_tail = rest: loss: invalid option: teacher tail rest is defined for forward KL only"}, 1},
+		{"renormalized reverse", []string{"--loss.direction", "reverse", "--loss.teacher", "t", "--loss.teacher_top_k", "8"},
+			[]string{"loss.teacher_tail = renormalize: loss: invalid option: reverse KL against a renormalized top-8 target is infinite (it gives 0 to every id outside its top k)"}, 1},
+
+		// One mistake, one error.
+		{"negative top k, no teacher", []string{"--loss.teacher_top_k", "-3"}, []string{"loss.teacher_top_k = -3"}, 1},
+		{"negative top k, teacher", []string{"--loss.teacher", "t", "--loss.teacher_top_k", "-3"}, []string{"loss.teacher_top_k = -3: loss: invalid option: teacher top k -3"}, 1},
+	} {
+		_, err := Load(flags(t, tc.args...))
+		if tc.want[0] == "" {
+			if err != nil {
+				t.Errorf("%s: Load(%v) = %v; want no error", tc.name, tc.args, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: Load(%v) = %v; want ErrInvalid", tc.name, tc.args, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: Load(%v) = %v; want it to say %q", tc.name, tc.args, err, w)
+			}
+		}
+		if n := strings.Count(err.Error(), ErrInvalid.Error()); tc.errs > 0 && n != tc.errs {
+			t.Errorf("%s: Load(%v) gave %d errors; want %d:\n%v", tc.name, tc.args, n, tc.errs, err)
+		}
+	}
+}
+
+// Every key the loss checks compare with its default is a key (isDefault
+// reads Keys).
+func TestLossDefaultsAreTheKeys(t *testing.T) {
+	c, err := Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, v := range map[string]any{"loss.beta": c.Loss.Beta, "loss.teacher_top_k": c.Loss.TeacherTopK,
+		"loss.teacher_temperature": c.Loss.TeacherTemperature, "loss.teacher_tail": c.Loss.TeacherTail,
+		"loss.on_policy_prefix": c.Loss.OnPolicyPrefix, "loss.on_policy_temperature": c.Loss.OnPolicyTemp} {
+		if !isDefault(key, v) {
+			t.Errorf("isDefault(%s, %v) = false for the default configuration", key, v)
+		}
 	}
 }

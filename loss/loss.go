@@ -359,8 +359,12 @@ func checkFit(kind targetKind, hasHard bool, K, vocab int, o Options) (int, erro
 		return 0, fmt.Errorf("%w: teacher tail rest is defined for forward KL only, not %v (beta %v)", ErrOption, o.Direction, o.Beta)
 	}
 	if o.TeacherTail == TailRenormalize && dir == Reverse && o.LabelSmoothing == 0 {
-		return 0, fmt.Errorf("%w: reverse KL against a renormalized top-%d target is infinite (it gives 0 to the other %d ids): use the uniform tail or label smoothing",
-			ErrOption, topK, vocab-topK)
+		zeros := fmt.Sprintf("the other %d ids", vocab-topK)
+		if vocab == unknownVocab {
+			zeros = "every id outside its top k"
+		}
+		return 0, fmt.Errorf("%w: reverse KL against a renormalized top-%d target is infinite (it gives 0 to %s): use the uniform tail or label smoothing",
+			ErrOption, topK, zeros)
 	}
 	return topK, nil
 }
