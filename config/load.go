@@ -45,6 +45,21 @@ func AddFlags(fs *pflag.FlagSet) {
 // --config flag (if any), KLRING_* environment variables and the flags set on fs
 // (fs may be nil). It decodes strictly and validates.
 func Load(fs *pflag.FlagSet) (Config, error) {
+	c, err := Decode(fs)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Decode reads the configuration as Load does (file, environment, flags,
+// decoded strictly) but does not Validate it: for a caller that validates
+// each configuration it derives from this one instead (compare, whose
+// shared flags may only make sense with the settings it varies).
+func Decode(fs *pflag.FlagSet) (Config, error) {
 	if err := checkEnv(os.Environ()); err != nil {
 		return Config{}, fmt.Errorf("config: environment: %w", err)
 	}
@@ -85,9 +100,6 @@ func Load(fs *pflag.FlagSet) (Config, error) {
 	var c Config
 	if err := v.UnmarshalExact(&c, viper.DecodeHook(decodeHook())); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, err
 	}
 	return c, nil
 }

@@ -54,10 +54,14 @@ func compareCmd() *cobra.Command {
 				}
 				vary = append([]compare.Vary{v}, vary...)
 			}
-			base, log, err := loadConfig(fs)
+			// The shared flags are checked with each setting (Plan), not
+			// alone: --loss.beta 0.3 with --vary loss.direction=jsd is fine.
+			base, err := config.Decode(fs)
 			if err != nil {
 				return err
 			}
+			verbose, _ := fs.GetBool("verbose")
+			log := newLogger(os.Stderr, verbose)
 			if base.Run.Dir == "" {
 				base.Run.Dir = filepath.Join("runs", "compare-"+time.Now().Format("20060102-150405"))
 			}
@@ -78,7 +82,6 @@ func compareCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			verbose, _ := fs.GetBool("verbose")
 			runLog := log
 			if !verbose {
 				runLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

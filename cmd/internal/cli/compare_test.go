@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,5 +117,21 @@ func TestCompareRefusesBeforeRunning(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The shared flags are checked with each setting, not alone: a key that
+// only some settings read is refused naming the settings that ignore it,
+// and not at all when every setting reads it.
+func TestCompareChecksSharedFlagsPerSetting(t *testing.T) {
+	c := Coordinator()
+	var out bytes.Buffer
+	c.SetOut(&out)
+	c.SetErr(&out)
+	c.SetArgs([]string{"compare", "--run.dir", t.TempDir(), "--loss.beta", "0.3", "--vary", "loss.direction=forward,jsd"})
+	err := c.ExecuteContext(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `setting "loss.direction=forward"`) || !strings.Contains(err.Error(), "loss.beta") ||
+		strings.Contains(err.Error(), `setting "loss.direction=jsd"`) {
+		t.Errorf("compare --loss.beta 0.3 --vary loss.direction=forward,jsd = %v; want an error naming the forward setting only", err)
 	}
 }
