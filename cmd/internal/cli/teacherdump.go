@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,6 +55,8 @@ func teacherDumpCmd() *cobra.Command {
 				return fmt.Errorf("--ctx = %d: want the tokens of a window, or 0 for the teacher's context", ctxLen)
 			case threads < 0:
 				return fmt.Errorf("--threads = %d: want the kernel threads, or 0 for every core", threads)
+			case tok != "" && !slices.Contains(tokenizer.Names(), tok):
+				return fmt.Errorf("--tokenizer %q: want one of %v", tok, tokenizer.Names())
 			case tok == tokenizer.NameGPT2 && strings.HasPrefix(data, "synthetic"):
 				return fmt.Errorf("--tokenizer %q applies to text:PATH and tokens:PATH sources, not synthetic", tok)
 			}

@@ -103,6 +103,7 @@ func TestTeacherDumpBadInput(t *testing.T) {
 		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--batch", "-3"}, "--batch = -3"},
 		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--threads", "-1"}, "--threads = -1"},
 		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--tokenizer", "gpt2"}, `--tokenizer "gpt2"`},
+		{[]string{"--teacher", teacher, "--data", "synthetic", "--top-k", "4", "--out", out, "--tokenizer", "gpt3"}, `--tokenizer "gpt3": want one of`},
 		{[]string{"--teacher", teacher, "--data", "synthetic:modes=2", "--top-k", "4", "--out", out, "--tokenizer", "gpt2"}, `--tokenizer "gpt2"`},
 	} {
 		_, _, err := run(t, append([]string{"teacher-dump"}, tc.args...)...)
