@@ -156,10 +156,16 @@ func (d *Dataset) openFile(path string, o Options, width int) (err error) {
 	return nil
 }
 
+// IsLLMC reports whether b, the start of a file, begins with llm.c's
+// token-file magic (a nanoGPT file, headerless, has nothing to tell it by).
+func IsLLMC(b []byte) bool {
+	return len(b) >= 4 && binary.LittleEndian.Uint32(b) == llmcMagic
+}
+
 // tokenPayload tells llm.c's format (the magic in the first int32) from
 // nanoGPT's headerless one and returns the token bytes.
 func tokenPayload(b []byte) ([]byte, error) {
-	if len(b) >= 4 && binary.LittleEndian.Uint32(b) == llmcMagic {
+	if IsLLMC(b) {
 		if len(b) < llmcHeaderBytes {
 			return nil, fmt.Errorf("llm.c header truncated: %d of %d bytes: %w", len(b), llmcHeaderBytes, ErrHeader)
 		}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -88,10 +87,6 @@ func tokenizeCmd() *cobra.Command {
 	return cmd
 }
 
-// llmcMagic is the first little-endian uint32 of an llm.c token file (see
-// shard.LLMC).
-const llmcMagic = 20240520
-
 // checkTokenOut reports, before any tokenizing, why the token file out
 // cannot be written: its folder is missing, not a folder or not writable,
 // or out exists and is a folder, or a file other than an llm.c token file
@@ -140,12 +135,11 @@ func isLLMCFile(path string) (bool, error) {
 	}
 	defer f.Close()
 	var b [4]byte
-	if _, err := io.ReadFull(f, b[:]); errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return false, nil
-	} else if err != nil {
+	n, err := io.ReadFull(f, b[:])
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return false, err
 	}
-	return binary.LittleEndian.Uint32(b[:]) == llmcMagic, nil
+	return shard.IsLLMC(b[:n]), nil
 }
 
 // pathErr is err without the path of an *fs.PathError, for messages that
