@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -46,7 +47,7 @@ type ChaosOptions struct {
 // what is wrong; Chaos runs nothing (and writes nothing) when it fails.
 func (o ChaosOptions) Validate(steps int) error {
 	for _, k := range o.Kinds {
-		if !slicesContains(FaultKinds(), k) {
+		if !slices.Contains(FaultKinds(), k) {
 			return fmt.Errorf("%w: fault kind %q, want some of %v", config.ErrInvalid, k, FaultKinds())
 		}
 	}
@@ -120,15 +121,6 @@ func Chaos(ctx context.Context, cfg config.Config, opts ChaosOptions, log *slog.
 		return rep, fmt.Errorf("%w: final loss %.6f with faults, %.6f without: differ by %.2g > 1e-3", ErrChaos, rep.Loss, rep.CleanLoss, d)
 	}
 	return rep, nil
-}
-
-func slicesContains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // chaosRun is the run with faults: a NATS server, a coordinator and workers

@@ -88,12 +88,7 @@ func TestResumeWithOtherDataIsRefused(t *testing.T) {
 	cfg := testConfig(t, 4, 4)
 	cfg.Data.Source = "tokens:" + tokens
 	trainRun(t, cfg, 1)
-	before := treeDigest(t, cfg.Run.Dir)
-	for _, tc := range []struct {
-		name string
-		mod  func(*config.Config)
-		want string
-	}{
+	refuseResumes(t, cfg, []resumeCase{
 		{"seed", func(c *config.Config) { c.Data.Seed = 7 }, "seed: 1, 7"},
 		{"val_fraction", func(c *config.Config) { c.Data.ValFraction = 0.2 }, "val_fraction: 0.05, 0.2"},
 		{"another file", func(c *config.Config) {
@@ -106,7 +101,24 @@ func TestResumeWithOtherDataIsRefused(t *testing.T) {
 			writeTokens(t, short, 10000, 7)
 			c.Data.Source = "tokens:" + short
 		}, "bytes: 40000, 20000"},
-	} {
+	})
+}
+
+// resumeCase is a change to a finished run's configuration that its resume
+// refuses, with what the error must say.
+type resumeCase struct {
+	name string
+	mod  func(*config.Config)
+	want string
+}
+
+// refuseResumes checks that NewCoordinator refuses each case's change to
+// cfg (a run already trained in cfg.Run.Dir) with an error saying its want,
+// and that run.dir is left as it was.
+func refuseResumes(t *testing.T, cfg config.Config, cases []resumeCase) {
+	t.Helper()
+	before := treeDigest(t, cfg.Run.Dir)
+	for _, tc := range cases {
 		c := cfg
 		tc.mod(&c)
 		_, err := NewCoordinator(c, testLogger(t), nil)
@@ -626,27 +638,12 @@ func TestResumeRefusedLeavesRunDir(t *testing.T) {
 	cfg := testConfig(t, 4, 4)
 	cfg.Run.CheckpointEvery = 2
 	trainRun(t, cfg, 1)
-	before := treeDigest(t, cfg.Run.Dir)
-	for _, tc := range []struct {
-		name string
-		mod  func(*config.Config)
-		want string
-	}{
+	refuseResumes(t, cfg, []resumeCase{
 		{"fewer steps", func(c *config.Config) { c.Train.Steps = 3 }, "train.steps = 3, but the checkpoint"},
 		{"wider", func(c *config.Config) { c.Model.NEmbd = 64 }, "model.n_embd = 64, but the checkpoint"},
 		{"deeper", func(c *config.Config) { c.Model.NLayer = 3 }, "model.n_layer = 3"},
 		{"longer context", func(c *config.Config) { c.Model.Ctx = 32 }, "model.ctx = 32"},
-	} {
-		c := cfg
-		tc.mod(&c)
-		_, err := NewCoordinator(c, testLogger(t), nil)
-		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%s: NewCoordinator = %v; want an error naming %q", tc.name, err, tc.want)
-		}
-	}
-	if treeDigest(t, cfg.Run.Dir) != before {
-		t.Error("a refused resume changed run.dir")
-	}
+	})
 	// More steps with the same model resume.
 	more := cfg
 	more.Train.Steps = 6

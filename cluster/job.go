@@ -369,7 +369,7 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 			return nil, false, fmt.Errorf("model.init %s: %w", cfg.Model.Init, err)
 		}
 		// The folder fixes the model: a shape also set in cfg must be its.
-		if err := checkShape(cfg.Model, lm.Config{}, false, model.Config, "model.init "+cfg.Model.Init); err != nil {
+		if err := checkShape(cfg.Model, lm.Config{}, model.Config, "model.init "+cfg.Model.Init); err != nil {
 			return nil, false, err
 		}
 		// A Hugging Face folder holds V rows: pad them as the run says.
@@ -1150,23 +1150,21 @@ func checkResume(cfg config.Config, ckpt lm.Config, step int64, dir string) erro
 		return fmt.Errorf("%w: train.steps = %d, but the checkpoint %s is at step %d: set train.steps to at least %d to go on, or choose another run.dir",
 			config.ErrInvalid, cfg.Train.Steps, dir, step, step)
 	}
-	m := cfg.Model
-	var preset lm.Config
-	hasPreset := false
-	if m.Init == "" && m.Preset != "custom" {
-		p, err := lm.Preset(m.Preset)
-		preset, hasPreset = p, err == nil
+	var preset lm.Config // zero: no preset gives the shape
+	if cfg.Model.Init == "" && cfg.Model.Preset != "custom" {
+		preset, _ = lm.Preset(cfg.Model.Preset)
 	}
-	if err := checkShape(m, preset, hasPreset, ckpt, "the checkpoint "+dir); err != nil {
+	if err := checkShape(cfg.Model, preset, ckpt, "the checkpoint "+dir); err != nil {
 		return fmt.Errorf("%w: a resumed run keeps its checkpoint's model; choose another run.dir for a new one", err)
 	}
 	return nil
 }
 
-// checkShape checks the model shape m sets (each field > 0, or the preset's
-// when hasPreset and the field is not set) against got, the shape of what
-// (a checkpoint, a model.init folder), naming the first that differs.
-func checkShape(m config.Model, preset lm.Config, hasPreset bool, got lm.Config, what string) error {
+// checkShape checks the model shape m sets (each field > 0, or preset's
+// where m does not set it; a zero preset gives none) against got, the shape
+// of what (a checkpoint, a model.init folder), naming the first that
+// differs.
+func checkShape(m config.Model, preset lm.Config, got lm.Config, what string) error {
 	for _, f := range []struct {
 		key              string
 		set, preset, got int
@@ -1176,7 +1174,7 @@ func checkShape(m config.Model, preset lm.Config, hasPreset bool, got lm.Config,
 		{"model.vocab", m.Vocab, 0, got.Vocab},
 	} {
 		want, name := f.set, fmt.Sprintf("%s = %d", f.key, f.set)
-		if want <= 0 && hasPreset && f.preset > 0 {
+		if want <= 0 && f.preset > 0 {
 			want, name = f.preset, fmt.Sprintf("model.preset %s has %s = %d", m.Preset, f.key, f.preset)
 		}
 		if want > 0 && want != f.got {

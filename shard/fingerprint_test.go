@@ -13,17 +13,8 @@ func TestFingerprintNamesEveryDifference(t *testing.T) {
 	b := filepath.Join(dir, "b.txt")
 	os.WriteFile(a, []byte(strings.Repeat("abcdefgh", 200)), 0o644)
 	os.WriteFile(b, []byte(strings.Repeat("abcdefgh", 200)), 0o644)
-	open := func(o Options) Fingerprint {
-		t.Helper()
-		d, err := Open(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer d.Close()
-		return d.Fingerprint()
-	}
-	base := open(Options{Source: "text:" + a, Ctx: 8, ValFraction: 0.1, Seed: 1})
-	if d := base.Diff(open(Options{Source: "text:" + b, Ctx: 8, ValFraction: 0.1, Seed: 1})); d != "" {
+	base := openFingerprint(t, Options{Source: "text:" + a, Ctx: 8, ValFraction: 0.1, Seed: 1})
+	if d := base.Diff(openFingerprint(t, Options{Source: "text:" + b, Ctx: 8, ValFraction: 0.1, Seed: 1})); d != "" {
 		t.Errorf("the same bytes under another name differ: %s", d)
 	}
 	for _, tc := range []struct {
@@ -34,16 +25,16 @@ func TestFingerprintNamesEveryDifference(t *testing.T) {
 		{Options{Source: "text:" + a, Ctx: 8, ValFraction: 0.2, Seed: 1}, "val_fraction: 0.1, 0.2"},
 		{Options{Source: "text:" + a, Ctx: 16, ValFraction: 0.1, Seed: 1}, "ctx: 8, 16"},
 	} {
-		if d := base.Diff(open(tc.o)); !strings.Contains(d, tc.want) {
+		if d := base.Diff(openFingerprint(t, tc.o)); !strings.Contains(d, tc.want) {
 			t.Errorf("Diff = %q; want it to name %q", d, tc.want)
 		}
 	}
 	os.WriteFile(b, []byte(strings.Repeat("abcdefgh", 199)+"abcdefgX"), 0o644)
-	if d := base.Diff(open(Options{Source: "text:" + b, Ctx: 8, ValFraction: 0.1, Seed: 1})); !strings.Contains(d, "sha256") {
+	if d := base.Diff(openFingerprint(t, Options{Source: "text:" + b, Ctx: 8, ValFraction: 0.1, Seed: 1})); !strings.Contains(d, "sha256") {
 		t.Errorf("a changed byte: Diff = %q; want sha256 named", d)
 	}
-	s1 := open(Options{Source: "synthetic", Ctx: 8, Seed: 1, Tokens: 4096})
-	s2 := open(Options{Source: "synthetic", Ctx: 8, Seed: 1, Tokens: 4096})
+	s1 := openFingerprint(t, Options{Source: "synthetic", Ctx: 8, Seed: 1, Tokens: 4096})
+	s2 := openFingerprint(t, Options{Source: "synthetic", Ctx: 8, Seed: 1, Tokens: 4096})
 	if d := s1.Diff(s2); d != "" || s1.SHA256 == "" {
 		t.Errorf("two synthetic corpora of one seed: Diff %q, sha %q", d, s1.SHA256)
 	}
@@ -52,17 +43,8 @@ func TestFingerprintNamesEveryDifference(t *testing.T) {
 // DiffAs labels each side's value, and when two synthetic corpora differ in
 // their bytes alone it says what can make them differ.
 func TestFingerprintDiffAs(t *testing.T) {
-	open := func(o Options) Fingerprint {
-		t.Helper()
-		d, err := Open(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer d.Close()
-		return d.Fingerprint()
-	}
-	a := open(Options{Source: "synthetic", Ctx: 8, Seed: 1, Tokens: 4096})
-	b := open(Options{Source: "synthetic", Ctx: 16, Seed: 2, Tokens: 4096})
+	a := openFingerprint(t, Options{Source: "synthetic", Ctx: 8, Seed: 1, Tokens: 4096})
+	b := openFingerprint(t, Options{Source: "synthetic", Ctx: 16, Seed: 2, Tokens: 4096})
 	d := a.DiffAs(b, "store", "want")
 	for _, want := range []string{"sha256: store " + a.SHA256 + ", want " + b.SHA256, "ctx: store 8, want 16", "seed: store 1, want 2"} {
 		if !strings.Contains(d, want) {
@@ -79,7 +61,7 @@ func TestFingerprintDiffAs(t *testing.T) {
 		t.Errorf("synthetic corpora of other seeds, seed not recorded: DiffAs = %q; want the seed and modes named as causes", d)
 	}
 	// The same seed, other modes.
-	c := open(Options{Source: "synthetic:modes=2", Ctx: 8, Seed: 1, Tokens: 4096})
+	c := openFingerprint(t, Options{Source: "synthetic:modes=2", Ctx: 8, Seed: 1, Tokens: 4096})
 	a.Seed = 1
 	if d := a.Diff(c); !strings.Contains(d, "modes") || strings.Contains(d, "seed:") {
 		t.Errorf("synthetic corpora of other modes: Diff = %q; want modes named", d)
@@ -88,4 +70,15 @@ func TestFingerprintDiffAs(t *testing.T) {
 	if d := (Fingerprint{Kind: "text", SHA256: "aa"}).Diff(Fingerprint{Kind: "text", SHA256: "bb"}); d != "sha256: aa, bb" {
 		t.Errorf("text of other bytes: Diff = %q", d)
 	}
+}
+
+// openFingerprint opens the dataset o names and returns its fingerprint.
+func openFingerprint(t *testing.T, o Options) Fingerprint {
+	t.Helper()
+	d, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	return d.Fingerprint()
 }
