@@ -68,10 +68,17 @@
 // A Writer writes PATH.partial: the file is sized at once, records and
 // their checksums are written in window order, and Sync makes them durable
 // (fsync) before it records their number in the header (fsync again). A
-// Writer created for the same PATH and header after a stop or a crash
-// continues after the last window recorded; a different header is refused,
-// naming the fields. Finish renames the complete store to PATH, so PATH is
-// only ever a complete store.
+// Writer created for the same PATH and header after a stop or a crash reads
+// back the windows the header records and continues after the last intact
+// one: the first window cut off (a file shorter than its header implies) or
+// failing its checksum, and every window after it, are written again. A
+// different or damaged header is refused, naming the fields (remove the
+// file to start over). Finish reads the complete store back and verifies
+// its header, length and every window's checksum before it renames it to
+// PATH, so PATH is only ever a complete store that passed; one that fails
+// stays at PATH.partial, to be continued from its first damaged window. A
+// damaged store at PATH is not written over: Dump refuses it, saying to
+// remove it.
 //
 // # Reading
 //

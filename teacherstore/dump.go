@@ -63,6 +63,7 @@ type DumpStats struct {
 	Windows       int     // in the store
 	Tokens        int     // positions in the store: Windows * Ctx
 	Resumed       int     // windows already written by an earlier run
+	Dropped       int     // windows an earlier run recorded that were written again: window Resumed was cut off or damaged (Writer.Dropped)
 	Complete      bool    // the store was complete before this run
 	NewTokens     int     // positions computed by this run
 	Seconds       float64 // of this run's computing
@@ -78,7 +79,9 @@ type DumpStats struct {
 // run stopped by ctx or a crash is continued by the next Dump of the same
 // store). data's windows must fit the teacher: its context at most the
 // teacher's, its vocabulary at most the teacher's. A complete store of the
-// same header is not written again (DumpStats.Complete).
+// same header is not written again (DumpStats.Complete); a damaged one is
+// an error saying to remove it. The store is verified (every window's
+// checksum) before it is renamed to path (Writer.Finish).
 func Dump(ctx context.Context, path string, teacher *lm.Model, data *shard.Dataset, o DumpOptions) (DumpStats, error) {
 	cfg := teacher.Config
 	T, V := data.Ctx(), cfg.Vocab
@@ -113,22 +116,13 @@ func Dump(ctx context.Context, path string, teacher *lm.Model, data *shard.Datas
 	st := DumpStats{Path: path, Header: h, Windows: h.Windows, Tokens: h.Windows * T}
 	w, err := Create(path, h)
 	if errors.Is(err, ErrExists) {
-		s, err := Open(path)
-		if err != nil {
-			return st, err
-		}
-		defer s.Close()
-		if err := s.Check(h); err != nil {
-			return st, err
-		}
-		st.Complete, st.Resumed = true, h.Windows
-		return st, finishStats(&st, s)
+		return st, existing(&st, path)
 	}
 	if err != nil {
 		return st, err
 	}
 	defer w.Close()
-	st.Resumed = w.Done()
+	st.Resumed, st.Dropped = w.Done(), w.Dropped()
 
 	K := o.K
 	B := max(1, min(o.Batch, (256<<20)/(T*K*8)))
@@ -194,30 +188,47 @@ func Dump(ctx context.Context, path string, teacher *lm.Model, data *shard.Datas
 			o.Progress(w.Done(), h.Windows)
 		}
 	}
-	if err := w.Finish(); err != nil {
-		return st, err
-	}
 	st.Seconds = time.Since(start).Seconds()
 	if st.Seconds > 0 {
 		st.TokensPerS = float64(st.NewTokens) / st.Seconds
 	}
-	s, err := Open(path)
+	// Finish verifies every window before the store takes its path.
+	kept, err := w.finish()
 	if err != nil {
 		return st, err
 	}
-	defer s.Close()
-	return st, finishStats(&st, s)
+	fileStats(&st, kept)
+	return st, nil
 }
 
-// finishStats fills the file's figures of a complete store (checking every
-// window's checksum on the way).
-func finishStats(st *DumpStats, s *Store) error {
-	kept, err := s.Verify()
+// existing checks the complete store at path against st.Header and
+// verifies every window, filling st. A store that is not intact is an
+// error saying to remove it: Dump does not write over it.
+func existing(st *DumpStats, path string) error {
+	s, err := Open(path)
+	if errors.Is(err, ErrFormat) || errors.Is(err, ErrIncomplete) {
+		return fmt.Errorf("teacher dump: %w (remove %s to write the store again)", err, path)
+	}
 	if err != nil {
 		return err
 	}
-	st.MeanKept = kept
-	st.FileBytes = s.Header().FileBytes()
-	st.BytesPerToken = float64(st.FileBytes) / float64(max(st.Tokens, 1))
+	defer s.Close()
+	if err := s.Check(st.Header); err != nil {
+		return err
+	}
+	kept, err := s.Verify()
+	if err != nil {
+		return fmt.Errorf("teacher dump: verifying the existing store: %w (remove %s to write the store again)", err, path)
+	}
+	st.Complete, st.Resumed = true, st.Header.Windows
+	fileStats(st, kept)
 	return nil
+}
+
+// fileStats fills the file's figures of a complete store whose top K keep
+// meanKept of the teacher's mass.
+func fileStats(st *DumpStats, meanKept float64) {
+	st.MeanKept = meanKept
+	st.FileBytes = st.Header.FileBytes()
+	st.BytesPerToken = float64(st.FileBytes) / float64(max(st.Tokens, 1))
 }

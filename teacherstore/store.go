@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"math"
 	"os"
+	"strings"
 )
 
 // Store is an open, complete store, mapped read-only. Its methods may be
@@ -48,7 +49,11 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("teacher store %s: %w", path, err)
 	}
 	if done != h.Windows {
-		return nil, fmt.Errorf("teacher store %s: %w: %d of %d windows written (run teacher-dump again to finish it)", path, ErrIncomplete, done, h.Windows)
+		todo := "run teacher-dump again to finish it"
+		if !strings.HasSuffix(path, partialSuffix) {
+			todo = "not a " + partialSuffix + " file that teacher-dump continues: remove it and run teacher-dump again"
+		}
+		return nil, fmt.Errorf("teacher store %s: %w: %d of %d windows written (%s)", path, ErrIncomplete, done, h.Windows, todo)
 	}
 	if want := h.FileBytes(); st.Size() != want {
 		return nil, fmt.Errorf("teacher store %s: %w: file length %d, the header (%d windows of %d bytes) implies %d", path, ErrFormat, st.Size(), h.Windows, h.RecordBytes(), want)

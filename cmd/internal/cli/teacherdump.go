@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -35,7 +36,8 @@ func teacherDumpCmd() *cobra.Command {
 			"and write the k most likely next tokens at every position with their probabilities (at --temperature) into a store " +
 			"that training reads with loss.teacher_store instead of running the teacher. Windows are cut at the teacher's context " +
 			"(n_positions) unless --ctx is smaller; the student's context must be the store's. The store is written to FILE.partial " +
-			"and renamed to FILE when complete; run the command again on an interrupted output to continue it.",
+			"and renamed to FILE once complete and verified (every window's checksum); run the command again on an interrupted output to continue it " +
+			"(from its first damaged window, if any). A damaged FILE is not written over: remove it to write the store again.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
@@ -47,8 +49,8 @@ func teacherDumpCmd() *cobra.Command {
 				return fmt.Errorf("--out is required: the store to write")
 			case k < 1:
 				return fmt.Errorf("--top-k = %d: want the number of tokens to keep per position, at least 1", k)
-			case !(temperature > 0):
-				return fmt.Errorf("--temperature = %v: want a number > 0", temperature)
+			case !(temperature > 0) || math.IsInf(temperature, 0):
+				return fmt.Errorf("--temperature = %v: want a finite number > 0", temperature)
 			case batch < 1:
 				return fmt.Errorf("--batch = %d: want the windows of a teacher forward pass, at least 1", batch)
 			case ctxLen < 0:
@@ -84,16 +86,32 @@ func teacherDumpCmd() *cobra.Command {
 				}
 				T = ctxLen
 			}
-			if tok == "" {
-				if tok, err = engine.ReadTokenizer(teacherDir); err != nil {
-					return fmt.Errorf("--teacher %s: %w", teacherDir, err)
-				}
+			teacherTok, err := engine.ReadTokenizer(teacherDir)
+			if err != nil {
+				return fmt.Errorf("--teacher %s: %w", teacherDir, err)
+			}
+			switch {
+			case tok == "":
+				tok = teacherTok
+			case teacherTok != "" && tok != teacherTok:
+				return fmt.Errorf("--tokenizer %q: the teacher %s was trained with the %q tokenizer (its %s); its distributions over %q ids would mean nothing (leave --tokenizer out, or give %q)",
+					tok, teacherDir, teacherTok, engine.TokenizerFile, tok, teacherTok)
 			}
 			ds, err := engine.OpenData(cmd.Context(), engine.DataRequest{Options: shard.Options{Source: data, Ctx: T, Seed: seed}, Tokenizer: tok}, cacheDir, log)
 			if err != nil {
 				return fmt.Errorf("--data %s: %w", data, err)
 			}
 			defer ds.Close()
+			if ds.Vocab() > teacher.Config.Vocab {
+				what, cached := data, ""
+				if tok != "" && !strings.HasPrefix(data, "synthetic") {
+					what += " with the " + tok + " tokenizer"
+				}
+				if src := ds.Source(); src != data {
+					cached = " (tokens cached in " + strings.TrimPrefix(src, "tokens:") + ")"
+				}
+				return fmt.Errorf("--data %s has vocabulary %d, more than the teacher's %d%s", what, ds.Vocab(), teacher.Config.Vocab, cached)
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "teacher %s (vocabulary %d, context %d, SHA-256 %s)\n", teacherDir, teacher.Config.Vocab, teacher.Config.Ctx, sha[:16])
 			fmt.Fprintf(cmd.OutOrStdout(), "data %s: %d windows of %d tokens\n", data, ds.NumWindows(), T)
 			st, err := teacherstore.Dump(cmd.Context(), out, teacher, ds, teacherstore.DumpOptions{
@@ -110,7 +128,7 @@ func teacherDumpCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&teacherDir, "teacher", "", "the teacher: a Hugging Face GPT-2 folder (model.safetensors, config.json)")
 	f.StringVar(&data, "data", "", "data source: synthetic[:SETTINGS], text:PATH or tokens:PATH")
-	f.StringVar(&tok, "tokenizer", "", "tokenizer of text:PATH and tokens:PATH data: bytes or gpt2 (not gpt2 with synthetic data); default: the teacher's (tokenizer_config.json), else bytes")
+	f.StringVar(&tok, "tokenizer", "", "tokenizer of text:PATH and tokens:PATH data: bytes or gpt2 (not gpt2 with synthetic data); default: the teacher's (tokenizer_config.json), else bytes; one other than the teacher's is refused")
 	f.IntVar(&k, "top-k", 0, "tokens kept per position (1..the teacher's vocabulary)")
 	f.StringVar(&out, "out", "", "the store to write (FILE.partial until it is complete)")
 	f.StringVar(&dtype, "dtype", "float32", "type of the stored probabilities: float32 or float16")
@@ -165,6 +183,13 @@ func printDump(w io.Writer, st teacherstore.DumpStats) {
 	switch {
 	case st.Complete:
 		fmt.Fprintf(w, "\nteacher store %s was already complete\n", st.Path)
+	case st.Dropped > 0:
+		again := "it was"
+		if st.Dropped > 1 {
+			again = fmt.Sprintf("it and the %d after it that run recorded were", st.Dropped-1)
+		}
+		fmt.Fprintf(w, "\nteacher store %s written (continued after %d windows: window %d, recorded by the interrupted run, was cut off or damaged, so %s written again)\n",
+			st.Path, st.Resumed, st.Resumed, again)
 	case st.Resumed > 0:
 		fmt.Fprintf(w, "\nteacher store %s written (continued after %d windows)\n", st.Path, st.Resumed)
 	default:

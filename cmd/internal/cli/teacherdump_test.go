@@ -3,11 +3,13 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/klring/klring/engine"
 	"github.com/klring/klring/kernels"
 	"github.com/klring/klring/lm"
 	"github.com/klring/klring/teacherstore"
@@ -130,5 +132,79 @@ func TestTeacherDumpOtherData(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "data (sha256: store ") || !strings.Contains(err.Error(), ", want ") ||
 		!strings.Contains(err.Error(), "seed") || !strings.Contains(err.Error(), "modes") {
 		t.Fatalf("teacher-dump of another seed over a store: %v; want the store's and the wanted SHA-256 labelled, and the seed or modes named", err)
+	}
+}
+
+// --temperature ±Inf (and NaN) is refused before the teacher or the data
+// are loaded: with --teacher and --data that do not exist the error is
+// still the flag's.
+func TestTeacherDumpInfiniteTemperature(t *testing.T) {
+	dir := t.TempDir()
+	for _, temp := range []string{"+Inf", "-Inf", "inf", "NaN"} {
+		_, _, err := run(t, "teacher-dump", "--teacher", filepath.Join(dir, "none"), "--data", "text:"+filepath.Join(dir, "none.txt"),
+			"--top-k", "4", "--out", filepath.Join(dir, "x.topk"), "--temperature", temp)
+		if err == nil || !strings.HasPrefix(err.Error(), "--temperature = ") || !strings.Contains(err.Error(), ": want a finite number > 0") {
+			t.Errorf("teacher-dump --temperature %s: %v; want the flag refused up front", temp, err)
+		}
+	}
+}
+
+// A --tokenizer other than the one the teacher's checkpoint records is
+// refused, naming both, and writes nothing; the same one, or none, is
+// the teacher's.
+func TestTeacherDumpTokenizerMismatch(t *testing.T) {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "a.txt")
+	if err := os.WriteFile(text, bytes.Repeat([]byte("the teacher knows the next byte. "), 10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ recorded, given string }{{"gpt2", "bytes"}, {"bytes", "gpt2"}} {
+		teacher := tinyTeacher(t)
+		if err := engine.WriteTokenizerConfig(teacher, tc.recorded, 16); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, tc.recorded+".topk")
+		_, _, err := run(t, "teacher-dump", "--teacher", teacher, "--data", "text:"+text, "--tokenizer", tc.given, "--top-k", "4",
+			"--out", out, "--threads", "1", "--data.cache_dir", filepath.Join(dir, "cache"))
+		if err == nil || !strings.Contains(err.Error(), `--tokenizer "`+tc.given+`"`) || !strings.Contains(err.Error(), `trained with the "`+tc.recorded+`" tokenizer`) {
+			t.Errorf("teacher-dump --tokenizer %s of a teacher recording %s: %v; want it refused naming both", tc.given, tc.recorded, err)
+		}
+		for _, p := range []string{out, teacherstore.PartialPath(out)} {
+			if _, err := os.Stat(p); err == nil {
+				t.Errorf("a refused teacher-dump wrote %s", p)
+			}
+		}
+	}
+	teacher := tinyTeacher(t)
+	if err := engine.WriteTokenizerConfig(teacher, "bytes", 16); err != nil {
+		t.Fatal(err)
+	}
+	for i, tok := range [][]string{{"--tokenizer", "bytes"}, nil} {
+		args := append([]string{"teacher-dump", "--teacher", teacher, "--data", "text:" + text, "--top-k", "4",
+			"--out", filepath.Join(dir, fmt.Sprintf("same%d.topk", i)), "--threads", "1"}, tok...)
+		if _, _, err := run(t, args...); err != nil {
+			t.Errorf("teacher-dump %v of a teacher recording bytes: %v", tok, err)
+		}
+	}
+}
+
+// Data of a larger vocabulary than the teacher's is refused naming the
+// data as given (and its tokenizer), not the tokenizer's cache file.
+func TestTeacherDumpDataVocabulary(t *testing.T) {
+	teacher := tinyTeacher(t) // vocabulary 256, no tokenizer recorded
+	dir := t.TempDir()
+	text := filepath.Join(dir, "a.txt")
+	if err := os.WriteFile(text, bytes.Repeat([]byte("the teacher knows the next token. "), 10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(dir, "cache")
+	_, _, err := run(t, "teacher-dump", "--teacher", teacher, "--data", "text:"+text, "--tokenizer", "gpt2", "--top-k", "4",
+		"--out", filepath.Join(dir, "x.topk"), "--threads", "1", "--data.cache_dir", cache)
+	want := "--data text:" + text + " with the gpt2 tokenizer "
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "vocabulary 50257, more than the teacher's 256") {
+		t.Fatalf("teacher-dump of gpt2 tokens with a teacher of 256: %v; want it to start %q and name both vocabularies", err, want)
+	}
+	if strings.Count(err.Error(), cache) != strings.Count(err.Error(), "(tokens cached in "+cache) {
+		t.Errorf("teacher-dump of gpt2 tokens with a teacher of 256: %v; the cache file is named other than in parentheses", err)
 	}
 }
