@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/klring/klring/allreduce"
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/engine"
+	"github.com/klring/klring/kernels"
 	"github.com/klring/klring/loss"
 	"github.com/klring/klring/natsnet"
 	"github.com/klring/klring/outputs"
@@ -144,8 +146,15 @@ func NewCoordinator(cfg config.Config, log *slog.Logger, env *Env) (*Coordinator
 	}
 	peak := cfg.Run.PeakGFLOPs
 	if peak == 0 {
-		peak = job.env.Pool.PeakGFLOPs()
-		log.Info("measured the peak for MFU", "gflops", math.Round(peak), "threads", job.env.Pool.Threads())
+		// Against every core of this machine, not the coordinator's own
+		// cluster.threads: workers beside it (compose on one machine, 1
+		// thread each) would otherwise report an MFU above 1.
+		pool := job.env.Pool
+		if n := runtime.NumCPU(); n > pool.Threads() {
+			pool = kernels.NewPool(n)
+		}
+		peak = pool.PeakGFLOPs()
+		log.Info("measured the peak for MFU (set run.peak_gflops to the sum over the workers' machines)", "gflops", math.Round(peak), "threads", pool.Threads())
 	}
 	c := &Coordinator{cfg: cfg, spec: job.spec, log: log, subj: subj, run: newRunID(),
 		job: job, resumed: resumed, prom: outputs.NewProm(), abortKinds: map[string]int{}, peak: peak}
@@ -185,12 +194,21 @@ func (c *Coordinator) Run(ctx context.Context, conn *natsnet.Conn) (Summary, err
 	c.conn, c.nc = conn, conn.NC
 	start := time.Now()
 	sum := Summary{RunDir: c.cfg.Run.Dir, EntropyFloor: -1, ResumedFrom: c.job.step}
+	release, err := lockRunDir(c.cfg.Run.Dir, c.run)
+	if err != nil {
+		return sum, err
+	}
+	defer release()
 	out, err := outputs.Open(c.cfg.Run.Dir, c.job.step)
 	if err != nil {
 		return sum, err
 	}
 	c.out = out
 	defer out.Close()
+	if err := moveDamaged(c.job.damaged, c.log); err != nil {
+		return sum, err
+	}
+	c.job.damaged = nil
 	rec := runRecord{Job: c.cfg.Job, Steps: uint64(c.cfg.Train.Steps), Spec: c.spec}
 	if err := outputs.WriteJSON(filepath.Join(c.cfg.Run.Dir, "run.json"), rec); err != nil {
 		return sum, err
@@ -217,7 +235,15 @@ func (c *Coordinator) Run(ctx context.Context, conn *natsnet.Conn) (Summary, err
 			// What was committed verified: keep it, so a run that failed
 			// can be resumed (with other settings) from where it stopped.
 			// No plan announced this checkpoint, so no worker sends its
-			// error-feedback residual: none is waited for.
+			// error-feedback residual: none is waited for. Lines still
+			// waiting for an evaluation are written without its figures,
+			// so that the checkpoint's step has its line.
+			for i := range c.side.rows {
+				c.side.rows[i].eval = false
+			}
+			if ferr := c.flushRows(); ferr != nil {
+				c.log.Error("metrics lines after the failure", "err", ferr)
+			}
 			if dir, cerr := c.job.save(c.cfg.Run.Dir, c.cfg.Run.Keep, nil); cerr != nil {
 				c.log.Error("checkpoint after the failure", "err", cerr)
 			} else {
@@ -672,8 +698,9 @@ func (c *Coordinator) onApplied(r appliedStep) error {
 		return err
 	}
 	// The actions of Applied (a checkpoint, an evaluation) have started:
-	// the line waits for the evaluation, if there is one.
-	wait := c.metrics.wait
+	// the line waits for the evaluation, if there is one. The last step's
+	// line waits for the run's final evaluation (finish).
+	wait := c.metrics.wait || r.step >= uint64(c.cfg.Train.Steps)
 	c.metrics = nil
 	if err := c.queueRow(m, wait); err != nil {
 		return err
@@ -830,25 +857,34 @@ func (c *Coordinator) teacherKLToTruth() (float64, error) {
 
 // finish writes the last checkpoint, evaluation, plot and summary.json.
 func (c *Coordinator) finish(sum Summary, start time.Time) (Summary, error) {
-	ckpt, err := c.checkpoint()
-	if err != nil {
-		return sum, err
-	}
 	ev, err := c.evaluate(0)
 	if err != nil {
 		return sum, err
 	}
-	if k := len(c.out.Rows); k > 0 && c.out.Rows[k-1].Step == c.job.step {
+	sampleKL := c.sampleKL(c.side.evalEng, nil)
+	// The last step's line, held back for this evaluation, is written
+	// before the checkpoint of its step (as every checkpoint's line is).
+	// A run stopped early wrote its last line already: the plot still
+	// shows the final figures.
+	c.evaluated(c.job.step, ev, sampleKL)
+	if err := c.flushRows(); err != nil {
+		return sum, err
+	}
+	if k := len(c.out.Rows); k > 0 && c.out.Rows[k-1].Step == c.job.step && c.out.Rows[k-1].ValLoss == nil {
 		r := &c.out.Rows[k-1]
 		h := ev.Entropy
 		r.ValLoss, r.ValKL, r.ValEntropy, r.ValTeacherKL = &ev.CE, ev.KLPtr(), &h, ev.TeacherKLPtr()
+	}
+	ckpt, err := c.checkpoint()
+	if err != nil {
+		return sum, err
 	}
 	if ev.BPB > 0 {
 		sum.ValBPB = ev.BPB
 	}
 	sum.ValTeacherKL = ev.TeacherKLPtr()
 	sum.ValEntropy = ev.Entropy
-	sum.ValSampleKL = c.sampleKL(c.side.evalEng, nil)
+	sum.ValSampleKL = sampleKL
 	if c.spec.Teacher != "" && c.job.data.HasTruth() {
 		kl, err := c.teacherKLToTruth()
 		if err != nil {

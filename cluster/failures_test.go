@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -18,8 +19,10 @@ import (
 
 	"github.com/klring/klring/config"
 	"github.com/klring/klring/lm"
+	"github.com/klring/klring/loss"
 	"github.com/klring/klring/outputs"
 	"github.com/klring/klring/protocol"
+	"github.com/klring/klring/teacherstore"
 )
 
 // Failures a cluster meets that involve files and processes, each kept fixed
@@ -56,6 +59,22 @@ func TestTornCheckpointIsSkipped(t *testing.T) {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the log does not name %q:\n%s", want, logs.String())
 		}
+	}
+	// The resumed run moves the damaged ones aside (kept, out of run.keep's
+	// count and the audit's way) and its run verifies.
+	cfg.Run.Keep = 3
+	trainRun(t, cfg, 1)
+	for _, d := range []string{"damaged-step-000006", "damaged-step-000004"} {
+		if _, err := os.Stat(filepath.Join(ck, d)); err != nil {
+			t.Errorf("the damaged checkpoint was not moved aside: %v", err)
+		}
+	}
+	all, err := listCheckpoints(cfg.Run.Dir)
+	if err != nil || len(all) != 3 || all[0].step != 2 || all[2].step != 6 {
+		t.Errorf("checkpoints after the resumed run: %v, %v; want steps 2, 4, 6", all, err)
+	}
+	if _, err := Verify(cfg.Run.Dir, ""); err != nil {
+		t.Errorf("Verify after a resume over damaged checkpoints: %v", err)
 	}
 }
 
@@ -500,6 +519,11 @@ func TestCheckpointWaitsForItsMetricsLine(t *testing.T) {
 	if len(rows) != 12 || rows[3].ValLoss == nil {
 		t.Fatalf("%d metrics lines, step 4 evaluated: %v", len(rows), len(rows) > 3 && rows[3].ValLoss != nil)
 	}
+	// The last step's line carries the final evaluation (which is no
+	// periodic one), written before the final checkpoint.
+	if rows[11].ValLoss == nil || rows[11].ValEntropy == nil {
+		t.Errorf("the last metrics line (step 12) has no held-out figures: %+v", rows[11])
+	}
 	if _, err := os.Stat(filepath.Join(cfg.Run.Dir, "checkpoints", "step-000004", "trainer_state.json")); err != nil {
 		t.Errorf("the checkpoint of step 4 was not written: %v", err)
 	}
@@ -630,6 +654,24 @@ func TestTeacherStoreMismatchIsRefused(t *testing.T) {
 	}
 }
 
+// Reverse KL from a float16 store is refused at start, since float16
+// rounds the smallest probabilities to 0 (an infinite divergence found
+// only when a step reaches one); label smoothing makes it finite.
+func TestFloat16StoreReverseIsRefused(t *testing.T) {
+	cfg := testConfig(t, 1, 6)
+	cfg.Data.Source, cfg.Data.ValFraction = "tokens:testdata/gpt_micro/tokens.bin", 0
+	cfg.Model.Init, cfg.Model.Ctx = "testdata/distill_micro/student", 0
+	cfg.Loss.TeacherStore = dumpStoreAs(t, "testdata/gpt_micro", 1, teacherstore.Float16)
+	cfg.Loss.Direction = loss.Reverse
+	if _, err := NewCoordinator(cfg, testLogger(t), nil); err == nil || !strings.Contains(err.Error(), "keeps float16 probabilities") || !strings.Contains(err.Error(), "loss.label_smoothing") {
+		t.Fatalf("reverse KL from a float16 store: %v; want a refusal naming float16 and label smoothing", err)
+	}
+	cfg.Loss.LabelSmoothing = 0.01
+	if _, err := NewCoordinator(cfg, testLogger(t), nil); err != nil {
+		t.Fatalf("reverse KL from a float16 store with label smoothing: %v", err)
+	}
+}
+
 // A resume whose settings the checkpoint cannot honour is refused before
 // anything is written, naming the setting: train.steps below the
 // checkpoint's step, another model shape. A run directory whose checkpoints
@@ -643,6 +685,10 @@ func TestResumeRefusedLeavesRunDir(t *testing.T) {
 		{"wider", func(c *config.Config) { c.Model.NEmbd = 64 }, "model.n_embd = 64, but the checkpoint"},
 		{"deeper", func(c *config.Config) { c.Model.NLayer = 3 }, "model.n_layer = 3"},
 		{"longer context", func(c *config.Config) { c.Model.Ctx = 32 }, "model.ctx = 32"},
+		// What the run trains toward, and its batch, which Verify follows.
+		{"other batch", func(c *config.Config) { c.Train.BatchWindows = 2 }, "train.batch_windows = 2, but the run in"},
+		{"other loss", func(c *config.Config) { c.Loss.Direction = loss.Reverse; c.Loss.LabelSmoothing = 0.1 },
+			"loss.direction = reverse, loss.label_smoothing = 0.1, but the run in " + cfg.Run.Dir + " was trained with loss.direction = forward, loss.label_smoothing = 0"},
 	})
 	// More steps with the same model resume.
 	more := cfg
@@ -761,4 +807,24 @@ func TestModelInitWithAnotherShapeIsRefused(t *testing.T) {
 	if _, err := NewCoordinator(cfg, testLogger(t), nil); err != nil {
 		t.Errorf("NewCoordinator(model.init, the folder's shape) = %v", err)
 	}
+}
+
+// A second coordinator on a run.dir in use is refused, naming the holder;
+// once the first lets go, the run.dir can be taken again.
+func TestRunDirLock(t *testing.T) {
+	dir := t.TempDir()
+	release, err := lockRunDir(dir, "run-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = lockRunDir(dir, "run-b")
+	if runtime.GOOS != "windows" && (!errors.Is(err, ErrRunDirBusy) || !strings.Contains(err.Error(), "run run-a") || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid()))) {
+		t.Fatalf("a second lock of the run.dir: %v; want ErrRunDirBusy naming the holder", err)
+	}
+	release()
+	release, err = lockRunDir(dir, "run-c")
+	if err != nil {
+		t.Fatalf("locking again after the release: %v", err)
+	}
+	release()
 }

@@ -270,6 +270,7 @@ type jobState struct {
 
 	step        uint64 // committed steps applied to model.Params
 	startStep   uint64
+	damaged     []string // newer checkpoints the resume skipped (moveDamaged)
 	cursor      shard.Cursor
 	rng         uint64
 	initialised bool
@@ -436,6 +437,10 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		if err := st.Check(want); err != nil {
 			return nil, false, fmt.Errorf("loss.teacher_store %s does not fit this job: %w", spec.TeacherStore, err)
 		}
+		if st.Header().Dtype == teacherstore.Float16 && cfg.Loss.LossOptions().NeedsPositiveTarget() {
+			return nil, false, fmt.Errorf("%w: loss.teacher_store %s keeps float16 probabilities, which round those below 6e-8 to 0, and reverse KL against a target with zeros is infinite: set loss.label_smoothing, or dump the store with teacher-dump --dtype float32",
+				config.ErrInvalid, spec.TeacherStore)
+		}
 		if k := cfg.Loss.TeacherTopK; k > st.K() {
 			return nil, false, fmt.Errorf("loss.teacher_top_k = %d: the teacher store %s keeps only the top %d", k, spec.TeacherStore, st.K())
 		}
@@ -454,6 +459,11 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		return nil, false, fmt.Errorf("train.batch_windows = %d: data.source %s has only %d training windows of %d tokens", cfg.Train.BatchWindows, cfg.Data.Source, data.NumTrain(), ctx+1)
 	}
 	spec.Data = data.Fingerprint()
+	if resumed {
+		if err := checkResumeSpec(cfg.Run.Dir, spec, ckpt, log); err != nil {
+			return nil, false, err
+		}
+	}
 	// The coordinator computes no gradient: its engine evaluates, a few
 	// windows at a time, so its activations stay small.
 	j, err := newJobState(spec, env, model, data, evalWindows)
@@ -486,6 +496,7 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 			copy(j.adam.State.V, state.Adam.V)
 		}
 		j.takeResiduals(ld.resid, ckpt, log)
+		j.damaged = ld.skipped
 	}
 	return j, resumed, nil
 }
@@ -1094,6 +1105,9 @@ type loadedCheckpoint struct {
 	state *lm.TrainerState
 	dir   string      // "" when there is none
 	resid [][]float32 // the workers' error-feedback residuals by rank; nil for none
+	// skipped are the newer checkpoints that do not verify: the resumed
+	// run trains their steps again, and moves them aside (moveDamaged).
+	skipped []string
 }
 
 // loadNewestCheckpoint loads the newest checkpoint of runDir that verifies:
@@ -1106,6 +1120,7 @@ func loadNewestCheckpoint(runDir string, pool *kernels.Pool, log *slog.Logger) (
 		return loadedCheckpoint{}, err
 	}
 	var newest error
+	var skipped []string
 	for i := len(all) - 1; i >= 0; i-- {
 		c := all[i]
 		m, st, err := lm.LoadCheckpoint(c.dir, pool)
@@ -1124,9 +1139,10 @@ func loadNewestCheckpoint(runDir string, pool *kernels.Pool, log *slog.Logger) (
 			if newest == nil {
 				newest = fmt.Errorf("%s: %w", c.dir, err)
 			}
+			skipped = append(skipped, c.dir)
 			continue
 		}
-		return loadedCheckpoint{model: m, state: st, dir: c.dir, resid: resid}, nil
+		return loadedCheckpoint{model: m, state: st, dir: c.dir, resid: resid, skipped: skipped}, nil
 	}
 	if newest != nil {
 		// Starting again from step 0 would overwrite the run's checkpoints,
@@ -1136,6 +1152,33 @@ func loadNewestCheckpoint(runDir string, pool *kernels.Pool, log *slog.Logger) (
 	}
 	return loadedCheckpoint{}, nil
 }
+
+// moveDamaged renames the checkpoints a resume skipped because they do not
+// verify to damaged-step-N (damaged-step-N.2, ... if taken) beside the
+// others: kept for a look, out of the way of run.keep's count and of
+// Verify, and of the checkpoints of the steps trained again.
+func moveDamaged(dirs []string, log *slog.Logger) error {
+	for _, d := range dirs {
+		to := filepath.Join(filepath.Dir(d), "damaged-"+filepath.Base(d))
+		for i := 2; ; i++ {
+			if _, err := os.Lstat(to); errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			to = fmt.Sprintf("%s.%d", filepath.Join(filepath.Dir(d), "damaged-"+filepath.Base(d)), i)
+		}
+		if err := os.Rename(d, to); err != nil {
+			return fmt.Errorf("moving aside the checkpoint that does not verify: %w", err)
+		}
+		log.Warn("moved aside a checkpoint that does not verify; the resumed run trains its step again", "from", d, "to", to)
+	}
+	return nil
+}
+
+// ErrRunDirBusy is wrapped when another coordinator holds run.dir.
+var ErrRunDirBusy = errors.New("cluster: run.dir in use")
+
+// lockFile is the file in run.dir that a running coordinator locks.
+const lockFile = "coordinator.lock"
 
 // ErrNoCheckpoint is wrapped when a run directory holds checkpoints but
 // none of them verifies: the run does not start again over them.
@@ -1159,6 +1202,71 @@ func checkResume(cfg config.Config, ckpt lm.Config, step int64, dir string) erro
 	}
 	return nil
 }
+
+// checkResumeSpec checks that a resumed run trains toward what the run in
+// runDir was started with (its run.json): the same loss and distillation
+// settings (a teacher or store by the digest of its contents, not its
+// path) and the same global batch, which the run's audit (Verify) follows
+// from its first step (the data is checked with the checkpoint's data
+// state). A run.json that is missing (a
+// run.dir holding only checkpoints) is no objection; one that does not
+// read is logged and passed over, since the resumed run rewrites it.
+func checkResumeSpec(runDir string, now JobSpec, ckpt string, log *slog.Logger) error {
+	var rec runRecord
+	path := filepath.Join(runDir, "run.json")
+	if err := readJSONFile(path, &rec); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			log.Warn("the run being resumed has a run.json that does not read: its settings are not compared", "path", path, "err", err)
+		}
+		return nil
+	}
+	if diff := resumeDiff(now, rec.Spec); diff != "" {
+		return fmt.Errorf("%w: %s, but the run in %s was trained with %s; a resumed run keeps what it trains toward and its batch. To go on with other settings, start a new run.dir with --model.init %s",
+			config.ErrInvalid, diff, runDir, resumeDiff(rec.Spec, now), ckpt)
+	}
+	return nil
+}
+
+// resumeDiff names the settings of a that differ from b's, with a's values
+// ("" when none differ), in the order of the configuration's keys.
+func resumeDiff(a, b JobSpec) string {
+	orNone := func(s string) string {
+		if s == "" {
+			return "none"
+		}
+		return s
+	}
+	var out []string
+	add := func(key string, av, bv any) {
+		if av != bv {
+			out = append(out, fmt.Sprintf("%s = %v", key, av))
+		}
+	}
+	add("train.batch_windows", a.BatchWindows, b.BatchWindows)
+	add("loss.target", a.Target, b.Target)
+	add("loss.direction", a.Direction, b.Direction)
+	add("loss.beta", a.Beta, b.Beta)
+	add("loss.temperature", a.Temperature, b.Temperature)
+	add("loss.label_smoothing", a.Smoothing, b.Smoothing)
+	if a.TeacherSHA256 != b.TeacherSHA256 {
+		out = append(out, fmt.Sprintf("loss.teacher = %s (weights %s)", orNone(a.Teacher), orNone(short(a.TeacherSHA256))))
+	}
+	add("loss.teacher_temperature", a.TeacherTemperature, b.TeacherTemperature)
+	add("loss.scale_t2", a.ScaleT2, b.ScaleT2)
+	add("loss.hard_weight", a.HardWeight, b.HardWeight)
+	add("loss.teacher_top_k", a.TeacherTopK, b.TeacherTopK)
+	add("loss.teacher_tail", a.TeacherTail, b.TeacherTail)
+	if a.TeacherStoreDigest != b.TeacherStoreDigest {
+		out = append(out, fmt.Sprintf("loss.teacher_store = %s (digest %s)", orNone(a.TeacherStore), orNone(short(a.TeacherStoreDigest))))
+	}
+	add("loss.on_policy", a.OnPolicy, b.OnPolicy)
+	add("loss.on_policy_prefix", a.OnPolicyPrefix, b.OnPolicyPrefix)
+	add("loss.on_policy_temperature", a.OnPolicyTemp, b.OnPolicyTemp)
+	return strings.Join(out, ", ")
+}
+
+// short is the first 12 characters of a digest.
+func short(d string) string { return d[:min(len(d), 12)] }
 
 // checkShape checks the model shape m sets (each field > 0, or preset's
 // where m does not set it; a zero preset gives none) against got, the shape

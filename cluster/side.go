@@ -209,16 +209,22 @@ func (c *Coordinator) onSide(d sideDone) error {
 	}
 	c.prom.ValLoss.Set(d.ev.CE)
 	c.log.Info("evaluated", "step", d.step, "val_loss", d.ev.CE, "val_kl_to_truth", d.ev.KL, "windows", d.ev.Windows)
+	c.evaluated(d.step, d.ev, d.sampleKL)
+	return c.flushRows()
+}
+
+// evaluated puts the held-out figures of an evaluation of step into that
+// step's queued metrics line, which then no longer waits.
+func (c *Coordinator) evaluated(step uint64, ev engine.Eval, sampleKL *float64) {
 	for i := range c.side.rows {
-		if r := &c.side.rows[i]; r.m.Step == d.step && r.eval {
-			r.m.ValLoss, r.m.ValKL, r.m.ValBPB, r.eval = &d.ev.CE, d.ev.KLPtr(), bpbPtr(d.ev), false
-			r.m.ValTeacherKL = d.ev.TeacherKLPtr()
-			h := d.ev.Entropy
+		if r := &c.side.rows[i]; r.m.Step == step && r.eval {
+			r.m.ValLoss, r.m.ValKL, r.m.ValBPB, r.eval = &ev.CE, ev.KLPtr(), bpbPtr(ev), false
+			r.m.ValTeacherKL = ev.TeacherKLPtr()
+			h := ev.Entropy
 			r.m.ValEntropy = &h
-			r.m.ValSampleKL = d.sampleKL
+			r.m.ValSampleKL = sampleKL
 		}
 	}
-	return c.flushRows()
 }
 
 // sampleKL is, when run.sample_kl_windows asks for it, the reverse KL to

@@ -205,6 +205,11 @@ func TestDistillationTwoWorkersMatchPyTorch(t *testing.T) {
 // dumpStore writes the store of teacher's full distribution over
 // gpt_micro's tokens at temperature temp, and returns its path.
 func dumpStore(t *testing.T, teacher string, temp float64) string {
+	return dumpStoreAs(t, teacher, temp, teacherstore.Float32)
+}
+
+// dumpStoreAs is dumpStore with the store's probabilities of type dtype.
+func dumpStoreAs(t *testing.T, teacher string, temp float64, dtype teacherstore.Dtype) string {
 	t.Helper()
 	pool := kernels.NewPool(1)
 	m, _, err := lm.LoadCheckpoint(teacher, pool)
@@ -221,7 +226,7 @@ func dumpStore(t *testing.T, teacher string, temp float64) string {
 	}
 	defer data.Close()
 	path := filepath.Join(t.TempDir(), "teacher.topk")
-	if _, err := teacherstore.Dump(context.Background(), path, m, data, teacherstore.DumpOptions{K: m.Config.Vocab, Temperature: temp, TeacherSHA256: sha}); err != nil {
+	if _, err := teacherstore.Dump(context.Background(), path, m, data, teacherstore.DumpOptions{K: m.Config.Vocab, Temperature: temp, TeacherSHA256: sha, Dtype: dtype}); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -215,6 +215,13 @@ func (o Options) Validate() error {
 	return nil
 }
 
+// NeedsPositiveTarget reports whether the divergence is infinite as soon as
+// the target gives 0 to an id the model does not: reverse KL (or JSD at
+// beta 1) without label smoothing.
+func (o Options) NeedsPositiveTarget() bool {
+	return o.effectiveDirection() == Reverse && o.LabelSmoothing == 0
+}
+
 // effectiveDirection is the divergence a row computes: JSD at beta 0 is
 // forward KL, at beta 1 reverse KL.
 func (o Options) effectiveDirection() Direction {

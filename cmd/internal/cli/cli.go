@@ -274,6 +274,11 @@ func printSummary(w io.Writer, s cluster.Summary, steps int) {
 	if s.Stopped {
 		fmt.Fprintf(w, "\nklring run stopped at step %d of %d, checkpointed: run the same command with --run.dir %s to resume\n", s.Steps, steps, s.RunDir)
 		fmt.Fprintf(w, "  %d tokens so far; this part ran %.1f s at %.0f tokens/s\n", s.Tokens, s.Seconds, s.TokensPerS)
+	} else if s.ResumedFrom > 0 && s.Steps <= s.ResumedFrom {
+		fmt.Fprintf(w, "\nklring run finished: it had reached step %d of %d already (%d tokens); nothing was trained, the final evaluation is below\n", s.Steps, steps, s.Tokens)
+	} else if s.ResumedFrom > 0 {
+		fmt.Fprintf(w, "\nklring run finished: %d steps, %d tokens in all; resumed at step %d, this part ran %d steps in %.1f s at %.0f tokens/s\n",
+			s.Steps, s.Tokens, s.ResumedFrom, s.Steps-s.ResumedFrom, s.Seconds, s.TokensPerS)
 	} else {
 		fmt.Fprintf(w, "\nklring run finished: %d steps, %d tokens in %.1f s (%.0f tokens/s)\n", s.Steps, s.Tokens, s.Seconds, s.TokensPerS)
 	}

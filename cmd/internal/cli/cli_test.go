@@ -99,4 +99,16 @@ func TestPrintSummaryStopped(t *testing.T) {
 	if s := b.String(); !strings.Contains(s, "finished: 200 steps") {
 		t.Errorf("finished run's summary:\n%s", s)
 	}
+	// A resumed run gives the whole run's totals apart from this part's
+	// steps, time and rate.
+	b.Reset()
+	printSummary(&b, cluster.Summary{Steps: 150, Tokens: 307200, ResumedFrom: 100, Seconds: 10, TokensPerS: 10240}, 150)
+	if s := b.String(); !strings.Contains(s, "150 steps, 307200 tokens in all; resumed at step 100, this part ran 50 steps in 10.0 s at 10240 tokens/s") {
+		t.Errorf("resumed run's summary:\n%s", s)
+	}
+	b.Reset()
+	printSummary(&b, cluster.Summary{Steps: 40, Tokens: 81920, ResumedFrom: 40, Seconds: 1.4}, 40)
+	if s := b.String(); !strings.Contains(s, "reached step 40 of 40 already") || strings.Contains(s, "tokens/s") {
+		t.Errorf("summary of a resumed run that had finished:\n%s", s)
+	}
 }
