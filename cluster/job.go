@@ -501,6 +501,31 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 	return j, resumed, nil
 }
 
+// CheckJob opens the job cfg describes as a coordinator would before its
+// first step (the data, the model or model.init, the teacher or teacher
+// store, and whether they fit), without training. It writes nothing into
+// run.dir: text data is tokenized into data.cache_dir, or into a
+// temporary folder removed on return.
+func CheckJob(cfg config.Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	env := NewEnv(cfg.Cluster.Threads)
+	if cfg.Data.CacheDir == "" {
+		tmp, err := os.MkdirTemp("", "klring-check-")
+		if err != nil {
+			return fmt.Errorf("checking the job: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		env.CacheDir = tmp
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	_, _, err := openJob(cfg, env, log)
+	return err
+}
+
 // takeResiduals keeps a checkpoint's error-feedback residuals as the seeds
 // the coordinator serves, when the job feeds errors back.
 func (j *jobState) takeResiduals(ranks [][]float32, ckpt string, log *slog.Logger) {

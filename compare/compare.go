@@ -309,7 +309,8 @@ func Check(cfg config.Config) error {
 // reads, a model.safetensors that opens) and the store of
 // loss.teacher_store (its header and length), each error naming the key.
 // It reads no more than headers and a config: whether the files fit the
-// job (vocabulary, context, the store's data) is found when the run starts.
+// job (vocabulary, context, the store's data) is Run's Options.Check, on
+// every setting before the first runs.
 func CheckFiles(cfg config.Config) error {
 	var errs []error
 	bad := func(key, val string, err error) {
@@ -380,6 +381,12 @@ type Options struct {
 	Log *slog.Logger
 	// Simulate runs one setting (cluster.Simulate).
 	Simulate func(context.Context, config.Config, *slog.Logger, func(outputs.StepMetrics)) (outputs.Summary, error)
+	// Check, when not nil, opens one setting's job as its run would
+	// without training (cluster.CheckJob): Run calls it on every setting
+	// before the first runs, so that files that do not fit the job (a
+	// teacher of another vocabulary or context, a store of other data) are
+	// found before any setting has trained.
+	Check func(config.Config) error
 	// Progress, when not nil, is called with each setting's index before
 	// it starts, and returns the progress function of its run (or nil).
 	Progress func(i int, s Setting) func(outputs.StepMetrics)
@@ -433,6 +440,20 @@ func Run(ctx context.Context, vary []Vary, settings []Setting, o Options) (Resul
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Check != nil {
+		var errs []error
+		for _, s := range settings {
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			if err := o.Check(s.Config); err != nil {
+				errs = append(errs, fmt.Errorf("setting %q: %w", s.Name, err))
+			}
+		}
+		if len(errs) > 0 {
+			return res, errors.Join(errs...)
+		}
 	}
 	for i, s := range settings {
 		if err := ctx.Err(); err != nil {

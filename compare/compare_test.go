@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -306,5 +307,36 @@ func TestPlanChecksFiles(t *testing.T) {
 		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("Plan(%s) created %s", tc.vary, dir)
 		}
+	}
+}
+
+// A setting whose files do not fit its job (a teacher of a shorter context
+// than the student's windows) is found by Options.Check before any
+// setting runs: the settings before it do not train for nothing, and the
+// comparison's run.dir stays unused.
+func TestRunChecksEverySettingFirst(t *testing.T) {
+	dir := t.TempDir()
+	cases, err := ParseCases([]string{"good:loss.direction=forward", "bad:loss.teacher=../cluster/testdata/gpt_micro"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings, err := Plan([]Vary{cases}, FlagLoader(tinyFlags(t)), dir, 0)
+	if err != nil {
+		t.Fatalf("Plan (which reads headers only): %v", err)
+	}
+	ran := 0
+	_, err = Run(context.Background(), []Vary{cases}, settings, Options{Dir: dir, Check: func(cfg config.Config) error { return cluster.CheckJob(cfg, nil) },
+		Simulate: func(ctx context.Context, cfg config.Config, l *slog.Logger, p func(outputs.StepMetrics)) (outputs.Summary, error) {
+			ran++
+			return cluster.Simulate(ctx, cfg, l, p)
+		}})
+	if err == nil || !strings.Contains(err.Error(), `setting "bad"`) || !strings.Contains(err.Error(), "context 8") {
+		t.Fatalf("Run = %v; want the bad setting's teacher refused, naming its context", err)
+	}
+	if ran != 0 {
+		t.Errorf("%d settings ran before the check refused one", ran)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("the comparison's run.dir holds %d entries after a refused check; want none", len(ents))
 	}
 }

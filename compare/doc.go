@@ -15,12 +15,17 @@
 // reverse KL (or JSD at beta 1) against the synthetic truth without
 // loss.label_smoothing, and any direction but forward against the actual
 // next tokens; CheckFiles refuses a setting whose files (data.source's
-// file, model.init, loss.teacher, loss.teacher_store) cannot be opened.
+// file, model.init, loss.teacher, loss.teacher_store) cannot be opened;
+// Run's Options.Check (cluster.CheckJob) opens every setting's job before
+// the first trains, so files that do not fit it (a teacher of another
+// vocabulary or context, a store of other data) stop the comparison before
+// anything has run.
 // Plan also refuses a run.dir that holds an earlier comparison's outputs or
 // a setting's run folder (ErrRunDirUsed): a comparison never resumes the
 // checkpoints of another, nor replaces its table and plots.
 //
 // compare knows the configuration, engine's targets and the run's output
-// files; the run itself is handed in (Options.Simulate: cluster.Simulate),
+// files; the run itself is handed in (Options.Simulate: cluster.Simulate,
+// Options.Check: cluster.CheckJob),
 // so it knows nothing of NATS or the protocol.
 package compare

@@ -91,6 +91,7 @@ func compareCmd() *cobra.Command {
 				Simulate: func(ctx context.Context, cfg config.Config, l *slog.Logger, p func(outputs.StepMetrics)) (outputs.Summary, error) {
 					return cluster.Simulate(ctx, cfg, l, p)
 				},
+				Check: func(cfg config.Config) error { return cluster.CheckJob(cfg, runLog) },
 				Progress: func(i int, s compare.Setting) func(outputs.StepMetrics) {
 					fmt.Fprintf(cmd.ErrOrStderr(), "[%d/%d] %s (%d steps, run.dir %s)\n", i+1, len(settings), s.Name, s.Config.Train.Steps, s.Config.Run.Dir)
 					return compareProgress(cmd.ErrOrStderr(), log, s.Config.Train.Steps)
