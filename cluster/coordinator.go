@@ -299,6 +299,13 @@ func (c *Coordinator) subscribe() (*inbox, func(), error) {
 		unsub()
 		return nil, nil, fmt.Errorf("subscribing: %w", err)
 	}
+	// The server answers a refused subscription before the flush's pong:
+	// a coordinator with another role's credentials would otherwise wait
+	// for workers it can never hear.
+	if err := c.nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) {
+		unsub()
+		return nil, nil, fmt.Errorf("subscribing to job %s's subjects: %w: the coordinator needs the NATS user of the coordinator's role (nats.user, docs/security.md)", c.cfg.Job, err)
+	}
 	return in, unsub, nil
 }
 

@@ -17,9 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/klring/klring/config"
+	"github.com/klring/klring/engine"
 	"github.com/klring/klring/lm"
 	"github.com/klring/klring/loss"
+	"github.com/klring/klring/natsnet"
 	"github.com/klring/klring/outputs"
 	"github.com/klring/klring/protocol"
 	"github.com/klring/klring/teacherstore"
@@ -827,4 +831,86 @@ func TestRunDirLock(t *testing.T) {
 		t.Fatalf("locking again after the release: %v", err)
 	}
 	release()
+}
+
+// A coordinator connected with the workers' credentials cannot hear the
+// workers: it fails at once naming the permission, instead of waiting for
+// workers for ever.
+func TestCoordinatorWithWorkerCredentialsFails(t *testing.T) {
+	cfg := testConfig(t, 2, 2)
+	srv, err := natsnet.StartServer(natsnet.ServerOptions{Users: []natsnet.User{
+		{Name: "coordinator", Password: "c-secret", Permissions: natsnet.CoordinatorPermissions("*")},
+		{Name: "worker", Password: "w-secret", Permissions: natsnet.WorkerPermissions("*", "*")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	cfg.NATS.URL, cfg.NATS.User, cfg.NATS.Password = srv.URL(), "worker", "w-secret"
+	c, err := NewCoordinator(cfg, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := connect(context.Background(), cfg, "coordinator", testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = c.Run(ctx, nc)
+	if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), "coordinator's role") {
+		t.Fatalf("Run with the workers' credentials = %v; want a permissions violation naming the role", err)
+	}
+}
+
+// Text or token-file data under another tokenizer than model.init's or the
+// teacher's (their tokenizer_config.json) is refused at start, naming both.
+func TestTokenizerMismatchIsRefused(t *testing.T) {
+	gpt2Init := t.TempDir()
+	copyTree(t, "testdata/gpt_micro", gpt2Init)
+	if err := engine.WriteTokenizerConfig(gpt2Init, "gpt2", 8); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		set  func(*config.Config)
+	}{
+		{"model.init", func(c *config.Config) {
+			c.Model.Init, c.Model.Ctx, c.Model.NEmbd, c.Model.NLayer, c.Model.NHead = gpt2Init, 0, 0, 0, 0
+		}},
+		{"loss.teacher", func(c *config.Config) { c.Loss.Teacher = gpt2Init }},
+	} {
+		cfg := testConfig(t, 1, 2)
+		cfg.Data.Source, cfg.Data.ValFraction = "tokens:testdata/gpt_micro/tokens.bin", 0
+		cfg.Model.Ctx = 8
+		c.set(&cfg)
+		_, err := NewCoordinator(cfg, testLogger(t), nil)
+		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "data.tokenizer = bytes, but "+c.name) || !strings.Contains(err.Error(), "set data.tokenizer gpt2") {
+			t.Errorf("%s trained with gpt2, data under bytes: %v; want a refusal naming both", c.name, err)
+		}
+	}
+}
+
+// Options that would have no effect on this job are refused at start:
+// a teacher top k above the teacher's vocabulary, and sampled KL to a
+// truth that real data does not have.
+func TestNoEffectOptionsAreRefused(t *testing.T) {
+	cfg := testConfig(t, 1, 6)
+	cfg.Data.Source, cfg.Data.ValFraction = "tokens:testdata/gpt_micro/tokens.bin", 0
+	cfg.Model.Init, cfg.Model.Ctx = "testdata/distill_micro/student", 0
+	cfg.Model.NEmbd, cfg.Model.NLayer, cfg.Model.NHead = 0, 0, 0
+	cfg.Loss.Teacher, cfg.Loss.TeacherTopK = "testdata/gpt_micro", 1000
+	if _, err := NewCoordinator(cfg, testLogger(t), nil); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "loss.teacher_top_k = 1000: the teacher testdata/gpt_micro has a vocabulary of 64") {
+		t.Errorf("teacher top k 1000 over 64 ids: %v; want a refusal", err)
+	}
+	cfg.Loss.TeacherTopK = 0
+	cfg.Run.SampleKLWindows = 4
+	if _, err := NewCoordinator(cfg, testLogger(t), nil); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "run.sample_kl_windows = 4") {
+		t.Errorf("sampled KL on token-file data: %v; want a refusal", err)
+	}
+	cfg.Run.SampleKLWindows = 0
+	if _, err := NewCoordinator(cfg, testLogger(t), nil); err != nil {
+		t.Errorf("the same job without them: %v", err)
+	}
 }

@@ -378,6 +378,9 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 			return nil, false, fmt.Errorf("model.init %s: model.vocab_pad: %w", cfg.Model.Init, err)
 		}
 	}
+	if err := checkTokenizers(cfg); err != nil {
+		return nil, false, err
+	}
 	ctx := 0
 	if model != nil {
 		ctx = model.Config.Ctx
@@ -426,6 +429,15 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 			return nil, false, fmt.Errorf("loss.teacher: %w", err)
 		}
 		spec.TeacherSHA256 = t.sha
+		if k := cfg.Loss.TeacherTopK; k > t.cfg.Vocab {
+			return nil, false, fmt.Errorf("%w: loss.teacher_top_k = %d: the teacher %s has a vocabulary of %d (0 keeps every token)", config.ErrInvalid, k, spec.Teacher, t.cfg.Vocab)
+		}
+		if cfg.Loss.HardWeight == 1 {
+			log.Warn("loss.hard_weight = 1 gives the divergence to the teacher no weight: the teacher's forward passes are computed for nothing", "loss.teacher", spec.Teacher)
+		}
+	}
+	if n := cfg.Run.SampleKLWindows; n > 0 && !data.HasTruth() {
+		return nil, false, fmt.Errorf("%w: run.sample_kl_windows = %d: it scores the model's samples against the synthetic data's known distribution, and data.source %s has none", config.ErrInvalid, n, cfg.Data.Source)
 	}
 	if spec.TeacherStore != "" {
 		st, err := env.teacherStore(spec.TeacherStore)
@@ -499,6 +511,29 @@ func openJob(cfg config.Config, env *Env, log *slog.Logger) (*jobState, bool, er
 		j.damaged = ld.skipped
 	}
 	return j, resumed, nil
+}
+
+// checkTokenizers refuses text or token-file data under another tokenizer
+// than the one model.init's or loss.teacher's folder was trained with (its
+// tokenizer_config.json): their ids would mean other tokens.
+func checkTokenizers(cfg config.Config) error {
+	if strings.HasPrefix(cfg.Data.Source, "synthetic") {
+		return nil
+	}
+	for _, f := range [][2]string{{"model.init", cfg.Model.Init}, {"loss.teacher", cfg.Loss.Teacher}} {
+		if f[1] == "" {
+			continue
+		}
+		tok, err := engine.ReadTokenizer(f[1])
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", f[0], f[1], err)
+		}
+		if tok != "" && tok != cfg.Data.Tokenizer {
+			return fmt.Errorf("%w: data.tokenizer = %s, but %s %s was trained with the %s tokenizer (its %s): its ids would mean other tokens; set data.tokenizer %s",
+				config.ErrInvalid, cfg.Data.Tokenizer, f[0], f[1], tok, engine.TokenizerFile, tok)
+		}
+	}
+	return nil
 }
 
 // CheckJob opens the job cfg describes as a coordinator would before its
