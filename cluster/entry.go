@@ -125,7 +125,7 @@ func startEmbedded(cfg config.Config, log *slog.Logger) (*natsnet.Server, error)
 			name = "klring"
 		}
 	}
-	so := natsnet.ServerOptions{Name: name, Host: host, Port: port, User: n.User, Password: n.Password,
+	so := natsnet.ServerOptions{Name: name, Host: host, Port: port, User: n.User, Password: n.Password, Logger: log,
 		MaxPayload: int32(max(8<<20, cfg.AllReduce.ChunkBytes+64<<10))}
 	if n.ClusterListen != "" || n.Routes != "" {
 		co := &natsnet.ClusterOptions{Name: n.ClusterName, User: n.ClusterUser, Password: n.ClusterPassword, Routes: strings.Split(n.Routes, ",")}
@@ -140,7 +140,7 @@ func startEmbedded(cfg config.Config, log *slog.Logger) (*natsnet.Server, error)
 	if err != nil {
 		return nil, err
 	}
-	log.Info("embedded NATS server", "name", srv.Name(), "url", srv.URL(), "routes", srv.RouteURL(), "cluster", n.ClusterName)
+	log.Info("embedded NATS server", "name", srv.Name(), "url", srv.URL(), "cluster_listen", srv.RouteURL(), "routes", strings.Join(srv.Routes(), ","), "cluster", n.ClusterName)
 	return srv, nil
 }
 

@@ -144,7 +144,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.mb.Close()
 	defer w.stopBG(&w.load)
 	defer w.stopBG(&w.step)
-	core, err := protocol.NewWorker(protocol.WorkerConfig{Name: w.id, CoordinatorTimeout: w.timeout, HelloRetry: 500 * time.Millisecond})
+	core, err := protocol.NewWorker(protocol.WorkerConfig{Name: w.id, Job: w.subj.Job, HelloSubject: w.subj.Hello, CoordinatorTimeout: w.timeout, HelloRetry: 500 * time.Millisecond})
 	if err != nil {
 		return err
 	}

@@ -121,6 +121,11 @@ func (s *Server) RouteURL() string {
 	return "nats-route://" + net.JoinHostPort(a.IP.String(), strconv.Itoa(a.Port))
 }
 
+// Routes are the route URLs the server connects to (ClusterOptions.Routes,
+// credentials redacted): the servers it was told to join, not where it
+// listens for routes (RouteURL). Nil when it routes to none.
+func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
+
 // Peers is the number of other servers of the cluster this server has a
 // route to now.
 func (s *Server) Peers() int { return s.srv.NumRemotes() }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -248,5 +250,37 @@ func TestClusterRouteTLS(t *testing.T) {
 	}
 	if _, err := natsnet.StartServer(natsnet.ServerOptions{Cluster: &natsnet.ClusterOptions{TLSCert: filepath.Join(dir, "route.pem"), TLSKey: filepath.Join(dir, "route-key.pem")}}); !errors.Is(err, natsnet.ErrBadOptions) {
 		t.Errorf("StartServer(route TLS without a CA) = %v; want %v", err, natsnet.ErrBadOptions)
+	}
+}
+
+// TestRouteRefusedLogged: a server whose route presents the wrong password
+// says so at WARN, and so does the server that refuses it; neither log
+// shows the password. Routes lists the configured route, redacted, and not
+// the server's own route address.
+func TestRouteRefusedLogged(t *testing.T) {
+	checkGoroutines(t)
+	const pass = "wr0ng-never-logged"
+	headLog, wrongLog := newRecorder(natsnet.LogRouteAuth), newRecorder(natsnet.LogRouteRefused)
+	head := startServer(t, natsnet.ServerOptions{Name: "head", Logger: slog.New(headLog),
+		Cluster: &natsnet.ClusterOptions{User: "route", Password: "r0ute"}})
+	wrong := startServer(t, natsnet.ServerOptions{Name: "wrong", Logger: slog.New(wrongLog),
+		Cluster: &natsnet.ClusterOptions{User: "route", Password: pass, Routes: []string{head.RouteURL()}}})
+	for _, r := range []*recorder{wrongLog, headLog} {
+		select {
+		case <-r.seen:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %q within 10s; log:\n%s", r.wait, r)
+		}
+	}
+	for _, r := range []*recorder{wrongLog, headLog} {
+		if logs := r.String(); strings.Contains(logs, pass) || !strings.Contains(logs, "level=WARN") {
+			t.Errorf("log shows the route password or no WARN:\n%s", logs)
+		}
+	}
+	if got, want := wrong.Routes(), []string{strings.Replace(head.RouteURL(), "//", "//redacted@", 1)}; !slices.Equal(got, want) {
+		t.Errorf("Routes() = %q; want %q", got, want)
+	}
+	if got := head.Routes(); got != nil {
+		t.Errorf("Routes() of a server routing to none = %q; want nil", got)
 	}
 }

@@ -79,10 +79,16 @@
 // # Embedded server
 //
 // StartServer runs nats-server/v2 inside the process on a free loopback port
-// (or a given one), named Name (default: its ID), with no logging and no
-// signal handlers, max_payload
-// 8 MiB and max_pending 256 MiB by default, and optional user/password
-// authentication. Tests start one per test and fail if it cannot start.
+// (or a given one), named Name (default: its ID), with no signal handlers,
+// max_payload 8 MiB and max_pending 256 MiB by default, and optional
+// user/password authentication. The server's warnings and errors go to
+// ServerOptions.Logger at WARN, each kind (a route refused by the other
+// server or by this one, a route that cannot connect, a failed route TLS
+// handshake, a refused client) the first time and then at most once every
+// 10s with the number left out; its notices at DEBUG. A server that cannot
+// start fails at once with the cause, as a port already in use ("listen tcp
+// 127.0.0.1:6222: bind: address already in use"). Tests start one per test
+// and fail if it cannot start.
 // A client of the same process may reach it through an in-memory pipe
 // instead of the loopback socket (Options.InProcess: nats.go's in-process
 // connection; simulation mode does so with a single server).

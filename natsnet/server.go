@@ -3,6 +3,7 @@ package natsnet
 import (
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"time"
@@ -51,6 +52,13 @@ type ServerOptions struct {
 	// Cluster, when not nil, joins the server to a cluster of servers
 	// joined by routes (ClusterOptions).
 	Cluster *ClusterOptions
+	// Logger receives the server's warnings and errors at WARN: a route
+	// refused by the other server (LogRouteRefused) or by this one
+	// (LogRouteAuth), a route that cannot connect (LogRouteConnect), a
+	// failed route TLS handshake, a refused client; the first of each kind,
+	// then at most one every 10s with the number left out. Its notices go
+	// at DEBUG. Default slog.Default().
+	Logger *slog.Logger
 }
 
 // User is one user of an embedded server.
@@ -126,13 +134,18 @@ func (p *Permissions) server() *server.Permissions {
 
 // Server is an embedded nats-server running in this process.
 type Server struct {
-	srv *server.Server
-	url string
+	srv    *server.Server
+	url    string
+	routes []string
 }
 
 // StartServer starts a nats-server in this process and waits until it
-// accepts connections. The server logs nothing and installs no signal
-// handlers. Stop it with Shutdown.
+// accepts connections. The server logs to opts.Logger (its warnings and
+// errors, rate-limited) and installs no signal handlers. When it cannot
+// start, the error wraps ErrNotReady and what failed, as the *net.OpError of
+// a port it cannot listen on ("listen tcp 127.0.0.1:6222: bind: address
+// already in use"), returned as soon as the server fails. Stop it with
+// Shutdown.
 func StartServer(opts ServerOptions) (*Server, error) {
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
@@ -145,6 +158,9 @@ func StartServer(opts ServerOptions) (*Server, error) {
 	}
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
 	if (opts.User == "") != (opts.Password == "") {
 		return nil, fmt.Errorf("%w: set both of user and password, or neither", ErrBadOptions)
@@ -169,6 +185,10 @@ func StartServer(opts ServerOptions) (*Server, error) {
 		// An embedded server serves this process's own tests, simulations
 		// and a node's worker: no monitoring, no JetStream.
 		HTTPPort: 0,
+		// A route that cannot connect is retried every second; report
+		// every 10th failure of the first connection (nats-server's
+		// default is every 3600th), serverLog every 10s at most.
+		ConnectErrorReports: 10,
 	}
 	seen := map[string]bool{}
 	for _, u := range opts.Users {
@@ -195,23 +215,67 @@ func StartServer(opts ServerOptions) (*Server, error) {
 			return nil, err
 		}
 	}
+	where := listenAddrs(so)
+	var routes []string
+	for _, u := range so.Routes {
+		routes = append(routes, RedactURL(u.String()))
+	}
 	srv, err := server.NewServer(so)
 	if err != nil {
 		return nil, fmt.Errorf("natsnet: starting the embedded server: %w", err)
 	}
+	// NoLog keeps nats-server from installing its own logger (stderr);
+	// this one goes to slog.
+	sl := newServerLog(opts.Logger.With("nats_server", srv.Name()), logEvery, time.Now)
+	srv.SetLoggerV2(sl, false, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(opts.ReadyTimeout) {
+	if err := waitReady(srv, sl, opts.ReadyTimeout); err != nil {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return nil, fmt.Errorf("natsnet: embedded server on %s: %w", opts.Host, ErrNotReady)
+		return nil, fmt.Errorf("%w: embedded server %s: %w", ErrNotReady, where, err)
 	}
 	addr, ok := srv.Addr().(*net.TCPAddr)
 	if !ok {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return nil, fmt.Errorf("natsnet: embedded server: %w", ErrNotReady)
+		return nil, fmt.Errorf("%w: embedded server %s: no TCP listener", ErrNotReady, where)
 	}
-	return &Server{srv: srv, url: scheme + net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port))}, nil
+	return &Server{srv: srv, url: scheme + net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port)), routes: routes}, nil
+}
+
+// waitReady waits until srv accepts connections (and routes, in a cluster),
+// at most d, and returns at once the error that made it fail (a port it
+// cannot listen on), which nats-server only logs.
+func waitReady(srv *server.Server, sl *serverLog, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		if err := sl.failed(); err != nil {
+			return err
+		}
+		// ReadyForConnections polls every 25ms for up to its argument.
+		if srv.ReadyForConnections(50 * time.Millisecond) {
+			return sl.start()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not accepting connections after %v", d)
+		}
+	}
+}
+
+// listenAddrs says where so listens, for errors: "(clients on host:port,
+// routes on host:port)" (port 0: any free one).
+func listenAddrs(so *server.Options) string {
+	port := func(p int) string {
+		if p == server.RANDOM_PORT {
+			p = 0
+		}
+		return strconv.Itoa(p)
+	}
+	s := "(clients on " + net.JoinHostPort(so.Host, port(so.Port))
+	if so.Cluster.Port != 0 {
+		s += ", routes on " + net.JoinHostPort(so.Cluster.Host, port(so.Cluster.Port))
+	}
+	return s + ")"
 }
 
 // tlsConfig reads the TLS files of o into a server configuration; nil when

@@ -51,6 +51,7 @@ type hWorker struct {
 	corrupt  bool // its parameters differ from its history's (a bit flip)
 	helloGen int
 	server   string // the NATS server it is connected to ("": unknown)
+	job      string // the job it was given ("": the coordinator's)
 }
 
 // held is the committed part of w's history: all of it but an update
@@ -232,11 +233,11 @@ func (h *harness) nextStep(s uint64) NextStep {
 
 // addWorker starts worker process name, connected to NATS server server
 // ("": the server it was on before, if it ran before).
-func (h *harness) addWorker(name, server string) {
-	m, err := NewWorker(WorkerConfig{Name: name, CoordinatorTimeout: h.coordTimeout, HelloRetry: 500 * time.Millisecond})
-	if err != nil {
-		h.t.Fatal(err)
-	}
+func (h *harness) addWorker(name, server string) { h.addJobWorker(name, server, "") }
+
+// addJobWorker is addWorker given job job ("": the coordinator's, or the
+// one it was given before).
+func (h *harness) addJobWorker(name, server, job string) {
 	if w := h.workers[name]; w != nil {
 		if !w.exited && !w.dead {
 			h.t.Fatalf("worker %s is running", name)
@@ -244,16 +245,35 @@ func (h *harness) addWorker(name, server string) {
 		if server == "" {
 			server = w.server // a restart on the same node
 		}
+		if job == "" {
+			job = w.job
+		}
 	}
-	h.workers[name] = &hWorker{name: name, m: m, behave: "ok", server: server}
+	named := job
+	if named == "" {
+		named = "klring"
+	}
+	m, err := NewWorker(WorkerConfig{Name: name, CoordinatorTimeout: h.coordTimeout, HelloRetry: 500 * time.Millisecond,
+		Job: named, HelloSubject: "klring." + named + ".hello"})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.workers[name] = &hWorker{name: name, m: m, behave: "ok", server: server, job: job}
 	if !slices.Contains(h.order, name) {
 		h.order = append(h.order, name)
 	}
 	h.feedW(h.workers[name], Tick{})
 }
 
-// send queues a message unless a drop rule or a partition takes it.
+// send queues a message unless a drop rule or a partition takes it. A
+// worker given another job (hWorker.job) hears from no coordinator and no
+// coordinator hears it: its subjects are another job's.
 func (h *harness) send(from, to, kind string, ev Event) {
+	for _, n := range []string{from, to} {
+		if w := h.workers[n]; w != nil && w.job != "" {
+			return
+		}
+	}
 	if h.now.Before(h.cut[from]) || h.now.Before(h.cut[to]) {
 		if h.verbose {
 			h.trace(from, "(cut off: %s to %s)", kind, to)

@@ -68,11 +68,12 @@ func (h *harness) run(d *datadriven.TestData) {
 		h.tick = h.ccfg.Heartbeat / 2
 		h.newCoordinator(0)
 	case "workers":
-		// workers w0 w1 [behave=badsnap] [server=a]: start worker
-		// processes (connected to NATS server a: they say so in their
-		// hello and heartbeats).
+		// workers w0 w1 [behave=badsnap] [server=a] [job=other]: start
+		// worker processes (connected to NATS server a: they say so in
+		// their hello and heartbeats; given job other: no coordinator
+		// hears them).
 		for _, n := range names {
-			h.addWorker(n, args["server"])
+			h.addJobWorker(n, args["server"], args["job"])
 			if v, ok := args["behave"]; ok {
 				h.workers[n].behave = v
 			}

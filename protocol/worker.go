@@ -18,12 +18,35 @@ type WorkerConfig struct {
 	CoordinatorTimeout time.Duration
 	// HelloRetry is the pause between two hellos nobody answered.
 	HelloRetry time.Duration
+	// Job is the name of the job the worker joins and HelloSubject where
+	// the runtime sends its hellos (klring.<job>.hello): both only name
+	// what a worker that nobody welcomes is waiting for, in its log.
+	// Optional.
+	Job, HelloSubject string
 }
+
+// StillWaitingEvery is how often a worker that nobody welcomes says it is
+// still waiting for a coordinator.
+const StillWaitingEvery = 30 * time.Second
+
+// Messages of a worker's logs that the runtime or its tests may look for.
+const (
+	// LogWaiting: nobody welcomed the worker's first hello.
+	LogWaiting = "waiting for a coordinator"
+	// LogStillWaiting: nobody has welcomed the worker for
+	// StillWaitingEvery, and again every StillWaitingEvery after.
+	LogStillWaiting = "still waiting for a coordinator: check the job name (job, --job, KLRING_JOB) and that a coordinator of this job is running"
+)
 
 // Validate checks the configuration.
 func (c WorkerConfig) Validate() error {
 	if err := ValidName(c.Name); err != nil {
 		return fmt.Errorf("worker name: %w", err)
+	}
+	if c.Job != "" {
+		if err := ValidName(c.Job); err != nil {
+			return fmt.Errorf("job name: %w", err)
+		}
 	}
 	if c.CoordinatorTimeout <= 0 || c.HelloRetry <= 0 {
 		return fmt.Errorf("protocol: coordinator timeout %v, hello retry %v", c.CoordinatorTimeout, c.HelloRetry)
@@ -160,8 +183,11 @@ type Worker struct {
 
 	helloOut  bool // a hello is in flight
 	lastHello time.Time
-	waitLog   bool // "waiting for the coordinator" was logged
-	everRun   bool // joined a run once
+	// waitSince is when the first hello of this wait for a welcome went
+	// out (zero once welcomed), waitLogged when the wait was last logged
+	// (zero: not yet).
+	waitSince, waitLogged time.Time
+	everRun               bool // joined a run once
 
 	run       string
 	windows   int
@@ -208,7 +234,7 @@ func (w *Worker) Step(ev Event, now time.Time) []Action {
 	case Welcomed:
 		w.onWelcomed(e, now)
 	case HelloFailed:
-		w.onHelloFailed(e)
+		w.onHelloFailed(e, now)
 	case StepDone:
 		w.onStepDone(e, now)
 	case SnapshotLoaded:
@@ -260,6 +286,9 @@ func (w *Worker) onTick(now time.Time) {
 func (w *Worker) hello(now time.Time) {
 	w.helloOut = true
 	w.lastHello = now
+	if w.waitSince.IsZero() {
+		w.waitSince = now
+	}
 	w.emit(SayHello{})
 }
 
@@ -282,7 +311,8 @@ func (w *Worker) onWelcomed(e Welcomed, now time.Time) {
 	// replica held: nothing pending, no plan seen.
 	w.initialised, w.pending, w.dirty = false, nil, false
 	w.lastEpoch, w.lastStep = 0, 0
-	w.lastPlan, w.everRun, w.waitLog = now, true, false
+	w.lastPlan, w.everRun = now, true
+	w.waitSince, w.waitLogged = time.Time{}, time.Time{}
 	w.sendHeartbeat(now)
 	if p := w.early; p != nil {
 		w.early = nil
@@ -292,16 +322,40 @@ func (w *Worker) onWelcomed(e Welcomed, now time.Time) {
 	}
 }
 
-func (w *Worker) onHelloFailed(e HelloFailed) {
+func (w *Worker) onHelloFailed(e HelloFailed, now time.Time) {
 	w.helloOut = false
 	if e.Fatal {
 		w.exit(fmt.Errorf("joining: %w", e.Err))
 		return
 	}
-	if !w.waitLog {
-		w.log(slog.LevelInfo, "waiting for the coordinator", "err", fmt.Sprint(e.Err))
-		w.waitLog = true
+	if w.phase == joining {
+		w.logWait(e.Err, now)
 	}
+}
+
+// logWait says, at the first hello nobody answered and then every
+// StillWaitingEvery, which job and subject the worker waits on and for how
+// long: a worker given the wrong job name, or whose coordinator never
+// comes, waits forever.
+func (w *Worker) logWait(err error, now time.Time) {
+	level, msg := slog.LevelInfo, LogWaiting
+	switch {
+	case w.waitLogged.IsZero():
+	case now.Sub(w.waitLogged) >= StillWaitingEvery:
+		level, msg = slog.LevelWarn, LogStillWaiting
+	default:
+		return
+	}
+	w.waitLogged = now
+	var args []any
+	if w.cfg.Job != "" {
+		args = append(args, "job", w.cfg.Job)
+	}
+	if w.cfg.HelloSubject != "" {
+		args = append(args, "subject", w.cfg.HelloSubject)
+	}
+	args = append(args, "for", now.Sub(w.waitSince).Round(time.Second).String(), "err", fmt.Sprint(err))
+	w.log(level, msg, args...)
 }
 
 // cancelWork cancels the computation and the snapshot load in flight.
