@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -199,6 +201,9 @@ func (c *Coordinator) Run(ctx context.Context, conn *natsnet.Conn) (Summary, err
 		return sum, err
 	}
 	defer release()
+	if err := c.probeOther(); err != nil {
+		return sum, err
+	}
 	out, err := outputs.Open(c.cfg.Run.Dir, c.job.step)
 	if err != nil {
 		return sum, err
@@ -302,11 +307,83 @@ func (c *Coordinator) subscribe() (*inbox, func(), error) {
 	// The server answers a refused subscription before the flush's pong:
 	// a coordinator with another role's credentials would otherwise wait
 	// for workers it can never hear.
-	if err := c.nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) {
+	if err := c.nc.LastError(); refusedSubscription(err) {
 		unsub()
 		return nil, nil, fmt.Errorf("subscribing to job %s's subjects: %w: the coordinator needs the NATS user of the coordinator's role (nats.user, docs/security.md)", c.cfg.Job, err)
 	}
+	// Answer the probe of a coordinator that starts on the same job
+	// (probeOther). A server whose permissions predate the subject refuses
+	// it: the run goes on, undetectable.
+	ident := []byte(fmt.Sprintf("run %s, run.dir %s, pid %d on host %s", c.run, c.cfg.Run.Dir, os.Getpid(), hostname()))
+	s, err := c.nc.Subscribe(c.subj.Coord, func(m *nats.Msg) { m.Respond(ident) })
+	if err != nil {
+		unsub()
+		return nil, nil, fmt.Errorf("subscribing to %s: %w", c.subj.Coord, err)
+	}
+	subs = append(subs, s)
+	if err := c.nc.Flush(); err != nil {
+		unsub()
+		return nil, nil, fmt.Errorf("subscribing: %w", err)
+	}
+	if err := c.nc.LastError(); refusedSubscription(err) {
+		c.log.Warn("the NATS server refuses the coordinator the subject on which coordinators find each other: a second coordinator of this job would not be told of this one (allow it, docs/security.md)", "subject", c.subj.Coord, "err", err)
+	}
 	return in, unsub, nil
+}
+
+// refusedSubscription reports whether err is the server refusing a
+// subscription (not a publication).
+func refusedSubscription(err error) bool {
+	return errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), "Subscription")
+}
+
+// coordProbeWait bounds the wait for another coordinator's answer: with
+// none subscribed, the server says so at once (no responders).
+const coordProbeWait = 2 * time.Second
+
+// ErrJobBusy is wrapped when another coordinator serves the job.
+var ErrJobBusy = errors.New("cluster: job served by another coordinator")
+
+// probeOther asks, on klring.<job>.coord, whether another coordinator
+// serves the job on this NATS server: two coordinators of one job take
+// its workers from each other, and the running job fails. A coordinator
+// that does not answer in time (stopped), or a server that refuses the
+// question, is logged and passed over.
+func (c *Coordinator) probeOther() error {
+	m, err := c.nc.Request(c.subj.Coord, []byte(c.run), coordProbeWait)
+	switch {
+	case err == nil:
+		return fmt.Errorf("%w: job %s is served by another coordinator (%s) on this NATS server: stop it first, or give this one another job name (job, --job, KLRING_JOB)",
+			ErrJobBusy, c.cfg.Job, printable(m.Data, 300))
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil
+	default:
+		c.log.Warn("could not tell whether another coordinator serves this job", "subject", c.subj.Coord, "err", err)
+		return nil
+	}
+}
+
+// printable is at most n bytes of b with what is not printable ASCII
+// replaced: a peer's words, for a message.
+func printable(b []byte, n int) string {
+	b = b[:min(len(b), n)]
+	out := make([]byte, len(b))
+	for i, x := range b {
+		if x < 0x20 || x > 0x7e {
+			x = '?'
+		}
+		out[i] = x
+	}
+	return string(out)
+}
+
+// hostname is the machine's name, or "?".
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "?"
+	}
+	return h
 }
 
 // serve feeds the state machine until it ends the run: messages as they

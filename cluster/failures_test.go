@@ -914,3 +914,43 @@ func TestNoEffectOptionsAreRefused(t *testing.T) {
 		t.Errorf("the same job without them: %v", err)
 	}
 }
+
+// A second coordinator of a job that a coordinator serves on the same
+// NATS server is refused at start, naming the first (klring.<job>.coord),
+// before it writes anything; the first run goes on undisturbed.
+func TestSecondCoordinatorOfAJobIsRefused(t *testing.T) {
+	cfg := testConfig(t, 3, 2)
+	tc := newTestCluster(t, cfg)
+	tc.startWorker("w0", workerHooks{})
+	other := cfg
+	other.Run.Dir = t.TempDir()
+	var refused error
+	hooks := coordHooks{afterCommit: func(s uint64) {
+		if s != 1 {
+			return
+		}
+		b, err := NewCoordinator(other, testLogger(t), nil)
+		if err != nil {
+			refused = err
+			return
+		}
+		nc := tc.conn("second")
+		defer nc.Close()
+		_, refused = b.Run(context.Background(), nc)
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, rows, kinds, err := tc.runCoordinatorKinds(ctx, tc.cfg, 1, hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(refused, ErrJobBusy) || !strings.Contains(refused.Error(), "run.dir "+cfg.Run.Dir) {
+		t.Fatalf("a second coordinator of the job: %v; want ErrJobBusy naming the first's run.dir", refused)
+	}
+	if len(rows) != 3 || len(kinds) != 0 {
+		t.Errorf("the first run: %d metrics lines, aborts %v; want 3 and none", len(rows), kinds)
+	}
+	if ents, _ := os.ReadDir(other.Run.Dir); len(ents) != 1 || ents[0].Name() != lockFile {
+		t.Errorf("the refused coordinator's run.dir holds %v; want only its lock", ents)
+	}
+}

@@ -36,7 +36,7 @@
 // # Subjects
 //
 // Every subject of a job is spelled in one place, Subjects (NewSubjects(job)):
-// klring.<job>.{hello,plan,done,seg,hb,snap,resid,seed} for the step protocol,
+// klring.<job>.{hello,plan,done,seg,hb,snap,resid,seed,coord} for the step protocol,
 // klring.<job>.ring.<worker> for each worker's ring mailbox (Ring(worker)),
 // and the wildcards All and Rings for permissions. Job and worker names are
 // 1 to 64 bytes of [A-Za-z0-9_-] (ValidName): NATS itself only rejects

@@ -90,12 +90,13 @@ type SubjectRules struct {
 // for any job): it subscribes to what workers send (hello, hb, done, seg,
 // snap, resid, seed), publishes plans, and answers hello (welcome), snap
 // (snapshot chunks) and seed (error-feedback seed chunks) requests through
-// Responses. See docs/protocol.md.
+// Responses. It also asks, and answers, on coord whether a coordinator
+// serves the job (the reply comes to an inbox). See docs/protocol.md.
 func CoordinatorPermissions(job string) *Permissions {
 	p := "klring." + job + "."
 	return &Permissions{
-		Publish:   SubjectRules{Allow: []string{p + "plan"}},
-		Subscribe: SubjectRules{Allow: []string{p + "hello", p + "hb", p + "done", p + "seg", p + "snap", p + "resid", p + "seed"}},
+		Publish:   SubjectRules{Allow: []string{p + "plan", p + "coord"}},
+		Subscribe: SubjectRules{Allow: []string{p + "hello", p + "hb", p + "done", p + "seg", p + "snap", p + "resid", p + "seed", p + "coord", "_INBOX.>"}},
 		Responses: true,
 	}
 }

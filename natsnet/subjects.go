@@ -44,6 +44,7 @@ type Subjects struct {
 	Snap  string // klring.<job>.snap: a worker asks for a snapshot chunk (request)
 	Resid string // klring.<job>.resid: a worker's error-feedback residual of a checkpointed step, to the coordinator
 	Seed  string // klring.<job>.seed: a worker asks for a chunk of its error-feedback seed after a resume (request)
+	Coord string // klring.<job>.coord: a coordinator that starts asks whether another serves the job (request)
 	All   string // klring.<job>.>: every subject of the job (for permissions)
 	Rings string // klring.<job>.ring.*: every worker's ring subject (for permissions)
 	ring  string // klring.<job>.ring.
@@ -57,7 +58,7 @@ func NewSubjects(job string) (Subjects, error) {
 	}
 	p := "klring." + job + "."
 	return Subjects{Job: job, Hello: p + "hello", Plan: p + "plan", Done: p + "done", Seg: p + "seg", HB: p + "hb", Snap: p + "snap",
-		Resid: p + "resid", Seed: p + "seed", All: p + ">", Rings: p + "ring.*", ring: p + "ring."}, nil
+		Resid: p + "resid", Seed: p + "seed", Coord: p + "coord", All: p + ">", Rings: p + "ring.*", ring: p + "ring."}, nil
 }
 
 // Ring is worker's ring subject, klring.<job>.ring.<worker>, on which its
