@@ -403,7 +403,7 @@ while IFS= read -r line; do
   [ "$n" -lt "$total" ] || break
   if [ "$n" -ge "$restart_at" ]; then reached=$n; break; fi
 done < <(timeout "$phase_timeout" tail -s 0.05 -n +1 --pid="$follower" -f "$work/coordinator2.log")
-resumed=$(grep -i -m1 "resum" "$work/coordinator2.log" || true)
+resumed=$(grep -m1 "resumed from checkpoint" "$work/coordinator2.log" || true)
 grep -Eq "step=$steps([^0-9]|$)" <<<"$resumed" || fail "the coordinator's log does not say it resumed from step $steps (got: '${resumed:-nothing}')"
 stamp "coordinator: $(cut -c1-160 <<<"$resumed")"
 [ -n "$reached" ] || fail "the resumed run did not reach step $restart_at before its end ($total) or within ${phase_timeout}s"
@@ -443,7 +443,7 @@ for id in "${worker_ids[@]}"; do
   [ "$code" = 0 ] || fail "worker ${id:0:12} exited $code at the end of the job; want 0"
 done
 stamp "coordinator and workers exited 0"
-again=$(docker logs "$coord" 2>&1 | grep -i "resum" | tail -1 || true)
+again=$(docker logs "$coord" 2>&1 | grep "resumed from checkpoint" | tail -1 || true)
 ckpt=$(grep -Eo '(^|[[:space:]])step=[0-9]+' <<<"$again" | tr -dc 0-9)
 [ -n "$ckpt" ] && [ "$ckpt" -gt "$steps" ] && [ "$ckpt" -le "$died_at" ] ||
   fail "after the restart the coordinator's log says '${again:-nothing}'; want a resume from a checkpoint in $((steps + 1))..$died_at"
