@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -952,5 +953,43 @@ func TestSecondCoordinatorOfAJobIsRefused(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(other.Run.Dir); len(ents) != 1 || ents[0].Name() != lockFile {
 		t.Errorf("the refused coordinator's run.dir holds %v; want only its lock", ents)
+	}
+}
+
+// The settings a resume keeps are compared with run.json's as written: a
+// run.json of an older klring that lacks a setting always written now
+// resumes, and one whose settings differ is refused.
+func TestResumeSpecOfOlderRunJSON(t *testing.T) {
+	cfg := testConfig(t, 2, 4)
+	cfg.Run.CheckpointEvery = 2
+	trainRun(t, cfg, 1)
+	path := filepath.Join(cfg.Run.Dir, "run.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	spec := rec["spec"].(map[string]any)
+	delete(spec, "teacher_tail")
+	delete(spec, "beta")
+	write := func() {
+		b, _ := json.Marshal(rec)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write()
+	more := cfg
+	more.Train.Steps = 4
+	if _, err := NewCoordinator(more, testLogger(t), nil); err != nil {
+		t.Fatalf("resuming a run whose run.json lacks teacher_tail and beta: %v", err)
+	}
+	spec["batch_windows"] = 8
+	write()
+	if _, err := NewCoordinator(more, testLogger(t), nil); err == nil || !strings.Contains(err.Error(), "train.batch_windows = 4, but the run in") {
+		t.Fatalf("resuming with another batch than run.json's: %v; want a refusal", err)
 	}
 }

@@ -1273,16 +1273,38 @@ func checkResume(cfg config.Config, ckpt lm.Config, step int64, dir string) erro
 // read is logged and passed over, since the resumed run rewrites it.
 func checkResumeSpec(runDir string, now JobSpec, ckpt string, log *slog.Logger) error {
 	var rec runRecord
+	var raw struct {
+		Spec map[string]json.RawMessage `json:"spec"`
+	}
 	path := filepath.Join(runDir, "run.json")
-	if err := readJSONFile(path, &rec); err != nil {
+	err := readJSONFile(path, &rec)
+	if err == nil {
+		err = readJSONFile(path, &raw)
+	}
+	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			log.Warn("the run being resumed has a run.json that does not read: its settings are not compared", "path", path, "err", err)
 		}
 		return nil
 	}
-	if diff := resumeDiff(now, rec.Spec); diff != "" {
+	// A run.json of an older klring may lack a setting that is always
+	// written now: take it as this run's rather than as zero.
+	old := rec.Spec
+	for key, f := range map[string]func(){
+		"direction": func() { old.Direction = now.Direction }, "target": func() { old.Target = now.Target },
+		"beta": func() { old.Beta = now.Beta }, "temperature": func() { old.Temperature = now.Temperature },
+		"label_smoothing": func() { old.Smoothing = now.Smoothing }, "teacher_temperature": func() { old.TeacherTemperature = now.TeacherTemperature },
+		"scale_t2": func() { old.ScaleT2 = now.ScaleT2 }, "hard_weight": func() { old.HardWeight = now.HardWeight },
+		"teacher_top_k": func() { old.TeacherTopK = now.TeacherTopK }, "teacher_tail": func() { old.TeacherTail = now.TeacherTail },
+		"batch_windows": func() { old.BatchWindows = now.BatchWindows },
+	} {
+		if _, ok := raw.Spec[key]; !ok {
+			f()
+		}
+	}
+	if diff := resumeDiff(now, old); diff != "" {
 		return fmt.Errorf("%w: %s, but the run in %s was trained with %s; a resumed run keeps what it trains toward and its batch. To go on with other settings, start a new run.dir with --model.init %s",
-			config.ErrInvalid, diff, runDir, resumeDiff(rec.Spec, now), ckpt)
+			config.ErrInvalid, diff, runDir, resumeDiff(old, now), ckpt)
 	}
 	return nil
 }
