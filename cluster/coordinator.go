@@ -197,10 +197,15 @@ func (c *Coordinator) Run(ctx context.Context, conn *natsnet.Conn) (Summary, err
 	start := time.Now()
 	sum := Summary{RunDir: c.cfg.Run.Dir, EntropyFloor: -1, ResumedFrom: c.job.step}
 	release, err := lockRunDir(c.cfg.Run.Dir, c.run)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrRunDirBusy):
 		return sum, err
+	case err != nil:
+		// A file system without flock: the run goes on unguarded.
+		c.log.Warn("run.dir could not be locked: a second coordinator on it would not be refused", "err", err)
+	default:
+		defer release()
 	}
-	defer release()
 	if err := c.probeOther(); err != nil {
 		return sum, err
 	}
