@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -359,27 +360,13 @@ func (c *Coordinator) probeOther() error {
 	switch {
 	case err == nil:
 		return fmt.Errorf("%w: job %s is served by another coordinator (%s) on this NATS server: stop it first, or give this one another job name (job, --job, KLRING_JOB)",
-			ErrJobBusy, c.cfg.Job, printable(m.Data, 300))
+			ErrJobBusy, c.cfg.Job, strconv.QuoteToASCII(string(m.Data[:min(len(m.Data), 300)])))
 	case errors.Is(err, nats.ErrNoResponders):
 		return nil
 	default:
 		c.log.Warn("could not tell whether another coordinator serves this job", "subject", c.subj.Coord, "err", err)
 		return nil
 	}
-}
-
-// printable is at most n bytes of b with what is not printable ASCII
-// replaced: a peer's words, for a message.
-func printable(b []byte, n int) string {
-	b = b[:min(len(b), n)]
-	out := make([]byte, len(b))
-	for i, x := range b {
-		if x < 0x20 || x > 0x7e {
-			x = '?'
-		}
-		out[i] = x
-	}
-	return string(out)
 }
 
 // hostname is the machine's name, or "?".
@@ -960,9 +947,7 @@ func (c *Coordinator) finish(sum Summary, start time.Time) (Summary, error) {
 		return sum, err
 	}
 	if k := len(c.out.Rows); k > 0 && c.out.Rows[k-1].Step == c.job.step && c.out.Rows[k-1].ValLoss == nil {
-		r := &c.out.Rows[k-1]
-		h := ev.Entropy
-		r.ValLoss, r.ValKL, r.ValEntropy, r.ValTeacherKL = &ev.CE, ev.KLPtr(), &h, ev.TeacherKLPtr()
+		setEval(&c.out.Rows[k-1], ev, sampleKL)
 	}
 	ckpt, err := c.checkpoint()
 	if err != nil {

@@ -21,6 +21,18 @@ import (
 )
 
 // testConfig is a micro job that trains in milliseconds per step.
+// distillConfig is testConfig for a student that starts from
+// distill_micro's (model.init gives its shape) and trains on gpt_micro's
+// tokens, all of them: the job of the distillation tests.
+func distillConfig(t *testing.T, steps, batch int) config.Config {
+	t.Helper()
+	cfg := testConfig(t, steps, batch)
+	cfg.Data.Source, cfg.Data.ValFraction = "tokens:testdata/gpt_micro/tokens.bin", 0
+	cfg.Model.Init, cfg.Model.Ctx, cfg.Model.Vocab = "testdata/distill_micro/student", 0, 0
+	cfg.Model.NEmbd, cfg.Model.NLayer, cfg.Model.NHead = 0, 0, 0
+	return cfg
+}
+
 func testConfig(t *testing.T, steps, batch int) config.Config {
 	t.Helper()
 	cfg, err := config.Load(nil)

@@ -1272,14 +1272,14 @@ func checkResume(cfg config.Config, ckpt lm.Config, step int64, dir string) erro
 // run.dir holding only checkpoints) is no objection; one that does not
 // read is logged and passed over, since the resumed run rewrites it.
 func checkResumeSpec(runDir string, now JobSpec, ckpt string, log *slog.Logger) error {
+	path := filepath.Join(runDir, "run.json")
 	var rec runRecord
 	var raw struct {
 		Spec map[string]json.RawMessage `json:"spec"`
 	}
-	path := filepath.Join(runDir, "run.json")
-	err := readJSONFile(path, &rec)
+	b, err := os.ReadFile(path)
 	if err == nil {
-		err = readJSONFile(path, &raw)
+		err = errors.Join(json.Unmarshal(b, &rec), json.Unmarshal(b, &raw))
 	}
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
@@ -1287,64 +1287,75 @@ func checkResumeSpec(runDir string, now JobSpec, ckpt string, log *slog.Logger) 
 		}
 		return nil
 	}
-	// A run.json of an older klring may lack a setting that is always
-	// written now: take it as this run's rather than as zero.
-	old := rec.Spec
-	for key, f := range map[string]func(){
-		"direction": func() { old.Direction = now.Direction }, "target": func() { old.Target = now.Target },
-		"beta": func() { old.Beta = now.Beta }, "temperature": func() { old.Temperature = now.Temperature },
-		"label_smoothing": func() { old.Smoothing = now.Smoothing }, "teacher_temperature": func() { old.TeacherTemperature = now.TeacherTemperature },
-		"scale_t2": func() { old.ScaleT2 = now.ScaleT2 }, "hard_weight": func() { old.HardWeight = now.HardWeight },
-		"teacher_top_k": func() { old.TeacherTopK = now.TeacherTopK }, "teacher_tail": func() { old.TeacherTail = now.TeacherTail },
-		"batch_windows": func() { old.BatchWindows = now.BatchWindows },
-	} {
-		if _, ok := raw.Spec[key]; !ok {
-			f()
-		}
-	}
-	if diff := resumeDiff(now, old); diff != "" {
+	if diff, was := resumeDiff(now, rec.Spec, raw.Spec); diff != "" {
 		return fmt.Errorf("%w: %s, but the run in %s was trained with %s; a resumed run keeps what it trains toward and its batch. To go on with other settings, start a new run.dir with --model.init %s",
-			config.ErrInvalid, diff, runDir, resumeDiff(old, now), ckpt)
+			config.ErrInvalid, diff, runDir, was, ckpt)
 	}
 	return nil
 }
 
-// resumeDiff names the settings of a that differ from b's, with a's values
-// ("" when none differ), in the order of the configuration's keys.
-func resumeDiff(a, b JobSpec) string {
-	orNone := func(s string) string {
-		if s == "" {
-			return "none"
+// resumeKept are the settings a resumed run keeps: the key of run.json's
+// spec, the configuration's key, the value compared and, when it is not
+// the value itself, what a message shows. A teacher and a store are
+// compared by digest, shown by path and digest. omitEmpty keys are written
+// only when set: their absence is a zero. A key that is always written now
+// but missing from an older klring's run.json is not compared.
+var resumeKept = []struct {
+	json, key string
+	omitEmpty bool
+	get       func(JobSpec) any
+	show      func(JobSpec) string
+}{
+	{"batch_windows", "train.batch_windows", false, func(s JobSpec) any { return s.BatchWindows }, nil},
+	{"target", "loss.target", false, func(s JobSpec) any { return s.Target }, nil},
+	{"direction", "loss.direction", false, func(s JobSpec) any { return s.Direction }, nil},
+	{"beta", "loss.beta", false, func(s JobSpec) any { return s.Beta }, nil},
+	{"temperature", "loss.temperature", false, func(s JobSpec) any { return s.Temperature }, nil},
+	{"label_smoothing", "loss.label_smoothing", false, func(s JobSpec) any { return s.Smoothing }, nil},
+	{"teacher_sha256", "loss.teacher", true, func(s JobSpec) any { return s.TeacherSHA256 },
+		func(s JobSpec) string { return orNone(s.Teacher) + " (weights " + orNone(short(s.TeacherSHA256)) + ")" }},
+	{"teacher_temperature", "loss.teacher_temperature", false, func(s JobSpec) any { return s.TeacherTemperature }, nil},
+	{"scale_t2", "loss.scale_t2", false, func(s JobSpec) any { return s.ScaleT2 }, nil},
+	{"hard_weight", "loss.hard_weight", false, func(s JobSpec) any { return s.HardWeight }, nil},
+	{"teacher_top_k", "loss.teacher_top_k", false, func(s JobSpec) any { return s.TeacherTopK }, nil},
+	{"teacher_tail", "loss.teacher_tail", false, func(s JobSpec) any { return s.TeacherTail }, nil},
+	{"teacher_store_digest", "loss.teacher_store", true, func(s JobSpec) any { return s.TeacherStoreDigest },
+		func(s JobSpec) string {
+			return orNone(s.TeacherStore) + " (digest " + orNone(short(s.TeacherStoreDigest)) + ")"
+		}},
+	{"on_policy", "loss.on_policy", true, func(s JobSpec) any { return s.OnPolicy }, nil},
+	{"on_policy_prefix", "loss.on_policy_prefix", true, func(s JobSpec) any { return s.OnPolicyPrefix }, nil},
+	{"on_policy_temperature", "loss.on_policy_temperature", true, func(s JobSpec) any { return s.OnPolicyTemp }, nil},
+}
+
+// resumeDiff names the kept settings (resumeKept) in which now differs
+// from old, run.json's spec (recorded: its keys), with now's values and
+// with old's ("" when none differ).
+func resumeDiff(now, old JobSpec, recorded map[string]json.RawMessage) (diff, was string) {
+	var a, b []string
+	for _, f := range resumeKept {
+		if _, ok := recorded[f.json]; !ok && !f.omitEmpty {
+			continue
 		}
-		return s
-	}
-	var out []string
-	add := func(key string, av, bv any) {
-		if av != bv {
-			out = append(out, fmt.Sprintf("%s = %v", key, av))
+		if f.get(now) == f.get(old) {
+			continue
 		}
+		show := func(s JobSpec) string { return fmt.Sprint(f.get(s)) }
+		if f.show != nil {
+			show = f.show
+		}
+		a = append(a, f.key+" = "+show(now))
+		b = append(b, f.key+" = "+show(old))
 	}
-	add("train.batch_windows", a.BatchWindows, b.BatchWindows)
-	add("loss.target", a.Target, b.Target)
-	add("loss.direction", a.Direction, b.Direction)
-	add("loss.beta", a.Beta, b.Beta)
-	add("loss.temperature", a.Temperature, b.Temperature)
-	add("loss.label_smoothing", a.Smoothing, b.Smoothing)
-	if a.TeacherSHA256 != b.TeacherSHA256 {
-		out = append(out, fmt.Sprintf("loss.teacher = %s (weights %s)", orNone(a.Teacher), orNone(short(a.TeacherSHA256))))
+	return strings.Join(a, ", "), strings.Join(b, ", ")
+}
+
+// orNone is s, or "none" when it is empty.
+func orNone(s string) string {
+	if s == "" {
+		return "none"
 	}
-	add("loss.teacher_temperature", a.TeacherTemperature, b.TeacherTemperature)
-	add("loss.scale_t2", a.ScaleT2, b.ScaleT2)
-	add("loss.hard_weight", a.HardWeight, b.HardWeight)
-	add("loss.teacher_top_k", a.TeacherTopK, b.TeacherTopK)
-	add("loss.teacher_tail", a.TeacherTail, b.TeacherTail)
-	if a.TeacherStoreDigest != b.TeacherStoreDigest {
-		out = append(out, fmt.Sprintf("loss.teacher_store = %s (digest %s)", orNone(a.TeacherStore), orNone(short(a.TeacherStoreDigest))))
-	}
-	add("loss.on_policy", a.OnPolicy, b.OnPolicy)
-	add("loss.on_policy_prefix", a.OnPolicyPrefix, b.OnPolicyPrefix)
-	add("loss.on_policy_temperature", a.OnPolicyTemp, b.OnPolicyTemp)
-	return strings.Join(out, ", ")
+	return s
 }
 
 // short is the first 12 characters of a digest.

@@ -35,9 +35,8 @@ func lockRunDir(runDir, run string) (release func(), err error) {
 		}
 		return nil, fmt.Errorf("locking run.dir %s: %w", runDir, err)
 	}
-	host, _ := os.Hostname()
 	if err := f.Truncate(0); err == nil {
-		fmt.Fprintf(f, "pid %d on host %s, run %s\n", os.Getpid(), host, run)
+		fmt.Fprintf(f, "pid %d on host %s, run %s\n", os.Getpid(), hostname(), run)
 	}
 	return func() { f.Close() }, nil
 }

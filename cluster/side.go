@@ -218,13 +218,17 @@ func (c *Coordinator) onSide(d sideDone) error {
 func (c *Coordinator) evaluated(step uint64, ev engine.Eval, sampleKL *float64) {
 	for i := range c.side.rows {
 		if r := &c.side.rows[i]; r.m.Step == step && r.eval {
-			r.m.ValLoss, r.m.ValKL, r.m.ValBPB, r.eval = &ev.CE, ev.KLPtr(), bpbPtr(ev), false
-			r.m.ValTeacherKL = ev.TeacherKLPtr()
-			h := ev.Entropy
-			r.m.ValEntropy = &h
-			r.m.ValSampleKL = sampleKL
+			setEval(&r.m, ev, sampleKL)
+			r.eval = false
 		}
 	}
+}
+
+// setEval sets the held-out figures of a metrics line.
+func setEval(m *outputs.StepMetrics, ev engine.Eval, sampleKL *float64) {
+	h := ev.Entropy
+	m.ValLoss, m.ValKL, m.ValBPB, m.ValEntropy = &ev.CE, ev.KLPtr(), bpbPtr(ev), &h
+	m.ValTeacherKL, m.ValSampleKL = ev.TeacherKLPtr(), sampleKL
 }
 
 // sampleKL is, when run.sample_kl_windows asks for it, the reverse KL to

@@ -136,10 +136,8 @@ func TestDistillationTwoWorkersMatchPyTorch(t *testing.T) {
 		name, source, _ := strings.Cut(run, "/")
 		t.Run(run, func(t *testing.T) {
 			c := distillCase(t, name)
-			cfg := testConfig(t, 1, 6)
+			cfg := distillConfig(t, 1, 6)
 			cfg.Cluster.Workers = 2
-			cfg.Data.Source, cfg.Data.ValFraction = "tokens:testdata/gpt_micro/tokens.bin", 0
-			cfg.Model.Init, cfg.Model.Ctx, cfg.Model.Vocab = "testdata/distill_micro/student", 0, 0
 			cfg.Loss.Teacher = "testdata/gpt_micro"
 			var err error
 			if cfg.Loss.Direction, err = loss.ParseDirection(c.Direction); err != nil {
@@ -287,9 +285,7 @@ func readGrads(t *testing.T, pool *kernels.Pool, path string) []float32 {
 // A student trained from a float32 store of the teacher's full
 // distribution (k = V) follows the live-teacher run step by step.
 func TestTeacherStoreRunMatchesLiveTeacher(t *testing.T) {
-	cfg := testConfig(t, 6, 6)
-	cfg.Data.Source, cfg.Data.ValFraction = "tokens:testdata/gpt_micro/tokens.bin", 0
-	cfg.Model.Init, cfg.Model.Ctx, cfg.Model.Vocab = "testdata/distill_micro/student", 0, 0
+	cfg := distillConfig(t, 6, 6)
 	cfg.Loss.Teacher, cfg.Loss.Temperature, cfg.Loss.ScaleT2 = "testdata/gpt_micro", 2, true
 	cfg.Run.EvalEvery = 0
 	live := trainRun(t, cfg, 2)

@@ -197,20 +197,10 @@ func TestDumpContinuesCutPartial(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "cut.topk")
-			ctx, cancel := context.WithCancel(context.Background())
-			o := DumpOptions{K: 5, Dtype: Float16, Batch: 4, Pool: pool, TeacherSHA256: fakeSHA, SyncEvery: 1,
-				Progress: func(done, total int) {
-					if done >= 12 {
-						cancel()
-					}
-				}}
-			st, err := Dump(ctx, path, teacher, data, o)
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("stopped dump: %v; want context.Canceled", err)
-			}
+			o := DumpOptions{K: 5, Dtype: Float16, Batch: 4, Pool: pool, TeacherSHA256: fakeSHA, SyncEvery: 1}
+			st := stopDumpAt(t, path, teacher, data, o, 12)
 			damage(t, PartialPath(path), truncateAt(tc.cut(st.Header)))
-			o.Progress = nil
-			st, err = Dump(context.Background(), path, teacher, data, o)
+			st, err := Dump(context.Background(), path, teacher, data, o)
 			if err != nil {
 				t.Fatalf("dump over a cut partial store: %v", err)
 			}

@@ -162,6 +162,24 @@ func TestFloat16Store(t *testing.T) {
 // A dump stopped part-way is continued by the next and ends as one that
 // never stopped; a complete store is not written again; another teacher's
 // store is refused.
+// stopDumpAt runs Dump with o into path and stops it (ctx cancelled) once
+// n windows are written, returning the stopped dump's stats.
+func stopDumpAt(t *testing.T, path string, teacher *lm.Model, data *shard.Dataset, o DumpOptions, n int) DumpStats {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o.Progress = func(done, total int) {
+		if done >= n {
+			cancel()
+		}
+	}
+	st, err := Dump(ctx, path, teacher, data, o)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("stopped dump: %v; want context.Canceled", err)
+	}
+	return st
+}
+
 func TestDumpResumes(t *testing.T) {
 	pool := kernels.NewPool(2)
 	teacher := tinyModel(t, 7, pool)
@@ -169,20 +187,11 @@ func TestDumpResumes(t *testing.T) {
 	whole, _ := dumpTiny(t, teacher, data, DumpOptions{K: 5, Dtype: Float16, Batch: 4, Pool: pool})
 
 	path := filepath.Join(t.TempDir(), "resumed.topk")
-	ctx, cancel := context.WithCancel(context.Background())
-	o := DumpOptions{K: 5, Dtype: Float16, Batch: 4, Pool: pool, TeacherSHA256: fakeSHA, SyncEvery: 1,
-		Progress: func(done, total int) {
-			if done >= 12 {
-				cancel()
-			}
-		}}
-	if _, err := Dump(ctx, path, teacher, data, o); !errors.Is(err, context.Canceled) {
-		t.Fatalf("stopped dump: %v; want context.Canceled", err)
-	}
+	o := DumpOptions{K: 5, Dtype: Float16, Batch: 4, Pool: pool, TeacherSHA256: fakeSHA, SyncEvery: 1}
+	stopDumpAt(t, path, teacher, data, o, 12)
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("a stopped dump left a store at its path")
 	}
-	o.Progress = nil
 	st, err := Dump(context.Background(), path, teacher, data, o)
 	if err != nil {
 		t.Fatal(err)
