@@ -159,6 +159,13 @@ const (
 	// rowAMaxN/nr B micro-panels, each A micro-panel is used too few times
 	// to pay for packing it.
 	rowAMaxN = 256
+	// transAMaxN is the widest C (n) for which a chunk of rows of C reads
+	// its op(A) = A^T in place whatever the size of the product; wider, it
+	// packs its block of A^T: each micro-panel is then read by more than
+	// transAMaxN/nr B micro-panels, from a packed panel (contiguous) rather
+	// than one cache line per k step, lda apart. A shared A^T (C cut into
+	// columns) stays in place: packing it costs the goroutines a wait.
+	transAMaxN = 128
 	// defaultPackSpin is how many times a goroutine yields, waiting for a K
 	// block of the shared operand, before it parks.
 	defaultPackSpin = 64
@@ -310,7 +317,7 @@ func (p *Pool) sgemmSlab(kern *microKernel, splitM bool, g gemmArgs) {
 	} else {
 		tiles, tile, maxChunk = (g.n+kern.nr-1)/kern.nr, kern.nr, kern.nc
 		j.sharedDim, r = g.m, kern.mr
-		j.sharedDirect = !p.packAll && aInPlace(kern, g.tA, g.lda, j.small)
+		j.sharedDirect = !p.packAll && aInPlace(kern, g.tA, g.lda, j.small, true)
 	}
 	j.sharedFull = j.sharedDim / r * r
 	kBlocks := (g.k + kern.kc - 1) / kern.kc
@@ -501,7 +508,7 @@ func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1, jc, pc int) {
 	if pc > 0 {
 		beta = 1
 	}
-	inPlace := !j.p.packAll && aInPlace(kern, j.tA, j.lda, j.small || j.n <= rowAMaxN)
+	inPlace := !j.p.packAll && aInPlace(kern, j.tA, j.lda, j.small || j.n <= rowAMaxN, j.small || j.n <= transAMaxN)
 	pa := aPanels(buf, kern, j.tA, j.a, j.lda, i0, mc, pc, kc, inPlace)
 	pb := j.sharedPanels(pc, kc)
 	pb.full -= jc
@@ -592,11 +599,13 @@ func roundUp(x, m int) int { return (x + m - 1) / m * m }
 func aliasing(ld int) bool { return ld%1024 == 0 }
 
 // aInPlace reports whether the micro-kernel reads op(A) in place, lda
-// apart, rather than packed: A^T always (its micro-panels already lie as
-// the kernel reads them), a row-major A when rowA (a small product, or a
-// narrow C) and the kernel has fnRowA; neither when lda is aliasing.
-func aInPlace(kern *microKernel, tA bool, lda int, rowA bool) bool {
-	return !aliasing(lda) && (tA || rowA && kern.fnRowA != nil)
+// apart, rather than packed: A^T when narrowT (a small product, or a C of
+// at most transAMaxN columns: its micro-panels already lie as the kernel
+// reads them, mr values per k step), a row-major A when rowA (a small
+// product, or a C of at most rowAMaxN columns) and the kernel has fnRowA;
+// neither when lda is aliasing.
+func aInPlace(kern *microKernel, tA bool, lda int, rowA, narrowT bool) bool {
+	return !aliasing(lda) && (tA && narrowT || !tA && rowA && kern.fnRowA != nil)
 }
 
 // mergeTile writes the top-left rows x cols of an edge tile into C:

@@ -78,7 +78,7 @@ func (p *Pool) SgemmPackedB(tA bool, m, n, k int, alpha float32, a []float32, ld
 	defer p.putBuf(buf)
 	kern := p.kern
 	buf.tile = grow(buf.tile, kern.mr*kern.nr)
-	inPlace := !p.packAll && aInPlace(kern, tA, lda, true)
+	inPlace := !p.packAll && aInPlace(kern, tA, lda, true, true)
 	for pc := 0; pc < k; pc += packedKC {
 		kc := min(packedKC, k-pc)
 		kb := k0 + pc

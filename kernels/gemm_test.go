@@ -374,28 +374,32 @@ func TestClaimChunks(t *testing.T) {
 	}
 }
 
-// TestAInPlace checks when the micro-kernel reads A in place: A^T always, a
-// row-major A for small products and narrow C when the kernel has fnRowA,
-// and never when its rows (or k steps) are a multiple of 4 KiB apart.
+// TestAInPlace checks when the micro-kernel reads A in place: A^T for small
+// products and narrow C, a row-major A for small products and narrow C when
+// the kernel has fnRowA, and never when its rows (or k steps) are a
+// multiple of 4 KiB apart.
 func TestAInPlace(t *testing.T) {
 	rowA := &microKernel{fnRowA: sgemmKernelGo}
 	for _, tc := range []struct {
-		kern       *microKernel
-		tA         bool
-		lda        int
-		rowA, want bool
+		kern                *microKernel
+		tA                  bool
+		lda                 int
+		rowA, narrowT, want bool
 	}{
-		{rowA, true, 1040, false, true},
-		{rowA, true, 1024, false, false},
-		{rowA, false, 1040, true, true},
-		{rowA, false, 1024, true, false},
-		{rowA, false, 2048, true, false},
-		{rowA, false, 512, true, true},
-		{rowA, false, 1040, false, false},
-		{&kernelGo, false, 1040, true, false},
+		{rowA, true, 1040, false, true, true},
+		{rowA, true, 1040, true, false, false},
+		{rowA, true, 1024, false, true, false},
+		{rowA, false, 1040, true, false, true},
+		{rowA, false, 1040, false, true, false},
+		{rowA, false, 1024, true, true, false},
+		{rowA, false, 2048, true, true, false},
+		{rowA, false, 512, true, false, true},
+		{rowA, false, 1040, false, false, false},
+		{&kernelGo, false, 1040, true, true, false},
+		{&kernelGo, true, 1040, false, true, true},
 	} {
-		if got := aInPlace(tc.kern, tc.tA, tc.lda, tc.rowA); got != tc.want {
-			t.Errorf("aInPlace(fnRowA %v, tA %v, lda %d, rowA %v) = %v; want %v", tc.kern.fnRowA != nil, tc.tA, tc.lda, tc.rowA, got, tc.want)
+		if got := aInPlace(tc.kern, tc.tA, tc.lda, tc.rowA, tc.narrowT); got != tc.want {
+			t.Errorf("aInPlace(fnRowA %v, tA %v, lda %d, rowA %v, narrowT %v) = %v; want %v", tc.kern.fnRowA != nil, tc.tA, tc.lda, tc.rowA, tc.narrowT, got, tc.want)
 		}
 	}
 }
