@@ -508,7 +508,7 @@ func (j *gemmJob) rowChunk(buf *gemmBuf, i0, i1, jc, pc int) {
 	if pc > 0 {
 		beta = 1
 	}
-	inPlace := !j.p.packAll && aInPlace(kern, j.tA, j.lda, j.small || j.n <= rowAMaxN, j.small || j.n <= transAMaxN)
+	inPlace := !j.p.packAll && chunkAInPlace(kern, j.tA, j.lda, j.small, j.n)
 	pa := aPanels(buf, kern, j.tA, j.a, j.lda, i0, mc, pc, kc, inPlace)
 	pb := j.sharedPanels(pc, kc)
 	pb.full -= jc
@@ -606,6 +606,13 @@ func aliasing(ld int) bool { return ld%1024 == 0 }
 // neither when lda is aliasing.
 func aInPlace(kern *microKernel, tA bool, lda int, rowA, narrowT bool) bool {
 	return !aliasing(lda) && (tA && narrowT || !tA && rowA && kern.fnRowA != nil)
+}
+
+// chunkAInPlace is aInPlace for a chunk of rows of C (C cut into rows, op(B)
+// shared): the chunk's A is read in place for a small product, or a C of at
+// most rowAMaxN columns (row-major A) or transAMaxN columns (A^T).
+func chunkAInPlace(kern *microKernel, tA bool, lda int, small bool, n int) bool {
+	return aInPlace(kern, tA, lda, small || n <= rowAMaxN, small || n <= transAMaxN)
 }
 
 // mergeTile writes the top-left rows x cols of an edge tile into C:

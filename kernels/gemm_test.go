@@ -403,3 +403,30 @@ func TestAInPlace(t *testing.T) {
 		}
 	}
 }
+
+// TestChunkAInPlace checks the widths at which a chunk of rows of C packs
+// its A: A^T above transAMaxN columns, a row-major A above rowAMaxN, either
+// read in place for a small product.
+func TestChunkAInPlace(t *testing.T) {
+	rowA := &microKernel{fnRowA: sgemmKernelGo}
+	for _, tc := range []struct {
+		tA, small bool
+		n         int
+		want      bool
+	}{
+		{true, false, 128, true},
+		{true, false, 129, false},
+		{true, false, 1024, false},
+		{true, true, 1024, true},
+		{false, false, 256, true},
+		{false, false, 257, false},
+		{false, true, 1024, true},
+	} {
+		if got := chunkAInPlace(rowA, tc.tA, 1040, tc.small, tc.n); got != tc.want {
+			t.Errorf("chunkAInPlace(tA %v, small %v, n %d) = %v; want %v", tc.tA, tc.small, tc.n, got, tc.want)
+		}
+	}
+	if chunkAInPlace(rowA, true, 1024, true, 64) {
+		t.Error("chunkAInPlace: A^T at a 4 KiB stride read in place")
+	}
+}
