@@ -293,7 +293,7 @@ TEXT ·softmaxRowFwdAVX2(SB), NOSPLIT, $0-32
 	MOVQ         end+16(FP), R8
 	VBROADCASTSS fmc<>+88(SB), Y7
 	VPBROADCASTD fmc<>+92(SB), Y11
-	MOVQ         BX, X10
+	VMOVQ        BX, X10
 	VPBROADCASTD X10, Y10
 	VMOVAPS      Y7, Y12
 	MOVQ         BX, R10
@@ -312,7 +312,7 @@ afmax:
 afmaxlast:
 	CMPQ         AX, BX
 	JGE          afmaxdone
-	MOVQ         AX, X13
+	VMOVQ        AX, X13
 	VPBROADCASTD X13, Y13
 	VPADDD       iota8<>(SB), Y13, Y13
 	VPCMPGTD     Y13, Y10, Y6
@@ -347,7 +347,7 @@ afexpfull:
 	JMP     afexpfull
 
 afexptail:
-	MOVQ         AX, X13
+	VMOVQ        AX, X13
 	VPBROADCASTD X13, Y13
 	VPADDD       iota8<>(SB), Y13, Y13
 
@@ -375,8 +375,8 @@ afexpdone:
 	VADDPS       X8, X0, X0
 	VHADDPS      X0, X0, X0
 	VHADDPS      X0, X0, X0
-	MOVSS        X15, mx+24(FP)
-	MOVSS        X0, sum+28(FP)
+	VMOVSS       X15, mx+24(FP)
+	VMOVSS       X0, sum+28(FP)
 	VZEROUPPER
 	RET
 
@@ -392,7 +392,7 @@ TEXT ·softmaxRowBwdAVX2(SB), NOSPLIT, $0-40
 	VBROADCASTSS lse+32(FP), Y15
 	VBROADCASTSS scale+36(FP), Y14
 	VPBROADCASTD fmc<>+92(SB), Y11
-	MOVQ         BX, X10
+	VMOVQ        BX, X10
 	VPBROADCASTD X10, Y10
 	VMOVDQU      iota8<>(SB), Y13
 	MOVQ         BX, R9

@@ -398,8 +398,8 @@ sfexpdone:
 	VADDPS       X8, X0, X0
 	VHADDPS      X0, X0, X0
 	VHADDPS      X0, X0, X0
-	MOVSS        X15, mx+24(FP)
-	MOVSS        X0, sum+28(FP)
+	VMOVSS       X15, mx+24(FP)
+	VMOVSS       X0, sum+28(FP)
 	VZEROUPPER
 	RET
 

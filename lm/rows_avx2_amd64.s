@@ -191,10 +191,10 @@ ldloop:
 lddone:
 	VMOVAPS Y4, Y0
 	HSUM
-	MOVSS   X0, a+40(FP)
+	VMOVSS  X0, a+40(FP)
 	VMOVAPS Y5, Y0
 	HSUM
-	MOVSS   X0, b+44(FP)
+	VMOVSS  X0, b+44(FP)
 	VZEROUPPER
 	RET
 

@@ -211,10 +211,10 @@ ldtail:
 lddone:
 	VMOVAPS Y4, Y0
 	HSUM
-	MOVSS   X0, a+40(FP)
+	VMOVSS  X0, a+40(FP)
 	VMOVAPS Y5, Y0
 	HSUM
-	MOVSS   X0, b+44(FP)
+	VMOVSS  X0, b+44(FP)
 	VZEROUPPER
 	RET
 
