@@ -598,14 +598,26 @@ func roundUp(x, m int) int { return (x + m - 1) / m * m }
 // packed.
 func aliasing(ld int) bool { return ld%1024 == 0 }
 
+// stepAliasing reports whether the k steps of an A^T read in place, ld
+// float32s apart, fall on two sets of a 64-set L1 (a stride of a multiple
+// of 2 KiB): a micro-panel's kc cache lines then evict each other, and
+// the B micro-panel's, before the next micro-panels of the chunk reuse
+// them. On Zen 2 tiny's fc weight gradient (lda 512) ran at 57 GFLOP/s in
+// place, 71-76 packed (lm BenchmarkMatMul/tiny/fc/dweight, one thread). A
+// row-major A (its rows ld apart, read side by side) keeps the 4 KiB rule.
+func stepAliasing(ld int) bool { return ld%512 == 0 }
+
 // aInPlace reports whether the micro-kernel reads op(A) in place, lda
 // apart, rather than packed: A^T when narrowT (a small product, or a C of
 // at most transAMaxN columns: its micro-panels already lie as the kernel
 // reads them, mr values per k step), a row-major A when rowA (a small
 // product, or a C of at most rowAMaxN columns) and the kernel has fnRowA;
-// neither when lda is aliasing.
+// neither when lda is aliasing (for A^T, stepAliasing).
 func aInPlace(kern *microKernel, tA bool, lda int, rowA, narrowT bool) bool {
-	return !aliasing(lda) && (tA && narrowT || !tA && rowA && kern.fnRowA != nil)
+	if tA {
+		return narrowT && !stepAliasing(lda)
+	}
+	return rowA && kern.fnRowA != nil && !aliasing(lda)
 }
 
 // chunkAInPlace is aInPlace for a chunk of rows of C (C cut into rows, op(B)
