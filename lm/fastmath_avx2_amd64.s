@@ -41,38 +41,146 @@ DATA iota8<>+24(SB)/4, $6
 DATA iota8<>+28(SB)/4, $7
 GLOBL iota8<>(SB), RODATA|NOPTR, $32
 
-// EXP: Y4 = exp(Y0) as exp32 (Y0 clamped to [-87.33, 88]); clobbers Y0-Y3, Y5.
+// EXP's constants as whole vectors, each 8 times (the same values as
+// fmc): used as memory operands, they cost no broadcast instruction and
+// no register, so more of the next elements' work fits in the
+// out-of-order window (on Zen 2 the exp-bound loops are limited by it).
+DATA fmv<>+0(SB)/4, $0xc2aea8f6 // lo
+DATA fmv<>+4(SB)/4, $0xc2aea8f6
+DATA fmv<>+8(SB)/4, $0xc2aea8f6
+DATA fmv<>+12(SB)/4, $0xc2aea8f6
+DATA fmv<>+16(SB)/4, $0xc2aea8f6
+DATA fmv<>+20(SB)/4, $0xc2aea8f6
+DATA fmv<>+24(SB)/4, $0xc2aea8f6
+DATA fmv<>+28(SB)/4, $0xc2aea8f6
+DATA fmv<>+32(SB)/4, $0x42b00000 // hi
+DATA fmv<>+36(SB)/4, $0x42b00000
+DATA fmv<>+40(SB)/4, $0x42b00000
+DATA fmv<>+44(SB)/4, $0x42b00000
+DATA fmv<>+48(SB)/4, $0x42b00000
+DATA fmv<>+52(SB)/4, $0x42b00000
+DATA fmv<>+56(SB)/4, $0x42b00000
+DATA fmv<>+60(SB)/4, $0x42b00000
+DATA fmv<>+64(SB)/4, $0x4b400000 // magic
+DATA fmv<>+68(SB)/4, $0x4b400000
+DATA fmv<>+72(SB)/4, $0x4b400000
+DATA fmv<>+76(SB)/4, $0x4b400000
+DATA fmv<>+80(SB)/4, $0x4b400000
+DATA fmv<>+84(SB)/4, $0x4b400000
+DATA fmv<>+88(SB)/4, $0x4b400000
+DATA fmv<>+92(SB)/4, $0x4b400000
+DATA fmv<>+96(SB)/4, $0x3fb8aa3b // log2e
+DATA fmv<>+100(SB)/4, $0x3fb8aa3b
+DATA fmv<>+104(SB)/4, $0x3fb8aa3b
+DATA fmv<>+108(SB)/4, $0x3fb8aa3b
+DATA fmv<>+112(SB)/4, $0x3fb8aa3b
+DATA fmv<>+116(SB)/4, $0x3fb8aa3b
+DATA fmv<>+120(SB)/4, $0x3fb8aa3b
+DATA fmv<>+124(SB)/4, $0x3fb8aa3b
+DATA fmv<>+128(SB)/4, $0x3f318000 // c1
+DATA fmv<>+132(SB)/4, $0x3f318000
+DATA fmv<>+136(SB)/4, $0x3f318000
+DATA fmv<>+140(SB)/4, $0x3f318000
+DATA fmv<>+144(SB)/4, $0x3f318000
+DATA fmv<>+148(SB)/4, $0x3f318000
+DATA fmv<>+152(SB)/4, $0x3f318000
+DATA fmv<>+156(SB)/4, $0x3f318000
+DATA fmv<>+160(SB)/4, $0xb95e8083 // c2
+DATA fmv<>+164(SB)/4, $0xb95e8083
+DATA fmv<>+168(SB)/4, $0xb95e8083
+DATA fmv<>+172(SB)/4, $0xb95e8083
+DATA fmv<>+176(SB)/4, $0xb95e8083
+DATA fmv<>+180(SB)/4, $0xb95e8083
+DATA fmv<>+184(SB)/4, $0xb95e8083
+DATA fmv<>+188(SB)/4, $0xb95e8083
+DATA fmv<>+192(SB)/4, $0x39506967 // p0
+DATA fmv<>+196(SB)/4, $0x39506967
+DATA fmv<>+200(SB)/4, $0x39506967
+DATA fmv<>+204(SB)/4, $0x39506967
+DATA fmv<>+208(SB)/4, $0x39506967
+DATA fmv<>+212(SB)/4, $0x39506967
+DATA fmv<>+216(SB)/4, $0x39506967
+DATA fmv<>+220(SB)/4, $0x39506967
+DATA fmv<>+224(SB)/4, $0x3ab743ce // p1
+DATA fmv<>+228(SB)/4, $0x3ab743ce
+DATA fmv<>+232(SB)/4, $0x3ab743ce
+DATA fmv<>+236(SB)/4, $0x3ab743ce
+DATA fmv<>+240(SB)/4, $0x3ab743ce
+DATA fmv<>+244(SB)/4, $0x3ab743ce
+DATA fmv<>+248(SB)/4, $0x3ab743ce
+DATA fmv<>+252(SB)/4, $0x3ab743ce
+DATA fmv<>+256(SB)/4, $0x3c088908 // p2
+DATA fmv<>+260(SB)/4, $0x3c088908
+DATA fmv<>+264(SB)/4, $0x3c088908
+DATA fmv<>+268(SB)/4, $0x3c088908
+DATA fmv<>+272(SB)/4, $0x3c088908
+DATA fmv<>+276(SB)/4, $0x3c088908
+DATA fmv<>+280(SB)/4, $0x3c088908
+DATA fmv<>+284(SB)/4, $0x3c088908
+DATA fmv<>+288(SB)/4, $0x3d2aa9c1 // p3
+DATA fmv<>+292(SB)/4, $0x3d2aa9c1
+DATA fmv<>+296(SB)/4, $0x3d2aa9c1
+DATA fmv<>+300(SB)/4, $0x3d2aa9c1
+DATA fmv<>+304(SB)/4, $0x3d2aa9c1
+DATA fmv<>+308(SB)/4, $0x3d2aa9c1
+DATA fmv<>+312(SB)/4, $0x3d2aa9c1
+DATA fmv<>+316(SB)/4, $0x3d2aa9c1
+DATA fmv<>+320(SB)/4, $0x3e2aaaaa // p4
+DATA fmv<>+324(SB)/4, $0x3e2aaaaa
+DATA fmv<>+328(SB)/4, $0x3e2aaaaa
+DATA fmv<>+332(SB)/4, $0x3e2aaaaa
+DATA fmv<>+336(SB)/4, $0x3e2aaaaa
+DATA fmv<>+340(SB)/4, $0x3e2aaaaa
+DATA fmv<>+344(SB)/4, $0x3e2aaaaa
+DATA fmv<>+348(SB)/4, $0x3e2aaaaa
+DATA fmv<>+352(SB)/4, $0x3f000000 // p5
+DATA fmv<>+356(SB)/4, $0x3f000000
+DATA fmv<>+360(SB)/4, $0x3f000000
+DATA fmv<>+364(SB)/4, $0x3f000000
+DATA fmv<>+368(SB)/4, $0x3f000000
+DATA fmv<>+372(SB)/4, $0x3f000000
+DATA fmv<>+376(SB)/4, $0x3f000000
+DATA fmv<>+380(SB)/4, $0x3f000000
+DATA fmv<>+384(SB)/4, $0x3f800000 // one
+DATA fmv<>+388(SB)/4, $0x3f800000
+DATA fmv<>+392(SB)/4, $0x3f800000
+DATA fmv<>+396(SB)/4, $0x3f800000
+DATA fmv<>+400(SB)/4, $0x3f800000
+DATA fmv<>+404(SB)/4, $0x3f800000
+DATA fmv<>+408(SB)/4, $0x3f800000
+DATA fmv<>+412(SB)/4, $0x3f800000
+DATA fmv<>+416(SB)/4, $0x0000007f // i127
+DATA fmv<>+420(SB)/4, $0x0000007f
+DATA fmv<>+424(SB)/4, $0x0000007f
+DATA fmv<>+428(SB)/4, $0x0000007f
+DATA fmv<>+432(SB)/4, $0x0000007f
+DATA fmv<>+436(SB)/4, $0x0000007f
+DATA fmv<>+440(SB)/4, $0x0000007f
+DATA fmv<>+444(SB)/4, $0x0000007f
+GLOBL fmv<>(SB), RODATA|NOPTR, $448
+
+// EXP: Y4 = exp(Y0) as exp32 (Y0 clamped to [-87.33, 88]); clobbers Y0-Y3.
+// The operations and their order are exp32's; the constants are memory
+// operands (fmv).
 #define EXP \
-	VBROADCASTSS fmc<>+76(SB), Y5; \
-	VMAXPS Y5, Y0, Y0; \
-	VBROADCASTSS fmc<>+80(SB), Y5; \
-	VMINPS Y5, Y0, Y0; \
-	VBROADCASTSS fmc<>+40(SB), Y2; \
-	VBROADCASTSS fmc<>+36(SB), Y1; \
-	VFMADD213PS Y2, Y0, Y1; \
-	VPSUBD Y2, Y1, Y3; \
-	VSUBPS Y2, Y1, Y2; \
-	VBROADCASTSS fmc<>+44(SB), Y5; \
-	VFNMADD231PS Y2, Y5, Y0; \
-	VBROADCASTSS fmc<>+48(SB), Y5; \
-	VFNMADD231PS Y2, Y5, Y0; \
-	VBROADCASTSS fmc<>+52(SB), Y4; \
-	VBROADCASTSS fmc<>+56(SB), Y5; \
-	VFMADD213PS Y5, Y0, Y4; \
-	VBROADCASTSS fmc<>+60(SB), Y5; \
-	VFMADD213PS Y5, Y0, Y4; \
-	VBROADCASTSS fmc<>+64(SB), Y5; \
-	VFMADD213PS Y5, Y0, Y4; \
-	VBROADCASTSS fmc<>+68(SB), Y5; \
-	VFMADD213PS Y5, Y0, Y4; \
-	VBROADCASTSS fmc<>+72(SB), Y5; \
-	VFMADD213PS Y5, Y0, Y4; \
-	VMULPS Y0, Y0, Y5; \
-	VFMADD213PS Y0, Y5, Y4; \
-	VBROADCASTSS fmc<>+4(SB), Y5; \
-	VADDPS Y5, Y4, Y4; \
-	VPBROADCASTD fmc<>+84(SB), Y5; \
-	VPADDD Y5, Y3, Y3; \
+	VMAXPS fmv<>+0(SB), Y0, Y0; \
+	VMINPS fmv<>+32(SB), Y0, Y0; \
+	VMOVUPS fmv<>+96(SB), Y1; \
+	VFMADD213PS fmv<>+64(SB), Y0, Y1; \
+	VPSUBD fmv<>+64(SB), Y1, Y3; \
+	VSUBPS fmv<>+64(SB), Y1, Y2; \
+	VFNMADD231PS fmv<>+128(SB), Y2, Y0; \
+	VFNMADD231PS fmv<>+160(SB), Y2, Y0; \
+	VMOVUPS fmv<>+192(SB), Y4; \
+	VFMADD213PS fmv<>+224(SB), Y0, Y4; \
+	VFMADD213PS fmv<>+256(SB), Y0, Y4; \
+	VFMADD213PS fmv<>+288(SB), Y0, Y4; \
+	VFMADD213PS fmv<>+320(SB), Y0, Y4; \
+	VFMADD213PS fmv<>+352(SB), Y0, Y4; \
+	VMULPS Y0, Y0, Y1; \
+	VFMADD213PS Y0, Y1, Y4; \
+	VADDPS fmv<>+384(SB), Y4, Y4; \
+	VPADDD fmv<>+416(SB), Y3, Y3; \
 	VPSLLD $23, Y3, Y3; \
 	VMULPS Y3, Y4, Y4
 
