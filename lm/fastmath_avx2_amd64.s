@@ -157,7 +157,71 @@ DATA fmv<>+432(SB)/4, $0x0000007f
 DATA fmv<>+436(SB)/4, $0x0000007f
 DATA fmv<>+440(SB)/4, $0x0000007f
 DATA fmv<>+444(SB)/4, $0x0000007f
-GLOBL fmv<>(SB), RODATA|NOPTR, $448
+DATA fmv<>+448(SB)/4, $0x3f000000 // half
+DATA fmv<>+452(SB)/4, $0x3f000000
+DATA fmv<>+456(SB)/4, $0x3f000000
+DATA fmv<>+460(SB)/4, $0x3f000000
+DATA fmv<>+464(SB)/4, $0x3f000000
+DATA fmv<>+468(SB)/4, $0x3f000000
+DATA fmv<>+472(SB)/4, $0x3f000000
+DATA fmv<>+476(SB)/4, $0x3f000000
+DATA fmv<>+480(SB)/4, $0x3f4c422a // s
+DATA fmv<>+484(SB)/4, $0x3f4c422a
+DATA fmv<>+488(SB)/4, $0x3f4c422a
+DATA fmv<>+492(SB)/4, $0x3f4c422a
+DATA fmv<>+496(SB)/4, $0x3f4c422a
+DATA fmv<>+500(SB)/4, $0x3f4c422a
+DATA fmv<>+504(SB)/4, $0x3f4c422a
+DATA fmv<>+508(SB)/4, $0x3f4c422a
+DATA fmv<>+512(SB)/4, $0x3d372713 // c
+DATA fmv<>+516(SB)/4, $0x3d372713
+DATA fmv<>+520(SB)/4, $0x3d372713
+DATA fmv<>+524(SB)/4, $0x3d372713
+DATA fmv<>+528(SB)/4, $0x3d372713
+DATA fmv<>+532(SB)/4, $0x3d372713
+DATA fmv<>+536(SB)/4, $0x3d372713
+DATA fmv<>+540(SB)/4, $0x3d372713
+DATA fmv<>+544(SB)/4, $0x3e095d4f // c3
+DATA fmv<>+548(SB)/4, $0x3e095d4f
+DATA fmv<>+552(SB)/4, $0x3e095d4f
+DATA fmv<>+556(SB)/4, $0x3e095d4f
+DATA fmv<>+560(SB)/4, $0x3e095d4f
+DATA fmv<>+564(SB)/4, $0x3e095d4f
+DATA fmv<>+568(SB)/4, $0x3e095d4f
+DATA fmv<>+572(SB)/4, $0x3e095d4f
+DATA fmv<>+576(SB)/4, $0xc0000000 // neg2
+DATA fmv<>+580(SB)/4, $0xc0000000
+DATA fmv<>+584(SB)/4, $0xc0000000
+DATA fmv<>+588(SB)/4, $0xc0000000
+DATA fmv<>+592(SB)/4, $0xc0000000
+DATA fmv<>+596(SB)/4, $0xc0000000
+DATA fmv<>+600(SB)/4, $0xc0000000
+DATA fmv<>+604(SB)/4, $0xc0000000
+DATA fmv<>+608(SB)/4, $0x40800000 // four
+DATA fmv<>+612(SB)/4, $0x40800000
+DATA fmv<>+616(SB)/4, $0x40800000
+DATA fmv<>+620(SB)/4, $0x40800000
+DATA fmv<>+624(SB)/4, $0x40800000
+DATA fmv<>+628(SB)/4, $0x40800000
+DATA fmv<>+632(SB)/4, $0x40800000
+DATA fmv<>+636(SB)/4, $0x40800000
+DATA fmv<>+640(SB)/4, $0x7fffffff // abs
+DATA fmv<>+644(SB)/4, $0x7fffffff
+DATA fmv<>+648(SB)/4, $0x7fffffff
+DATA fmv<>+652(SB)/4, $0x7fffffff
+DATA fmv<>+656(SB)/4, $0x7fffffff
+DATA fmv<>+660(SB)/4, $0x7fffffff
+DATA fmv<>+664(SB)/4, $0x7fffffff
+DATA fmv<>+668(SB)/4, $0x7fffffff
+DATA fmv<>+672(SB)/4, $0x80000000 // sign
+DATA fmv<>+676(SB)/4, $0x80000000
+DATA fmv<>+680(SB)/4, $0x80000000
+DATA fmv<>+684(SB)/4, $0x80000000
+DATA fmv<>+688(SB)/4, $0x80000000
+DATA fmv<>+692(SB)/4, $0x80000000
+DATA fmv<>+696(SB)/4, $0x80000000
+DATA fmv<>+700(SB)/4, $0x80000000
+GLOBL fmv<>(SB), RODATA|NOPTR, $704
 
 // EXP: Y4 = exp(Y0) as exp32 (Y0 clamped to [-87.33, 88]); clobbers Y0-Y3.
 // The operations and their order are exp32's; the constants are memory
@@ -325,35 +389,93 @@ TEXT ·geluFwdGradAVX2(SB), NOSPLIT, $0-40
 	MOVQ inp+16(FP), SI
 	MOVQ bias+24(FP), R8
 	MOVQ n+32(FP), CX
-	GELUCONSTS
 
-gfgloop:
+	// In blocks of at most 128 floats, three passes, each a short chain of
+	// dependent operations per 8 floats, so that the out-of-order window
+	// overlaps the 8-float groups (one pass of the whole chain, about 50
+	// operations long, left it waiting): z and -2|z| into out, exp in
+	// place, then tanh, gelu and gelu' (x and z computed again, the same
+	// operations as the first pass). The operations are GELUTANH's and
+	// the gradient's below, in the same order.
+gfgblock:
 	CMPQ CX, $8
 	JLT  gfgdone
-	VMOVUPS (SI), Y8
-	VADDPS  (R8), Y8, Y8
-	GELUTANH
-	VMULPS       Y5, Y5, Y5
-	VMULPS       Y4, Y5, Y5
-	VBROADCASTSS fmc<>+24(SB), Y1
-	VMULPS       Y1, Y5, Y5
-	VBROADCASTSS fmc<>+16(SB), Y1
-	VFMADD213PS  Y14, Y9, Y1
-	VMULPS       Y13, Y1, Y1
-	VMULPS       Y5, Y1, Y1
-	VMULPS       Y15, Y8, Y2
-	VMULPS       Y2, Y1, Y1
-	VFMADD231PS  Y6, Y15, Y1
-	VADDPS       Y15, Y1, Y1
-	VFMADD213PS  Y2, Y2, Y6
-	VMOVUPS      Y6, (DI)
-	VMOVUPS      Y1, (DX)
-	ADDQ $32, SI
-	ADDQ $32, R8
-	ADDQ $32, DI
-	ADDQ $32, DX
-	SUBQ $8, CX
-	JMP  gfgloop
+	MOVQ CX, BX
+	CMPQ BX, $128
+	JLE  gfgsized
+	MOVQ $128, BX
+
+gfgsized:
+	XORQ AX, AX
+
+gfgz:
+	VMOVUPS (SI)(AX*4), Y8
+	VADDPS (R8)(AX*4), Y8, Y8
+	VMULPS Y8, Y8, Y9
+	VMOVUPS fmv<>+384(SB), Y3
+	VFMADD231PS fmv<>+512(SB), Y9, Y3
+	VMULPS Y8, Y3, Y3
+	VMULPS fmv<>+480(SB), Y3, Y3
+	VANDPS fmv<>+640(SB), Y3, Y11
+	VMULPS fmv<>+576(SB), Y11, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	CMPQ AX, BX
+	JLT  gfgz
+
+	XORQ AX, AX
+
+gfgexp:
+	VMOVUPS (DI)(AX*4), Y0
+	EXP
+	VMOVUPS Y4, (DI)(AX*4)
+	ADDQ $8, AX
+	CMPQ AX, BX
+	JLT  gfgexp
+
+	XORQ AX, AX
+
+gfgout:
+	VMOVUPS (SI)(AX*4), Y8
+	VADDPS (R8)(AX*4), Y8, Y8
+	VMULPS Y8, Y8, Y9
+	VMOVUPS fmv<>+384(SB), Y10
+	VFMADD231PS fmv<>+512(SB), Y9, Y10
+	VMULPS Y8, Y10, Y10
+	VMULPS fmv<>+480(SB), Y10, Y10
+	VANDPS fmv<>+672(SB), Y10, Y10
+	VMOVUPS (DI)(AX*4), Y4
+	VADDPS fmv<>+384(SB), Y4, Y5
+	VMOVUPS fmv<>+384(SB), Y11
+	VDIVPS Y5, Y11, Y11
+	VMOVUPS fmv<>+384(SB), Y3
+	VSUBPS Y4, Y3, Y3
+	VMULPS Y11, Y3, Y3
+	VORPS Y10, Y3, Y3
+	VMULPS Y11, Y11, Y11
+	VMULPS Y4, Y11, Y11
+	VMULPS fmv<>+608(SB), Y11, Y11
+	VMOVUPS fmv<>+544(SB), Y5
+	VFMADD213PS fmv<>+384(SB), Y9, Y5
+	VMULPS fmv<>+480(SB), Y5, Y5
+	VMULPS Y11, Y5, Y5
+	VMULPS fmv<>+448(SB), Y8, Y6
+	VMULPS Y6, Y5, Y5
+	VFMADD231PS fmv<>+448(SB), Y3, Y5
+	VADDPS fmv<>+448(SB), Y5, Y5
+	VFMADD213PS Y6, Y6, Y3
+	VMOVUPS Y3, (DI)(AX*4)
+	VMOVUPS Y5, (DX)(AX*4)
+	ADDQ $8, AX
+	CMPQ AX, BX
+	JLT  gfgout
+
+	LEAQ (SI)(BX*4), SI
+	LEAQ (R8)(BX*4), R8
+	LEAQ (DI)(BX*4), DI
+	LEAQ (DX)(BX*4), DX
+	SUBQ BX, CX
+	JMP  gfgblock
 
 gfgdone:
 	VZEROUPPER
