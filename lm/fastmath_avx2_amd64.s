@@ -248,6 +248,54 @@ GLOBL fmv<>(SB), RODATA|NOPTR, $704
 	VPSLLD $23, Y3, Y3; \
 	VMULPS Y3, Y4, Y4
 
+// EXP2: EXP on two blocks at once, their instructions interleaved (the
+// same operations per block): A4 = exp(A0) and B4 = exp(B0); clobbers
+// A0-A3 and B0-B3. One block's chain of about 20 dependent operations
+// leaves the out-of-order window waiting (Zen 2); two in step keep the
+// units busy.
+#define EXP2(A0, A1, A2, A3, A4, B0, B1, B2, B3, B4) \
+	VMAXPS fmv<>+0(SB), A0, A0; \
+	VMAXPS fmv<>+0(SB), B0, B0; \
+	VMINPS fmv<>+32(SB), A0, A0; \
+	VMINPS fmv<>+32(SB), B0, B0; \
+	VMOVUPS fmv<>+96(SB), A1; \
+	VMOVUPS fmv<>+96(SB), B1; \
+	VFMADD213PS fmv<>+64(SB), A0, A1; \
+	VFMADD213PS fmv<>+64(SB), B0, B1; \
+	VPSUBD fmv<>+64(SB), A1, A3; \
+	VPSUBD fmv<>+64(SB), B1, B3; \
+	VSUBPS fmv<>+64(SB), A1, A2; \
+	VSUBPS fmv<>+64(SB), B1, B2; \
+	VFNMADD231PS fmv<>+128(SB), A2, A0; \
+	VFNMADD231PS fmv<>+128(SB), B2, B0; \
+	VFNMADD231PS fmv<>+160(SB), A2, A0; \
+	VFNMADD231PS fmv<>+160(SB), B2, B0; \
+	VMOVUPS fmv<>+192(SB), A4; \
+	VMOVUPS fmv<>+192(SB), B4; \
+	VFMADD213PS fmv<>+224(SB), A0, A4; \
+	VFMADD213PS fmv<>+224(SB), B0, B4; \
+	VFMADD213PS fmv<>+256(SB), A0, A4; \
+	VFMADD213PS fmv<>+256(SB), B0, B4; \
+	VFMADD213PS fmv<>+288(SB), A0, A4; \
+	VFMADD213PS fmv<>+288(SB), B0, B4; \
+	VFMADD213PS fmv<>+320(SB), A0, A4; \
+	VFMADD213PS fmv<>+320(SB), B0, B4; \
+	VFMADD213PS fmv<>+352(SB), A0, A4; \
+	VFMADD213PS fmv<>+352(SB), B0, B4; \
+	VMULPS A0, A0, A1; \
+	VMULPS B0, B0, B1; \
+	VFMADD213PS A0, A1, A4; \
+	VFMADD213PS B0, B1, B4; \
+	VADDPS fmv<>+384(SB), A4, A4; \
+	VADDPS fmv<>+384(SB), B4, B4; \
+	VPADDD fmv<>+416(SB), A3, A3; \
+	VPADDD fmv<>+416(SB), B3, B3; \
+	VPSLLD $23, A3, A3; \
+	VPSLLD $23, B3, B3; \
+	VMULPS A3, A4, A4; \
+	VMULPS B3, B4, B4
+
+
 // GELUTANH: from x in Y8: Y9 = x*x, z = sqrt(2/pi) x (1 + 0.044715 x*x),
 // Y4 = e = exp(-2|z|), Y5 = 1/(1+e), Y6 = tanh(z) = sign(z) (1-e)/(1+e).
 // Needs Y12 = 0.044715, Y13 = sqrt(2/pi), Y14 = 1; clobbers Y0-Y3, Y7, Y10, Y11.
@@ -490,6 +538,23 @@ TEXT ·expSubAVX2(SB), NOSPLIT, $0-28
 	VBROADCASTSS sub+16(FP), Y15
 	VXORPS       Y8, Y8, Y8
 
+exloop2:
+	// Two blocks at a time while there are; the sum in the same order.
+	CMPQ CX, $16
+	JLT  exloop
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y5
+	VSUBPS  Y15, Y0, Y0
+	VSUBPS  Y15, Y5, Y5
+	EXP2(Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y9, Y10)
+	VMOVUPS Y4, (SI)
+	VADDPS  Y4, Y8, Y8
+	VMOVUPS Y10, 32(SI)
+	VADDPS  Y10, Y8, Y8
+	ADDQ $64, SI
+	SUBQ $16, CX
+	JMP  exloop2
+
 exloop:
 	CMPQ CX, $8
 	JLT  exdone
@@ -563,6 +628,25 @@ afmaxdone:
 	VXORPS       Y8, Y8, Y8
 	XORQ         AX, AX
 
+	LEAQ -8(R10), R11
+
+afexpfull2:
+	// Whole blocks below n, two at a time while there are (the sum in the
+	// same order), as expSubAVX2 does them.
+	CMPQ    AX, R11
+	JGE     afexpfull
+	VMOVUPS (SI)(AX*4), Y0
+	VMOVUPS 32(SI)(AX*4), Y5
+	VSUBPS  Y15, Y0, Y0
+	VSUBPS  Y15, Y5, Y5
+	EXP2(Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y9, Y12, Y14)
+	VADDPS  Y4, Y8, Y8
+	VMOVUPS Y4, (SI)(AX*4)
+	VADDPS  Y14, Y8, Y8
+	VMOVUPS Y14, 32(SI)(AX*4)
+	ADDQ    $16, AX
+	JMP     afexpfull2
+
 afexpfull:
 	// Whole blocks below n as expSubAVX2 does them, then the rest of the
 	// row with the lanes from n on masked.
@@ -629,6 +713,39 @@ TEXT ·softmaxRowBwdAVX2(SB), NOSPLIT, $0-40
 	ANDQ         $-8, R9
 	VXORPS       Y8, Y8, Y8
 	XORQ         AX, AX
+	LEAQ         -8(R8), R12
+
+abexp2:
+	// Two blocks at a time while there are (the dot in the same order).
+	CMPQ        AX, R12
+	JGE         abexp
+	VMOVUPS     (SI)(AX*4), Y0
+	VMOVUPS     32(SI)(AX*4), Y5
+	VSUBPS      Y15, Y0, Y0
+	VSUBPS      Y15, Y5, Y5
+	EXP2(Y0, Y1, Y2, Y3, Y4, Y5, Y7, Y9, Y12, Y14)
+	VPCMPGTD    Y13, Y10, Y6
+	VANDPS      Y6, Y4, Y4
+	VMOVUPS     Y4, (SI)(AX*4)
+	LEAQ        8(AX), DX
+	CMPQ        DX, R9
+	JGT         ab2nodot1
+	VFMADD231PS (DI)(AX*4), Y4, Y8
+
+ab2nodot1:
+	VPADDD      Y11, Y13, Y13
+	VPCMPGTD    Y13, Y10, Y6
+	VANDPS      Y6, Y14, Y14
+	VMOVUPS     Y14, 32(SI)(AX*4)
+	LEAQ        16(AX), DX
+	CMPQ        DX, R9
+	JGT         ab2nodot2
+	VFMADD231PS 32(DI)(AX*4), Y14, Y8
+
+ab2nodot2:
+	VPADDD Y11, Y13, Y13
+	ADDQ   $16, AX
+	JMP    abexp2
 
 abexp:
 	CMPQ        AX, R8
@@ -666,6 +783,7 @@ abtail:
 	JMP    abtail
 
 abtaildone:
+	VBROADCASTSS scale+36(FP), Y14
 	VBROADCASTSS X0, Y12
 	VMOVDQU      iota8<>(SB), Y13
 	XORQ         AX, AX
