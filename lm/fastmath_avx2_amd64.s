@@ -429,8 +429,9 @@ gsdone:
 
 // func geluFwdGradAVX2(out, gp, inp, bias *float32, n int)
 // With x = inp + bias: out = gelu(x) and gp = gelu'(x), both from one tanh
-// (gp may be inp): the forward keeps the derivative for backward instead of
-// the input.
+// (gp may be inp; out may be neither inp nor bias: it holds -2|z| and then
+// the exponentials between the passes): the forward keeps the derivative
+// for backward instead of the input.
 TEXT ·geluFwdGradAVX2(SB), NOSPLIT, $0-40
 	MOVQ out+0(FP), DI
 	MOVQ gp+8(FP), DX
@@ -441,7 +442,7 @@ TEXT ·geluFwdGradAVX2(SB), NOSPLIT, $0-40
 	// In blocks of at most 128 floats, three passes, each a short chain of
 	// dependent operations per 8 floats, so that the out-of-order window
 	// overlaps the 8-float groups (one pass of the whole chain, about 50
-	// operations long, left it waiting): z and -2|z| into out, exp in
+	// operations long, left it waiting): -2|z| into out, exp in
 	// place, then tanh, gelu and gelu' (x and z computed again, the same
 	// operations as the first pass). The operations are GELUTANH's and
 	// the gradient's below, in the same order.
@@ -704,7 +705,6 @@ TEXT ·softmaxRowBwdAVX2(SB), NOSPLIT, $0-40
 	MOVQ         n+16(FP), BX
 	MOVQ         end+24(FP), R8
 	VBROADCASTSS lse+32(FP), Y15
-	VBROADCASTSS scale+36(FP), Y14
 	VPBROADCASTD fmc<>+92(SB), Y11
 	VMOVQ        BX, X10
 	VPBROADCASTD X10, Y10

@@ -50,8 +50,9 @@ func mulRow(dst, src []float32) {
 }
 
 // geluFwdGradRow sets out[i] = gelu(x) and gp[i] = gelu'(x), x = inp[i] +
-// bias[i] (gp may be inp, out may not): the forward keeps gelu' for the
-// backward instead of inp, and adds the bias in the same pass.
+// bias[i] (gp may be inp, out may be neither inp nor bias): the forward
+// keeps gelu' for the backward instead of inp, and adds the bias in the
+// same pass.
 func geluFwdGradRow(out, gp, inp, bias []float32) {
 	n := len(inp)
 	out, gp, bias = out[:n], gp[:n], bias[:n]

@@ -38,8 +38,8 @@ func sumSquaresAVX2(x *float32, n int, acc *[16]float64)
 func mulAVX2(dst, src *float32, n int)
 
 // geluFwdGradAVX2 is geluFwdGradRow's loop over n (a multiple of 8) floats
-// (fastmath_avx2_amd64.s). gp may be inp; out may not be: it holds the
-// exponentials between the kernel's passes.
+// (fastmath_avx2_amd64.s). gp may be inp; out may be neither inp nor bias:
+// it holds -2|z| and then the exponentials between the kernel's passes.
 //
 //go:noescape
 func geluFwdGradAVX2(out, gp, inp, bias *float32, n int)
