@@ -7,9 +7,9 @@ import (
 
 // TestPackTA checks the assembly packing of A^T micro-panels against its
 // definition, dst[q*mr*kc+p*mr+i] = src[p*lds+q*mr+i], for row counts on
-// both sides of the 8-row blocks and a source that ends at the last value
-// packed (a read past it would fault or show in the race detector's
-// bounds).
+// both sides of the 8-row blocks, with a source that ends at the last value
+// packed, right before an inaccessible page on Linux (guardedFloats): a
+// read past it faults.
 func TestPackTA(t *testing.T) {
 	for _, kern := range cpuKernels() {
 		if kern.packTA == nil {
@@ -20,7 +20,7 @@ func TestPackTA(t *testing.T) {
 			for _, panels := range []int{1, 2, 5, 32} {
 				lds := panels*mr + 3
 				t.Run(fmt.Sprintf("%s/kc=%d/panels=%d", kern.name, kc, panels), func(t *testing.T) {
-					src := make([]float32, (kc-1)*lds+panels*mr)
+					src := guardedFloats(t, (kc-1)*lds+panels*mr)
 					for i := range src {
 						src[i] = float32(i + 1)
 					}
@@ -47,7 +47,7 @@ func TestPackTA(t *testing.T) {
 
 // TestPackPanels checks the assembly packing of B micro-panels against its
 // definition, dst[q*nr*kc+p*nr+j] = src[p*lds+q*nr+j], without writing past
-// the panels.
+// the panels or reading past the source (guardedFloats).
 func TestPackPanels(t *testing.T) {
 	for _, kern := range cpuKernels() {
 		if kern.packPanels == nil {
@@ -58,7 +58,7 @@ func TestPackPanels(t *testing.T) {
 			for _, panels := range []int{1, 3, 64} {
 				lds := panels*nr + 5
 				t.Run(fmt.Sprintf("%s/kc=%d/panels=%d", kern.name, kc, panels), func(t *testing.T) {
-					src := make([]float32, (kc-1)*lds+panels*nr)
+					src := guardedFloats(t, (kc-1)*lds+panels*nr)
 					for i := range src {
 						src[i] = float32(i + 1)
 					}
