@@ -11,6 +11,9 @@ const sample = `#include "textflag.h"
 	VEXTRACTF128 $1, y, X1; \
 	ADDPS X1, x
 
+  #define ACC Y8
+/* MOVQ BX, X1 in a block comment is no code */
+
 // func bad(x *float32, n int) float32
 TEXT ·bad(SB), NOSPLIT, $0-20
 	MOVQ n+8(FP), BX
@@ -27,21 +30,46 @@ TEXT ·good(SB), NOSPLIT, $0-20
 	VMOVQ BX, X11
 	VZEROUPPER
 	MOVSS X0, ret+16(FP)
+loop: VMOVSS X0, (DI)
 	RET
+
+// func paths(n int)
+TEXT ·paths(SB), NOSPLIT, $0-8
+	MOVQ n+0(FP), CX
+	TESTQ CX, CX
+	JZ   clean
+	VXORPS ACC, ACC, ACC    // through the alias
+	JMP  tail
+
+clean:
+	VZEROUPPER
+	RET
+
+tail:
+	MOVSS X0, (DI)          // finding 5: dirty on the path through JMP
+	done: RET               // finding 6
 `
 
 func TestCheck(t *testing.T) {
-	got := Check("sample.s", sample)
+	rep := Check("sample.s", sample)
 	want := []struct {
 		line int
+		fn   string
 		op   string
-	}{{12, "MOVQ"}, {13, "ADDPS"}, {14, "MOVSS"}, {15, "RET"}}
+	}{
+		{15, "·bad(SB)", "MOVQ"}, {16, "·bad(SB)", "ADDPS"}, {17, "·bad(SB)", "MOVSS"}, {18, "·bad(SB)", "RET"},
+		{42, "·paths(SB)", "MOVSS"}, {43, "·paths(SB)", "RET"},
+	}
+	if rep.Funcs != 3 {
+		t.Errorf("read %d TEXT blocks; want 3", rep.Funcs)
+	}
+	got := rep.Findings
 	if len(got) != len(want) {
 		t.Fatalf("got %d findings, want %d: %v", len(got), len(want), got)
 	}
 	for i, w := range want {
-		if got[i].Line != w.line || !strings.HasPrefix(got[i].Text, w.op) || got[i].Func != "·bad(SB)" {
-			t.Errorf("finding %d = %v; want line %d, %s in ·bad(SB)", i, got[i], w.line, w.op)
+		if got[i].Line != w.line || !strings.HasPrefix(got[i].Text, w.op) || got[i].Func != w.fn {
+			t.Errorf("finding %d = %v; want line %d, %s in %s", i, got[i], w.line, w.op, w.fn)
 		}
 	}
 }
