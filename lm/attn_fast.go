@@ -158,7 +158,14 @@ func attentionForwardPair(out, lse, sc, qkv []float32, b, h, bh, T, C, HS int, s
 // padded tile of results.
 func attnBwdNeed(HS, T int) int {
 	T16 := (T + 15) &^ 15
-	return 2*T16*HS + 2*attnBlock*attnPW(T) + 18*HS
+	return 3*T16*HS + 2*attnBlock*attnPW(T) + 2*attnBlock*HS + 18*HS
+}
+
+// copyRows copies n rows of HS floats, ld apart in src, to dst (HS apart).
+func copyRows(dst, src []float32, n, HS, ld int) {
+	for r := 0; r < n; r++ {
+		copy(dst[r*HS:(r+1)*HS], src[r*ld:r*ld+HS])
+	}
 }
 
 // attnPW is the row stride of the backward's probabilities and their
@@ -203,14 +210,22 @@ func attentionBackwardPair(dqkv, sc, qkv, dout, lse []float32, b, h, bh, T, C, H
 	PW := attnPW(T)
 	off := 0
 	next := func(n int) []float32 { s := sc[off : off+n : off+n]; off += n; return s }
-	kt, vt := next(T16*HS), next(T16*HS)
+	kt, vt, kr := next(T16*HS), next(T16*HS), next(T16*HS)
 	P, dP := next(attnBlock*PW), next(attnBlock*PW)
+	qb, dob := next(attnBlock*HS), next(attnBlock*HS)
 	qpad, dopad, cpad := next(6*HS), next(6*HS), next(6*HS)
 	packKT(kt, k, T, HS, C3)
 	packKT(vt, v, T, HS, C3)
+	// K's rows side by side for dQ, and each block's rows of Q and dout
+	// for dK and dV: in place, their rows are 3C or C floats apart and a
+	// tile's k steps fall on a few L1 sets, so the 8 key tiles of a block
+	// each read them again from L2.
+	copyRows(kr, k, T, HS, C3)
 	l := lse[bh*T : (bh+1)*T]
 	for r0 := 0; r0 < T; r0 += attnBlock {
 		r1 := min(r0+attnBlock, T)
+		copyRows(qb, q[r0*C3:], r1-r0, HS, C3)
+		copyRows(dob, do[r0*C:], r1-r0, HS, C)
 		for i0 := r0; i0 < r1; i0 += 6 {
 			rows := min(6, r1-i0)
 			kmax := i0 + rows
@@ -237,7 +252,7 @@ func attentionBackwardPair(dqkv, sc, qkv, dout, lse []float32, b, h, bh, T, C, H
 				softmaxRowBwd(pr[r*PW:r*PW+end], dpr[r*PW:r*PW+end], t+1, l[t], scale)
 			}
 			// dQ += dS @ K over the keys up to the group's last row.
-			accTiles(kmax, dpr, PW, 1, k, C3, dq[i0*C3:], C3, HS, rows, cpad)
+			accTiles(kmax, dpr, PW, 1, kr, HS, dq[i0*C3:], C3, HS, rows, cpad)
 		}
 		// dV += P^T @ dout and dK += dS^T @ Q, 6 keys at a time, over the
 		// block's rows from the tile's first key on (the earlier rows are
@@ -245,8 +260,8 @@ func attentionBackwardPair(dqkv, sc, qkv, dout, lse []float32, b, h, bh, T, C, H
 		for j0 := 0; j0 < r1; j0 += 6 {
 			i := max(r0, j0)
 			keys := min(6, T-j0)
-			accTiles(r1-i, P[(i-r0)*PW+j0:], 1, PW, do[i*C:], C, dv[j0*C3:], C3, HS, keys, cpad)
-			accTiles(r1-i, dP[(i-r0)*PW+j0:], 1, PW, q[i*C3:], C3, dk[j0*C3:], C3, HS, keys, cpad)
+			accTiles(r1-i, P[(i-r0)*PW+j0:], 1, PW, dob[(i-r0)*HS:], HS, dv[j0*C3:], C3, HS, keys, cpad)
+			accTiles(r1-i, dP[(i-r0)*PW+j0:], 1, PW, qb[(i-r0)*HS:], HS, dk[j0*C3:], C3, HS, keys, cpad)
 		}
 	}
 }
