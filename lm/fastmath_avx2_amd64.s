@@ -14,22 +14,9 @@ DATA fmc<>+20(SB)/4, $0xc0000000 // neg2
 DATA fmc<>+24(SB)/4, $0x40800000 // four
 DATA fmc<>+28(SB)/4, $0x7fffffff // absmask
 DATA fmc<>+32(SB)/4, $0x80000000 // signmask
-DATA fmc<>+36(SB)/4, $0x3fb8aa3b // log2e
-DATA fmc<>+40(SB)/4, $0x4b400000 // magic
-DATA fmc<>+44(SB)/4, $0x3f318000 // c1
-DATA fmc<>+48(SB)/4, $0xb95e8083 // c2
-DATA fmc<>+52(SB)/4, $0x39506967 // p0
-DATA fmc<>+56(SB)/4, $0x3ab743ce // p1
-DATA fmc<>+60(SB)/4, $0x3c088908 // p2
-DATA fmc<>+64(SB)/4, $0x3d2aa9c1 // p3
-DATA fmc<>+68(SB)/4, $0x3e2aaaaa // p4
-DATA fmc<>+72(SB)/4, $0x3f000000 // p5
-DATA fmc<>+76(SB)/4, $0xc2aea8f6 // lo
-DATA fmc<>+80(SB)/4, $0x42b00000 // hi
-DATA fmc<>+84(SB)/4, $0x0000007f // i127
-DATA fmc<>+88(SB)/4, $0xff800000 // -Inf
-DATA fmc<>+92(SB)/4, $0x00000008 // 8 (int)
-GLOBL fmc<>(SB), RODATA|NOPTR, $96
+DATA fmc<>+36(SB)/4, $0xff800000 // -Inf
+DATA fmc<>+40(SB)/4, $0x00000008 // 8 (int)
+GLOBL fmc<>(SB), RODATA|NOPTR, $44
 
 DATA iota8<>+0(SB)/4, $0
 DATA iota8<>+4(SB)/4, $1
@@ -41,10 +28,10 @@ DATA iota8<>+24(SB)/4, $6
 DATA iota8<>+28(SB)/4, $7
 GLOBL iota8<>(SB), RODATA|NOPTR, $32
 
-// EXP's constants as whole vectors, each 8 times (the same values as
-// fmc): used as memory operands, they cost no broadcast instruction and
-// no register, so more of the next elements' work fits in the
-// out-of-order window (on Zen 2 the exp-bound loops are limited by it).
+// EXP's constants, then GELU's (their values also in fmc), as whole
+// vectors, each 8 times: used as memory operands, they cost no broadcast
+// instruction and no register, so more of the next elements' work fits in
+// the out-of-order window (on Zen 2 the exp-bound loops are limited by it).
 DATA fmv<>+0(SB)/4, $0xc2aea8f6 // lo
 DATA fmv<>+4(SB)/4, $0xc2aea8f6
 DATA fmv<>+8(SB)/4, $0xc2aea8f6
@@ -587,8 +574,8 @@ TEXT ·softmaxRowFwdAVX2(SB), NOSPLIT, $0-32
 	MOVQ         x+0(FP), SI
 	MOVQ         n+8(FP), BX
 	MOVQ         end+16(FP), R8
-	VBROADCASTSS fmc<>+88(SB), Y7
-	VPBROADCASTD fmc<>+92(SB), Y11
+	VBROADCASTSS fmc<>+36(SB), Y7
+	VPBROADCASTD fmc<>+40(SB), Y11
 	VMOVQ        BX, X10
 	VPBROADCASTD X10, Y10
 	VMOVAPS      Y7, Y12
@@ -705,7 +692,7 @@ TEXT ·softmaxRowBwdAVX2(SB), NOSPLIT, $0-40
 	MOVQ         n+16(FP), BX
 	MOVQ         end+24(FP), R8
 	VBROADCASTSS lse+32(FP), Y15
-	VPBROADCASTD fmc<>+92(SB), Y11
+	VPBROADCASTD fmc<>+40(SB), Y11
 	VMOVQ        BX, X10
 	VPBROADCASTD X10, Y10
 	VMOVDQU      iota8<>(SB), Y13
