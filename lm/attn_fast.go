@@ -119,9 +119,7 @@ func attentionForwardPair(out, lse, sc, qkv []float32, b, h, bh, T, C, HS int, s
 		a, lda := q[i0*C3:], C3
 		if rows < 6 {
 			clear(qpad)
-			for r := 0; r < rows; r++ {
-				copy(qpad[r*HS:(r+1)*HS], q[(i0+r)*C3:][:HS])
-			}
+			copyRows(qpad, q[i0*C3:], rows, HS, C3)
 			a, lda = qpad, HS
 		}
 		panelTiles(HS, a, lda, kt, S, T16, npan, scale)
@@ -153,12 +151,12 @@ func attentionForwardPair(out, lse, sc, qkv []float32, b, h, bh, T, C, HS int, s
 }
 
 // attnBwdNeed is the scratch of the tile path's backward: K^T and V^T
-// panels, probabilities and their gradient for a block of rows (rows
-// attnPW(T) apart), padded rows of queries and output gradients, and a
-// padded tile of results.
+// panels and K's rows, probabilities and their gradient for a block of
+// rows (rows attnPW(T) apart), the block's rows of queries and output
+// gradients, and a padded tile of results.
 func attnBwdNeed(HS, T int) int {
 	T16 := (T + 15) &^ 15
-	return 3*T16*HS + 2*attnBlock*attnPW(T) + 2*attnBlock*HS + 18*HS
+	return 3*T16*HS + 2*attnBlock*attnPW(T) + 2*attnBlock*HS + 6*HS
 }
 
 // copyRows copies n rows of HS floats, ld apart in src, to dst (HS apart).
@@ -213,19 +211,23 @@ func attentionBackwardPair(dqkv, sc, qkv, dout, lse []float32, b, h, bh, T, C, H
 	kt, vt, kr := next(T16*HS), next(T16*HS), next(T16*HS)
 	P, dP := next(attnBlock*PW), next(attnBlock*PW)
 	qb, dob := next(attnBlock*HS), next(attnBlock*HS)
-	qpad, dopad, cpad := next(6*HS), next(6*HS), next(6*HS)
+	cpad := next(6 * HS)
 	packKT(kt, k, T, HS, C3)
 	packKT(vt, v, T, HS, C3)
 	// K's rows side by side for dQ, and each block's rows of Q and dout
-	// for dK and dV: in place, their rows are 3C or C floats apart and a
-	// tile's k steps fall on a few L1 sets, so the 8 key tiles of a block
-	// each read them again from L2.
+	// for the scores, dK and dV: in place, their rows are 3C or C floats
+	// apart and a tile's k steps fall on a few L1 sets, so the 8 key tiles
+	// of a block each read them again from L2. A block's rows past T, up to
+	// a whole tile of 6, are zeros.
 	copyRows(kr, k, T, HS, C3)
 	l := lse[bh*T : (bh+1)*T]
 	for r0 := 0; r0 < T; r0 += attnBlock {
 		r1 := min(r0+attnBlock, T)
 		copyRows(qb, q[r0*C3:], r1-r0, HS, C3)
 		copyRows(dob, do[r0*C:], r1-r0, HS, C)
+		pad := ((r1-r0+5)/6*6 - (r1 - r0)) * HS
+		clear(qb[(r1-r0)*HS:][:pad])
+		clear(dob[(r1-r0)*HS:][:pad])
 		for i0 := r0; i0 < r1; i0 += 6 {
 			rows := min(6, r1-i0)
 			kmax := i0 + rows
@@ -233,20 +235,9 @@ func attentionBackwardPair(dqkv, sc, qkv, dout, lse []float32, b, h, bh, T, C, H
 			// The rows' end: past the last panel and the block's last row,
 			// rounded up to 16 (within the rows of P and dP: PW > T16).
 			end := (max(npan*16, r1) + 15) &^ 15
-			aq, ldq := q[i0*C3:], C3
-			ado, lddo := do[i0*C:], C
-			if rows < 6 {
-				clear(qpad)
-				clear(dopad)
-				for r := 0; r < rows; r++ {
-					copy(qpad[r*HS:(r+1)*HS], q[(i0+r)*C3:][:HS])
-					copy(dopad[r*HS:(r+1)*HS], do[(i0+r)*C:][:HS])
-				}
-				aq, ldq, ado, lddo = qpad, HS, dopad, HS
-			}
 			pr, dpr := P[(i0-r0)*PW:], dP[(i0-r0)*PW:]
-			panelTiles(HS, aq, ldq, kt, pr, PW, npan, scale)
-			panelTiles(HS, ado, lddo, vt, dpr, PW, npan, 1)
+			panelTiles(HS, qb[(i0-r0)*HS:], HS, kt, pr, PW, npan, scale)
+			panelTiles(HS, dob[(i0-r0)*HS:], HS, vt, dpr, PW, npan, 1)
 			for r := 0; r < rows; r++ {
 				t := i0 + r
 				softmaxRowBwd(pr[r*PW:r*PW+end], dpr[r*PW:r*PW+end], t+1, l[t], scale)
