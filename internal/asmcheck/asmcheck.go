@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"testing"
 )
 
 // A Finding is one instruction that needs VZEROUPPER (or its VEX form)
@@ -284,4 +285,20 @@ func expand(macros map[string]macro, s string, depth int) []string {
 		out = append(out, expand(macros, b, depth+1)...)
 	}
 	return out
+}
+
+// TestDir checks every .s file of dir as a test: each finding is an error,
+// and so is a directory in which no TEXT block was read.
+func TestDir(t testing.TB, dir string) {
+	t.Helper()
+	rep, err := CheckDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Funcs == 0 {
+		t.Fatalf("asmcheck: no TEXT block read in %s: the check checked nothing", dir)
+	}
+	for _, f := range rep.Findings {
+		t.Error(f)
+	}
 }
