@@ -267,28 +267,3 @@ func TestAttentionTilesMatchGemm(t *testing.T) {
 		t.Log("no AVX2: both runs took the Sgemm path")
 	}
 }
-
-// TestGeluFwdGradBlocks checks that the AVX2 kernel, which works in blocks
-// of 128 floats and passes, gives every float the bits it gives it alone
-// (8 at a time), across block edges and in place (gp = inp).
-func TestGeluFwdGradBlocks(t *testing.T) {
-	if !haveAVX2 {
-		t.Skip("no AVX2")
-	}
-	r := NewRNG(9)
-	for _, n := range []int{8, 120, 128, 136, 1000} {
-		x := randVec(r, n, 4)
-		bias := randVec(r, n, 0.3)
-		o1, g1 := make([]float32, n), append([]float32(nil), x...)
-		o2, g2 := make([]float32, n), make([]float32, n)
-		for i := 0; i < n; i += 8 {
-			geluFwdGradAVX2(&o2[i], &g2[i], &x[i], &bias[i], 8)
-		}
-		geluFwdGradAVX2(&o1[0], &g1[0], &g1[0], &bias[0], n) // in place
-		for i := range o1 {
-			if o1[i] != o2[i] || g1[i] != g2[i] {
-				t.Fatalf("n=%d, float %d: %v, %v; alone %v, %v", n, i, o1[i], g1[i], o2[i], g2[i])
-			}
-		}
-	}
-}
