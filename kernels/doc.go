@@ -72,8 +72,12 @@
 // (no build tags; gemm_amd64.s holds the Plan 9 assembly, one macro per k
 // step of each micro-kernel; other architectures build gemm_other.go):
 //
-//	avx512-12x32  AVX-512F: 24 zmm accumulators; mc=192 kc=192 nc=1024
-//	              (B micro-panel 24 KiB in L1 48 KiB, A block 144 KiB in L2)
+//	avx512-12x32  AVX-512F: 24 zmm accumulators; mc=96 kc=1024 nc=1024
+//	              where a core's L2 is 1 MiB or more (CPUID 0x80000006):
+//	              A block 384 KiB in L2, B micro-panel 128 KiB streamed
+//	              from L2, C written once for K <= 1024
+//	avx512-12x32-kc192  the same kernel with mc=192 kc=192 for a smaller
+//	              L2 (B micro-panel 24 KiB in L1, A block 144 KiB in L2)
 //	avx2-6x16     AVX2+FMA: 12 ymm accumulators; mc=192 kc=256 nc=1024
 //	              (B micro-panel 16 KiB and the streaming A micro-panel
 //	              6 KiB in an L1 of 32 KiB, A block 192 KiB in an L2 of

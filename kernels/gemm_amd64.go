@@ -72,14 +72,20 @@ func sgemmKernel12x32AVX512(k int, a *float32, lda int, b *float32, ldb int, c *
 //go:noescape
 func sgemmKernel12x32AVX512RowA(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
-// kernelAVX512 blocks for L1 48 KiB / L2 2 MiB per core: a packed B
-// micro-panel (kc x 32) is 24 KiB and stays in L1 beside the 9 KiB A
-// micro-panel; the packed A block (mc x kc) is 144 KiB, the B block 768 KiB,
-// both in L2.
+// kernelAVX512 blocks for an L2 of 1 MiB or more per core (Zen 4 and 5,
+// Skylake-SP and later Xeons): the packed A block (mc x kc = 96 x 1024) is
+// 384 KiB and stays in L2; a B micro-panel (kc x 32, 128 KiB) streams from
+// L2 beside the A micro-panel (48 KiB) for the block's 8 A micro-panels, at
+// about 25 GB/s. With K up to kc, C is written once, instead of read and
+// written again for every K block: the 12 rows of a C tile, often a
+// multiple of 4 KiB apart, fall on one set of the L1. On Zen 4 (L1d 32 KiB,
+// L2 1 MiB) the 1024^3 product ran at 108 GFLOP/s against 101 with blocks
+// of 192 x 192 at one thread, 212 against 199 at two, and the products of
+// the small model 0-4% faster at one thread, 0-8% at two.
 var kernelAVX512 = microKernel{
 	name: "avx512-12x32",
 	mr:   12, nr: 32,
-	mc: 192, kc: 192, nc: 1024,
+	mc: 96, kc: 1024, nc: 1024,
 	fn:         sgemmKernel12x32AVX512,
 	fnRowA:     sgemmKernel12x32AVX512RowA,
 	transpose8: transpose8AVX,
@@ -88,11 +94,39 @@ var kernelAVX512 = microKernel{
 	packTA:     packTA12AVX,
 }
 
-// cpuKernels returns the micro-kernels the CPU supports, fastest first.
+// kernelAVX512SmallL2 is kernelAVX512 for an L2 under 1 MiB per core: a
+// packed B micro-panel (kc x 32) is 24 KiB and stays in L1 beside the 9
+// KiB A micro-panel; the packed A block (mc x kc) is 144 KiB.
+var kernelAVX512SmallL2 = func() microKernel {
+	k := kernelAVX512
+	k.name, k.mc, k.kc = "avx512-12x32-kc192", 192, 192
+	return k
+}()
+
+// cpuid executes CPUID with EAX = leaf and ECX = sub (cpuid_amd64.s).
+func cpuid(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
+
+// l2PerCore returns the size in bytes of one core's L2 cache, as CPUID
+// leaf 0x80000006 reports it on AMD and Intel CPUs (ECX bits 31..16, in
+// KiB), or 0 where the CPU does not report it.
+func l2PerCore() int {
+	if maxExt, _, _, _ := cpuid(0x80000000, 0); maxExt < 0x80000006 {
+		return 0
+	}
+	_, _, ecx, _ := cpuid(0x80000006, 0)
+	return int(ecx>>16) << 10
+}
+
+// cpuKernels returns the micro-kernels the CPU supports, fastest first:
+// both blockings of the AVX-512 kernel, the one fitted to the L2 first.
 func cpuKernels() []*microKernel {
 	var ks []*microKernel
 	if cpu.X86.HasAVX512F {
-		ks = append(ks, &kernelAVX512)
+		if l2PerCore() >= 1<<20 {
+			ks = append(ks, &kernelAVX512, &kernelAVX512SmallL2)
+		} else {
+			ks = append(ks, &kernelAVX512SmallL2, &kernelAVX512)
+		}
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		ks = append(ks, &kernelAVX2)

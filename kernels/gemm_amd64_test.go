@@ -2,6 +2,8 @@ package kernels
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -58,5 +60,25 @@ func TestPackPanelsAsm(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestL2PerCore checks CPUID's L2 size against the kernel's view of Linux
+// (sysfs), where both are there to compare.
+func TestL2PerCore(t *testing.T) {
+	l2 := l2PerCore()
+	t.Logf("L2 per core: %d KiB", l2>>10)
+	const dir = "/sys/devices/system/cpu/cpu0/cache/index2/"
+	level, err := os.ReadFile(dir + "level")
+	if err != nil || strings.TrimSpace(string(level)) != "2" {
+		t.Skipf("no sysfs L2 to compare with (%s: %q, %v)", dir, level, err)
+	}
+	raw, err := os.ReadFile(dir + "size")
+	if err != nil {
+		t.Skipf("no sysfs L2 size to compare with: %v", err)
+	}
+	want := strings.TrimSpace(string(raw))
+	if got := fmt.Sprintf("%dK", l2>>10); got != want {
+		t.Fatalf("l2PerCore() = %s, sysfs says %s", got, want)
 	}
 }

@@ -65,6 +65,9 @@ func gemmCases() []gemmCase {
 		{5, 15, 1}, {6, 16, 8}, {7, 17, 9}, {12, 32, 33}, {13, 31, 300},
 		{37, 45, 513}, {64, 64, 64}, {200, 70, 19}, {70, 200, 260},
 		{193, 35, 11}, {9, 1030, 20}, {3, 5, 1100},
+		// K over two and three blocks of the longest kc (1024), split by
+		// rows and by columns of C.
+		{130, 97, 2100}, {40, 150, 1300},
 		// A^T with a leading dimension of 4 KiB (packed, not read in place),
 		// split by rows and by columns of C.
 		{1024, 20, 30}, {1024, 1030, 5},
