@@ -486,7 +486,7 @@ TEXT ·transpose8AVX(SB), NOSPLIT, $0-40
 	LEAQ (AX)(R10*4), DX   // row 12
 
 tloop:
-	// Rows 8-15, which the caller packs next (packA), on their way from
+	// Rows 8-15, which the caller packs next (packA, packB), on their way from
 	// memory while these 8 are transposed.
 	PREFETCHT0 (AX)
 	PREFETCHT0 (AX)(R10*1)
@@ -820,7 +820,7 @@ TEXT ·transpose4AVX(SB), NOSPLIT, $0-40
 	LEAQ  (AX)(R10*4), DX   // row 8
 
 t4loop:
-	// Rows 4-11, which the caller packs next (packA), on their way from
+	// Rows 4-11, which the caller packs next (packA, packB), on their way from
 	// memory while these 4 are transposed.
 	PREFETCHT0 (AX)
 	PREFETCHT0 (AX)(R10*1)
@@ -1075,6 +1075,22 @@ ppdone:
 	VZEROUPPER
 	RET
 
+// TA6ROW copies one row of a 6-wide micro-panel, 24 bytes from src (its
+// last 8 at src16) to off(DX): packTA6AVX's blocks of 8 rows.
+#define TA6ROW(src, src16, off) \
+	MOVUPS src, X0;     \
+	MOVQ   src16, R11;  \
+	MOVUPS X0, off(DX); \
+	MOVQ   R11, off+16(DX)
+
+// TA12ROW is TA6ROW for 12-wide micro-panels: 48 bytes, the last 16 at
+// src32 (packTA12AVX).
+#define TA12ROW(src, src32, off) \
+	VMOVUPS src, Y0;     \
+	VMOVUPS src32, X1;   \
+	VMOVUPS Y0, off(DX); \
+	VMOVUPS X1, off+32(DX)
+
 // func packTA6AVX(dst *float32, src *float32, lds int, kc int, panels int)
 //
 // Packs kc rows (lds float32s apart) of panels*6 columns of src into 6-wide
@@ -1105,38 +1121,14 @@ ta6block:
 	MOVQ R9, R14
 
 ta6bpanel:
-	MOVUPS (AX), X0
-	MOVQ   16(AX), R11
-	MOVUPS X0, 0(DX)
-	MOVQ   R11, 16(DX)
-	MOVUPS (AX)(R8*1), X1
-	MOVQ   16(AX)(R8*1), R11
-	MOVUPS X1, 24(DX)
-	MOVQ   R11, 40(DX)
-	MOVUPS (AX)(R8*2), X2
-	MOVQ   16(AX)(R8*2), R11
-	MOVUPS X2, 48(DX)
-	MOVQ   R11, 64(DX)
-	MOVUPS (AX)(R12*1), X3
-	MOVQ   16(AX)(R12*1), R11
-	MOVUPS X3, 72(DX)
-	MOVQ   R11, 88(DX)
-	MOVUPS (R13), X0
-	MOVQ   16(R13), R11
-	MOVUPS X0, 96(DX)
-	MOVQ   R11, 112(DX)
-	MOVUPS (R13)(R8*1), X1
-	MOVQ   16(R13)(R8*1), R11
-	MOVUPS X1, 120(DX)
-	MOVQ   R11, 136(DX)
-	MOVUPS (R13)(R8*2), X2
-	MOVQ   16(R13)(R8*2), R11
-	MOVUPS X2, 144(DX)
-	MOVQ   R11, 160(DX)
-	MOVUPS (R13)(R12*1), X3
-	MOVQ   16(R13)(R12*1), R11
-	MOVUPS X3, 168(DX)
-	MOVQ   R11, 184(DX)
+	TA6ROW((AX), 16(AX), 0)
+	TA6ROW((AX)(R8*1), 16(AX)(R8*1), 24)
+	TA6ROW((AX)(R8*2), 16(AX)(R8*2), 48)
+	TA6ROW((AX)(R12*1), 16(AX)(R12*1), 72)
+	TA6ROW((R13), 16(R13), 96)
+	TA6ROW((R13)(R8*1), 16(R13)(R8*1), 120)
+	TA6ROW((R13)(R8*2), 16(R13)(R8*2), 144)
+	TA6ROW((R13)(R12*1), 16(R13)(R12*1), 168)
 	ADDQ $24, AX
 	ADDQ $24, R13
 	ADDQ R10, DX
@@ -1205,38 +1197,14 @@ ta12block:
 	MOVQ R9, R14
 
 ta12bpanel:
-	VMOVUPS (AX), Y0
-	VMOVUPS 32(AX), X1
-	VMOVUPS Y0, 0(DX)
-	VMOVUPS X1, 32(DX)
-	VMOVUPS (AX)(R8*1), Y2
-	VMOVUPS 32(AX)(R8*1), X3
-	VMOVUPS Y2, 48(DX)
-	VMOVUPS X3, 80(DX)
-	VMOVUPS (AX)(R8*2), Y4
-	VMOVUPS 32(AX)(R8*2), X5
-	VMOVUPS Y4, 96(DX)
-	VMOVUPS X5, 128(DX)
-	VMOVUPS (AX)(R12*1), Y6
-	VMOVUPS 32(AX)(R12*1), X7
-	VMOVUPS Y6, 144(DX)
-	VMOVUPS X7, 176(DX)
-	VMOVUPS (R13), Y0
-	VMOVUPS 32(R13), X1
-	VMOVUPS Y0, 192(DX)
-	VMOVUPS X1, 224(DX)
-	VMOVUPS (R13)(R8*1), Y2
-	VMOVUPS 32(R13)(R8*1), X3
-	VMOVUPS Y2, 240(DX)
-	VMOVUPS X3, 272(DX)
-	VMOVUPS (R13)(R8*2), Y4
-	VMOVUPS 32(R13)(R8*2), X5
-	VMOVUPS Y4, 288(DX)
-	VMOVUPS X5, 320(DX)
-	VMOVUPS (R13)(R12*1), Y6
-	VMOVUPS 32(R13)(R12*1), X7
-	VMOVUPS Y6, 336(DX)
-	VMOVUPS X7, 368(DX)
+	TA12ROW((AX), 32(AX), 0)
+	TA12ROW((AX)(R8*1), 32(AX)(R8*1), 48)
+	TA12ROW((AX)(R8*2), 32(AX)(R8*2), 96)
+	TA12ROW((AX)(R12*1), 32(AX)(R12*1), 144)
+	TA12ROW((R13), 32(R13), 192)
+	TA12ROW((R13)(R8*1), 32(R13)(R8*1), 240)
+	TA12ROW((R13)(R8*2), 32(R13)(R8*2), 288)
+	TA12ROW((R13)(R12*1), 32(R13)(R12*1), 336)
 	ADDQ $48, AX
 	ADDQ $48, R13
 	ADDQ R10, DX
