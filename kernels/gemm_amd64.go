@@ -75,10 +75,11 @@ func sgemmKernel12x32AVX512RowA(k int, a *float32, lda int, b *float32, ldb int,
 // kernelAVX512 blocks for an L2 of 1 MiB or more per core (Zen 4 and 5,
 // Skylake-SP and later Xeons): the packed A block (mc x kc = 96 x 1024) is
 // 384 KiB and stays in L2; a B micro-panel (kc x 32, 128 KiB) streams from
-// L2 beside the A micro-panel (48 KiB) for the block's 8 A micro-panels, at
-// about 25 GB/s. With K up to kc, C is written once, instead of read and
-// written again for every K block: the 12 rows of a C tile, often a
-// multiple of 4 KiB apart, fall on one set of the L1. On Zen 4 (L1d 32 KiB,
+// L2 beside the A micro-panel (48 KiB) for the block's 8 A micro-panels
+// (about 25 GB/s at the kernel's peak). With K up to kc, C is written
+// once, instead of read and written again for every K block (the 12 rows of
+// a C tile, often a multiple of 4 KiB apart, fall on one set of the L1: the
+// likely cause of the gain, not measured apart). On Zen 4 (L1d 32 KiB,
 // L2 1 MiB) the 1024^3 product ran at 108 GFLOP/s against 101 with blocks
 // of 192 x 192 at one thread, 212 against 199 at two, and the products of
 // the small model 0-4% faster at one thread, 0-8% at two.
