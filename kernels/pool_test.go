@@ -88,11 +88,72 @@ func TestForNestedInline(t *testing.T) {
 	}
 }
 
+// TestForHandsOff checks that a worker whose share is done serves the next
+// calls' shares while it spins: 50 calls on two threads start one worker.
+func TestForHandsOff(t *testing.T) {
+	p := NewPool(2)
+	p.spin = time.Hour // never withdraws; stopped below
+	defer stopSpinners(p)
+	for call := range 50 {
+		var lo, hi [2]atomic.Int64
+		var parts atomic.Int32
+		p.For(10, 1, func(l, h int) {
+			i := parts.Add(1) - 1
+			lo[i].Store(int64(l))
+			hi[i].Store(int64(h))
+		})
+		if parts.Load() != 2 || lo[0].Load()+lo[1].Load() != 5 || hi[0].Load()+hi[1].Load() != 15 {
+			t.Fatalf("call %d: %d ranges [%d, %d) and [%d, %d); want [0, 5) and [5, 10)", call, parts.Load(), lo[0].Load(), hi[0].Load(), lo[1].Load(), hi[1].Load())
+		}
+		if free := len(p.extra); free != 1 {
+			t.Fatalf("call %d left %d free slots; want 1", call, free)
+		}
+	}
+	if got := p.started.Load(); got != 1 {
+		t.Errorf("50 calls started %d workers; want 1 (the others handed to it)", got)
+	}
+}
+
+// TestForYieldNoSpin checks that a pool in yield mode never leaves a worker
+// spinning: each of 10 calls on two threads starts its own.
+func TestForYieldNoSpin(t *testing.T) {
+	p := NewPool(2)
+	p.spin = time.Hour
+	p.SetYield(true)
+	p.gosched = func() {}
+	defer stopSpinners(p)
+	for range 10 {
+		p.For(2, 1, func(lo, hi int) {})
+		if n := p.spinning.Load(); n != 0 {
+			t.Fatalf("%d workers spinning in yield mode; want 0", n)
+		}
+	}
+	if got := p.started.Load(); got != 10 {
+		t.Errorf("10 calls in yield mode started %d workers; want 10", got)
+	}
+}
+
+// stopSpinners makes every worker spinning for a share exit.
+func stopSpinners(p *Pool) {
+	for p.claimSpinner() {
+		p.handoff <- share{}
+	}
+}
+
 // TestForBudget runs many callers at once and checks that the goroutines inside
-// fn never outnumber the callers plus the budget's extra slots.
+// fn never outnumber the callers plus the budget's extra slots: with workers
+// that park at once, spin briefly (many of them withdrawing as callers claim
+// them), or spin for long.
 func TestForBudget(t *testing.T) {
+	for _, spin := range []time.Duration{0, time.Microsecond, defaultSpin} {
+		t.Run(fmt.Sprint("spin=", spin), func(t *testing.T) { testForBudget(t, spin) })
+	}
+}
+
+func testForBudget(t *testing.T, spin time.Duration) {
 	const threads, callers, rounds = 3, 4, 50
 	p := NewPool(threads)
+	p.spin = spin
 	var active, peak atomic.Int32
 	body := func(lo, hi int) {
 		now := active.Add(1)
