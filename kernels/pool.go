@@ -202,18 +202,19 @@ func (p *Pool) claimSpinner() bool {
 
 // worker runs sh, gives its slot back, and then, for up to p.spin, runs the
 // shares the next calls hand it (p.handoff) before it exits. It counts
-// itself among the spinning workers before it reports its share done, so
-// that the caller's next call finds it. While it waits it yields the
+// itself among the spinning workers before it gives its slot back and
+// reports its share done, so that the next call, the caller's or one that
+// takes the slot, finds it rather than starting another goroutine. While it waits it yields the
 // processor at every turn: the process's other goroutines run first. A
 // share of no call (sh.c nil) makes it exit.
 func (p *Pool) worker(sh share) {
 	for sh.c != nil {
 		sh.c.r.run(sh.lo, sh.hi)
-		p.extra <- struct{}{}
 		spin := p.spins()
 		if spin {
 			p.spinning.Add(1)
 		}
+		p.extra <- struct{}{}
 		sh.c.pending.Add(-1)
 		sh.c.wg.Done()
 		if !spin {
