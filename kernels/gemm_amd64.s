@@ -1091,6 +1091,38 @@ ppdone:
 	VMOVUPS Y0, off(DX); \
 	VMOVUPS X1, off+32(DX)
 
+// TA8BLOCKS is the loop over blocks of 8 rows of packTA6AVX (ROW = TA6ROW,
+// w = 24 bytes of a row per panel, its second part at h = 16) and
+// packTA12AVX (TA12ROW, 48, 32): each panel gets its 8 steps (8w bytes,
+// whole cache lines) in one go, so that the stores run sequentially within
+// a panel instead of w bytes to every panel per row. SI src, DI dst, R8
+// lds bytes, R9 panels, R10 bytes from one panel to the next, R12 3 rows,
+// BX blocks (at least 1); clobbers AX, DX, R13, R14.
+#define TA8BLOCKS(ROW, w, h, block, panel) \
+block: \
+	MOVQ SI, AX; \
+	LEAQ (SI)(R8*4), R13; \
+	MOVQ DI, DX; \
+	MOVQ R9, R14; \
+panel: \
+	ROW((AX), h(AX), 0); \
+	ROW((AX)(R8*1), h(AX)(R8*1), w); \
+	ROW((AX)(R8*2), h(AX)(R8*2), 2*w); \
+	ROW((AX)(R12*1), h(AX)(R12*1), 3*w); \
+	ROW((R13), h(R13), 4*w); \
+	ROW((R13)(R8*1), h(R13)(R8*1), 5*w); \
+	ROW((R13)(R8*2), h(R13)(R8*2), 6*w); \
+	ROW((R13)(R12*1), h(R13)(R12*1), 7*w); \
+	ADDQ $w, AX; \
+	ADDQ $w, R13; \
+	ADDQ R10, DX; \
+	DECQ R14; \
+	JNZ  panel; \
+	LEAQ (SI)(R8*8), SI; \
+	ADDQ $(8*w), DI; \
+	DECQ BX; \
+	JNZ  block
+
 // func packTA6AVX(dst *float32, src *float32, lds int, kc int, panels int)
 //
 // Packs kc rows (lds float32s apart) of panels*6 columns of src into 6-wide
@@ -1111,34 +1143,7 @@ TEXT ·packTA6AVX(SB), NOSPLIT, $0-40
 	SHRQ $3, BX
 	JZ   ta6tail
 
-	// Blocks of 8 rows: each panel gets its 8 steps (192 bytes, three
-	// whole cache lines) in one go, so that the stores run sequentially
-	// within a panel instead of 24 bytes to every panel per row.
-ta6block:
-	MOVQ SI, AX          // rows p..p+3 at panel q's columns
-	LEAQ (SI)(R8*4), R13 // rows p+4..p+7
-	MOVQ DI, DX          // panel q, step p
-	MOVQ R9, R14
-
-ta6bpanel:
-	TA6ROW((AX), 16(AX), 0)
-	TA6ROW((AX)(R8*1), 16(AX)(R8*1), 24)
-	TA6ROW((AX)(R8*2), 16(AX)(R8*2), 48)
-	TA6ROW((AX)(R12*1), 16(AX)(R12*1), 72)
-	TA6ROW((R13), 16(R13), 96)
-	TA6ROW((R13)(R8*1), 16(R13)(R8*1), 120)
-	TA6ROW((R13)(R8*2), 16(R13)(R8*2), 144)
-	TA6ROW((R13)(R12*1), 16(R13)(R12*1), 168)
-	ADDQ $24, AX
-	ADDQ $24, R13
-	ADDQ R10, DX
-	DECQ R14
-	JNZ  ta6bpanel
-
-	LEAQ (SI)(R8*8), SI
-	ADDQ $192, DI
-	DECQ BX
-	JNZ  ta6block
+	TA8BLOCKS(TA6ROW, 24, 16, ta6block, ta6bpanel)
 
 ta6tail:
 	ANDQ $7, CX
@@ -1188,33 +1193,7 @@ TEXT ·packTA12AVX(SB), NOSPLIT, $0-40
 	SHRQ  $3, BX
 	JZ    ta12tail
 
-	// Blocks of 8 rows, as packTA6AVX: each panel gets its 8 steps (384
-	// bytes, six whole cache lines) in one go.
-ta12block:
-	MOVQ SI, AX          // rows p..p+3 at panel q's columns
-	LEAQ (SI)(R8*4), R13 // rows p+4..p+7
-	MOVQ DI, DX          // panel q, step p
-	MOVQ R9, R14
-
-ta12bpanel:
-	TA12ROW((AX), 32(AX), 0)
-	TA12ROW((AX)(R8*1), 32(AX)(R8*1), 48)
-	TA12ROW((AX)(R8*2), 32(AX)(R8*2), 96)
-	TA12ROW((AX)(R12*1), 32(AX)(R12*1), 144)
-	TA12ROW((R13), 32(R13), 192)
-	TA12ROW((R13)(R8*1), 32(R13)(R8*1), 240)
-	TA12ROW((R13)(R8*2), 32(R13)(R8*2), 288)
-	TA12ROW((R13)(R12*1), 32(R13)(R12*1), 336)
-	ADDQ $48, AX
-	ADDQ $48, R13
-	ADDQ R10, DX
-	DECQ R14
-	JNZ  ta12bpanel
-
-	LEAQ (SI)(R8*8), SI
-	ADDQ $384, DI
-	DECQ BX
-	JNZ  ta12block
+	TA8BLOCKS(TA12ROW, 48, 32, ta12block, ta12bpanel)
 
 ta12tail:
 	ANDQ $7, CX
