@@ -30,10 +30,10 @@
 // allocates their start-up (a few small objects). A goroutine whose share
 // is done spins for up to 250 µs, yielding at every turn, for a share of
 // the next call before it exits, and a caller whose share ends first waits
-// for the others the same way before it parks: waking a parked thread takes
-// 100-150 µs on these VMs, a core idle at both ends of every call. A pool in
-// yield mode (SetYield) parks at once: a spinning goroutine would hold off
-// the network poller.
+// for the others the same way before it parks: on these VMs a worker started
+// for a call began its share 118-167 µs after its caller, a core idle at
+// both ends of every call. A pool in yield mode (SetYield) parks at once: a
+// spinning goroutine would hold off the network poller.
 //
 // # Sgemm
 //

@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// defaultSpin is Pool.spin: longer than a parked thread takes to wake here
-// (100-150 µs) and than the usual gap between the ends of a product's
-// shares on two threads (100-200 µs).
+// defaultSpin is Pool.spin: longer than a worker started for a call took to
+// begin its share (118-167 µs after the caller, the 1024^3 product at two
+// threads on a Zen 4 VM) and than the gap between the ends of that
+// product's two shares (105-216 µs).
 const defaultSpin = 250 * time.Microsecond
 
 // Pool is a parallelism budget shared by all kernels of a process. The zero
@@ -49,8 +50,9 @@ type Pool struct {
 
 	// spin is how long a worker whose share is done waits for the next
 	// call's (and a caller for the other shares of its call) before it
-	// parks: on these VMs a parked thread takes 100-150 µs to wake, a core
-	// left idle at the start and the end of every parallel call (tests set
+	// parks: on these VMs a worker started for a call began its share
+	// 118-167 µs after the caller, a core left idle at the start and the
+	// end of every parallel call (tests set
 	// it to 0: park at once). Spinning workers hold no slot of the budget.
 	// A pool in yield mode never spins (spins).
 	spin time.Duration
@@ -142,9 +144,8 @@ take:
 		r.run(0, n)
 		return
 	}
-	c := &call{r: r}
+	c := &call{r: r, done: make(chan struct{})}
 	c.pending.Store(int32(parts - 1))
-	c.wg.Add(parts - 1)
 	for i := 1; i < parts; i++ {
 		sh := share{c, i * n / parts, (i + 1) * n / parts}
 		if p.claimSpinner() {
@@ -157,19 +158,19 @@ take:
 	r.run(0, n/parts)
 	// Wait for the other shares spinning before parking: a parked caller
 	// is woken as late as a parked worker (see spin).
-	if c.pending.Load() > 0 && p.spins() {
+	if p.spins() {
 		for end := time.Now().Add(p.spin); c.pending.Load() > 0 && time.Now().Before(end); {
 			runtime.Gosched()
 		}
 	}
-	c.wg.Wait()
+	<-c.done
 }
 
 // A call is one parallel loop split over goroutines.
 type call struct {
 	r       ranger
-	pending atomic.Int32 // shares not done yet, besides the caller's
-	wg      sync.WaitGroup
+	pending atomic.Int32  // shares not done yet, besides the caller's
+	done    chan struct{} // closed by the share that brings pending to 0
 }
 
 // A share is one range of a call, run by a worker with a slot of the budget.
@@ -215,8 +216,9 @@ func (p *Pool) worker(sh share) {
 			p.spinning.Add(1)
 		}
 		p.extra <- struct{}{}
-		sh.c.pending.Add(-1)
-		sh.c.wg.Done()
+		if sh.c.pending.Add(-1) == 0 {
+			close(sh.c.done)
+		}
 		if !spin {
 			return
 		}
@@ -231,21 +233,18 @@ func (p *Pool) worker(sh share) {
 func (p *Pool) await() share {
 	end := time.Now().Add(p.spin)
 	for {
+		if time.Now().After(end) {
+			// Withdraw as a caller would claim a spinner; with none left
+			// unclaimed, this one was claimed and its share is on its way.
+			if p.claimSpinner() {
+				return share{}
+			}
+			return <-p.handoff
+		}
 		select {
 		case sh := <-p.handoff:
 			return sh
 		default:
-		}
-		if time.Now().After(end) {
-			for {
-				n := p.spinning.Load()
-				if n == 0 { // claimed: a share is on its way
-					return <-p.handoff
-				}
-				if p.spinning.CompareAndSwap(n, n-1) {
-					return share{}
-				}
-			}
 		}
 		runtime.Gosched()
 	}

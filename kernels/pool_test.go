@@ -133,6 +133,28 @@ func TestForYieldNoSpin(t *testing.T) {
 	}
 }
 
+// TestAwaitWithdraws checks how a spinning worker stops waiting: with no
+// share sent it withdraws (a share of no call, and no spinner counted); one
+// that a caller claimed first takes the share the caller sends, even when
+// its time is up.
+func TestAwaitWithdraws(t *testing.T) {
+	p := NewPool(2)
+	p.spin = 0 // the time is up at once
+	p.spinning.Add(1)
+	if sh := p.await(); sh.c != nil || p.spinning.Load() != 0 {
+		t.Errorf("unclaimed await: share of call %p, %d spinning; want none and 0", sh.c, p.spinning.Load())
+	}
+	p.spinning.Add(1)
+	if !p.claimSpinner() {
+		t.Fatal("claimSpinner found no spinner; want the one counted")
+	}
+	want := share{&call{}, 3, 7}
+	p.handoff <- want
+	if sh := p.await(); sh != want || p.spinning.Load() != 0 {
+		t.Errorf("claimed await: share %+v, %d spinning; want %+v and 0", sh, p.spinning.Load(), want)
+	}
+}
+
 // stopSpinners makes every worker spinning for a share exit.
 func stopSpinners(p *Pool) {
 	for p.claimSpinner() {
